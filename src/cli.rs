@@ -1,0 +1,105 @@
+//! Command-line interface: argument parsing, logging set-up and the mapping from errors
+//! to exit codes (0 passed, 1 cases failed, 2 bad input or configuration).
+
+mod eval;
+mod models;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "promptlab",
+    version,
+    about = "Prompt engineering and evaluation on local models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an evaluation set: prompts × models × cases, scored.
+    Eval(eval::EvalArgs),
+    /// Inspect the model catalog (models/models.yaml).
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
+}
+
+/// How a command ended, mapped to the process exit code in one place.
+pub enum Outcome {
+    Passed,
+    Failed,
+}
+
+/// Exit code for bad input or configuration.
+const EXIT_BAD_INPUT: u8 = 2;
+
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(EXIT_BAD_INPUT)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Eval(args) => eval::run(args),
+        Command::Models { command } => models::run(command),
+    };
+    match result {
+        Ok(Outcome::Passed) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Logs (including llama.cpp's own, routed through `tracing`) are off unless
+/// PROMPTLAB_LOG asks for them, and go to PROMPTLAB_LOG_FILE when set, so they never
+/// scribble over the progress bar.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PROMPTLAB_LOG").unwrap_or_else(|_| EnvFilter::new("off"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match std::env::var_os("PROMPTLAB_LOG_FILE").map(PathBuf::from) {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(file) => builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init(),
+            Err(err) => {
+                eprintln!("warning: cannot open log file {}: {err}", path.display());
+                builder.with_writer(std::io::stderr).init();
+            }
+        },
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}

@@ -1,0 +1,158 @@
+//! `promptlab eval EVALSET`: plan, run with a progress bar on stderr, print the matrix and
+//! the summary, write reports, and exit 0/1/2.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use promptlab::engine::CancelToken;
+use promptlab::evalset::EvalSet;
+use promptlab::project::Project;
+use promptlab::report;
+use promptlab::run::{self, CellResult, ExecuteOptions, RunObserver, RunOptions};
+
+use super::Outcome;
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The eval set file (eval-sets/NAME.yaml).
+    pub eval_set: PathBuf,
+    /// Project folder (default: found from the eval set's location).
+    #[arg(long)]
+    pub project: Option<PathBuf>,
+    /// Prompts to run instead of the eval set's (`name` or `name:variant`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub prompts: Vec<String>,
+    /// Models to run instead of the eval set's, comma-separated (`echo` is built in).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Run only cases with this tag (repeatable).
+    #[arg(long = "filter", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Run at most N cases.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Write the results to FILE; the format follows the extension
+    /// (.json, .jsonl, .csv, .md, .xml for JUnit). Repeatable.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub outputs: Vec<PathBuf>,
+    /// Exit 0 when at least this fraction (0–1) of cells pass, instead of requiring all.
+    #[arg(long, value_name = "RATE")]
+    pub min_pass_rate: Option<f64>,
+    /// CPU threads per model (default: all cores).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Matrix rows to print (0 hides the matrix).
+    #[arg(long, default_value_t = 60)]
+    pub rows: usize,
+    /// Print only the summary, no progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<Outcome> {
+    if let Some(rate) = args.min_pass_rate
+        && !(0.0..=1.0).contains(&rate)
+    {
+        bail!("--min-pass-rate {rate}: expected a fraction between 0 and 1 (e.g. 0.9)");
+    }
+    report::check_paths(&args.outputs)?;
+    let eval_set = EvalSet::load(&args.eval_set)?;
+    let project = match &args.project {
+        Some(dir) => Project::open(dir),
+        None => Project::discover(&args.eval_set),
+    }
+    .context("cannot open the project")?;
+    let options = RunOptions {
+        prompts: args.prompts.clone(),
+        models: args.models.clone(),
+        tags: args.tags.clone(),
+        limit: args.limit,
+    };
+    let plan = run::plan(&project, eval_set, &options)?;
+
+    let mut progress = Progress::new(plan.cells.len() as u64, args.quiet);
+    let result = run::execute(
+        &plan,
+        &ExecuteOptions {
+            threads: args.threads,
+        },
+        &mut progress,
+        &CancelToken::new(),
+    )?;
+    progress.bar.finish_and_clear();
+
+    print!(
+        "{}",
+        report::summary_table(&result, if args.quiet { 0 } else { args.rows })
+    );
+    for (index, report) in result.classification.iter().enumerate() {
+        if let Some(report) = report {
+            println!(
+                "\nClassification · {}\n{}",
+                result.columns[index].id,
+                report.to_text()
+            );
+        }
+    }
+    let failures = report::failures_text(&result, 20);
+    if !failures.is_empty() {
+        println!("\n{failures}");
+    }
+    for path in &args.outputs {
+        report::write(&result, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+
+    let rate = result.pass_rate();
+    let passed = match args.min_pass_rate {
+        Some(min) => rate >= min,
+        None => result.failed_cells().next().is_none(),
+    };
+    println!(
+        "{} of {} cells passed ({:.1}%) in {:.1} s",
+        result.cells.iter().filter(|c| c.passed).count(),
+        result.cells.len(),
+        rate * 100.0,
+        result.duration_s
+    );
+    Ok(if passed {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    })
+}
+
+struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    fn new(cells: u64, quiet: bool) -> Progress {
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(cells), ProgressDrawTarget::stderr())
+        };
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} cells · ETA {eta} · {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Progress { bar }
+    }
+}
+
+impl RunObserver for Progress {
+    fn model_loading(&mut self, model: &str) {
+        self.bar.set_message(format!("loading {model}"));
+    }
+    fn model_loaded(&mut self, model: &str, load_ms: f64) {
+        self.bar
+            .set_message(format!("{model} (loaded in {load_ms:.0} ms)"));
+    }
+    fn cell_finished(&mut self, _cell: usize, _result: &CellResult) {
+        self.bar.inc(1);
+    }
+}

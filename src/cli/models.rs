@@ -1,0 +1,113 @@
+//! `promptlab models list`: the catalog with facts read from each GGUF header.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{CellAlignment, Table};
+use promptlab::gguf::GgufInfo;
+use promptlab::project::Project;
+
+use super::Outcome;
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List catalog models: architecture, parameters, quantization, context, chat template, size.
+    List {
+        /// Project folder (default: found from the current folder).
+        #[arg(long)]
+        project: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: ModelsCommand) -> Result<Outcome> {
+    let ModelsCommand::List { project } = command;
+    let start = project.unwrap_or_else(|| PathBuf::from("."));
+    let project = Project::discover(&start).context("cannot open the project")?;
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "name",
+        "architecture",
+        "params",
+        "quant",
+        "context",
+        "chat template",
+        "size",
+        "file",
+    ]);
+    let mut problems = Vec::new();
+    for (name, entry) in &project.catalog.models {
+        match GgufInfo::read(&entry.path) {
+            Ok(info) => {
+                table.add_row([
+                    name.clone(),
+                    info.architecture().unwrap_or("?").to_string(),
+                    human_count(info.parameter_count),
+                    info.quantization(),
+                    info.context_length()
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    if info.chat_template().is_some() {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                    .to_string(),
+                    human_bytes(info.file_size),
+                    entry.path.display().to_string(),
+                ]);
+            }
+            Err(err) => {
+                table.add_row([
+                    name.clone(),
+                    "unreadable".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    entry.path.display().to_string(),
+                ]);
+                problems.push(err.to_string());
+            }
+        }
+    }
+    for column in [2, 4, 6] {
+        if let Some(c) = table.column_mut(column) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    if project.catalog.models.is_empty() {
+        println!(
+            "No models in {} (only the built-in `echo` engine is available).",
+            project.root.join("models/models.yaml").display()
+        );
+    } else {
+        println!("{table}");
+    }
+    if problems.is_empty() {
+        Ok(Outcome::Passed)
+    } else {
+        for problem in &problems {
+            eprintln!("error: {problem}");
+        }
+        anyhow::bail!("{} model file(s) could not be read", problems.len())
+    }
+}
+
+fn human_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+    }
+}

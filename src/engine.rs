@@ -1,0 +1,148 @@
+//! Engines turn rendered prompts into text. The trait is small: generate a batch of
+//! requests, streaming events to a callback that can stop generation, and report what the
+//! engine can do. Each engine runs on its own OS thread ([`EngineWorker`]); llama.cpp is
+//! synchronous and its context borrows its model, so it does not belong on async workers.
+
+pub mod chat_template;
+pub mod echo;
+pub mod llama;
+mod worker;
+
+use serde::{Deserialize, Serialize};
+
+use crate::params::SamplingParams;
+use crate::prompt::RenderedPrompt;
+
+pub use worker::{CancelToken, EngineWorker, WorkerEvent};
+
+/// One generation to perform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRequest {
+    pub prompt: RenderedPrompt,
+    pub params: SamplingParams,
+    /// JSON Schema the output must follow; enforced by a grammar where the engine can.
+    pub schema: Option<serde_json::Value>,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model produced an end-of-generation token.
+    EndOfText,
+    /// A stop sequence appeared; it is not part of the text.
+    StopSequence,
+    /// `max_tokens` was reached.
+    Length,
+    /// The caller asked to stop.
+    Cancelled,
+}
+
+/// The result of one generation, with the measurements recorded per cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    pub text: String,
+    pub finish: FinishReason,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// From the start of the request to the first generated token.
+    pub ttft_ms: f64,
+    pub total_ms: f64,
+    /// Prompt tokens per second during prompt processing.
+    pub prompt_tokens_per_s: Option<f64>,
+    /// Generated tokens per second, after the first token.
+    pub tokens_per_s: Option<f64>,
+}
+
+/// What an engine supports, so callers can check a configuration before running it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// The model carries a chat template, so chat prompts can be rendered.
+    pub chat_template: bool,
+    /// Output can be constrained by a JSON Schema grammar.
+    pub grammar: bool,
+    /// Sequences that can be decoded together in one batch.
+    pub parallel_sequences: u32,
+    /// Context window in tokens (0 when unlimited).
+    pub context_size: u32,
+}
+
+/// An event from a batch generation, tagged with the request's index in the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerationEvent {
+    Started(usize),
+    Token(usize, String),
+    Finished(usize, Result<Generation, EngineError>),
+}
+
+/// What the event callback tells the engine to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Load(String),
+    #[error(
+        "model `{model}` has no chat template, so it cannot run the chat prompt `{prompt}`: use a `completion:` prompt for base models"
+    )]
+    NoChatTemplate { model: String, prompt: String },
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+    #[error(
+        "prompt has {prompt_tokens} tokens but the context holds {context_size}: raise `context_size` in models.yaml or shorten the prompt"
+    )]
+    PromptTooLong {
+        prompt_tokens: usize,
+        context_size: u32,
+    },
+    #[error("invalid JSON schema for grammar: {0}")]
+    Schema(String),
+    #[error("generation failed: {0}")]
+    Generation(String),
+    #[error("the engine thread stopped unexpectedly: {0}")]
+    Crashed(String),
+}
+
+pub trait Engine {
+    fn capabilities(&self) -> Capabilities;
+
+    /// The exact text the model will see for `prompt` (after the chat template).
+    fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError>;
+
+    /// Number of tokens `text` takes for this model.
+    fn count_tokens(&self, text: &str) -> Result<usize, EngineError>;
+
+    /// Generates every request, reporting progress through `on_event`. Returning
+    /// [`Flow::Stop`] from the callback cancels the remaining work; unfinished requests
+    /// then finish with [`FinishReason::Cancelled`].
+    fn generate_batch(
+        &mut self,
+        requests: &[GenerationRequest],
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    );
+}
+
+/// Cuts `text` at the earliest stop sequence, if one occurs.
+pub fn cut_at_stop(text: &str, stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earliest_stop_wins() {
+        let stops = vec!["\n\n".to_string(), "END".to_string(), String::new()];
+        assert_eq!(cut_at_stop("abc END x\n\n", &stops), Some(4));
+        assert_eq!(cut_at_stop("abc", &stops), None);
+    }
+}

@@ -1,0 +1,208 @@
+//! Runs an engine on its own OS thread and talks to it over channels, so a caller (the
+//! CLI's progress loop, the TUI) never blocks on a decode loop. Cancellation is a token
+//! the engine checks between tokens: dropping a channel does not stop llama.cpp.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use super::{Capabilities, Engine, EngineError, Flow, GenerationEvent, GenerationRequest};
+use crate::prompt::RenderedPrompt;
+
+/// Shared flag that asks an engine to stop at the next token.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a worker reports while it runs a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerEvent {
+    Generation(GenerationEvent),
+    /// The batch is over (finished, cancelled or failed); no more events follow for it.
+    BatchDone,
+}
+
+enum Job {
+    Generate {
+        requests: Vec<GenerationRequest>,
+        events: Sender<WorkerEvent>,
+        cancel: CancelToken,
+    },
+    Render {
+        prompt: RenderedPrompt,
+        reply: Sender<Result<String, EngineError>>,
+    },
+    CountTokens {
+        text: String,
+        reply: Sender<Result<usize, EngineError>>,
+    },
+}
+
+/// A handle to an engine running on its own thread. Dropping it stops the thread after
+/// the current job.
+pub struct EngineWorker {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    capabilities: Capabilities,
+}
+
+impl EngineWorker {
+    /// Starts a thread, builds the engine on it with `load` (engines need not be `Send`)
+    /// and waits until it is ready or failed to load.
+    pub fn spawn<F>(label: &str, load: F) -> Result<EngineWorker, EngineError>
+    where
+        F: FnOnce() -> Result<Box<dyn Engine>, EngineError> + Send + 'static,
+    {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name(format!("engine {label}"))
+            .spawn(move || {
+                let engine = match catch_unwind(AssertUnwindSafe(load)) {
+                    Ok(Ok(engine)) => engine,
+                    Ok(Err(err)) => {
+                        let _ = ready_tx.send(Err(err));
+                        return;
+                    }
+                    Err(panic) => {
+                        let _ = ready_tx.send(Err(EngineError::Crashed(panic_text(&panic))));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(engine.capabilities()));
+                serve(engine, jobs_rx);
+            })
+            .map_err(|e| EngineError::Load(format!("cannot start engine thread: {e}")))?;
+        let capabilities = ready_rx
+            .recv()
+            .map_err(|_| EngineError::Crashed("engine thread ended while loading".into()))??;
+        Ok(EngineWorker {
+            jobs: Some(jobs_tx),
+            thread: Some(thread),
+            capabilities,
+        })
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// Starts generating `requests`; events arrive on the returned receiver, ending with
+    /// [`WorkerEvent::BatchDone`].
+    pub fn generate(
+        &self,
+        requests: Vec<GenerationRequest>,
+        cancel: CancelToken,
+    ) -> Receiver<WorkerEvent> {
+        let (events, rx) = mpsc::channel();
+        let job = Job::Generate {
+            requests,
+            events: events.clone(),
+            cancel,
+        };
+        if self.send(job).is_err() {
+            let _ = events.send(WorkerEvent::BatchDone);
+        }
+        rx
+    }
+
+    pub fn render_prompt(&self, prompt: RenderedPrompt) -> Result<String, EngineError> {
+        let (reply, rx) = mpsc::channel();
+        self.send(Job::Render { prompt, reply })?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    pub fn count_tokens(&self, text: String) -> Result<usize, EngineError> {
+        let (reply, rx) = mpsc::channel();
+        self.send(Job::CountTokens { text, reply })?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    fn send(&self, job: Job) -> Result<(), EngineError> {
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())
+    }
+}
+
+impl Drop for EngineWorker {
+    fn drop(&mut self) {
+        // Closing the channel ends the serve loop; joining releases the model's memory
+        // before the next model is loaded.
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(mut engine: Box<dyn Engine>, jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Generate {
+                requests,
+                events,
+                cancel,
+            } => {
+                let mut finished = vec![false; requests.len()];
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    engine.generate_batch(&requests, &mut |event| {
+                        if let GenerationEvent::Finished(i, _) = &event
+                            && let Some(done) = finished.get_mut(*i)
+                        {
+                            *done = true;
+                        }
+                        let _ = events.send(WorkerEvent::Generation(event));
+                        if cancel.is_cancelled() {
+                            Flow::Stop
+                        } else {
+                            Flow::Continue
+                        }
+                    })
+                }));
+                if let Err(panic) = outcome {
+                    // A panic inside the engine fails the unfinished requests, not the run.
+                    let error = EngineError::Crashed(panic_text(&panic));
+                    for (i, _) in finished.iter().enumerate().filter(|(_, done)| !**done) {
+                        let event = GenerationEvent::Finished(i, Err(error.clone()));
+                        let _ = events.send(WorkerEvent::Generation(event));
+                    }
+                }
+                let _ = events.send(WorkerEvent::BatchDone);
+            }
+            Job::Render { prompt, reply } => {
+                let _ = reply.send(engine.render_prompt(&prompt));
+            }
+            Job::CountTokens { text, reply } => {
+                let _ = reply.send(engine.count_tokens(&text));
+            }
+        }
+    }
+}
+
+fn stopped() -> EngineError {
+    EngineError::Crashed("the engine thread has stopped".into())
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}

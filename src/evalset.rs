@@ -1,0 +1,208 @@
+//! Evaluation sets (`eval-sets/*.yaml`): which prompts and models to run, default
+//! assertions, and the cases, given inline or loaded from JSONL/CSV files beside the set.
+
+mod sources;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::score::assertion::AssertionSpec;
+use crate::yaml::{self, YamlError};
+
+pub use sources::SourceError;
+
+/// One case: the variables a prompt is rendered with, and what is expected of the output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Stable identifier; defaults to the case's 1-based position in the set.
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<serde_json::Value>,
+    #[serde(default, rename = "assert", skip_serializing_if = "Vec::is_empty")]
+    pub assertions: Vec<AssertionSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Minimum weighted score to pass; without it every assertion must pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Where the case came from (`file:line`), for error messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// What every case gets unless it says otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseDefaults {
+    #[serde(default, rename = "assert")]
+    pub assertions: Vec<AssertionSpec>,
+    #[serde(default)]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub threshold: Option<f64>,
+}
+
+/// How a predicted label is read from an output, for classification metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassificationSpec {
+    /// JSONPath into the output parsed as JSON, e.g. `$.sentiment`.
+    #[serde(default)]
+    pub label_path: Option<String>,
+    /// Regex whose first capture group (or whole match) is the label.
+    #[serde(default)]
+    pub label_regex: Option<String>,
+    /// JSONPath into `expected` when it is an object; otherwise `expected` is the label.
+    #[serde(default)]
+    pub expected_path: Option<String>,
+    /// Fixed label order; by default the sorted union of true and predicted labels.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// Compare labels lowercased and trimmed (default true).
+    #[serde(default = "yes")]
+    pub normalize: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    #[serde(default)]
+    pub classification: Option<ClassificationSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvalSetSpec {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    prompts: Vec<String>,
+    #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
+    defaults: CaseDefaults,
+    #[serde(default)]
+    cases: Vec<Case>,
+    /// JSONL or CSV files, relative to the eval set file.
+    #[serde(default)]
+    cases_from: Vec<String>,
+    #[serde(default)]
+    metrics: MetricsSpec,
+}
+
+/// A loaded evaluation set with defaults applied to every case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSet {
+    pub name: String,
+    pub description: String,
+    pub prompts: Vec<String>,
+    pub models: Vec<String>,
+    pub cases: Vec<Case>,
+    pub metrics: MetricsSpec,
+    pub source: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalSetError {
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl EvalSet {
+    pub fn load(path: &Path) -> Result<EvalSet, EvalSetError> {
+        let spec: EvalSetSpec = yaml::read_file(path)?;
+        let invalid = |message: String| EvalSetError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut cases = spec.cases;
+        for (i, case) in cases.iter_mut().enumerate() {
+            case.origin = format!("{}: case {}", path.display(), i + 1);
+        }
+        for file in &spec.cases_from {
+            cases.extend(sources::load_cases(&base.join(file))?);
+        }
+        if cases.is_empty() {
+            return Err(invalid(
+                "the eval set has no cases: expected `cases:` entries or `cases_from:` files with at least one case".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, case) in cases.iter_mut().enumerate() {
+            if case.id.is_empty() {
+                case.id = (i + 1).to_string();
+            }
+            if !seen.insert(case.id.clone()) {
+                return Err(invalid(format!(
+                    "{}: duplicate case id `{}`",
+                    case.origin, case.id
+                )));
+            }
+            for (key, value) in &spec.defaults.vars {
+                case.vars
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+            let mut assertions = spec.defaults.assertions.clone();
+            assertions.append(&mut case.assertions);
+            case.assertions = assertions;
+            if case.threshold.is_none() {
+                case.threshold = spec.defaults.threshold;
+            }
+        }
+        if let Some(c) = &spec.metrics.classification
+            && c.label_path.is_some()
+            && c.label_regex.is_some()
+        {
+            return Err(invalid(
+                "metrics.classification: give `label_path` or `label_regex`, not both".into(),
+            ));
+        }
+        let name = spec.name.unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        Ok(EvalSet {
+            name,
+            description: spec.description,
+            prompts: spec.prompts,
+            models: spec.models,
+            cases,
+            metrics: spec.metrics,
+            source: path.to_path_buf(),
+        })
+    }
+
+    /// Every tag used by some case, sorted.
+    pub fn tags(&self) -> Vec<String> {
+        let mut tags: Vec<String> = self
+            .cases
+            .iter()
+            .flat_map(|c| c.tags.iter().cloned())
+            .collect();
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,18 @@
+//! promptlab: a local workbench for prompt engineering and evaluation on GGUF models.
+//!
+//! The library holds the concepts (prompts, eval sets, models, engines, scoring, runs,
+//! reports) and knows nothing about terminals; the `promptlab` binary is a thin CLI
+//! over it.
+
+pub mod catalog;
+pub mod engine;
+pub mod evalset;
+pub mod gguf;
+pub mod params;
+pub mod project;
+pub mod prompt;
+pub mod report;
+pub mod run;
+pub mod score;
+pub mod template;
+pub mod yaml;

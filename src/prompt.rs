@@ -1,0 +1,342 @@
+//! Prompt templates (`prompts/*.yaml`): chat messages or a plain completion written as
+//! minijinja templates over a case's variables, plus generation parameters, an optional
+//! output JSON schema and named variants that are compared as separate columns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::params::GenerationParams;
+use crate::template::{self, TemplateFault, Undefined};
+use crate::yaml::{self, YamlError};
+
+/// One chat message as written in a prompt file (content is a template).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTemplate {
+    pub role: String,
+    pub content: String,
+}
+
+/// A prompt file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromptFileSpec {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    messages: Option<Vec<MessageTemplate>>,
+    completion: Option<String>,
+    #[serde(default)]
+    params: GenerationParams,
+    schema: Option<serde_json::Value>,
+    #[serde(default)]
+    variants: BTreeMap<String, VariantSpec>,
+}
+
+/// A variant overrides parts of the prompt it belongs to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantSpec {
+    description: Option<String>,
+    messages: Option<Vec<MessageTemplate>>,
+    completion: Option<String>,
+    #[serde(default)]
+    params: GenerationParams,
+    schema: Option<serde_json::Value>,
+}
+
+/// What a prompt sends to a model: a conversation (rendered with the model's chat
+/// template) or raw text for base models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptBody {
+    Chat(Vec<MessageTemplate>),
+    Completion(String),
+}
+
+/// A prompt after variant expansion: one column of the evaluation matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prompt {
+    /// `name` or `name:variant`.
+    pub id: String,
+    pub name: String,
+    pub variant: Option<String>,
+    pub description: String,
+    pub body: PromptBody,
+    pub params: GenerationParams,
+    pub schema: Option<serde_json::Value>,
+    pub source: PathBuf,
+}
+
+/// The prompt rendered for one case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RenderedPrompt {
+    Chat(Vec<ChatMessage>),
+    Completion(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl RenderedPrompt {
+    /// A readable single-string form, used by the echo engine and in reports.
+    pub fn to_plain_text(&self) -> String {
+        match self {
+            RenderedPrompt::Completion(text) => text.clone(),
+            RenderedPrompt::Chat(messages) => messages
+                .iter()
+                .map(|m| format!("{}: {}", m.role, m.content))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: {part}: {fault}")]
+    Template {
+        path: PathBuf,
+        part: String,
+        fault: TemplateFault,
+    },
+    #[error("{path}: cannot list prompt files: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Prompt {
+    /// Loads a prompt file and expands its variants (one `Prompt` each, or just the base
+    /// prompt when there are none). Templates are syntax-checked here, not at run time.
+    pub fn load_file(path: &Path) -> Result<Vec<Prompt>, PromptError> {
+        let spec: PromptFileSpec = yaml::read_file(path)?;
+        let invalid = |message: String| PromptError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let name = match spec.name {
+            Some(name) => name,
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .ok_or_else(|| invalid("prompt has no name".into()))?,
+        };
+        if name.is_empty() || name.contains(':') {
+            return Err(invalid(format!(
+                "invalid prompt name {name:?}: expected a non-empty name without ':'"
+            )));
+        }
+        let base_body = body_from(spec.messages.clone(), spec.completion.clone())
+            .map_err(|m| invalid(m.to_string()))?;
+
+        let mut prompts = Vec::new();
+        if spec.variants.is_empty() {
+            let body = base_body.clone().ok_or_else(|| {
+                invalid("expected `messages` (a chat prompt) or `completion` (plain text)".into())
+            })?;
+            prompts.push(Prompt {
+                id: name.clone(),
+                name: name.clone(),
+                variant: None,
+                description: spec.description.clone(),
+                body,
+                params: spec.params.clone(),
+                schema: spec.schema.clone(),
+                source: path.to_path_buf(),
+            });
+        }
+        for (variant, v) in &spec.variants {
+            if variant.is_empty() || variant.contains(':') {
+                return Err(invalid(format!(
+                    "invalid variant name {variant:?}: expected a non-empty name without ':'"
+                )));
+            }
+            let own = body_from(v.messages.clone(), v.completion.clone())
+                .map_err(|m| invalid(format!("variant `{variant}`: {m}")))?;
+            let body = own.or_else(|| base_body.clone()).ok_or_else(|| {
+                invalid(format!(
+                    "variant `{variant}` has no `messages` or `completion`, and the prompt has none to inherit"
+                ))
+            })?;
+            prompts.push(Prompt {
+                id: format!("{name}:{variant}"),
+                name: name.clone(),
+                variant: Some(variant.clone()),
+                description: v
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| spec.description.clone()),
+                body,
+                params: spec.params.overlay(&v.params),
+                schema: v.schema.clone().or_else(|| spec.schema.clone()),
+                source: path.to_path_buf(),
+            });
+        }
+        for prompt in &prompts {
+            prompt.check_templates()?;
+            prompt.check_schema()?;
+        }
+        Ok(prompts)
+    }
+
+    /// Renders the prompt for one case. Variables not given are errors.
+    pub fn render(&self, vars: &minijinja::Value) -> Result<RenderedPrompt, PromptError> {
+        let env = template::environment(Undefined::Strict);
+        match &self.body {
+            PromptBody::Completion(text) => template::render_str(&env, text, vars)
+                .map(RenderedPrompt::Completion)
+                .map_err(|fault| self.template_error("completion".into(), fault)),
+            PromptBody::Chat(messages) => messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    template::render_str(&env, &m.content, vars)
+                        .map(|content| ChatMessage {
+                            role: m.role.clone(),
+                            content,
+                        })
+                        .map_err(|fault| self.template_error(message_part(i, &m.role), fault))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(RenderedPrompt::Chat),
+        }
+    }
+
+    fn check_templates(&self) -> Result<(), PromptError> {
+        let env = template::environment(Undefined::Strict);
+        match &self.body {
+            PromptBody::Completion(text) => template::check_syntax(&env, text)
+                .map_err(|fault| self.template_error("completion".into(), fault)),
+            PromptBody::Chat(messages) => {
+                for (i, m) in messages.iter().enumerate() {
+                    if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
+                        return Err(PromptError::Invalid {
+                            path: self.source.clone(),
+                            message: format!(
+                                "{}: unknown role {:?}: expected system, user, assistant or tool",
+                                self.label(&message_part(i, &m.role)),
+                                m.role
+                            ),
+                        });
+                    }
+                    template::check_syntax(&env, &m.content)
+                        .map_err(|fault| self.template_error(message_part(i, &m.role), fault))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn check_schema(&self) -> Result<(), PromptError> {
+        if let Some(schema) = &self.schema
+            && !schema.is_object()
+            && !schema.is_boolean()
+        {
+            return Err(PromptError::Invalid {
+                path: self.source.clone(),
+                message: format!(
+                    "{}: `schema` must be a JSON Schema object",
+                    self.label("schema")
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn label(&self, part: &str) -> String {
+        match &self.variant {
+            Some(v) => format!("variant `{v}`, {part}"),
+            None => part.to_string(),
+        }
+    }
+
+    fn template_error(&self, part: String, fault: TemplateFault) -> PromptError {
+        PromptError::Template {
+            path: self.source.clone(),
+            part: self.label(&part),
+            fault,
+        }
+    }
+}
+
+fn message_part(index: usize, role: &str) -> String {
+    format!("message {} ({role})", index + 1)
+}
+
+fn body_from(
+    messages: Option<Vec<MessageTemplate>>,
+    completion: Option<String>,
+) -> Result<Option<PromptBody>, &'static str> {
+    match (messages, completion) {
+        (Some(_), Some(_)) => Err("give either `messages` or `completion`, not both"),
+        (Some(m), None) if m.is_empty() => Err("`messages` is empty"),
+        (Some(m), None) => Ok(Some(PromptBody::Chat(m))),
+        (None, Some(c)) => Ok(Some(PromptBody::Completion(c))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Every prompt of a project's `prompts/` folder, variants expanded.
+#[derive(Debug, Clone, Default)]
+pub struct PromptLibrary {
+    pub prompts: Vec<Prompt>,
+}
+
+impl PromptLibrary {
+    pub fn load_dir(dir: &Path) -> Result<PromptLibrary, PromptError> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| PromptError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        let mut prompts: Vec<Prompt> = Vec::new();
+        for file in files {
+            for prompt in Prompt::load_file(&file)? {
+                if let Some(other) = prompts.iter().find(|p| p.id == prompt.id) {
+                    return Err(PromptError::Invalid {
+                        path: file.clone(),
+                        message: format!(
+                            "prompt `{}` is also defined in {}",
+                            prompt.id,
+                            other.source.display()
+                        ),
+                    });
+                }
+                prompts.push(prompt);
+            }
+        }
+        Ok(PromptLibrary { prompts })
+    }
+
+    /// Prompts selected by `selector`: a prompt name (all its variants) or `name:variant`.
+    pub fn select(&self, selector: &str) -> Vec<&Prompt> {
+        self.prompts
+            .iter()
+            .filter(|p| p.id == selector || p.name == selector)
+            .collect()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.prompts.iter().map(|p| p.id.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+//! Reports of a run: a terminal summary, and files whose format follows the extension
+//! (`.json`, `.jsonl`, `.csv`, `.md`, `.xml` as JUnit). Files are written to a temporary
+//! name and renamed into place, so an interrupted write never leaves a file that looks
+//! complete.
+
+mod data;
+mod junit;
+mod markdown;
+mod table;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::run::RunResult;
+
+pub use table::{failures_text, summary_table};
+
+/// The file formats a run can be written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Jsonl,
+    Csv,
+    Markdown,
+    Junit,
+}
+
+impl Format {
+    pub const EXTENSIONS: &'static str = ".json, .jsonl, .csv, .md, .xml (JUnit)";
+
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "json" => Some(Format::Json),
+            "jsonl" => Some(Format::Jsonl),
+            "csv" => Some(Format::Csv),
+            "md" | "markdown" => Some(Format::Markdown),
+            "xml" => Some(Format::Junit),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "{path}: unknown report format: expected one of {}",
+        Format::EXTENSIONS
+    )]
+    UnknownFormat { path: PathBuf },
+    #[error("{path}: cannot write report: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+/// Renders the report in memory.
+pub fn render(result: &RunResult, format: Format) -> Result<Vec<u8>, String> {
+    match format {
+        Format::Json => serde_json::to_vec_pretty(result).map_err(|e| e.to_string()),
+        Format::Jsonl => data::jsonl(result),
+        Format::Csv => data::csv(result),
+        Format::Markdown => Ok(markdown::render(result).into_bytes()),
+        Format::Junit => junit::render(result),
+    }
+}
+
+/// Writes the report to `path` atomically.
+pub fn write(result: &RunResult, path: &Path) -> Result<(), ReportError> {
+    let format = Format::from_path(path).ok_or_else(|| ReportError::UnknownFormat {
+        path: path.to_path_buf(),
+    })?;
+    let fail = |message: String| ReportError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = render(result, format).map_err(fail)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
+    file.write_all(&bytes).map_err(|e| fail(e.to_string()))?;
+    file.persist(path).map_err(|e| fail(e.error.to_string()))?;
+    Ok(())
+}
+
+/// Checks every output path has a known format before a run starts.
+pub fn check_paths(paths: &[PathBuf]) -> Result<(), ReportError> {
+    for path in paths {
+        if Format::from_path(path).is_none() {
+            return Err(ReportError::UnknownFormat { path: path.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// A short excerpt for one-line displays.
+pub(crate) fn excerpt(text: &str, max_chars: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max_chars {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max_chars.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}

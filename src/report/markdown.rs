@@ -1,0 +1,86 @@
+//! Markdown summary, suitable for a pull-request comment or a notebook.
+
+use super::excerpt;
+use crate::run::RunResult;
+
+pub(super) fn render(result: &RunResult) -> String {
+    let mut out = format!("# promptlab: {}\n\n", result.eval_set);
+    out.push_str(&format!(
+        "{} cases × {} columns, run {} ({:.1} s){}\n\n",
+        result.cases.len(),
+        result.columns.len(),
+        result.started_at,
+        result.duration_s,
+        if result.cancelled {
+            ", **cancelled**"
+        } else {
+            ""
+        }
+    ));
+    out.push_str("| prompt @ model | pass rate | passed | mean score | mean latency | tok/s |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for s in &result.summaries {
+        out.push_str(&format!(
+            "| {} | {:.1}% | {}/{} | {:.3} | {:.0} ms | {} |\n",
+            escape(&s.column),
+            s.pass_rate * 100.0,
+            s.passed,
+            s.cases,
+            s.mean_score,
+            s.mean_latency_ms,
+            s.tokens_per_s
+                .map(|t| format!("{t:.1}"))
+                .unwrap_or_else(|| "–".into())
+        ));
+    }
+    for (index, report) in result.classification.iter().enumerate() {
+        if let Some(report) = report {
+            out.push_str(&format!(
+                "\n## Classification: {}\n\n```\n{}```\n",
+                result.columns[index].id,
+                report.to_text()
+            ));
+            out.push_str("\nConfusion matrix (rows: expected, columns: predicted)\n\n");
+            out.push_str(&format!(
+                "| | {} |\n",
+                report
+                    .labels
+                    .iter()
+                    .map(|l| escape(l))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ));
+            out.push_str(&format!("|---|{}\n", "---:|".repeat(report.labels.len())));
+            for (label, row) in report.labels.iter().zip(&report.confusion) {
+                out.push_str(&format!(
+                    "| **{}** | {} |\n",
+                    escape(label),
+                    row.iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                ));
+            }
+        }
+    }
+    let failed: Vec<_> = result.failed_cells().collect();
+    if !failed.is_empty() {
+        out.push_str(&format!("\n## Failures ({})\n\n", failed.len()));
+        out.push_str("| column | case | output | reasons |\n|---|---|---|---|\n");
+        for cell in failed {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                escape(&result.columns[cell.column].id),
+                escape(&result.cases[cell.case].id),
+                escape(&excerpt(&cell.output, 80)),
+                escape(&cell.failure_reasons().join("; "))
+            ));
+        }
+    }
+    out
+}
+
+/// Keeps cell text from breaking the table.
+fn escape(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}

@@ -1,0 +1,133 @@
+//! A run of an evaluation: the prompts × models × cases matrix. Planning resolves and
+//! validates everything (prompts render for every case, assertions parse, models exist
+//! and can run the prompts) before any model is loaded, so bad input fails in seconds
+//! and never after an hour of generation. Execution then loads each model once.
+
+mod execute;
+mod plan;
+mod summary;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{FinishReason, GenerationRequest};
+use crate::prompt::RenderedPrompt;
+use crate::score::assertion::{Assertion, AssertionOutcome};
+use crate::score::classification::ClassificationReport;
+
+pub use execute::{ExecuteOptions, Quiet, RunObserver, execute};
+pub use plan::{PlanError, RunOptions, plan};
+pub use summary::ColumnSummary;
+
+/// One column of the matrix: a prompt (variant) on a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// `prompt_id @ model`.
+    pub id: String,
+    pub prompt_id: String,
+    pub model: String,
+}
+
+/// What a case looked like when it was run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseInfo {
+    pub id: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    pub expected: Option<serde_json::Value>,
+}
+
+/// A cell ready to generate.
+#[derive(Debug, Clone)]
+pub struct PlannedCell {
+    pub column: usize,
+    pub case: usize,
+    pub request: GenerationRequest,
+    pub assertions: Vec<Assertion>,
+    pub threshold: Option<f64>,
+}
+
+/// Everything needed to execute a run, already validated.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub eval_set: crate::evalset::EvalSet,
+    pub columns: Vec<Column>,
+    /// Model catalog entries by column model name (None for echo).
+    pub models: Vec<crate::catalog::ModelRef>,
+    pub cases: Vec<CaseInfo>,
+    pub cells: Vec<PlannedCell>,
+}
+
+/// The outcome of one cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellResult {
+    pub column: usize,
+    pub case: usize,
+    pub prompt: RenderedPrompt,
+    pub output: String,
+    /// Set when the engine failed for this cell; the cell then fails.
+    pub error: Option<String>,
+    pub passed: bool,
+    pub score: f64,
+    pub assertions: Vec<AssertionOutcome>,
+    pub finish: Option<FinishReason>,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub ttft_ms: f64,
+    pub latency_ms: f64,
+    pub tokens_per_s: Option<f64>,
+}
+
+impl CellResult {
+    /// One line per failed assertion (or the engine error), for terminals and reports.
+    pub fn failure_reasons(&self) -> Vec<String> {
+        if let Some(error) = &self.error {
+            return vec![format!("engine error: {error}")];
+        }
+        self.assertions
+            .iter()
+            .filter(|a| !a.passed)
+            .map(|a| match &a.reason {
+                Some(reason) => format!("{}: {reason}", a.assertion),
+                None => format!("{}: failed", a.assertion),
+            })
+            .collect()
+    }
+}
+
+/// A finished (or cancelled) run with its per-column summaries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub eval_set: String,
+    pub eval_set_path: String,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub cancelled: bool,
+    pub columns: Vec<Column>,
+    pub cases: Vec<CaseInfo>,
+    /// Ordered by column, then case.
+    pub cells: Vec<CellResult>,
+    pub summaries: Vec<ColumnSummary>,
+    /// Per column, when the eval set asks for classification metrics.
+    pub classification: Vec<Option<ClassificationReport>>,
+}
+
+impl RunResult {
+    pub fn cell(&self, column: usize, case: usize) -> Option<&CellResult> {
+        self.cells
+            .iter()
+            .find(|c| c.column == column && c.case == case)
+    }
+
+    pub fn failed_cells(&self) -> impl Iterator<Item = &CellResult> {
+        self.cells.iter().filter(|c| !c.passed)
+    }
+
+    /// Overall fraction of passed cells.
+    pub fn pass_rate(&self) -> f64 {
+        if self.cells.is_empty() {
+            return 0.0;
+        }
+        self.cells.iter().filter(|c| c.passed).count() as f64 / self.cells.len() as f64
+    }
+}

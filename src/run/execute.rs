@@ -1,0 +1,169 @@
+//! Executes a [`RunPlan`]: one engine worker per model, loaded once, fed every cell of
+//! that model; each result is scored as it arrives.
+
+use std::time::Instant;
+
+use super::summary::{classification_reports, summarize};
+use super::{CellResult, RunPlan, RunResult};
+use crate::catalog::ModelRef;
+use crate::engine::echo::EchoEngine;
+use crate::engine::llama::{LlamaEngine, LlamaOptions};
+use crate::engine::{
+    CancelToken, Engine, EngineError, EngineWorker, Generation, GenerationEvent, WorkerEvent,
+};
+use crate::score::assertion::{CheckInput, combine};
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecuteOptions {
+    pub threads: Option<u32>,
+}
+
+/// Progress callbacks, so a terminal, a TUI or a test can watch a run. All default to
+/// doing nothing.
+pub trait RunObserver {
+    fn model_loading(&mut self, _model: &str) {}
+    fn model_loaded(&mut self, _model: &str, _load_ms: f64) {}
+    fn cell_started(&mut self, _cell: usize) {}
+    fn token(&mut self, _cell: usize, _text: &str) {}
+    fn cell_finished(&mut self, _cell: usize, _result: &CellResult) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl RunObserver for Quiet {}
+
+pub fn execute(
+    plan: &RunPlan,
+    options: &ExecuteOptions,
+    observer: &mut dyn RunObserver,
+    cancel: &CancelToken,
+) -> Result<RunResult, EngineError> {
+    let started_at = chrono::Local::now().to_rfc3339();
+    let clock = Instant::now();
+    let mut results: Vec<Option<CellResult>> = vec![None; plan.cells.len()];
+
+    // Columns of the same model share one loaded model.
+    let mut model_order: Vec<&ModelRef> = Vec::new();
+    for model in &plan.models {
+        if !model_order.iter().any(|m| m.name == model.name) {
+            model_order.push(model);
+        }
+    }
+    for model in model_order {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let cell_ids: Vec<usize> = plan
+            .cells
+            .iter()
+            .enumerate()
+            .filter(|(_, cell)| plan.columns[cell.column].model == model.name)
+            .map(|(i, _)| i)
+            .collect();
+        observer.model_loading(&model.name);
+        let load_start = Instant::now();
+        let worker = spawn_worker(model, options)?;
+        observer.model_loaded(&model.name, load_start.elapsed().as_secs_f64() * 1000.0);
+        let requests = cell_ids
+            .iter()
+            .map(|&i| plan.cells[i].request.clone())
+            .collect();
+        let events = worker.generate(requests, cancel.clone());
+        for event in events {
+            match event {
+                WorkerEvent::BatchDone => break,
+                WorkerEvent::Generation(GenerationEvent::Started(i)) => {
+                    observer.cell_started(cell_ids[i])
+                }
+                WorkerEvent::Generation(GenerationEvent::Token(i, text)) => {
+                    observer.token(cell_ids[i], &text)
+                }
+                WorkerEvent::Generation(GenerationEvent::Finished(i, outcome)) => {
+                    let id = cell_ids[i];
+                    let result = score_cell(plan, id, outcome);
+                    observer.cell_finished(id, &result);
+                    results[id] = Some(result);
+                }
+            }
+        }
+    }
+
+    let cancelled = cancel.is_cancelled() || results.iter().any(Option::is_none);
+    let cells: Vec<CellResult> = results.into_iter().flatten().collect();
+    let summaries = summarize(plan, &cells);
+    let classification = classification_reports(plan, &cells);
+    Ok(RunResult {
+        eval_set: plan.eval_set.name.clone(),
+        eval_set_path: plan.eval_set.source.display().to_string(),
+        started_at,
+        duration_s: clock.elapsed().as_secs_f64(),
+        cancelled,
+        columns: plan.columns.clone(),
+        cases: plan.cases.clone(),
+        cells,
+        summaries,
+        classification,
+    })
+}
+
+fn spawn_worker(model: &ModelRef, options: &ExecuteOptions) -> Result<EngineWorker, EngineError> {
+    match &model.entry {
+        None => EngineWorker::spawn(&model.name, || Ok(Box::new(EchoEngine) as Box<dyn Engine>)),
+        Some(entry) => {
+            let path = entry.path.clone();
+            let llama_options = LlamaOptions {
+                context_size: entry.context_size,
+                threads: options.threads,
+            };
+            EngineWorker::spawn(&model.name, move || {
+                Ok(Box::new(LlamaEngine::load(&path, &llama_options)?) as Box<dyn Engine>)
+            })
+        }
+    }
+}
+
+fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError>) -> CellResult {
+    let cell = &plan.cells[id];
+    match outcome {
+        Ok(generation) => {
+            let input = CheckInput {
+                output: &generation.text,
+                latency_ms: Some(generation.total_ms),
+            };
+            let assertions: Vec<_> = cell.assertions.iter().map(|a| a.check(&input)).collect();
+            let (passed, score) = combine(&assertions, cell.threshold);
+            CellResult {
+                column: cell.column,
+                case: cell.case,
+                prompt: cell.request.prompt.clone(),
+                output: generation.text,
+                error: None,
+                passed,
+                score,
+                assertions,
+                finish: Some(generation.finish),
+                prompt_tokens: generation.prompt_tokens,
+                completion_tokens: generation.completion_tokens,
+                ttft_ms: generation.ttft_ms,
+                latency_ms: generation.total_ms,
+                tokens_per_s: generation.tokens_per_s,
+            }
+        }
+        Err(err) => CellResult {
+            column: cell.column,
+            case: cell.case,
+            prompt: cell.request.prompt.clone(),
+            output: String::new(),
+            error: Some(err.to_string()),
+            passed: false,
+            score: 0.0,
+            assertions: Vec::new(),
+            finish: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            ttft_ms: 0.0,
+            latency_ms: 0.0,
+            tokens_per_s: None,
+        },
+    }
+}

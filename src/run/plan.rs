@@ -1,0 +1,289 @@
+//! Turns an eval set and a selection into a validated [`RunPlan`].
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::{CaseInfo, Column, PlannedCell, RunPlan};
+use crate::catalog::{CatalogError, ModelRef};
+use crate::engine::GenerationRequest;
+use crate::evalset::{Case, EvalSet};
+use crate::gguf::GgufInfo;
+use crate::project::Project;
+use crate::prompt::{Prompt, PromptBody, PromptError};
+use crate::score::assertion::{Assertion, AssertionSpec};
+use crate::template::{self, Undefined};
+
+/// The user's selection on top of what the eval set names.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Prompt names or `name:variant`; empty means the eval set's `prompts`.
+    pub prompts: Vec<String>,
+    /// Model names; empty means the eval set's `models`.
+    pub models: Vec<String>,
+    /// Keep only cases with one of these tags.
+    pub tags: Vec<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error("{path}: {source}")]
+    Catalog {
+        path: PathBuf,
+        #[source]
+        source: CatalogError,
+    },
+    #[error("model `{model}`: {message}")]
+    Model { model: String, message: String },
+    #[error("{origin}: {message}")]
+    Case { origin: String, message: String },
+}
+
+pub fn plan(
+    project: &Project,
+    eval_set: EvalSet,
+    options: &RunOptions,
+) -> Result<RunPlan, PlanError> {
+    let invalid = |message: String| PlanError::Invalid {
+        path: eval_set.source.clone(),
+        message,
+    };
+
+    let prompt_selectors = if options.prompts.is_empty() {
+        eval_set.prompts.clone()
+    } else {
+        options.prompts.clone()
+    };
+    if prompt_selectors.is_empty() {
+        return Err(invalid(
+            "no prompts to run: expected `prompts:` in the eval set or --prompts".into(),
+        ));
+    }
+    let mut prompts: Vec<&Prompt> = Vec::new();
+    for selector in &prompt_selectors {
+        let found = project.prompts.select(selector);
+        if found.is_empty() {
+            return Err(invalid(format!(
+                "unknown prompt `{selector}`: expected one of {} (from {})",
+                project.prompts.names().join(", "),
+                project.root.join("prompts").display()
+            )));
+        }
+        for p in found {
+            if !prompts.iter().any(|q| q.id == p.id) {
+                prompts.push(p);
+            }
+        }
+    }
+
+    let model_names = if options.models.is_empty() {
+        eval_set.models.clone()
+    } else {
+        options.models.clone()
+    };
+    if model_names.is_empty() {
+        return Err(invalid(
+            "no models to run: expected `models:` in the eval set or --models".into(),
+        ));
+    }
+    let mut models = Vec::new();
+    for name in &model_names {
+        let model = project
+            .catalog
+            .resolve(name)
+            .map_err(|source| PlanError::Catalog {
+                path: eval_set.source.clone(),
+                source,
+            })?;
+        let has_template = check_model_file(&model)?;
+        for prompt in &prompts {
+            if matches!(prompt.body, PromptBody::Chat(_)) && !has_template {
+                return Err(PlanError::Model {
+                    model: model.name.clone(),
+                    message: format!(
+                        "the GGUF has no chat template, so it cannot run the chat prompt `{}` ({}): use a `completion:` prompt for base models",
+                        prompt.id,
+                        prompt.source.display()
+                    ),
+                });
+            }
+        }
+        models.push(model);
+    }
+
+    let cases: Vec<&Case> = eval_set
+        .cases
+        .iter()
+        .filter(|c| options.tags.is_empty() || c.tags.iter().any(|t| options.tags.contains(t)))
+        .take(options.limit.unwrap_or(usize::MAX))
+        .collect();
+    if cases.is_empty() {
+        return Err(invalid(format!(
+            "no cases left to run after --filter {} (tags in this set: {})",
+            options.tags.join(","),
+            eval_set.tags().join(", ")
+        )));
+    }
+    if let Some(spec) = eval_set.metrics.classification.as_ref() {
+        if let Some(pattern) = &spec.label_regex {
+            regex::Regex::new(pattern)
+                .map_err(|e| invalid(format!("metrics.classification.label_regex: {e}")))?;
+        }
+        for path in [&spec.label_path, &spec.expected_path]
+            .into_iter()
+            .flatten()
+        {
+            serde_json_path::JsonPath::parse(path).map_err(|e| {
+                invalid(format!(
+                    "metrics.classification: invalid JSONPath {path:?}: {e}"
+                ))
+            })?;
+        }
+    }
+
+    let mut columns = Vec::new();
+    let mut column_models = Vec::new();
+    for model in &models {
+        for prompt in &prompts {
+            columns.push(Column {
+                id: format!("{} @ {}", prompt.id, model.name),
+                prompt_id: prompt.id.clone(),
+                model: model.name.clone(),
+            });
+            column_models.push((model, *prompt));
+        }
+    }
+
+    let mut cells = Vec::new();
+    for (column, (model, prompt)) in column_models.iter().enumerate() {
+        let model_params = model
+            .entry
+            .as_ref()
+            .map(|e| e.params.clone())
+            .unwrap_or_default();
+        let params = model_params.overlay(&prompt.params).resolve();
+        for (case_index, case) in cases.iter().enumerate() {
+            let vars = minijinja::Value::from_serialize(&case.vars);
+            let rendered = prompt.render(&vars).map_err(|e| PlanError::Case {
+                origin: case.origin.clone(),
+                message: e.to_string(),
+            })?;
+            let assertions = case
+                .assertions
+                .iter()
+                .map(|spec| build_assertion(spec, case))
+                .collect::<Result<Vec<_>, _>>()?;
+            cells.push(PlannedCell {
+                column,
+                case: case_index,
+                request: GenerationRequest {
+                    prompt: rendered,
+                    params: params.clone(),
+                    schema: prompt.schema.clone(),
+                },
+                assertions,
+                threshold: case.threshold,
+            });
+        }
+    }
+
+    let case_infos = cases
+        .iter()
+        .map(|c| CaseInfo {
+            id: c.id.clone(),
+            description: c.description.clone(),
+            tags: c.tags.clone(),
+            vars: c.vars.clone(),
+            expected: c.expected.clone(),
+        })
+        .collect();
+    Ok(RunPlan {
+        columns,
+        models: column_models.iter().map(|(m, _)| (*m).clone()).collect(),
+        cases: case_infos,
+        cells,
+        eval_set,
+    })
+}
+
+/// Reads the model's GGUF header: a missing, truncated or corrupt file is reported now,
+/// before anything runs. Returns whether the model has a chat template.
+fn check_model_file(model: &ModelRef) -> Result<bool, PlanError> {
+    let Some(entry) = &model.entry else {
+        return Ok(true);
+    };
+    let info = GgufInfo::read(&entry.path).map_err(|e| PlanError::Model {
+        model: model.name.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(info.chat_template().is_some())
+}
+
+/// Assertion values may use the case's variables and `expected`, e.g.
+/// `value: "{{ expected }}"`; they are rendered per case, then parsed.
+fn build_assertion(spec: &AssertionSpec, case: &Case) -> Result<Assertion, PlanError> {
+    let mut context = case.vars.clone();
+    if let Some(expected) = &case.expected {
+        context.insert("expected".into(), expected.clone());
+    }
+    let context = minijinja::Value::from_serialize(&context);
+    let mut spec = spec.clone();
+    if let Some(value) = &spec.value {
+        spec.value = Some(
+            render_value(value, &context).map_err(|message| PlanError::Case {
+                origin: case.origin.clone(),
+                message: format!("assertion `{}`: {message}", spec.kind),
+            })?,
+        );
+    }
+    Assertion::from_spec(&spec).map_err(|e| PlanError::Case {
+        origin: case.origin.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(s) if s.contains("{{") || s.contains("{%") => {
+            let env = template::environment(Undefined::Strict);
+            // A value that is exactly one expression keeps its JSON type
+            // (`{{ expected }}` with an object stays an object).
+            let trimmed = s.trim();
+            let single = trimmed.starts_with("{{")
+                && trimmed.ends_with("}}")
+                && trimmed.matches("{{").count() == 1;
+            if single {
+                let expr = &trimmed[2..trimmed.len() - 2];
+                let compiled = env
+                    .compile_expression(expr)
+                    .map_err(|e| template::TemplateFault::from(&e).to_string())?;
+                let out = compiled
+                    .eval(context)
+                    .map_err(|e| template::TemplateFault::from(&e).to_string())?;
+                if out.is_undefined() {
+                    return Err(format!("undefined value in `{trimmed}`"));
+                }
+                serde_json::to_value(&out).map_err(|e| e.to_string())?
+            } else {
+                Value::String(template::render_str(&env, s, context).map_err(|f| f.to_string())?)
+            }
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_value(v, context))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_value(v, context)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}

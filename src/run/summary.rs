@@ -1,0 +1,95 @@
+//! Per-column aggregates: pass rate, scores, latency, speed, classification metrics.
+
+use serde::{Deserialize, Serialize};
+
+use super::{CellResult, RunPlan};
+use crate::score::classification::{ClassificationReport, classification_report};
+use crate::score::{expected_label, predicted_label};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSummary {
+    pub column: String,
+    pub cases: usize,
+    pub passed: usize,
+    pub errors: usize,
+    pub pass_rate: f64,
+    pub mean_score: f64,
+    pub mean_latency_ms: f64,
+    pub mean_ttft_ms: f64,
+    /// Generated tokens over generation time, across the column's cells.
+    pub tokens_per_s: Option<f64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+pub(super) fn summarize(plan: &RunPlan, cells: &[CellResult]) -> Vec<ColumnSummary> {
+    plan.columns
+        .iter()
+        .enumerate()
+        .map(|(index, column)| {
+            let mine: Vec<&CellResult> = cells.iter().filter(|c| c.column == index).collect();
+            let n = mine.len();
+            let mean = |f: &dyn Fn(&CellResult) -> f64| {
+                if n == 0 {
+                    0.0
+                } else {
+                    mine.iter().map(|c| f(c)).sum::<f64>() / n as f64
+                }
+            };
+            let passed = mine.iter().filter(|c| c.passed).count();
+            // Weight each cell's speed by its tokens: total tokens / total generation time.
+            let (tokens, seconds) = mine
+                .iter()
+                .filter_map(|c| {
+                    c.tokens_per_s
+                        .filter(|t| *t > 0.0)
+                        .map(|t| (c.completion_tokens as f64, c.completion_tokens as f64 / t))
+                })
+                .fold((0.0, 0.0), |acc, (t, s)| (acc.0 + t, acc.1 + s));
+            ColumnSummary {
+                column: column.id.clone(),
+                cases: n,
+                passed,
+                errors: mine.iter().filter(|c| c.error.is_some()).count(),
+                pass_rate: if n == 0 {
+                    0.0
+                } else {
+                    passed as f64 / n as f64
+                },
+                mean_score: mean(&|c| c.score),
+                mean_latency_ms: mean(&|c| c.latency_ms),
+                mean_ttft_ms: mean(&|c| c.ttft_ms),
+                tokens_per_s: (seconds > 0.0).then(|| tokens / seconds),
+                prompt_tokens: mine.iter().map(|c| c.prompt_tokens as u64).sum(),
+                completion_tokens: mine.iter().map(|c| c.completion_tokens as u64).sum(),
+            }
+        })
+        .collect()
+}
+
+pub(super) fn classification_reports(
+    plan: &RunPlan,
+    cells: &[CellResult],
+) -> Vec<Option<ClassificationReport>> {
+    let Some(spec) = plan.eval_set.metrics.classification.as_ref() else {
+        return vec![None; plan.columns.len()];
+    };
+    (0..plan.columns.len())
+        .map(|column| {
+            let mut y_true = Vec::new();
+            let mut y_pred = Vec::new();
+            for cell in cells.iter().filter(|c| c.column == column) {
+                let Some(expected) = plan.cases[cell.case].expected.as_ref() else {
+                    continue;
+                };
+                let Some(truth) = expected_label(spec, expected) else {
+                    continue;
+                };
+                y_true.push(truth);
+                y_pred.push(predicted_label(spec, &cell.output));
+            }
+            (!y_true.is_empty())
+                .then(|| classification_report(&y_true, &y_pred, spec.labels.as_deref()))
+        })
+        .collect()
+}

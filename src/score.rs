@@ -1,0 +1,126 @@
+//! Scoring: assertions on one output (`assertion`), classification metrics over a column
+//! (`classification`), and the glue that reads labels out of outputs.
+
+pub mod assertion;
+pub mod classification;
+
+use serde_json::Value;
+
+use crate::evalset::ClassificationSpec;
+
+/// The label given to an output no label could be read from, so it counts as a wrong
+/// prediction instead of disappearing from the metrics.
+pub const INVALID_LABEL: &str = "<invalid>";
+
+/// Reads the predicted label from an output as the classification spec says.
+pub fn predicted_label(spec: &ClassificationSpec, output: &str) -> String {
+    let raw = if let Some(path) = &spec.label_path {
+        first_json(output)
+            .and_then(|json| json_path_text(&json, path))
+            .unwrap_or_else(|| INVALID_LABEL.to_string())
+    } else if let Some(pattern) = &spec.label_regex {
+        // Validated when the run is planned; an invalid pattern here yields no label.
+        regex::Regex::new(pattern)
+            .ok()
+            .and_then(|re| {
+                re.captures(output).map(|c| {
+                    c.get(1)
+                        .or_else(|| c.get(0))
+                        .map(|m| m.as_str().to_string())
+                        .unwrap_or_default()
+                })
+            })
+            .unwrap_or_else(|| INVALID_LABEL.to_string())
+    } else {
+        output.to_string()
+    };
+    normalize(spec, raw)
+}
+
+/// Reads the true label from a case's expected value.
+pub fn expected_label(spec: &ClassificationSpec, expected: &Value) -> Option<String> {
+    let raw = match &spec.expected_path {
+        Some(path) => json_path_text(expected, path)?,
+        None => match expected {
+            Value::String(s) => s.clone(),
+            Value::Null => return None,
+            other => other.to_string(),
+        },
+    };
+    Some(normalize(spec, raw))
+}
+
+fn normalize(spec: &ClassificationSpec, label: String) -> String {
+    if spec.normalize && label != INVALID_LABEL {
+        label.trim().to_lowercase()
+    } else {
+        label
+    }
+}
+
+fn json_path_text(value: &Value, path: &str) -> Option<String> {
+    let path = serde_json_path::JsonPath::parse(path).ok()?;
+    let node = path.query(value).first()?;
+    Some(match node {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// The output parsed as JSON, or the first JSON object embedded in it (models often wrap
+/// JSON in prose or code fences).
+pub fn first_json(output: &str) -> Option<Value> {
+    if let Ok(value) = serde_json::from_str::<Value>(output.trim()) {
+        return Some(value);
+    }
+    for (start, _) in output.match_indices(['{', '[']) {
+        let mut stream = serde_json::Deserializer::from_str(&output[start..]).into_iter::<Value>();
+        if let Some(Ok(value)) = stream.next() {
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ClassificationSpec {
+        ClassificationSpec {
+            label_path: Some("$.sentiment".into()),
+            label_regex: None,
+            expected_path: None,
+            labels: None,
+            normalize: true,
+        }
+    }
+
+    #[test]
+    fn labels_from_json_prose_and_garbage() {
+        let s = spec();
+        assert_eq!(
+            predicted_label(&s, r#"{"sentiment": " Positive"}"#),
+            "positive"
+        );
+        assert_eq!(
+            predicted_label(&s, "Sure! ```json\n{\"sentiment\": \"negative\"}\n```"),
+            "negative"
+        );
+        assert_eq!(predicted_label(&s, "I think it is good"), INVALID_LABEL);
+        assert_eq!(
+            expected_label(&s, &Value::from("NEGATIVE")).unwrap(),
+            "negative"
+        );
+    }
+
+    #[test]
+    fn regex_label_uses_first_group() {
+        let s = ClassificationSpec {
+            label_path: None,
+            label_regex: Some("(?i)answer: (\\w+)".into()),
+            ..spec()
+        };
+        assert_eq!(predicted_label(&s, "Answer: Yes."), "yes");
+    }
+}

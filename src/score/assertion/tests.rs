@@ -1,0 +1,575 @@
+use super::*;
+use serde_json::json;
+
+/// One row: an assertion, an output, and whether it passes. Every row is also run as the
+/// `not-` form, which must give the opposite result (unless `unjudgeable`: then both fail).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    assert: AssertionSpec,
+    output: String,
+    #[serde(default)]
+    latency_ms: Option<f64>,
+    pass: bool,
+    /// Must appear in the reason of whichever form fails.
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    unjudgeable: bool,
+}
+
+const CASES: &str = r#"
+# equals: strings compare exactly (no trimming), objects/arrays compare parsed JSON
+- {assert: {type: equals, value: Hello}, output: Hello, pass: true}
+- {assert: {type: equals, value: Hello}, output: "Hello ", pass: false, reason: 'got "Hello "'}
+- {assert: {type: equals, value: hello}, output: Hello, pass: false}
+- {assert: {type: equals, value: 5}, output: "5", pass: true}
+- {assert: {type: equals, value: 5.0}, output: "5", pass: true}
+- {assert: {type: equals, value: true}, output: "true", pass: true}
+- {assert: {type: equals, value: {a: 1, b: [1, 2]}}, output: '{"b": [1, 2.0], "a": 1}', pass: true}
+- {assert: {type: equals, value: {a: 1}}, output: '{"a": 2}', pass: false, reason: 'got {"a":2}'}
+- {assert: {type: equals, value: [1, 2]}, output: '[2, 1]', pass: false}
+- {assert: {type: equals, value: {a: 1}}, output: 'not json', pass: false, reason: output is not JSON}
+- {assert: {type: equals, value: x}, output: '', pass: false}
+
+# contains / icontains
+- {assert: {type: contains, value: foo}, output: a foo b, pass: true, reason: 'output was "a foo b"'}
+- {assert: {type: contains, value: Foo}, output: a foo b, pass: false, reason: 'output was "a foo b"'}
+- {assert: {type: contains, value: 0}, output: "score: 0", pass: true}
+- {assert: {type: contains, value: needle}, output: "a haystack with plenty of hay before the needle", pass: true, reason: 'output was …"y of hay before the needle"'}
+- {assert: {type: contains, value: x}, output: '', pass: false}
+- {assert: {type: contains, value: é}, output: café, pass: true}
+- {assert: {type: icontains, value: FOO}, output: a foo b, pass: true}
+- {assert: {type: icontains, value: ärger}, output: ÄRGER IM BÜRO, pass: true}
+- {assert: {type: icontains, value: σοφία}, output: ΣΟΦΊΑ, pass: true}
+- {assert: {type: icontains, value: straße}, output: STRASSE, pass: false}
+- {assert: {type: icontains, value: bar}, output: "İİİİ bar", pass: true, reason: 'bar'}
+- {assert: {type: icontains, value: x}, output: '', pass: false}
+
+# contains-any / contains-all and case-insensitive forms; strings are comma-separated
+- {assert: {type: contains-any, value: [cat, dog]}, output: hot dog, pass: true, reason: 'found "dog"'}
+- {assert: {type: contains-any, value: [cat, dog]}, output: bird, pass: false, reason: 'output was "bird"'}
+- {assert: {type: contains-any, value: 'cat, dog'}, output: hot dog, pass: true}
+- {assert: {type: contains-any, value: ['1,000', in stock]}, output: 'only 1,000 left', pass: true}
+- {assert: {type: contains-any, value: ['1,000', in stock]}, output: 'only 1 left', pass: false}
+- {assert: {type: contains-any, value: ' , cat,,dog '}, output: 'dog', pass: true}
+- {assert: {type: contains-any, value: [cat]}, output: '', pass: false}
+- {assert: {type: contains-all, value: [cat, dog]}, output: cat and dog, pass: true, reason: 'output was "cat and dog"'}
+- {assert: {type: contains-all, value: [cat, dog, eel]}, output: cat, pass: false, reason: 'missing ["dog", "eel"]'}
+- {assert: {type: contains-all, value: 'cat,dog'}, output: Cat and dog, pass: false}
+- {assert: {type: contains-all, value: [1, 2]}, output: '1 and 2', pass: true}
+- {assert: {type: icontains-any, value: [CAT, DOG]}, output: hot dog, pass: true}
+- {assert: {type: icontains-any, value: [Éclair]}, output: ÉCLAIR, pass: true}
+- {assert: {type: icontains-any, value: [cat]}, output: bird, pass: false}
+- {assert: {type: icontains-all, value: 'Cat, DOG'}, output: cat and dog, pass: true}
+- {assert: {type: icontains-all, value: [cat, dog]}, output: CAT, pass: false, reason: missing}
+
+# starts-with
+- {assert: {type: starts-with, value: 'Yes'}, output: 'Yes, indeed', pass: true}
+- {assert: {type: starts-with, value: 'Yes'}, output: ' Yes', pass: false, reason: 'output was " Yes"'}
+- {assert: {type: starts-with, value: 'Yes'}, output: '', pass: false}
+
+# regex (Rust regex syntax)
+- {assert: {type: regex, value: '\d{4}'}, output: 'in 2024', pass: true, reason: 'matched "2024"'}
+- {assert: {type: regex, value: '^\d{4}$'}, output: 'in 2024', pass: false}
+- {assert: {type: regex, value: '(?i)hello'}, output: 'HELLO', pass: true}
+- {assert: {type: regex, value: '^$'}, output: '', pass: true}
+
+# is-json: strict, whole output; any JSON value counts; optional schema
+- {assert: {type: is-json}, output: '{"a": 1}', pass: true}
+- {assert: {type: is-json}, output: ' [1, 2] ', pass: true}
+- {assert: {type: is-json}, output: '42', pass: true}
+- {assert: {type: is-json}, output: '', pass: false}
+- {assert: {type: is-json}, output: "```json\n{\"a\": 1}\n```", pass: false, reason: 'not JSON: expected value at line 1 column 1 (fenced; contains-json allows that)'}
+- {assert: {type: is-json}, output: '{"a": 1,}', pass: false, reason: 'not JSON: trailing comma'}
+- {assert: {type: is-json, value: {type: object, required: [lat]}}, output: '{"lat": 1}', pass: true}
+- {assert: {type: is-json, value: {type: object, required: [lat]}}, output: '{"lon": 1}', pass: false, reason: 'at (root): "lat" is a required property'}
+- assert: {type: is-json, value: {type: object, properties: {lat: {type: number, maximum: 90}}}}
+  output: '{"lat": 100}'
+  pass: false
+  reason: 'at /lat: 100 is greater than the maximum of 90'
+- assert: {type: is-json, value: {type: object, properties: {items: {type: array, items: {type: string}}}}}
+  output: '{"items": ["a", 2, 3]}'
+  pass: false
+  reason: 'at /items/1: 2 is not of type "string" (+1 more)'
+- {assert: {type: is-json, value: '{"type": "array"}'}, output: '[]', pass: true}
+- {assert: {type: is-json, value: {type: string, format: email}}, output: '"nope"', pass: false}
+- {assert: {type: is-json, value: {type: object}}, output: 'nope', pass: false, reason: 'not JSON'}
+
+# contains-json: finds objects in prose and markdown fences; a bare array does not count
+- {assert: {type: contains-json}, output: 'Here: {"a": 1} ok', pass: true, reason: 'found {"a":1}'}
+- {assert: {type: contains-json}, output: "Sure!\n```json\n{\"a\": {\"b\": \"}\"}}\n```\nDone.", pass: true}
+- {assert: {type: contains-json}, output: 'see [1] and [2]', pass: false, reason: no JSON object found}
+- {assert: {type: contains-json}, output: '[{"a": 1}]', pass: true}
+- {assert: {type: contains-json}, output: '{not json} {"ok": true}', pass: true}
+- {assert: {type: contains-json}, output: '{"a": 1', pass: false}
+- {assert: {type: contains-json}, output: '', pass: false}
+- assert: {type: contains-json, value: {type: object, required: [name], properties: {name: {type: string}}}}
+  output: "```json\n{\"name\": \"Ada\"}\n```"
+  pass: true
+- assert: {type: contains-json, value: {type: object, required: [name], properties: {name: {type: string}}}}
+  output: 'first {"x": 1} then {"name": "Ada"}'
+  pass: true
+- assert: {type: contains-json, value: {type: object, required: [name], properties: {name: {type: string}}}}
+  output: 'result: {"name": 7}'
+  pass: false
+  reason: '1 JSON object(s), none valid; first: schema violation at /name: 7 is not of type "string"'
+
+# json-path: RFC 9535 on the parsed output, or on JSON embedded in text
+- {assert: {type: json-path, path: '$.a.b'}, output: '{"a": {"b": null}}', pass: true}
+- {assert: {type: json-path, path: '$.a.c'}, output: '{"a": {"b": 1}}', pass: false, reason: 'nothing matches $.a.c'}
+- {assert: {type: json-path, path: '$.n', value: 5}, output: '{"n": 5.0}', pass: true}
+- {assert: {type: json-path, path: '$.n', value: 5}, output: '{"n": 6}', pass: false, reason: '$.n is 6'}
+- {assert: {type: json-path, path: '$.n', value: '5'}, output: '{"n": 5}', pass: false, reason: '$.n is 5, a number, not a string'}
+- {assert: {type: json-path, path: '$[*].id', value: 2}, output: '[{"id": 1}, {"id": 2}]', pass: true}
+- {assert: {type: json-path, path: '$[*].id', value: 3}, output: '[{"id": 1}, {"id": 2}]', pass: false, reason: '$[*].id is 2 values: [1,2]'}
+- {assert: {type: json-path, path: '$.user.name', value: Ada}, output: "Result:\n```json\n{\"user\": {\"name\": \"Ada\"}}\n```", pass: true}
+- {assert: {type: json-path, path: '$.ok', value: true}, output: 'ref [1]: {"ok": true}', pass: true}
+- {assert: {type: json-path, path: '$.tags', value: [a, b]}, output: '{"tags": ["a", "b"]}', pass: true}
+- {assert: {type: json-path, path: '$.a'}, output: 'no json here', pass: false, reason: 'output has no JSON object or array: "no json here"'}
+- {assert: {type: json-path, path: '$.a'}, output: '', pass: false}
+
+# word-count / character-count (alias length): number = exact, or min/max
+- {assert: {type: word-count, value: 3}, output: " one  two\nthree ", pass: true}
+- {assert: {type: word-count, value: 3}, output: one two, pass: false, reason: 'to have exactly 3 words; it has 2 words'}
+- {assert: {type: word-count, value: '2'}, output: one two, pass: true}
+- {assert: {type: word-count, value: {min: 2, max: 3}}, output: one two three four, pass: false, reason: between 2 and 3}
+- {assert: {type: word-count, min: 2}, output: one two, pass: true}
+- {assert: {type: word-count, max: 1}, output: one two, pass: false, reason: 'to have at most 1 word; it has 2 words'}
+- {assert: {type: word-count, value: 0}, output: '  ', pass: true}
+- {assert: {type: word-count, value: {min: 1}}, output: '', pass: false, reason: 'it has 0 words'}
+- {assert: {type: character-count, value: 4}, output: café, pass: true}
+- {assert: {type: length, value: {max: 3}}, output: café, pass: false, reason: 'it has 4 characters'}
+- {assert: {type: length, min: 1, max: 2}, output: '😀😀', pass: true}
+- {assert: {type: length, value: 0}, output: '', pass: true}
+
+# levenshtein: threshold is the maximum distance, default 5
+- {assert: {type: levenshtein, value: kitten}, output: sitting, pass: true}
+- {assert: {type: levenshtein, value: kitten, threshold: 2}, output: sitting, pass: false, reason: 'the distance is 3; output was "sitting"'}
+- {assert: {type: levenshtein, value: kitten, threshold: 3}, output: sitting, pass: true, reason: 'the distance is 3'}
+- {assert: {type: levenshtein, value: same, threshold: 0}, output: same, pass: true}
+- {assert: {type: levenshtein, value: hello world}, output: '', pass: false, reason: 'the distance is at least 11'}
+- {assert: {type: levenshtein, value: abc}, output: '', pass: true}
+- {assert: {type: levenshtein, value: naïve, threshold: 1}, output: naive, pass: true}
+
+# latency: threshold in ms; an unmeasured latency fails both forms
+- {assert: {type: latency, threshold: 500}, output: x, latency_ms: 499.5, pass: true}
+- {assert: {type: latency, threshold: 500}, output: x, latency_ms: 500, pass: true}
+- {assert: {type: latency, threshold: 500}, output: x, latency_ms: 812, pass: false, reason: 'expected latency to be at most 500 ms; it took 812 ms'}
+- {assert: {type: latency, threshold: 500}, output: x, pass: false, unjudgeable: true, reason: not measured}
+"#;
+
+fn parse(yaml: &str) -> Result<Assertion, AssertionError> {
+    let spec: AssertionSpec = serde_norway::from_str(yaml).expect("test spec is valid YAML");
+    Assertion::from_spec(&spec)
+}
+
+fn run(a: &Assertion, output: &str) -> AssertionOutcome {
+    a.check(&CheckInput {
+        output,
+        latency_ms: None,
+    })
+}
+
+fn check_outcome(label: &str, o: &AssertionOutcome, want: bool, reason: Option<&str>) {
+    assert_eq!(o.passed, want, "{label}: {o:?}");
+    assert_eq!(o.score, if want { 1.0 } else { 0.0 }, "{label}");
+    match &o.reason {
+        Some(r) => {
+            assert!(!want, "{label}: reason on a pass: {r}");
+            assert!(!r.contains('\n'), "{label}: multi-line reason {r:?}");
+            if let Some(needle) = reason {
+                assert!(r.contains(needle), "{label}: reason {r:?} lacks {needle:?}");
+            }
+        }
+        None => assert!(want, "{label}: failed without a reason"),
+    }
+}
+
+#[test]
+fn table_of_cases_in_both_polarities() {
+    let cases: Vec<Case> = serde_norway::from_str(CASES).expect("CASES parses");
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, case) in cases.iter().enumerate() {
+        let label = format!("case {i} ({} on {:?})", case.assert.kind, case.output);
+        let input = CheckInput {
+            output: &case.output,
+            latency_ms: case.latency_ms,
+        };
+        let positive =
+            Assertion::from_spec(&case.assert).unwrap_or_else(|e| panic!("{label}: {e}"));
+        seen.insert(positive.kind.name());
+        let outcome = positive.check(&input);
+        assert_eq!(outcome.assertion, positive.kind.name(), "{label}");
+        let failing_reason = |fails: bool| if fails { case.reason.as_deref() } else { None };
+        check_outcome(&label, &outcome, case.pass, failing_reason(!case.pass));
+
+        let mut spec = case.assert.clone();
+        spec.kind = format!("not-{}", spec.kind);
+        let negated =
+            Assertion::from_spec(&spec).unwrap_or_else(|e| panic!("{label} negated: {e}"));
+        let outcome = negated.check(&input);
+        assert_eq!(outcome.assertion, format!("not-{}", positive.kind.name()));
+        let want = !case.pass && !case.unjudgeable;
+        check_outcome(
+            &format!("{label} negated"),
+            &outcome,
+            want,
+            failing_reason(!want),
+        );
+        if !want && !case.unjudgeable {
+            assert!(
+                outcome
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains(" not to ")),
+                "{label}"
+            );
+        }
+    }
+    let canonical: Vec<&str> = ASSERTION_TYPES
+        .iter()
+        .copied()
+        .filter(|t| *t != "length")
+        .collect();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>().len(),
+        canonical.len(),
+        "every type has cases"
+    );
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let cases = [
+        (
+            "{type: icontain, value: x}",
+            r#"unknown assertion type "icontain"; did you mean "icontains"?"#,
+        ),
+        (
+            "{type: not-contains_any, value: x}",
+            r#"did you mean "not-contains-any"?"#,
+        ),
+        ("{type: IS-JSON}", r#"did you mean "is-json"?"#),
+        (
+            "{type: llm-rubric, value: x}",
+            "supported types: equals, contains, icontains",
+        ),
+        ("{type: contains}", "contains expects a non-empty string"),
+        (
+            "{type: contains, value: ''}",
+            "contains expects a non-empty string",
+        ),
+        ("{type: starts-with, value: [a]}", "starts-with expects"),
+        (
+            "{type: contains-any, value: {a: 1}}",
+            "contains-any expects a non-empty list of non-empty strings or a comma-separated string",
+        ),
+        (
+            "{type: contains-all, value: []}",
+            "contains-all expects a non-empty list",
+        ),
+        (
+            "{type: contains-all, value: ' , '}",
+            "contains-all expects a non-empty list",
+        ),
+        (
+            "{type: icontains-any, value: '\"a, b'}",
+            "(with quotes or commas: a list)",
+        ),
+        (
+            "{type: icontains-all, value: [a, {b: 1}]}",
+            "icontains-all expects",
+        ),
+        ("{type: equals}", "equals expects a value"),
+        (
+            "{type: regex, value: '(unclosed'}",
+            "regex: invalid regex: regex parse error",
+        ),
+        ("{type: regex, value: '(?<=a)b'}", "look-around"),
+        ("{type: regex}", "regex expects a regular expression string"),
+        (
+            "{type: is-json, value: {type: nonsense}}",
+            "is-json: invalid JSON schema",
+        ),
+        (
+            "{type: contains-json, value: 'not json'}",
+            "contains-json: invalid JSON schema: expected ident",
+        ),
+        (
+            "{type: is-json, value: 3}",
+            "a schema must be an object or a boolean",
+        ),
+        (
+            "{type: json-path, path: '$..['}",
+            r#"json-path: invalid JSONPath "$..[""#,
+        ),
+        ("{type: json-path, value: 1}", "json-path expects `path`"),
+        (
+            "{type: latency}",
+            "latency requires `threshold` (the maximum latency in milliseconds)",
+        ),
+        ("{type: not-latency}", "latency requires `threshold`"),
+        (
+            "{type: latency, value: 500}",
+            "latency does not take `value`",
+        ),
+        (
+            "{type: latency, threshold: -1}",
+            "threshold must be a finite non-negative number, got -1",
+        ),
+        (
+            "{type: levenshtein, value: a, threshold: -2}",
+            "threshold must be a finite non-negative number",
+        ),
+        (
+            "{type: contains, value: a, weight: -1}",
+            "weight must be a finite non-negative number, got -1",
+        ),
+        (
+            "{type: contains, value: a, threshold: 0.5}",
+            "contains does not take `threshold`",
+        ),
+        (
+            "{type: contains, value: a, path: $.x}",
+            "contains does not take `path`",
+        ),
+        (
+            "{type: contains, value: a, max: 3}",
+            "contains does not take `max`",
+        ),
+        (
+            "{type: word-count}",
+            "word-count expects a non-negative whole number",
+        ),
+        (
+            "{type: word-count, value: -1}",
+            "word-count expects a non-negative whole number",
+        ),
+        (
+            "{type: word-count, value: 2.5}",
+            "word-count expects a non-negative whole number",
+        ),
+        (
+            "{type: word-count, value: {min: 5, max: 2}}",
+            "`min` (5) to be at most `max` (2)",
+        ),
+        (
+            "{type: word-count, value: {minimum: 5}}",
+            "(as `value: {min, max}`)",
+        ),
+        (
+            "{type: length, value: 3, max: 4}",
+            "character-count expects either `value` or top-level `min`/`max`, not both",
+        ),
+        (
+            "{type: length, value: {}}",
+            "character-count expects a non-negative whole number",
+        ),
+    ];
+    for (yaml, needle) in cases {
+        match parse(yaml) {
+            Ok(a) => panic!("{yaml}: expected an error, got {a:?}"),
+            Err(e) => assert!(
+                e.to_string().contains(needle),
+                "{yaml}: {e} lacks {needle:?}"
+            ),
+        }
+    }
+    assert!(
+        matches!(parse("{type: icontain}"), Err(AssertionError::UnknownType { suggestion: Some(s), .. }) if s == "icontains")
+    );
+    assert!(matches!(
+        parse("{type: javascript}"),
+        Err(AssertionError::UnknownType {
+            suggestion: None,
+            ..
+        })
+    ));
+    assert!(matches!(
+        parse("{type: latency}"),
+        Err(AssertionError::MissingThreshold)
+    ));
+    assert!(matches!(
+        parse("{type: regex, value: '['}"),
+        Err(AssertionError::InvalidRegex(_))
+    ));
+}
+
+#[test]
+fn spec_rejects_unknown_fields() {
+    let err = serde_norway::from_str::<AssertionSpec>("{type: contains, value: a, provider: x}")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown field `provider`"),
+        "{err}"
+    );
+    // Deserializing an Assertion validates it too.
+    let err = serde_norway::from_str::<Vec<Assertion>>("[{type: icontain, value: a}]").unwrap_err();
+    assert!(
+        err.to_string().contains("did you mean \"icontains\"?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn defaults_and_fields() {
+    let a = parse("{type: not-icontains, value: Foo, metric: tone}").unwrap();
+    assert_eq!(a.kind, AssertionKind::IContains("Foo".into()));
+    assert!(a.negated);
+    assert_eq!(
+        (a.weight, a.threshold, a.metric.as_deref()),
+        (1.0, None, Some("tone"))
+    );
+    assert_eq!(a.type_name(), "not-icontains");
+    assert_eq!(
+        parse("{type: length, value: 3}").unwrap().type_name(),
+        "character-count"
+    );
+    assert_eq!(
+        parse("{type: word-count, value: {min: 2}}").unwrap().kind,
+        AssertionKind::WordCount {
+            min: Some(2),
+            max: None
+        }
+    );
+    assert_eq!(
+        parse("{type: is-json, value: ''}").unwrap().kind,
+        AssertionKind::IsJson(None)
+    );
+    assert_eq!(
+        parse("{type: contains-json, value: null}").unwrap().kind,
+        AssertionKind::ContainsJson(None)
+    );
+    let weighted = parse("{type: contains, value: a, weight: 0}").unwrap();
+    assert_eq!(run(&weighted, "b").weight, 0.0);
+}
+
+#[test]
+fn assertions_round_trip_through_yaml() {
+    let specs = [
+        "{type: equals, value: {a: [1, 2]}}",
+        "{type: not-contains-any, value: 'a, b ,c', weight: 2, metric: m}",
+        "{type: regex, value: '^\\d+$'}",
+        "{type: is-json, value: {type: object}}",
+        "{type: contains-json}",
+        "{type: json-path, path: '$.a[0]', value: x}",
+        "{type: word-count, min: 1, max: 9}",
+        "{type: length, value: 7}",
+        "{type: levenshtein, value: abc, threshold: 1}",
+        "{type: not-latency, threshold: 100}",
+    ];
+    for yaml in specs {
+        let a = parse(yaml).unwrap();
+        let text = serde_norway::to_string(&a).unwrap();
+        let back: Assertion =
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{yaml} -> {text}: {e}"));
+        assert_eq!(a, back, "{yaml} -> {text}");
+    }
+    let spec = parse("{type: length, min: 2, max: 2}").unwrap().to_spec();
+    assert_eq!(
+        (spec.kind.as_str(), spec.value),
+        ("character-count", Some(json!(2)))
+    );
+}
+
+#[test]
+fn reasons_are_short_and_quote_excerpts() {
+    let long = format!("{}needle{}", "x".repeat(500), "y\n".repeat(500));
+    let o = run(
+        &parse("{type: not-contains, value: needle}").unwrap(),
+        &long,
+    );
+    let reason = o.reason.unwrap();
+    assert!(reason.len() < 250 && !reason.contains('\n'), "{reason}");
+    assert!(reason.contains("…\"xxxxxxxxxxxxxxxxxxxxneedle"), "{reason}");
+
+    let o = run(&parse("{type: equals, value: short}").unwrap(), &long);
+    assert!(o.reason.unwrap().ends_with("xxxxx…\""));
+
+    let list: Vec<String> = (0..20).map(|i| format!("w{i}")).collect();
+    let spec = AssertionSpec {
+        kind: "contains-all".into(),
+        value: Some(json!(list)),
+        ..spec("x")
+    };
+    let reason = run(&Assertion::from_spec(&spec).unwrap(), "w1")
+        .reason
+        .unwrap();
+    assert!(
+        reason.contains("(+15 more)") && reason.len() < 300,
+        "{reason}"
+    );
+}
+
+fn spec(kind: &str) -> AssertionSpec {
+    AssertionSpec {
+        kind: kind.into(),
+        value: None,
+        threshold: None,
+        weight: None,
+        metric: None,
+        path: None,
+        min: None,
+        max: None,
+    }
+}
+
+fn outcome(passed: bool, score: f64, weight: f64) -> AssertionOutcome {
+    let reason = (!passed).then(|| "no".to_owned());
+    AssertionOutcome {
+        assertion: "contains".into(),
+        passed,
+        score,
+        weight,
+        reason,
+    }
+}
+
+#[test]
+fn combine_weights_and_thresholds() {
+    assert_eq!(combine(&[], None), (true, 1.0));
+    assert_eq!(combine(&[], Some(0.5)), (true, 1.0));
+    let all_pass = [outcome(true, 1.0, 1.0), outcome(true, 1.0, 3.0)];
+    assert_eq!(combine(&all_pass, None), (true, 1.0));
+
+    let mixed = [outcome(true, 1.0, 3.0), outcome(false, 0.0, 1.0)];
+    assert_eq!(combine(&mixed, None), (false, 0.75));
+    assert_eq!(combine(&mixed, Some(0.75)), (true, 0.75));
+    assert_eq!(combine(&mixed, Some(0.8)), (false, 0.75));
+    assert_eq!(combine(&mixed, Some(0.0)), (true, 0.75));
+
+    let thirds = [outcome(true, 1.0, 2.0), outcome(false, 0.0, 1.0)];
+    assert!(combine(&thirds, Some(2.0 / 3.0)).0);
+
+    // Weight 0 neither moves the score nor fails the test.
+    let informational = [outcome(true, 1.0, 1.0), outcome(false, 0.0, 0.0)];
+    assert_eq!(combine(&informational, None), (true, 1.0));
+    assert_eq!(combine(&[outcome(false, 0.0, 0.0)], None), (true, 1.0));
+
+    // Real outcomes, end to end.
+    let outcomes: Vec<_> = [
+        "{type: contains, value: a, weight: 2}",
+        "{type: not-contains, value: b}",
+    ]
+    .iter()
+    .map(|y| run(&parse(y).unwrap(), "a b"))
+    .collect();
+    let (passed, score) = combine(&outcomes, None);
+    assert!(!passed && (score - 2.0 / 3.0).abs() < 1e-12);
+}
+
+#[test]
+fn long_outputs_stay_cheap() {
+    // The length gap settles levenshtein without the O(n·m) table.
+    let long = "ab".repeat(500_000);
+    let lev = parse("{type: levenshtein, value: abab}").unwrap();
+    let reason = run(&lev, &long).reason.unwrap();
+    assert!(
+        reason.contains("the distance is at least 999996"),
+        "{reason}"
+    );
+    // Many unmatched braces do not blow up contains-json.
+    let braces = format!("{}{}", "{".repeat(20_000), "{\"ok\": 1}");
+    assert!(run(&parse("{type: contains-json}").unwrap(), &braces).passed);
+}

@@ -1,0 +1,144 @@
+//! Template environments. Prompt templates are strict (a missing variable is an error, not
+//! an empty string); GGUF chat templates are lenient like Hugging Face's renderer, because
+//! real templates test optional keys such as `tools` with plain `{% if tools %}`.
+//! Helpers that real chat templates call are registered here, in one place.
+
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+
+/// How a template treats variables it was not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undefined {
+    Strict,
+    Lenient,
+}
+
+/// Builds an environment with the helpers prompt and chat templates rely on.
+pub fn environment(undefined: Undefined) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(match undefined {
+        Undefined::Strict => UndefinedBehavior::Strict,
+        Undefined::Lenient => UndefinedBehavior::Lenient,
+    });
+    // Chat templates are written for Python's Jinja with trim_blocks/lstrip_blocks on,
+    // and call Python string methods such as `.strip()` and `.startswith()`.
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(false);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", raise_exception);
+    env.add_function("strftime_now", strftime_now);
+    env
+}
+
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message))
+}
+
+fn strftime_now(format: String) -> String {
+    chrono::Local::now().format(&format).to_string()
+}
+
+/// A template error reduced to what a user needs: the line inside the template and the
+/// message, without minijinja's multi-line debug dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateFault {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for TemplateFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "template line {line}: {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+impl From<&Error> for TemplateFault {
+    fn from(err: &Error) -> Self {
+        let mut message = match err.detail() {
+            Some(detail) => format!("{}: {detail}", kind_text(err.kind())),
+            None => kind_text(err.kind()).to_string(),
+        };
+        if err.kind() == ErrorKind::UndefinedError
+            && let Some(name) = undefined_name(err)
+        {
+            message = format!("undefined variable `{name}`");
+        }
+        TemplateFault {
+            line: err.line(),
+            message,
+        }
+    }
+}
+
+fn kind_text(kind: ErrorKind) -> String {
+    match kind {
+        ErrorKind::UndefinedError => "undefined value".to_string(),
+        ErrorKind::SyntaxError => "syntax error".to_string(),
+        ErrorKind::InvalidOperation => "invalid operation".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// minijinja knows the source span of the failing expression; the text there is the
+/// variable name the user mistyped or forgot.
+fn undefined_name(err: &Error) -> Option<String> {
+    let source = err.template_source()?;
+    let span = err.range()?;
+    let text = source.get(span)?.trim();
+    (!text.is_empty() && text.len() < 80).then(|| text.to_string())
+}
+
+/// Renders one template string with `context`.
+pub fn render_str(
+    env: &Environment<'_>,
+    source: &str,
+    context: &Value,
+) -> Result<String, TemplateFault> {
+    env.render_str(source, context)
+        .map_err(|err| TemplateFault::from(&err))
+}
+
+/// Checks a template compiles, without rendering it.
+pub fn check_syntax(env: &Environment<'_>, source: &str) -> Result<(), TemplateFault> {
+    env.template_from_str(source)
+        .map(|_| ())
+        .map_err(|err| TemplateFault::from(&err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+
+    #[test]
+    fn strict_names_the_missing_variable() {
+        let env = environment(Undefined::Strict);
+        let err = render_str(&env, "Hello\n{{ nmae }}", &context! { name => "x" }).unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert_eq!(err.message, "undefined variable `nmae`");
+    }
+
+    #[test]
+    fn lenient_allows_optional_keys() {
+        let env = environment(Undefined::Lenient);
+        let out = render_str(&env, "{% if tools %}T{% endif %}ok", &context! {}).unwrap();
+        assert_eq!(out, "ok");
+    }
+
+    #[test]
+    fn chat_template_helpers_exist() {
+        let env = environment(Undefined::Lenient);
+        let out = render_str(
+            &env,
+            "{{ ' a '.strip() }}|{{ {'k': 1} | tojson }}|{{ strftime_now('%Y') | length }}",
+            &context! {},
+        )
+        .unwrap();
+        assert_eq!(out, "a|{\"k\":1}|4");
+        let err = render_str(&env, "{{ raise_exception('bad role') }}", &context! {}).unwrap_err();
+        assert!(err.message.contains("bad role"), "{}", err.message);
+    }
+}
