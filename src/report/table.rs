@@ -31,7 +31,17 @@ fn matrix(result: &RunResult, max_rows: usize) -> String {
     header.extend((0..result.columns.len()).map(short_name));
     table.set_header(header);
     for (case_index, case) in result.cases.iter().enumerate().take(max_rows) {
-        let mut row = vec![format!("{} {}", case.id, excerpt(&case.description, 28))];
+        let label = if case.description.is_empty() {
+            // Without a description, the first variable says which case this is.
+            case.vars
+                .values()
+                .next()
+                .map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))
+                .unwrap_or_default()
+        } else {
+            case.description.clone()
+        };
+        let mut row = vec![format!("{} {}", case.id, excerpt(&label, 28))];
         for column in 0..result.columns.len() {
             row.push(match result.cell(column, case_index) {
                 Some(cell) if cell.error.is_some() => "ERR".to_string(),
