@@ -36,7 +36,11 @@ fn matrix(result: &RunResult, max_rows: usize) -> String {
             case.vars
                 .values()
                 .next()
-                .map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string())
+                })
                 .unwrap_or_default()
         } else {
             case.description.clone()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# From a fresh machine to a first evaluation: installs the build prerequisites, fetches
+# the test models into ~/.cache/promptlab/models, builds promptlab (release), lists the
+# models and evaluates the shipped examples on SmolLM2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
+
+bash scripts/install-prereqs.sh
+bash scripts/fetch-models.sh
+cargo build --release --locked
+bin="$CARGO_TARGET_DIR/release/promptlab"
+mkdir -p reports
+
+echo
+"$bin" models list
+
+# Exit code 1 only means some cases failed, which small models do; 2 is a real error.
+evaluate() {
+  local status=0
+  "$bin" eval "$@" || status=$?
+  if [ "$status" -gt 1 ]; then exit "$status"; fi
+}
+echo
+echo "== sentiment: zero-shot vs few-shot on SmolLM2"
+evaluate eval-sets/sentiment.yaml --rows 0 \
+  -o reports/sentiment.json -o reports/sentiment.jsonl -o reports/sentiment.csv \
+  -o reports/sentiment.md -o reports/sentiment.xml
+echo
+echo "== extraction on SmolLM2"
+evaluate eval-sets/extraction.yaml --rows 0 -o reports/extraction.md
+echo
+echo "== prompt improvement on SmolLM2"
+evaluate eval-sets/prompt-improvement.yaml --models smollm2 --rows 0 -o reports/prompt-improvement.md
+echo
+echo "promptlab is built at $bin; reports are in reports/"

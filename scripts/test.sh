@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, CLI tests with the echo engine, and real-model
+# tests on SmolLM2-135M and Gemma-3-270M (fetched into the cache if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
+bash scripts/fetch-models.sh
+cargo test --locked "$@"

@@ -1,0 +1,368 @@
+//! The `promptlab` binary end to end with the echo engine: output formats, exit codes,
+//! and every kind of bad input (clear message naming the file, exit code 2, no panic,
+//! no output file left behind).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{SMOLLM2, TempProject, real_model};
+
+fn promptlab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run promptlab")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A project whose echo prompt outputs the case's `output` variable verbatim.
+fn echo_project() -> TempProject {
+    let project = TempProject::new();
+    project.write(
+        "prompts/echo.yaml",
+        "name: echo\ncompletion: '{{ output }}'\n",
+    );
+    project.write(
+        "eval-sets/mixed.yaml",
+        "name: mixed\nprompts: [echo]\nmodels: [echo]\ncases:\n  - description: passes\n    vars: {output: '{\"label\": \"yes\"}'}\n    expected: 'yes'\n    assert:\n      - type: json-path\n        path: $.label\n        value: '{{ expected }}'\n  - description: fails\n    vars: {output: 'plain text'}\n    expected: 'no'\n    assert:\n      - type: is-json\n",
+    );
+    project
+}
+
+#[test]
+fn writes_all_five_formats_and_exits_1_on_failures() {
+    let project = echo_project();
+    let out = promptlab(
+        &[
+            "eval",
+            "eval-sets/mixed.yaml",
+            "-o",
+            "r.json",
+            "-o",
+            "r.jsonl",
+            "-o",
+            "r.csv",
+            "-o",
+            "r.md",
+            "-o",
+            "r.xml",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("echo @ echo"), "{text}");
+    assert!(text.contains("1 of 2 cells passed"), "{text}");
+    assert!(text.contains("is-json"), "failure reason printed: {text}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("r.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["cells"].as_array().unwrap().len(), 2);
+    assert_eq!(json["summaries"][0]["passed"], 1);
+    let jsonl = std::fs::read_to_string(project.root().join("r.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 2);
+    for line in jsonl.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap();
+    }
+    let mut csv = csv::Reader::from_path(project.root().join("r.csv")).unwrap();
+    assert_eq!(csv.records().count(), 2);
+    let md = std::fs::read_to_string(project.root().join("r.md")).unwrap();
+    assert!(md.contains("| echo @ echo | 50.0% | 1/2 |"), "{md}");
+    let xml = std::fs::read_to_string(project.root().join("r.xml")).unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"echo @ echo\" tests=\"2\""),
+        "{xml}"
+    );
+    assert!(xml.contains("<failure"), "{xml}");
+}
+
+#[test]
+fn min_pass_rate_turns_partial_failure_into_success() {
+    let project = echo_project();
+    let out = promptlab(
+        &["eval", "eval-sets/mixed.yaml", "--min-pass-rate", "0.5"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = promptlab(
+        &[
+            "eval",
+            "eval-sets/mixed.yaml",
+            "--filter",
+            "none",
+            "--limit",
+            "1",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no cases left"), "{}", stderr(&out));
+}
+
+/// Runs a bad configuration and checks exit 2, the message, and that no report appeared.
+fn assert_bad_input(project: &TempProject, eval_set: &str, expected: &[&str]) {
+    let out = promptlab(&["eval", eval_set, "-o", "out.json"], project.root());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    for needle in expected {
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !project.root().join("out.json").exists(),
+        "a report was written"
+    );
+}
+
+#[test]
+fn malformed_yaml_names_file_and_line() {
+    let project = echo_project();
+    project.write(
+        "eval-sets/broken.yaml",
+        "name: x\ncases:\n  - vars: {a: 1\n",
+    );
+    assert_bad_input(&project, "eval-sets/broken.yaml", &["broken.yaml:"]);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let project = echo_project();
+    project.write(
+        "eval-sets/typo.yaml",
+        "name: x\nprompts: [echo]\nmodel: [echo]\ncases:\n  - vars: {output: a}\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/typo.yaml",
+        &["typo.yaml:3:1", "unknown field `model`"],
+    );
+}
+
+#[test]
+fn unknown_key_in_prompt_file() {
+    let project = echo_project();
+    project.write("prompts/bad.yaml", "name: bad\ncompletion: x\nparms: {}\n");
+    assert_bad_input(
+        &project,
+        "eval-sets/mixed.yaml",
+        &["bad.yaml:3:1", "unknown field `parms`"],
+    );
+}
+
+#[test]
+fn missing_variable_names_case_and_variable() {
+    let project = echo_project();
+    project.write(
+        "eval-sets/novar.yaml",
+        "prompts: [echo]\nmodels: [echo]\ncases:\n  - vars: {outptu: a}\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/novar.yaml",
+        &["novar.yaml: case 1", "undefined variable `output`"],
+    );
+}
+
+#[test]
+fn unknown_model_suggests_the_closest() {
+    let project = echo_project();
+    project.write(
+        "models/models.yaml",
+        "models:\n  smollm2:\n    path: s.gguf\n",
+    );
+    project.write(
+        "eval-sets/m.yaml",
+        "prompts: [echo]\nmodels: [smolm2]\ncases:\n  - vars: {output: a}\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/m.yaml",
+        &["unknown model `smolm2`", "did you mean `smollm2`"],
+    );
+}
+
+#[test]
+fn missing_gguf_file() {
+    let project = echo_project();
+    project.write(
+        "models/models.yaml",
+        "models:\n  ghost:\n    path: ghost.gguf\n",
+    );
+    project.write(
+        "eval-sets/g.yaml",
+        "prompts: [echo]\nmodels: [ghost]\ncases:\n  - vars: {output: a}\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/g.yaml",
+        &["model `ghost`", "ghost.gguf", "not found"],
+    );
+}
+
+#[test]
+fn truncated_gguf_file() {
+    let project = echo_project();
+    let source = real_model(SMOLLM2);
+    let truncated = project.root().join("models/half.gguf");
+    let full = std::fs::read(&source).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    project.write(
+        "models/models.yaml",
+        "models:\n  half:\n    path: half.gguf\n",
+    );
+    project.write(
+        "eval-sets/t.yaml",
+        "prompts: [echo]\nmodels: [half]\ncases:\n  - vars: {output: a}\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/t.yaml",
+        &["model `half`", "half.gguf", "truncated"],
+    );
+}
+
+#[test]
+fn corrupt_gguf_file() {
+    let project = echo_project();
+    project.write(
+        "models/models.yaml",
+        "models:\n  junk:\n    path: junk.gguf\n",
+    );
+    project.write(
+        "models/junk.gguf",
+        "this is not a model, just some text pretending to be one",
+    );
+    project.write(
+        "eval-sets/j.yaml",
+        "prompts: [echo]\nmodels: [junk]\ncases:\n  - vars: {output: a}\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/j.yaml",
+        &["junk.gguf", "not a GGUF file"],
+    );
+}
+
+#[test]
+fn empty_eval_set() {
+    let project = echo_project();
+    project.write(
+        "eval-sets/empty.yaml",
+        "name: empty\nprompts: [echo]\nmodels: [echo]\ncases: []\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/empty.yaml",
+        &["empty.yaml", "no cases"],
+    );
+}
+
+#[test]
+fn ragged_csv_row() {
+    let project = echo_project();
+    project.write("eval-sets/rows.csv", "output,expected\na,b\nc,d,e\n");
+    project.write(
+        "eval-sets/csv.yaml",
+        "prompts: [echo]\nmodels: [echo]\ncases_from: [rows.csv]\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/csv.yaml",
+        &["rows.csv:3", "row has 3 fields, expected 2"],
+    );
+}
+
+#[test]
+fn unknown_assertion_type_suggests_a_name() {
+    let project = echo_project();
+    project.write(
+        "eval-sets/a.yaml",
+        "prompts: [echo]\nmodels: [echo]\ncases:\n  - vars: {output: a}\n    assert:\n      - type: icontain\n        value: a\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/a.yaml",
+        &["a.yaml: case 1", "did you mean \"icontains\""],
+    );
+}
+
+#[test]
+fn unknown_output_format_is_rejected_before_running() {
+    let project = echo_project();
+    let out = promptlab(
+        &["eval", "eval-sets/mixed.yaml", "-o", "r.txt"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("r.txt: unknown report format"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_eval_set_file() {
+    let project = echo_project();
+    assert_bad_input(
+        &project,
+        "eval-sets/nope.yaml",
+        &["nope.yaml", "cannot read file"],
+    );
+}
+
+#[test]
+fn chat_prompt_on_a_model_without_template_is_a_clear_error() {
+    let project = echo_project();
+    let gemma = real_model(common::GEMMA);
+    project.write(
+        "models/models.yaml",
+        &format!("models:\n  gemma:\n    path: {}\n", gemma.display()),
+    );
+    project.write(
+        "prompts/chat.yaml",
+        "name: chat\nmessages:\n  - role: user\n    content: '{{ output }}'\n",
+    );
+    project.write(
+        "eval-sets/c.yaml",
+        "prompts: [chat]\nmodels: [gemma]\ncases:\n  - vars: {output: a}\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/c.yaml",
+        &[
+            "model `gemma`",
+            "no chat template",
+            "use a `completion:` prompt",
+        ],
+    );
+}
+
+#[test]
+fn models_list_reads_gguf_headers() {
+    let project = echo_project();
+    let smollm = real_model(SMOLLM2);
+    project.write(
+        "models/models.yaml",
+        &format!("models:\n  smollm2:\n    path: {}\n", smollm.display()),
+    );
+    let out = promptlab(&["models", "list"], project.root());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "smollm2", "llama", "134.5M", "Q4_1", "8192", "yes", "93.8 MiB",
+    ] {
+        assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+    }
+}

@@ -1,0 +1,56 @@
+//! Shared helpers for the integration tests: temporary projects and the cached real models.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Where scripts/fetch-models.sh keeps the real models.
+pub fn models_cache() -> PathBuf {
+    std::env::var_os("PROMPTLAB_MODELS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/promptlab/models")
+        })
+}
+
+/// A real model file; a missing one is a setup error, not a skipped test.
+pub fn real_model(file: &str) -> PathBuf {
+    let path = models_cache().join(file);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-models.sh first",
+        path.display()
+    );
+    path
+}
+
+pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// A throwaway project folder with `prompts/`, `eval-sets/` and `models/`.
+pub struct TempProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl TempProject {
+    pub fn new() -> TempProject {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["prompts", "eval-sets", "models"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("create folder");
+        }
+        TempProject { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, relative: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+}
