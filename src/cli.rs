@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing, logging set-up and the mapping from errors
 //! to exit codes (0 passed, 1 cases failed, 2 bad input or configuration).
 
+mod bench;
 mod eval;
 mod models;
 
@@ -29,6 +30,8 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Measure single-stream speed against llama.cpp's own, in the same run.
+    Bench(bench::BenchArgs),
 }
 
 /// How a command ended, mapped to the process exit code in one place.
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Models { command } => models::run(command),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(Outcome::Passed) => ExitCode::SUCCESS,

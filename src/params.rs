@@ -52,6 +52,7 @@ impl GenerationParams {
             max_tokens: self.max_tokens.unwrap_or(d.max_tokens),
             seed: self.seed.unwrap_or(d.seed),
             stop: self.stop.clone().unwrap_or_default(),
+            ignore_eos: false,
         }
     }
 }
@@ -69,6 +70,9 @@ pub struct SamplingParams {
     pub max_tokens: u32,
     pub seed: u32,
     pub stop: Vec<String>,
+    /// Never end at an end-of-generation token (benchmarks generate a fixed length).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -82,6 +86,7 @@ impl Default for SamplingParams {
             max_tokens: 256,
             seed: 42,
             stop: Vec::new(),
+            ignore_eos: false,
         }
     }
 }

@@ -15,6 +15,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::{LogOptions, json_schema_to_grammar, send_logs_to_tracing};
 
 use super::chat_template::ChatTemplate;
@@ -126,6 +127,15 @@ impl LlamaEngine {
                     .map_err(|e| EngineError::Schema(format!("grammar rejected: {e}")))?,
             );
         }
+        if p.ignore_eos {
+            let vocab = self.model.vocab();
+            let banned: Vec<LlamaLogitBias> = vocab
+                .tokens()
+                .filter(|t| vocab.is_eog(*t))
+                .map(|t| LlamaLogitBias::new(t, f32::NEG_INFINITY))
+                .collect();
+            chain.push(LlamaSampler::logit_bias(self.model.n_vocab(), &banned));
+        }
         if p.repeat_penalty != 1.0 {
             chain.push(LlamaSampler::penalties(
                 self.model.n_vocab(),
@@ -202,7 +212,7 @@ impl LlamaEngine {
             // sample() also accepts the token into every sampler (grammar included).
             let token = sampler.sample(ctx, logits_index);
             first_token_at.get_or_insert_with(Instant::now);
-            if vocab.is_eog(token) {
+            if vocab.is_eog(token) && !request.params.ignore_eos {
                 break FinishReason::EndOfText;
             }
             completion_tokens += 1;
@@ -218,6 +228,10 @@ impl LlamaEngine {
             }
             if !piece.is_empty() && on_token(&piece) == Flow::Stop {
                 break FinishReason::Cancelled;
+            }
+            // Decoding the last token would only feed logits nobody samples.
+            if completion_tokens >= request.params.max_tokens {
+                break FinishReason::Length;
             }
             batch.clear();
             batch.add(token, pos as i32, &[0], true).map_err(add_err)?;
