@@ -26,7 +26,7 @@ fn matrix(result: &RunResult, max_rows: usize) -> String {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+        .set_content_arrangement(ContentArrangement::Disabled);
     let mut header = vec!["case".to_string()];
     header.extend((0..result.columns.len()).map(short_name));
     table.set_header(header);
@@ -72,7 +72,7 @@ fn summary(result: &RunResult) -> String {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+        .set_content_arrangement(ContentArrangement::Disabled);
     let mut header = vec![
         "",
         "prompt @ model",
