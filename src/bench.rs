@@ -21,6 +21,17 @@ pub struct BenchConfig {
     pub runs: usize,
 }
 
+impl BenchConfig {
+    /// A context just large enough for the prompt and the generation.
+    pub fn context_size(&self) -> u32 {
+        u32::try_from(self.prompt_tokens)
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.gen_tokens)
+            .saturating_add(16)
+            .max(512)
+    }
+}
+
 /// One measured run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchRun {
@@ -50,7 +61,7 @@ pub fn prompt_of_length(
             .join(" ")
     };
     // Binary search on the number of words, then accept the closest count not above.
-    let (mut lo, mut hi) = (1usize, tokens.max(1) * 2);
+    let (mut lo, mut hi) = (1usize, tokens.max(1).saturating_mul(2));
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
         if engine.count_tokens(&text_of(mid))? <= tokens {
@@ -69,7 +80,7 @@ pub fn run(model: &Path, config: &BenchConfig) -> Result<(String, Vec<BenchRun>)
     let mut engine = LlamaEngine::load(
         model,
         &LlamaOptions {
-            context_size: Some((config.prompt_tokens as u32 + config.gen_tokens + 16).max(512)),
+            context_size: Some(config.context_size()),
             threads: Some(config.threads),
         },
     )?;

@@ -117,8 +117,8 @@ pub trait Engine {
     fn count_tokens(&self, text: &str) -> Result<usize, EngineError>;
 
     /// Generates every request, reporting progress through `on_event`. Returning
-    /// [`Flow::Stop`] from the callback cancels the remaining work; unfinished requests
-    /// then finish with [`FinishReason::Cancelled`].
+    /// [`Flow::Stop`] from the callback cancels: the request in progress finishes with
+    /// [`FinishReason::Cancelled`] and the requests not yet started are not reported.
     fn generate_batch(
         &mut self,
         requests: &[GenerationRequest],

@@ -76,7 +76,15 @@ pub fn write(result: &RunResult, path: &Path) -> Result<(), ReportError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
+    // Reports are shared artefacts (CI uploads them): readable like any file written
+    // with the user's umask, not owner-only like a fresh temporary file.
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut file = builder.tempfile_in(dir).map_err(|e| fail(e.to_string()))?;
     file.write_all(&bytes).map_err(|e| fail(e.to_string()))?;
     file.persist(path).map_err(|e| fail(e.error.to_string()))?;
     Ok(())

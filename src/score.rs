@@ -40,8 +40,10 @@ pub fn predicted_label(spec: &ClassificationSpec, output: &str) -> String {
 /// Reads the true label from a case's expected value.
 pub fn expected_label(spec: &ClassificationSpec, expected: &Value) -> Option<String> {
     let raw = match &spec.expected_path {
-        Some(path) => json_path_text(expected, path)?,
-        None => match expected {
+        Some(path) if expected.is_object() || expected.is_array() => {
+            json_path_text(expected, path)?
+        }
+        _ => match expected {
             Value::String(s) => s.clone(),
             Value::Null => return None,
             other => other.to_string(),
@@ -51,10 +53,15 @@ pub fn expected_label(spec: &ClassificationSpec, expected: &Value) -> Option<Str
 }
 
 fn normalize(spec: &ClassificationSpec, label: String) -> String {
+    normalize_label(spec, &label)
+}
+
+/// Labels are compared trimmed and lower-cased unless the spec says otherwise.
+pub fn normalize_label(spec: &ClassificationSpec, label: &str) -> String {
     if spec.normalize && label != INVALID_LABEL {
         label.trim().to_lowercase()
     } else {
-        label
+        label.to_string()
     }
 }
 

@@ -298,6 +298,24 @@ fn unknown_assertion_type_suggests_a_name() {
 }
 
 #[test]
+fn schema_llama_cpp_cannot_compile_is_bad_input() {
+    let project = echo_project();
+    project.write(
+        "prompts/js.yaml",
+        "name: js\ncompletion: '{{ output }}'\nschema:\n  type: object\n  properties:\n    a: {$ref: '#/definitions/missing'}\n",
+    );
+    project.write(
+        "eval-sets/s.yaml",
+        "prompts: [js]\nmodels: [echo]\ncases:\n  - vars: {output: a}\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/s.yaml",
+        &["js.yaml", "prompt `js`: schema"],
+    );
+}
+
+#[test]
 fn unknown_output_format_is_rejected_before_running() {
     let project = echo_project();
     let out = promptlab(

@@ -30,8 +30,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 128)]
     pub gen_tokens: u32,
     /// Measured runs per block (after one warm-up).
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub runs: u64,
     /// Python with llama-cpp-python installed (default: ~/.cache/promptlab/bench-venv).
     #[arg(long)]
     pub reference_python: Option<PathBuf>,
@@ -61,7 +61,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
         threads: args.threads,
         prompt_tokens: args.prompt_tokens,
         gen_tokens: args.gen_tokens,
-        runs: args.runs,
+        runs: args.runs as usize,
     };
     eprintln!(
         "measuring {} ({}): {} prompt tokens, {} generated, {} threads",
@@ -155,6 +155,16 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
+fn config_context(args: &BenchArgs) -> u32 {
+    BenchConfig {
+        threads: args.threads,
+        prompt_tokens: args.prompt_tokens,
+        gen_tokens: args.gen_tokens,
+        runs: args.runs as usize,
+    }
+    .context_size()
+}
+
 fn default_python() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;
     let python = PathBuf::from(home).join(".cache/promptlab/bench-venv/bin/python");
@@ -172,7 +182,7 @@ fn run_reference(
     let prompt = dir.path().join("prompt.txt");
     std::fs::write(&script, REFERENCE_SCRIPT)?;
     std::fs::write(&prompt, text)?;
-    let context = (args.prompt_tokens as u32 + args.gen_tokens + 16).max(512);
+    let context = config_context(args);
     let output = Command::new(python)
         .arg(&script)
         .arg(model)

@@ -1,6 +1,7 @@
 //! `promptlab eval EVALSET`: plan, run with a progress bar on stderr, print the matrix and
 //! the summary, write reports, and exit 0/1/2.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -83,40 +84,41 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     )?;
     progress.bar.finish_and_clear();
 
-    print!(
-        "{}",
-        report::summary_table(&result, if args.quiet { 0 } else { args.rows })
-    );
-    for (index, report) in result.classification.iter().enumerate() {
-        if let Some(report) = report {
-            println!(
-                "\nClassification · {}\n{}",
-                result.columns[index].id,
-                report.to_text()
-            );
-        }
-    }
-    let failures = report::failures_text(&result, 20);
-    if !failures.is_empty() {
-        println!("\n{failures}");
-    }
+    // Reports first: they must exist even if printing fails (e.g. output piped to `head`).
     for path in &args.outputs {
         report::write(&result, path)?;
         eprintln!("wrote {}", path.display());
     }
 
+    let mut text = report::summary_table(&result, if args.quiet { 0 } else { args.rows });
+    for (index, report) in result.classification.iter().enumerate() {
+        if let Some(report) = report {
+            text.push_str(&format!(
+                "\nClassification · {}\n{}\n",
+                result.columns[index].id,
+                report.to_text()
+            ));
+        }
+    }
+    let failures = report::failures_text(&result, 20);
+    if !failures.is_empty() {
+        text.push_str(&format!("\n{failures}\n"));
+    }
     let rate = result.pass_rate();
-    let passed = match args.min_pass_rate {
-        Some(min) => rate >= min,
-        None => result.failed_cells().next().is_none(),
-    };
-    println!(
-        "{} of {} cells passed ({:.1}%) in {:.1} s",
+    text.push_str(&format!(
+        "{} of {} cells passed ({:.1}%) in {:.1} s\n",
         result.cells.iter().filter(|c| c.passed).count(),
         result.cells.len(),
         rate * 100.0,
         result.duration_s
-    );
+    ));
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+
+    let passed = !result.cancelled
+        && match args.min_pass_rate {
+            Some(min) => rate >= min,
+            None => result.failed_cells().next().is_none(),
+        };
     Ok(if passed {
         Outcome::Passed
     } else {

@@ -78,14 +78,15 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
-    if project.catalog.models.is_empty() {
-        println!(
-            "No models in {} (only the built-in `echo` engine is available).",
+    let text = if project.catalog.models.is_empty() {
+        format!(
+            "No models in {} (only the built-in `echo` engine is available).\n",
             project.root.join("models/models.yaml").display()
-        );
+        )
     } else {
-        println!("{table}");
-    }
+        format!("{table}\n")
+    };
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
     if problems.is_empty() {
         Ok(Outcome::Passed)
     } else {

@@ -52,6 +52,15 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
         .map_err(|e| EngineError::Load(format!("cannot initialise llama.cpp: {e}")))
 }
 
+/// The llama.cpp grammar that forces output to follow `schema`.
+pub fn schema_to_grammar(schema: &serde_json::Value) -> Result<String, EngineError> {
+    json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+        EngineError::Schema(format!(
+            "llama.cpp cannot turn it into a grammar ({e}); check `$ref`s and unsupported keywords"
+        ))
+    })
+}
+
 pub fn default_threads() -> u32 {
     std::thread::available_parallelism()
         .map(|n| n.get() as u32)
@@ -120,8 +129,7 @@ impl LlamaEngine {
         let p = &request.params;
         let mut chain = Vec::new();
         if let Some(schema) = &request.schema {
-            let grammar = json_schema_to_grammar(&schema.to_string())
-                .map_err(|e| EngineError::Schema(e.to_string()))?;
+            let grammar = schema_to_grammar(schema)?;
             chain.push(
                 LlamaSampler::grammar(&self.model, &grammar, "root")
                     .map_err(|e| EngineError::Schema(format!("grammar rejected: {e}")))?,
@@ -239,7 +247,9 @@ impl LlamaEngine {
             pos += 1;
             logits_index = 0;
         };
-        output.push_str(&String::from_utf8_lossy(&pending));
+        if finish != FinishReason::StopSequence {
+            output.push_str(&String::from_utf8_lossy(&pending));
+        }
         let end = Instant::now();
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         let prompt_secs = (prompt_done - start).as_secs_f64();

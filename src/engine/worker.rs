@@ -167,8 +167,9 @@ fn serve(mut engine: Box<dyn Engine>, jobs: Receiver<Job>) {
                         {
                             *done = true;
                         }
-                        let _ = events.send(WorkerEvent::Generation(event));
-                        if cancel.is_cancelled() {
+                        // A caller that stopped listening has no use for more tokens.
+                        let listening = events.send(WorkerEvent::Generation(event)).is_ok();
+                        if !listening || cancel.is_cancelled() {
                             Flow::Stop
                         } else {
                             Flow::Continue

@@ -123,6 +123,7 @@ fn load_csv(path: &Path) -> Result<Vec<Case>, SourceError> {
             match header {
                 "id" => case.id = field.to_string(),
                 "description" => case.description = field.to_string(),
+                "expected" if field.is_empty() => {}
                 "expected" => case.expected = Some(Value::String(field.to_string())),
                 "tags" => {
                     case.tags = tags_from(&Value::String(field.to_string())).map_err(|m| {

@@ -37,7 +37,7 @@ pub(super) fn render(result: &RunResult) -> String {
         if let Some(report) = report {
             out.push_str(&format!(
                 "\n## Classification: {}\n\n```\n{}```\n",
-                result.columns[index].id,
+                escape(&result.columns[index].id),
                 report.to_text()
             ));
             out.push_str("\nConfusion matrix (rows: expected, columns: predicted)\n\n");
@@ -82,5 +82,9 @@ pub(super) fn render(result: &RunResult) -> String {
 
 /// Keeps cell text from breaking the table.
 fn escape(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace(['\r', '\n'], " ")
 }

@@ -62,7 +62,18 @@ pub fn execute(
             .collect();
         observer.model_loading(&model.name);
         let load_start = Instant::now();
-        let worker = spawn_worker(model, options)?;
+        let worker = match spawn_worker(model, options) {
+            Ok(worker) => worker,
+            Err(err) => {
+                // The other models' results stay valid; this model's cells carry the error.
+                for &id in &cell_ids {
+                    let result = score_cell(plan, id, Err(err.clone()));
+                    observer.cell_finished(id, &result);
+                    results[id] = Some(result);
+                }
+                continue;
+            }
+        };
         observer.model_loaded(&model.name, load_start.elapsed().as_secs_f64() * 1000.0);
         let requests = cell_ids
             .iter()

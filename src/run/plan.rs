@@ -81,6 +81,15 @@ pub fn plan(
         }
     }
 
+    for prompt in &prompts {
+        if let Some(schema) = &prompt.schema {
+            crate::engine::llama::schema_to_grammar(schema).map_err(|e| PlanError::Invalid {
+                path: prompt.source.clone(),
+                message: format!("prompt `{}`: schema: {e}", prompt.id),
+            })?;
+        }
+    }
+
     let model_names = if options.models.is_empty() {
         eval_set.models.clone()
     } else {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CellResult, RunPlan};
 use crate::score::classification::{ClassificationReport, classification_report};
-use crate::score::{expected_label, predicted_label};
+use crate::score::{expected_label, normalize_label, predicted_label};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnSummary {
@@ -57,14 +57,28 @@ pub(super) fn summarize(plan: &RunPlan, cells: &[CellResult]) -> Vec<ColumnSumma
                     passed as f64 / n as f64
                 },
                 mean_score: mean(&|c| c.score),
-                mean_latency_ms: mean(&|c| c.latency_ms),
-                mean_ttft_ms: mean(&|c| c.ttft_ms),
+                mean_latency_ms: mean_of_ran(&mine, |c| c.latency_ms),
+                mean_ttft_ms: mean_of_ran(&mine, |c| c.ttft_ms),
                 tokens_per_s: (seconds > 0.0).then(|| tokens / seconds),
                 prompt_tokens: mine.iter().map(|c| c.prompt_tokens as u64).sum(),
                 completion_tokens: mine.iter().map(|c| c.completion_tokens as u64).sum(),
             }
         })
         .collect()
+}
+
+/// Mean over the cells that generated (an engine error has no latency to speak of).
+fn mean_of_ran(cells: &[&CellResult], f: impl Fn(&CellResult) -> f64) -> f64 {
+    let ran: Vec<f64> = cells
+        .iter()
+        .filter(|c| c.error.is_none())
+        .map(|c| f(c))
+        .collect();
+    if ran.is_empty() {
+        0.0
+    } else {
+        ran.iter().sum::<f64>() / ran.len() as f64
+    }
 }
 
 pub(super) fn classification_reports(
@@ -88,8 +102,11 @@ pub(super) fn classification_reports(
                 y_true.push(truth);
                 y_pred.push(predicted_label(spec, &cell.output));
             }
-            (!y_true.is_empty())
-                .then(|| classification_report(&y_true, &y_pred, spec.labels.as_deref()))
+            let labels: Option<Vec<String>> = spec
+                .labels
+                .as_ref()
+                .map(|labels| labels.iter().map(|l| normalize_label(spec, l)).collect());
+            (!y_true.is_empty()).then(|| classification_report(&y_true, &y_pred, labels.as_deref()))
         })
         .collect()
 }
