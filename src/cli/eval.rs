@@ -32,8 +32,8 @@ pub struct EvalArgs {
     #[arg(long = "filter", value_name = "TAG")]
     pub tags: Vec<String>,
     /// Run at most N cases.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
     /// Write the results to FILE; the format follows the extension
     /// (.json, .jsonl, .csv, .md, .xml for JUnit). Repeatable.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -69,7 +69,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         prompts: args.prompts.clone(),
         models: args.models.clone(),
         tags: args.tags.clone(),
-        limit: args.limit,
+        limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     let plan = run::plan(&project, eval_set, &options)?;
 
