@@ -8,7 +8,7 @@ use common::TempProject;
 use promptlab::engine::CancelToken;
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
-use promptlab::run::{self, ExecuteOptions, Quiet, RunOptions};
+use promptlab::run::{self, ExecuteOptions, Quiet, RunOptions, RunResult};
 
 /// (output, assertion as YAML flow mapping without `type`, type, expected pass)
 const ROWS: &[(&str, &str, &str, bool)] = &[
@@ -75,6 +75,19 @@ const ROWS: &[(&str, &str, &str, bool)] = &[
     ("fast", "threshold: 60000", "latency", true),
 ];
 
+fn run_eval_set(project: &TempProject, path: &std::path::Path) -> RunResult {
+    let eval_set = EvalSet::load(path).unwrap();
+    let project = Project::open(project.root()).unwrap();
+    let plan = run::plan(&project, eval_set, &RunOptions::default()).unwrap();
+    run::execute(
+        &plan,
+        &ExecuteOptions::default(),
+        &mut Quiet,
+        &CancelToken::new(),
+    )
+    .unwrap()
+}
+
 fn run_rows(negated: bool) -> Vec<(String, bool, bool)> {
     let project = TempProject::new();
     project.write(
@@ -99,16 +112,7 @@ fn run_rows(negated: bool) -> Vec<(String, bool, bool)> {
         ));
     }
     let path = project.write("eval-sets/assertions.yaml", &yaml);
-    let eval_set = EvalSet::load(&path).unwrap();
-    let project = Project::open(project.root()).unwrap();
-    let plan = run::plan(&project, eval_set, &RunOptions::default()).unwrap();
-    let result = run::execute(
-        &plan,
-        &ExecuteOptions::default(),
-        &mut Quiet,
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let result = run_eval_set(&project, &path);
     assert_eq!(result.cells.len(), ROWS.len());
     result
         .cells
@@ -152,16 +156,7 @@ fn weights_and_threshold_decide_the_case() {
         "eval-sets/w.yaml",
         "prompts: [echo]\nmodels: [echo]\ncases:\n  - vars: {output: alpha beta}\n    threshold: 0.7\n    assert:\n      - {type: contains, value: alpha, weight: 3}\n      - {type: contains, value: gamma, weight: 1}\n  - vars: {output: alpha beta}\n    assert:\n      - {type: contains, value: alpha, weight: 3}\n      - {type: contains, value: gamma, weight: 1}\n",
     );
-    let eval_set = EvalSet::load(&path).unwrap();
-    let project = Project::open(project.root()).unwrap();
-    let plan = run::plan(&project, eval_set, &RunOptions::default()).unwrap();
-    let result = run::execute(
-        &plan,
-        &ExecuteOptions::default(),
-        &mut Quiet,
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let result = run_eval_set(&project, &path);
     assert!((result.cells[0].score - 0.75).abs() < 1e-9);
     assert!(result.cells[0].passed, "0.75 >= threshold 0.7");
     assert!(
