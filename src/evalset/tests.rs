@@ -1,3 +1,4 @@
+//! Unit tests of the parent module.
 use super::*;
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {

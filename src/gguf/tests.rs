@@ -1,3 +1,4 @@
+//! Unit tests of the parent module.
 use super::*;
 use std::io::Write;
 use std::time::Instant;
