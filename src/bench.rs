@@ -82,6 +82,7 @@ pub fn run(model: &Path, config: &BenchConfig) -> Result<(String, Vec<BenchRun>)
         &LlamaOptions {
             context_size: Some(config.context_size()),
             threads: Some(config.threads),
+            parallel: Some(1),
         },
     )?;
     let (text, _) = prompt_of_length(&engine, config.prompt_tokens)?;

@@ -44,6 +44,9 @@ pub struct EvalArgs {
     /// CPU threads per model (default: all cores).
     #[arg(long)]
     pub threads: Option<u32>,
+    /// Cells decoded together as parallel sequences of one model (default 8; 1 = one at a time).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: Option<u32>,
     /// Matrix rows to print (0 hides the matrix).
     #[arg(long, default_value_t = 60)]
     pub rows: usize,
@@ -78,6 +81,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         &plan,
         &ExecuteOptions {
             threads: args.threads,
+            parallel: args.parallel,
         },
         &mut progress,
         &CancelToken::new(),

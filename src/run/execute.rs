@@ -16,6 +16,8 @@ use crate::score::assertion::{CheckInput, combine};
 #[derive(Debug, Clone, Default)]
 pub struct ExecuteOptions {
     pub threads: Option<u32>,
+    /// Cells decoded together per model (continuous batching).
+    pub parallel: Option<u32>,
 }
 
 /// Progress callbacks, so a terminal, a TUI or a test can watch a run. All default to
@@ -125,6 +127,7 @@ fn spawn_worker(model: &ModelRef, options: &ExecuteOptions) -> Result<EngineWork
             let llama_options = LlamaOptions {
                 context_size: entry.context_size,
                 threads: options.threads,
+                parallel: options.parallel,
             };
             EngineWorker::spawn(&model.name, move || {
                 Ok(Box::new(LlamaEngine::load(&path, &llama_options)?) as Box<dyn Engine>)
