@@ -15,5 +15,6 @@ pub mod prompt;
 pub mod report;
 pub mod run;
 pub mod score;
+pub mod store;
 pub mod template;
 pub mod yaml;

@@ -1,0 +1,140 @@
+//! The database schema and its migrations.
+//!
+//! The schema version lives in SQLite's `PRAGMA user_version` (0 for a new,
+//! empty file). `MIGRATIONS[i]` takes a database from version `i` to `i + 1`;
+//! all pending ones run in one transaction together with the version bump, so a
+//! database is always at exactly one known version, even after a kill during
+//! an upgrade. Migrations are append-only: once released, an entry is never
+//! edited, because databases in the wild were built by it.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// The schema version this code writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    //
+    // STRICT tables make SQLite refuse a value of the wrong type instead of
+    // storing it silently, so the row mapping can trust the column types.
+    // `created_at` defaults come from SQLite's clock so this module needs no
+    // date library; caller-visible times (`started_at`, `finished_at`) are
+    // passed in by the caller, which owns the clock and the format.
+    r#"
+    -- AUTOINCREMENT: a deleted run's id is never handed out again, so "run 12"
+    -- in an old report or shell history never silently means another run.
+    CREATE TABLE runs (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        eval_set      TEXT NOT NULL,
+        eval_set_path TEXT NOT NULL,
+        config_json   TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        status        TEXT NOT NULL DEFAULT 'running'
+                      CHECK (status IN ('running', 'finished', 'cancelled')),
+        cell_count    INTEGER NOT NULL CHECK (cell_count >= 0),
+        label         TEXT
+    ) STRICT;
+
+    -- Resume and "runs of this eval set" look runs up by path, newest first;
+    -- the index carries the rowid, so ORDER BY id DESC needs no sort.
+    CREATE INDEX runs_by_eval_set_path ON runs (eval_set_path);
+
+    -- One row per prompt x model x case. The primary key is also the index for
+    -- "all cells of a run, in matrix order".
+    CREATE TABLE cells (
+        run_id            INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        column_index      INTEGER NOT NULL CHECK (column_index >= 0),
+        case_index        INTEGER NOT NULL CHECK (case_index >= 0),
+        column_id         TEXT NOT NULL,
+        case_id           TEXT NOT NULL,
+        cache_key         TEXT NOT NULL,
+        prompt_json       TEXT NOT NULL,
+        output            TEXT NOT NULL,
+        error             TEXT,
+        passed            INTEGER NOT NULL CHECK (passed IN (0, 1)),
+        score             REAL NOT NULL,
+        assertions_json   TEXT NOT NULL,
+        finish            TEXT,
+        prompt_tokens     INTEGER NOT NULL CHECK (prompt_tokens >= 0),
+        completion_tokens INTEGER NOT NULL CHECK (completion_tokens >= 0),
+        ttft_ms           REAL NOT NULL,
+        latency_ms        REAL NOT NULL,
+        tokens_per_s      REAL,
+        cached            INTEGER NOT NULL CHECK (cached IN (0, 1)),
+        created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (run_id, column_index, case_index)
+    ) STRICT;
+
+    -- The result cache holds generations, not scores: editing an assertion
+    -- re-scores cached outputs without generating again. It is deliberately
+    -- not referenced by cells, so the cache can be pruned without touching
+    -- the history of runs.
+    CREATE TABLE generations (
+        cache_key         TEXT PRIMARY KEY NOT NULL,
+        output            TEXT NOT NULL,
+        finish            TEXT,
+        prompt_tokens     INTEGER NOT NULL CHECK (prompt_tokens >= 0),
+        completion_tokens INTEGER NOT NULL CHECK (completion_tokens >= 0),
+        ttft_ms           REAL NOT NULL,
+        latency_ms        REAL NOT NULL,
+        tokens_per_s      REAL,
+        created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    ) STRICT;
+    "#,
+];
+
+pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Checks a version read from the file and returns how many migrations it has
+/// already had.
+pub(crate) fn check_version(path: &Path, found: i64) -> Result<usize, StoreError> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    // user_version is a signed header field that promptlab never sets below 0.
+    usize::try_from(found).map_err(|_| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: format!("schema version {found} (user_version) was never written by promptlab"),
+    })
+}
+
+/// Brings the database up to `SCHEMA_VERSION`. Called after the caller has
+/// checked the version once without a lock; it is checked again under the
+/// write lock because another process may have migrated (or a newer promptlab
+/// may have upgraded) the file in between.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let action = "upgrading the schema";
+    let sql_err = |e| StoreError::from_sqlite(path, action, e);
+
+    // IMMEDIATE takes the write lock up front: two processes opening a fresh
+    // database at once serialise here instead of both creating tables.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_err)?;
+    // On error, dropping `tx` rolls back; nothing was written.
+    let start = check_version(path, user_version(&tx).map_err(sql_err)?)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        tx.execute_batch(sql).map_err(|e| {
+            StoreError::from_sqlite(
+                path,
+                &format!("migrating to schema version {}", index + 1),
+                e,
+            )
+        })?;
+    }
+    // PRAGMA takes no bound parameters; the value is our own constant.
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+        .map_err(sql_err)?;
+    tx.commit().map_err(sql_err)
+}
