@@ -5,6 +5,7 @@
 
 mod execute;
 mod plan;
+mod record;
 mod summary;
 
 use serde::{Deserialize, Serialize};
@@ -14,8 +15,9 @@ use crate::prompt::RenderedPrompt;
 use crate::score::assertion::{Assertion, AssertionOutcome};
 use crate::score::classification::ClassificationReport;
 
-pub use execute::{ExecuteOptions, Quiet, RunObserver, execute};
+pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, execute};
 pub use plan::{PlanError, RunOptions, plan};
+pub use record::Recording;
 pub use summary::ColumnSummary;
 
 /// One column of the matrix: a prompt (variant) on a model.
@@ -42,6 +44,8 @@ pub struct CaseInfo {
 pub struct PlannedCell {
     pub column: usize,
     pub case: usize,
+    /// Identifies the generation: equal keys give equal outputs, so results are reused.
+    pub cache_key: String,
     pub request: GenerationRequest,
     pub assertions: Vec<Assertion>,
     pub threshold: Option<f64>,
@@ -76,6 +80,9 @@ pub struct CellResult {
     pub ttft_ms: f64,
     pub latency_ms: f64,
     pub tokens_per_s: Option<f64>,
+    /// Reused from the run store's cache instead of generated.
+    #[serde(default)]
+    pub cached: bool,
 }
 
 impl CellResult {

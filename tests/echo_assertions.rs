@@ -84,6 +84,7 @@ fn run_eval_set(project: &TempProject, path: &std::path::Path) -> RunResult {
         &ExecuteOptions::default(),
         &mut Quiet,
         &CancelToken::new(),
+        None,
     )
     .unwrap()
 }

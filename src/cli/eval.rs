@@ -11,7 +11,17 @@ use promptlab::engine::CancelToken;
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::report;
-use promptlab::run::{self, CellResult, ExecuteOptions, RunObserver, RunOptions};
+use promptlab::run::{self, CellResult, ExecuteOptions, Recording, RunObserver, RunOptions};
+use promptlab::store::{NewRun, RunStore};
+use serde::{Deserialize, Serialize};
+
+/// What a run stores about how it was selected, so `--resume` can select it again.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredConfig {
+    eval_set: String,
+    options: RunOptions,
+    columns: Vec<String>,
+}
 
 use super::Outcome;
 
@@ -50,6 +60,18 @@ pub struct EvalArgs {
     /// Matrix rows to print (0 hides the matrix).
     #[arg(long, default_value_t = 60)]
     pub rows: usize,
+    /// Generate every cell even when an identical generation is in the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not record the run (nor use the cache).
+    #[arg(long)]
+    pub no_store: bool,
+    /// Run store database (default: PROJECT/.promptlab/runs.db).
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+    /// Complete an interrupted run: the latest one of this eval set, or RUN_ID.
+    #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "latest")]
+    pub resume: Option<String>,
     /// Print only the summary, no progress bar.
     #[arg(short, long)]
     pub quiet: bool,
@@ -68,13 +90,90 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         None => Project::discover(&args.eval_set),
     }
     .context("cannot open the project")?;
-    let options = RunOptions {
+    let mut options = RunOptions {
         prompts: args.prompts.clone(),
         models: args.models.clone(),
         tags: args.tags.clone(),
         limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
+    let eval_set_key = std::path::absolute(&args.eval_set)
+        .unwrap_or_else(|_| args.eval_set.clone())
+        .display()
+        .to_string();
+
+    let mut store = if args.no_store {
+        None
+    } else {
+        let path = args
+            .store
+            .clone()
+            .unwrap_or_else(|| project.root.join(".promptlab").join("runs.db"));
+        Some(RunStore::open(&path)?)
+    };
+    // Resuming re-selects exactly what the interrupted run selected.
+    let resume_id = match (&args.resume, store.as_ref()) {
+        (None, _) => None,
+        (Some(_), None) => bail!("--resume needs the run store; drop --no-store"),
+        (Some(which), Some(store)) => {
+            let id = if which == "latest" {
+                store.latest_resumable(&eval_set_key)?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: no interrupted run of this eval set to resume",
+                        args.eval_set.display()
+                    )
+                })?
+            } else {
+                which.parse::<i64>().map_err(|_| {
+                    anyhow::anyhow!("--resume {which}: expected a run id or nothing")
+                })?
+            };
+            let config = store.run_config(id)?.ok_or_else(|| {
+                anyhow::anyhow!("--resume {id}: no such run in {}", store.path().display())
+            })?;
+            let stored: StoredConfig = serde_json::from_str(&config)
+                .with_context(|| format!("run {id}: unreadable stored configuration"))?;
+            if stored.eval_set != eval_set_key {
+                bail!(
+                    "run {id} evaluated {}, not {}",
+                    stored.eval_set,
+                    eval_set_key
+                );
+            }
+            options = stored.options;
+            Some(id)
+        }
+    };
     let plan = run::plan(&project, eval_set, &options)?;
+
+    let recording = match store.as_mut() {
+        None => None,
+        Some(store) => {
+            let run_id = match resume_id {
+                Some(id) => {
+                    store.resume_run(id)?;
+                    eprintln!("resuming run {id}");
+                    id
+                }
+                None => store.create_run(&NewRun {
+                    eval_set: plan.eval_set.name.clone(),
+                    eval_set_path: eval_set_key.clone(),
+                    config_json: serde_json::to_string(&StoredConfig {
+                        eval_set: eval_set_key.clone(),
+                        options: options.clone(),
+                        columns: plan.columns.iter().map(|c| c.id.clone()).collect(),
+                    })?,
+                    started_at: chrono::Local::now().to_rfc3339(),
+                    cell_count: plan.cells.len(),
+                })?,
+            };
+            Some(Recording {
+                store,
+                run_id,
+                use_cache: !args.no_cache,
+            })
+        }
+    };
+    let run_id = recording.as_ref().map(|r| r.run_id);
 
     let mut progress = Progress::new(plan.cells.len() as u64, args.quiet);
     let result = run::execute(
@@ -85,6 +184,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         },
         &mut progress,
         &CancelToken::new(),
+        recording,
     )?;
     progress.bar.finish_and_clear();
 
@@ -109,12 +209,19 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         text.push_str(&format!("\n{failures}\n"));
     }
     let rate = result.pass_rate();
+    let cached = result.cells.iter().filter(|c| c.cached).count();
     text.push_str(&format!(
-        "{} of {} cells passed ({:.1}%) in {:.1} s\n",
+        "{} of {} cells passed ({:.1}%) in {:.1} s{}{}\n",
         result.cells.iter().filter(|c| c.passed).count(),
         result.cells.len(),
         rate * 100.0,
-        result.duration_s
+        result.duration_s,
+        if cached > 0 {
+            format!(", {cached} from the cache")
+        } else {
+            String::new()
+        },
+        run_id.map(|id| format!(" · run {id}")).unwrap_or_default()
     ));
     std::io::stdout().lock().write_all(text.as_bytes())?;
 

@@ -3,15 +3,24 @@
 
 use std::time::Instant;
 
+use super::record::Recording;
 use super::summary::{classification_reports, summarize};
 use super::{CellResult, RunPlan, RunResult};
 use crate::catalog::ModelRef;
 use crate::engine::echo::EchoEngine;
 use crate::engine::llama::{LlamaEngine, LlamaOptions};
 use crate::engine::{
-    CancelToken, Engine, EngineError, EngineWorker, Generation, GenerationEvent, WorkerEvent,
+    CancelToken, Engine, EngineError, EngineWorker, FinishReason, Generation, GenerationEvent,
+    WorkerEvent,
 };
 use crate::score::assertion::{CheckInput, combine};
+use crate::store::{RunStatus, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct ExecuteOptions {
@@ -39,10 +48,37 @@ pub fn execute(
     options: &ExecuteOptions,
     observer: &mut dyn RunObserver,
     cancel: &CancelToken,
-) -> Result<RunResult, EngineError> {
+    mut recording: Option<Recording<'_>>,
+) -> Result<RunResult, RunError> {
     let started_at = chrono::Local::now().to_rfc3339();
     let clock = Instant::now();
     let mut results: Vec<Option<CellResult>> = vec![None; plan.cells.len()];
+
+    // Cells recorded before an interruption, then cached generations: neither needs a model.
+    if let Some(recording) = recording.as_ref() {
+        for (id, cell) in recording.recorded(plan)? {
+            observer.cell_finished(id, &cell);
+            results[id] = Some(cell);
+        }
+    }
+    let missing: Vec<usize> = (0..plan.cells.len())
+        .filter(|&i| results[i].is_none())
+        .collect();
+    if let Some(recording) = recording.as_mut() {
+        let hits = recording.cached(plan, &missing)?;
+        let mut hit_ids: Vec<usize> = hits.keys().copied().collect();
+        hit_ids.sort_unstable();
+        let mut hits = hits;
+        for id in hit_ids {
+            if let Some(generation) = hits.remove(&id) {
+                let mut cell = score_cell(plan, id, Ok(generation));
+                cell.cached = true;
+                recording.record(plan, id, &cell)?;
+                observer.cell_finished(id, &cell);
+                results[id] = Some(cell);
+            }
+        }
+    }
 
     // Columns of the same model share one loaded model.
     let mut model_order: Vec<&ModelRef> = Vec::new();
@@ -59,9 +95,14 @@ pub fn execute(
             .cells
             .iter()
             .enumerate()
-            .filter(|(_, cell)| plan.columns[cell.column].model == model.name)
+            .filter(|(i, cell)| {
+                results[*i].is_none() && plan.columns[cell.column].model == model.name
+            })
             .map(|(i, _)| i)
             .collect();
+        if cell_ids.is_empty() {
+            continue;
+        }
         observer.model_loading(&model.name);
         let load_start = Instant::now();
         let worker = match spawn_worker(model, options) {
@@ -70,6 +111,9 @@ pub fn execute(
                 // The other models' results stay valid; this model's cells carry the error.
                 for &id in &cell_ids {
                     let result = score_cell(plan, id, Err(err.clone()));
+                    if let Some(recording) = recording.as_mut() {
+                        recording.record(plan, id, &result)?;
+                    }
                     observer.cell_finished(id, &result);
                     results[id] = Some(result);
                 }
@@ -92,8 +136,20 @@ pub fn execute(
                     observer.token(cell_ids[i], &text)
                 }
                 WorkerEvent::Generation(GenerationEvent::Finished(i, outcome)) => {
+                    // A cancelled generation is unfinished work, not a result: leave the
+                    // cell missing so a resumed run generates it.
+                    if matches!(&outcome, Ok(g) if g.finish == FinishReason::Cancelled) {
+                        continue;
+                    }
                     let id = cell_ids[i];
                     let result = score_cell(plan, id, outcome);
+                    if let Some(recording) = recording.as_mut() {
+                        // Stop generating when the store cannot keep results.
+                        if let Err(err) = recording.record(plan, id, &result) {
+                            cancel.cancel();
+                            return Err(err.into());
+                        }
+                    }
                     observer.cell_finished(id, &result);
                     results[id] = Some(result);
                 }
@@ -102,6 +158,16 @@ pub fn execute(
     }
 
     let cancelled = cancel.is_cancelled() || results.iter().any(Option::is_none);
+    if let Some(recording) = recording.as_ref() {
+        let status = if cancelled {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Finished
+        };
+        recording
+            .store
+            .finish_run(recording.run_id, &chrono::Local::now().to_rfc3339(), status)?;
+    }
     let cells: Vec<CellResult> = results.into_iter().flatten().collect();
     let summaries = summarize(plan, &cells);
     let classification = classification_reports(plan, &cells);
@@ -161,6 +227,7 @@ fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError
                 ttft_ms: generation.ttft_ms,
                 latency_ms: generation.total_ms,
                 tokens_per_s: generation.tokens_per_s,
+                cached: false,
             }
         }
         Err(err) => CellResult {
@@ -178,6 +245,7 @@ fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError
             ttft_ms: 0.0,
             latency_ms: 0.0,
             tokens_per_s: None,
+            cached: false,
         },
     }
 }

@@ -14,8 +14,9 @@ use crate::prompt::{Prompt, PromptBody, PromptError};
 use crate::score::assertion::{Assertion, AssertionSpec};
 use crate::template::{self, Undefined};
 
-/// The user's selection on top of what the eval set names.
-#[derive(Debug, Clone, Default)]
+/// The user's selection on top of what the eval set names (stored with each run, so a
+/// resumed run selects the same cells).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunOptions {
     /// Prompt names or `name:variant`; empty means the eval set's `prompts`.
     pub prompts: Vec<String>,
@@ -101,6 +102,7 @@ pub fn plan(
         ));
     }
     let mut models = Vec::new();
+    let mut identities = Vec::new();
     for name in &model_names {
         let model = project
             .catalog
@@ -109,7 +111,8 @@ pub fn plan(
                 path: eval_set.source.clone(),
                 source,
             })?;
-        let has_template = check_model_file(&model)?;
+        let (has_template, identity) = check_model_file(&model)?;
+        identities.push(identity);
         for prompt in &prompts {
             if matches!(prompt.body, PromptBody::Chat(_)) && !has_template {
                 return Err(PlanError::Model {
@@ -157,6 +160,7 @@ pub fn plan(
 
     let mut columns = Vec::new();
     let mut column_models = Vec::new();
+    let mut column_identities: Vec<String> = Vec::new();
     for model in &models {
         for prompt in &prompts {
             columns.push(Column {
@@ -165,6 +169,13 @@ pub fn plan(
                 model: model.name.clone(),
             });
             column_models.push((model, *prompt));
+            column_identities.push(
+                identities[models
+                    .iter()
+                    .position(|m| m.name == model.name)
+                    .unwrap_or(0)]
+                .clone(),
+            );
         }
     }
 
@@ -187,14 +198,16 @@ pub fn plan(
                 .iter()
                 .map(|spec| build_assertion(spec, case))
                 .collect::<Result<Vec<_>, _>>()?;
+            let request = GenerationRequest {
+                prompt: rendered,
+                params: params.clone(),
+                schema: prompt.schema.clone(),
+            };
             cells.push(PlannedCell {
                 column,
                 case: case_index,
-                request: GenerationRequest {
-                    prompt: rendered,
-                    params: params.clone(),
-                    schema: prompt.schema.clone(),
-                },
+                cache_key: cache_key(&column_identities[column], &request),
+                request,
                 assertions,
                 threshold: case.threshold,
             });
@@ -222,16 +235,50 @@ pub fn plan(
 
 /// Reads the model's GGUF header: a missing, truncated or corrupt file is reported now,
 /// before anything runs. Returns whether the model has a chat template.
-fn check_model_file(model: &ModelRef) -> Result<bool, PlanError> {
+/// Reads the model's GGUF header: a missing, truncated or corrupt file is reported now,
+/// before anything runs. Returns whether the model has a chat template, and the model's
+/// identity for cache keys: its size and a hash of its header and tensor index (which
+/// change with any re-quantization or re-conversion, without hashing gigabytes).
+fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
     let Some(entry) = &model.entry else {
-        return Ok(true);
+        return Ok((true, crate::catalog::ECHO_MODEL.to_string()));
     };
-    let info = GgufInfo::read(&entry.path).map_err(|e| PlanError::Model {
+    let fail = |message: String| PlanError::Model {
         model: model.name.clone(),
-        message: e.to_string(),
-    })?;
-    Ok(info.chat_template().is_some())
+        message,
+    };
+    let info = GgufInfo::read(&entry.path).map_err(|e| fail(e.to_string()))?;
+    let mut header = Vec::new();
+    std::fs::File::open(&entry.path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, info.data_offset), &mut header)
+        })
+        .map_err(|e| fail(format!("{}: cannot read: {e}", entry.path.display())))?;
+    let identity = format!("gguf:{}:{}", info.file_size, hex_sha256(&header));
+    Ok((info.chat_template().is_some(), identity))
 }
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What makes a generation reproducible: model identity, the exact request (rendered
+/// messages, parameters, seed, schema) and the engine version.
+fn cache_key(model_identity: &str, request: &GenerationRequest) -> String {
+    let request = serde_json::to_string(request).unwrap_or_default();
+    hex_sha256(format!("{ENGINE_VERSION}\n{model_identity}\n{request}").as_bytes())
+}
+
+/// Bumped with anything that can change generated text for the same request.
+const ENGINE_VERSION: &str = concat!(
+    "promptlab ",
+    env!("CARGO_PKG_VERSION"),
+    " llama-cpp-2 0.1.160"
+);
 
 /// Assertion values may use the case's variables and `expected`, e.g.
 /// `value: "{{ expected }}"`; they are rendered per case, then parsed.

@@ -1,0 +1,141 @@
+//! Connects a run to the run store: each finished cell is written at once (so a kill
+//! loses at most the cells in flight), cached generations are looked up before any model
+//! loads, and the cells of an interrupted run are read back for `--resume`.
+
+use std::collections::HashMap;
+
+use super::{CellResult, RunPlan};
+use crate::engine::{FinishReason, Generation};
+use crate::store::{CachedGeneration, RunStore, StoreError, StoredCell};
+
+/// A run being recorded.
+pub struct Recording<'a> {
+    pub store: &'a mut RunStore,
+    pub run_id: i64,
+    /// Reuse generations whose cache key was seen before.
+    pub use_cache: bool,
+}
+
+impl Recording<'_> {
+    /// Cells this run already recorded (when resuming), by plan cell index. A stored cell
+    /// whose key no longer matches the plan (files changed since) is generated again.
+    pub fn recorded(&self, plan: &RunPlan) -> Result<HashMap<usize, CellResult>, StoreError> {
+        let by_position: HashMap<(usize, usize), usize> = plan
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ((c.column, c.case), i))
+            .collect();
+        let mut found = HashMap::new();
+        for stored in self.store.cells(self.run_id)? {
+            if let Some(&id) = by_position.get(&(stored.column_index, stored.case_index))
+                && plan.cells[id].cache_key == stored.cache_key
+                && let Some(cell) = from_stored(&stored)
+            {
+                found.insert(id, cell);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Cached generations for the given plan cells, by cell index.
+    pub fn cached(
+        &self,
+        plan: &RunPlan,
+        ids: &[usize],
+    ) -> Result<HashMap<usize, Generation>, StoreError> {
+        if !self.use_cache || ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|&i| plan.cells[i].cache_key.clone())
+            .collect();
+        let hits = self.store.cached_generations(&keys)?;
+        Ok(ids
+            .iter()
+            .filter_map(|&i| {
+                hits.get(&plan.cells[i].cache_key)
+                    .map(|hit| (i, to_generation(hit)))
+            })
+            .collect())
+    }
+
+    pub fn record(
+        &mut self,
+        plan: &RunPlan,
+        id: usize,
+        cell: &CellResult,
+    ) -> Result<(), StoreError> {
+        let planned = &plan.cells[id];
+        let stored = StoredCell {
+            column_index: cell.column,
+            case_index: cell.case,
+            column_id: plan.columns[cell.column].id.clone(),
+            case_id: plan.cases[cell.case].id.clone(),
+            cache_key: planned.cache_key.clone(),
+            prompt_json: serde_json::to_string(&cell.prompt).unwrap_or_default(),
+            output: cell.output.clone(),
+            error: cell.error.clone(),
+            passed: cell.passed,
+            score: cell.score,
+            assertions_json: serde_json::to_string(&cell.assertions).unwrap_or_default(),
+            finish: cell.finish.map(finish_text),
+            prompt_tokens: cell.prompt_tokens,
+            completion_tokens: cell.completion_tokens,
+            ttft_ms: cell.ttft_ms,
+            latency_ms: cell.latency_ms,
+            tokens_per_s: cell.tokens_per_s,
+            cached: cell.cached,
+        };
+        self.store.record_cell(self.run_id, &stored)
+    }
+}
+
+fn finish_text(finish: FinishReason) -> String {
+    serde_json::to_value(finish)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn parse_finish(text: &str) -> Option<FinishReason> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+}
+
+fn to_generation(hit: &CachedGeneration) -> Generation {
+    Generation {
+        text: hit.output.clone(),
+        finish: hit
+            .finish
+            .as_deref()
+            .and_then(parse_finish)
+            .unwrap_or(FinishReason::EndOfText),
+        prompt_tokens: hit.prompt_tokens,
+        completion_tokens: hit.completion_tokens,
+        ttft_ms: hit.ttft_ms,
+        total_ms: hit.latency_ms,
+        prompt_tokens_per_s: None,
+        tokens_per_s: hit.tokens_per_s,
+    }
+}
+
+fn from_stored(stored: &StoredCell) -> Option<CellResult> {
+    Some(CellResult {
+        column: stored.column_index,
+        case: stored.case_index,
+        prompt: serde_json::from_str(&stored.prompt_json).ok()?,
+        output: stored.output.clone(),
+        error: stored.error.clone(),
+        passed: stored.passed,
+        score: stored.score,
+        assertions: serde_json::from_str(&stored.assertions_json).ok()?,
+        finish: stored.finish.as_deref().and_then(parse_finish),
+        prompt_tokens: stored.prompt_tokens,
+        completion_tokens: stored.completion_tokens,
+        ttft_ms: stored.ttft_ms,
+        latency_ms: stored.latency_ms,
+        tokens_per_s: stored.tokens_per_s,
+        cached: stored.cached,
+    })
+}
