@@ -1,0 +1,237 @@
+//! The run store through the real binary: cached re-runs, editing one prompt re-generates
+//! only its column, and a run killed with SIGKILL at any moment keeps its finished cells,
+//! leaves a sound database, and resumes to the same results as an uninterrupted run
+//! (issue 3).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{SMOLLM2, TempProject, real_model};
+
+fn promptlab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run promptlab")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn outputs(report: &Path) -> Vec<(String, String, String)> {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).expect("report")).expect("json");
+    json["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| {
+            let column = c["column"].as_u64().unwrap_or(0) as usize;
+            let case = c["case"].as_u64().unwrap_or(0) as usize;
+            (
+                json["columns"][column]["id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                json["cases"][case]["id"].as_str().unwrap_or("").to_string(),
+                c["output"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Two echo prompts over 5 cases.
+fn echo_project() -> TempProject {
+    let project = TempProject::new();
+    project.write("prompts/a.yaml", "name: a\ncompletion: 'A {{ x }}'\n");
+    project.write("prompts/b.yaml", "name: b\ncompletion: 'B {{ x }}'\n");
+    let mut cases = String::from("prompts: [a, b]\nmodels: [echo]\ncases:\n");
+    for i in 0..5 {
+        cases.push_str(&format!(
+            "  - vars: {{x: '{i}'}}\n    assert: [{{type: contains, value: '{i}'}}]\n"
+        ));
+    }
+    project.write("eval-sets/s.yaml", &cases);
+    project
+}
+
+#[test]
+fn rerun_is_served_from_the_cache_and_an_edit_regenerates_one_column() {
+    let project = echo_project();
+    let first = promptlab(&["eval", "eval-sets/s.yaml"], project.root());
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert!(!text(&first).contains("from the cache"), "{}", text(&first));
+    let second = promptlab(&["eval", "eval-sets/s.yaml"], project.root());
+    assert!(
+        text(&second).contains("10 from the cache"),
+        "{}",
+        text(&second)
+    );
+    project.write("prompts/b.yaml", "name: b\ncompletion: 'B2 {{ x }}'\n");
+    let third = promptlab(
+        &["eval", "eval-sets/s.yaml", "-o", "r.json"],
+        project.root(),
+    );
+    assert!(
+        text(&third).contains("5 from the cache"),
+        "{}",
+        text(&third)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("r.json")).unwrap())
+            .unwrap();
+    for cell in report["cells"].as_array().unwrap() {
+        let column = report["columns"][cell["column"].as_u64().unwrap() as usize]["id"]
+            .as_str()
+            .unwrap();
+        assert_eq!(cell["cached"], column.starts_with("a "), "{cell}");
+    }
+    let fresh = promptlab(&["eval", "eval-sets/s.yaml", "--no-cache"], project.root());
+    assert!(!text(&fresh).contains("from the cache"), "{}", text(&fresh));
+}
+
+#[test]
+fn a_newer_database_is_refused() {
+    let project = echo_project();
+    let db = project.root().join("new.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let before = std::fs::read(&db).unwrap();
+    let out = promptlab(
+        &["eval", "eval-sets/s.yaml", "--store", "new.db"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("999"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the database was altered"
+    );
+}
+
+#[test]
+fn killed_runs_resume_to_the_uninterrupted_result() {
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: 512\n",
+            real_model(SMOLLM2).display()
+        ),
+    );
+    project.write(
+        "prompts/p.yaml",
+        "name: p\nparams: {max_tokens: 12}\nmessages:\n  - role: system\n    content: Answer with one word.\n  - role: user\n    content: 'What colour is {{ thing }}?'\n",
+    );
+    let things = [
+        "grass",
+        "the sky",
+        "snow",
+        "coal",
+        "a banana",
+        "blood",
+        "an orange",
+        "milk",
+        "a tomato",
+        "the sea",
+        "ash",
+        "gold",
+    ];
+    let mut set = String::from("prompts: [p]\nmodels: [smollm2]\ncases:\n");
+    for thing in things {
+        set.push_str(&format!("  - vars: {{thing: '{thing}'}}\n"));
+    }
+    project.write("eval-sets/c.yaml", &set);
+    let common = [
+        "eval",
+        "eval-sets/c.yaml",
+        "--threads",
+        "1",
+        "--parallel",
+        "1",
+        "--no-cache",
+        "--quiet",
+    ];
+
+    let reference_store = "--store=reference.db";
+    let reference = promptlab(
+        &[&common[..], &[reference_store, "-o", "reference.json"]].concat(),
+        project.root(),
+    );
+    assert!(
+        matches!(reference.status.code(), Some(0 | 1)),
+        "{}",
+        text(&reference)
+    );
+    let expected = outputs(&project.root().join("reference.json"));
+    assert_eq!(expected.len(), things.len());
+
+    // Kill at different moments: while loading, early, mid-run.
+    let mut partial_rounds = 0;
+    for (round, delay_ms) in [150u64, 900, 1800].into_iter().enumerate() {
+        let store = format!("--store=kill{round}.db");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+            .args([&common[..], &[store.as_str()]].concat())
+            .current_dir(project.root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start promptlab");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let db = project.root().join(format!("kill{round}.db"));
+        if db.exists() {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            let check: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(check, "ok", "round {round}");
+            let recorded: i64 = conn
+                .query_row("SELECT count(*) FROM cells", [], |r| r.get(0))
+                .unwrap_or(0);
+            if recorded > 0 && (recorded as usize) < things.len() {
+                partial_rounds += 1;
+            }
+        }
+        let report = format!("resumed{round}.json");
+        let resumed = promptlab(
+            &[
+                &common[..],
+                &[store.as_str(), "--resume", "-o", report.as_str()],
+            ]
+            .concat(),
+            project.root(),
+        );
+        let log = text(&resumed);
+        if log.contains("no interrupted run") {
+            // Killed before the run was created: nothing to resume, nothing lost.
+            continue;
+        }
+        assert!(
+            matches!(resumed.status.code(), Some(0 | 1)),
+            "round {round}: {log}"
+        );
+        assert_eq!(
+            outputs(&project.root().join(&report)),
+            expected,
+            "round {round}"
+        );
+    }
+    assert!(
+        partial_rounds > 0,
+        "no kill landed mid-run; the test checked nothing"
+    );
+}
