@@ -4,6 +4,7 @@
 mod bench;
 mod eval;
 mod models;
+mod runs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,11 @@ enum Command {
     Models {
         #[command(subcommand)]
         command: models::ModelsCommand,
+    },
+    /// Recorded runs: list, show, compare.
+    Runs {
+        #[command(subcommand)]
+        command: runs::RunsCommand,
     },
     /// Measure single-stream speed against llama.cpp's own, in the same run.
     Bench(bench::BenchArgs),
@@ -60,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Models { command } => models::run(command),
         Command::Bench(args) => bench::run(args),
+        Command::Runs { command } => runs::run(command),
     };
     match result {
         Ok(Outcome::Passed) => ExitCode::SUCCESS,

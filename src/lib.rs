@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod catalog;
+pub mod compare;
 pub mod engine;
 pub mod evalset;
 pub mod gguf;

@@ -235,3 +235,39 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
         "no kill landed mid-run; the test checked nothing"
     );
 }
+
+#[test]
+fn runs_compare_reports_regressions_and_fails_on_them() {
+    let project = echo_project();
+    let first = promptlab(&["eval", "eval-sets/s.yaml"], project.root());
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    // Case 3 of prompt b now fails, case 2 still passes.
+    project.write(
+        "prompts/b.yaml",
+        "name: b\ncompletion: \"B {{ x | replace('3', '') }}\"\n",
+    );
+    let second = promptlab(&["eval", "eval-sets/s.yaml"], project.root());
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+
+    let list = promptlab(&["runs", "list"], project.root());
+    assert!(text(&list).contains("10/10"), "{}", text(&list));
+    let compared = promptlab(&["runs", "compare", "1", "2"], project.root());
+    assert_eq!(compared.status.code(), Some(0), "{}", text(&compared));
+    let report = text(&compared);
+    assert!(
+        report.contains("b @ echo") && report.contains("-20.0 pts"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Regressions (passed in A, fail in B): 1"),
+        "{report}"
+    );
+    assert!(report.contains("b @ echo · case 4"), "{report}");
+    let gated = promptlab(
+        &["runs", "compare", "1", "2", "--fail-on-regression"],
+        project.root(),
+    );
+    assert_eq!(gated.status.code(), Some(1), "{}", text(&gated));
+    let missing = promptlab(&["runs", "show", "99"], project.root());
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+}

@@ -1,0 +1,232 @@
+//! `promptlab runs list|show|compare`: the run store from the command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use comfy_table::Table;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use promptlab::compare::compare;
+use promptlab::project::Project;
+use promptlab::store::{RunStore, StoredCell};
+
+use super::Outcome;
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Every recorded run, newest first.
+    List(StoreArgs),
+    /// One run: per prompt × model pass rate and score, and its failing cases.
+    Show {
+        run: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Run B against baseline run A: deltas per column, regressions and fixes.
+    Compare {
+        a: i64,
+        b: i64,
+        /// Exit 1 when a case that passed in A fails in B.
+        #[arg(long)]
+        fail_on_regression: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Project folder (default: found from the current folder).
+    #[arg(long)]
+    project: Option<PathBuf>,
+    /// Run store database (default: PROJECT/.promptlab/runs.db).
+    #[arg(long, value_name = "FILE")]
+    store: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn open(&self) -> Result<RunStore> {
+        let path = match &self.store {
+            Some(path) => path.clone(),
+            None => {
+                let start = self.project.clone().unwrap_or_else(|| PathBuf::from("."));
+                let project = Project::discover(&start).context("cannot open the project")?;
+                project.root.join(".promptlab").join("runs.db")
+            }
+        };
+        if !path.is_file() {
+            bail!(
+                "{}: no run store yet (run `promptlab eval` first)",
+                path.display()
+            );
+        }
+        Ok(RunStore::open(&path)?)
+    }
+}
+
+pub fn run(command: RunsCommand) -> Result<Outcome> {
+    let mut out = String::new();
+    let outcome = match command {
+        RunsCommand::List(store) => {
+            let store = store.open()?;
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED).set_header([
+                "run",
+                "eval set",
+                "started",
+                "status",
+                "cells",
+                "passed",
+                "pass rate",
+            ]);
+            for run in store.runs()? {
+                table.add_row([
+                    run.id.to_string(),
+                    run.eval_set.clone(),
+                    run.started_at.chars().take(19).collect(),
+                    run.status.as_str().to_string(),
+                    format!("{}/{}", run.cells_done, run.cell_count),
+                    run.passed.to_string(),
+                    percent(run.passed as f64, run.cells_done as f64),
+                ]);
+            }
+            out.push_str(&format!("{table}\n"));
+            Outcome::Passed
+        }
+        RunsCommand::Show { run, store } => {
+            let store = store.open()?;
+            let row = store
+                .run(run)?
+                .ok_or_else(|| anyhow::anyhow!("no run {run} in {}", store.path().display()))?;
+            let cells = store.cells(run)?;
+            out.push_str(&format!(
+                "run {} · {} · {} · {} · {}/{} cells\n",
+                row.id,
+                row.eval_set,
+                row.started_at,
+                row.status.as_str(),
+                row.cells_done,
+                row.cell_count
+            ));
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED).set_header([
+                "prompt @ model",
+                "pass rate",
+                "passed",
+                "score",
+                "cached",
+            ]);
+            for (column, mine) in by_column(&cells) {
+                let passed = mine.iter().filter(|c| c.passed).count();
+                table.add_row([
+                    column,
+                    percent(passed as f64, mine.len() as f64),
+                    format!("{passed}/{}", mine.len()),
+                    format!(
+                        "{:.3}",
+                        mine.iter().map(|c| c.score).sum::<f64>() / mine.len().max(1) as f64
+                    ),
+                    mine.iter().filter(|c| c.cached).count().to_string(),
+                ]);
+            }
+            out.push_str(&format!("{table}\n"));
+            for cell in cells.iter().filter(|c| !c.passed) {
+                out.push_str(&format!(
+                    "  ✗ {} · case {}: {}\n",
+                    cell.column_id,
+                    cell.case_id,
+                    one_line(cell.error.as_deref().unwrap_or(&cell.output))
+                ));
+            }
+            Outcome::Passed
+        }
+        RunsCommand::Compare {
+            a,
+            b,
+            fail_on_regression,
+            store,
+        } => {
+            let store = store.open()?;
+            for id in [a, b] {
+                if store.run(id)?.is_none() {
+                    bail!("no run {id} in {}", store.path().display());
+                }
+            }
+            let comparison = compare(&store.cells(a)?, &store.cells(b)?);
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED).set_header([
+                "prompt @ model".to_string(),
+                "cases".into(),
+                format!("pass rate {a}"),
+                format!("pass rate {b}"),
+                "Δ pass".into(),
+                "Δ score".into(),
+            ]);
+            for c in &comparison.columns {
+                table.add_row([
+                    c.column.clone(),
+                    c.shared.to_string(),
+                    format!("{:.1}%", c.pass_rate_a * 100.0),
+                    format!("{:.1}%", c.pass_rate_b * 100.0),
+                    format!("{:+.1} pts", (c.pass_rate_b - c.pass_rate_a) * 100.0),
+                    format!("{:+.3}", c.mean_score_b - c.mean_score_a),
+                ]);
+            }
+            out.push_str(&format!("{table}\n"));
+            for (title, changes) in [
+                (
+                    "Regressions (passed in A, fail in B)",
+                    &comparison.regressions,
+                ),
+                ("Fixes (failed in A, pass in B)", &comparison.fixes),
+            ] {
+                out.push_str(&format!("\n{title}: {}\n", changes.len()));
+                for change in changes {
+                    out.push_str(&format!(
+                        "  {} · case {}\n      {a}: {}\n      {b}: {}\n",
+                        change.column,
+                        change.case,
+                        one_line(&change.output_a),
+                        one_line(&change.output_b)
+                    ));
+                }
+            }
+            if fail_on_regression && !comparison.regressions.is_empty() {
+                Outcome::Failed
+            } else {
+                Outcome::Passed
+            }
+        }
+    };
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(outcome)
+}
+
+fn by_column(cells: &[StoredCell]) -> Vec<(String, Vec<&StoredCell>)> {
+    let mut columns: Vec<(String, Vec<&StoredCell>)> = Vec::new();
+    for cell in cells {
+        match columns.iter_mut().find(|(id, _)| *id == cell.column_id) {
+            Some((_, mine)) => mine.push(cell),
+            None => columns.push((cell.column_id.clone(), vec![cell])),
+        }
+    }
+    columns
+}
+
+fn percent(part: f64, whole: f64) -> String {
+    if whole == 0.0 {
+        "–".into()
+    } else {
+        format!("{:.1}%", part / whole * 100.0)
+    }
+}
+
+fn one_line(text: &str) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 100 {
+        format!("{}…", flat.chars().take(99).collect::<String>())
+    } else {
+        flat
+    }
+}

@@ -1,0 +1,141 @@
+//! Comparing two stored runs: per prompt × model column, the pass-rate and score deltas,
+//! and the cases that regressed (passed before, fail now) or were fixed. Cells are matched
+//! by column id and case id, so runs with different selections compare on what they share.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::store::StoredCell;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnDelta {
+    pub column: String,
+    /// Cells present in both runs.
+    pub shared: usize,
+    pub pass_rate_a: f64,
+    pub pass_rate_b: f64,
+    pub mean_score_a: f64,
+    pub mean_score_b: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseChange {
+    pub column: String,
+    pub case: String,
+    pub output_a: String,
+    pub output_b: String,
+    pub score_a: f64,
+    pub score_b: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Comparison {
+    pub columns: Vec<ColumnDelta>,
+    /// Passed in A, failed in B.
+    pub regressions: Vec<CaseChange>,
+    /// Failed in A, passed in B.
+    pub fixes: Vec<CaseChange>,
+}
+
+pub fn compare(a: &[StoredCell], b: &[StoredCell]) -> Comparison {
+    let in_b: HashMap<(&str, &str), &StoredCell> = b
+        .iter()
+        .map(|c| ((c.column_id.as_str(), c.case_id.as_str()), c))
+        .collect();
+    let mut per_column: BTreeMap<&str, Vec<(&StoredCell, &StoredCell)>> = BTreeMap::new();
+    for cell_a in a {
+        if let Some(cell_b) = in_b.get(&(cell_a.column_id.as_str(), cell_a.case_id.as_str())) {
+            per_column
+                .entry(cell_a.column_id.as_str())
+                .or_default()
+                .push((cell_a, cell_b));
+        }
+    }
+    let mut comparison = Comparison::default();
+    for (column, pairs) in per_column {
+        let n = pairs.len() as f64;
+        let rate = |f: &dyn Fn(&(&StoredCell, &StoredCell)) -> bool| {
+            pairs.iter().filter(|p| f(p)).count() as f64 / n
+        };
+        let mean =
+            |f: &dyn Fn(&(&StoredCell, &StoredCell)) -> f64| pairs.iter().map(f).sum::<f64>() / n;
+        comparison.columns.push(ColumnDelta {
+            column: column.to_string(),
+            shared: pairs.len(),
+            pass_rate_a: rate(&|p| p.0.passed),
+            pass_rate_b: rate(&|p| p.1.passed),
+            mean_score_a: mean(&|p| p.0.score),
+            mean_score_b: mean(&|p| p.1.score),
+        });
+        for (cell_a, cell_b) in pairs {
+            let change = || CaseChange {
+                column: column.to_string(),
+                case: cell_a.case_id.clone(),
+                output_a: cell_a.output.clone(),
+                output_b: cell_b.output.clone(),
+                score_a: cell_a.score,
+                score_b: cell_b.score,
+            };
+            match (cell_a.passed, cell_b.passed) {
+                (true, false) => comparison.regressions.push(change()),
+                (false, true) => comparison.fixes.push(change()),
+                _ => {}
+            }
+        }
+    }
+    comparison
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(column: &str, case: &str, passed: bool) -> StoredCell {
+        StoredCell {
+            column_index: 0,
+            case_index: 0,
+            column_id: column.into(),
+            case_id: case.into(),
+            cache_key: String::new(),
+            prompt_json: "null".into(),
+            output: format!("{case}:{passed}"),
+            error: None,
+            passed,
+            score: if passed { 1.0 } else { 0.0 },
+            assertions_json: "[]".into(),
+            finish: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            ttft_ms: 0.0,
+            latency_ms: 0.0,
+            tokens_per_s: None,
+            cached: false,
+        }
+    }
+
+    #[test]
+    fn regressions_fixes_and_deltas() {
+        let a = [
+            cell("p @ m", "1", true),
+            cell("p @ m", "2", false),
+            cell("p @ m", "3", true),
+            cell("p @ m", "only-a", true),
+        ];
+        let b = [
+            cell("p @ m", "1", false),
+            cell("p @ m", "2", true),
+            cell("p @ m", "3", true),
+            cell("q @ m", "1", true),
+        ];
+        let c = compare(&a, &b);
+        assert_eq!(c.columns.len(), 1);
+        assert_eq!(c.columns[0].shared, 3);
+        assert!((c.columns[0].pass_rate_a - 2.0 / 3.0).abs() < 1e-12);
+        assert!((c.columns[0].pass_rate_b - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(c.regressions.len(), 1);
+        assert_eq!(c.regressions[0].case, "1");
+        assert_eq!(c.fixes.len(), 1);
+        assert_eq!(c.fixes[0].case, "2");
+    }
+}
