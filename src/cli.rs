@@ -44,6 +44,8 @@ enum Command {
 pub enum Outcome {
     Passed,
     Failed,
+    /// Stopped by Ctrl-C; exits 130 like other interrupted programs.
+    Interrupted,
 }
 
 /// Exit code for bad input or configuration.
@@ -71,6 +73,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(Outcome::Passed) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(err) => {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;

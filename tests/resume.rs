@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use common::{SMOLLM2, TempProject, real_model};
 
+/// Real-model runs one at a time: two decoders on two cores distort the kill timings.
+static REAL_MODEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn promptlab(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_promptlab"))
         .args(args)
@@ -122,6 +125,7 @@ fn a_newer_database_is_refused() {
 
 #[test]
 fn killed_runs_resume_to_the_uninterrupted_result() {
+    let _guard = REAL_MODEL.lock().unwrap_or_else(|e| e.into_inner());
     let project = TempProject::new();
     project.write(
         "models/models.yaml",
@@ -270,4 +274,67 @@ fn runs_compare_reports_regressions_and_fails_on_them() {
     assert_eq!(gated.status.code(), Some(1), "{}", text(&gated));
     let missing = promptlab(&["runs", "show", "99"], project.root());
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_writes_no_report_and_resumes() {
+    let _guard = REAL_MODEL.lock().unwrap_or_else(|e| e.into_inner());
+    let project = echo_project();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: 512\n",
+            real_model(SMOLLM2).display()
+        ),
+    );
+    project.write(
+        "prompts/long.yaml",
+        "name: long\nparams: {max_tokens: 40}\nmessages:\n  - role: user\n    content: 'Write about {{ x }}.'\n",
+    );
+    let mut set = String::from("prompts: [long]\nmodels: [smollm2]\ncases:\n");
+    for i in 0..12 {
+        set.push_str(&format!("  - vars: {{x: 'topic {i}'}}\n"));
+    }
+    project.write("eval-sets/long.yaml", &set);
+    let args = [
+        "eval",
+        "eval-sets/long.yaml",
+        "--threads",
+        "1",
+        "--parallel",
+        "2",
+        "-o",
+        "r.json",
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args(args)
+        .current_dir(project.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start promptlab");
+    std::thread::sleep(Duration::from_millis(2500));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{log}");
+    assert!(log.contains("--resume 1"), "{log}");
+    assert!(
+        !project.root().join("r.json").exists(),
+        "a partial run wrote a report"
+    );
+    let list = promptlab(&["runs", "list"], project.root());
+    assert!(text(&list).contains("cancelled"), "{}", text(&list));
+
+    let resumed = promptlab(&[&args[..], &["--resume"]].concat(), project.root());
+    assert!(
+        matches!(resumed.status.code(), Some(0 | 1)),
+        "{}",
+        text(&resumed)
+    );
+    assert_eq!(outputs(&project.root().join("r.json")).len(), 12);
 }

@@ -175,6 +175,17 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     };
     let run_id = recording.as_ref().map(|r| r.run_id);
 
+    // The first Ctrl-C stops generation between tokens and keeps every finished cell;
+    // a second one exits at once (finished cells are already in the store either way).
+    let cancel = CancelToken::new();
+    let on_interrupt = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if on_interrupt.is_cancelled() {
+            std::process::exit(130);
+        }
+        on_interrupt.cancel();
+    });
+
     let mut progress = Progress::new(plan.cells.len() as u64, args.quiet);
     let result = run::execute(
         &plan,
@@ -183,10 +194,21 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
             parallel: args.parallel,
         },
         &mut progress,
-        &CancelToken::new(),
+        &cancel,
         recording,
     )?;
     progress.bar.finish_and_clear();
+    if cancel.is_cancelled() {
+        // Reports of a partial run would look complete; the store has every finished cell.
+        eprintln!(
+            "interrupted after {} of {} cells; no report written. Finish it with:\n  promptlab eval {} --resume{}",
+            result.cells.len(),
+            plan.cells.len(),
+            args.eval_set.display(),
+            run_id.map(|id| format!(" {id}")).unwrap_or_default()
+        );
+        return Ok(Outcome::Interrupted);
+    }
 
     // Reports first: they must exist even if printing fails (e.g. output piped to `head`).
     for path in &args.outputs {
