@@ -196,14 +196,14 @@ impl Prompt {
     pub fn render(&self, vars: &minijinja::Value) -> Result<RenderedPrompt, PromptError> {
         let env = template::environment(Undefined::Strict);
         match &self.body {
-            PromptBody::Completion(text) => template::render_str(&env, text, vars)
+            PromptBody::Completion(text) => template::render_str(env, text, vars)
                 .map(RenderedPrompt::Completion)
                 .map_err(|fault| self.template_error("completion".into(), fault)),
             PromptBody::Chat(messages) => messages
                 .iter()
                 .enumerate()
                 .map(|(i, m)| {
-                    template::render_str(&env, &m.content, vars)
+                    template::render_str(env, &m.content, vars)
                         .map(|content| ChatMessage {
                             role: m.role.clone(),
                             content,
@@ -218,7 +218,7 @@ impl Prompt {
     fn check_templates(&self) -> Result<(), PromptError> {
         let env = template::environment(Undefined::Strict);
         match &self.body {
-            PromptBody::Completion(text) => template::check_syntax(&env, text)
+            PromptBody::Completion(text) => template::check_syntax(env, text)
                 .map_err(|fault| self.template_error("completion".into(), fault)),
             PromptBody::Chat(messages) => {
                 for (i, m) in messages.iter().enumerate() {
@@ -232,7 +232,7 @@ impl Prompt {
                             ),
                         });
                     }
-                    template::check_syntax(&env, &m.content)
+                    template::check_syntax(env, &m.content)
                         .map_err(|fault| self.template_error(message_part(i, &m.role), fault))?;
                 }
                 Ok(())

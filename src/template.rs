@@ -3,6 +3,8 @@
 //! real templates test optional keys such as `tools` with plain `{% if tools %}`.
 //! Helpers that real chat templates call are registered here, in one place.
 
+use std::sync::OnceLock;
+
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
 /// How a template treats variables it was not given.
@@ -12,8 +14,18 @@ pub enum Undefined {
     Lenient,
 }
 
+/// The shared environment for `undefined`, built once per process.
+pub fn environment(undefined: Undefined) -> &'static Environment<'static> {
+    static STRICT: OnceLock<Environment<'static>> = OnceLock::new();
+    static LENIENT: OnceLock<Environment<'static>> = OnceLock::new();
+    match undefined {
+        Undefined::Strict => STRICT.get_or_init(|| build(undefined)),
+        Undefined::Lenient => LENIENT.get_or_init(|| build(undefined)),
+    }
+}
+
 /// Builds an environment with the helpers prompt and chat templates rely on.
-pub fn environment(undefined: Undefined) -> Environment<'static> {
+fn build(undefined: Undefined) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(match undefined {
         Undefined::Strict => UndefinedBehavior::Strict,
@@ -125,7 +137,7 @@ mod tests {
     #[test]
     fn strict_names_the_missing_variable() {
         let env = environment(Undefined::Strict);
-        let err = render_str(&env, "Hello\n{{ nmae }}", &context! { name => "x" }).unwrap_err();
+        let err = render_str(env, "Hello\n{{ nmae }}", &context! { name => "x" }).unwrap_err();
         assert_eq!(err.line, Some(2));
         assert_eq!(err.message, "undefined variable `nmae`");
     }
@@ -133,7 +145,7 @@ mod tests {
     #[test]
     fn lenient_allows_optional_keys() {
         let env = environment(Undefined::Lenient);
-        let out = render_str(&env, "{% if tools %}T{% endif %}ok", &context! {}).unwrap();
+        let out = render_str(env, "{% if tools %}T{% endif %}ok", &context! {}).unwrap();
         assert_eq!(out, "ok");
     }
 
@@ -147,7 +159,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "a|{\"k\":1}|4");
-        let err = render_str(&env, "{{ raise_exception('bad role') }}", &context! {}).unwrap_err();
+        let err = render_str(env, "{{ raise_exception('bad role') }}", &context! {}).unwrap_err();
         assert!(err.message.contains("bad role"), "{}", err.message);
     }
 }

@@ -41,7 +41,7 @@ impl ChatTemplate {
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
         };
-        template::render_str(&env, &self.source, &ctx)
+        template::render_str(env, &self.source, &ctx)
     }
 }
 

@@ -326,7 +326,7 @@ fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, Stri
                 }
                 serde_json::to_value(&out).map_err(|e| e.to_string())?
             } else {
-                Value::String(template::render_str(&env, s, context).map_err(|f| f.to_string())?)
+                Value::String(template::render_str(env, s, context).map_err(|f| f.to_string())?)
             }
         }
         Value::Array(items) => Value::Array(
