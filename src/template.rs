@@ -153,7 +153,7 @@ mod tests {
     fn chat_template_helpers_exist() {
         let env = environment(Undefined::Lenient);
         let out = render_str(
-            &env,
+            env,
             "{{ ' a '.strip() }}|{{ {'k': 1} | tojson }}|{{ strftime_now('%Y') | length }}",
             &context! {},
         )
