@@ -179,12 +179,14 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     // a second one exits at once (finished cells are already in the store either way).
     let cancel = CancelToken::new();
     let on_interrupt = cancel.clone();
-    let _ = ctrlc::set_handler(move || {
+    if let Err(err) = ctrlc::set_handler(move || {
         if on_interrupt.is_cancelled() {
             std::process::exit(130);
         }
         on_interrupt.cancel();
-    });
+    }) {
+        eprintln!("warning: Ctrl-C will end the run abruptly ({err}); finished cells are kept");
+    }
 
     let mut progress = Progress::new(plan.cells.len() as u64, args.quiet);
     let result = run::execute(

@@ -282,22 +282,23 @@ impl Engine for LlamaEngine {
         let views: Vec<Option<&[LlamaToken]>> = prepared.iter().map(|p| p.as_deref()).collect();
         let (groups, group_of) = scheduler::prefix_groups(&views);
         let parallel = (self.parallel as usize).clamp(1, requests.len().max(1));
-        // Each slot needs room for its own prompt tokens and generation; prefixes once.
+        // Worst case: every slot holds a whole prompt and its generation (slots of an
+        // earlier group keep that group's prefix alive while the next prefix loads), plus
+        // the prefix sequence itself.
         let per_slot = requests
             .iter()
             .zip(&prepared)
-            .zip(&group_of)
-            .filter_map(|((request, tokens), group)| {
-                let shared = groups.get(*group).map(|g| g.len).unwrap_or(0);
+            .filter_map(|(request, tokens)| {
                 tokens
                     .as_ref()
-                    .map(|t| t.len() - shared + request.params.max_tokens as usize)
+                    .map(|t| t.len() + request.params.max_tokens as usize)
             })
             .max()
             .unwrap_or(0)
             .min(self.context_size as usize);
         let longest_prefix = groups.iter().map(|g| g.len).max().unwrap_or(0);
-        let cells = (per_slot * parallel + longest_prefix + 256) as u32;
+        let cells = u32::try_from(per_slot * parallel + longest_prefix + BATCH_SIZE as usize)
+            .unwrap_or(u32::MAX);
         let ctx = match self.new_context(cells, parallel as u32 + 1) {
             Ok(ctx) => ctx,
             Err(err) => {

@@ -55,8 +55,14 @@ pub fn execute(
     let mut results: Vec<Option<CellResult>> = vec![None; plan.cells.len()];
 
     // Cells recorded before an interruption, then cached generations: neither needs a model.
-    if let Some(recording) = recording.as_ref() {
-        for (id, cell) in recording.recorded(plan)? {
+    if let Some(recording) = recording.as_mut() {
+        let mut recorded: Vec<_> = recording.recorded(plan)?.into_iter().collect();
+        recorded.sort_unstable_by_key(|(id, _)| *id);
+        for (id, (generation, cached)) in recorded {
+            // Scored again: assertions or expected values may have changed since.
+            let mut cell = score_cell(plan, id, Ok(generation));
+            cell.cached = cached;
+            recording.record(plan, id, &cell)?;
             observer.cell_finished(id, &cell);
             results[id] = Some(cell);
         }

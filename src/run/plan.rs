@@ -91,11 +91,13 @@ pub fn plan(
         }
     }
 
-    let model_names = if options.models.is_empty() {
+    let mut model_names = if options.models.is_empty() {
         eval_set.models.clone()
     } else {
         options.models.clone()
     };
+    let mut seen = std::collections::HashSet::new();
+    model_names.retain(|name| seen.insert(name.clone()));
     if model_names.is_empty() {
         return Err(invalid(
             "no models to run: expected `models:` in the eval set or --models".into(),
@@ -254,7 +256,16 @@ fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
             std::io::Read::read_to_end(&mut std::io::Read::take(f, info.data_offset), &mut header)
         })
         .map_err(|e| fail(format!("{}: cannot read: {e}", entry.path.display())))?;
-    let identity = format!("gguf:{}:{}", info.file_size, hex_sha256(&header));
+    // The context size can cut a generation short, so it is part of what produced it.
+    let context = entry
+        .context_size
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "default".into());
+    let identity = format!(
+        "gguf:{}:{}:ctx={context}",
+        info.file_size,
+        hex_sha256(&header)
+    );
     Ok((info.chat_template().is_some(), identity))
 }
 

@@ -17,9 +17,14 @@ pub struct Recording<'a> {
 }
 
 impl Recording<'_> {
-    /// Cells this run already recorded (when resuming), by plan cell index. A stored cell
-    /// whose key no longer matches the plan (files changed since) is generated again.
-    pub fn recorded(&self, plan: &RunPlan) -> Result<HashMap<usize, CellResult>, StoreError> {
+    /// Generations this run already recorded (when resuming), by plan cell index, to be
+    /// scored again with the current assertions. A stored cell counts only when it is the
+    /// same column and case with the same request; cells that ended in an engine error
+    /// are generated again.
+    pub fn recorded(
+        &self,
+        plan: &RunPlan,
+    ) -> Result<HashMap<usize, (Generation, bool)>, StoreError> {
         let by_position: HashMap<(usize, usize), usize> = plan
             .cells
             .iter()
@@ -29,10 +34,12 @@ impl Recording<'_> {
         let mut found = HashMap::new();
         for stored in self.store.cells(self.run_id)? {
             if let Some(&id) = by_position.get(&(stored.column_index, stored.case_index))
+                && stored.error.is_none()
                 && plan.cells[id].cache_key == stored.cache_key
-                && let Some(cell) = from_stored(&stored)
+                && plan.columns[stored.column_index].id == stored.column_id
+                && plan.cases[stored.case_index].id == stored.case_id
             {
-                found.insert(id, cell);
+                found.insert(id, (stored_generation(&stored), stored.cached));
             }
         }
         Ok(found)
@@ -120,22 +127,19 @@ fn to_generation(hit: &CachedGeneration) -> Generation {
     }
 }
 
-fn from_stored(stored: &StoredCell) -> Option<CellResult> {
-    Some(CellResult {
-        column: stored.column_index,
-        case: stored.case_index,
-        prompt: serde_json::from_str(&stored.prompt_json).ok()?,
-        output: stored.output.clone(),
-        error: stored.error.clone(),
-        passed: stored.passed,
-        score: stored.score,
-        assertions: serde_json::from_str(&stored.assertions_json).ok()?,
-        finish: stored.finish.as_deref().and_then(parse_finish),
+fn stored_generation(stored: &StoredCell) -> Generation {
+    Generation {
+        text: stored.output.clone(),
+        finish: stored
+            .finish
+            .as_deref()
+            .and_then(parse_finish)
+            .unwrap_or(FinishReason::EndOfText),
         prompt_tokens: stored.prompt_tokens,
         completion_tokens: stored.completion_tokens,
         ttft_ms: stored.ttft_ms,
-        latency_ms: stored.latency_ms,
+        total_ms: stored.latency_ms,
+        prompt_tokens_per_s: None,
         tokens_per_s: stored.tokens_per_s,
-        cached: stored.cached,
-    })
+    }
 }

@@ -156,6 +156,9 @@ impl Scheduler<'_, '_> {
                     }
                     let Some(request) = queue.next() else { break };
                     if on_event(GenerationEvent::Started(request)) == Flow::Stop {
+                        // Every started request gets a Finished event, even one cancelled
+                        // before its first token.
+                        let _ = on_event(GenerationEvent::Finished(request, Ok(cancelled())));
                         stopping = true;
                         break;
                     }
@@ -442,6 +445,19 @@ impl Scheduler<'_, '_> {
     /// Frees a sequence's KV cells (shared prefix cells stay for their other owners).
     fn release(&mut self, seq: i32) {
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+    }
+}
+
+fn cancelled() -> Generation {
+    Generation {
+        text: String::new(),
+        finish: FinishReason::Cancelled,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        ttft_ms: 0.0,
+        total_ms: 0.0,
+        prompt_tokens_per_s: None,
+        tokens_per_s: None,
     }
 }
 
