@@ -284,11 +284,12 @@ fn cache_key(model_identity: &str, request: &GenerationRequest) -> String {
     hex_sha256(format!("{ENGINE_VERSION}\n{model_identity}\n{request}").as_bytes())
 }
 
-/// Bumped with anything that can change generated text for the same request.
+/// Bumped with anything that can change generated text for the same request; a test
+/// keeps the llama.cpp crate versions in step with Cargo.lock.
 const ENGINE_VERSION: &str = concat!(
     "promptlab ",
     env!("CARGO_PKG_VERSION"),
-    " llama-cpp-2 0.1.160"
+    " llama-cpp-2 0.1.160 llama-cpp-sys-2 0.1.161"
 );
 
 /// Assertion values may use the case's variables and `expected`, e.g.
@@ -353,4 +354,28 @@ fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, Stri
         ),
         other => other.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// A `cargo update` of the llama.cpp crates changes kernels and so outputs; the cache
+    /// key must change with it.
+    #[test]
+    fn engine_version_names_the_locked_llama_cpp_crates() {
+        let lock = include_str!("../../Cargo.lock");
+        for name in ["llama-cpp-2", "llama-cpp-sys-2"] {
+            let marker = format!("name = \"{name}\"\nversion = \"");
+            let start = lock
+                .find(&marker)
+                .map(|i| i + marker.len())
+                .expect("crate in Cargo.lock");
+            let end = lock[start..].find('"').expect("version ends");
+            let version = &lock[start..start + end];
+            assert!(
+                super::ENGINE_VERSION.contains(&format!("{name} {version}")),
+                "ENGINE_VERSION ({}) does not name {name} {version}",
+                super::ENGINE_VERSION
+            );
+        }
+    }
 }
