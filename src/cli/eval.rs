@@ -181,7 +181,10 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     let on_interrupt = cancel.clone();
     if let Err(err) = ctrlc::set_handler(move || {
         if on_interrupt.is_cancelled() {
-            std::process::exit(130);
+            // `exit` would run C++ destructors under a decoding engine thread; finished
+            // cells are committed, so leave without any.
+            // SAFETY: _exit only ends the process.
+            unsafe { libc::_exit(130) }
         }
         on_interrupt.cancel();
     }) {
