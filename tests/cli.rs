@@ -4,18 +4,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{SMOLLM2, TempProject, real_model};
-
-fn promptlab(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_promptlab"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run promptlab")
-}
+use common::{SMOLLM2, TempProject, promptlab, real_model};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

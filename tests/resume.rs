@@ -9,18 +9,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{SMOLLM2, TempProject, real_model};
+use common::{SMOLLM2, TempProject, promptlab, real_model};
 
 /// Real-model runs one at a time: two decoders on two cores distort the kill timings.
 static REAL_MODEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn promptlab(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_promptlab"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run promptlab")
-}
 
 fn text(out: &Output) -> String {
     format!(

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// Where scripts/fetch-models.sh keeps the real models.
 pub fn models_cache() -> PathBuf {
@@ -53,4 +54,13 @@ impl TempProject {
         std::fs::write(&path, text).expect("write file");
         path
     }
+}
+
+/// Runs the promptlab binary in `cwd` and waits for it.
+pub fn promptlab(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run promptlab")
 }
