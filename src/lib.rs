@@ -14,6 +14,7 @@ pub mod params;
 pub mod project;
 pub mod prompt;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod score;
 pub mod store;

@@ -1,6 +1,10 @@
 //! A promptlab project: a folder with `prompts/`, `eval-sets/` and `models/models.yaml`.
 
+mod scan;
+
 use std::path::{Path, PathBuf};
+
+pub use scan::{EvalSetFile, ModelFile, ProjectScan, PromptFile, scan};
 
 use crate::catalog::{CatalogError, ModelCatalog};
 use crate::prompt::{PromptError, PromptLibrary};

@@ -122,7 +122,19 @@ impl Prompt {
     /// Loads a prompt file and expands its variants (one `Prompt` each, or just the base
     /// prompt when there are none). Templates are syntax-checked here, not at run time.
     pub fn load_file(path: &Path) -> Result<Vec<Prompt>, PromptError> {
-        let spec: PromptFileSpec = yaml::read_file(path)?;
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            PromptError::from(yaml::YamlError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        })?;
+        Prompt::parse_file(path, &text)
+    }
+
+    /// Like [`Prompt::load_file`] on text that is not saved yet (an editor's buffer);
+    /// `path` names it in errors.
+    pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Prompt>, PromptError> {
+        let spec: PromptFileSpec = yaml::from_str(path, text)?;
         let invalid = |message: String| PromptError::Invalid {
             path: path.to_path_buf(),
             message,

@@ -17,7 +17,7 @@ use crate::score::classification::ClassificationReport;
 
 pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, execute};
 pub use plan::{PlanError, RunOptions, plan};
-pub use record::Recording;
+pub use record::{Recording, StoredConfig};
 pub use summary::ColumnSummary;
 
 /// One column of the matrix: a prompt (variant) on a model.

@@ -11,17 +11,10 @@ use promptlab::engine::CancelToken;
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::report;
-use promptlab::run::{self, CellResult, ExecuteOptions, Recording, RunObserver, RunOptions};
-use promptlab::store::{NewRun, RunStore};
-use serde::{Deserialize, Serialize};
-
-/// What a run stores about how it was selected, so `--resume` can select it again.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredConfig {
-    eval_set: String,
-    options: RunOptions,
-    columns: Vec<String>,
-}
+use promptlab::run::{
+    self, CellResult, ExecuteOptions, Recording, RunObserver, RunOptions, StoredConfig,
+};
+use promptlab::store::RunStore;
 
 use super::Outcome;
 
@@ -154,17 +147,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
                     eprintln!("resuming run {id}");
                     id
                 }
-                None => store.create_run(&NewRun {
-                    eval_set: plan.eval_set.name.clone(),
-                    eval_set_path: eval_set_key.clone(),
-                    config_json: serde_json::to_string(&StoredConfig {
-                        eval_set: eval_set_key.clone(),
-                        options: options.clone(),
-                        columns: plan.columns.iter().map(|c| c.id.clone()).collect(),
-                    })?,
-                    started_at: chrono::Local::now().to_rfc3339(),
-                    cell_count: plan.cells.len(),
-                })?,
+                None => store.create_run(&StoredConfig::new_run(&plan, &eval_set_key, &options))?,
             };
             Some(Recording {
                 store,

@@ -4,9 +4,39 @@
 
 use std::collections::HashMap;
 
-use super::{CellResult, RunPlan};
+use serde::{Deserialize, Serialize};
+
+use super::{CellResult, RunOptions, RunPlan};
 use crate::engine::{FinishReason, Generation};
-use crate::store::{CachedGeneration, RunStore, StoreError, StoredCell};
+use crate::store::{CachedGeneration, NewRun, RunStore, StoreError, StoredCell};
+
+/// What a run stores about how it was selected, so a resume selects the same cells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredConfig {
+    /// The eval set's absolute path: runs of one set are found by it.
+    pub eval_set: String,
+    pub options: RunOptions,
+    pub columns: Vec<String>,
+}
+
+impl StoredConfig {
+    /// The store row of a new run of `plan`.
+    pub fn new_run(plan: &RunPlan, eval_set_key: &str, options: &RunOptions) -> NewRun {
+        let config = StoredConfig {
+            eval_set: eval_set_key.to_string(),
+            options: options.clone(),
+            columns: plan.columns.iter().map(|c| c.id.clone()).collect(),
+        };
+        NewRun {
+            eval_set: plan.eval_set.name.clone(),
+            eval_set_path: eval_set_key.to_string(),
+            // A struct of strings always serializes.
+            config_json: serde_json::to_string(&config).unwrap_or_default(),
+            started_at: chrono::Local::now().to_rfc3339(),
+            cell_count: plan.cells.len(),
+        }
+    }
+}
 
 /// A run being recorded.
 pub struct Recording<'a> {
