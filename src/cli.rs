@@ -18,8 +18,9 @@ use clap::{Parser, Subcommand};
     about = "Prompt engineering and evaluation on local models"
 )]
 struct Cli {
+    /// Without a command, opens the terminal workbench when run inside a project.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +39,11 @@ enum Command {
     },
     /// Measure single-stream speed against llama.cpp's own, in the same run.
     Bench(bench::BenchArgs),
+    /// The terminal workbench: browse, edit, run, compare (what a bare `promptlab` opens).
+    Tui {
+        /// Project folder (default: the one containing the current folder).
+        project: Option<PathBuf>,
+    },
 }
 
 /// How a command ended, mapped to the process exit code in one place.
@@ -52,7 +58,6 @@ pub enum Outcome {
 const EXIT_BAD_INPUT: u8 = 2;
 
 pub fn main() -> ExitCode {
-    init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -64,7 +69,27 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    let result = match cli.command {
+    let command = match cli.command {
+        Some(command) => command,
+        None if crate::tui::find_project(std::path::Path::new(".")).is_some() => {
+            Command::Tui { project: None }
+        }
+        None => {
+            let _ = <Cli as clap::CommandFactory>::command().print_help();
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    // The TUI owns the screen: its logs go to a file.
+    let tui_log = match &command {
+        Command::Tui { project } => {
+            crate::tui::find_project(project.as_deref().unwrap_or(std::path::Path::new(".")))
+                .map(|root| root.join(".promptlab").join("tui.log"))
+        }
+        _ => None,
+    };
+    init_logging(tui_log);
+    let result = match command {
+        Command::Tui { project } => crate::tui::run(project).map(|()| Outcome::Passed),
         Command::Eval(args) => eval::run(args),
         Command::Models { command } => models::run(command),
         Command::Bench(args) => bench::run(args),
@@ -111,12 +136,21 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// Logs (including llama.cpp's own, routed through `tracing`) are off unless
 /// PROMPTLAB_LOG asks for them, and go to PROMPTLAB_LOG_FILE when set, so they never
-/// scribble over the progress bar.
-fn init_logging() {
+/// scribble over the progress bar. The TUI always logs warnings and errors to
+/// `tui_log` (the screen is its own).
+fn init_logging(tui_log: Option<PathBuf>) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PROMPTLAB_LOG").unwrap_or_else(|_| EnvFilter::new("off"));
+    let default = if tui_log.is_some() { "warn" } else { "off" };
+    let filter =
+        EnvFilter::try_from_env("PROMPTLAB_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match std::env::var_os("PROMPTLAB_LOG_FILE").map(PathBuf::from) {
+    let file = std::env::var_os("PROMPTLAB_LOG_FILE")
+        .map(PathBuf::from)
+        .or(tui_log);
+    if let Some(dir) = file.as_deref().and_then(std::path::Path::parent) {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match file {
         Some(path) => match std::fs::OpenOptions::new()
             .create(true)
             .append(true)

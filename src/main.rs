@@ -2,6 +2,7 @@
 //! work is done by the library.
 
 mod cli;
+mod tui;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,378 @@
+//! The TUI's state machine: [`App::update`] takes one [`Event`] (a key, a mouse action,
+//! a message from a background job) and returns [`Effect`]s for the driver to carry out.
+//! It performs no IO, so every transition is tested without a terminal or a runtime.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use promptlab::compare::Comparison;
+use promptlab::project::ProjectScan;
+use promptlab::results::RunMatrix;
+use promptlab::store::RunRow;
+
+use super::editor::EditorState;
+use super::history::HistoryState;
+use super::library::LibraryState;
+use super::results::ResultsState;
+use super::run_screen::RunState;
+use super::side::SideState;
+use super::{charts, editor, history, library, results, run_screen, side};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Library,
+    Editor,
+    Run,
+    Results,
+    SideBySide,
+    History,
+    Charts,
+}
+
+impl Screen {
+    pub const ALL: [Screen; 7] = [
+        Screen::Library,
+        Screen::Editor,
+        Screen::Run,
+        Screen::Results,
+        Screen::SideBySide,
+        Screen::History,
+        Screen::Charts,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Screen::Library => "Library",
+            Screen::Editor => "Editor",
+            Screen::Run => "Run",
+            Screen::Results => "Results",
+            Screen::SideBySide => "Side by side",
+            Screen::History => "History",
+            Screen::Charts => "Charts",
+        }
+    }
+
+    /// The digit that opens the screen.
+    pub fn key(self) -> char {
+        let index = Screen::ALL.iter().position(|s| *s == self).unwrap_or(0);
+        char::from(b'1' + index as u8)
+    }
+
+    fn from_key(c: char) -> Option<Screen> {
+        let index = (c as u32).checked_sub('1' as u32)? as usize;
+        Screen::ALL.get(index).copied()
+    }
+}
+
+/// What a background run reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    Started {
+        run_id: Option<i64>,
+        /// `(column id, case id)` of every planned cell.
+        cells: Vec<(String, String)>,
+    },
+    ModelLoading(String),
+    ModelLoaded {
+        model: String,
+        load_ms: f64,
+    },
+    CellStarted(usize),
+    Token(usize, String),
+    CellFinished(usize, CellOutcome),
+    Finished {
+        run_id: Option<i64>,
+        cancelled: bool,
+        duration_s: f64,
+    },
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellOutcome {
+    pub passed: bool,
+    pub cached: bool,
+    pub error: Option<String>,
+    pub score: f64,
+    pub completion_tokens: u32,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    /// The clock and the process's resident memory, a few times a second.
+    Tick {
+        now: Instant,
+        rss_bytes: Option<u64>,
+    },
+    Run(RunEvent),
+    RunLoaded(Result<RunMatrix, String>),
+    RunsListed(Result<Vec<RunRow>, String>),
+    Compared(Result<(i64, i64, Comparison), String>),
+    Saved(Result<PathBuf, String>),
+    Rescanned(ProjectScan),
+    /// The file's text after `$EDITOR` closed.
+    EditedExternally(Result<String, String>),
+}
+
+/// What to start, chosen on the run screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    pub eval_set: PathBuf,
+    pub prompts: Vec<String>,
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Quit,
+    StartRun(RunRequest),
+    CancelRun,
+    LoadRun(i64),
+    ListRuns,
+    Compare(i64, i64),
+    Save { path: PathBuf, text: String },
+    EditExternally { path: PathBuf, text: String },
+    Rescan,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Popup {
+    Error(String),
+    ConfirmQuit,
+}
+
+pub struct App {
+    pub scan: ProjectScan,
+    pub screen: Screen,
+    pub help: bool,
+    pub popup: Option<Popup>,
+    /// One line of feedback in the status bar (saved, cancelled…).
+    pub message: Option<String>,
+    pub size: (u16, u16),
+    pub now: Instant,
+    pub rss_bytes: Option<u64>,
+    /// The run shown by the results, side-by-side and charts screens.
+    pub matrix: Option<RunMatrix>,
+    pub library: LibraryState,
+    pub editor: EditorState,
+    pub run: RunState,
+    pub results: ResultsState,
+    pub side: SideState,
+    pub history: HistoryState,
+}
+
+impl App {
+    pub fn new(scan: ProjectScan, size: (u16, u16), now: Instant) -> App {
+        let run = RunState::new(&scan);
+        App {
+            scan,
+            screen: Screen::Library,
+            help: false,
+            popup: None,
+            message: None,
+            size,
+            now,
+            rss_bytes: None,
+            matrix: None,
+            library: LibraryState::default(),
+            editor: EditorState::default(),
+            run,
+            results: ResultsState::default(),
+            side: SideState::default(),
+            history: HistoryState::default(),
+        }
+    }
+
+    pub fn run_active(&self) -> bool {
+        self.run.active.as_ref().is_some_and(|a| !a.finished)
+    }
+
+    /// Switches screen, asking for whatever the new screen shows.
+    pub fn open(&mut self, screen: Screen) -> Vec<Effect> {
+        self.screen = screen;
+        match screen {
+            Screen::History => vec![Effect::ListRuns],
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn update(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::Key(key) => self.on_key(key),
+            Event::Mouse(mouse) => self.on_mouse(mouse),
+            Event::Resize(width, height) => {
+                self.size = (width, height);
+                Vec::new()
+            }
+            Event::Tick { now, rss_bytes } => {
+                self.now = now;
+                self.rss_bytes = rss_bytes;
+                Vec::new()
+            }
+            Event::Run(event) => run_screen::on_run_event(self, event),
+            Event::RunLoaded(Ok(matrix)) => {
+                self.side.case = 0;
+                self.side.first_column = 0;
+                self.matrix = Some(matrix);
+                self.results.refresh(self.matrix.as_ref());
+                self.screen = Screen::Results;
+                Vec::new()
+            }
+            Event::RunsListed(Ok(runs)) => {
+                self.history.set_runs(runs);
+                Vec::new()
+            }
+            Event::Compared(Ok((a, b, comparison))) => {
+                self.history.comparison = Some((a, b, comparison));
+                Vec::new()
+            }
+            Event::Saved(Ok(path)) => {
+                self.editor.saved();
+                self.message = Some(format!("saved {}", self.relative(&path)));
+                vec![Effect::Rescan]
+            }
+            Event::Rescanned(scan) => {
+                self.scan = scan;
+                self.library.clamp(&self.scan);
+                self.run.sync_with(&self.scan);
+                self.editor.refresh_preview(&self.scan);
+                Vec::new()
+            }
+            Event::EditedExternally(Ok(text)) => {
+                self.editor.replace_text(&text, &self.scan);
+                Vec::new()
+            }
+            Event::RunLoaded(Err(error))
+            | Event::RunsListed(Err(error))
+            | Event::Compared(Err(error))
+            | Event::Saved(Err(error))
+            | Event::EditedExternally(Err(error)) => {
+                self.popup = Some(Popup::Error(error));
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && key.code == KeyCode::Char('c') {
+            if self.run_active() {
+                self.message = Some("cancelling the run; finished cells are kept".into());
+                return vec![Effect::CancelRun];
+            }
+            self.message = Some("nothing to cancel; press q to quit".into());
+            return Vec::new();
+        }
+        if let Some(popup) = &self.popup {
+            return match (popup, key.code) {
+                (Popup::ConfirmQuit, KeyCode::Char('y')) => {
+                    self.popup = None;
+                    vec![Effect::CancelRun, Effect::Quit]
+                }
+                (Popup::ConfirmQuit, _) | (Popup::Error(_), KeyCode::Esc | KeyCode::Enter) => {
+                    self.popup = None;
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            };
+        }
+        if self.help {
+            if matches!(
+                key.code,
+                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')
+            ) {
+                self.help = false;
+            }
+            return Vec::new();
+        }
+        // While typing in the editor every key is text, except the editor's own commands.
+        if self.screen == Screen::Editor && self.editor.editing {
+            return editor::on_key(self, key);
+        }
+        match key.code {
+            KeyCode::Char('q') => {
+                if self.run_active() {
+                    self.popup = Some(Popup::ConfirmQuit);
+                    Vec::new()
+                } else {
+                    vec![Effect::Quit]
+                }
+            }
+            KeyCode::Char('?') => {
+                self.help = true;
+                Vec::new()
+            }
+            KeyCode::Char(c) if !ctrl && Screen::from_key(c).is_some() => match Screen::from_key(c)
+            {
+                Some(screen) => self.open(screen),
+                None => Vec::new(),
+            },
+            _ => match self.screen {
+                Screen::Library => library::on_key(self, key),
+                Screen::Editor => editor::on_key(self, key),
+                Screen::Run => run_screen::on_key(self, key),
+                Screen::Results => results::on_key(self, key),
+                Screen::SideBySide => side::on_key(self, key),
+                Screen::History => history::on_key(self, key),
+                Screen::Charts => charts::on_key(self, key),
+            },
+        }
+    }
+
+    fn on_mouse(&mut self, mouse: MouseEvent) -> Vec<Effect> {
+        if self.popup.is_some() || self.help {
+            return Vec::new();
+        }
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        match mouse.kind {
+            MouseEventKind::ScrollDown => self.on_key(key(KeyCode::Down)),
+            MouseEventKind::ScrollUp => self.on_key(key(KeyCode::Up)),
+            MouseEventKind::Down(MouseButton::Left) if mouse.row == 0 => {
+                match super::view::tab_at(mouse.column) {
+                    Some(screen) => self.open(screen),
+                    None => Vec::new(),
+                }
+            }
+            MouseEventKind::Down(MouseButton::Left) => {
+                // Lists start below the tab bar and their block's top border.
+                let row = usize::from(mouse.row.saturating_sub(2));
+                match self.screen {
+                    Screen::Library => library::click(self, row),
+                    Screen::Results => results::click(self, row),
+                    Screen::History => history::click(self, row),
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A path as the user thinks of it: relative to the project.
+    pub fn relative(&self, path: &std::path::Path) -> String {
+        path.strip_prefix(&self.scan.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+}
+
+/// Up/down/page/home/end movement over a list of `len` items.
+pub fn move_selection(selected: usize, len: usize, key: KeyCode, page: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let last = len - 1;
+    match key {
+        KeyCode::Down | KeyCode::Char('j') => (selected + 1).min(last),
+        KeyCode::Up | KeyCode::Char('k') => selected.saturating_sub(1),
+        KeyCode::PageDown => (selected + page.max(1)).min(last),
+        KeyCode::PageUp => selected.saturating_sub(page.max(1)),
+        KeyCode::Home | KeyCode::Char('g') => 0,
+        KeyCode::End | KeyCode::Char('G') => last,
+        _ => selected.min(last),
+    }
+}

@@ -1,0 +1,346 @@
+//! The TUI's driver: owns the terminal, waits on keys, mouse, background jobs and a
+//! tick with `tokio::select!`, feeds them to [`App::update`], carries out the effects
+//! (runs on their own threads, store reads, saves, `$EDITOR`) and draws once per pass.
+
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossterm::event::{
+    DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream, KeyEventKind,
+};
+use futures_util::StreamExt;
+use promptlab::compare;
+use promptlab::engine::CancelToken;
+use promptlab::evalset::EvalSet;
+use promptlab::project::{self, Project};
+use promptlab::results::RunMatrix;
+use promptlab::run::{
+    self, CellResult, ExecuteOptions, Recording, RunObserver, RunOptions, StoredConfig,
+};
+use promptlab::store::RunStore;
+use ratatui::DefaultTerminal;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::app::{App, CellOutcome, Effect, Event, RunEvent, RunRequest};
+use super::view;
+
+pub fn run(root: &Path) -> Result<()> {
+    let scan = project::scan(root);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut terminal = ratatui::init();
+    // ratatui's panic hook restores the screen; mouse capture must be released too.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        hook(info);
+    }));
+    let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
+    let size = terminal
+        .size()
+        .map(|s| (s.width, s.height))
+        .unwrap_or((80, 24));
+    let app = App::new(scan, size, Instant::now());
+    let result = runtime.block_on(event_loop(&mut terminal, app, root.to_path_buf()));
+    let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+    ratatui::restore();
+    result
+}
+
+struct Jobs {
+    root: PathBuf,
+    tx: UnboundedSender<Event>,
+    cancel: Option<CancelToken>,
+}
+
+async fn event_loop(terminal: &mut DefaultTerminal, mut app: App, root: PathBuf) -> Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let mut jobs = Jobs {
+        root,
+        tx,
+        cancel: None,
+    };
+    let mut input = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        terminal.draw(|frame| view::draw(&app, frame))?;
+        let mut events: Vec<Event> = Vec::new();
+        tokio::select! {
+            next = input.next() => match next {
+                Some(Ok(event)) => events.extend(convert(event)),
+                Some(Err(err)) => return Err(err).context("cannot read the terminal"),
+                None => return Ok(()),
+            },
+            Some(event) = rx.recv() => events.push(event),
+            _ = tick.tick() => events.push(Event::Tick { now: Instant::now(), rss_bytes: resident_bytes() }),
+        }
+        // Drain whatever else is waiting (streamed tokens arrive in bursts), then draw once.
+        while let Ok(event) = rx.try_recv() {
+            events.push(event);
+        }
+        for event in events {
+            for effect in app.update(event) {
+                if effect == Effect::Quit {
+                    if let Some(cancel) = &jobs.cancel {
+                        cancel.cancel();
+                    }
+                    return Ok(());
+                }
+                if let Effect::EditExternally { path, text } = &effect {
+                    let edited = edit_externally(terminal, path, text);
+                    // The old stream may have swallowed keys meant for the editor.
+                    input = EventStream::new();
+                    app.update(Event::EditedExternally(edited));
+                    continue;
+                }
+                jobs.execute(effect);
+            }
+        }
+    }
+}
+
+fn convert(event: TermEvent) -> Option<Event> {
+    match event {
+        TermEvent::Key(key) if key.kind != KeyEventKind::Release => Some(Event::Key(key)),
+        TermEvent::Mouse(mouse) => Some(Event::Mouse(mouse)),
+        TermEvent::Resize(width, height) => Some(Event::Resize(width, height)),
+        _ => None,
+    }
+}
+
+impl Jobs {
+    fn store_path(&self) -> PathBuf {
+        self.root.join(".promptlab").join("runs.db")
+    }
+
+    /// Runs `job` on its own thread and sends what it returns; a panic becomes an error.
+    fn spawn(&self, job: impl FnOnce() -> Event + Send + 'static) {
+        let tx = self.tx.clone();
+        std::thread::spawn(move || {
+            let event = std::panic::catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|_| {
+                Event::Run(RunEvent::Failed(
+                    "internal error in a background job (see the log)".into(),
+                ))
+            });
+            let _ = tx.send(event);
+        });
+    }
+
+    fn execute(&mut self, effect: Effect) {
+        let store_path = self.store_path();
+        match effect {
+            Effect::Quit | Effect::EditExternally { .. } => {}
+            Effect::StartRun(request) => {
+                let cancel = CancelToken::new();
+                self.cancel = Some(cancel.clone());
+                let tx = self.tx.clone();
+                let root = self.root.clone();
+                self.spawn(move || {
+                    match run_job(&root, &store_path, request, tx.clone(), &cancel) {
+                        Ok(finished) => Event::Run(finished),
+                        Err(err) => Event::Run(RunEvent::Failed(format!("{err:#}"))),
+                    }
+                });
+            }
+            Effect::CancelRun => {
+                if let Some(cancel) = &self.cancel {
+                    cancel.cancel();
+                }
+            }
+            Effect::LoadRun(id) => self.spawn(move || {
+                let loaded = RunStore::open(&store_path)
+                    .and_then(|store| RunMatrix::load(&store, id))
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| m.ok_or_else(|| format!("no run {id} in the store")));
+                Event::RunLoaded(loaded)
+            }),
+            Effect::ListRuns => self.spawn(move || {
+                Event::RunsListed(
+                    RunStore::open(&store_path)
+                        .and_then(|store| store.runs())
+                        .map(|mut runs| {
+                            runs.sort_by_key(|run| std::cmp::Reverse(run.id));
+                            runs
+                        })
+                        .map_err(|e| e.to_string()),
+                )
+            }),
+            Effect::Compare(a, b) => self.spawn(move || {
+                let compared = RunStore::open(&store_path).and_then(|store| {
+                    let cells_a = store.cells(a)?;
+                    let cells_b = store.cells(b)?;
+                    Ok((a, b, compare::compare(&cells_a, &cells_b)))
+                });
+                Event::Compared(compared.map_err(|e| e.to_string()))
+            }),
+            Effect::Save { path, text } => {
+                self.spawn(move || Event::Saved(save_atomically(&path, &text).map(|()| path)))
+            }
+            Effect::Rescan => {
+                let root = self.root.clone();
+                self.spawn(move || Event::Rescanned(project::scan(&root)));
+            }
+        }
+    }
+}
+
+/// Plans, records and executes a run, forwarding progress; returns its last event.
+fn run_job(
+    root: &Path,
+    store_path: &Path,
+    request: RunRequest,
+    tx: UnboundedSender<Event>,
+    cancel: &CancelToken,
+) -> Result<RunEvent> {
+    let eval_set = EvalSet::load(&request.eval_set)?;
+    let project = Project::open(root).context("cannot open the project")?;
+    let options = RunOptions {
+        prompts: request.prompts,
+        models: request.models,
+        tags: Vec::new(),
+        limit: None,
+    };
+    let plan = run::plan(&project, eval_set, &options)?;
+    let key = std::path::absolute(&request.eval_set)
+        .unwrap_or(request.eval_set.clone())
+        .display()
+        .to_string();
+    let mut store = RunStore::open(store_path)?;
+    let run_id = store.create_run(&StoredConfig::new_run(&plan, &key, &options))?;
+    let _ = tx.send(Event::Run(RunEvent::Started {
+        run_id: Some(run_id),
+        cells: plan
+            .cells
+            .iter()
+            .map(|c| {
+                (
+                    plan.columns[c.column].id.clone(),
+                    plan.cases[c.case].id.clone(),
+                )
+            })
+            .collect(),
+    }));
+    let mut observer = Forward { tx };
+    let result = run::execute(
+        &plan,
+        &ExecuteOptions::default(),
+        &mut observer,
+        cancel,
+        Some(Recording {
+            store: &mut store,
+            run_id,
+            use_cache: true,
+        }),
+    )?;
+    Ok(RunEvent::Finished {
+        run_id: Some(run_id),
+        cancelled: result.cancelled || cancel.is_cancelled(),
+        duration_s: result.duration_s,
+    })
+}
+
+struct Forward {
+    tx: UnboundedSender<Event>,
+}
+
+impl Forward {
+    fn send(&self, event: RunEvent) {
+        let _ = self.tx.send(Event::Run(event));
+    }
+}
+
+impl RunObserver for Forward {
+    fn model_loading(&mut self, model: &str) {
+        self.send(RunEvent::ModelLoading(model.to_string()));
+    }
+    fn model_loaded(&mut self, model: &str, load_ms: f64) {
+        self.send(RunEvent::ModelLoaded {
+            model: model.to_string(),
+            load_ms,
+        });
+    }
+    fn cell_started(&mut self, cell: usize) {
+        self.send(RunEvent::CellStarted(cell));
+    }
+    fn token(&mut self, cell: usize, text: &str) {
+        self.send(RunEvent::Token(cell, text.to_string()));
+    }
+    fn cell_finished(&mut self, cell: usize, result: &CellResult) {
+        self.send(RunEvent::CellFinished(
+            cell,
+            CellOutcome {
+                passed: result.passed,
+                cached: result.cached,
+                error: result.error.clone(),
+                score: result.score,
+                completion_tokens: result.completion_tokens,
+            },
+        ));
+    }
+}
+
+/// Writes beside the file and renames over it, so a crash never leaves half a prompt.
+fn save_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| format!("{}: cannot save: {e}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(|e| format!("{}: cannot save: {e}", path.display()))?;
+    file.persist(path)
+        .map_err(|e| format!("{}: cannot save: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Opens the editor's text (saved or not) in `$EDITOR` on a scratch copy; what comes back
+/// is an unsaved edit, so quitting the editor without saving loses nothing on disk.
+fn edit_externally(
+    terminal: &mut DefaultTerminal,
+    path: &Path,
+    text: &str,
+) -> Result<String, String> {
+    let scratch = tempfile::Builder::new()
+        .prefix("promptlab-")
+        .suffix(".yaml")
+        .tempfile()
+        .map_err(|e| format!("cannot create a scratch file: {e}"))?;
+    std::fs::write(scratch.path(), text)
+        .map_err(|e| format!("cannot write a scratch file: {e}"))?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+    ratatui::restore();
+    // Through the shell, so EDITOR="code --wait" works.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(scratch.path())
+        .status();
+    *terminal = ratatui::init();
+    let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
+    let _ = terminal.clear();
+    match status {
+        Ok(status) if status.success() => std::fs::read_to_string(scratch.path())
+            .map_err(|e| format!("cannot read back the edit of {}: {e}", path.display())),
+        Ok(status) => Err(format!(
+            "{editor} exited with {status}; the edit was not taken"
+        )),
+        Err(err) => Err(format!("cannot start {editor}: {err}")),
+    }
+}
+
+/// Resident memory from /proc (Linux); None elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}

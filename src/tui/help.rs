@@ -1,0 +1,85 @@
+//! The key map: one table that the help overlay shows and the README copies.
+
+pub struct Binding {
+    pub screen: &'static str,
+    pub keys: &'static str,
+    pub action: &'static str,
+}
+
+const fn bind(screen: &'static str, keys: &'static str, action: &'static str) -> Binding {
+    Binding {
+        screen,
+        keys,
+        action,
+    }
+}
+
+pub const KEYMAP: &[Binding] = &[
+    bind("all", "1 … 7", "switch screen (or click its tab)"),
+    bind("all", "?", "this help"),
+    bind("all", "q", "quit (asks first while a run is active)"),
+    bind(
+        "all",
+        "Ctrl-C",
+        "cancel the running job (the app stays open)",
+    ),
+    bind(
+        "all",
+        "↑ ↓ j k PgUp PgDn",
+        "move; the mouse wheel scrolls, a click selects",
+    ),
+    bind(
+        "Library",
+        "Enter",
+        "prompt: open in the editor · eval set: set up a run",
+    ),
+    bind("Library", "e", "edit the prompt file in $EDITOR"),
+    bind("Library", "r", "read the project again"),
+    bind("Editor", "i / Enter", "start typing (Esc stops)"),
+    bind("Editor", "s / Ctrl-S", "save the file"),
+    bind("Editor", "e", "edit in $EDITOR"),
+    bind("Editor", "c / C", "preview the next / previous case"),
+    bind(
+        "Editor",
+        "t  v  m",
+        "preview with the next eval set / variant / model",
+    ),
+    bind("Run", "Tab", "next list: eval set, prompts, models"),
+    bind("Run", "Space", "tick a prompt or model"),
+    bind(
+        "Run",
+        "r / Enter",
+        "start (Enter on a finished run opens its results)",
+    ),
+    bind("Run", "c", "cancel the run (finished cells are kept)"),
+    bind(
+        "Results",
+        "f",
+        "filter: all, failures, disagreements, each tag",
+    ),
+    bind("Results", "s", "sort: case order, lowest score, slowest"),
+    bind("Results", "← →", "scroll the columns"),
+    bind("Results", "n", "next case with a failure"),
+    bind("Results", "Enter", "side by side for the case"),
+    bind("Side by side", "← → / j k", "previous / next case"),
+    bind("Side by side", "n", "next failing case"),
+    bind("Side by side", "d", "diff another pair of columns"),
+    bind(
+        "Side by side",
+        "Tab",
+        "shift the columns shown (4 at a time)",
+    ),
+    bind("Side by side", "Esc", "back to the results"),
+    bind("History", "Enter", "open the run in the results"),
+    bind("History", "Space", "mark a run (two marked are compared)"),
+    bind(
+        "History",
+        "c",
+        "compare: the two marked, or with the previous run",
+    ),
+    bind(
+        "History",
+        "r / Esc",
+        "reload the list / close the comparison",
+    ),
+];

@@ -1,0 +1,237 @@
+//! History: every run in the run store, newest first. Enter opens one in the results
+//! screen; two marked runs (or a run and the previous run of its eval set) are compared
+//! as `promptlab runs compare` does, regressions and fixes highlighted.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use promptlab::compare::Comparison;
+use promptlab::store::RunRow;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Stylize;
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
+
+use super::app::{App, Effect, move_selection};
+use super::view::{fail_style, pass_style, selected_style, truncate};
+
+#[derive(Debug, Default)]
+pub struct HistoryState {
+    pub runs: Vec<RunRow>,
+    pub selected: usize,
+    /// Run ids marked for comparison (at most two).
+    pub marked: Vec<i64>,
+    pub comparison: Option<(i64, i64, Comparison)>,
+}
+
+impl HistoryState {
+    pub fn set_runs(&mut self, runs: Vec<RunRow>) {
+        self.selected = self.selected.min(runs.len().saturating_sub(1));
+        self.marked.retain(|id| runs.iter().any(|r| r.id == *id));
+        self.runs = runs;
+    }
+
+    /// The runs to compare: the two marked ones, else the selected run against the
+    /// previous run of the same eval set. Older first.
+    fn pair(&self) -> Option<(i64, i64)> {
+        if let [a, b] = self.marked[..] {
+            return Some((a.min(b), a.max(b)));
+        }
+        let run = self.runs.get(self.selected)?;
+        let previous = self
+            .runs
+            .iter()
+            .filter(|r| r.eval_set_path == run.eval_set_path && r.id < run.id)
+            .map(|r| r.id)
+            .max()?;
+        Some((previous, run.id))
+    }
+}
+
+pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    let page = usize::from(app.size.1.saturating_sub(8));
+    let history = &mut app.history;
+    match key.code {
+        KeyCode::Enter => {
+            if let Some(run) = history.runs.get(history.selected) {
+                return vec![Effect::LoadRun(run.id)];
+            }
+        }
+        KeyCode::Char(' ') => {
+            if let Some(run) = history.runs.get(history.selected) {
+                if let Some(at) = history.marked.iter().position(|&id| id == run.id) {
+                    history.marked.remove(at);
+                } else {
+                    history.marked.push(run.id);
+                    if history.marked.len() > 2 {
+                        history.marked.remove(0);
+                    }
+                }
+            }
+        }
+        KeyCode::Char('c') => match history.pair() {
+            Some((a, b)) => return vec![Effect::Compare(a, b)],
+            None => {
+                app.message =
+                    Some("mark two runs with Space, or pick a run that has an earlier one".into())
+            }
+        },
+        KeyCode::Char('r') => return vec![Effect::ListRuns],
+        KeyCode::Esc => history.comparison = None,
+        code => history.selected = move_selection(history.selected, history.runs.len(), code, page),
+    }
+    Vec::new()
+}
+
+pub fn click(app: &mut App, row: usize) -> Vec<Effect> {
+    // The table's header line comes first.
+    if let Some(index) = row.checked_sub(1)
+        && index < app.history.runs.len()
+    {
+        app.history.selected = index;
+    }
+    Vec::new()
+}
+
+pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
+    let history = &app.history;
+    let split = if history.comparison.is_some() {
+        40
+    } else {
+        100
+    };
+    let [list_area, compare_area] = Layout::vertical([
+        Constraint::Percentage(split),
+        Constraint::Percentage(100 - split),
+    ])
+    .areas(area);
+    let header = Row::new([
+        "", "run", "started", "eval set", "status", "cells", "passed", "label",
+    ])
+    .bold();
+    let rows: Vec<Row> = history
+        .runs
+        .iter()
+        .map(|run| {
+            let mark = if history.marked.contains(&run.id) {
+                "●"
+            } else {
+                " "
+            };
+            let rate = if run.cells_done > 0 {
+                format!("{:.0}%", 100.0 * run.passed as f64 / run.cells_done as f64)
+            } else {
+                "—".into()
+            };
+            Row::new(vec![
+                mark.to_string(),
+                run.id.to_string(),
+                run.started_at.replace('T', " ").chars().take(19).collect(),
+                run.eval_set.clone(),
+                run.status.to_string(),
+                format!("{}/{}", run.cells_done, run.cell_count),
+                rate,
+                run.label.clone().unwrap_or_default(),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(1),
+        Constraint::Length(4),
+        Constraint::Length(19),
+        Constraint::Fill(1),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Fill(1),
+    ];
+    let mut state = TableState::default().with_selected(Some(history.selected));
+    let empty = history.runs.is_empty();
+    StatefulWidget::render(
+        Table::new(rows, widths)
+            .header(header)
+            .row_highlight_style(selected_style())
+            .block(
+                Block::bordered()
+                    .title(" Runs ")
+                    .title_bottom(
+                        Line::from(if empty {
+                            " no runs yet: start one on the run screen (3) "
+                        } else {
+                            " Enter: open · Space: mark · c: compare (two marked, or with the previous run) · r: reload "
+                        })
+                        .dim(),
+                    ),
+            ),
+        list_area,
+        buf,
+        &mut state,
+    );
+    if let Some((a, b, comparison)) = &history.comparison {
+        draw_comparison(*a, *b, comparison, compare_area, buf);
+    }
+}
+
+fn draw_comparison(a: i64, b: i64, comparison: &Comparison, area: Rect, buf: &mut Buffer) {
+    let mut lines: Vec<Line> = Vec::new();
+    for column in &comparison.columns {
+        let delta = (column.pass_rate_b - column.pass_rate_a) * 100.0;
+        let style = if delta > 0.0 {
+            pass_style()
+        } else if delta < 0.0 {
+            fail_style()
+        } else {
+            ratatui::style::Style::new()
+        };
+        lines.push(Line::from(vec![
+            Span::raw(format!("{:<40}", column.column)),
+            Span::raw(format!(
+                " {:>5.1}% → {:>5.1}% ",
+                column.pass_rate_a * 100.0,
+                column.pass_rate_b * 100.0
+            )),
+            Span::styled(format!("{delta:+.1} pts"), style),
+            Span::raw(format!(
+                "  score {:.2} → {:.2}  ({} shared cases)",
+                column.mean_score_a, column.mean_score_b, column.shared
+            ))
+            .dim(),
+        ]));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        format!(
+            "{} regressions (passed in run {a}, fail in run {b})",
+            comparison.regressions.len()
+        ),
+        fail_style(),
+    ));
+    for change in &comparison.regressions {
+        lines.push(Line::raw(format!(
+            "  {} · {}: {:?} → {:?}",
+            change.column,
+            change.case,
+            truncate(&change.output_a, 40),
+            truncate(&change.output_b, 40)
+        )));
+    }
+    lines.push(Line::styled(
+        format!(
+            "{} fixes (failed in run {a}, pass in run {b})",
+            comparison.fixes.len()
+        ),
+        pass_style(),
+    ));
+    for change in &comparison.fixes {
+        lines.push(Line::raw(format!(
+            "  {} · {}: {:?} → {:?}",
+            change.column,
+            change.case,
+            truncate(&change.output_a, 40),
+            truncate(&change.output_b, 40)
+        )));
+    }
+    Paragraph::new(Text::from(lines))
+        .wrap(Wrap { trim: false })
+        .block(Block::bordered().title(format!(" Run {a} → run {b} · Esc: close ")))
+        .render(area, buf);
+}

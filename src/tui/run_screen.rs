@@ -1,0 +1,512 @@
+//! Run screen: choose an eval set, prompts and models, start, and watch every cell go
+//! from queued to running (with its tokens streaming) to passed, failed or cached.
+//! Cancelling keeps the finished cells; the run can be resumed from the CLI.
+
+use std::time::Instant;
+
+use crossterm::event::{KeyCode, KeyEvent};
+use promptlab::project::ProjectScan;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Gauge, List, ListItem, ListState, Paragraph, StatefulWidget, Widget, Wrap,
+};
+
+use super::app::{App, CellOutcome, Effect, Popup, RunEvent, RunRequest, move_selection};
+use super::view::{fail_style, pass_style, selected_style};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    EvalSets,
+    Prompts,
+    Models,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellStatus {
+    Queued,
+    Running,
+    Done(CellOutcome),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellProgress {
+    pub column: String,
+    pub case: String,
+    pub status: CellStatus,
+    /// Streamed text while running.
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActiveRun {
+    pub run_id: Option<i64>,
+    pub cells: Vec<CellProgress>,
+    pub started: Instant,
+    pub model: Option<String>,
+    pub tokens: usize,
+    pub finished: bool,
+    pub cancelled: bool,
+    pub duration_s: Option<f64>,
+    /// The most recently started cell, whose tokens are shown.
+    pub watching: Option<usize>,
+}
+
+impl ActiveRun {
+    pub fn done(&self) -> usize {
+        self.cells
+            .iter()
+            .filter(|c| matches!(c.status, CellStatus::Done(_)))
+            .count()
+    }
+}
+
+#[derive(Debug)]
+pub struct RunState {
+    pub focus: Focus,
+    pub eval_set: usize,
+    /// Prompt ids (variants expanded) with a tick.
+    pub prompts: Vec<(String, bool)>,
+    pub prompt_cursor: usize,
+    pub models: Vec<(String, bool)>,
+    pub model_cursor: usize,
+    pub active: Option<ActiveRun>,
+}
+
+impl RunState {
+    pub fn new(scan: &ProjectScan) -> RunState {
+        let mut state = RunState {
+            focus: Focus::EvalSets,
+            eval_set: 0,
+            prompts: Vec::new(),
+            prompt_cursor: 0,
+            models: Vec::new(),
+            model_cursor: 0,
+            active: None,
+        };
+        state.choose_eval_set(0, scan);
+        state
+    }
+
+    /// Selects an eval set and ticks the prompts and models it names.
+    pub fn choose_eval_set(&mut self, index: usize, scan: &ProjectScan) {
+        self.eval_set = index.min(scan.eval_sets.len().saturating_sub(1));
+        let set = scan
+            .eval_sets
+            .get(self.eval_set)
+            .and_then(|f| f.eval_set.as_ref().ok());
+        self.prompts = scan
+            .prompts
+            .iter()
+            .filter_map(|f| f.prompts.as_ref().ok())
+            .flatten()
+            .map(|p| {
+                let named =
+                    set.is_some_and(|s| s.prompts.iter().any(|sel| sel == &p.id || sel == &p.name));
+                (p.id.clone(), named)
+            })
+            .collect();
+        let mut models: Vec<String> = scan.models.iter().map(|m| m.name.clone()).collect();
+        models.push(promptlab::catalog::ECHO_MODEL.to_string());
+        self.models = models
+            .into_iter()
+            .map(|m| {
+                let named = set.is_some_and(|s| s.models.contains(&m));
+                (m, named)
+            })
+            .collect();
+        self.prompt_cursor = 0;
+        self.model_cursor = 0;
+    }
+
+    /// Keeps the choice valid after the project was read again.
+    pub fn sync_with(&mut self, scan: &ProjectScan) {
+        let prompts = self.prompts.clone();
+        let models = self.models.clone();
+        self.choose_eval_set(self.eval_set, scan);
+        for (id, ticked) in &mut self.prompts {
+            if let Some((_, old)) = prompts.iter().find(|(p, _)| p == id) {
+                *ticked = *old;
+            }
+        }
+        for (name, ticked) in &mut self.models {
+            if let Some((_, old)) = models.iter().find(|(m, _)| m == name) {
+                *ticked = *old;
+            }
+        }
+    }
+
+    fn request(&self, scan: &ProjectScan) -> Result<RunRequest, String> {
+        let file = scan
+            .eval_sets
+            .get(self.eval_set)
+            .ok_or("no eval set in eval-sets/ to run")?;
+        if let Err(error) = &file.eval_set {
+            return Err(error.clone());
+        }
+        let ticked = |list: &[(String, bool)]| -> Vec<String> {
+            list.iter()
+                .filter(|(_, t)| *t)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let prompts = ticked(&self.prompts);
+        let models = ticked(&self.models);
+        if prompts.is_empty() {
+            return Err("tick at least one prompt (Tab to the prompts, Space to tick)".into());
+        }
+        if models.is_empty() {
+            return Err("tick at least one model (Tab to the models, Space to tick)".into());
+        }
+        Ok(RunRequest {
+            eval_set: file.path.clone(),
+            prompts,
+            models,
+        })
+    }
+}
+
+pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    let page = usize::from(app.size.1.saturating_sub(8));
+    let run = &mut app.run;
+    match key.code {
+        KeyCode::Tab => {
+            run.focus = match run.focus {
+                Focus::EvalSets => Focus::Prompts,
+                Focus::Prompts => Focus::Models,
+                Focus::Models => Focus::EvalSets,
+            }
+        }
+        KeyCode::BackTab => {
+            run.focus = match run.focus {
+                Focus::EvalSets => Focus::Models,
+                Focus::Prompts => Focus::EvalSets,
+                Focus::Models => Focus::Prompts,
+            }
+        }
+        KeyCode::Char(' ') => match run.focus {
+            Focus::Prompts => {
+                if let Some((_, t)) = run.prompts.get_mut(run.prompt_cursor) {
+                    *t = !*t;
+                }
+            }
+            Focus::Models => {
+                if let Some((_, t)) = run.models.get_mut(run.model_cursor) {
+                    *t = !*t;
+                }
+            }
+            Focus::EvalSets => {}
+        },
+        KeyCode::Char('r') | KeyCode::Enter => {
+            if app.run_active() {
+                app.message = Some("a run is already going; c cancels it".into());
+                return Vec::new();
+            }
+            if key.code == KeyCode::Enter
+                && let Some(run_id) = app.run.active.as_ref().and_then(|a| a.run_id)
+                && app.run.active.as_ref().is_some_and(|a| a.finished)
+            {
+                // Enter on a finished run opens its results; r starts a new one.
+                return vec![Effect::LoadRun(run_id)];
+            }
+            return match app.run.request(&app.scan) {
+                Ok(request) => {
+                    app.run.active = None;
+                    vec![Effect::StartRun(request)]
+                }
+                Err(error) => {
+                    app.popup = Some(Popup::Error(error));
+                    Vec::new()
+                }
+            };
+        }
+        KeyCode::Char('c') => {
+            if app.run_active() {
+                app.message = Some("cancelling the run; finished cells are kept".into());
+                return vec![Effect::CancelRun];
+            }
+        }
+        code => match run.focus {
+            Focus::EvalSets => {
+                let next = move_selection(run.eval_set, app.scan.eval_sets.len(), code, page);
+                if next != run.eval_set {
+                    run.choose_eval_set(next, &app.scan);
+                }
+            }
+            Focus::Prompts => {
+                run.prompt_cursor = move_selection(run.prompt_cursor, run.prompts.len(), code, page)
+            }
+            Focus::Models => {
+                run.model_cursor = move_selection(run.model_cursor, run.models.len(), code, page)
+            }
+        },
+    }
+    Vec::new()
+}
+
+pub fn on_run_event(app: &mut App, event: RunEvent) -> Vec<Effect> {
+    match event {
+        RunEvent::Started { run_id, cells } => {
+            app.run.active = Some(ActiveRun {
+                run_id,
+                cells: cells
+                    .into_iter()
+                    .map(|(column, case)| CellProgress {
+                        column,
+                        case,
+                        status: CellStatus::Queued,
+                        text: String::new(),
+                    })
+                    .collect(),
+                started: app.now,
+                model: None,
+                tokens: 0,
+                finished: false,
+                cancelled: false,
+                duration_s: None,
+                watching: None,
+            });
+        }
+        RunEvent::ModelLoading(model) => {
+            if let Some(active) = app.run.active.as_mut() {
+                active.model = Some(format!("{model} (loading…)"));
+            }
+        }
+        RunEvent::ModelLoaded { model, load_ms } => {
+            if let Some(active) = app.run.active.as_mut() {
+                active.model = Some(format!("{model} (loaded in {load_ms:.0} ms)"));
+            }
+        }
+        RunEvent::CellStarted(index) => {
+            if let Some(active) = app.run.active.as_mut()
+                && let Some(cell) = active.cells.get_mut(index)
+            {
+                cell.status = CellStatus::Running;
+                active.watching = Some(index);
+            }
+        }
+        RunEvent::Token(index, text) => {
+            if let Some(active) = app.run.active.as_mut()
+                && let Some(cell) = active.cells.get_mut(index)
+            {
+                cell.text.push_str(&text);
+                active.tokens += 1;
+            }
+        }
+        RunEvent::CellFinished(index, outcome) => {
+            if let Some(active) = app.run.active.as_mut()
+                && let Some(cell) = active.cells.get_mut(index)
+            {
+                cell.status = CellStatus::Done(outcome);
+            }
+        }
+        RunEvent::Finished {
+            run_id,
+            cancelled,
+            duration_s,
+        } => {
+            if let Some(active) = app.run.active.as_mut() {
+                active.finished = true;
+                active.cancelled = cancelled;
+                active.duration_s = Some(duration_s);
+                active.run_id = run_id.or(active.run_id);
+            }
+            if cancelled {
+                app.message = Some(match run_id {
+                    Some(id) => format!(
+                        "run {id} cancelled; finished cells are stored (resume: promptlab eval … --resume {id})"
+                    ),
+                    None => "run cancelled".into(),
+                });
+            } else if let Some(id) = run_id {
+                // Show the results at once, unless the user went somewhere else meanwhile.
+                if app.screen == super::app::Screen::Run {
+                    return vec![Effect::LoadRun(id)];
+                }
+                app.message = Some(format!(
+                    "run {id} finished; Enter on the run screen opens it"
+                ));
+            }
+        }
+        RunEvent::Failed(error) => {
+            if let Some(active) = app.run.active.as_mut() {
+                active.finished = true;
+            }
+            app.popup = Some(Popup::Error(error));
+        }
+    }
+    Vec::new()
+}
+
+pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
+    let run = &app.run;
+    let [setup, progress] =
+        Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
+    let [sets_area, prompts_area, models_area] = Layout::horizontal([
+        Constraint::Percentage(34),
+        Constraint::Percentage(33),
+        Constraint::Percentage(33),
+    ])
+    .areas(setup);
+    let block = |title: &str, focused: bool| {
+        let block = Block::bordered().title(format!(" {title} "));
+        if focused {
+            block.border_style(Style::new().fg(Color::Yellow))
+        } else {
+            block
+        }
+    };
+    let sets: Vec<ListItem> = app
+        .scan
+        .eval_sets
+        .iter()
+        .map(|f| match &f.eval_set {
+            Ok(set) => ListItem::new(format!("{} ({} cases)", set.name, set.cases.len())),
+            Err(_) => ListItem::new(Span::styled(format!("{} ✗ error", f.name()), fail_style())),
+        })
+        .collect();
+    list(
+        sets,
+        run.eval_set,
+        block("Eval set", run.focus == Focus::EvalSets),
+        sets_area,
+        buf,
+    );
+    let ticks = |items: &[(String, bool)]| -> Vec<ListItem> {
+        items
+            .iter()
+            .map(|(name, ticked)| {
+                ListItem::new(format!("[{}] {name}", if *ticked { "x" } else { " " }))
+            })
+            .collect()
+    };
+    list(
+        ticks(&run.prompts),
+        run.prompt_cursor,
+        block("Prompts", run.focus == Focus::Prompts),
+        prompts_area,
+        buf,
+    );
+    list(
+        ticks(&run.models),
+        run.model_cursor,
+        block("Models", run.focus == Focus::Models),
+        models_area,
+        buf,
+    );
+
+    let Some(active) = &run.active else {
+        Paragraph::new(vec![
+            Line::raw("Tab: next list · Space: tick · r or Enter: start the run"),
+            Line::raw("While it runs: c or Ctrl-C cancels (finished cells are kept)."),
+        ])
+        .block(Block::bordered().title(" Progress "))
+        .render(progress, buf);
+        return;
+    };
+    let [gauge_area, info_area, cells_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(2),
+        Constraint::Min(0),
+    ])
+    .areas(progress);
+    let total = active.cells.len();
+    let done = active.done();
+    let ratio = if total == 0 {
+        1.0
+    } else {
+        done as f64 / total as f64
+    };
+    Gauge::default()
+        .ratio(ratio)
+        .label(format!("{done}/{total} cells"))
+        .gauge_style(Style::new().fg(Color::Green))
+        .render(gauge_area, buf);
+    let elapsed = active.duration_s.unwrap_or_else(|| {
+        app.now
+            .saturating_duration_since(active.started)
+            .as_secs_f64()
+    });
+    let passed = active
+        .cells
+        .iter()
+        .filter(|c| matches!(&c.status, CellStatus::Done(o) if o.passed))
+        .count();
+    let cached = active
+        .cells
+        .iter()
+        .filter(|c| matches!(&c.status, CellStatus::Done(o) if o.cached))
+        .count();
+    let state = if active.cancelled {
+        "cancelled".to_string()
+    } else if active.finished {
+        format!("finished in {elapsed:.1} s")
+    } else if done > 0 && elapsed > 0.0 {
+        let eta = elapsed / done as f64 * (total - done) as f64;
+        format!("{elapsed:.0} s elapsed · ETA {eta:.0} s")
+    } else {
+        format!("{elapsed:.0} s elapsed")
+    };
+    let speed = if elapsed > 0.0 && active.tokens > 0 {
+        format!(" · {:.1} tokens/s", active.tokens as f64 / elapsed)
+    } else {
+        String::new()
+    };
+    let run_label = active
+        .run_id
+        .map(|id| format!("run {id} · "))
+        .unwrap_or_default();
+    Paragraph::new(vec![
+        Line::from(format!(
+            "{run_label}{state}{speed} · {passed} passed · {cached} cached"
+        )),
+        Line::from(format!("model: {}", active.model.as_deref().unwrap_or("—"))).dim(),
+    ])
+    .render(info_area, buf);
+
+    let [grid_area, stream_area] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(cells_area);
+    // One character per cell, in plan order: a dense map of the whole run.
+    let mut spans: Vec<Span> = Vec::new();
+    for cell in &active.cells {
+        spans.push(match &cell.status {
+            CellStatus::Queued => Span::styled("·", Style::new().fg(Color::DarkGray)),
+            CellStatus::Running => Span::styled("▶", Style::new().fg(Color::Yellow)),
+            CellStatus::Done(o) if o.error.is_some() => Span::styled("E", fail_style()),
+            CellStatus::Done(o) if o.cached && o.passed => Span::styled("c", pass_style()),
+            CellStatus::Done(o) if o.cached => Span::styled("c", fail_style()),
+            CellStatus::Done(o) if o.passed => Span::styled("✓", pass_style()),
+            CellStatus::Done(_) => Span::styled("✗", fail_style()),
+        });
+    }
+    Paragraph::new(Line::from(spans))
+        .wrap(Wrap { trim: false })
+        .block(Block::bordered().title(" Cells (· queued ▶ running ✓ ✗ c cached E error) "))
+        .render(grid_area, buf);
+    let (title, text) = match active.watching.and_then(|i| active.cells.get(i)) {
+        Some(cell) => (
+            format!(" {} · {} ", cell.column, cell.case),
+            cell.text.clone(),
+        ),
+        None => (" Output ".to_string(), String::new()),
+    };
+    Paragraph::new(text)
+        .wrap(Wrap { trim: false })
+        .block(Block::bordered().title(title))
+        .render(stream_area, buf);
+}
+
+fn list(items: Vec<ListItem>, selected: usize, block: Block, area: Rect, buf: &mut Buffer) {
+    let mut state = ListState::default().with_selected(Some(selected));
+    StatefulWidget::render(
+        List::new(items)
+            .block(block)
+            .highlight_style(selected_style()),
+        area,
+        buf,
+        &mut state,
+    );
+}

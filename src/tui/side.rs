@@ -1,0 +1,271 @@
+//! Side by side: one case's outputs from up to four columns next to each other, the
+//! words that differ between two of them highlighted, with each cell's assertion
+//! results, latency and token counts.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use promptlab::results::{self, WordChange};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
+
+use super::app::{App, Effect, Screen};
+use super::view::{fail_style, pass_style};
+
+pub const MAX_PANES: usize = 4;
+
+#[derive(Debug, Default)]
+pub struct SideState {
+    /// Case index in the matrix.
+    pub case: usize,
+    pub first_column: usize,
+    /// The two shown panes (0-based among the visible ones) whose words are compared.
+    pub diff: (usize, usize),
+}
+
+impl SideState {
+    pub fn show_case(&mut self, case: usize, first_column: usize) {
+        self.case = case;
+        self.first_column = first_column;
+        self.diff = (0, 1);
+    }
+}
+
+pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    let Some(matrix) = app.matrix.as_ref() else {
+        return Vec::new();
+    };
+    // Cases move in the results screen's order and filter when the case is shown there.
+    let order: Vec<usize> = if app.results.rows.contains(&app.side.case) {
+        app.results.rows.clone()
+    } else {
+        (0..matrix.cases.len()).collect()
+    };
+    let position = order.iter().position(|&c| c == app.side.case).unwrap_or(0);
+    let side = &mut app.side;
+    let panes = matrix
+        .columns
+        .len()
+        .saturating_sub(side.first_column)
+        .min(MAX_PANES);
+    match key.code {
+        KeyCode::Right | KeyCode::Char('l') | KeyCode::Down | KeyCode::Char('j') => {
+            if let Some(&next) = order.get(position + 1) {
+                side.case = next;
+            }
+        }
+        KeyCode::Left | KeyCode::Char('h') | KeyCode::Up | KeyCode::Char('k') => {
+            if let Some(previous) = position.checked_sub(1).and_then(|p| order.get(p)) {
+                side.case = *previous;
+            }
+        }
+        KeyCode::Char('n') => {
+            let len = order.len();
+            if let Some(next) = (1..=len)
+                .map(|step| order[(position + step) % len])
+                .find(|&case| matrix.has_failure(case))
+            {
+                side.case = next;
+            }
+        }
+        KeyCode::Tab => {
+            side.first_column = if side.first_column + MAX_PANES < matrix.columns.len() {
+                side.first_column + 1
+            } else {
+                0
+            };
+        }
+        KeyCode::Char('d') => {
+            // Every pair of the shown panes in turn: (0,1), (0,2), …, (1,2), …
+            let (a, b) = side.diff;
+            side.diff = if b + 1 < panes {
+                (a, b + 1)
+            } else if a + 2 < panes {
+                (a + 1, a + 2)
+            } else {
+                (0, 1)
+            };
+        }
+        KeyCode::Esc => {
+            if let Some(row) = app.results.rows.iter().position(|&c| c == side.case) {
+                app.results.selected = row;
+            }
+            app.screen = Screen::Results;
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
+    let Some(matrix) = &app.matrix else {
+        Paragraph::new("No run open. Open one from the results (4) or history (6) screen.")
+            .block(Block::bordered().title(" Side by side "))
+            .render(area, buf);
+        return;
+    };
+    let side = &app.side;
+    let Some(case) = matrix.cases.get(side.case) else {
+        return;
+    };
+    let columns: Vec<usize> = (side.first_column..matrix.columns.len())
+        .take(MAX_PANES)
+        .collect();
+    let [header_area, panes_area] =
+        Layout::vertical([Constraint::Length(4), Constraint::Min(0)]).areas(area);
+    let mut header = vec![Span::styled(
+        format!("case {}", case.id),
+        Style::new().bold(),
+    )];
+    if !case.tags.is_empty() {
+        header.push(Span::raw(format!("  tags: {}", case.tags.join(", "))).dim());
+    }
+    let prompt_hint = matrix
+        .cell(side.case, side.first_column)
+        .map(|c| prompt_summary(&c.prompt_json))
+        .unwrap_or_default();
+    Paragraph::new(vec![Line::from(header), Line::from(prompt_hint).dim()])
+        .block(Block::bordered().title(format!(
+            " Side by side · {} of {} columns · ←/→ case · n: next failing · d: diff pair · Tab: columns · Esc: back ",
+            columns.len(),
+            matrix.columns.len()
+        )))
+        .render(header_area, buf);
+    if columns.is_empty() {
+        return;
+    }
+    let panes = Layout::horizontal(vec![
+        Constraint::Ratio(1, columns.len() as u32);
+        columns.len()
+    ])
+    .split(panes_area);
+    let output = |pane: usize| {
+        columns
+            .get(pane)
+            .and_then(|&c| matrix.cell(side.case, c))
+            .map(|c| c.output.clone())
+    };
+    let diff = match (output(side.diff.0), output(side.diff.1)) {
+        (Some(a), Some(b)) => Some(results::word_diff(&a, &b)),
+        _ => None,
+    };
+    for (pane, (&column, &pane_area)) in columns.iter().zip(panes.iter()).enumerate() {
+        let mut lines: Vec<Line> = Vec::new();
+        let title = format!(" {} ", matrix.columns[column]);
+        match matrix.cell(side.case, column) {
+            None => {
+                lines.push(Line::from("not run (the run was interrupted before this cell)").dim())
+            }
+            Some(cell) => {
+                let verdict = if cell.passed {
+                    Span::styled(format!("✓ pass {:.2}", cell.score), pass_style())
+                } else {
+                    Span::styled(format!("✗ fail {:.2}", cell.score), fail_style())
+                };
+                lines.push(Line::from(vec![
+                    verdict,
+                    Span::raw(format!(
+                        "  {:.0} ms · {}+{} tok{}",
+                        cell.latency_ms,
+                        cell.prompt_tokens,
+                        cell.completion_tokens,
+                        if cell.cached { " · cached" } else { "" }
+                    ))
+                    .dim(),
+                ]));
+                lines.push(Line::raw(""));
+                let role = if pane == side.diff.0 {
+                    Some(WordChange::Removed)
+                } else if pane == side.diff.1 {
+                    Some(WordChange::Added)
+                } else {
+                    None
+                };
+                match (&diff, role) {
+                    (Some(parts), Some(role)) => lines.extend(diff_lines(parts, role)),
+                    _ => lines.extend(cell.output.lines().map(|l| Line::raw(l.to_string()))),
+                }
+                if let Some(error) = &cell.error {
+                    lines.push(Line::styled(format!("engine error: {error}"), fail_style()));
+                }
+                lines.push(Line::raw(""));
+                for outcome in results::assertions(cell) {
+                    let mark = if outcome.passed {
+                        Span::styled("✓ ", pass_style())
+                    } else {
+                        Span::styled("✗ ", fail_style())
+                    };
+                    let mut line = vec![mark, Span::raw(outcome.assertion.clone())];
+                    if let Some(reason) = outcome.reason {
+                        line.push(Span::raw(format!(": {reason}")).dim());
+                    }
+                    lines.push(Line::from(line));
+                }
+            }
+        }
+        let marker = if pane == side.diff.0 {
+            " [diff −] "
+        } else if pane == side.diff.1 {
+            " [diff +] "
+        } else {
+            ""
+        };
+        Paragraph::new(Text::from(lines))
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(title).title_bottom(marker))
+            .render(pane_area, buf);
+    }
+}
+
+/// The words of one side of a diff: common words plain, this side's own words marked.
+fn diff_lines(parts: &[(WordChange, String)], side: WordChange) -> Vec<Line<'static>> {
+    let style = match side {
+        WordChange::Removed => Style::new().fg(Color::Red).add_modifier(Modifier::REVERSED),
+        _ => Style::new()
+            .fg(Color::Green)
+            .add_modifier(Modifier::REVERSED),
+    };
+    let mut lines: Vec<Line> = vec![Line::default()];
+    for (kind, text) in parts {
+        if *kind != WordChange::Same && *kind != side {
+            continue;
+        }
+        let style = if *kind == WordChange::Same {
+            Style::new()
+        } else {
+            style
+        };
+        for (i, piece) in text.split('\n').enumerate() {
+            if i > 0 {
+                lines.push(Line::default());
+            }
+            if !piece.is_empty()
+                && let Some(line) = lines.last_mut()
+            {
+                line.spans.push(Span::styled(piece.to_string(), style));
+            }
+        }
+    }
+    lines
+}
+
+/// The last user message (or the completion text) of a stored prompt, on one line.
+fn prompt_summary(prompt_json: &str) -> String {
+    let Ok(prompt) = serde_json::from_str::<promptlab::prompt::RenderedPrompt>(prompt_json) else {
+        return String::new();
+    };
+    let text = match prompt {
+        promptlab::prompt::RenderedPrompt::Chat(messages) => messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map(|m| m.content.clone())
+            .unwrap_or_default(),
+        promptlab::prompt::RenderedPrompt::Completion(text) => text,
+    };
+    format!(
+        "prompt: {}",
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
+}

@@ -1,0 +1,208 @@
+//! Drawing: a pure function of [`App`]. The tab bar, the current screen, the status bar
+//! and any overlay (help, error, quit confirmation).
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, Widget, Wrap};
+
+use super::app::{App, Popup, Screen};
+use super::{charts, editor, help, history, library, results, run_screen, side};
+
+pub fn pass_style() -> Style {
+    Style::new().fg(Color::Green)
+}
+
+pub fn fail_style() -> Style {
+    Style::new().fg(Color::Red)
+}
+
+pub fn error_style() -> Style {
+    Style::new().fg(Color::Red)
+}
+
+pub fn selected_style() -> Style {
+    Style::new().add_modifier(Modifier::REVERSED)
+}
+
+/// At most `width` characters, with `…` when cut.
+pub fn truncate(text: &str, width: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    let cut = line != text;
+    if line.chars().count() <= width && !cut {
+        return line.to_string();
+    }
+    let kept: String = line.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+fn tab_label(screen: Screen) -> String {
+    format!(" {} {} ", screen.key(), screen.title())
+}
+
+/// The screen whose tab covers column `x` of the tab bar.
+pub fn tab_at(x: u16) -> Option<Screen> {
+    let mut start = 0u16;
+    for screen in Screen::ALL {
+        let width = tab_label(screen).chars().count() as u16;
+        if x >= start && x < start + width {
+            return Some(screen);
+        }
+        start += width + 1;
+    }
+    None
+}
+
+pub fn draw(app: &App, frame: &mut Frame) {
+    render(app, frame.area(), frame.buffer_mut());
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    if area.width < 20 || area.height < 5 {
+        Paragraph::new("promptlab: enlarge the terminal")
+            .wrap(Wrap { trim: true })
+            .render(area, buf);
+        return;
+    }
+    let [tabs_area, body, status_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+
+    let mut tabs: Vec<Span> = Vec::new();
+    for screen in Screen::ALL {
+        let style = if screen == app.screen {
+            Style::new().fg(Color::Black).bg(Color::Cyan).bold()
+        } else {
+            Style::new().fg(Color::Cyan)
+        };
+        tabs.push(Span::styled(tab_label(screen), style));
+        tabs.push(Span::raw(" "));
+    }
+    Line::from(tabs).render(tabs_area, buf);
+
+    match app.screen {
+        Screen::Library => library::draw(app, body, buf),
+        Screen::Editor => editor::draw(app, body, buf),
+        Screen::Run => run_screen::draw(app, body, buf),
+        Screen::Results => results::draw(app, body, buf),
+        Screen::SideBySide => side::draw(app, body, buf),
+        Screen::History => history::draw(app, body, buf),
+        Screen::Charts => charts::draw(app, body, buf),
+    }
+    status_bar(app, status_area, buf);
+
+    if app.help {
+        help_overlay(app, area, buf);
+    }
+    match &app.popup {
+        None => {}
+        Some(Popup::Error(message)) => popup(
+            area,
+            buf,
+            " Error ",
+            &format!("{message}\n\nEnter or Esc closes this."),
+            Color::Red,
+        ),
+        Some(Popup::ConfirmQuit) => popup(
+            area,
+            buf,
+            " Quit? ",
+            "A run is active. Quit and cancel it? Finished cells are kept and the run can be resumed.\n\ny: quit · any other key: stay",
+            Color::Yellow,
+        ),
+    }
+}
+
+fn status_bar(app: &App, area: Rect, buf: &mut Buffer) {
+    let mut right: Vec<String> = Vec::new();
+    if let Some(active) = &app.run.active {
+        if !active.finished {
+            right.push(format!("running {}/{}", active.done(), active.cells.len()));
+        }
+        if let Some(model) = &active.model {
+            right.push(format!("model {model}"));
+        }
+    }
+    if let Some(bytes) = app.rss_bytes {
+        right.push(format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0)));
+    }
+    right.push("? help · q quit".into());
+    let right = right.join(" · ");
+    let left = app.message.clone().unwrap_or_default();
+    let width = usize::from(area.width);
+    let room = width.saturating_sub(right.chars().count() + 1);
+    let line = Line::from(vec![
+        Span::raw(format!("{:<room$}", truncate(&left, room))).fg(Color::Yellow),
+        Span::raw(" "),
+        Span::raw(right).dim(),
+    ]);
+    Paragraph::new(line)
+        .style(Style::new().bg(Color::Reset))
+        .render(area, buf);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(row);
+    cell
+}
+
+fn popup(area: Rect, buf: &mut Buffer, title: &str, text: &str, color: Color) {
+    let width = area.width.saturating_sub(4).min(70);
+    let lines = text.lines().count() as u16;
+    let height = (lines + 4 + text.len() as u16 / width.max(1)).min(area.height);
+    let rect = centered(area, width, height);
+    Clear.render(rect, buf);
+    Paragraph::new(text.to_string())
+        .wrap(Wrap { trim: false })
+        .block(
+            Block::bordered()
+                .title(title.to_string())
+                .border_style(Style::new().fg(color)),
+        )
+        .render(rect, buf);
+}
+
+fn help_overlay(app: &App, area: Rect, buf: &mut Buffer) {
+    let rect = centered(
+        area,
+        area.width.saturating_sub(4).min(96),
+        area.height.saturating_sub(2),
+    );
+    Clear.render(rect, buf);
+    let rows: Vec<Row> = help::KEYMAP
+        .iter()
+        .map(|binding| {
+            let style = if binding.screen == "all" || binding.screen == app.screen.title() {
+                Style::new()
+            } else {
+                Style::new().dim()
+            };
+            Row::new(vec![binding.screen, binding.keys, binding.action]).style(style)
+        })
+        .collect();
+    Table::new(
+        rows,
+        [
+            Constraint::Length(12),
+            Constraint::Length(16),
+            Constraint::Fill(1),
+        ],
+    )
+    .header(Row::new(["screen", "keys", "action"]).bold())
+    .block(
+        Block::bordered()
+            .title(" Keys (? or Esc closes) ")
+            .border_style(Style::new().fg(Color::Cyan)),
+    )
+    .render(rect, buf);
+}
