@@ -215,8 +215,7 @@ impl App {
             }
             Event::Run(event) => run_screen::on_run_event(self, event),
             Event::RunLoaded(Ok(matrix)) => {
-                self.side.case = 0;
-                self.side.first_column = 0;
+                self.side.show_case(0, 0);
                 self.matrix = Some(matrix);
                 self.results.refresh(self.matrix.as_ref());
                 self.screen = Screen::Results;
@@ -332,7 +331,7 @@ impl App {
             MouseEventKind::ScrollDown => self.on_key(key(KeyCode::Down)),
             MouseEventKind::ScrollUp => self.on_key(key(KeyCode::Up)),
             MouseEventKind::Down(MouseButton::Left) if mouse.row == 0 => {
-                match super::view::tab_at(mouse.column) {
+                match super::view::tab_at(mouse.column, self.size.0) {
                     Some(screen) => self.open(screen),
                     None => Vec::new(),
                 }
@@ -349,6 +348,12 @@ impl App {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// A message with the project's own paths made relative, as the user thinks of them.
+    pub fn shorten(&self, message: &str) -> String {
+        let root = format!("{}/", self.scan.root.display());
+        message.replace(&root, "")
     }
 
     /// A path as the user thinks of it: relative to the project.

@@ -172,7 +172,7 @@ fn preview(app: &App, area: Rect, buf: &mut Buffer) {
                     ]));
                     lines.push(Line::from("Enter: edit here · e: edit in $EDITOR".dim()));
                 }
-                Err(error) => lines.push(Line::styled(error.clone(), error_style())),
+                Err(error) => lines.push(Line::styled(app.shorten(error), error_style())),
             }
             lines.push(Line::raw(""));
             lines.extend(file.text.lines().map(highlight_template));
@@ -210,7 +210,7 @@ fn preview(app: &App, area: Rect, buf: &mut Buffer) {
                         ]));
                     }
                 }
-                Err(error) => lines.push(Line::styled(error.clone(), error_style())),
+                Err(error) => lines.push(Line::styled(app.shorten(error), error_style())),
             }
             (format!(" {} ", app.relative(&file.path)), Text::from(lines))
         }
@@ -251,7 +251,7 @@ fn preview(app: &App, area: Rect, buf: &mut Buffer) {
                         format!("{:.1} MiB", info.file_size as f64 / (1024.0 * 1024.0)),
                     ));
                 }
-                Err(error) => lines.push(Line::styled(error.clone(), error_style())),
+                Err(error) => lines.push(Line::styled(app.shorten(error), error_style())),
             }
             (format!(" model {} ", model.name), Text::from(lines))
         }
@@ -259,7 +259,7 @@ fn preview(app: &App, area: Rect, buf: &mut Buffer) {
     let mut text = text;
     if let Some(error) = &scan.catalog_error {
         text.lines
-            .insert(0, Line::styled(error.clone(), error_style()));
+            .insert(0, Line::styled(app.shorten(error), error_style()));
     }
     Paragraph::new(text)
         .wrap(Wrap { trim: false })

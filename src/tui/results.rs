@@ -15,7 +15,9 @@ use super::app::{App, Effect, Screen, move_selection};
 use super::view::{fail_style, pass_style, selected_style, truncate};
 
 const CASE_WIDTH: u16 = 16;
-const CELL_WIDTH: u16 = 14;
+/// Cells are as wide as the longest column name, within these bounds.
+const MIN_CELL_WIDTH: u16 = 12;
+const MAX_CELL_WIDTH: u16 = 32;
 
 #[derive(Debug, Default)]
 pub struct ResultsState {
@@ -169,12 +171,21 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
 
-    let fits = usize::from(inner.width.saturating_sub(CASE_WIDTH) / (CELL_WIDTH + 1)).max(1);
+    let longest = matrix
+        .columns
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0);
+    let cell_width = u16::try_from(longest)
+        .unwrap_or(MAX_CELL_WIDTH)
+        .clamp(MIN_CELL_WIDTH, MAX_CELL_WIDTH);
+    let fits = usize::from(inner.width.saturating_sub(CASE_WIDTH) / (cell_width + 1)).max(1);
     let columns: Vec<usize> = (results.first_column..matrix.columns.len())
         .take(fits)
         .collect();
     let mut widths = vec![Constraint::Length(CASE_WIDTH)];
-    widths.extend(columns.iter().map(|_| Constraint::Length(CELL_WIDTH)));
+    widths.extend(columns.iter().map(|_| Constraint::Length(cell_width)));
 
     let [header_area, table_area] =
         Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(inner);
@@ -197,7 +208,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     let names =
         Row::new(
             std::iter::once(Line::from("case").bold()).chain(columns.iter().map(|&c| {
-                Line::from(truncate(&matrix.columns[c], usize::from(CELL_WIDTH))).bold()
+                Line::from(truncate(&matrix.columns[c], usize::from(cell_width))).bold()
             })),
         );
     Table::new(vec![rates, names], widths.clone())

@@ -1,1 +1,657 @@
+//! State-machine tests (no terminal, no runtime) and `TestBackend` snapshots of every
+//! screen at 120×40 and 80×24, on a fixture project and a synthetic run.
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Instant;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use promptlab::catalog::ModelEntry;
+use promptlab::compare;
+use promptlab::gguf::{GgufInfo, MetaValue};
+use promptlab::project::{self, ModelFile};
+use promptlab::results::RunMatrix;
+use promptlab::store::{RunRow, RunStatus, StoredCell};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::app::{App, CellOutcome, Effect, Event, Popup, RunEvent, Screen};
+use super::{results, view};
+
+const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+fn fixture_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tui-project")
+}
+
+/// A model with a real-looking header, so snapshots do not depend on downloaded files.
+fn tiny_model() -> ModelFile {
+    let metadata = BTreeMap::from([
+        (
+            "general.architecture".to_string(),
+            MetaValue::String("llama".into()),
+        ),
+        ("llama.context_length".to_string(), MetaValue::U64(8192)),
+        (
+            "tokenizer.chat_template".to_string(),
+            MetaValue::String(CHATML.into()),
+        ),
+    ]);
+    ModelFile {
+        name: "tiny".into(),
+        entry: ModelEntry {
+            path: fixture_root().join("models/tiny.gguf"),
+            description: "a small chat model".into(),
+            context_size: None,
+            params: Default::default(),
+        },
+        info: Ok(GgufInfo {
+            version: 3,
+            metadata,
+            tensor_count: 272,
+            parameter_count: 134_515_008,
+            data_offset: 0,
+            data_size: 0,
+            file_size: 103_000_000,
+            tensor_types: BTreeMap::from([("Q4_1".to_string(), 134_000_000)]),
+            bos_text: Some("<|im_start|>".into()),
+            eos_text: Some("<|im_end|>".into()),
+        }),
+    }
+}
+
+fn app(size: (u16, u16)) -> App {
+    let mut scan = project::scan(&fixture_root());
+    scan.models = vec![tiny_model()];
+    App::new(scan, size, Instant::now())
+}
+
+fn key(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ctrl(c: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn press(app: &mut App, keys: &str) -> Vec<Effect> {
+    keys.chars()
+        .flat_map(|c| app.update(key(KeyCode::Char(c))))
+        .collect()
+}
+
+fn run_row(id: i64, eval_set: &str, done: usize, passed: usize) -> RunRow {
+    RunRow {
+        id,
+        eval_set: eval_set.into(),
+        eval_set_path: format!("/project/eval-sets/{eval_set}.yaml"),
+        started_at: format!("2026-11-28T10:{id:02}:00+00:00"),
+        finished_at: Some(format!("2026-11-28T10:{id:02}:30+00:00")),
+        status: RunStatus::Finished,
+        cell_count: done,
+        cells_done: done,
+        passed,
+        label: None,
+    }
+}
+
+/// `cases` cases × 3 columns with a deterministic mix of passes, failures and outputs.
+fn cells(cases: usize, flip: usize) -> Vec<StoredCell> {
+    let columns = [
+        "greet:short @ tiny",
+        "greet:warm @ tiny",
+        "greet:warm @ other",
+    ];
+    let mut cells = Vec::new();
+    for case in 0..cases {
+        for (column, column_id) in columns.iter().enumerate() {
+            let passed = (case * 7 + column * 3 + flip) % 5 != 0;
+            let output = if passed {
+                format!("Hello there, friend number {case}!")
+            } else {
+                format!("Hi friend {case}.")
+            };
+            let assertions = serde_json::json!([{
+                "assertion": "icontains", "passed": passed, "score": if passed {1.0} else {0.0},
+                "weight": 1.0,
+                "reason": if passed { serde_json::Value::Null } else { format!("expected output to contain \"case {case}\"").into() }
+            }]);
+            cells.push(StoredCell {
+                column_index: column,
+                case_index: case,
+                column_id: column_id.to_string(),
+                case_id: format!("case-{case:04}"),
+                cache_key: format!("{case}-{column}"),
+                prompt_json: serde_json::json!({"chat": [{"role": "user", "content": format!("Hello, I am case {case}.")}]}).to_string(),
+                output,
+                error: None,
+                passed,
+                score: if passed { 1.0 } else { 0.0 },
+                assertions_json: assertions.to_string(),
+                finish: Some("stop".into()),
+                prompt_tokens: 20 + column as u32,
+                completion_tokens: 5 + (case % 4) as u32,
+                ttft_ms: 10.0,
+                latency_ms: 100.0 + ((case * 37 + column * 11) % 90) as f64,
+                tokens_per_s: Some(50.0),
+                cached: column == 0 && case % 3 == 0,
+            });
+        }
+    }
+    cells
+}
+
+fn matrix(cases: usize) -> RunMatrix {
+    let tags = HashMap::from([
+        ("case-0001".to_string(), vec!["formal".to_string()]),
+        ("case-0002".to_string(), vec!["short-name".to_string()]),
+    ]);
+    RunMatrix::from_cells(
+        run_row(7, "greetings", cases * 3, 0),
+        cells(cases, 0),
+        &tags,
+    )
+}
+
+fn app_with_run(size: (u16, u16)) -> App {
+    let mut app = app(size);
+    app.update(Event::RunLoaded(Ok(matrix(30))));
+    app
+}
+
+fn draw(app: &App) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
+    terminal.draw(|frame| view::draw(app, frame)).unwrap();
+    terminal
+}
+
+fn screen_text(app: &App) -> String {
+    draw(app).backend().to_string()
+}
+
+// ---------- state machine ----------
+
+#[test]
+fn digits_switch_screens_and_history_asks_for_the_runs() {
+    let mut app = app((120, 40));
+    assert_eq!(app.screen, Screen::Library);
+    assert!(press(&mut app, "4").is_empty());
+    assert_eq!(app.screen, Screen::Results);
+    assert_eq!(press(&mut app, "6"), [Effect::ListRuns]);
+    assert_eq!(app.screen, Screen::History);
+    press(&mut app, "9");
+    assert_eq!(app.screen, Screen::History, "no screen 9");
+}
+
+#[test]
+fn quitting_asks_first_while_a_run_is_active() {
+    let mut app = app((120, 40));
+    assert_eq!(press(&mut app, "q"), [Effect::Quit]);
+
+    app.update(Event::Run(RunEvent::Started {
+        run_id: Some(1),
+        cells: vec![("c".into(), "1".into())],
+    }));
+    assert!(app.run_active());
+    assert!(press(&mut app, "q").is_empty());
+    assert_eq!(app.popup, Some(Popup::ConfirmQuit));
+    assert!(press(&mut app, "n").is_empty());
+    assert_eq!(app.popup, None);
+    press(&mut app, "q");
+    assert_eq!(press(&mut app, "y"), [Effect::CancelRun, Effect::Quit]);
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_never_quits() {
+    let mut app = app((120, 40));
+    assert!(app.update(ctrl('c')).is_empty());
+    assert!(app.message.as_deref().unwrap_or("").contains("q to quit"));
+    app.update(Event::Run(RunEvent::Started {
+        run_id: Some(1),
+        cells: vec![("c".into(), "1".into())],
+    }));
+    assert_eq!(app.update(ctrl('c')), [Effect::CancelRun]);
+}
+
+#[test]
+fn help_overlay_swallows_keys_until_closed() {
+    let mut app = app((120, 40));
+    press(&mut app, "?");
+    assert!(app.help);
+    assert!(press(&mut app, "4").is_empty());
+    assert_eq!(app.screen, Screen::Library);
+    app.update(key(KeyCode::Esc));
+    assert!(!app.help);
+}
+
+#[test]
+fn library_lists_broken_files_and_opens_prompts_and_eval_sets() {
+    let mut app = app((120, 40));
+    // broken.yaml sorts first and carries its error.
+    let broken = &app.scan.prompts[0];
+    assert!(broken.prompts.as_ref().is_err());
+    assert!(
+        app.scan.eval_sets[1]
+            .eval_set
+            .as_ref()
+            .unwrap_err()
+            .contains("asert")
+    );
+    press(&mut app, "j");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.screen, Screen::Editor);
+    assert!(app.editor.path.as_ref().unwrap().ends_with("greet.yaml"));
+
+    press(&mut app, "1");
+    press(&mut app, "j");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.screen, Screen::Run);
+    let ticked: Vec<&str> = app
+        .run
+        .prompts
+        .iter()
+        .filter(|(_, t)| *t)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert_eq!(ticked, ["greet:short", "greet:warm"]);
+    let models: Vec<&str> = app
+        .run
+        .models
+        .iter()
+        .filter(|(_, t)| *t)
+        .map(|(m, _)| m.as_str())
+        .collect();
+    assert_eq!(models, ["tiny"]);
+}
+
+#[test]
+fn editing_keeps_the_text_shows_template_errors_and_saves() {
+    let mut app = app((120, 40));
+    app.editor.open(1, &app.scan);
+    app.screen = Screen::Editor;
+    let preview = app.editor.preview.clone().unwrap();
+    let text = preview.result.unwrap();
+    assert!(
+        text.contains("<|im_start|>user\nHello, I am Ada.<|im_end|>"),
+        "{text}"
+    );
+    assert!(text.ends_with("<|im_start|>assistant\n"));
+    assert!(preview.context.contains("greetings case ada"));
+
+    // The next case of the eval set; then the warm variant with `formal` set.
+    press(&mut app, "c");
+    assert!(
+        app.editor
+            .preview
+            .as_ref()
+            .unwrap()
+            .result
+            .as_ref()
+            .unwrap()
+            .contains("Grace")
+    );
+    press(&mut app, "v");
+    assert!(
+        app.editor
+            .preview
+            .as_ref()
+            .unwrap()
+            .result
+            .as_ref()
+            .unwrap()
+            .contains("Be formal.")
+    );
+
+    // Typing: `q` is text here, not quit. Break the template on the last line.
+    press(&mut app, "i");
+    assert!(app.editor.editing);
+    app.editor
+        .textarea
+        .move_cursor(tui_textarea::CursorMove::Bottom);
+    app.editor
+        .textarea
+        .move_cursor(tui_textarea::CursorMove::End);
+    assert!(press(&mut app, "q {{").is_empty());
+    assert!(app.editor.dirty());
+    let error = app
+        .editor
+        .preview
+        .as_ref()
+        .unwrap()
+        .result
+        .clone()
+        .unwrap_err();
+    assert!(error.contains("greet.yaml"), "{error}");
+    assert!(error.contains("line"), "{error}");
+
+    let effects = app.update(ctrl('s'));
+    let [Effect::Save { path, text }] = &effects[..] else {
+        panic!("expected one save, got {effects:?}");
+    };
+    assert!(path.ends_with("greet.yaml"));
+    assert!(text.ends_with("q {{\n"));
+    assert_eq!(app.update(Event::Saved(Ok(path.clone()))), [Effect::Rescan]);
+    assert!(!app.editor.dirty());
+    app.update(key(KeyCode::Esc));
+    assert!(!app.editor.editing);
+    assert_eq!(press(&mut app, "q"), [Effect::Quit]);
+}
+
+#[test]
+fn starting_a_run_needs_a_prompt_and_a_model() {
+    let mut app = app((120, 40));
+    press(&mut app, "3");
+    // greetings is first: its prompts and model are ticked.
+    let effects = press(&mut app, "r");
+    let [Effect::StartRun(request)] = &effects[..] else {
+        panic!("expected a run, got {effects:?}");
+    };
+    assert!(request.eval_set.ends_with("greetings.yaml"));
+    assert_eq!(request.prompts, ["greet:short", "greet:warm"]);
+    assert_eq!(request.models, ["tiny"]);
+
+    // Untick every model: the run is refused with a reason.
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Tab));
+    press(&mut app, " ");
+    assert!(press(&mut app, "r").is_empty());
+    assert!(matches!(&app.popup, Some(Popup::Error(e)) if e.contains("model")));
+}
+
+#[test]
+fn run_progress_then_results() {
+    let mut app = app((120, 40));
+    press(&mut app, "3");
+    let cells = vec![
+        ("greet:short @ tiny".to_string(), "ada".to_string()),
+        ("greet:short @ tiny".to_string(), "grace".to_string()),
+    ];
+    app.update(Event::Run(RunEvent::Started {
+        run_id: Some(9),
+        cells,
+    }));
+    app.update(Event::Run(RunEvent::CellStarted(0)));
+    app.update(Event::Run(RunEvent::Token(0, "Hel".into())));
+    app.update(Event::Run(RunEvent::Token(0, "lo".into())));
+    let active = app.run.active.as_ref().unwrap();
+    assert_eq!(active.cells[0].text, "Hello");
+    assert_eq!(active.tokens, 2);
+    let outcome = CellOutcome {
+        passed: true,
+        cached: false,
+        error: None,
+        score: 1.0,
+        completion_tokens: 2,
+    };
+    app.update(Event::Run(RunEvent::CellFinished(0, outcome)));
+    assert_eq!(app.run.active.as_ref().unwrap().done(), 1);
+    assert_eq!(press(&mut app, "c"), [Effect::CancelRun]);
+    let effects = app.update(Event::Run(RunEvent::Finished {
+        run_id: Some(9),
+        cancelled: false,
+        duration_s: 1.5,
+    }));
+    assert_eq!(effects, [Effect::LoadRun(9)]);
+    assert!(!app.run_active());
+    app.update(Event::RunLoaded(Ok(matrix(30))));
+    assert_eq!(app.screen, Screen::Results);
+}
+
+#[test]
+fn a_failed_run_shows_why_and_frees_the_screen() {
+    let mut app = app((120, 40));
+    app.update(Event::Run(RunEvent::Started {
+        run_id: Some(1),
+        cells: Vec::new(),
+    }));
+    app.update(Event::Run(RunEvent::Failed(
+        "model `tiny`: cannot load models/tiny.gguf".into(),
+    )));
+    assert!(!app.run_active());
+    assert!(matches!(&app.popup, Some(Popup::Error(e)) if e.contains("cannot load")));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.popup, None);
+}
+
+#[test]
+fn results_filter_sort_and_jump_to_failures() {
+    let mut app = app_with_run((120, 40));
+    let all = app.results.rows.len();
+    assert_eq!(all, 30);
+    press(&mut app, "f");
+    let failures = app.results.rows.clone();
+    let matrix = app.matrix.as_ref().unwrap();
+    assert!(!failures.is_empty() && failures.len() < all);
+    assert!(failures.iter().all(|&c| matrix.has_failure(c)));
+    press(&mut app, "f");
+    assert!(
+        app.results
+            .rows
+            .iter()
+            .all(|&c| app.matrix.as_ref().unwrap().columns_disagree(c))
+    );
+    press(&mut app, "f");
+    assert_eq!(
+        app.results.filter,
+        promptlab::results::RowFilter::Tag("formal".into())
+    );
+    assert_eq!(app.results.rows, [1]);
+    press(&mut app, "ff");
+    assert_eq!(app.results.filter, promptlab::results::RowFilter::All);
+
+    press(&mut app, "s");
+    let matrix = app.matrix.as_ref().unwrap();
+    let first = app.results.rows[0];
+    assert!(matrix.has_failure(first), "lowest score first");
+    press(&mut app, "ss");
+
+    app.results.selected = 0;
+    press(&mut app, "n");
+    let selected = app.results.selected_case().unwrap();
+    assert!(app.matrix.as_ref().unwrap().has_failure(selected));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.screen, Screen::SideBySide);
+    assert_eq!(app.side.case, selected);
+}
+
+#[test]
+fn side_by_side_moves_between_cases_and_diff_pairs() {
+    let mut app = app_with_run((120, 40));
+    press(&mut app, "5");
+    assert_eq!(app.side.case, 0);
+    app.update(key(KeyCode::Right));
+    assert_eq!(app.side.case, 1);
+    app.update(key(KeyCode::Left));
+    app.update(key(KeyCode::Left));
+    assert_eq!(app.side.case, 0);
+    press(&mut app, "n");
+    assert!(app.matrix.as_ref().unwrap().has_failure(app.side.case));
+    assert_eq!(app.side.diff, (0, 1));
+    press(&mut app, "d");
+    assert_eq!(app.side.diff, (0, 2));
+    press(&mut app, "d");
+    assert_eq!(app.side.diff, (1, 2));
+    press(&mut app, "d");
+    assert_eq!(app.side.diff, (0, 1));
+    let case = app.side.case;
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.screen, Screen::Results);
+    assert_eq!(app.results.selected_case(), Some(case));
+}
+
+#[test]
+fn history_marks_two_runs_and_compares_older_first() {
+    let mut app = app((120, 40));
+    press(&mut app, "6");
+    app.update(Event::RunsListed(Ok(vec![
+        run_row(3, "greetings", 90, 80),
+        run_row(2, "other", 12, 3),
+        run_row(1, "greetings", 90, 70),
+    ])));
+    // Run 3 against the previous run of its eval set.
+    assert_eq!(press(&mut app, "c"), [Effect::Compare(1, 3)]);
+    press(&mut app, " ");
+    press(&mut app, "j");
+    press(&mut app, " ");
+    assert_eq!(app.history.marked, [3, 2]);
+    assert_eq!(press(&mut app, "c"), [Effect::Compare(2, 3)]);
+    assert_eq!(app.update(key(KeyCode::Enter)), [Effect::LoadRun(2)]);
+}
+
+#[test]
+fn mouse_clicks_tabs_and_rows_and_scrolls() {
+    let mut app = app_with_run((120, 40));
+    let click = |column, row| {
+        Event::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    // The Results tab is the fourth label on row 0.
+    let x = (0..120)
+        .find(|&x| view::tab_at(x, 120) == Some(Screen::Results))
+        .unwrap();
+    app.update(click(x, 0));
+    assert_eq!(app.screen, Screen::Results);
+    // Row 2 is the block border + 2 header lines away from the first case.
+    app.update(click(10, 6));
+    assert_eq!(app.results.selected, 2);
+    app.update(Event::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 10,
+        row: 10,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(app.results.selected, 3);
+}
+
+#[test]
+fn drawing_never_panics_at_any_size() {
+    for (width, height) in [(1, 1), (10, 3), (20, 5), (40, 12), (80, 24), (200, 60)] {
+        let mut app = app_with_run((width, height));
+        for screen in Screen::ALL {
+            app.screen = screen;
+            let _ = screen_text(&app);
+        }
+        app.help = true;
+        let _ = screen_text(&app);
+    }
+}
+
+// ---------- snapshots ----------
+
+fn snapshot_all(size: (u16, u16)) {
+    let suffix = format!("{}x{}", size.0, size.1);
+    let mut app = app(size);
+    insta::assert_snapshot!(format!("library_{suffix}"), draw(&app).backend());
+    press(&mut app, "j");
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!(format!("editor_{suffix}"), draw(&app).backend());
+
+    press(&mut app, "3");
+    app.update(Event::Run(RunEvent::Started {
+        run_id: Some(9),
+        cells: (0..12)
+            .map(|i| ("greet:short @ tiny".to_string(), format!("case-{i}")))
+            .collect(),
+    }));
+    app.update(Event::Run(RunEvent::ModelLoaded {
+        model: "tiny".into(),
+        load_ms: 410.0,
+    }));
+    for i in 0..5 {
+        app.update(Event::Run(RunEvent::CellFinished(
+            i,
+            CellOutcome {
+                passed: i % 2 == 0,
+                cached: i == 0,
+                error: None,
+                score: 1.0,
+                completion_tokens: 4,
+            },
+        )));
+    }
+    app.update(Event::Run(RunEvent::CellStarted(5)));
+    app.update(Event::Run(RunEvent::Token(5, "Hello, Ada".into())));
+    insta::assert_snapshot!(format!("run_{suffix}"), draw(&app).backend());
+
+    app.update(Event::RunLoaded(Ok(matrix(30))));
+    insta::assert_snapshot!(format!("results_{suffix}"), draw(&app).backend());
+    press(&mut app, "n");
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!(format!("side_by_side_{suffix}"), draw(&app).backend());
+    press(&mut app, "7");
+    insta::assert_snapshot!(format!("charts_{suffix}"), draw(&app).backend());
+
+    press(&mut app, "6");
+    app.update(Event::RunsListed(Ok(vec![
+        run_row(8, "greetings", 90, 70),
+        run_row(7, "greetings", 90, 60),
+    ])));
+    let a = cells(30, 0);
+    let b = cells(30, 1);
+    app.update(Event::Compared(Ok((7, 8, compare::compare(&a, &b)))));
+    insta::assert_snapshot!(format!("history_{suffix}"), draw(&app).backend());
+
+    press(&mut app, "?");
+    insta::assert_snapshot!(format!("help_{suffix}"), draw(&app).backend());
+    app.help = false;
+    app.update(Event::Run(RunEvent::Started {
+        run_id: Some(10),
+        cells: vec![("c".into(), "1".into())],
+    }));
+    press(&mut app, "q");
+    insta::assert_snapshot!(format!("confirm_quit_{suffix}"), draw(&app).backend());
+}
+
+#[test]
+fn snapshots_120x40() {
+    snapshot_all((120, 40));
+}
+
+#[test]
+fn snapshots_80x24() {
+    snapshot_all((80, 24));
+}
+
+/// Frame time of the results matrix at 1,000 cases × 6 columns (a benchmark: run with
+/// `cargo test --release --bin promptlab bench_results_matrix -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn bench_results_matrix() {
+    let mut cells_6 = Vec::new();
+    for (i, mut cell) in cells(1000, 0).into_iter().chain(cells(1000, 2)).enumerate() {
+        if i >= 3000 {
+            cell.column_index += 3;
+            cell.column_id = format!("{} (b)", cell.column_id);
+        }
+        cells_6.push(cell);
+    }
+    let matrix = RunMatrix::from_cells(run_row(1, "big", 6000, 0), cells_6, &HashMap::new());
+    let mut app = app((240, 60));
+    app.update(Event::RunLoaded(Ok(matrix)));
+    assert_eq!(app.matrix.as_ref().unwrap().columns.len(), 6);
+    let mut terminal = Terminal::new(TestBackend::new(240, 60)).unwrap();
+    let frames = 200;
+    let started = Instant::now();
+    for i in 0..frames {
+        app.results.selected = (i * 37) % 1000;
+        terminal.draw(|frame| view::draw(&app, frame)).unwrap();
+    }
+    let per_frame = started.elapsed().as_secs_f64() * 1000.0 / frames as f64;
+    // Filtering re-computes rows over all cases; measure it too.
+    let started = Instant::now();
+    for _ in 0..20 {
+        app.results.filter = promptlab::results::RowFilter::Failures;
+        app.results.refresh(app.matrix.as_ref());
+        app.results.filter = promptlab::results::RowFilter::All;
+        app.results.refresh(app.matrix.as_ref());
+    }
+    let per_filter = started.elapsed().as_secs_f64() * 1000.0 / 40.0;
+    println!(
+        "results matrix 1000 cases x 6 columns at 240x60: {per_frame:.2} ms per frame, {per_filter:.2} ms per filter change"
+    );
+    let _ = results::ResultsState::default();
+}

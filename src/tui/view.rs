@@ -38,15 +38,20 @@ pub fn truncate(text: &str, width: usize) -> String {
     format!("{kept}…")
 }
 
-fn tab_label(screen: Screen) -> String {
-    format!(" {} {} ", screen.key(), screen.title())
+/// Tabs are padded when the terminal is wide enough for it.
+fn tab_label(screen: Screen, width: u16) -> String {
+    if width >= 100 {
+        format!(" {} {} ", screen.key(), screen.title())
+    } else {
+        format!("{} {}", screen.key(), screen.title())
+    }
 }
 
-/// The screen whose tab covers column `x` of the tab bar.
-pub fn tab_at(x: u16) -> Option<Screen> {
+/// The screen whose tab covers column `x` of the tab bar, in a terminal `width` wide.
+pub fn tab_at(x: u16, width: u16) -> Option<Screen> {
     let mut start = 0u16;
     for screen in Screen::ALL {
-        let width = tab_label(screen).chars().count() as u16;
+        let width = tab_label(screen, width).chars().count() as u16;
         if x >= start && x < start + width {
             return Some(screen);
         }
@@ -80,7 +85,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         } else {
             Style::new().fg(Color::Cyan)
         };
-        tabs.push(Span::styled(tab_label(screen), style));
+        tabs.push(Span::styled(tab_label(screen, area.width), style));
         tabs.push(Span::raw(" "));
     }
     Line::from(tabs).render(tabs_area, buf);
@@ -105,7 +110,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             area,
             buf,
             " Error ",
-            &format!("{message}\n\nEnter or Esc closes this."),
+            &format!("{}\n\nEnter or Esc closes this.", app.shorten(message)),
             Color::Red,
         ),
         Some(Popup::ConfirmQuit) => popup(
@@ -179,8 +184,19 @@ fn help_overlay(app: &App, area: Rect, buf: &mut Buffer) {
         area.height.saturating_sub(2),
     );
     Clear.render(rect, buf);
-    let rows: Vec<Row> = help::KEYMAP
+    // This screen's keys first, then the global ones, then the rest (dimmed).
+    let mut bindings: Vec<&help::Binding> = help::KEYMAP
         .iter()
+        .filter(|b| b.screen == app.screen.title())
+        .collect();
+    bindings.extend(help::KEYMAP.iter().filter(|b| b.screen == "all"));
+    bindings.extend(
+        help::KEYMAP
+            .iter()
+            .filter(|b| b.screen != "all" && b.screen != app.screen.title()),
+    );
+    let rows: Vec<Row> = bindings
+        .into_iter()
         .map(|binding| {
             let style = if binding.screen == "all" || binding.screen == app.screen.title() {
                 Style::new()
