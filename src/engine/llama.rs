@@ -72,6 +72,45 @@ pub fn default_threads() -> u32 {
         .unwrap_or(1)
 }
 
+/// A model's vocabulary without its weights: counts the tokens of a prompt the way the
+/// engine would, in a few milliseconds and megabytes (for previews while editing).
+pub struct Tokenizer {
+    model: LlamaModel,
+    bos_text: Option<String>,
+}
+
+impl Tokenizer {
+    pub fn load(path: &Path) -> Result<Tokenizer, EngineError> {
+        let info = GgufInfo::read(path).map_err(|e| EngineError::Load(e.to_string()))?;
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let model = LlamaModel::load_from_file(backend()?, path, &params).map_err(|e| {
+            EngineError::Load(format!(
+                "{}: llama.cpp cannot read its vocabulary: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Tokenizer {
+            model,
+            bos_text: info.bos_token(),
+        })
+    }
+
+    /// Tokens of `text`, a prompt after the chat template; a BOS the template wrote is
+    /// counted once, as generation does.
+    pub fn count(&self, text: &str) -> usize {
+        let bos = self.bos_text.as_deref().unwrap_or("");
+        let text = if !bos.is_empty() && self.model.vocab().should_add_bos() {
+            text.strip_prefix(bos).unwrap_or(text)
+        } else {
+            text
+        };
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), true, true)
+            .len()
+    }
+}
+
 pub struct LlamaEngine {
     model: LlamaModel,
     chat_template: Option<ChatTemplate>,

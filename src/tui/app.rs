@@ -116,6 +116,11 @@ pub enum Event {
     Rescanned(ProjectScan),
     /// The file's text after `$EDITOR` closed.
     EditedExternally(Result<String, String>),
+    /// Tokens of an editor preview text for a model.
+    TokenCount {
+        text: String,
+        count: Result<usize, String>,
+    },
 }
 
 /// What to start, chosen on the run screen.
@@ -137,6 +142,7 @@ pub enum Effect {
     Save { path: PathBuf, text: String },
     EditExternally { path: PathBuf, text: String },
     Rescan,
+    CountTokens { model: PathBuf, text: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +207,16 @@ impl App {
     }
 
     pub fn update(&mut self, event: Event) -> Vec<Effect> {
+        let mut effects = self.handle(event);
+        if self.screen == Screen::Editor
+            && let Some(request) = self.editor.token_count_request(&self.scan)
+        {
+            effects.push(request);
+        }
+        effects
+    }
+
+    fn handle(&mut self, event: Event) -> Vec<Effect> {
         match event {
             Event::Key(key) => self.on_key(key),
             Event::Mouse(mouse) => self.on_mouse(mouse),
@@ -243,6 +259,10 @@ impl App {
             }
             Event::EditedExternally(Ok(text)) => {
                 self.editor.replace_text(&text, &self.scan);
+                Vec::new()
+            }
+            Event::TokenCount { text, count } => {
+                self.editor.token_count(&text, count);
                 Vec::new()
             }
             Event::RunLoaded(Err(error))

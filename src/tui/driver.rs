@@ -2,6 +2,7 @@
 //! tick with `tokio::select!`, feeds them to [`App::update`], carries out the effects
 //! (runs on their own threads, store reads, saves, `$EDITOR`) and draws once per pass.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use crossterm::event::{
 use futures_util::StreamExt;
 use promptlab::compare;
 use promptlab::engine::CancelToken;
+use promptlab::engine::llama::Tokenizer;
 use promptlab::evalset::EvalSet;
 use promptlab::project::{self, Project};
 use promptlab::results::RunMatrix;
@@ -56,12 +58,40 @@ struct Jobs {
     root: PathBuf,
     tx: UnboundedSender<Event>,
     cancel: Option<CancelToken>,
+    tokenizer: std::sync::mpsc::Sender<(PathBuf, String)>,
+}
+
+/// A thread that keeps each model's vocabulary loaded and counts preview tokens. While
+/// the user types, only the newest text of a burst is counted.
+fn spawn_tokenizer(tx: UnboundedSender<Event>) -> std::sync::mpsc::Sender<(PathBuf, String)> {
+    let (requests, incoming) = std::sync::mpsc::channel::<(PathBuf, String)>();
+    std::thread::spawn(move || {
+        let mut loaded: HashMap<PathBuf, Result<Tokenizer, String>> = HashMap::new();
+        while let Ok(mut request) = incoming.recv() {
+            while let Ok(newer) = incoming.try_recv() {
+                request = newer;
+            }
+            let (model, text) = request;
+            let tokenizer = loaded
+                .entry(model.clone())
+                .or_insert_with(|| Tokenizer::load(&model).map_err(|e| e.to_string()));
+            let count = match tokenizer {
+                Ok(tokenizer) => Ok(tokenizer.count(&text)),
+                Err(error) => Err(error.clone()),
+            };
+            if tx.send(Event::TokenCount { text, count }).is_err() {
+                break;
+            }
+        }
+    });
+    requests
 }
 
 async fn event_loop(terminal: &mut DefaultTerminal, mut app: App, root: PathBuf) -> Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let mut jobs = Jobs {
         root,
+        tokenizer: spawn_tokenizer(tx.clone()),
         tx,
         cancel: None,
     };
@@ -180,6 +210,9 @@ impl Jobs {
             }),
             Effect::Save { path, text } => {
                 self.spawn(move || Event::Saved(save_atomically(&path, &text).map(|()| path)))
+            }
+            Effect::CountTokens { model, text } => {
+                let _ = self.tokenizer.send((model, text));
             }
             Effect::Rescan => {
                 let root = self.root.clone();

@@ -23,8 +23,8 @@ pub struct Preview {
     /// Which prompt, case and model the preview shows.
     pub context: String,
     pub result: Result<String, String>,
-    /// Tokens of `result` for the chosen model, once counted.
-    pub tokens: Option<usize>,
+    /// Tokens of `result` for the chosen model, once counted (or why they could not be).
+    pub tokens: Option<Result<usize, String>>,
 }
 
 #[derive(Default)]
@@ -41,6 +41,8 @@ pub struct EditorState {
     /// Index into the scan's models.
     pub model: Option<usize>,
     pub preview: Option<Preview>,
+    /// The preview text whose tokens were last asked for, so each text is counted once.
+    counting: Option<String>,
 }
 
 impl EditorState {
@@ -69,11 +71,24 @@ impl EditorState {
             })
             .or_else(|| scan.eval_sets.iter().position(|f| f.eval_set.is_ok()));
         if self.model.is_none() {
-            self.model = scan.models.iter().position(|m| {
+            let chat = |m: &&promptlab::project::ModelFile| {
                 m.info
                     .as_ref()
                     .is_ok_and(|info| info.chat_template().is_some())
-            });
+            };
+            let named: Vec<String> = self
+                .eval_set
+                .and_then(|i| scan.eval_sets.get(i))
+                .and_then(|f| f.eval_set.as_ref().ok())
+                .map(|set| set.models.clone())
+                .unwrap_or_default();
+            // The eval set's own model when it has a chat template, else any that has one.
+            self.model = scan
+                .models
+                .iter()
+                .position(|m| named.contains(&m.name) && chat(&m))
+                .or_else(|| scan.models.iter().position(|m| named.contains(&m.name)))
+                .or_else(|| scan.models.iter().position(|m| chat(&m)));
         }
         self.refresh_preview(scan);
     }
@@ -100,12 +115,39 @@ impl EditorState {
         self.refresh_preview(scan);
     }
 
+    /// A request to count the preview's tokens, when it has text not yet counted.
+    pub fn token_count_request(&mut self, scan: &ProjectScan) -> Option<Effect> {
+        let preview = self.preview.as_ref()?;
+        if preview.tokens.is_some() {
+            return None;
+        }
+        let text = preview.result.as_ref().ok()?;
+        if self.counting.as_ref() == Some(text) {
+            return None;
+        }
+        let model = scan.models.get(self.model?)?;
+        model.info.as_ref().ok()?;
+        self.counting = Some(text.clone());
+        Some(Effect::CountTokens {
+            model: model.entry.path.clone(),
+            text: text.clone(),
+        })
+    }
+
+    pub fn token_count(&mut self, text: &str, count: Result<usize, String>) {
+        if let Some(preview) = self.preview.as_mut()
+            && preview.result.as_deref() == Ok(text)
+        {
+            preview.tokens = Some(count);
+        }
+    }
+
     pub fn refresh_preview(&mut self, scan: &ProjectScan) {
         let Some(path) = &self.path else {
             self.preview = None;
             return;
         };
-        let previous_tokens = self.preview.as_ref().and_then(|p| p.tokens);
+        let previous_tokens = self.preview.as_ref().and_then(|p| p.tokens.clone());
         let previous_result = self.preview.as_ref().map(|p| p.result.clone());
         let mut preview = render_preview(self, path, scan);
         // The count stays valid while the rendered text is the same.
@@ -162,7 +204,12 @@ fn render_preview(state: &EditorState, path: &std::path::Path, scan: &ProjectSca
     let rendered = prompt.render(&minijinja::Value::from_serialize(&vars));
     let result = match rendered {
         Err(err) => Err(err.to_string()),
-        Ok(RenderedPrompt::Completion(text)) => Ok(text),
+        Ok(RenderedPrompt::Completion(text)) => {
+            if let Some(model) = model {
+                context.push_str(&format!(" · {}", model.name));
+            }
+            Ok(text)
+        }
         Ok(RenderedPrompt::Chat(messages)) => {
             let template = model.and_then(|m| {
                 let info = m.info.as_ref().ok()?;
@@ -307,8 +354,13 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
             if !preview.context.is_empty() {
                 lines.push(Line::from(preview.context.clone()).dim());
             }
-            if let Some(n) = preview.tokens {
-                lines.push(Line::from(format!("{n} prompt tokens")).cyan());
+            match &preview.tokens {
+                Some(Ok(n)) => lines.push(Line::from(format!("{n} prompt tokens")).cyan()),
+                Some(Err(error)) => lines.push(Line::styled(
+                    format!("tokens not counted: {}", app.shorten(error)),
+                    error_style(),
+                )),
+                None => {}
             }
             lines.push(Line::from(
                 "c/C: case · t: eval set · v: variant · m: model".dim(),

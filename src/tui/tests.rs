@@ -655,3 +655,31 @@ fn bench_results_matrix() {
     );
     let _ = results::ResultsState::default();
 }
+
+#[test]
+fn the_preview_asks_once_for_its_token_count_and_shows_it() {
+    let mut app = app((120, 40));
+    press(&mut app, "j");
+    let effects = app.update(key(KeyCode::Enter));
+    let [Effect::CountTokens { model, text }] = &effects[..] else {
+        panic!("expected a token count request, got {effects:?}");
+    };
+    assert!(model.ends_with("tiny.gguf"));
+    assert!(text.contains("Hello, I am Ada."));
+    // Nothing changed: no second request.
+    assert!(app.update(Event::Resize(120, 40)).is_empty());
+    let text = text.clone();
+    app.update(Event::TokenCount {
+        text: "an older text".into(),
+        count: Ok(3),
+    });
+    assert_eq!(app.editor.preview.as_ref().unwrap().tokens, None);
+    app.update(Event::TokenCount {
+        text,
+        count: Ok(27),
+    });
+    assert!(screen_text(&app).contains("27 prompt tokens"));
+    // Another case renders another text: counted again.
+    let effects = press(&mut app, "c");
+    assert!(matches!(&effects[..], [Effect::CountTokens { text, .. }] if text.contains("Grace")));
+}
