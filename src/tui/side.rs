@@ -262,7 +262,11 @@ fn prompt_summary(prompt_json: &str) -> String {
             .find(|m| m.role == "user")
             .map(|m| m.content.clone())
             .unwrap_or_default(),
-        promptlab::prompt::RenderedPrompt::Completion(text) => text,
+        // Completion prompts end with what varies (few-shot examples come first).
+        promptlab::prompt::RenderedPrompt::Completion(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(2)..].join(" ")
+        }
     };
     format!(
         "prompt: {}",
