@@ -1,11 +1,14 @@
 //! Evaluation sets (`eval-sets/*.yaml`): which prompts and models to run, default
 //! assertions, and the cases, given inline or loaded from JSONL/CSV files beside the set.
 
+mod append;
 mod sources;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use append::append_case;
 
 use crate::score::assertion::AssertionSpec;
 use crate::yaml::{self, YamlError};

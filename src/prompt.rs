@@ -205,6 +205,24 @@ impl Prompt {
     }
 
     /// Renders the prompt for one case. Variables not given are errors.
+    /// The variables the templates read (top-level names, sorted), e.g. to know which
+    /// case variable a playground message fills.
+    pub fn variables(&self) -> Vec<String> {
+        let env = template::environment(Undefined::Strict);
+        let sources: Vec<&str> = match &self.body {
+            PromptBody::Completion(text) => vec![text.as_str()],
+            PromptBody::Chat(messages) => messages.iter().map(|m| m.content.as_str()).collect(),
+        };
+        let mut names: Vec<String> = sources
+            .into_iter()
+            .filter_map(|source| env.template_from_str(source).ok())
+            .flat_map(|t| t.undeclared_variables(false))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn render(&self, vars: &minijinja::Value) -> Result<RenderedPrompt, PromptError> {
         let env = template::environment(Undefined::Strict);
         match &self.body {

@@ -83,3 +83,15 @@ fn both_messages_and_completion_is_an_error() {
     let err = Prompt::load_file(&path).unwrap_err().to_string();
     assert!(err.contains("not both"), "{err}");
 }
+
+#[test]
+fn variables_lists_what_the_templates_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "p.yaml",
+        "messages:\n  - role: system\n    content: \"{% if formal %}Be formal.{% endif %}\"\n  - role: user\n    content: \"{{ review }} {% for t in tags %}{{ t }}{% endfor %}\"\n",
+    );
+    let prompts = Prompt::load_file(&path).unwrap();
+    assert_eq!(prompts[0].variables(), ["formal", "review", "tags"]);
+}
