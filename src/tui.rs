@@ -11,6 +11,7 @@ mod editor;
 mod help;
 mod history;
 mod library;
+mod playground;
 mod results;
 mod run_screen;
 mod side;

@@ -137,7 +137,7 @@ fn tui_opens_a_failing_case_side_by_side() {
     tmux.wait_for("1 Library");
     tmux.wait_for("sentiment (45 cases)");
 
-    tmux.keys(&["6"]);
+    tmux.keys(&["7"]);
     tmux.wait_for("16/16");
     tmux.keys(&["Enter"]);
     let results = tmux.wait_for("Run 1 · sentiment · finished");

@@ -14,10 +14,11 @@ use promptlab::store::RunRow;
 use super::editor::EditorState;
 use super::history::HistoryState;
 use super::library::LibraryState;
+use super::playground::{ChatEvent, PlaygroundState};
 use super::results::ResultsState;
 use super::run_screen::RunState;
 use super::side::SideState;
-use super::{charts, editor, history, library, results, run_screen, side};
+use super::{charts, editor, history, library, playground, results, run_screen, side};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
@@ -26,17 +27,19 @@ pub enum Screen {
     Run,
     Results,
     SideBySide,
+    Playground,
     History,
     Charts,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 7] = [
+    pub const ALL: [Screen; 8] = [
         Screen::Library,
         Screen::Editor,
         Screen::Run,
         Screen::Results,
         Screen::SideBySide,
+        Screen::Playground,
         Screen::History,
         Screen::Charts,
     ];
@@ -48,8 +51,18 @@ impl Screen {
             Screen::Run => "Run",
             Screen::Results => "Results",
             Screen::SideBySide => "Side by side",
+            Screen::Playground => "Playground",
             Screen::History => "History",
             Screen::Charts => "Charts",
+        }
+    }
+
+    /// The title on narrow terminals.
+    pub fn short_title(self) -> &'static str {
+        match self {
+            Screen::SideBySide => "Side",
+            Screen::Playground => "Play",
+            other => other.title(),
         }
     }
 
@@ -121,6 +134,9 @@ pub enum Event {
         text: String,
         count: Result<usize, String>,
     },
+    Chat(ChatEvent),
+    /// A playground exchange was added to an eval set (its path and the case id).
+    CaseSaved(Result<(PathBuf, String), String>),
 }
 
 /// What to start, chosen on the run screen.
@@ -139,10 +155,32 @@ pub enum Effect {
     LoadRun(i64),
     ListRuns,
     Compare(i64, i64),
-    Save { path: PathBuf, text: String },
-    EditExternally { path: PathBuf, text: String },
+    Save {
+        path: PathBuf,
+        text: String,
+    },
+    EditExternally {
+        path: PathBuf,
+        text: String,
+    },
     Rescan,
-    CountTokens { model: PathBuf, text: String },
+    CountTokens {
+        model: PathBuf,
+        text: String,
+    },
+    Chat {
+        model: PathBuf,
+        model_name: String,
+        context_size: Option<u32>,
+        messages: Vec<promptlab::prompt::ChatMessage>,
+        params: promptlab::params::SamplingParams,
+        schema: Option<serde_json::Value>,
+    },
+    CancelChat,
+    SaveCase {
+        eval_set: PathBuf,
+        case: serde_json::Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +206,7 @@ pub struct App {
     pub run: RunState,
     pub results: ResultsState,
     pub side: SideState,
+    pub playground: PlaygroundState,
     pub history: HistoryState,
 }
 
@@ -189,6 +228,7 @@ impl App {
             run,
             results: ResultsState::default(),
             side: SideState::default(),
+            playground: PlaygroundState::default(),
             history: HistoryState::default(),
         }
     }
@@ -261,6 +301,15 @@ impl App {
                 self.editor.replace_text(&text, &self.scan);
                 Vec::new()
             }
+            Event::Chat(event) => {
+                playground::on_chat_event(self, event);
+                Vec::new()
+            }
+            Event::CaseSaved(saved) => {
+                let ok = saved.is_ok();
+                playground::case_saved(self, saved);
+                if ok { vec![Effect::Rescan] } else { Vec::new() }
+            }
             Event::TokenCount { text, count } => {
                 self.editor.token_count(&text, count);
                 Vec::new()
@@ -279,6 +328,9 @@ impl App {
     fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && key.code == KeyCode::Char('c') {
+            if self.playground.busy() {
+                return vec![Effect::CancelChat];
+            }
             if self.run_active() {
                 self.message = Some("cancelling the run; finished cells are kept".into());
                 return vec![Effect::CancelRun];
@@ -312,6 +364,9 @@ impl App {
         if self.screen == Screen::Editor && self.editor.editing {
             return editor::on_key(self, key);
         }
+        if self.screen == Screen::Playground && self.playground.typing {
+            return playground::on_key(self, key);
+        }
         match key.code {
             KeyCode::Char('q') => {
                 if self.run_active() {
@@ -336,6 +391,7 @@ impl App {
                 Screen::Run => run_screen::on_key(self, key),
                 Screen::Results => results::on_key(self, key),
                 Screen::SideBySide => side::on_key(self, key),
+                Screen::Playground => playground::on_key(self, key),
                 Screen::History => history::on_key(self, key),
                 Screen::Charts => charts::on_key(self, key),
             },

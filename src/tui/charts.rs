@@ -66,7 +66,7 @@ pub fn latency_histograms(matrix: &RunMatrix) -> (f64, f64, Vec<Vec<u64>>) {
 
 pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(matrix) = &app.matrix else {
-        Paragraph::new("No run open. Open one from the results (4) or history (6) screen.")
+        Paragraph::new("No run open. Open one from the results (4) or history (7) screen.")
             .block(Block::bordered().title(" Charts "))
             .render(area, buf);
         return;

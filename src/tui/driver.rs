@@ -15,9 +15,11 @@ use crossterm::event::{
 use futures_util::StreamExt;
 use promptlab::compare;
 use promptlab::engine::CancelToken;
-use promptlab::engine::llama::Tokenizer;
+use promptlab::engine::llama::{LlamaEngine, LlamaOptions, Tokenizer};
+use promptlab::engine::{Engine, EngineWorker, GenerationEvent, GenerationRequest, WorkerEvent};
 use promptlab::evalset::EvalSet;
 use promptlab::project::{self, Project};
+use promptlab::prompt::RenderedPrompt;
 use promptlab::results::RunMatrix;
 use promptlab::run::{
     self, CellResult, ExecuteOptions, Recording, RunObserver, RunOptions, StoredConfig,
@@ -27,6 +29,7 @@ use ratatui::DefaultTerminal;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::app::{App, CellOutcome, Effect, Event, RunEvent, RunRequest};
+use super::playground::{ChatEvent, ChatReply};
 use super::view;
 
 pub fn run(root: &Path) -> Result<()> {
@@ -59,6 +62,89 @@ struct Jobs {
     tx: UnboundedSender<Event>,
     cancel: Option<CancelToken>,
     tokenizer: std::sync::mpsc::Sender<(PathBuf, String)>,
+    chat: std::sync::mpsc::Sender<ChatJob>,
+    chat_cancel: Option<CancelToken>,
+}
+
+struct ChatJob {
+    model: PathBuf,
+    model_name: String,
+    context_size: Option<u32>,
+    request: GenerationRequest,
+    cancel: CancelToken,
+}
+
+/// The playground's engine thread: keeps the last model loaded between messages and
+/// streams each reply's tokens.
+fn spawn_chat(tx: UnboundedSender<Event>) -> std::sync::mpsc::Sender<ChatJob> {
+    let (jobs, incoming) = std::sync::mpsc::channel::<ChatJob>();
+    std::thread::spawn(move || {
+        let send = |event: ChatEvent| tx.send(Event::Chat(event)).is_ok();
+        let mut loaded: Option<(PathBuf, EngineWorker)> = None;
+        while let Ok(job) = incoming.recv() {
+            if loaded.as_ref().is_none_or(|(path, _)| *path != job.model) {
+                loaded = None;
+                send(ChatEvent::Loading(job.model_name.clone()));
+                let started = Instant::now();
+                let path = job.model.clone();
+                let options = LlamaOptions {
+                    context_size: job.context_size,
+                    threads: None,
+                    parallel: Some(1),
+                };
+                match EngineWorker::spawn(&job.model_name, move || {
+                    Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
+                }) {
+                    Ok(worker) => {
+                        send(ChatEvent::Loaded {
+                            model: job.model_name.clone(),
+                            load_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        });
+                        loaded = Some((job.model.clone(), worker));
+                    }
+                    Err(err) => {
+                        send(ChatEvent::Done(Err(format!(
+                            "cannot load {}: {err}",
+                            job.model_name
+                        ))));
+                        continue;
+                    }
+                }
+            }
+            let Some((_, worker)) = &loaded else {
+                continue;
+            };
+            let events = worker.generate(vec![job.request], job.cancel);
+            let mut done = false;
+            for event in events {
+                match event {
+                    WorkerEvent::Generation(GenerationEvent::Token(_, text)) => {
+                        send(ChatEvent::Token(text));
+                    }
+                    WorkerEvent::Generation(GenerationEvent::Finished(_, result)) => {
+                        done = true;
+                        send(ChatEvent::Done(
+                            result
+                                .map(|g| ChatReply {
+                                    text: g.text,
+                                    completion_tokens: g.completion_tokens,
+                                    tokens_per_s: g.tokens_per_s,
+                                })
+                                .map_err(|e| e.to_string()),
+                        ));
+                    }
+                    WorkerEvent::Generation(GenerationEvent::Started(_)) => {}
+                    WorkerEvent::BatchDone => break,
+                }
+            }
+            if !done {
+                send(ChatEvent::Done(Err(
+                    "the engine stopped without a reply".into()
+                )));
+            }
+        }
+    });
+    jobs
 }
 
 /// A thread that keeps each model's vocabulary loaded and counts preview tokens. While
@@ -92,6 +178,8 @@ async fn event_loop(terminal: &mut DefaultTerminal, mut app: App, root: PathBuf)
     let mut jobs = Jobs {
         root,
         tokenizer: spawn_tokenizer(tx.clone()),
+        chat: spawn_chat(tx.clone()),
+        chat_cancel: None,
         tx,
         cancel: None,
     };
@@ -116,7 +204,7 @@ async fn event_loop(terminal: &mut DefaultTerminal, mut app: App, root: PathBuf)
         for event in events {
             for effect in app.update(event) {
                 if effect == Effect::Quit {
-                    if let Some(cancel) = &jobs.cancel {
+                    for cancel in [&jobs.cancel, &jobs.chat_cancel].into_iter().flatten() {
                         cancel.cancel();
                     }
                     return Ok(());
@@ -211,6 +299,46 @@ impl Jobs {
             Effect::Save { path, text } => {
                 self.spawn(move || Event::Saved(save_atomically(&path, &text).map(|()| path)))
             }
+            Effect::Chat {
+                model,
+                model_name,
+                context_size,
+                messages,
+                params,
+                schema,
+            } => {
+                let cancel = CancelToken::new();
+                self.chat_cancel = Some(cancel.clone());
+                let job = ChatJob {
+                    model,
+                    model_name,
+                    context_size,
+                    request: GenerationRequest {
+                        prompt: RenderedPrompt::Chat(messages),
+                        params,
+                        schema,
+                    },
+                    cancel,
+                };
+                if self.chat.send(job).is_err() {
+                    let _ = self.tx.send(Event::Chat(ChatEvent::Done(Err(
+                        "the playground's engine thread has stopped".into(),
+                    ))));
+                }
+            }
+            Effect::CancelChat => {
+                if let Some(cancel) = &self.chat_cancel {
+                    cancel.cancel();
+                }
+            }
+            Effect::SaveCase { eval_set, case } => self.spawn(move || {
+                let id = case["id"].as_str().unwrap_or_default().to_string();
+                Event::CaseSaved(
+                    promptlab::evalset::append_case(&eval_set, &case)
+                        .map(|_| (eval_set, id))
+                        .map_err(|e| e.to_string()),
+                )
+            }),
             Effect::CountTokens { model, text } => {
                 let _ = self.tokenizer.send((model, text));
             }

@@ -15,7 +15,7 @@ const fn bind(screen: &'static str, keys: &'static str, action: &'static str) ->
 }
 
 pub const KEYMAP: &[Binding] = &[
-    bind("all", "1 … 7", "switch screen (or click its tab)"),
+    bind("all", "1 … 8", "switch screen (or click its tab)"),
     bind("all", "?", "this help"),
     bind("all", "q", "quit (asks first while a run is active)"),
     bind(
@@ -70,6 +70,31 @@ pub const KEYMAP: &[Binding] = &[
         "shift the columns shown (4 at a time)",
     ),
     bind("Side by side", "Esc", "back to the results"),
+    bind(
+        "Playground",
+        "i / Enter",
+        "type a message (Enter sends, Esc stops typing)",
+    ),
+    bind(
+        "Playground",
+        "m  p",
+        "next model / next prompt framing the chat",
+    ),
+    bind(
+        "Playground",
+        "Tab ↑↓ ←→",
+        "move to the parameters and adjust one",
+    ),
+    bind(
+        "Playground",
+        "c  n",
+        "cancel the reply / start a new conversation",
+    ),
+    bind(
+        "Playground",
+        "S  t",
+        "save the exchange as a case / choose the eval set",
+    ),
     bind("History", "Enter", "open the run in the results"),
     bind("History", "Space", "mark a run (two marked are compared)"),
     bind(

@@ -146,7 +146,7 @@ fn window_start(selected: usize, visible: usize) -> usize {
 pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(matrix) = &app.matrix else {
         Paragraph::new(
-            "No run open. Start one on the run screen (3) or open one from the history (6).",
+            "No run open. Start one on the run screen (3) or open one from the history (7).",
         )
         .block(Block::bordered().title(" Results "))
         .render(area, buf);

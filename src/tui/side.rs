@@ -100,7 +100,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 
 pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(matrix) = &app.matrix else {
-        Paragraph::new("No run open. Open one from the results (4) or history (6) screen.")
+        Paragraph::new("No run open. Open one from the results (4) or history (7) screen.")
             .block(Block::bordered().title(" Side by side "))
             .render(area, buf);
         return;

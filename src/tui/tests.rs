@@ -177,7 +177,7 @@ fn digits_switch_screens_and_history_asks_for_the_runs() {
     assert_eq!(app.screen, Screen::Library);
     assert!(press(&mut app, "4").is_empty());
     assert_eq!(app.screen, Screen::Results);
-    assert_eq!(press(&mut app, "6"), [Effect::ListRuns]);
+    assert_eq!(press(&mut app, "7"), [Effect::ListRuns]);
     assert_eq!(app.screen, Screen::History);
     press(&mut app, "9");
     assert_eq!(app.screen, Screen::History, "no screen 9");
@@ -482,7 +482,7 @@ fn side_by_side_moves_between_cases_and_diff_pairs() {
 #[test]
 fn history_marks_two_runs_and_compares_older_first() {
     let mut app = app((120, 40));
-    press(&mut app, "6");
+    press(&mut app, "7");
     app.update(Event::RunsListed(Ok(vec![
         run_row(3, "greetings", 90, 80),
         run_row(2, "other", 12, 3),
@@ -582,10 +582,23 @@ fn snapshot_all(size: (u16, u16)) {
     press(&mut app, "n");
     app.update(key(KeyCode::Enter));
     insta::assert_snapshot!(format!("side_by_side_{suffix}"), draw(&app).backend());
-    press(&mut app, "7");
+    press(&mut app, "8");
     insta::assert_snapshot!(format!("charts_{suffix}"), draw(&app).backend());
 
     press(&mut app, "6");
+    press(&mut app, "p");
+    press(&mut app, "i");
+    type_text(&mut app, "Ada");
+    app.update(key(KeyCode::Enter));
+    app.update(Event::Chat(super::playground::ChatEvent::Token(
+        "Hello, Ada! Welcome.".into(),
+    )));
+    insta::assert_snapshot!(format!("playground_{suffix}"), draw(&app).backend());
+    app.update(Event::Chat(super::playground::ChatEvent::Done(Err(
+        "cancelled".into(),
+    ))));
+
+    press(&mut app, "7");
     app.update(Event::RunsListed(Ok(vec![
         run_row(8, "greetings", 90, 70),
         run_row(7, "greetings", 90, 60),
@@ -682,4 +695,139 @@ fn the_preview_asks_once_for_its_token_count_and_shows_it() {
     // Another case renders another text: counted again.
     let effects = press(&mut app, "c");
     assert!(matches!(&effects[..], [Effect::CountTokens { text, .. }] if text.contains("Grace")));
+}
+
+fn type_text(app: &mut App, text: &str) -> Vec<Effect> {
+    text.chars()
+        .flat_map(|c| app.update(key(KeyCode::Char(c))))
+        .collect()
+}
+
+#[test]
+fn playground_chats_streams_and_saves_the_exchange_as_a_case() {
+    use super::playground::{ChatEvent, ChatReply};
+    let mut app = app((120, 40));
+    press(&mut app, "6");
+    assert_eq!(app.screen, Screen::Playground);
+
+    // Plain chat: the message goes as typed; `q` while typing is text.
+    press(&mut app, "i");
+    assert!(app.playground.typing);
+    type_text(&mut app, "quick?");
+    let effects = app.update(key(KeyCode::Enter));
+    let [
+        Effect::Chat {
+            model,
+            messages,
+            params,
+            ..
+        },
+    ] = &effects[..]
+    else {
+        panic!("expected a chat request, got {effects:?}");
+    };
+    assert!(model.ends_with("tiny.gguf"));
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].content, "quick?");
+    assert_eq!(params.max_tokens, 128);
+    assert!(!app.playground.busy() || app.playground.reply.is_some());
+    assert!(app.playground.busy());
+    assert_eq!(app.update(ctrl('c')), [Effect::CancelChat]);
+    app.update(Event::Chat(ChatEvent::Token("Ye".into())));
+    app.update(Event::Chat(ChatEvent::Token("s.".into())));
+    assert_eq!(app.playground.reply.as_deref(), Some("Yes."));
+    app.update(Event::Chat(ChatEvent::Done(Ok(ChatReply {
+        text: "Yes.".into(),
+        completion_tokens: 2,
+        tokens_per_s: Some(80.0),
+    }))));
+    assert!(!app.playground.busy());
+    assert_eq!(app.playground.turns.len(), 2);
+
+    // Saving needs a prompt with one variable.
+    app.update(key(KeyCode::Esc));
+    assert!(press(&mut app, "S").is_empty());
+    assert!(
+        app.playground
+            .status
+            .as_deref()
+            .unwrap()
+            .contains("choose a prompt")
+    );
+
+    // Through greet:short, the first message fills `name`.
+    press(&mut app, "p");
+    assert_eq!(app.playground.prompt.as_deref(), Some("greet:short"));
+    assert!(app.playground.turns.is_empty());
+    press(&mut app, "i");
+    type_text(&mut app, "Ada");
+    let effects = app.update(key(KeyCode::Enter));
+    let [Effect::Chat { messages, .. }] = &effects[..] else {
+        panic!("expected a chat request, got {effects:?}");
+    };
+    let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["system", "user"]);
+    assert_eq!(
+        app.playground.params.max_tokens, 16,
+        "greet's own parameters"
+    );
+    assert_eq!(messages[1].content, "Hello, I am Ada.");
+    app.update(Event::Chat(ChatEvent::Done(Ok(ChatReply {
+        text: "Hi Ada!".into(),
+        completion_tokens: 3,
+        tokens_per_s: None,
+    }))));
+    app.update(key(KeyCode::Esc));
+    let effects = press(&mut app, "S");
+    let [Effect::SaveCase { eval_set, case }] = &effects[..] else {
+        panic!("expected a save, got {effects:?}");
+    };
+    assert!(eval_set.ends_with("greetings.yaml"));
+    assert_eq!(
+        *case,
+        serde_json::json!({"id": "playground-4", "vars": {"name": "Ada"}, "expected": "Hi Ada!", "tags": ["playground"]})
+    );
+    let saved = app.update(Event::CaseSaved(Ok((
+        eval_set.clone(),
+        "playground-4".into(),
+    ))));
+    assert_eq!(saved, [Effect::Rescan]);
+    assert!(
+        app.playground
+            .status
+            .as_deref()
+            .unwrap()
+            .contains("eval-sets/greetings.yaml")
+    );
+}
+
+#[test]
+fn playground_parameters_adjust_within_bounds_and_failed_replies_keep_the_message() {
+    use super::playground::ChatEvent;
+    let mut app = app((120, 40));
+    press(&mut app, "6");
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Left));
+    assert_eq!(app.playground.params.temperature, 0.0, "never below 0");
+    for _ in 0..3 {
+        app.update(key(KeyCode::Right));
+    }
+    assert!((app.playground.params.temperature - 0.3).abs() < 1e-6);
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Right));
+    assert_eq!(app.playground.params.top_p, 1.0);
+    app.update(key(KeyCode::Tab));
+    press(&mut app, "i");
+    type_text(&mut app, "hello");
+    app.update(key(KeyCode::Enter));
+    app.update(Event::Chat(ChatEvent::Done(Err("cannot load tiny".into()))));
+    assert!(app.playground.turns.is_empty());
+    assert_eq!(app.playground.input.lines(), ["hello"]);
+    assert!(
+        app.playground
+            .status
+            .as_deref()
+            .unwrap()
+            .contains("cannot load")
+    );
 }

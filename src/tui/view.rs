@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, Widget, Wrap};
 
 use super::app::{App, Popup, Screen};
-use super::{charts, editor, help, history, library, results, run_screen, side};
+use super::{charts, editor, help, history, library, playground, results, run_screen, side};
 
 pub fn pass_style() -> Style {
     Style::new().fg(Color::Green)
@@ -43,7 +43,7 @@ fn tab_label(screen: Screen, width: u16) -> String {
     if width >= 100 {
         format!(" {} {} ", screen.key(), screen.title())
     } else {
-        format!("{} {}", screen.key(), screen.title())
+        format!("{} {}", screen.key(), screen.short_title())
     }
 }
 
@@ -96,6 +96,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Screen::Run => run_screen::draw(app, body, buf),
         Screen::Results => results::draw(app, body, buf),
         Screen::SideBySide => side::draw(app, body, buf),
+        Screen::Playground => playground::draw(app, body, buf),
         Screen::History => history::draw(app, body, buf),
         Screen::Charts => charts::draw(app, body, buf),
     }
@@ -132,6 +133,9 @@ fn status_bar(app: &App, area: Rect, buf: &mut Buffer) {
         if let Some(model) = &active.model {
             right.push(format!("model {model}"));
         }
+    }
+    if let Some(model) = &app.playground.loaded {
+        right.push(format!("chat {model}"));
     }
     if let Some(bytes) = app.rss_bytes {
         right.push(format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0)));
