@@ -52,6 +52,8 @@ pub struct ActiveRun {
     pub duration_s: Option<f64>,
     /// The most recently started cell, whose tokens are shown.
     pub watching: Option<usize>,
+    /// The first engine error of the run was shown in a popup (later ones only on cells).
+    pub error_shown: bool,
 }
 
 impl ActiveRun {
@@ -267,6 +269,7 @@ pub fn on_run_event(app: &mut App, event: RunEvent) -> Vec<Effect> {
                 cancelled: false,
                 duration_s: None,
                 watching: None,
+                error_shown: false,
             });
         }
         RunEvent::ModelLoading(model) => {
@@ -299,6 +302,18 @@ pub fn on_run_event(app: &mut App, event: RunEvent) -> Vec<Effect> {
             if let Some(active) = app.run.active.as_mut()
                 && let Some(cell) = active.cells.get_mut(index)
             {
+                // A model that cannot load fails all its cells: say why once, in a popup;
+                // the cells show `E` and the run goes on with the other models.
+                if let Some(error) = &outcome.error
+                    && !active.error_shown
+                    && app.popup.is_none()
+                {
+                    active.error_shown = true;
+                    app.popup = Some(Popup::Error(format!(
+                        "{} · {}: {error}\n\nCells with an engine error show E; the run continues.",
+                        cell.column, cell.case
+                    )));
+                }
                 cell.status = CellStatus::Done(outcome);
             }
         }

@@ -398,6 +398,31 @@ fn run_progress_then_results() {
 }
 
 #[test]
+fn the_first_engine_error_of_a_run_pops_up_once() {
+    let mut app = app((120, 40));
+    app.update(Event::Run(RunEvent::Started {
+        run_id: Some(1),
+        cells: vec![
+            ("p @ tiny".into(), "a".into()),
+            ("p @ tiny".into(), "b".into()),
+        ],
+    }));
+    let failed = CellOutcome {
+        passed: false,
+        cached: false,
+        error: Some("cannot load models/tiny.gguf: truncated file".into()),
+        score: 0.0,
+        completion_tokens: 0,
+    };
+    app.update(Event::Run(RunEvent::CellFinished(0, failed.clone())));
+    assert!(matches!(&app.popup, Some(Popup::Error(e)) if e.contains("truncated")));
+    app.update(key(KeyCode::Esc));
+    app.update(Event::Run(RunEvent::CellFinished(1, failed)));
+    assert_eq!(app.popup, None, "shown once per run");
+    assert!(app.run_active(), "the run goes on");
+}
+
+#[test]
 fn a_failed_run_shows_why_and_frees_the_screen() {
     let mut app = app((120, 40));
     app.update(Event::Run(RunEvent::Started {
