@@ -19,4 +19,5 @@ pub mod run;
 pub mod score;
 pub mod store;
 pub mod template;
+pub mod vision;
 pub mod yaml;

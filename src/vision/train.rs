@@ -1,0 +1,565 @@
+//! Training and evaluating the digit CNN: seeded shuffling, a validation split, SGD with
+//! momentum or Adam/AdamW, a learning-rate schedule, early stopping on validation loss
+//! (the best epoch's weights are kept), augmentation, and a JSON card saved beside the
+//! safetensors weights with everything needed to load, compare and reproduce the run.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::VisionError;
+use super::augment::Augmentation;
+use super::cnn::{DigitCnn, Layer, LayerInfo};
+use super::dataset::{Dataset, DatasetKind};
+use crate::engine::CancelToken;
+use crate::score::classification::{ClassificationReport, classification_report};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Sgd { momentum: f64 },
+    Adam,
+    AdamW { weight_decay: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    /// Multiply by `gamma` every `every` epochs.
+    Step {
+        every: usize,
+        gamma: f64,
+    },
+    /// Cosine decay from the initial rate to zero over the epochs.
+    Cosine,
+}
+
+impl Schedule {
+    pub fn rate(&self, initial: f64, epoch: usize, epochs: usize) -> f64 {
+        match self {
+            Schedule::Constant => initial,
+            Schedule::Step { every, gamma } => {
+                initial * gamma.powi((epoch / (*every).max(1)) as i32)
+            }
+            Schedule::Cosine => {
+                let progress = epoch as f64 / epochs.max(1) as f64;
+                initial * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub dataset: DatasetKind,
+    /// The architecture preset's name, or `custom`.
+    pub preset: String,
+    pub layers: Vec<Layer>,
+    pub optimizer: OptimizerKind,
+    pub learning_rate: f64,
+    pub schedule: Schedule,
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub seed: u64,
+    /// Fraction of the training images held out for validation.
+    pub validation_split: f64,
+    /// Stop when validation loss has not improved for this many epochs.
+    pub patience: Option<usize>,
+    pub augmentation: Augmentation,
+    /// Train on the first N training images only (quick runs, CI).
+    pub train_limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub learning_rate: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub validation_loss: f64,
+    pub validation_accuracy: f64,
+    pub images_per_s: f64,
+    pub seconds: f64,
+}
+
+/// Everything about a trained model: written as `NAME.json` beside `NAME.safetensors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub format: String,
+    pub config: TrainConfig,
+    pub classes: Vec<String>,
+    /// `[channels, height, width]`.
+    pub input: [usize; 3],
+    /// Pixel normalisation learned from the training images: `(x - mean) / std`.
+    pub mean: f32,
+    pub std: f32,
+    pub layers: Vec<LayerInfo>,
+    pub parameters: usize,
+    pub epochs: Vec<EpochStats>,
+    /// The epoch whose weights were kept (lowest validation loss).
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    pub test: Option<ClassificationReport>,
+    pub train_seconds: f64,
+}
+
+pub const CARD_FORMAT: &str = "promptlab-digit-cnn/1";
+
+/// Progress callbacks.
+pub trait TrainObserver {
+    fn started(&mut self, _layers: &[LayerInfo], _train: usize, _validation: usize) {}
+    fn batch(&mut self, _epoch: usize, _done: usize, _total: usize) {}
+    fn epoch(&mut self, _stats: &EpochStats) {}
+}
+
+pub struct QuietTraining;
+impl TrainObserver for QuietTraining {}
+
+/// A trained (or loaded) classifier with its card.
+pub struct DigitClassifier {
+    pub card: ModelCard,
+    model: DigitCnn,
+    varmap: VarMap,
+}
+
+enum Optim {
+    AdamW(candle_nn::AdamW),
+    Sgd {
+        vars: Vec<Var>,
+        velocity: Vec<Tensor>,
+        momentum: f64,
+        rate: f64,
+    },
+}
+
+impl Optim {
+    fn new(kind: OptimizerKind, vars: Vec<Var>, rate: f64) -> Result<Optim, VisionError> {
+        Ok(match kind {
+            OptimizerKind::Adam | OptimizerKind::AdamW { .. } => {
+                let weight_decay = match kind {
+                    OptimizerKind::AdamW { weight_decay } => weight_decay,
+                    _ => 0.0,
+                };
+                Optim::AdamW(candle_nn::AdamW::new(
+                    vars,
+                    candle_nn::ParamsAdamW {
+                        lr: rate,
+                        weight_decay,
+                        ..Default::default()
+                    },
+                )?)
+            }
+            OptimizerKind::Sgd { momentum } => {
+                let velocity = vars
+                    .iter()
+                    .map(|v| v.as_tensor().zeros_like())
+                    .collect::<candle_core::Result<_>>()?;
+                Optim::Sgd {
+                    vars,
+                    velocity,
+                    momentum,
+                    rate,
+                }
+            }
+        })
+    }
+
+    fn set_rate(&mut self, new_rate: f64) {
+        match self {
+            Optim::AdamW(adam) => adam.set_learning_rate(new_rate),
+            Optim::Sgd { rate, .. } => *rate = new_rate,
+        }
+    }
+
+    fn step(&mut self, loss: &Tensor) -> candle_core::Result<()> {
+        match self {
+            Optim::AdamW(adam) => adam.backward_step(loss),
+            Optim::Sgd {
+                vars,
+                velocity,
+                momentum,
+                rate,
+            } => {
+                let grads = loss.backward()?;
+                for (var, v) in vars.iter().zip(velocity.iter_mut()) {
+                    // Variables outside the graph (batch-norm running statistics) have none.
+                    if let Some(grad) = grads.get(var) {
+                        *v = ((&*v * *momentum)? + grad)?;
+                        var.set(&(var.as_tensor() - (&*v * *rate)?)?)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn batch_tensor(
+    data: &Dataset,
+    indices: &[usize],
+    mean: f32,
+    std: f32,
+    augmentation: Option<(&Augmentation, &mut StdRng)>,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let (h, w) = (data.height, data.width);
+    let mut pixels = Vec::with_capacity(indices.len() * h * w);
+    match augmentation {
+        Some((aug, rng)) if !aug.is_none() => {
+            for &i in indices {
+                pixels.extend(
+                    aug.apply(data.image(i), h, w, rng)
+                        .into_iter()
+                        .map(|p| (p - mean) / std),
+                );
+            }
+        }
+        _ => {
+            for &i in indices {
+                pixels.extend(data.image(i).iter().map(|p| (p - mean) / std));
+            }
+        }
+    }
+    let images = Tensor::from_vec(pixels, (indices.len(), 1, h, w), &Device::Cpu)?;
+    let labels: Vec<u32> = indices.iter().map(|&i| u32::from(data.labels[i])).collect();
+    let labels = Tensor::from_vec(labels, indices.len(), &Device::Cpu)?;
+    Ok((images, labels))
+}
+
+/// Mean loss, accuracy and predicted classes over `indices` of `data`.
+fn evaluate(
+    model: &DigitCnn,
+    data: &Dataset,
+    indices: &[usize],
+    mean: f32,
+    std: f32,
+    batch_size: usize,
+) -> candle_core::Result<(f64, f64, Vec<u8>)> {
+    let mut loss_sum = 0.0;
+    let mut predictions = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let (images, labels) = batch_tensor(data, chunk, mean, std, None)?;
+        let logits = model.forward(&images, false)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &labels)?.to_scalar::<f32>()?;
+        loss_sum += f64::from(loss) * chunk.len() as f64;
+        let predicted: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+        predictions.extend(predicted.into_iter().map(|p| p as u8));
+    }
+    let correct = indices
+        .iter()
+        .zip(&predictions)
+        .filter(|(i, p)| data.labels[**i] == **p)
+        .count();
+    let n = indices.len().max(1) as f64;
+    Ok((loss_sum / n, correct as f64 / n, predictions))
+}
+
+/// Trains on `train` (minus the validation split), keeps the weights of the epoch with
+/// the lowest validation loss, and scores them on `test`.
+pub fn train(
+    config: &TrainConfig,
+    train_set: &Dataset,
+    test_set: &Dataset,
+    observer: &mut dyn TrainObserver,
+    cancel: &CancelToken,
+) -> Result<DigitClassifier, VisionError> {
+    if config.batch_size == 0 || config.epochs == 0 {
+        return Err(VisionError::Invalid(
+            "batch size and epochs must be at least 1".into(),
+        ));
+    }
+    if !(0.0..1.0).contains(&config.validation_split) {
+        return Err(VisionError::Invalid(
+            "the validation split must be in 0..1".into(),
+        ));
+    }
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut order: Vec<usize> = (0..train_set.len()).collect();
+    if let Some(limit) = config.train_limit {
+        order.truncate(limit);
+    }
+    order.shuffle(&mut rng);
+    let held_out = ((order.len() as f64) * config.validation_split).round() as usize;
+    let validation: Vec<usize> = order[..held_out].to_vec();
+    let mut training: Vec<usize> = order[held_out..].to_vec();
+    if training.is_empty() {
+        return Err(VisionError::Invalid(
+            "no training images left after the validation split".into(),
+        ));
+    }
+
+    // Normalisation statistics of the training images.
+    let count = (training.len() * train_set.height * train_set.width) as f64;
+    let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
+    for &i in &training {
+        for &p in train_set.image(i) {
+            sum += f64::from(p);
+            sum_sq += f64::from(p) * f64::from(p);
+        }
+    }
+    let mean = (sum / count) as f32;
+    let std = ((sum_sq / count - (sum / count).powi(2)).max(1e-12).sqrt()) as f32;
+
+    let classes = train_set.classes.clone();
+    let input = [1, train_set.height, train_set.width];
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    // candle's initialisers draw from their own seeded generator per device.
+    Device::Cpu.set_seed(config.seed)?;
+    let (model, layers) = DigitCnn::new(&config.layers, input, classes.len(), vb)?;
+    observer.started(&layers, training.len(), validation.len());
+    let mut optimizer = Optim::new(config.optimizer, varmap.all_vars(), config.learning_rate)?;
+
+    let started = Instant::now();
+    let mut epochs = Vec::new();
+    // (score, epoch, weights) of the best epoch so far.
+    let mut best: Option<(f64, usize, Weights)> = None;
+    let mut since_best = 0;
+    let mut stopped_early = false;
+    for epoch in 0..config.epochs {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let rate = config
+            .schedule
+            .rate(config.learning_rate, epoch, config.epochs);
+        optimizer.set_rate(rate);
+        training.shuffle(&mut rng);
+        let epoch_start = Instant::now();
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let batches = training.len().div_ceil(config.batch_size);
+        for (b, chunk) in training.chunks(config.batch_size).enumerate() {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let (images, labels) = batch_tensor(
+                train_set,
+                chunk,
+                mean,
+                std,
+                Some((&config.augmentation, &mut rng)),
+            )?;
+            let logits = model.forward(&images, true)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+            optimizer.step(&loss)?;
+            loss_sum += f64::from(loss.to_scalar::<f32>()?) * chunk.len() as f64;
+            let predicted: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+            correct += chunk
+                .iter()
+                .zip(predicted)
+                .filter(|(i, p)| u32::from(train_set.labels[**i]) == *p)
+                .count();
+            observer.batch(epoch + 1, b + 1, batches);
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let (validation_loss, validation_accuracy) = if validation.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            let (loss, accuracy, _) = evaluate(&model, train_set, &validation, mean, std, 512)?;
+            (loss, accuracy)
+        };
+        let stats = EpochStats {
+            epoch: epoch + 1,
+            learning_rate: rate,
+            train_loss: loss_sum / training.len() as f64,
+            train_accuracy: correct as f64 / training.len() as f64,
+            validation_loss,
+            validation_accuracy,
+            images_per_s: training.len() as f64 / train_seconds.max(1e-9),
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        observer.epoch(&stats);
+        epochs.push(stats);
+        // Without a validation split, the last epoch is the best one.
+        let score = if validation_loss.is_nan() {
+            -(epoch as f64)
+        } else {
+            validation_loss
+        };
+        if best.as_ref().is_none_or(|(b, _, _)| score < *b) {
+            best = Some((score, epoch + 1, snapshot(&varmap)?));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if config.patience.is_some_and(|p| since_best >= p) {
+                stopped_early = true;
+                break;
+            }
+        }
+    }
+    let best_epoch = match best {
+        Some((_, epoch, weights)) => {
+            restore(&varmap, &weights)?;
+            epoch
+        }
+        None => 0,
+    };
+    let train_seconds = started.elapsed().as_secs_f64();
+    let parameters = layers.iter().map(|l| l.params).sum();
+    let card = ModelCard {
+        format: CARD_FORMAT.into(),
+        config: config.clone(),
+        classes,
+        input,
+        mean,
+        std,
+        layers,
+        parameters,
+        epochs,
+        best_epoch,
+        stopped_early,
+        test: None,
+        train_seconds,
+    };
+    let mut classifier = DigitClassifier {
+        card,
+        model,
+        varmap,
+    };
+    if !test_set.is_empty() && !cancel.is_cancelled() {
+        classifier.card.test = Some(classifier.evaluate(test_set)?.0);
+    }
+    Ok(classifier)
+}
+
+/// A copy of every variable, by name.
+type Weights = Vec<(String, Tensor)>;
+
+fn snapshot(varmap: &VarMap) -> candle_core::Result<Weights> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("weights lock poisoned".into()))?;
+    data.iter()
+        .map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?)))
+        .collect()
+}
+
+fn restore(varmap: &VarMap, weights: &[(String, Tensor)]) -> candle_core::Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("weights lock poisoned".into()))?;
+    for (name, tensor) in weights {
+        if let Some(var) = data.get(name) {
+            var.set(tensor)?;
+        }
+    }
+    Ok(())
+}
+
+/// `NAME.json` for `NAME.safetensors`.
+pub fn card_path(weights: &Path) -> PathBuf {
+    weights.with_extension("json")
+}
+
+impl DigitClassifier {
+    /// Writes the weights and the card beside them.
+    pub fn save(&self, weights: &Path) -> Result<(), VisionError> {
+        if let Some(dir) = weights.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| VisionError::file(dir, e.to_string()))?;
+        }
+        self.varmap
+            .save(weights)
+            .map_err(|e| VisionError::file(weights, format!("cannot write the weights: {e}")))?;
+        let card = card_path(weights);
+        let json = serde_json::to_string_pretty(&self.card)
+            .map_err(|e| VisionError::file(&card, e.to_string()))?;
+        std::fs::write(&card, json).map_err(|e| VisionError::file(&card, e.to_string()))
+    }
+
+    /// Loads weights and their card; weights that do not fit the card's architecture are
+    /// refused with the tensor that differs.
+    pub fn load(weights: &Path) -> Result<DigitClassifier, VisionError> {
+        let card_file = card_path(weights);
+        let text = std::fs::read_to_string(&card_file).map_err(|e| {
+            VisionError::file(
+                &card_file,
+                format!(
+                    "cannot read the model card that belongs to {}: {e}",
+                    weights.display()
+                ),
+            )
+        })?;
+        let card: ModelCard = serde_json::from_str(&text).map_err(|e| {
+            VisionError::file(&card_file, format!("not a promptlab model card: {e}"))
+        })?;
+        if card.format != CARD_FORMAT {
+            return Err(VisionError::file(
+                &card_file,
+                format!("card format `{}`, expected `{CARD_FORMAT}`", card.format),
+            ));
+        }
+        let mut varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let (model, _) = DigitCnn::new(&card.config.layers, card.input, card.classes.len(), vb)?;
+        varmap.load(weights).map_err(|e| {
+            VisionError::file(
+                weights,
+                format!(
+                    "the weights do not match the architecture in {}: {e}",
+                    card_file.display()
+                ),
+            )
+        })?;
+        Ok(DigitClassifier {
+            card,
+            model,
+            varmap,
+        })
+    }
+
+    /// Test-set report (sklearn-style) and the predicted class of every image.
+    pub fn evaluate(&self, test: &Dataset) -> Result<(ClassificationReport, Vec<u8>), VisionError> {
+        if [1, test.height, test.width] != self.card.input {
+            return Err(VisionError::Invalid(format!(
+                "the model takes {}×{} images, the test set has {}×{}",
+                self.card.input[1], self.card.input[2], test.height, test.width
+            )));
+        }
+        let indices: Vec<usize> = (0..test.len()).collect();
+        let (_, _, predicted) = evaluate(
+            &self.model,
+            test,
+            &indices,
+            self.card.mean,
+            self.card.std,
+            512,
+        )?;
+        let names = |labels: &[u8]| -> Vec<String> {
+            labels
+                .iter()
+                .map(|&l| self.card.classes[usize::from(l)].clone())
+                .collect()
+        };
+        let report = classification_report(
+            &names(&test.labels),
+            &names(&predicted),
+            Some(&self.card.classes),
+        );
+        Ok((report, predicted))
+    }
+
+    /// Class probabilities for one image already at the model's size, pixels in 0..=1.
+    pub fn predict(&self, pixels: &[f32]) -> Result<Vec<f32>, VisionError> {
+        let [c, h, w] = self.card.input;
+        if pixels.len() != c * h * w {
+            return Err(VisionError::Invalid(format!(
+                "expected {h}×{w} pixels, got {}",
+                pixels.len()
+            )));
+        }
+        let normalised: Vec<f32> = pixels
+            .iter()
+            .map(|p| (p - self.card.mean) / self.card.std)
+            .collect();
+        let input = Tensor::from_vec(normalised, (1, c, h, w), &Device::Cpu)?;
+        Ok(self.model.probabilities(&input)?.squeeze(0)?.to_vec1()?)
+    }
+}
