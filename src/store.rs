@@ -17,6 +17,7 @@ mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod training;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -32,6 +33,7 @@ use rows::{
     generation_from_row_at, run_from_row,
 };
 pub use schema::SCHEMA_VERSION;
+pub use training::TrainingRunRow;
 
 /// How long a write waits for another process's lock before giving up with
 /// [`StoreError::Locked`]. Cells are written in short transactions, so a

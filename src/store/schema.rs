@@ -86,6 +86,27 @@ const MIGRATIONS: &[&str] = &[
         created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     ) STRICT;
     "#,
+    // Version 2: training runs of vision models (the digit CNN). The card holds the
+    // hyperparameters, per-epoch curves and test metrics as JSON; it is rewritten after
+    // every epoch, so an interrupted run keeps its curves so far.
+    r#"
+    CREATE TABLE training_runs (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind          TEXT NOT NULL,
+        dataset       TEXT NOT NULL,
+        preset        TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        status        TEXT NOT NULL DEFAULT 'running'
+                      CHECK (status IN ('running', 'finished', 'cancelled', 'failed')),
+        parameters    INTEGER NOT NULL CHECK (parameters >= 0),
+        config_json   TEXT NOT NULL,
+        card_json     TEXT,
+        weights_path  TEXT,
+        test_accuracy REAL,
+        created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    ) STRICT;
+    "#,
 ];
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
