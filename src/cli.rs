@@ -5,6 +5,7 @@ mod bench;
 mod eval;
 mod models;
 mod runs;
+mod vision;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,11 @@ enum Command {
     },
     /// Measure single-stream speed against llama.cpp's own, in the same run.
     Bench(bench::BenchArgs),
+    /// Vision models: train, evaluate and use the digit CNN.
+    Vision {
+        #[command(subcommand)]
+        command: vision::VisionCommand,
+    },
     /// The terminal workbench: browse, edit, run, compare (what a bare `promptlab` opens).
     Tui {
         /// Project folder (default: the one containing the current folder).
@@ -94,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Models { command } => models::run(command),
         Command::Bench(args) => bench::run(args),
         Command::Runs { command } => runs::run(command),
+        Command::Vision { command } => vision::run(command),
     };
     match result {
         Ok(Outcome::Passed) => ExitCode::SUCCESS,

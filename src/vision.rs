@@ -4,7 +4,9 @@
 
 pub mod augment;
 pub mod cnn;
+mod conv;
 pub mod dataset;
+mod fused;
 pub mod image_input;
 pub mod train;
 

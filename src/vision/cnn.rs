@@ -3,7 +3,12 @@
 //! bad architecture fails before training and a summary can be printed.
 
 use candle_core::{D, Tensor};
-use candle_nn::{BatchNorm, Conv2d, Dropout, Linear, Module, ModuleT, VarBuilder};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use candle_nn::{Linear, Module, VarBuilder};
+
+use super::conv::Conv;
+use super::fused::{self, BatchNorm};
 use serde::{Deserialize, Serialize};
 
 use super::VisionError;
@@ -185,17 +190,20 @@ pub struct LayerInfo {
 }
 
 enum Built {
-    Conv(Conv2d),
+    Conv(Conv),
     BatchNorm(BatchNorm),
     Relu,
     MaxPool(usize),
-    Dropout(Dropout),
+    Dropout(f32),
     Flatten,
     Dense(Linear),
 }
 
 pub struct DigitCnn {
     layers: Vec<Built>,
+    /// Dropout masks come from this seed and a counter, so a seeded run repeats exactly.
+    seed: u64,
+    dropout_calls: AtomicU64,
 }
 
 impl DigitCnn {
@@ -242,18 +250,13 @@ impl DigitCnn {
                     let (Some(oh), Some(ow)) = (oh, ow) else {
                         return Err(bad(format!("the kernel is larger than the {h}×{w} input")));
                     };
-                    let config = candle_nn::Conv2dConfig {
-                        padding: *padding,
-                        ..Default::default()
-                    };
-                    let conv = candle_nn::conv2d(c, *channels, *kernel, config, vb)?;
+                    let conv = Conv::new(c, *channels, *kernel, *padding, vb)?;
                     shape = vec![*channels, oh + 1, ow + 1];
                     (Built::Conv(conv), c * channels * kernel * kernel + channels)
                 }
                 Layer::BatchNorm => {
                     let features = shape[0];
-                    let norm =
-                        candle_nn::batch_norm(features, candle_nn::BatchNormConfig::default(), vb)?;
+                    let norm = BatchNorm::new(features, vb)?;
                     (Built::BatchNorm(norm), 2 * features)
                 }
                 Layer::Relu => (Built::Relu, 0),
@@ -269,7 +272,7 @@ impl DigitCnn {
                     shape = vec![c, h / size, w / size];
                     (Built::MaxPool(*size), 0)
                 }
-                Layer::Dropout { rate } => (Built::Dropout(Dropout::new(*rate)), 0),
+                Layer::Dropout { rate } => (Built::Dropout(*rate), 0),
                 Layer::Flatten => {
                     shape = vec![shape.iter().product()];
                     (Built::Flatten, 0)
@@ -298,7 +301,16 @@ impl DigitCnn {
                 params,
             });
         }
-        Ok((DigitCnn { layers: built }, infos))
+        let model = DigitCnn {
+            layers: built,
+            seed: 0,
+            dropout_calls: AtomicU64::new(0),
+        };
+        Ok((model, infos))
+    }
+
+    pub fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
     }
 
     /// Logits for a `[batch, channels, height, width]` input.
@@ -308,9 +320,17 @@ impl DigitCnn {
             x = match layer {
                 Built::Conv(conv) => conv.forward(&x)?,
                 Built::BatchNorm(norm) => norm.forward_t(&x, train)?,
-                Built::Relu => x.relu()?,
-                Built::MaxPool(size) => x.max_pool2d(*size)?,
-                Built::Dropout(dropout) => dropout.forward_t(&x, train)?,
+                Built::Relu => fused::relu(&x)?,
+                Built::MaxPool(size) => fused::max_pool2d(&x, *size)?,
+                Built::Dropout(rate) if train && *rate > 0.0 => {
+                    let call = self.dropout_calls.fetch_add(1, Ordering::Relaxed);
+                    fused::dropout(
+                        &x,
+                        *rate,
+                        self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ call,
+                    )?
+                }
+                Built::Dropout(_) => x,
                 Built::Flatten => x.flatten_from(1)?,
                 Built::Dense(linear) => linear.forward(&x)?,
             };
