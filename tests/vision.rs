@@ -1,0 +1,366 @@
+//! `promptlab vision …` end to end on the real datasets (fetched by
+//! scripts/fetch-datasets.sh): training on the 8×8 digits and a slice of MNIST,
+//! evaluation, prediction on drawn images, the run store, and bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{TempProject, promptlab};
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn datasets() -> PathBuf {
+    std::env::var_os("PROMPTLAB_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/promptlab/datasets")
+        })
+}
+
+fn dataset_dir(name: &str) -> String {
+    let dir = datasets().join(name);
+    assert!(
+        dir.is_dir(),
+        "{} is missing: run scripts/fetch-datasets.sh",
+        dir.display()
+    );
+    dir.display().to_string()
+}
+
+fn card(weights: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(weights.with_extension("json")).unwrap()).unwrap()
+}
+
+#[test]
+fn digits_8x8_train_eval_and_runs() {
+    let project = TempProject::new();
+    let digits = dataset_dir("digits");
+    let out = promptlab(
+        &[
+            "vision",
+            "digits",
+            "train",
+            "--dataset",
+            "digits",
+            "--data",
+            &digits,
+            "--preset",
+            "small",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "32",
+            "--seed",
+            "7",
+            "-o",
+            "models/d8.safetensors",
+        ],
+        project.root(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let output = text(&out);
+    // The per-layer summary and the curves are printed.
+    assert!(
+        output.contains("dense 10 (classes)") && output.contains("17258"),
+        "{output}"
+    );
+    assert!(
+        output.contains("images/s") && output.contains("test accuracy"),
+        "{output}"
+    );
+    let weights = project.root().join("models/d8.safetensors");
+    assert!(weights.is_file());
+    let card = card(&weights);
+    assert_eq!(card["parameters"], 17258);
+    assert_eq!(card["epochs"].as_array().unwrap().len(), 8);
+    let accuracy = card["test"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.85, "test accuracy {accuracy}");
+
+    // The same seed gives the same model.
+    let again = promptlab(
+        &[
+            "vision",
+            "digits",
+            "train",
+            "--dataset",
+            "digits",
+            "--data",
+            &digits,
+            "--preset",
+            "small",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "32",
+            "--seed",
+            "7",
+            "-o",
+            "models/again.safetensors",
+            "--no-store",
+        ],
+        project.root(),
+    );
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        std::fs::read(project.root().join("models/again.safetensors")).unwrap(),
+        "a seeded run is reproducible"
+    );
+
+    let eval = promptlab(
+        &[
+            "vision",
+            "digits",
+            "eval",
+            "--model",
+            "models/d8.safetensors",
+            "--dataset",
+            "digits",
+            "--data",
+            &digits,
+        ],
+        project.root(),
+    );
+    assert!(eval.status.success(), "{}", text(&eval));
+    let report = text(&eval);
+    assert!(
+        report.contains("precision") && report.contains("Confusion matrix"),
+        "{report}"
+    );
+    assert!(report.contains(&format!("{accuracy:.2}")), "{report}");
+
+    let runs = promptlab(&["vision", "runs"], project.root());
+    assert!(runs.status.success(), "{}", text(&runs));
+    let listing = text(&runs);
+    assert!(
+        listing.contains("digits") && listing.contains("small") && listing.contains("finished"),
+        "{listing}"
+    );
+}
+
+/// A 28×28 MNIST test image drawn 3× larger, dark on white, off-centre: what a user's
+/// scan looks like.
+fn draw_scan(pixels: &[u8], path: &Path) {
+    let mut image = image::GrayImage::from_pixel(120, 100, image::Luma([255]));
+    for y in 0..84u32 {
+        for x in 0..84u32 {
+            let v = pixels[(y / 3 * 28 + x / 3) as usize];
+            image.put_pixel(x + 30, y + 8, image::Luma([255 - v]));
+        }
+    }
+    image.save(path).unwrap();
+}
+
+#[test]
+fn mnist_slice_trains_and_reads_drawn_digits() {
+    let project = TempProject::new();
+    let mnist = dataset_dir("mnist");
+    let out = promptlab(
+        &[
+            "vision",
+            "digits",
+            "train",
+            "--data",
+            &mnist,
+            "--limit",
+            "3000",
+            "--epochs",
+            "2",
+            "--patience",
+            "1",
+            "-o",
+            "models/digits.safetensors",
+        ],
+        project.root(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let accuracy = card(&project.root().join("models/digits.safetensors"))["test"]["accuracy"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        accuracy > 0.85,
+        "test accuracy {accuracy} after 2 epochs on 3,000 images"
+    );
+
+    // Ten test images, drawn as scans.
+    let images = std::fs::read(Path::new(&mnist).join("t10k-images-idx3-ubyte")).unwrap();
+    let labels = std::fs::read(Path::new(&mnist).join("t10k-labels-idx1-ubyte")).unwrap();
+    let mut args: Vec<String> = vec![
+        "vision".into(),
+        "digits".into(),
+        "predict".into(),
+        "--json".into(),
+    ];
+    for i in 0..10 {
+        let path = project.root().join(format!("scan{i}.png"));
+        draw_scan(&images[16 + i * 784..16 + (i + 1) * 784], &path);
+        args.push(path.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = promptlab(&args, project.root());
+    assert!(out.status.success(), "{}", text(&out));
+    let predictions: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let correct = predictions
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| p["label"] == labels[8 + i].to_string())
+        .count();
+    assert!(
+        correct >= 8,
+        "{correct}/10 drawn digits read correctly: {predictions:?}"
+    );
+    let probabilities = predictions[0]["probabilities"].as_object().unwrap();
+    let total: f64 = probabilities.values().map(|p| p.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-3);
+}
+
+#[test]
+fn bad_vision_input_is_named_and_exits_2() {
+    let project = TempProject::new();
+    let digits = dataset_dir("digits");
+    // A model to point the other commands at.
+    let out = promptlab(
+        &[
+            "vision",
+            "digits",
+            "train",
+            "--dataset",
+            "digits",
+            "--data",
+            &digits,
+            "--preset",
+            "mlp",
+            "--epochs",
+            "1",
+            "--no-store",
+            "-o",
+            "m.safetensors",
+        ],
+        project.root(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let not_image = project.write("notes.png", "hello");
+    let out = promptlab(
+        &[
+            "vision",
+            "digits",
+            "predict",
+            "--model",
+            "m.safetensors",
+            not_image.to_str().unwrap(),
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("notes.png") && text(&out).contains("not a readable image"),
+        "{}",
+        text(&out)
+    );
+
+    // Weights from another architecture under this card.
+    let other = promptlab(
+        &[
+            "vision",
+            "digits",
+            "train",
+            "--dataset",
+            "digits",
+            "--data",
+            &digits,
+            "--preset",
+            "small",
+            "--epochs",
+            "1",
+            "--no-store",
+            "-o",
+            "other.safetensors",
+        ],
+        project.root(),
+    );
+    assert!(other.status.success(), "{}", text(&other));
+    std::fs::copy(
+        project.root().join("other.safetensors"),
+        project.root().join("m.safetensors"),
+    )
+    .unwrap();
+    let out = promptlab(
+        &[
+            "vision",
+            "digits",
+            "eval",
+            "--model",
+            "m.safetensors",
+            "--dataset",
+            "digits",
+            "--data",
+            &digits,
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("do not match the architecture"),
+        "{}",
+        text(&out)
+    );
+
+    // A truncated dataset file.
+    let broken = project.root().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::write(broken.join(name), [0u8, 0, 8, 3, 0, 0, 0, 9]).unwrap();
+    }
+    let out = promptlab(
+        &[
+            "vision",
+            "digits",
+            "train",
+            "--data",
+            broken.to_str().unwrap(),
+            "--no-store",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("train-images-idx3-ubyte") && text(&out).contains("IDX"),
+        "{}",
+        text(&out)
+    );
+
+    let out = promptlab(
+        &[
+            "vision",
+            "digits",
+            "train",
+            "--dataset",
+            "digits",
+            "--data",
+            &digits,
+            "--layers",
+            "conv8,relu",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("--layers") && text(&out).contains("conv32k3"),
+        "{}",
+        text(&out)
+    );
+}
