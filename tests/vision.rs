@@ -211,7 +211,7 @@ fn mnist_slice_trains_and_reads_drawn_digits() {
     let correct = predictions
         .iter()
         .enumerate()
-        .filter(|(i, p)| p["label"] == labels[8 + i].to_string())
+        .filter(|(i, p)| p["label"].as_str() == Some(labels[8 + i].to_string().as_str()))
         .count();
     assert!(
         correct >= 8,

@@ -538,7 +538,11 @@ fn runs_command(project: Option<PathBuf>) -> Result<Outcome> {
             .as_deref()
             .and_then(|c| serde_json::from_str(c).ok())
             .unwrap_or_default();
-        let config = &card["config"];
+        // Before its first epoch a run has no card yet; its configuration is known.
+        let config: serde_json::Value = match &card["config"] {
+            serde_json::Value::Null => serde_json::from_str(&run.config_json).unwrap_or_default(),
+            config => config.clone(),
+        };
         let epochs = card["epochs"].as_array().map_or(0, Vec::len);
         let best_val = card["epochs"].as_array().and_then(|e| {
             e.iter()

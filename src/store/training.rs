@@ -17,6 +17,7 @@ pub struct TrainingRunRow {
     /// running, finished, cancelled or failed.
     pub status: String,
     pub parameters: usize,
+    pub config_json: String,
     pub card_json: Option<String>,
     pub weights_path: Option<String>,
     pub test_accuracy: Option<f64>,
@@ -24,7 +25,7 @@ pub struct TrainingRunRow {
 
 const SELECT: &str =
     "SELECT id, kind, dataset, preset, started_at, finished_at, status, parameters,
-    card_json, weights_path, test_accuracy FROM training_runs";
+    card_json, weights_path, test_accuracy, config_json FROM training_runs";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TrainingRunRow> {
     Ok(TrainingRunRow {
@@ -39,6 +40,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TrainingRunRow> {
         card_json: r.get(8)?,
         weights_path: r.get(9)?,
         test_accuracy: r.get(10)?,
+        config_json: r.get(11)?,
     })
 }
 
