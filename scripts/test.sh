@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
 bash scripts/fetch-models.sh
 bash scripts/fetch-datasets.sh
+bash scripts/fetch-vision.sh
 cargo test --locked "$@"

