@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod detect;
 mod fused;
 pub mod image_input;
+pub mod metrics;
 pub mod train;
 
 use std::path::PathBuf;
