@@ -56,6 +56,9 @@ fn linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
 
 const MAX_DETECTIONS: usize = 100;
 
+/// One image's ground truth and detections of one class.
+type TruthAndDetections<'a> = (Vec<&'a LabelledBox>, Vec<&'a LabelledBox>);
+
 /// Per IoU threshold, the (score, matched) of every kept detection of one class, and the
 /// number of ground-truth boxes of that class.
 fn match_class(
@@ -72,8 +75,7 @@ fn match_class(
             image.to_string(),
         )
     };
-    let mut by_image: BTreeMap<(u8, u64, String), (Vec<&LabelledBox>, Vec<&LabelledBox>)> =
-        BTreeMap::new();
+    let mut by_image: BTreeMap<(u8, u64, String), TruthAndDetections> = BTreeMap::new();
     for t in truth {
         by_image.entry(key(&t.image)).or_default().0.push(t);
     }
