@@ -11,6 +11,7 @@ use promptlab::project::ProjectScan;
 use promptlab::results::RunMatrix;
 use promptlab::store::RunRow;
 
+use super::charts::ChartsState;
 use super::editor::EditorState;
 use super::history::HistoryState;
 use super::library::LibraryState;
@@ -135,6 +136,7 @@ pub enum Event {
         count: Result<usize, String>,
     },
     Chat(ChatEvent),
+    TrainingRunsListed(Result<Vec<promptlab::store::TrainingRunRow>, String>),
     /// A playground exchange was added to an eval set (its path and the case id).
     CaseSaved(Result<(PathBuf, String), String>),
 }
@@ -177,6 +179,7 @@ pub enum Effect {
         schema: Option<serde_json::Value>,
     },
     CancelChat,
+    ListTrainingRuns,
     SaveCase {
         eval_set: PathBuf,
         case: serde_json::Value,
@@ -208,6 +211,7 @@ pub struct App {
     pub side: SideState,
     pub playground: PlaygroundState,
     pub history: HistoryState,
+    pub charts: ChartsState,
 }
 
 impl App {
@@ -230,6 +234,7 @@ impl App {
             side: SideState::default(),
             playground: PlaygroundState::default(),
             history: HistoryState::default(),
+            charts: ChartsState::default(),
         }
     }
 
@@ -242,6 +247,7 @@ impl App {
         self.screen = screen;
         match screen {
             Screen::History => vec![Effect::ListRuns],
+            Screen::Charts => vec![Effect::ListTrainingRuns],
             _ => Vec::new(),
         }
     }
@@ -299,6 +305,14 @@ impl App {
             }
             Event::EditedExternally(Ok(text)) => {
                 self.editor.replace_text(&text, &self.scan);
+                Vec::new()
+            }
+            Event::TrainingRunsListed(Ok(runs)) => {
+                self.charts.set_training_runs(runs);
+                Vec::new()
+            }
+            Event::TrainingRunsListed(Err(error)) => {
+                self.message = Some(format!("training runs: {error}"));
                 Vec::new()
             }
             Event::Chat(event) => {

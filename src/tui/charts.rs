@@ -1,12 +1,18 @@
 //! Charts of the open run: pass rate per prompt × model column as bars, and each
-//! column's latency distribution as a histogram sparkline on a shared scale.
+//! column's latency distribution as a histogram sparkline on a shared scale. `t` switches
+//! to the training runs of vision models: loss and accuracy curves per epoch.
 
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyCode, KeyEvent};
 use promptlab::results::RunMatrix;
+use promptlab::store::TrainingRunRow;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
+use ratatui::symbols::Marker;
 use ratatui::text::Line;
+use ratatui::widgets::{
+    Axis, Chart, Dataset, GraphType, List, ListItem, ListState, StatefulWidget,
+};
 use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Paragraph, Sparkline, Widget};
 
 use super::app::{App, Effect};
@@ -14,8 +20,177 @@ use super::view::truncate;
 
 const BUCKETS: usize = 24;
 
-pub fn on_key(_app: &mut App, _key: KeyEvent) -> Vec<Effect> {
+/// One training run's curves, read from its card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curves {
+    pub run: TrainingRunRow,
+    /// (epoch, train loss, validation loss, train accuracy, validation accuracy).
+    pub epochs: Vec<(f64, f64, f64, f64, f64)>,
+}
+
+#[derive(Debug, Default)]
+pub struct ChartsState {
+    pub training: bool,
+    pub runs: Vec<Curves>,
+    pub selected: usize,
+}
+
+impl ChartsState {
+    pub fn set_training_runs(&mut self, runs: Vec<TrainingRunRow>) {
+        self.runs = runs
+            .into_iter()
+            .map(|run| {
+                let card: serde_json::Value = run
+                    .card_json
+                    .as_deref()
+                    .and_then(|c| serde_json::from_str(c).ok())
+                    .unwrap_or_default();
+                let number = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+                let epochs = card["epochs"]
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .map(|e| {
+                                (
+                                    number(&e["epoch"]),
+                                    number(&e["train_loss"]),
+                                    number(&e["validation_loss"]),
+                                    number(&e["train_accuracy"]),
+                                    number(&e["validation_accuracy"]),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Curves { run, epochs }
+            })
+            .collect();
+        self.selected = self.selected.min(self.runs.len().saturating_sub(1));
+    }
+}
+
+pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    let charts = &mut app.charts;
+    match key.code {
+        KeyCode::Char('t') => {
+            charts.training = !charts.training;
+            if charts.training {
+                return vec![Effect::ListTrainingRuns];
+            }
+        }
+        code if charts.training => {
+            charts.selected =
+                super::app::move_selection(charts.selected, charts.runs.len(), code, 10)
+        }
+        _ => {}
+    }
     Vec::new()
+}
+
+fn draw_training(app: &App, area: Rect, buf: &mut Buffer) {
+    let charts = &app.charts;
+    let [list_area, plots] =
+        Layout::horizontal([Constraint::Length(34), Constraint::Min(0)]).areas(area);
+    let items: Vec<ListItem> = charts
+        .runs
+        .iter()
+        .map(|c| {
+            let accuracy = c
+                .run
+                .test_accuracy
+                .map(|a| format!(" {:.2}%", a * 100.0))
+                .unwrap_or_default();
+            ListItem::new(format!(
+                "{} {} {}{accuracy}",
+                c.run.id, c.run.dataset, c.run.preset
+            ))
+        })
+        .collect();
+    let mut state = ListState::default().with_selected(Some(charts.selected));
+    StatefulWidget::render(
+        List::new(items)
+            .block(Block::bordered().title(" Training runs · t: eval run charts "))
+            .highlight_style(super::view::selected_style()),
+        list_area,
+        buf,
+        &mut state,
+    );
+    let Some(curves) = charts.runs.get(charts.selected) else {
+        Paragraph::new("No training runs yet: promptlab vision digits train")
+            .block(Block::bordered().title(" Curves "))
+            .render(plots, buf);
+        return;
+    };
+    let [loss_area, accuracy_area] =
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(plots);
+    let series = |f: fn(&(f64, f64, f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+        curves
+            .epochs
+            .iter()
+            .map(|e| (e.0, f(e)))
+            .filter(|p| p.1.is_finite())
+            .collect()
+    };
+    let last_epoch = curves.epochs.last().map_or(1.0, |e| e.0).max(1.0);
+    let plot =
+        |title: String, a: Vec<(f64, f64)>, b: Vec<(f64, f64)>, area: Rect, buf: &mut Buffer| {
+            let values = a.iter().chain(&b).map(|p| p.1);
+            let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                (l.min(v), h.max(v))
+            });
+            let (low, high) = if low.is_finite() {
+                (low, high.max(low + 1e-6))
+            } else {
+                (0.0, 1.0)
+            };
+            let datasets = vec![
+                Dataset::default()
+                    .name("train")
+                    .marker(Marker::Braille)
+                    .graph_type(GraphType::Line)
+                    .style(Style::new().fg(Color::Cyan))
+                    .data(&a),
+                Dataset::default()
+                    .name("validation")
+                    .marker(Marker::Braille)
+                    .graph_type(GraphType::Line)
+                    .style(Style::new().fg(Color::Yellow))
+                    .data(&b),
+            ];
+            Chart::new(datasets)
+                .block(Block::bordered().title(title))
+                .x_axis(
+                    Axis::default()
+                        .title("epoch")
+                        .bounds([1.0, last_epoch])
+                        .labels(["1".to_string(), format!("{last_epoch:.0}")]),
+                )
+                .y_axis(
+                    Axis::default()
+                        .bounds([low, high])
+                        .labels([format!("{low:.3}"), format!("{high:.3}")]),
+                )
+                .render(area, buf);
+        };
+    plot(
+        format!(
+            " Loss · run {} ({} epochs, {}) ",
+            curves.run.id,
+            curves.epochs.len(),
+            curves.run.status
+        ),
+        series(|e| e.1),
+        series(|e| e.2),
+        loss_area,
+        buf,
+    );
+    plot(
+        " Accuracy ".to_string(),
+        series(|e| e.3),
+        series(|e| e.4),
+        accuracy_area,
+        buf,
+    );
 }
 
 /// Column letters (A, B, …) label the bars; the legend names them.
@@ -65,8 +240,12 @@ pub fn latency_histograms(matrix: &RunMatrix) -> (f64, f64, Vec<Vec<u64>>) {
 }
 
 pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
+    if app.charts.training {
+        draw_training(app, area, buf);
+        return;
+    }
     let Some(matrix) = &app.matrix else {
-        Paragraph::new("No run open. Open one from the results (4) or history (7) screen.")
+        Paragraph::new("No run open. Open one from the results (4) or history (7) screen; t shows training runs.")
             .block(Block::bordered().title(" Charts "))
             .render(area, buf);
         return;

@@ -326,6 +326,17 @@ impl Jobs {
                     ))));
                 }
             }
+            Effect::ListTrainingRuns => self.spawn(move || {
+                // No store yet means no runs, not an error.
+                if !store_path.is_file() {
+                    return Event::TrainingRunsListed(Ok(Vec::new()));
+                }
+                Event::TrainingRunsListed(
+                    RunStore::open(&store_path)
+                        .and_then(|store| store.training_runs())
+                        .map_err(|e| e.to_string()),
+                )
+            }),
             Effect::CancelChat => {
                 if let Some(cancel) = &self.chat_cancel {
                     cancel.cancel();

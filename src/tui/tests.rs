@@ -856,3 +856,56 @@ fn playground_parameters_adjust_within_bounds_and_failed_replies_keep_the_messag
             .contains("cannot load")
     );
 }
+
+fn training_row(id: i64) -> promptlab::store::TrainingRunRow {
+    let epochs: Vec<serde_json::Value> = (1..=5)
+        .map(|e| {
+            let e = f64::from(e);
+            serde_json::json!({"epoch": e, "train_loss": 1.0 / e, "validation_loss": 0.8 / e + 0.05,
+                "train_accuracy": 1.0 - 0.3 / e, "validation_accuracy": 1.0 - 0.2 / e})
+        })
+        .collect();
+    promptlab::store::TrainingRunRow {
+        id,
+        kind: "digit-cnn".into(),
+        dataset: "mnist".into(),
+        preset: "mnist".into(),
+        started_at: "2026-11-28T01:00:00+00:00".into(),
+        finished_at: None,
+        status: "finished".into(),
+        parameters: 225_226,
+        config_json: "{}".into(),
+        card_json: Some(serde_json::json!({"epochs": epochs}).to_string()),
+        weights_path: None,
+        test_accuracy: Some(0.9912),
+    }
+}
+
+#[test]
+fn charts_switch_to_training_curves() {
+    let mut app = app_with_run((120, 40));
+    assert_eq!(press(&mut app, "8"), [Effect::ListTrainingRuns]);
+    assert!(!app.charts.training);
+    assert_eq!(press(&mut app, "t"), [Effect::ListTrainingRuns]);
+    assert!(app.charts.training);
+    assert!(screen_text(&app).contains("No training runs yet"));
+    app.update(Event::TrainingRunsListed(Ok(vec![
+        training_row(4),
+        training_row(3),
+    ])));
+    assert_eq!(app.charts.runs[0].epochs.len(), 5);
+    let screen = screen_text(&app);
+    assert!(
+        screen.contains("Loss · run 4 (5 epochs, finished)"),
+        "{screen}"
+    );
+    assert!(screen.contains("99.12%"), "{screen}");
+    press(&mut app, "j");
+    assert_eq!(app.charts.selected, 1);
+    press(&mut app, "t");
+    assert!(!app.charts.training);
+    insta::assert_snapshot!("training_curves_120x40", {
+        app.charts.training = true;
+        draw(&app).backend().to_string()
+    });
+}
