@@ -516,3 +516,49 @@ fn detection_bad_input_is_named_and_exits_2() {
         text(&out)
     );
 }
+
+#[test]
+fn clip_classify_prints_the_reference_probabilities() {
+    let project = TempProject::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
+            .unwrap();
+    let images: Vec<String> = (0..2)
+        .map(|i| fixture.join(format!("image{i}.png")).display().to_string())
+        .collect();
+    let model = fixture.display().to_string();
+    let mut args = vec![
+        "vision",
+        "classify",
+        "--labels",
+        "cat,bus,person",
+        "--template",
+        "a photo of a {}",
+        "--model",
+        &model,
+        "--json",
+    ];
+    args.extend(images.iter().map(String::as_str));
+    let out = promptlab(&args, project.root());
+    assert!(out.status.success(), "{}", text(&out));
+    let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for (i, result) in results.iter().enumerate() {
+        for (j, label) in ["cat", "bus", "person"].iter().enumerate() {
+            let ours = result["probabilities"][label].as_f64().unwrap();
+            let theirs = expected["probabilities"][i][j].as_f64().unwrap();
+            assert!(
+                (ours - theirs).abs() < 1e-4,
+                "image {i} {label}: {ours} vs {theirs}"
+            );
+        }
+    }
+    let out = promptlab(
+        &[
+            "vision", "classify", &images[0], "--labels", " , ", "--model", &model,
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("at least one label"), "{}", text(&out));
+}

@@ -29,6 +29,25 @@ pub enum VisionCommand {
     },
     /// Objects in a photo, with a YOLOv8/YOLO11-style ONNX detector (ONNX Runtime).
     Detect(Box<DetectArgs>),
+    /// Zero-shot classification with CLIP: how well each label describes each image.
+    Classify {
+        /// Images (PNG or JPEG).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Comma-separated labels, e.g. "a cat,a dog,a car".
+        #[arg(long, value_delimiter = ',', required = true)]
+        labels: Vec<String>,
+        /// Sentence each label is put into; {} marks the label.
+        #[arg(long, default_value = "a photo of {}")]
+        template: String,
+        /// A folder with config.json, model.safetensors and tokenizer.json, or a Hugging Face
+        /// repo id found in the local hub cache (nothing is downloaded).
+        #[arg(long, default_value = "openai/clip-vit-base-patch32")]
+        model: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Training runs recorded in the run store, newest first.
     Runs {
         /// Project folder (default: the current folder's project, or the current folder).
@@ -219,8 +238,68 @@ pub fn run(command: VisionCommand) -> Result<Outcome> {
             } => predict_command(&model, &images, json),
         },
         VisionCommand::Detect(args) => detect_command(*args),
+        VisionCommand::Classify {
+            images,
+            labels,
+            template,
+            model,
+            json,
+        } => classify_command(&images, &labels, &template, &model, json),
         VisionCommand::Runs { project } => runs_command(project),
     }
+}
+
+fn classify_command(
+    images: &[PathBuf],
+    labels: &[String],
+    template: &str,
+    model: &str,
+    json: bool,
+) -> Result<Outcome> {
+    use promptlab::vision::clip::{ZeroShot, resolve_model};
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if labels.is_empty() {
+        bail!("--labels: expected at least one label, e.g. --labels \"a cat,a dog\"");
+    }
+    let clip = ZeroShot::load(&resolve_model(model)?)?;
+    let mut loaded = Vec::new();
+    for path in images {
+        let image = image::ImageReader::open(path)
+            .with_context(|| format!("{}: cannot open", path.display()))?
+            .with_guessed_format()?
+            .decode()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not a readable image (PNG or JPEG expected): {e}",
+                    path.display()
+                )
+            })?;
+        loaded.push(image);
+    }
+    let probabilities = clip.classify(&loaded, &labels, template)?;
+    let mut out = String::new();
+    let mut results = Vec::new();
+    for (path, row) in images.iter().zip(&probabilities) {
+        let mut ranked: Vec<(&String, f32)> = labels.iter().zip(row.iter().copied()).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out.push_str(&format!("{}\n", path.display()));
+        for (label, p) in &ranked {
+            out.push_str(&format!("  {:>6.2}%  {label}\n", p * 100.0));
+        }
+        results.push(serde_json::json!({
+            "image": path.display().to_string(),
+            "probabilities": labels.iter().zip(row).map(|(l, p)| (l.clone(), serde_json::json!(p))).collect::<serde_json::Map<_, _>>(),
+        }));
+    }
+    if json {
+        out = serde_json::to_string_pretty(&results)? + "\n";
+    }
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(Outcome::Passed)
 }
 
 fn detect_command(args: DetectArgs) -> Result<Outcome> {
