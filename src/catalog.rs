@@ -25,6 +25,25 @@ pub struct ModelEntry {
     pub context_size: Option<u32>,
     #[serde(default)]
     pub params: GenerationParams,
+    /// What the file is: a GGUF language model (default) or a vision model that reads an
+    /// image path as its prompt and answers with a label.
+    #[serde(default, skip_serializing_if = "ModelKind::is_gguf")]
+    pub kind: ModelKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    #[default]
+    Gguf,
+    /// A digit CNN trained with `promptlab vision digits train` (safetensors + card).
+    DigitCnn,
+}
+
+impl ModelKind {
+    pub fn is_gguf(&self) -> bool {
+        *self == ModelKind::Gguf
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -220,6 +220,73 @@ fn mnist_slice_trains_and_reads_drawn_digits() {
     let probabilities = predictions[0]["probabilities"].as_object().unwrap();
     let total: f64 = probabilities.values().map(|p| p.as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-3);
+
+    // The shipped vision eval set runs through `promptlab eval` like any other.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("prompts/digit-image.yaml"),
+        project.root().join("prompts/digit-image.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo.join("eval-sets/digits-sample.yaml"),
+        project.root().join("eval-sets/digits-sample.yaml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(project.root().join("eval-sets/data/digits")).unwrap();
+    std::fs::copy(
+        repo.join("eval-sets/data/digits-sample.csv"),
+        project.root().join("eval-sets/data/digits-sample.csv"),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(repo.join("eval-sets/data/digits")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            project
+                .root()
+                .join("eval-sets/data/digits")
+                .join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    project.write(
+        "models/models.yaml",
+        "models:\n  digits:\n    path: digits.safetensors\n    kind: digit-cnn\n",
+    );
+    let eval = promptlab(
+        &["eval", "eval-sets/digits-sample.yaml", "-o", "digits.json"],
+        project.root(),
+    );
+    assert!(matches!(eval.status.code(), Some(0 | 1)), "{}", text(&eval));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("digits.json")).unwrap())
+            .unwrap();
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 40);
+    let passed = cells.iter().filter(|c| c["passed"] == true).count();
+    assert!(
+        passed >= 32,
+        "{passed}/40 held-out digits read correctly:\n{}",
+        text(&eval)
+    );
+    assert!(text(&eval).contains("accuracy"), "{}", text(&eval));
+    // Unchanged images and model: every cell from the cache.
+    let again = promptlab(&["eval", "eval-sets/digits-sample.yaml"], project.root());
+    assert!(
+        text(&again).contains("40 from the cache"),
+        "{}",
+        text(&again)
+    );
+    // A missing image is named before anything runs.
+    std::fs::remove_file(project.root().join("eval-sets/data/digits/t10k-09961.png")).unwrap();
+    let missing = promptlab(&["eval", "eval-sets/digits-sample.yaml"], project.root());
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing).contains("t10k-09961.png"),
+        "{}",
+        text(&missing)
+    );
 }
 
 #[test]

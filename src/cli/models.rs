@@ -38,6 +38,35 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
     ]);
     let mut problems = Vec::new();
     for (name, entry) in &project.catalog.models {
+        if entry.kind == promptlab::catalog::ModelKind::DigitCnn {
+            let (arch, params) = match promptlab::vision::train::DigitClassifier::load(&entry.path)
+            {
+                Ok(model) => (
+                    format!("digit CNN ({})", model.card.config.preset),
+                    human_count(model.card.parameters as u64),
+                ),
+                Err(err) => {
+                    problems.push(format!(
+                        "{err} (train it with `promptlab vision digits train -o {}`)",
+                        entry.path.display()
+                    ));
+                    ("digit CNN, not trained yet".to_string(), String::new())
+                }
+            };
+            table.add_row([
+                name.clone(),
+                arch,
+                params,
+                "f32".into(),
+                String::new(),
+                "no".into(),
+                std::fs::metadata(&entry.path)
+                    .map(|m| human_bytes(m.len()))
+                    .unwrap_or_default(),
+                entry.path.display().to_string(),
+            ]);
+            continue;
+        }
         match GgufInfo::read(&entry.path) {
             Ok(info) => {
                 table.add_row([

@@ -106,7 +106,15 @@ pub fn scan(root: &Path) -> ProjectScan {
                     .models
                     .into_iter()
                     .map(|(name, entry)| ModelFile {
-                        info: GgufInfo::read(&entry.path).map_err(|e| e.to_string()),
+                        info: if entry.kind.is_gguf() {
+                            GgufInfo::read(&entry.path).map_err(|e| e.to_string())
+                        } else {
+                            Err(format!(
+                                "{}: a vision model ({:?}), used by eval sets whose prompt is an image path",
+                                entry.path.display(),
+                                entry.kind
+                            ))
+                        },
                         name,
                         entry,
                     })

@@ -194,6 +194,12 @@ pub fn execute(
 fn spawn_worker(model: &ModelRef, options: &ExecuteOptions) -> Result<EngineWorker, EngineError> {
     match &model.entry {
         None => EngineWorker::spawn(&model.name, || Ok(Box::new(EchoEngine) as Box<dyn Engine>)),
+        Some(entry) if entry.kind == crate::catalog::ModelKind::DigitCnn => {
+            let path = entry.path.clone();
+            EngineWorker::spawn(&model.name, move || {
+                Ok(Box::new(crate::engine::vision::DigitEngine::load(&path)?) as Box<dyn Engine>)
+            })
+        }
         Some(entry) => {
             let path = entry.path.clone();
             let llama_options = LlamaOptions {

@@ -115,7 +115,18 @@ pub fn plan(
             })?;
         let (has_template, identity) = check_model_file(&model)?;
         identities.push(identity);
+        let vision = model.entry.as_ref().is_some_and(|e| !e.kind.is_gguf());
         for prompt in &prompts {
+            if vision && matches!(prompt.body, PromptBody::Chat(_)) {
+                return Err(PlanError::Model {
+                    model: model.name.clone(),
+                    message: format!(
+                        "a vision model reads an image path, so it runs `completion:` prompts such as `completion: \"{{{{ image }}}}\"`, not the chat prompt `{}` ({})",
+                        prompt.id,
+                        prompt.source.display()
+                    ),
+                });
+            }
             if matches!(prompt.body, PromptBody::Chat(_)) && !has_template {
                 return Err(PlanError::Model {
                     model: model.name.clone(),
@@ -191,10 +202,18 @@ pub fn plan(
         let params = model_params.overlay(&prompt.params).resolve();
         for (case_index, case) in cases.iter().enumerate() {
             let vars = minijinja::Value::from_serialize(&case.vars);
-            let rendered = prompt.render(&vars).map_err(|e| PlanError::Case {
+            let mut rendered = prompt.render(&vars).map_err(|e| PlanError::Case {
                 origin: case.origin.clone(),
                 message: e.to_string(),
             })?;
+            // A vision model's prompt is an image path, relative to the eval set; the
+            // image's content goes into the cache key, so an edited image is run again.
+            let mut identity = column_identities[column].clone();
+            if model.entry.as_ref().is_some_and(|e| !e.kind.is_gguf()) {
+                let (path, digest) = image_for_case(&rendered, &eval_set.source, case)?;
+                rendered = crate::prompt::RenderedPrompt::Completion(path);
+                identity.push_str(&format!("\nimage:{digest}"));
+            }
             let assertions = case
                 .assertions
                 .iter()
@@ -208,7 +227,7 @@ pub fn plan(
             cells.push(PlannedCell {
                 column,
                 case: case_index,
-                cache_key: cache_key(&column_identities[column], &request),
+                cache_key: cache_key(&identity, &request),
                 request,
                 assertions,
                 threshold: case.threshold,
@@ -249,6 +268,19 @@ fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
         model: model.name.clone(),
         message,
     };
+    if entry.kind == crate::catalog::ModelKind::DigitCnn {
+        // Loading checks the card and that the weights fit it.
+        crate::vision::train::DigitClassifier::load(&entry.path)
+            .map_err(|e| fail(e.to_string()))?;
+        let card = crate::vision::train::card_path(&entry.path);
+        let mut bytes = std::fs::read(&entry.path)
+            .map_err(|e| fail(format!("{}: cannot read: {e}", entry.path.display())))?;
+        bytes.extend(
+            std::fs::read(&card)
+                .map_err(|e| fail(format!("{}: cannot read: {e}", card.display())))?,
+        );
+        return Ok((false, format!("digit-cnn:{}", hex_sha256(&bytes))));
+    }
     let info = GgufInfo::read(&entry.path).map_err(|e| fail(e.to_string()))?;
     let mut header = Vec::new();
     std::fs::File::open(&entry.path)
@@ -267,6 +299,29 @@ fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
         hex_sha256(&header)
     );
     Ok((info.chat_template().is_some(), identity))
+}
+
+/// The absolute path and content hash of the image a vision cell reads.
+fn image_for_case(
+    rendered: &crate::prompt::RenderedPrompt,
+    eval_set: &std::path::Path,
+    case: &Case,
+) -> Result<(String, String), PlanError> {
+    let text = match rendered {
+        crate::prompt::RenderedPrompt::Completion(text) => text.trim().to_string(),
+        crate::prompt::RenderedPrompt::Chat(_) => String::new(),
+    };
+    let fail = |message: String| PlanError::Case {
+        origin: case.origin.clone(),
+        message,
+    };
+    if text.is_empty() {
+        return Err(fail("the prompt rendered no image path (expected e.g. `completion: \"{{ image }}\"` and an `image` variable)".into()));
+    }
+    let base = eval_set.parent().unwrap_or(std::path::Path::new("."));
+    let path = std::path::absolute(base.join(&text)).unwrap_or_else(|_| base.join(&text));
+    let bytes = std::fs::read(&path).map_err(|e| fail(format!("image {}: {e}", path.display())))?;
+    Ok((path.display().to_string(), hex_sha256(&bytes)))
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {

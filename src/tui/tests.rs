@@ -44,6 +44,7 @@ fn tiny_model() -> ModelFile {
             description: "a small chat model".into(),
             context_size: None,
             params: Default::default(),
+            kind: Default::default(),
         },
         info: Ok(GgufInfo {
             version: 3,
