@@ -39,18 +39,25 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
     let mut problems = Vec::new();
     for (name, entry) in &project.catalog.models {
         if entry.kind == promptlab::catalog::ModelKind::DigitCnn {
-            let (arch, params) = match promptlab::vision::train::DigitClassifier::load(&entry.path)
-            {
-                Ok(model) => (
-                    format!("digit CNN ({})", model.card.config.preset),
-                    human_count(model.card.parameters as u64),
-                ),
-                Err(err) => {
-                    problems.push(format!(
-                        "{err} (train it with `promptlab vision digits train -o {}`)",
-                        entry.path.display()
-                    ));
-                    ("digit CNN, not trained yet".to_string(), String::new())
+            let (arch, params) = if !entry.path.is_file() {
+                // Not trained yet is a normal state, not a broken file.
+                (
+                    "digit CNN, not trained yet (promptlab vision digits train)".to_string(),
+                    String::new(),
+                )
+            } else {
+                match promptlab::vision::train::DigitClassifier::load(&entry.path) {
+                    Ok(model) => (
+                        format!("digit CNN ({})", model.card.config.preset),
+                        human_count(model.card.parameters as u64),
+                    ),
+                    Err(err) => {
+                        problems.push(format!(
+                            "{err} (train it again with `promptlab vision digits train -o {}`)",
+                            entry.path.display()
+                        ));
+                        ("digit CNN, unreadable".to_string(), String::new())
+                    }
                 }
             };
             table.add_row([

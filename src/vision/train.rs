@@ -505,6 +505,12 @@ impl DigitClassifier {
     /// Loads weights and their card; weights that do not fit the card's architecture are
     /// refused with the tensor that differs.
     pub fn load(weights: &Path) -> Result<DigitClassifier, VisionError> {
+        if !weights.is_file() {
+            return Err(VisionError::file(
+                weights,
+                "not found (train a model with `promptlab vision digits train`)",
+            ));
+        }
         let card_file = card_path(weights);
         let text = std::fs::read_to_string(&card_file).map_err(|e| {
             VisionError::file(
