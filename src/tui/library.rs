@@ -132,11 +132,13 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     }
     lines.push(header(&format!("Models ({})", scan.models.len())));
     for model in &scan.models {
+        let vision = !model.entry.kind.is_gguf();
         let label = match &model.info {
             Ok(_) => format!("  {}", model.name),
+            Err(_) if vision => format!("  {} (vision)", model.name),
             Err(_) => format!("  {} ✗ missing", model.name),
         };
-        push(label, model.info.is_ok(), &mut lines);
+        push(label, model.info.is_ok() || vision, &mut lines);
     }
     let mut state = ListState::default().with_selected(Some(selected_line));
     StatefulWidget::render(
