@@ -316,7 +316,26 @@ impl DigitCnn {
     /// Logits for a `[batch, channels, height, width]` input.
     pub fn forward(&self, input: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let mut x = input.clone();
-        for layer in &self.layers {
+        let mut index = 0;
+        while index < self.layers.len() {
+            let layer = &self.layers[index];
+            index += 1;
+            // Batch norm, ReLU and pooling in training run as one node (see fused.rs).
+            if train && let Built::BatchNorm(norm) = layer {
+                match (self.layers.get(index), self.layers.get(index + 1)) {
+                    (Some(Built::Relu), Some(Built::MaxPool(size))) => {
+                        x = norm.forward_relu_pool(&x, *size)?;
+                        index += 2;
+                        continue;
+                    }
+                    (Some(Built::Relu), _) if x.rank() == 4 => {
+                        x = norm.forward_relu_pool(&x, 1)?;
+                        index += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             x = match layer {
                 Built::Conv(conv) => conv.forward(&x)?,
                 Built::BatchNorm(norm) => norm.forward_t(&x, train)?,

@@ -120,6 +120,10 @@ impl CustomOp1 for Col2Im {
 /// the layout the next layer wants), in one pass each way.
 struct BiasToBatchMajor {
     batch: usize,
+    /// The output's spatial size, so no reshape node follows (each node costs the
+    /// backward pass a full zero-and-add over its gradient).
+    height: usize,
+    width: usize,
 }
 
 /// The gradient of [`BiasToBatchMajor`]'s input: `[N, O, L]` back to `[O, N·L]`.
@@ -155,7 +159,10 @@ impl candle_core::CustomOp2 for BiasToBatchMajor {
                 *d = v + bias[oc];
             }
         });
-        Ok((CpuStorage::F32(out), Shape::from((n, o, len))))
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((n, o, self.height, self.width)),
+        ))
     }
 
     fn bwd(
@@ -166,6 +173,8 @@ impl candle_core::CustomOp2 for BiasToBatchMajor {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
+        let (n, o, h, w) = grad.dims4()?;
+        let grad = grad.reshape((n, o, h * w))?;
         let d_rows = grad.apply_op1_no_bwd(&BatchMajorToRows { batch: self.batch })?;
         let d_bias = grad.sum((0, 2))?;
         Ok((Some(d_rows), Some(d_bias)))
@@ -242,15 +251,20 @@ impl Module for Conv {
             out_size(h, self.kernel, self.padding),
             out_size(w, self.kernel, self.padding),
         );
-        let out_channels = self.weight.dim(0)?;
         let cols = x.contiguous()?.apply_op1(Im2Col {
             kernel: self.kernel,
             padding: self.padding,
         })?;
         // [out, C·k·k] × [C·k·k, N·H'·W'] in one product, then to [N, out, H', W'].
         let out = self.weight.flatten_from(1)?.matmul(&cols)?;
-        out.apply_op2(&self.bias, BiasToBatchMajor { batch: n })?
-            .reshape((n, out_channels, oh, ow))
+        out.apply_op2(
+            &self.bias,
+            BiasToBatchMajor {
+                batch: n,
+                height: oh,
+                width: ow,
+            },
+        )
     }
 }
 

@@ -402,6 +402,191 @@ impl CustomOp2 for BatchNormBackwardParams {
     }
 }
 
+/// Training-mode batch norm, ReLU and max pooling in one node: `[N, C, H, W]` in,
+/// `[N, C, H/k, W/k]` out. The backward pass recomputes the normalised values instead of
+/// keeping two full-size intermediates (and their gradients) in the graph.
+struct NormReluPool {
+    eps: f64,
+    pool: usize,
+}
+
+/// dx, then (dgamma, dbeta) as `[2, C]`, of [`NormReluPool`]; from (x, gamma ‖ beta, dy).
+struct NormReluPoolBackward {
+    eps: f64,
+    pool: usize,
+    /// Which gradient to produce: the input's, or the parameters'.
+    params: bool,
+}
+
+/// Per channel: scale and shift of the affine normalisation, from batch statistics.
+fn affine(stats: &[(f64, f64)], gamma: &[f32], beta: &[f32], eps: f64) -> Vec<(f64, f64, f64)> {
+    stats
+        .iter()
+        .zip(gamma.iter().zip(beta))
+        .map(|(&(mean, var), (&g, &b))| {
+            let inv_std = 1.0 / (var + eps).sqrt();
+            let scale = f64::from(g) * inv_std;
+            (scale, f64::from(b) - mean * scale, inv_std)
+        })
+        .collect()
+}
+
+impl CustomOp3 for NormReluPool {
+    fn name(&self) -> &'static str {
+        "fused-norm-relu-pool"
+    }
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous(xs, xl, "norm-relu-pool")?;
+        let gamma = contiguous(gs, gl, "norm-relu-pool")?;
+        let beta = contiguous(bs, bl, "norm-relu-pool")?;
+        let (n, c, h, w) = dims4(xl)?;
+        let k = self.pool;
+        let (oh, ow) = (h / k, w / k);
+        let coefficients = affine(&channel_stats(x, n, c, h * w), gamma, beta, self.eps);
+        let mut out = vec![0f32; n * c * oh * ow];
+        out.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(plane, dst)| {
+                let (scale, shift, _) = coefficients[plane % c];
+                let src = &x[plane * h * w..(plane + 1) * h * w];
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut best = 0f64; // ReLU: the maximum is at least 0
+                        for dy in 0..k {
+                            for dx in 0..k {
+                                let v =
+                                    f64::from(src[(oy * k + dy) * w + ox * k + dx]) * scale + shift;
+                                best = best.max(v);
+                            }
+                        }
+                        dst[oy * ow + ox] = best as f32;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let x = x.contiguous()?;
+        let grad = grad.contiguous()?;
+        let params = Tensor::cat(&[gamma, beta], 0)?;
+        let op = |params_wanted| NormReluPoolBackward {
+            eps: self.eps,
+            pool: self.pool,
+            params: params_wanted,
+        };
+        let dx = x.apply_op3_no_bwd(&params, &grad, &op(false))?;
+        let d_params = x.apply_op3_no_bwd(&params, &grad, &op(true))?;
+        Ok((Some(dx), Some(d_params.get(0)?), Some(d_params.get(1)?)))
+    }
+}
+
+impl CustomOp3 for NormReluPoolBackward {
+    fn name(&self) -> &'static str {
+        "fused-norm-relu-pool-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ps: &CpuStorage,
+        pl: &Layout,
+        ds: &CpuStorage,
+        dl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous(xs, xl, "norm-relu-pool backward")?;
+        let params = contiguous(ps, pl, "norm-relu-pool backward")?;
+        let dy = contiguous(ds, dl, "norm-relu-pool backward")?;
+        let (n, c, h, w) = dims4(xl)?;
+        let (gamma, beta) = params.split_at(c);
+        let k = self.pool;
+        let (oh, ow) = (h / k, w / k);
+        let coefficients = affine(&channel_stats(x, n, c, h * w), gamma, beta, self.eps);
+        // The gradient at the normalised-and-shifted value z (before ReLU): the pooled
+        // gradient routed to each window's maximum, where that maximum is positive.
+        let mut dz = vec![0f32; x.len()];
+        dz.par_chunks_mut(h * w)
+            .enumerate()
+            .for_each(|(plane, dst)| {
+                let (scale, shift, _) = coefficients[plane % c];
+                let src = &x[plane * h * w..(plane + 1) * h * w];
+                let g = &dy[plane * oh * ow..(plane + 1) * oh * ow];
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut best = (0f64, usize::MAX);
+                        for ddy in 0..k {
+                            for ddx in 0..k {
+                                let at = (oy * k + ddy) * w + ox * k + ddx;
+                                let v = f64::from(src[at]) * scale + shift;
+                                if v > best.0 {
+                                    best = (v, at);
+                                }
+                            }
+                        }
+                        if best.1 != usize::MAX {
+                            dst[best.1] += g[oy * ow + ox];
+                        }
+                    }
+                }
+            });
+        // Then through the affine batch norm, per channel.
+        let plane = h * w;
+        let m = (n * plane) as f64;
+        // Per channel: Σ dz and Σ dz·x̂, with x̂ the normalised input.
+        let stats = channel_stats(x, n, c, plane);
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ci| {
+                let (mean, _) = stats[ci];
+                let inv_std = coefficients[ci].2;
+                let (mut sum_dz, mut sum_dz_xhat) = (0.0f64, 0.0f64);
+                for b in 0..n {
+                    let range = (b * c + ci) * plane..(b * c + ci + 1) * plane;
+                    for (v, d) in x[range.clone()].iter().zip(&dz[range]) {
+                        sum_dz += f64::from(*d);
+                        sum_dz_xhat += f64::from(*d) * (f64::from(*v) - mean) * inv_std;
+                    }
+                }
+                (sum_dz, sum_dz_xhat)
+            })
+            .collect();
+        if self.params {
+            // dgamma = Σ dz·x̂, dbeta = Σ dz.
+            let mut out: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+            out.extend(sums.iter().map(|s| s.0 as f32));
+            return Ok((CpuStorage::F32(out), Shape::from((2, c))));
+        }
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(plane).enumerate().for_each(|(i, dst)| {
+            let ci = i % c;
+            let (mean, _) = stats[ci];
+            let inv_std = coefficients[ci].2;
+            let (sum_dz, sum_dz_xhat) = sums[ci];
+            let factor = f64::from(gamma[ci]) * inv_std / m;
+            let range = i * plane..(i + 1) * plane;
+            for ((o, v), d) in dst.iter_mut().zip(&x[range.clone()]).zip(&dz[range]) {
+                let xhat = (f64::from(*v) - mean) * inv_std;
+                *o = (factor * (m * f64::from(*d) - sum_dz - xhat * sum_dz_xhat)) as f32;
+            }
+        });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+}
+
 /// Batch norm over channel 1 of `[N, C, …]`, with PyTorch's parameter names and
 /// running-statistics update (momentum 0.1, unbiased running variance).
 pub struct BatchNorm {
@@ -428,6 +613,35 @@ impl BatchNorm {
         })
     }
 
+    /// Training-mode batch norm, ReLU and `pool`×`pool` max pooling as one node.
+    pub fn forward_relu_pool(&self, x: &Tensor, pool: usize) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        self.update_running_stats(&x)?;
+        x.apply_op3(
+            &self.weight,
+            &self.bias,
+            NormReluPool {
+                eps: self.eps,
+                pool,
+            },
+        )
+    }
+
+    fn update_running_stats(&self, x: &Tensor) -> Result<()> {
+        let channels = x.dim(1)?;
+        let stats = x.detach().apply_op1_no_bwd(&ChannelStats)?;
+        let (mean, var) = (stats.get(0)?, stats.get(1)?);
+        let m = (x.elem_count() / channels) as f64;
+        let unbiased = (var * (m / (m - 1.0).max(1.0)))?;
+        self.running_mean.set(
+            &((self.running_mean.as_tensor() * (1.0 - self.momentum))? + (mean * self.momentum)?)?,
+        )?;
+        self.running_var.set(
+            &((self.running_var.as_tensor() * (1.0 - self.momentum))?
+                + (unbiased * self.momentum)?)?,
+        )
+    }
+
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = x.contiguous()?;
         let dims = x.dims().to_vec();
@@ -441,17 +655,7 @@ impl BatchNorm {
                 .broadcast_mul(&scale.reshape(channel_shape.clone())?)?
                 .broadcast_add(&shift.reshape(channel_shape)?);
         }
-        let stats = x.detach().apply_op1_no_bwd(&ChannelStats)?;
-        let (mean, var) = (stats.get(0)?, stats.get(1)?);
-        let m = (x.elem_count() / dims[1]) as f64;
-        let unbiased = (var * (m / (m - 1.0).max(1.0)))?;
-        self.running_mean.set(
-            &((self.running_mean.as_tensor() * (1.0 - self.momentum))? + (mean * self.momentum)?)?,
-        )?;
-        self.running_var.set(
-            &((self.running_var.as_tensor() * (1.0 - self.momentum))?
-                + (unbiased * self.momentum)?)?,
-        )?;
+        self.update_running_stats(&x)?;
         x.apply_op3(&self.weight, &self.bias, BatchNormTrain { eps: self.eps })
     }
 }
@@ -601,6 +805,89 @@ mod tests {
                 .unwrap(),
             values,
             "seeded"
+        );
+    }
+}
+
+#[cfg(test)]
+mod fused_block_tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The fused batch norm + ReLU + pool equals the three separate ops, forward and
+    /// backward (input, gamma and beta).
+    #[test]
+    fn norm_relu_pool_equals_the_separate_ops() {
+        let varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+        let fused_norm = BatchNorm::new(3, vb.pp("a")).unwrap();
+        let plain_norm = BatchNorm::new(3, vb.pp("b")).unwrap();
+        // Non-trivial gamma and beta.
+        {
+            let data = varmap.data().lock().unwrap();
+            for prefix in ["a", "b"] {
+                data[&format!("{prefix}.weight")]
+                    .set(&Tensor::new(&[1.5f32, -0.7, 0.9], &Device::Cpu).unwrap())
+                    .unwrap();
+                data[&format!("{prefix}.bias")]
+                    .set(&Tensor::new(&[0.2f32, 0.1, -0.3], &Device::Cpu).unwrap())
+                    .unwrap();
+            }
+        }
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 3, 6, 6), &Device::Cpu).unwrap())
+            .unwrap();
+        let fused = fused_norm.forward_relu_pool(x.as_tensor(), 2).unwrap();
+        let plain = max_pool2d(
+            &relu(&plain_norm.forward_t(x.as_tensor(), true).unwrap()).unwrap(),
+            2,
+        )
+        .unwrap();
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(diff(&fused, &plain) < 1e-5, "forward");
+        let mix = Tensor::randn(0f32, 1.0, fused.shape(), &Device::Cpu).unwrap();
+        let g1 = (&fused * &mix)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (&plain * &mix)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(
+            diff(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-4,
+            "input gradient"
+        );
+        let data = varmap.data().lock().unwrap();
+        for name in ["weight", "bias"] {
+            let a = g1.get(&data[&format!("a.{name}")]).unwrap();
+            let b = g2.get(&data[&format!("b.{name}")]).unwrap();
+            assert!(diff(a, b) < 1e-4, "{name} gradient");
+        }
+        // Running statistics moved the same way.
+        assert!(
+            diff(
+                data["a.running_mean"].as_tensor(),
+                data["b.running_mean"].as_tensor()
+            ) < 1e-6
+        );
+        assert!(
+            diff(
+                data["a.running_var"].as_tensor(),
+                data["b.running_var"].as_tensor()
+            ) < 1e-6
         );
     }
 }
