@@ -1,3 +1,5 @@
+//! Unit tests of the run matrix: placement, column statistics, filters, orders, word diff.
+
 use super::*;
 use crate::store::RunStatus;
 

@@ -198,37 +198,32 @@ fn draw_comparison(a: i64, b: i64, comparison: &Comparison, area: Rect, buf: &mu
         ]));
     }
     lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        format!(
-            "{} regressions (passed in run {a}, fail in run {b})",
-            comparison.regressions.len()
+    let sections = [
+        (
+            "regressions (passed in run {a}, fail in run {b})",
+            &comparison.regressions,
+            fail_style(),
         ),
-        fail_style(),
-    ));
-    for change in &comparison.regressions {
-        lines.push(Line::raw(format!(
-            "  {} · {}: {:?} → {:?}",
-            change.column,
-            change.case,
-            truncate(&change.output_a, 40),
-            truncate(&change.output_b, 40)
-        )));
-    }
-    lines.push(Line::styled(
-        format!(
-            "{} fixes (failed in run {a}, pass in run {b})",
-            comparison.fixes.len()
+        (
+            "fixes (failed in run {a}, pass in run {b})",
+            &comparison.fixes,
+            pass_style(),
         ),
-        pass_style(),
-    ));
-    for change in &comparison.fixes {
-        lines.push(Line::raw(format!(
-            "  {} · {}: {:?} → {:?}",
-            change.column,
-            change.case,
-            truncate(&change.output_a, 40),
-            truncate(&change.output_b, 40)
-        )));
+    ];
+    for (heading, changes, style) in sections {
+        let heading = heading
+            .replace("{a}", &a.to_string())
+            .replace("{b}", &b.to_string());
+        lines.push(Line::styled(format!("{} {heading}", changes.len()), style));
+        for change in changes {
+            lines.push(Line::raw(format!(
+                "  {} · {}: {:?} → {:?}",
+                change.column,
+                change.case,
+                truncate(&change.output_a, 40),
+                truncate(&change.output_b, 40)
+            )));
+        }
     }
     Paragraph::new(Text::from(lines))
         .wrap(Wrap { trim: false })
