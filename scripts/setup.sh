@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # From a fresh machine to a first evaluation: installs the build prerequisites, fetches
-# the test models into ~/.cache/promptlab/models, builds promptlab (release), lists the
-# models and evaluates the shipped examples on SmolLM2.
+# the test models into ~/.cache/promptlab/models and the detector and photos into
+# ~/.cache/promptlab/vision, builds promptlab (release), lists the models and evaluates the
+# shipped examples on SmolLM2 and the detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
 
 bash scripts/install-prereqs.sh
 bash scripts/fetch-models.sh
+bash scripts/fetch-vision.sh
 cargo build --release --locked
 bin="$CARGO_TARGET_DIR/release/promptlab"
 mkdir -p reports
@@ -32,5 +34,8 @@ evaluate eval-sets/extraction.yaml --rows 0 -o reports/extraction.md
 echo
 echo "== prompt improvement on SmolLM2"
 evaluate eval-sets/prompt-improvement.yaml --models smollm2 --rows 0 -o reports/prompt-improvement.md
+echo
+echo "== people detection: a YOLO detector at two confidence floors"
+evaluate eval-sets/people-detection.yaml --rows 0 -o reports/people-detection.md
 echo
 echo "promptlab is built at $bin; reports are in reports/"

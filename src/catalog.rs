@@ -29,6 +29,63 @@ pub struct ModelEntry {
     /// image path as its prompt and answers with a label.
     #[serde(default, skip_serializing_if = "ModelKind::is_gguf")]
     pub kind: ModelKind,
+    /// For `kind: yolo-detector`: the filters applied to every image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect: Option<DetectSettings>,
+}
+
+/// How a catalog detector filters its boxes. Two entries with the same file and different
+/// settings are two columns, so thresholds can be compared like prompts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectSettings {
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f32,
+    #[serde(default = "default_iou")]
+    pub iou: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_class: Option<usize>,
+    /// Model class name → reported name (alike names merge).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rename: BTreeMap<String, String>,
+    /// Class names file, relative to the catalog (default: the model's metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<PathBuf>,
+}
+
+fn default_min_confidence() -> f32 {
+    0.25
+}
+
+fn default_iou() -> f32 {
+    0.45
+}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        DetectSettings {
+            min_confidence: default_min_confidence(),
+            iou: default_iou(),
+            classes: None,
+            max_per_class: None,
+            rename: BTreeMap::new(),
+            names: None,
+        }
+    }
+}
+
+impl DetectSettings {
+    pub fn options(&self) -> crate::vision::detect::DetectOptions {
+        crate::vision::detect::DetectOptions {
+            classes: self.classes.clone(),
+            max_per_class: self.max_per_class,
+            min_confidence: self.min_confidence,
+            iou_threshold: self.iou,
+            rename: self.rename.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +95,8 @@ pub enum ModelKind {
     Gguf,
     /// A digit CNN trained with `promptlab vision digits train` (safetensors + card).
     DigitCnn,
+    /// An Ultralytics YOLO ONNX export; answers with the boxes it finds, as JSON.
+    YoloDetector,
 }
 
 impl ModelKind {
@@ -105,6 +164,11 @@ impl ModelCatalog {
             }
             if entry.path.is_relative() {
                 entry.path = base.join(&entry.path);
+            }
+            if let Some(names) = entry.detect.as_mut().and_then(|d| d.names.as_mut())
+                && names.is_relative()
+            {
+                *names = base.join(&*names);
             }
             models.insert(name, entry);
         }

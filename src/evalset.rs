@@ -82,6 +82,22 @@ fn yes() -> bool {
 pub struct MetricsSpec {
     #[serde(default)]
     pub classification: Option<ClassificationSpec>,
+    #[serde(default)]
+    pub detection: Option<DetectionSpec>,
+}
+
+/// Detection metrics over a detector's column: each case's `expected` is its list of boxes
+/// (`{label, box: [x1, y1, x2, y2]}`), the output the boxes found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSpec {
+    /// IoU at which precision and recall are counted (AP uses COCO's thresholds).
+    #[serde(default = "half")]
+    pub iou: f64,
+}
+
+fn half() -> f64 {
+    crate::score::assertion::DEFAULT_BOX_IOU
 }
 
 #[derive(Debug, Clone, Deserialize)]

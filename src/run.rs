@@ -14,6 +14,7 @@ use crate::engine::{FinishReason, GenerationRequest};
 use crate::prompt::RenderedPrompt;
 use crate::score::assertion::{Assertion, AssertionOutcome};
 use crate::score::classification::ClassificationReport;
+use crate::score::detection::DetectionReport;
 
 pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, execute};
 pub use plan::{PlanError, RunOptions, plan};
@@ -125,6 +126,9 @@ pub struct RunResult {
     pub summaries: Vec<ColumnSummary>,
     /// Per column, when the eval set asks for classification metrics.
     pub classification: Vec<Option<ClassificationReport>>,
+    /// Per column, when the eval set asks for detection metrics.
+    #[serde(default)]
+    pub detection: Vec<Option<DetectionReport>>,
 }
 
 impl RunResult {

@@ -3,6 +3,7 @@
 
 pub mod assertion;
 pub mod classification;
+pub mod detection;
 
 use serde_json::Value;
 

@@ -214,6 +214,15 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
             ));
         }
     }
+    for (index, report) in result.detection.iter().enumerate() {
+        if let Some(report) = report {
+            text.push_str(&format!(
+                "\nDetection · {}\n{}\n",
+                result.columns[index].id,
+                report.to_text()
+            ));
+        }
+    }
     let failures = report::failures_text(&result, 20);
     if !failures.is_empty() {
         text.push_str(&format!("\n{failures}\n"));

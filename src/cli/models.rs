@@ -74,6 +74,26 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             ]);
             continue;
         }
+        if entry.kind == promptlab::catalog::ModelKind::YoloDetector {
+            let size = std::fs::metadata(&entry.path).map(|m| human_bytes(m.len()));
+            if size.is_err() {
+                problems.push(format!(
+                    "{}: detector not found (scripts/fetch-vision.sh fetches the sample one)",
+                    entry.path.display()
+                ));
+            }
+            table.add_row([
+                name.clone(),
+                "YOLO detector (ONNX)".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                "no".into(),
+                size.unwrap_or_default(),
+                entry.path.display().to_string(),
+            ]);
+            continue;
+        }
         match GgufInfo::read(&entry.path) {
             Ok(info) => {
                 table.add_row([

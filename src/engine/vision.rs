@@ -1,6 +1,7 @@
 //! Vision models as engines, so an eval set can target them like a language model: the
 //! prompt is an image path (made absolute when the run is planned) and the answer is
-//! the predicted label. Scoring, the matrix, the run store and reports stay the same.
+//! the predicted label (a classifier) or the boxes found as JSON (a detector). Scoring,
+//! the matrix, the run store and reports stay the same.
 
 use std::path::Path;
 use std::time::Instant;
@@ -9,7 +10,9 @@ use super::{
     Capabilities, Engine, EngineError, FinishReason, Flow, Generation, GenerationEvent,
     GenerationRequest,
 };
+use crate::catalog::DetectSettings;
 use crate::prompt::RenderedPrompt;
+use crate::vision::detect::{DetectOptions, Detection, Detector};
 use crate::vision::image_input;
 use crate::vision::train::DigitClassifier;
 
@@ -45,12 +48,7 @@ impl DigitEngine {
 
 impl Engine for DigitEngine {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            chat_template: false,
-            grammar: false,
-            parallel_sequences: 1,
-            context_size: 0,
-        }
+        one_at_a_time()
     }
 
     fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
@@ -66,27 +64,124 @@ impl Engine for DigitEngine {
         requests: &[GenerationRequest],
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) {
-        for (index, request) in requests.iter().enumerate() {
-            if on_event(GenerationEvent::Started(index)) == Flow::Stop {
-                return;
+        answer_each(requests, on_event, |prompt| self.classify(prompt));
+    }
+}
+
+/// A YOLO detector with the catalog entry's filters: answers with
+/// `{"objects": [{"label", "confidence", "box": [x1, y1, x2, y2]}]}`.
+pub struct DetectEngine {
+    detector: Detector,
+    options: DetectOptions,
+}
+
+impl DetectEngine {
+    pub fn load(
+        model: &Path,
+        settings: &DetectSettings,
+        threads: usize,
+    ) -> Result<DetectEngine, EngineError> {
+        let detector = Detector::load(model, settings.names.as_deref(), None, threads)
+            .map_err(|e| EngineError::Load(e.to_string()))?;
+        Ok(DetectEngine {
+            detector,
+            options: settings.options(),
+        })
+    }
+
+    fn detect(&mut self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
+        let path = prompt.to_plain_text();
+        let path = Path::new(path.trim());
+        let image = image::open(path).map_err(|e| {
+            EngineError::Generation(format!(
+                "{}: not a readable image (PNG or JPEG expected): {e}",
+                path.display()
+            ))
+        })?;
+        let (detections, _) = self
+            .detector
+            .detect(&image, &self.options)
+            .map_err(|e| EngineError::Generation(e.to_string()))?;
+        Ok(detections_json(&detections))
+    }
+}
+
+/// Rounded so that the text (which is cached and diffed) does not flicker in the last digits.
+pub fn detections_json(detections: &[Detection]) -> String {
+    let round = |x: f32, places: i32| {
+        let scale = 10f64.powi(places);
+        (f64::from(x) * scale).round() / scale
+    };
+    let objects: Vec<serde_json::Value> = detections
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "label": d.label,
+                "confidence": round(d.confidence, 3),
+                "box": d.bbox.map(|v| round(v, 1)),
+            })
+        })
+        .collect();
+    serde_json::json!({ "objects": objects }).to_string()
+}
+
+impl Engine for DetectEngine {
+    fn capabilities(&self) -> Capabilities {
+        one_at_a_time()
+    }
+
+    fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
+        Ok(prompt.to_plain_text())
+    }
+
+    fn count_tokens(&self, _text: &str) -> Result<usize, EngineError> {
+        Ok(0)
+    }
+
+    fn generate_batch(
+        &mut self,
+        requests: &[GenerationRequest],
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) {
+        answer_each(requests, on_event, |prompt| self.detect(prompt));
+    }
+}
+
+fn one_at_a_time() -> Capabilities {
+    Capabilities {
+        chat_template: false,
+        grammar: false,
+        parallel_sequences: 1,
+        context_size: 0,
+    }
+}
+
+/// Runs each request in turn, reporting it as one "token" of output.
+fn answer_each(
+    requests: &[GenerationRequest],
+    on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    mut answer: impl FnMut(&RenderedPrompt) -> Result<String, EngineError>,
+) {
+    for (index, request) in requests.iter().enumerate() {
+        if on_event(GenerationEvent::Started(index)) == Flow::Stop {
+            return;
+        }
+        let started = Instant::now();
+        let result = answer(&request.prompt).map(|text| {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            Generation {
+                text,
+                finish: FinishReason::EndOfText,
+                prompt_tokens: 0,
+                completion_tokens: 1,
+                ttft_ms: ms,
+                total_ms: ms,
+                prompt_tokens_per_s: None,
+                tokens_per_s: None,
             }
-            let started = Instant::now();
-            let result = self.classify(&request.prompt).map(|label| {
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                Generation {
-                    text: label,
-                    finish: FinishReason::EndOfText,
-                    prompt_tokens: 0,
-                    completion_tokens: 1,
-                    ttft_ms: ms,
-                    total_ms: ms,
-                    prompt_tokens_per_s: None,
-                    tokens_per_s: None,
-                }
-            });
-            if on_event(GenerationEvent::Finished(index, result)) == Flow::Stop {
-                return;
-            }
+        });
+        if on_event(GenerationEvent::Finished(index, result)) == Flow::Stop {
+            return;
         }
     }
 }

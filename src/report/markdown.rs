@@ -33,6 +33,15 @@ pub(super) fn render(result: &RunResult) -> String {
                 .unwrap_or_else(|| "–".into())
         ));
     }
+    for (index, report) in result.detection.iter().enumerate() {
+        if let Some(report) = report {
+            out.push_str(&format!(
+                "\n## Detection: {}\n\n{}\n",
+                escape(&result.columns[index].id),
+                escape(&report.to_text())
+            ));
+        }
+    }
     for (index, report) in result.classification.iter().enumerate() {
         if let Some(report) = report {
             out.push_str(&format!(

@@ -86,6 +86,10 @@ fn summary(result: &RunResult) -> String {
     if has_classification {
         header.extend(["accuracy", "macro F1"]);
     }
+    let has_detection = result.detection.iter().any(Option::is_some);
+    if has_detection {
+        header.extend(["AP@0.5", "mAP@.5:.95"]);
+    }
     table.set_header(header);
     for (index, s) in result.summaries.iter().enumerate() {
         let mut row = vec![
@@ -105,6 +109,15 @@ fn summary(result: &RunResult) -> String {
                 Some(report) => {
                     row.push(format!("{:.3}", report.accuracy));
                     row.push(format!("{:.3}", report.macro_avg.f1));
+                }
+                None => row.extend(["–".to_string(), "–".to_string()]),
+            }
+        }
+        if has_detection {
+            match result.detection.get(index).and_then(Option::as_ref) {
+                Some(report) => {
+                    row.push(format!("{:.3}", report.ap_50));
+                    row.push(format!("{:.3}", report.map_50_95));
                 }
                 None => row.extend(["–".to_string(), "–".to_string()]),
             }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::record::Recording;
-use super::summary::{classification_reports, summarize};
+use super::summary::{classification_reports, detection_reports, summarize};
 use super::{CellResult, RunPlan, RunResult};
 use crate::catalog::ModelRef;
 use crate::engine::echo::EchoEngine;
@@ -177,6 +177,7 @@ pub fn execute(
     let cells: Vec<CellResult> = results.into_iter().flatten().collect();
     let summaries = summarize(plan, &cells);
     let classification = classification_reports(plan, &cells);
+    let detection = detection_reports(plan, &cells);
     Ok(RunResult {
         eval_set: plan.eval_set.name.clone(),
         eval_set_path: plan.eval_set.source.display().to_string(),
@@ -188,6 +189,7 @@ pub fn execute(
         cells,
         summaries,
         classification,
+        detection,
     })
 }
 
@@ -198,6 +200,19 @@ fn spawn_worker(model: &ModelRef, options: &ExecuteOptions) -> Result<EngineWork
             let path = entry.path.clone();
             EngineWorker::spawn(&model.name, move || {
                 Ok(Box::new(crate::engine::vision::DigitEngine::load(&path)?) as Box<dyn Engine>)
+            })
+        }
+        Some(entry) if entry.kind == crate::catalog::ModelKind::YoloDetector => {
+            let path = entry.path.clone();
+            let settings = entry.detect.clone().unwrap_or_default();
+            let threads = options.threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                |t| t as usize,
+            );
+            EngineWorker::spawn(&model.name, move || {
+                Ok(Box::new(crate::engine::vision::DetectEngine::load(
+                    &path, &settings, threads,
+                )?) as Box<dyn Engine>)
             })
         }
         Some(entry) => {

@@ -171,6 +171,25 @@ pub fn plan(
         }
     }
 
+    if eval_set.metrics.detection.is_some() {
+        // A case without readable boxes would silently drop out of the metrics.
+        for case in &cases {
+            let boxes = case
+                .expected
+                .as_ref()
+                .ok_or_else(|| "no `expected` boxes".to_string())
+                .and_then(crate::score::detection::parse_boxes);
+            if let Err(message) = boxes {
+                return Err(PlanError::Case {
+                    origin: case.origin.clone(),
+                    message: format!(
+                        "metrics.detection needs `expected` as a list of boxes `{{label, box: [x1, y1, x2, y2]}}` (`[]` for none): {message}"
+                    ),
+                });
+            }
+        }
+    }
+
     let mut columns = Vec::new();
     let mut column_models = Vec::new();
     let mut column_identities: Vec<String> = Vec::new();
@@ -280,6 +299,20 @@ fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
                 .map_err(|e| fail(format!("{}: cannot read: {e}", card.display())))?,
         );
         return Ok((false, format!("digit-cnn:{}", hex_sha256(&bytes))));
+    }
+    if entry.kind == crate::catalog::ModelKind::YoloDetector {
+        // Loading checks ONNX Runtime, the file and its input now rather than per cell.
+        let settings = entry.detect.clone().unwrap_or_default();
+        crate::vision::detect::Detector::load(&entry.path, settings.names.as_deref(), None, 1)
+            .map_err(|e| fail(e.to_string()))?;
+        let mut bytes = std::fs::read(&entry.path)
+            .map_err(|e| fail(format!("{}: cannot read: {e}", entry.path.display())))?;
+        if let Some(names) = &settings.names {
+            bytes.extend(std::fs::read(names).unwrap_or_default());
+        }
+        // The filters change the answer, so they are part of the model's identity.
+        bytes.extend(serde_json::to_vec(&settings).unwrap_or_default());
+        return Ok((false, format!("yolo-detector:{}", hex_sha256(&bytes))));
     }
     let info = GgufInfo::read(&entry.path).map_err(|e| fail(e.to_string()))?;
     let mut header = Vec::new();

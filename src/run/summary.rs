@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CellResult, RunPlan};
 use crate::score::classification::{ClassificationReport, classification_report};
+use crate::score::detection::{DetectionReport, detection_report, parse_boxes};
 use crate::score::{expected_label, normalize_label, predicted_label};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +80,32 @@ fn mean_of_ran(cells: &[&CellResult], f: impl Fn(&CellResult) -> f64) -> f64 {
     } else {
         ran.iter().sum::<f64>() / ran.len() as f64
     }
+}
+
+pub(super) fn detection_reports(
+    plan: &RunPlan,
+    cells: &[CellResult],
+) -> Vec<Option<DetectionReport>> {
+    let Some(spec) = plan.eval_set.metrics.detection.as_ref() else {
+        return vec![None; plan.columns.len()];
+    };
+    (0..plan.columns.len())
+        .map(|column| {
+            let cases: Vec<_> = cells
+                .iter()
+                .filter(|c| c.column == column)
+                .filter_map(|cell| {
+                    // Checked when the run was planned.
+                    let expected = parse_boxes(plan.cases[cell.case].expected.as_ref()?).ok()?;
+                    let found = serde_json::from_str::<serde_json::Value>(&cell.output)
+                        .ok()
+                        .and_then(|v| parse_boxes(&v).ok());
+                    Some((expected, found))
+                })
+                .collect();
+            (!cases.is_empty()).then(|| detection_report(&cases, spec.iou))
+        })
+        .collect()
 }
 
 pub(super) fn classification_reports(

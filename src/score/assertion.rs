@@ -27,11 +27,13 @@ use text::*;
 pub const ASSERTION_TYPES: &[&str] = &[
     "equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any",
     "icontains-all", "starts-with", "regex", "is-json", "contains-json", "json-path",
-    "word-count", "character-count", "length", "levenshtein", "latency",
+    "word-count", "character-count", "length", "levenshtein", "latency", "boxes-match",
 ];
 
 /// promptfoo's default maximum edit distance for `levenshtein`.
 const DEFAULT_LEVENSHTEIN_DISTANCE: f64 = 5.0;
+/// COCO's usual match threshold, and the default for `boxes-match`.
+pub const DEFAULT_BOX_IOU: f64 = 0.5;
 /// How much of the output (or of a value) a reason quotes.
 const EXCERPT_CHARS: usize = 80;
 
@@ -55,6 +57,9 @@ pub struct AssertionSpec {
     pub min: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    /// `boxes-match`: the IoU at which a found box matches an expected one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iou: Option<f64>,
 }
 
 /// One assertion as written in YAML (`assert:` lists in eval sets), already parsed and validated.
@@ -105,6 +110,12 @@ pub enum AssertionKind {
     },
     /// The maximum latency in milliseconds is the assertion's (required) threshold.
     Latency,
+    /// Detector output against expected boxes; the score is the F1 of the match and the
+    /// threshold its minimum (default 1: every box found, nothing extra).
+    BoxesMatch {
+        expected: Vec<crate::score::detection::LabelledRect>,
+        iou: f64,
+    },
 }
 
 /// A compiled regex; equality is by source text.
@@ -249,6 +260,7 @@ impl AssertionKind {
             Length { .. } => "character-count",
             Levenshtein { .. } => "levenshtein",
             Latency => "latency",
+            BoxesMatch { .. } => "boxes-match",
         }
     }
 }
@@ -274,6 +286,7 @@ impl Assertion {
             "levenshtein" | "latency" => &["threshold"],
             "json-path" => &["path"],
             "word-count" | "character-count" => &["min", "max"],
+            "boxes-match" => &["threshold", "iou"],
             _ => &[],
         };
         let given = [
@@ -281,6 +294,7 @@ impl Assertion {
             ("path", spec.path.is_some()),
             ("min", spec.min.is_some()),
             ("max", spec.max.is_some()),
+            ("iou", spec.iou.is_some()),
         ];
         if let Some((field, _)) = given.iter().find(|(f, set)| *set && !takes.contains(f)) {
             return Err(AssertionError::UnexpectedField(base.into(), field));
@@ -320,9 +334,14 @@ impl Assertion {
                 (None, b) => json!({"max": b}),
             }),
             Latency => None,
+            BoxesMatch { expected, .. } => Some(boxes_value(expected)),
         };
         let path = match &self.kind {
             JsonPath { path, .. } => Some(path.source.clone()),
+            _ => None,
+        };
+        let iou = match &self.kind {
+            BoxesMatch { iou, .. } => Some(*iou),
             _ => None,
         };
         AssertionSpec {
@@ -334,10 +353,14 @@ impl Assertion {
             path,
             min: None,
             max: None,
+            iou,
         }
     }
 
     pub fn check(&self, input: &CheckInput) -> AssertionOutcome {
+        if let AssertionKind::BoxesMatch { expected, iou } = &self.kind {
+            return self.check_boxes(expected, *iou, input);
+        }
         let (passed, reason) = match self.evaluate(input) {
             // Could not be evaluated at all, so the negated form fails too.
             Err(why) => (false, Some(why)),
@@ -358,6 +381,49 @@ impl Assertion {
             weight: self.weight,
             // Excerpts are escaped, but library messages (serde, jsonschema) might not be.
             reason: reason.map(|r| r.replace(['\n', '\r'], " ")),
+        }
+    }
+
+    /// Scored by F1, so a detector that finds 3 of 4 people scores 0.86 rather than 0.
+    fn check_boxes(
+        &self,
+        expected: &[crate::score::detection::LabelledRect],
+        iou: f64,
+        input: &CheckInput,
+    ) -> AssertionOutcome {
+        use crate::score::detection::{describe_match, match_boxes, parse_boxes};
+        let minimum = self.threshold.unwrap_or(1.0);
+        let (passed, score, reason) = match serde_json::from_str::<Value>(input.output)
+            .map_err(|e| e.to_string())
+            .and_then(|v| parse_boxes(&v))
+        {
+            Err(why) => (
+                false,
+                0.0,
+                format!(
+                    "output is not a list of boxes ({why}): {}",
+                    excerpt(input.output)
+                ),
+            ),
+            Ok(found) => {
+                let result = match_boxes(expected, &found, iou);
+                let f1 = result.f1();
+                let held = f1 + 1e-9 >= minimum;
+                let not = if self.negated { "not " } else { "" };
+                let reason = format!(
+                    "expected the boxes {not}to match with F1 ≥ {minimum}, F1 was {f1:.3}: {}",
+                    describe_match(&result, iou)
+                );
+                let score = if self.negated { 1.0 - f1 } else { f1 };
+                (held != self.negated, score, reason)
+            }
+        };
+        AssertionOutcome {
+            assertion: self.type_name(),
+            passed,
+            score,
+            weight: self.weight,
+            reason: (!passed).then_some(reason),
         }
     }
 
@@ -478,6 +544,7 @@ impl Assertion {
                     format!("it took {ms} ms"),
                 )
             }
+            BoxesMatch { .. } => return Err("boxes are checked by check_boxes".into()),
         })
     }
 
@@ -516,9 +583,19 @@ impl Assertion {
                 let max = self.threshold.unwrap_or(0.0);
                 return ("latency", format!("be at most {max} ms"));
             }
+            BoxesMatch { expected, .. } => format!("match {} boxes", expected.len()),
         };
         ("output", predicate)
     }
+}
+
+fn boxes_value(boxes: &[crate::score::detection::LabelledRect]) -> Value {
+    Value::Array(
+        boxes
+            .iter()
+            .map(|b| json!({"label": b.label, "box": b.bbox}))
+            .collect(),
+    )
 }
 
 /// Combine outcomes: score = weighted mean of scores (weight-0 assertions don't count; with

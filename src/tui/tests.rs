@@ -45,6 +45,7 @@ fn tiny_model() -> ModelFile {
             context_size: None,
             params: Default::default(),
             kind: Default::default(),
+            detect: None,
         },
         info: Ok(GgufInfo {
             version: 3,

@@ -3,6 +3,7 @@
 //! the `[1, 4 + classes, boxes]` head, class-aware non-maximum suppression, and the
 //! user's filters (classes, objects per class, minimum confidence).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -29,6 +30,10 @@ pub struct DetectOptions {
     pub min_confidence: f32,
     /// Boxes of one class overlapping more than this are the same object.
     pub iou_threshold: f32,
+    /// Model class name → the name reported. Classes renamed alike become one class,
+    /// for filtering and suppression too (e.g. a fall detector's `Normal` and `Fall`
+    /// both as `person`).
+    pub rename: BTreeMap<String, String>,
 }
 
 impl Default for DetectOptions {
@@ -38,6 +43,7 @@ impl Default for DetectOptions {
             max_per_class: None,
             min_confidence: 0.25,
             iou_threshold: 0.45,
+            rename: BTreeMap::new(),
         }
     }
 }
@@ -199,28 +205,27 @@ impl Detector {
             return Err(not_a_head(&self.model_path, &dims));
         }
         let classes = rows - 4;
-        let names: Vec<String> = (0..classes)
-            .map(|c| {
-                self.names
-                    .get(c)
-                    .cloned()
-                    .unwrap_or_else(|| format!("class{c}"))
-            })
+        let names = reported_names(&self.names, classes, &options.rename)?;
+        // One id per reported name: renamed-alike classes share the first one's id.
+        let group: Vec<usize> = names
+            .iter()
+            .map(|n| names.iter().position(|m| m == n).unwrap_or(0))
             .collect();
         let wanted: Option<Vec<usize>> = match &options.classes {
             None => None,
             Some(list) => {
                 let mut ids = Vec::new();
                 for name in list {
-                    match names.iter().position(|n| n.eq_ignore_ascii_case(name)) {
-                        Some(id) => ids.push(id),
-                        None => {
-                            return Err(VisionError::Invalid(format!(
-                                "unknown class `{name}`: this model knows {}",
-                                names.join(", ")
-                            )));
-                        }
+                    let matching: Vec<usize> = (0..classes)
+                        .filter(|&c| names[c].eq_ignore_ascii_case(name))
+                        .collect();
+                    if matching.is_empty() {
+                        return Err(VisionError::Invalid(format!(
+                            "unknown class `{name}`: this model knows {}",
+                            distinct(&names).join(", ")
+                        )));
                     }
+                    ids.extend(matching);
                 }
                 Some(ids)
             }
@@ -232,6 +237,13 @@ impl Detector {
             options.min_confidence,
             wanted.as_deref(),
         );
+        let candidates = candidates
+            .into_iter()
+            .map(|c| Candidate {
+                class_id: group[c.class_id],
+                ..c
+            })
+            .collect();
         let kept = non_max_suppression(candidates, options.iou_threshold, options.max_per_class);
         let (iw, ih) = image.dimensions();
         let detections = kept
@@ -254,6 +266,38 @@ impl Detector {
         timing.postprocess_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok((detections, timing))
     }
+}
+
+/// The model's class names (`class{i}` where unknown) after the user's renames; a rename
+/// of a class the model does not have is refused rather than silently ignored.
+fn reported_names(
+    known: &[String],
+    classes: usize,
+    rename: &BTreeMap<String, String>,
+) -> Result<Vec<String>, VisionError> {
+    let names: Vec<String> = (0..classes)
+        .map(|c| known.get(c).cloned().unwrap_or_else(|| format!("class{c}")))
+        .collect();
+    if let Some(missing) = rename.keys().find(|k| !names.contains(k)) {
+        return Err(VisionError::Invalid(format!(
+            "cannot rename `{missing}`: this model knows {}",
+            names.join(", ")
+        )));
+    }
+    Ok(names
+        .into_iter()
+        .map(|n| rename.get(&n).cloned().unwrap_or(n))
+        .collect())
+}
+
+fn distinct(names: &[String]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for name in names {
+        if !seen.contains(name) {
+            seen.push(name.clone());
+        }
+    }
+    seen
 }
 
 fn not_a_head(model: &Path, dims: &[i64]) -> VisionError {

@@ -64,3 +64,32 @@ pub fn promptlab(args: &[&str], cwd: &Path) -> Output {
         .output()
         .expect("run promptlab")
 }
+
+/// Both streams, for assertions and failure messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Where scripts/fetch-vision.sh keeps ONNX Runtime, the detector and the photos.
+pub fn vision_cache() -> PathBuf {
+    std::env::var_os("PROMPTLAB_VISION_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/promptlab/vision")
+        })
+}
+
+/// A file in the vision cache; a missing one is a setup error, not a skipped test.
+pub fn vision_asset(relative: &str) -> String {
+    let path = vision_cache().join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-vision.sh",
+        path.display()
+    );
+    path.display().to_string()
+}

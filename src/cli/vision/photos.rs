@@ -45,6 +45,10 @@ pub struct DetectArgs {
     /// Class names: one per line, or a YAML file with `names:` (default: the model's metadata).
     #[arg(long)]
     names: Option<PathBuf>,
+    /// Report classes under other names, e.g. `Normal=person,Fall=person`; classes renamed
+    /// alike are merged (one class for --classes, --max-per-class and suppression).
+    #[arg(long, value_delimiter = ',', value_name = "FROM=TO", value_parser = parse_rename)]
+    rename: Vec<(String, String)>,
     /// libonnxruntime.so (default: ORT_DYLIB_PATH, then the cache scripts/fetch-vision.sh fills).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
@@ -60,6 +64,17 @@ pub struct DetectArgs {
     /// Run N times and report the median timings (a benchmark).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+}
+
+fn parse_rename(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+            Ok((from.trim().to_string(), to.trim().to_string()))
+        }
+        _ => Err(format!(
+            "expected FROM=TO (e.g. Normal=person), got `{text}`"
+        )),
+    }
 }
 
 pub(super) fn classify_command(
@@ -125,6 +140,7 @@ pub(super) fn detect_command(args: DetectArgs) -> Result<Outcome> {
         max_per_class: args.max_per_class,
         min_confidence: args.min_conf,
         iou_threshold: args.iou,
+        rename: args.rename.iter().cloned().collect(),
     };
     let mut runs = Vec::new();
     for _ in 0..args.repeat {

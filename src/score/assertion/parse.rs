@@ -100,6 +100,23 @@ pub(super) fn parse_kind(
         }
         "latency" if spec.threshold.is_none() => return Err(AssertionError::MissingThreshold),
         "latency" => Latency,
+        "boxes-match" => {
+            let expected = "a list of boxes `{label, box: [x1, y1, x2, y2]}` (e.g. `value: \"{{ expected }}\"`)";
+            let boxes = value.ok_or_else(|| invalid(expected))?;
+            let boxes = crate::score::detection::parse_boxes(boxes)
+                .map_err(|e| invalid(&format!("{expected}: {e}")))?;
+            let iou = spec.iou.unwrap_or(DEFAULT_BOX_IOU);
+            if !(iou > 0.0 && iou <= 1.0) {
+                return Err(invalid(&format!("`iou` between 0 and 1, got {iou}")));
+            }
+            if spec.threshold.is_some_and(|t| t > 1.0) {
+                return Err(invalid("a `threshold` (minimum F1) between 0 and 1"));
+            }
+            BoxesMatch {
+                expected: boxes,
+                iou,
+            }
+        }
         _ => return Err(unknown_type(&spec.kind, false, base)),
     })
 }

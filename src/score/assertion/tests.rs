@@ -158,6 +158,12 @@ const CASES: &str = r#"
 - {assert: {type: latency, threshold: 500}, output: x, latency_ms: 500, pass: true}
 - {assert: {type: latency, threshold: 500}, output: x, latency_ms: 812, pass: false, reason: 'expected latency to be at most 500 ms; it took 812 ms'}
 - {assert: {type: latency, threshold: 500}, output: x, pass: false, unjudgeable: true, reason: not measured}
+
+# boxes-match: F1 of the match (all or nothing here); output that is not boxes fails both forms
+- {assert: {type: boxes-match, value: [{label: cat, box: [0, 0, 10, 10]}]}, output: '{"objects": [{"label": "cat", "confidence": 0.9, "box": [1, 0, 10, 10]}]}', pass: true}
+- {assert: {type: boxes-match, value: [{label: cat, box: [0, 0, 10, 10]}]}, output: '{"objects": [{"label": "dog", "confidence": 0.9, "box": [0, 0, 10, 10]}]}', pass: false, reason: 'F1 was 0.000: 0 of 1 expected box found at IoU ≥ 0.5; missed cat [0, 0, 10, 10]; 1 extra: dog'}
+- {assert: {type: boxes-match, value: []}, output: '[]', pass: true}
+- {assert: {type: boxes-match, value: []}, output: 'two cats', pass: false, unjudgeable: true, reason: not a list of boxes}
 "#;
 
 fn parse(yaml: &str) -> Result<Assertion, AssertionError> {
@@ -513,6 +519,7 @@ fn spec(kind: &str) -> AssertionSpec {
         path: None,
         min: None,
         max: None,
+        iou: None,
     }
 }
 
@@ -573,4 +580,48 @@ fn long_outputs_stay_cheap() {
     // Many unmatched braces do not blow up contains-json.
     let braces = format!("{}{}", "{".repeat(20_000), "{\"ok\": 1}");
     assert!(run(&parse("{type: contains-json}").unwrap(), &braces).passed);
+}
+
+#[test]
+fn boxes_match_scores_f1_and_names_missed_and_extra_boxes() {
+    let assertion = parse(
+        "{type: boxes-match, iou: 0.5, threshold: 0.8, value: [{label: person, box: [0, 0, 10, 10]}, {label: person, box: [20, 0, 30, 10]}]}",
+    )
+    .unwrap();
+    let both = r#"{"objects": [{"label": "person", "confidence": 0.9, "box": [0, 0, 10, 9]}, {"label": "person", "confidence": 0.8, "box": [21, 0, 30, 10]}]}"#;
+    let o = run(&assertion, both);
+    assert!(o.passed && (o.score - 1.0).abs() < 1e-12, "{o:?}");
+    let one = r#"{"objects": [{"label": "person", "confidence": 0.9, "box": [0, 0, 10, 9]}]}"#;
+    let o = run(&assertion, one);
+    assert!(!o.passed && (o.score - 2.0 / 3.0).abs() < 1e-12, "{o:?}");
+    let reason = o.reason.unwrap();
+    assert!(
+        reason.contains(
+            "F1 was 0.667: 1 of 2 expected boxes found at IoU ≥ 0.5; missed person [20, 0, 30, 10]"
+        ),
+        "{reason}"
+    );
+    let o = run(&assertion, "I see two people");
+    assert!(!o.passed && o.score == 0.0 && o.reason.unwrap().contains("not a list of boxes"));
+    // An empty expectation passes only when nothing is found.
+    let none = parse("{type: boxes-match, value: []}").unwrap();
+    assert!(run(&none, r#"{"objects": []}"#).passed);
+    assert!(!run(&none, one).passed);
+    // Round trip and config errors.
+    assert_eq!(
+        Assertion::from_spec(&assertion.to_spec()).unwrap(),
+        assertion
+    );
+    let err = parse("{type: boxes-match, value: [{box: [1, 2]}]}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("box 1: `box` must be 4 numbers"), "{err}");
+    let err = parse("{type: boxes-match, iou: 1.5, value: []}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`iou` between 0 and 1"), "{err}");
+    let err = parse("{type: contains, value: a, iou: 0.5}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not take `iou`"), "{err}");
 }
