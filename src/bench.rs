@@ -94,6 +94,7 @@ pub fn run(model: &Path, config: &BenchConfig) -> Result<(String, Vec<BenchRun>)
             ..SamplingParams::default()
         },
         schema: None,
+        grammar: None,
     };
     let mut runs = Vec::new();
     // One unmeasured warm-up run pages the weights in, as llama-bench does.

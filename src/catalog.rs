@@ -32,6 +32,9 @@ pub struct ModelEntry {
     /// For `kind: yolo-detector`: the filters applied to every image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detect: Option<DetectSettings>,
+    /// For `kind: clip`: how a label becomes a caption, `{}` standing for the label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_template: Option<String>,
 }
 
 /// How a catalog detector filters its boxes. Two entries with the same file and different
@@ -97,6 +100,9 @@ pub enum ModelKind {
     DigitCnn,
     /// An Ultralytics YOLO ONNX export; answers with the boxes it finds, as JSON.
     YoloDetector,
+    /// CLIP weights (a folder in the Hugging Face layout, or a repo id in the local hub
+    /// cache), for the agent's `classify_image` tool.
+    Clip,
 }
 
 impl ModelKind {
@@ -162,7 +168,10 @@ impl ModelCatalog {
                     name,
                 });
             }
-            if entry.path.is_relative() {
+            // A CLIP entry may name a hub repo (`openai/clip-vit-base-patch32`) rather
+            // than a folder beside the catalog.
+            let hub_id = entry.kind == ModelKind::Clip && !base.join(&entry.path).exists();
+            if entry.path.is_relative() && !hub_id {
                 entry.path = base.join(&entry.path);
             }
             if let Some(names) = entry.detect.as_mut().and_then(|d| d.names.as_mut())

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing, logging set-up and the mapping from errors
 //! to exit codes (0 passed, 1 cases failed, 2 bad input or configuration).
 
+mod agent;
 mod bench;
 mod eval;
 mod models;
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run an evaluation set: prompts × models × cases, scored.
     Eval(eval::EvalArgs),
+    /// Ask a question; a local model answers by calling the vision tools.
+    Agent(agent::AgentArgs),
     /// Inspect the model catalog (models/models.yaml).
     Models {
         #[command(subcommand)]
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
     let result = match command {
         Command::Tui { project } => crate::tui::run(project).map(|()| Outcome::Passed),
         Command::Eval(args) => eval::run(args),
+        Command::Agent(args) => agent::run(args),
         Command::Models { command } => models::run(command),
         Command::Bench(args) => bench::run(args),
         Command::Runs { command } => runs::run(command),

@@ -23,6 +23,10 @@ pub struct GenerationRequest {
     pub params: SamplingParams,
     /// JSON Schema the output must follow; enforced by a grammar where the engine can.
     pub schema: Option<serde_json::Value>,
+    /// A llama.cpp (GBNF) grammar with a `root` rule, for output that is not one JSON
+    /// value (an agent's tool call in tags, or a plain answer). Not with `schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<String>,
 }
 
 /// Why generation ended.
@@ -116,6 +120,12 @@ pub trait Engine {
 
     /// Number of tokens `text` takes for this model.
     fn count_tokens(&self, text: &str) -> Result<usize, EngineError>;
+
+    /// The model's own chat template, for callers that render conversations themselves
+    /// (the agent, whose messages carry tool calls).
+    fn chat_template(&self) -> Option<&chat_template::ChatTemplate> {
+        None
+    }
 
     /// Generates every request, reporting progress through `on_event`. Returning
     /// [`Flow::Stop`] from the callback cancels: the request in progress finishes with

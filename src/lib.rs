@@ -4,6 +4,7 @@
 //! reports) and knows nothing about terminals; the `promptlab` binary is a thin CLI
 //! over it.
 
+pub mod agent;
 pub mod bench;
 pub mod catalog;
 pub mod compare;

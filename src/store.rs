@@ -12,6 +12,7 @@
 //! Each cell is written in its own transaction, so a run killed at any moment
 //! loses at most the cell in flight, and never leaves half of one.
 
+mod agent;
 mod error;
 mod rows;
 mod schema;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+pub use agent::AgentRunRow;
 pub use error::StoreError;
 use rows::{
     CELL_COLUMNS, GENERATION_COLUMNS, RUN_ROW_SELECT, cell_from_row, generation_from_row,

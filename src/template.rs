@@ -39,7 +39,71 @@ fn build(undefined: Undefined) -> Environment<'static> {
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
+    env.add_filter("tojson", python_tojson);
     env
+}
+
+/// `tojson` as Hugging Face's renderer does it (Python's `json.dumps`): keys in their
+/// order, `", "` and `": "` separators, non-ASCII kept. Models were trained on exactly that
+/// text (tool lists in system prompts, tool-call arguments), and minijinja's own filter
+/// writes compact JSON.
+fn python_tojson(value: Value, kwargs: minijinja::value::Kwargs) -> Result<Value, Error> {
+    use serde::Serialize;
+    let indent: Option<usize> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    let fail = |e: serde_json::Error| Error::new(ErrorKind::InvalidOperation, e.to_string());
+    let mut out = Vec::new();
+    match indent {
+        Some(width) => {
+            let spaces = " ".repeat(width);
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(spaces.as_bytes());
+            let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+            value.serialize(&mut serializer).map_err(fail)?;
+        }
+        None => {
+            let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonJson);
+            value.serialize(&mut serializer).map_err(fail)?;
+        }
+    }
+    Ok(Value::from_safe_string(
+        String::from_utf8(out).unwrap_or_default(),
+    ))
+}
+
+/// Python's default JSON separators.
+struct PythonJson;
+
+impl serde_json::ser::Formatter for PythonJson {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
 }
 
 fn raise_exception(message: String) -> Result<Value, Error> {
@@ -135,6 +199,20 @@ mod tests {
     use minijinja::context;
 
     #[test]
+    fn tojson_writes_what_python_json_dumps_writes() {
+        let env = environment(Undefined::Lenient);
+        let tool = serde_json::json!({"type": "function", "function": {"name": "f", "arguments": {"b": [1, 2], "a": "é<"}}});
+        let out = render_str(env, "{{ tool | tojson }}", &context! { tool => tool }).unwrap();
+        // json.dumps(tool, ensure_ascii=False)
+        assert_eq!(
+            out,
+            r#"{"type": "function", "function": {"name": "f", "arguments": {"b": [1, 2], "a": "é<"}}}"#
+        );
+        let out = render_str(env, "{{ [1] | tojson(indent=2) }}", &context! {}).unwrap();
+        assert_eq!(out, "[\n  1\n]");
+    }
+
+    #[test]
     fn strict_names_the_missing_variable() {
         let env = environment(Undefined::Strict);
         let err = render_str(env, "Hello\n{{ nmae }}", &context! { name => "x" }).unwrap_err();
@@ -158,7 +236,7 @@ mod tests {
             &context! {},
         )
         .unwrap();
-        assert_eq!(out, "a|{\"k\":1}|4");
+        assert_eq!(out, "a|{\"k\": 1}|4");
         let err = render_str(env, "{{ raise_exception('bad role') }}", &context! {}).unwrap_err();
         assert!(err.message.contains("bad role"), "{}", err.message);
     }

@@ -113,6 +113,7 @@ fn schema_constrained_output_always_parses_and_validates() {
                 ..SamplingParams::default()
             },
             schema: Some(schema.clone()),
+            grammar: None,
         })
         .collect();
     for generation in generate(&mut engine, &requests) {
@@ -135,6 +136,7 @@ fn stop_sequences_end_generation() {
             ..params(100)
         },
         schema: None,
+        grammar: None,
     };
     let unstopped = GenerationRequest {
         params: params(100),
@@ -168,6 +170,7 @@ fn same_seed_gives_the_same_output() {
             ..params(40)
         },
         schema: None,
+        grammar: None,
     };
     let results = generate(&mut engine, &[sampled(7), sampled(7), sampled(8)]);
     assert_eq!(results[0].text, results[1].text);
@@ -196,6 +199,7 @@ fn base_model_completion_works() {
             ..params(10)
         },
         schema: None,
+        grammar: None,
     };
     let result = &generate(&mut engine, &[request])[0];
     assert!(result.text.contains("Paris"), "{result:?}");
@@ -213,6 +217,7 @@ fn cancelling_stops_between_tokens() {
         prompt: chat("Tell me a long story."),
         params: params(200),
         schema: None,
+        grammar: None,
     };
     let mut tokens = 0;
     let mut finished = Vec::new();
@@ -259,6 +264,7 @@ fn batched_generation_is_deterministic_and_completes_every_request() {
                 ]),
                 params: params(24),
                 schema: None,
+                grammar: None,
             })
             .collect();
     let mut batched = load_parallel(SMOLLM2, 3);

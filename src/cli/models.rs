@@ -74,6 +74,19 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             ]);
             continue;
         }
+        if entry.kind == promptlab::catalog::ModelKind::Clip {
+            table.add_row([
+                name.clone(),
+                "CLIP (agent tool classify_image)".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                "no".into(),
+                String::new(),
+                entry.path.display().to_string(),
+            ]);
+            continue;
+        }
         if entry.kind == promptlab::catalog::ModelKind::YoloDetector {
             let size = std::fs::metadata(&entry.path).map(|m| human_bytes(m.len()));
             if size.is_err() {

@@ -43,6 +43,31 @@ impl ChatTemplate {
         };
         template::render_str(env, &self.source, &ctx)
     }
+
+    /// Renders messages given as JSON (so assistant `tool_calls` and `tool` messages pass
+    /// through) with the OpenAI-style `tools` list templates with tool support read.
+    pub fn render_with_tools(
+        &self,
+        messages: &[serde_json::Value],
+        tools: &[serde_json::Value],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateFault> {
+        let env = template::environment(Undefined::Lenient);
+        let ctx = context! {
+            messages => messages,
+            tools => (!tools.is_empty()).then_some(tools),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        template::render_str(env, &self.source, &ctx)
+    }
+
+    /// Whether the template follows the Hermes/Qwen convention: tools listed in the
+    /// system prompt, calls as `<tool_call>` JSON, results in `<tool_response>`.
+    pub fn has_tool_calls(&self) -> bool {
+        self.source.contains("tools") && self.source.contains("<tool_call>")
+    }
 }
 
 #[cfg(test)]

@@ -187,9 +187,18 @@ impl LlamaEngine {
     ) -> Result<(LlamaSampler, Option<LlamaSampler>), EngineError> {
         let p = &request.params;
         let mut chain = Vec::new();
-        let grammar = match &request.schema {
-            Some(schema) => Some(
-                LlamaSampler::grammar(&self.model, &schema_to_grammar(schema)?, "root")
+        let source = match (&request.schema, &request.grammar) {
+            (Some(_), Some(_)) => {
+                return Err(EngineError::Schema(
+                    "a request takes a JSON schema or a grammar, not both".into(),
+                ));
+            }
+            (Some(schema), None) => Some(schema_to_grammar(schema)?),
+            (None, grammar) => grammar.clone(),
+        };
+        let grammar = match source {
+            Some(source) => Some(
+                LlamaSampler::grammar(&self.model, &source, "root")
                     .map_err(|e| EngineError::Schema(format!("grammar rejected: {e}")))?,
             ),
             None => None,
@@ -284,6 +293,10 @@ impl Engine for LlamaEngine {
 
     fn count_tokens(&self, text: &str) -> Result<usize, EngineError> {
         Ok(self.tokenize(text).len())
+    }
+
+    fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
     }
 
     fn generate_batch(

@@ -242,6 +242,7 @@ pub fn plan(
                 prompt: rendered,
                 params: params.clone(),
                 schema: prompt.schema.clone(),
+                grammar: None,
             };
             cells.push(PlannedCell {
                 column,
@@ -299,6 +300,11 @@ fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
                 .map_err(|e| fail(format!("{}: cannot read: {e}", card.display())))?,
         );
         return Ok((false, format!("digit-cnn:{}", hex_sha256(&bytes))));
+    }
+    if entry.kind == crate::catalog::ModelKind::Clip {
+        return Err(fail(
+            "CLIP models serve the agent's classify_image tool; they cannot be an eval set's model yet".into(),
+        ));
     }
     if entry.kind == crate::catalog::ModelKind::YoloDetector {
         // Loading checks ONNX Runtime, the file and its input now rather than per cell.

@@ -107,6 +107,23 @@ const MIGRATIONS: &[&str] = &[
         created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     ) STRICT;
     "#,
+    // Version 3: agent runs. The steps (replies, tool calls, arguments, results, timings)
+    // are rewritten after every step, so an interrupted run keeps what it did.
+    r#"
+    CREATE TABLE agent_runs (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at       TEXT NOT NULL,
+        model            TEXT NOT NULL,
+        question         TEXT NOT NULL,
+        tools_json       TEXT NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'running',
+        answer           TEXT,
+        steps_json       TEXT NOT NULL DEFAULT '[]',
+        total_ms         REAL,
+        generated_tokens INTEGER NOT NULL DEFAULT 0 CHECK (generated_tokens >= 0),
+        created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    ) STRICT;
+    "#,
 ];
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -317,6 +317,7 @@ impl Jobs {
                         prompt: RenderedPrompt::Chat(messages),
                         params,
                         schema,
+                        grammar: None,
                     },
                     cancel,
                 };

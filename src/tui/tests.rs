@@ -46,6 +46,7 @@ fn tiny_model() -> ModelFile {
             params: Default::default(),
             kind: Default::default(),
             detect: None,
+            label_template: None,
         },
         info: Ok(GgufInfo {
             version: 3,

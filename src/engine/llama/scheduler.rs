@@ -360,8 +360,11 @@ impl Scheduler<'_, '_> {
             return (Some(FinishReason::EndOfText), Flow::Continue);
         }
         slot.completion_tokens += 1;
+        // A raw grammar matches special tokens (`<tool_call>`) by their text, so the
+        // text returned must show them too, or the caller could not tell what matched.
+        let special = request.grammar.is_some();
         slot.pending
-            .extend(vocab.token_to_piece(token, false, None));
+            .extend(vocab.token_to_piece(token, special, None));
         let piece = take_utf8(&mut slot.pending);
         let longest_stop = request
             .params

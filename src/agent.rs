@@ -1,0 +1,476 @@
+//! An LLM agent that answers a question by calling tools (the vision models, a file lister,
+//! a calculator). Each step renders the conversation with the model's own chat template,
+//! generates one reply under a grammar built from the tool schemas (so every call parses
+//! and fits a schema), runs the tool and feeds its result (or error) back, until the model
+//! answers or a cap (steps, tokens, wall time) is reached. Every step is reported as it
+//! happens and kept in the [`AgentTrace`].
+
+pub mod convention;
+pub mod tools;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::catalog::{ModelCatalog, ModelKind};
+use crate::engine::{Engine, EngineError, Flow, GenerationEvent, GenerationRequest};
+use crate::params::SamplingParams;
+use crate::prompt::RenderedPrompt;
+pub use convention::Convention;
+use convention::Reply;
+use tools::{ToolContext, ToolSet};
+
+/// Caps on one question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentLimits {
+    pub max_steps: usize,
+    /// Tokens generated over all steps.
+    pub max_tokens: u32,
+    /// Tokens in one reply.
+    pub max_reply_tokens: u32,
+    pub max_wall: Duration,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        AgentLimits {
+            max_steps: 6,
+            max_tokens: 2048,
+            max_reply_tokens: 256,
+            max_wall: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The default system prompt; an agent prompt template replaces it.
+pub const DEFAULT_SYSTEM: &str = "You are a careful assistant that answers questions about images and numbers. Use a tool whenever the answer depends on an image or on arithmetic; never guess what a tool would say. Give a tool only the arguments the question calls for. Image paths are relative to the project. Once a tool has given you what you need, answer the question in one or two sentences.";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepAction {
+    ToolCall {
+        name: String,
+        arguments: Value,
+        /// The tool's JSON result, or None when it failed (see `error`).
+        result: Option<Value>,
+        error: Option<String>,
+        tool_ms: f64,
+    },
+    Answer {
+        text: String,
+    },
+    /// A reply cut short by the token cap, told to the model as an error.
+    Malformed {
+        error: String,
+    },
+    /// A call identical to an earlier one: not run again; the model is asked to answer
+    /// from the results it has, and its next reply may only be the answer.
+    Repeated {
+        name: String,
+        arguments: Value,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStep {
+    pub index: usize,
+    /// The model's reply as generated.
+    pub reply: String,
+    pub action: StepAction,
+    pub prompt_tokens: u32,
+    pub generated_tokens: u32,
+    pub generation_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStop {
+    Answered,
+    MaxSteps,
+    MaxTokens,
+    WallTime,
+    Cancelled,
+    EngineError,
+}
+
+impl AgentStop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStop::Answered => "answered",
+            AgentStop::MaxSteps => "max_steps",
+            AgentStop::MaxTokens => "max_tokens",
+            AgentStop::WallTime => "wall_time",
+            AgentStop::Cancelled => "cancelled",
+            AgentStop::EngineError => "engine_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentTrace {
+    pub question: String,
+    pub convention: Convention,
+    pub tools: Vec<String>,
+    pub steps: Vec<AgentStep>,
+    pub answer: Option<String>,
+    pub stop: AgentStop,
+    pub error: Option<String>,
+    pub total_ms: f64,
+}
+
+impl AgentTrace {
+    pub fn generated_tokens(&self) -> u32 {
+        self.steps.iter().map(|s| s.generated_tokens).sum()
+    }
+
+    /// The tool calls in order, as (name, arguments).
+    pub fn calls(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.steps.iter().filter_map(|s| match &s.action {
+            StepAction::ToolCall {
+                name, arguments, ..
+            } => Some((name.as_str(), arguments)),
+            _ => None,
+        })
+    }
+}
+
+/// What the caller hears while the agent works.
+pub enum AgentEvent<'a> {
+    /// A piece of the reply being generated.
+    Token(&'a str),
+    Step(&'a AgentStep),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the model has no chat template, so it cannot hold a conversation with tools")]
+    NoChatTemplate,
+    #[error("no tools to offer: {0}")]
+    NoTools(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+pub struct Agent<'a> {
+    pub engine: &'a mut dyn Engine,
+    pub tools: &'a ToolSet,
+    pub context: &'a ToolContext,
+    pub system: String,
+    pub limits: AgentLimits,
+    pub sampling: SamplingParams,
+}
+
+impl Agent<'_> {
+    /// Answers `question`. Engine failures end the trace (stop `EngineError`); tool
+    /// failures and malformed replies go back to the model.
+    pub fn run(
+        &mut self,
+        question: &str,
+        on_event: &mut dyn FnMut(AgentEvent) -> Flow,
+    ) -> Result<AgentTrace, AgentError> {
+        let template = self
+            .engine
+            .chat_template()
+            .cloned()
+            .ok_or(AgentError::NoChatTemplate)?;
+        if self.tools.is_empty() {
+            return Err(AgentError::NoTools(
+                self.tools
+                    .unavailable
+                    .iter()
+                    .map(|(n, why)| format!("{n}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        let convention = Convention::for_template(&template);
+        let specs = self.tools.specs();
+        let grammar = convention::grammar(convention, &specs)?;
+        let answer_only = convention::answer_grammar(convention)?;
+        // Set when the model repeats a call: it already has that result, so the next
+        // reply must be the answer (small models otherwise loop until the step cap).
+        let mut must_answer = false;
+        let system = match convention {
+            Convention::Hermes => self.system.clone(),
+            Convention::Json => format!(
+                "{}\n\n{}",
+                self.system,
+                convention::json_instructions(&specs)
+            ),
+        };
+        let mut messages = vec![
+            json!({"role": "system", "content": system}),
+            json!({"role": "user", "content": question}),
+        ];
+        let started = Instant::now();
+        let mut trace = AgentTrace {
+            question: question.to_string(),
+            convention,
+            tools: self.tools.names().iter().map(|s| s.to_string()).collect(),
+            steps: Vec::new(),
+            answer: None,
+            stop: AgentStop::MaxSteps,
+            error: None,
+            total_ms: 0.0,
+        };
+        for index in 0..self.limits.max_steps {
+            if started.elapsed() >= self.limits.max_wall {
+                trace.stop = AgentStop::WallTime;
+                break;
+            }
+            let budget = self
+                .limits
+                .max_tokens
+                .saturating_sub(trace.generated_tokens());
+            if budget == 0 {
+                trace.stop = AgentStop::MaxTokens;
+                break;
+            }
+            let tool_specs = if convention == Convention::Hermes {
+                specs.as_slice()
+            } else {
+                &[]
+            };
+            let text = template
+                .render_with_tools(&messages, tool_specs, true)
+                .map_err(|f| EngineError::ChatTemplate(f.to_string()))?;
+            tracing::debug!(step = index, prompt = %text, "agent prompt");
+            let mut params = self.sampling.clone();
+            params.max_tokens = self.limits.max_reply_tokens.min(budget);
+            let request = GenerationRequest {
+                prompt: RenderedPrompt::Completion(text),
+                params,
+                schema: None,
+                grammar: Some(if must_answer {
+                    answer_only.clone()
+                } else {
+                    grammar.clone()
+                }),
+            };
+            let (generation, cancelled) = generate_one(self.engine, &request, on_event);
+            let generation = match generation {
+                Ok(g) => g,
+                Err(e) => {
+                    trace.stop = AgentStop::EngineError;
+                    trace.error = Some(e.to_string());
+                    break;
+                }
+            };
+            let reply = generation.text.clone();
+            let action = match convention::parse_reply(convention, &reply) {
+                Reply::Answer(text) => StepAction::Answer { text },
+                Reply::Malformed(error) => StepAction::Malformed { error },
+                Reply::Call { name, arguments }
+                    if trace.calls().any(|(n, a)| n == name && *a == arguments) =>
+                {
+                    must_answer = true;
+                    StepAction::Repeated { name, arguments }
+                }
+                Reply::Call { name, arguments } => {
+                    let tool_started = Instant::now();
+                    let outcome = self.tools.call(&name, &arguments, self.context);
+                    let tool_ms = tool_started.elapsed().as_secs_f64() * 1000.0;
+                    let (result, error) = match outcome {
+                        Ok(value) => (Some(value), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    };
+                    StepAction::ToolCall {
+                        name,
+                        arguments,
+                        result,
+                        error,
+                        tool_ms,
+                    }
+                }
+            };
+            let step = AgentStep {
+                index,
+                reply,
+                action,
+                prompt_tokens: generation.prompt_tokens,
+                generated_tokens: generation.completion_tokens,
+                generation_ms: generation.total_ms,
+            };
+            let flow = on_event(AgentEvent::Step(&step));
+            match &step.action {
+                StepAction::Answer { text } => {
+                    trace.answer = Some(text.clone());
+                    trace.stop = AgentStop::Answered;
+                }
+                StepAction::ToolCall {
+                    name,
+                    arguments,
+                    result,
+                    error,
+                    ..
+                } => {
+                    let content = match (result, error) {
+                        (Some(value), _) => value.clone(),
+                        (None, error) => json!({"error": error}),
+                    };
+                    messages.extend(convention::call_messages(
+                        convention,
+                        &step.reply,
+                        name,
+                        arguments,
+                        &content,
+                    ));
+                }
+                StepAction::Repeated { .. } => {
+                    messages.push(json!({
+                        "role": "user",
+                        "content": format!("You already have that tool result above. Using it, answer the question: {question}")
+                    }));
+                }
+                StepAction::Malformed { error } => {
+                    messages.push(json!({"role": "assistant", "content": step.reply.trim()}));
+                    messages.push(json!({"role": "user", "content": format!("That reply could not be used ({error}). Call one tool or answer, briefly.")}));
+                }
+            }
+            trace.steps.push(step);
+            if trace.stop == AgentStop::Answered {
+                break;
+            }
+            if cancelled || flow == Flow::Stop {
+                trace.stop = AgentStop::Cancelled;
+                break;
+            }
+        }
+        trace.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(trace)
+    }
+}
+
+fn generate_one(
+    engine: &mut dyn Engine,
+    request: &GenerationRequest,
+    on_event: &mut dyn FnMut(AgentEvent) -> Flow,
+) -> (Result<crate::engine::Generation, EngineError>, bool) {
+    let mut outcome = Err(EngineError::Generation("the engine gave no result".into()));
+    let mut cancelled = false;
+    engine.generate_batch(std::slice::from_ref(request), &mut |event| match event {
+        GenerationEvent::Token(_, piece) => {
+            let flow = on_event(AgentEvent::Token(&piece));
+            cancelled |= flow == Flow::Stop;
+            flow
+        }
+        GenerationEvent::Finished(_, result) => {
+            outcome = result;
+            Flow::Continue
+        }
+        GenerationEvent::Started(_) => Flow::Continue,
+    });
+    (outcome, cancelled)
+}
+
+/// Where the vision tools' models come from: catalog names, or the first of each kind.
+#[derive(Debug, Clone, Default)]
+pub struct ToolModels {
+    pub digits: Option<String>,
+    pub detector: Option<String>,
+    pub clip: Option<String>,
+}
+
+/// The tools for a project: the vision tools whose models are configured and present,
+/// `list_images` and `calculator`; `wanted` restricts the set (unknown names are an error).
+pub fn project_tools(
+    catalog: &ModelCatalog,
+    models: &ToolModels,
+    wanted: Option<&[String]>,
+    timeout: Duration,
+) -> Result<ToolSet, String> {
+    if let Some(wanted) = wanted
+        && let Some(unknown) = wanted
+            .iter()
+            .find(|w| !tools::TOOL_NAMES.contains(&w.as_str()))
+    {
+        return Err(format!(
+            "unknown tool `{unknown}`; tools: {}",
+            tools::TOOL_NAMES.join(", ")
+        ));
+    }
+    let include = |name: &str| wanted.is_none_or(|w| w.iter().any(|x| x == name));
+    let pick = |chosen: &Option<String>,
+                kind: ModelKind|
+     -> Result<Option<(String, crate::catalog::ModelEntry)>, String> {
+        match chosen {
+            Some(name) => match catalog.models.get(name) {
+                Some(entry) if entry.kind == kind => Ok(Some((name.clone(), entry.clone()))),
+                Some(_) => Err(format!("model `{name}` is not a {kind:?} model")),
+                None => Err(format!("unknown model `{name}`")),
+            },
+            None => Ok(catalog
+                .models
+                .iter()
+                .find(|(_, e)| e.kind == kind)
+                .map(|(n, e)| (n.clone(), e.clone()))),
+        }
+    };
+    let mut set = ToolSet::new(timeout);
+    if include("detect_objects") {
+        match pick(&models.detector, ModelKind::YoloDetector)? {
+            Some((name, entry)) => {
+                match tools::DetectObjects::load(
+                    &entry.path,
+                    entry.detect.clone().unwrap_or_default(),
+                ) {
+                    Ok(tool) => set.add(Box::new(tool)),
+                    Err(e) => set.leave_out("detect_objects", format!("`{name}`: {e}")),
+                }
+            }
+            None => set.leave_out(
+                "detect_objects",
+                "no `kind: yolo-detector` model in the catalog",
+            ),
+        }
+    }
+    if include("classify_image") {
+        match pick(&models.clip, ModelKind::Clip)? {
+            Some((name, entry)) => {
+                match crate::vision::clip::resolve_model(&entry.path.display().to_string()) {
+                    Ok(dir) => set.add(Box::new(tools::ClassifyImage::new(
+                        dir,
+                        entry
+                            .label_template
+                            .clone()
+                            .unwrap_or_else(|| "a photo of {}".into()),
+                    ))),
+                    Err(e) => set.leave_out("classify_image", format!("`{name}`: {e}")),
+                }
+            }
+            None => set.leave_out(
+                "classify_image",
+                "no `kind: clip` model in the catalog (CLIP weights are not shipped)",
+            ),
+        }
+    }
+    if include("classify_digit") {
+        match pick(&models.digits, ModelKind::DigitCnn)? {
+            Some((_, entry)) if entry.path.is_file() => {
+                set.add(Box::new(tools::ClassifyDigit::new(entry.path.clone())));
+            }
+            Some((name, entry)) => set.leave_out(
+                "classify_digit",
+                format!(
+                    "`{name}` is not trained yet ({} is missing; run `promptlab vision digits train`)",
+                    entry.path.display()
+                ),
+            ),
+            None => set.leave_out("classify_digit", "no `kind: digit-cnn` model in the catalog"),
+        }
+    }
+    if include("list_images") {
+        set.add(Box::new(tools::ListImages));
+    }
+    if include("calculator") {
+        set.add(Box::new(tools::Calculator));
+    }
+    Ok(set)
+}
+
+/// The folders tools may read by default: the project itself.
+pub fn default_roots(project_root: &Path) -> Vec<std::path::PathBuf> {
+    vec![project_root.to_path_buf()]
+}

@@ -1,0 +1,312 @@
+//! The vision models as tools: the digit CNN (`classify_digit`), a YOLO detector with the
+//! user's filters (`detect_objects`) and CLIP zero-shot labels (`classify_image`). Models
+//! load on first use, so offering a tool costs nothing until the model calls it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::{Tool, ToolContext, ToolError};
+use crate::catalog::DetectSettings;
+use crate::vision::clip::ZeroShot;
+use crate::vision::detect::Detector;
+use crate::vision::image_input;
+use crate::vision::train::DigitClassifier;
+
+fn image_arg(args: &Value, context: &ToolContext) -> Result<(String, PathBuf), ToolError> {
+    let path = args
+        .get("image")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ToolError::Arguments("expected `image`, a path to an image file".into()))?;
+    Ok((path.to_string(), context.resolve(path)?))
+}
+
+fn open_image(path: &str, real: &PathBuf) -> Result<image::DynamicImage, ToolError> {
+    image::open(real)
+        .map_err(|e| ToolError::Failed(format!("`{path}` is not a readable image: {e}")))
+}
+
+fn image_property() -> Value {
+    json!({"type": "string", "description": "path to the image, relative to the project"})
+}
+
+fn round(x: f32) -> f64 {
+    (f64::from(x) * 1000.0).round() / 1000.0
+}
+
+pub struct ClassifyDigit {
+    weights: PathBuf,
+    model: Option<DigitClassifier>,
+}
+
+impl ClassifyDigit {
+    pub fn new(weights: PathBuf) -> ClassifyDigit {
+        ClassifyDigit {
+            weights,
+            model: None,
+        }
+    }
+}
+
+impl Tool for ClassifyDigit {
+    fn name(&self) -> &'static str {
+        "classify_digit"
+    }
+
+    fn description(&self) -> String {
+        "Reads a scan of ONE handwritten digit (0-9) and returns the digit with its probability. Only for digit scans, never for photos.".into()
+    }
+
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {"image": image_property()},
+            "required": ["image"],
+            "additionalProperties": false
+        })
+    }
+
+    fn call(&mut self, args: &Value, context: &ToolContext) -> Result<Value, ToolError> {
+        let (path, real) = image_arg(args, context)?;
+        if self.model.is_none() {
+            let loaded = DigitClassifier::load(&self.weights)
+                .map_err(|e| ToolError::Failed(e.to_string()))?;
+            self.model = Some(loaded);
+        }
+        let Some(model) = &self.model else {
+            return Err(ToolError::Failed("the digit model did not load".into()));
+        };
+        let size = model.card.input[1];
+        let pixels = image_input::digit_from_file(&real, size)
+            .map_err(|e| ToolError::Failed(format!("`{path}`: {e}")))?;
+        let probabilities = model
+            .predict(&pixels)
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let mut ranked: Vec<(usize, f32)> = probabilities.iter().copied().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let classes = &model.card.classes;
+        let shown =
+            |(class, p): (usize, f32)| json!({"digit": classes[class], "probability": round(p)});
+        let best = ranked.first().copied().map(shown);
+        let runner_up = ranked.get(1).copied().map(shown);
+        Ok(json!({ "image": path, "best": best, "runner_up": runner_up }))
+    }
+}
+
+pub struct DetectObjects {
+    detector: Detector,
+    settings: DetectSettings,
+    /// Class names as reported (after renames), for the schema and the counts.
+    classes: Vec<String>,
+}
+
+impl DetectObjects {
+    /// Loads the detector now: its class names go into the argument schema, so the
+    /// grammar only lets the model ask for classes that exist.
+    pub fn load(
+        model: &std::path::Path,
+        settings: DetectSettings,
+    ) -> Result<DetectObjects, ToolError> {
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let detector = Detector::load(model, settings.names.as_deref(), None, threads)
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let mut classes: Vec<String> = Vec::new();
+        for name in &detector.names {
+            let shown = settings.rename.get(name).unwrap_or(name).clone();
+            if !classes.contains(&shown) {
+                classes.push(shown);
+            }
+        }
+        Ok(DetectObjects {
+            detector,
+            settings,
+            classes,
+        })
+    }
+}
+
+impl Tool for DetectObjects {
+    fn name(&self) -> &'static str {
+        "detect_objects"
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "Counts and locates objects in a photo: returns how many of each class it sees, with boxes [x1, y1, x2, y2] in pixels and confidences. Use it to answer how many, whether there are, or where. Classes it knows: {}.",
+            self.classes.join(", ")
+        )
+    }
+
+    fn parameters(&self) -> Value {
+        let mut class = json!({"type": "string"});
+        if !self.classes.is_empty() {
+            class["enum"] = json!(self.classes);
+        }
+        json!({
+            "type": "object",
+            "properties": {
+                "image": image_property(),
+                // `null` lets a small model say "no filter" while following the shape.
+                "classes": {"type": ["array", "null"], "items": class, "description": "only these classes; null for all"},
+                "max_per_class": {"type": ["integer", "null"], "description": "keep only this many objects per class; null to keep all"},
+                "min_confidence": {"type": ["number", "null"], "description": "ignore objects less confident than this (0 to 1); null for the default"}
+            },
+            "required": ["image"],
+            "additionalProperties": false
+        })
+    }
+
+    fn call(&mut self, args: &Value, context: &ToolContext) -> Result<Value, ToolError> {
+        let (path, real) = image_arg(args, context)?;
+        let mut options = self.settings.options();
+        if let Some(list) = args.get("classes").and_then(Value::as_array) {
+            let names: Vec<String> = list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect();
+            if !names.is_empty() {
+                options.classes = Some(names);
+            }
+        }
+        // Detected without the cap, then capped here (the same boxes as capping inside
+        // NMS), so the result can say how many the cap left out.
+        let cap = args
+            .get("max_per_class")
+            .and_then(Value::as_u64)
+            .map(|n| n.max(1) as usize)
+            .or(options.max_per_class);
+        options.max_per_class = None;
+        if let Some(c) = args.get("min_confidence").and_then(Value::as_f64) {
+            options.min_confidence = c.clamp(0.0, 1.0) as f32;
+        }
+        let image = open_image(&path, &real)?;
+        let (found, _) = self
+            .detector
+            .detect(&image, &options)
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut left_out: BTreeMap<String, usize> = BTreeMap::new();
+        let mut detections = Vec::new();
+        for d in found {
+            let kept = counts.entry(d.label.clone()).or_default();
+            if cap.is_some_and(|m| *kept >= m) {
+                *left_out.entry(d.label.clone()).or_default() += 1;
+            } else {
+                *kept += 1;
+                detections.push(d);
+            }
+        }
+        let objects: Vec<Value> = detections
+            .iter()
+            .map(|d| {
+                json!({
+                    "label": d.label,
+                    "confidence": round(d.confidence),
+                    "box": d.bbox.map(|v| v.round()),
+                })
+            })
+            .collect();
+        if !left_out.is_empty() {
+            return Ok(json!({
+                "image": path,
+                "count": detections.len(),
+                "counts": counts,
+                "objects": objects,
+                "not_shown_because_of_max_per_class": left_out,
+            }));
+        }
+        Ok(json!({
+            "image": path,
+            "count": detections.len(),
+            "counts": counts,
+            "objects": objects,
+        }))
+    }
+}
+
+pub struct ClassifyImage {
+    dir: PathBuf,
+    template: String,
+    model: Option<ZeroShot>,
+}
+
+impl ClassifyImage {
+    pub fn new(dir: PathBuf, template: String) -> ClassifyImage {
+        ClassifyImage {
+            dir,
+            template,
+            model: None,
+        }
+    }
+}
+
+impl Tool for ClassifyImage {
+    fn name(&self) -> &'static str {
+        "classify_image"
+    }
+
+    fn description(&self) -> String {
+        "Says which of the given labels best describes a photo (CLIP zero-shot), with a probability per label.".into()
+    }
+
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "image": image_property(),
+                "labels": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 2, "description": "candidate labels, e.g. [\"a cat\", \"a dog\"]"}
+            },
+            "required": ["image", "labels"],
+            "additionalProperties": false
+        })
+    }
+
+    fn call(&mut self, args: &Value, context: &ToolContext) -> Result<Value, ToolError> {
+        let (path, real) = image_arg(args, context)?;
+        let labels: Vec<String> = args
+            .get("labels")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if labels.is_empty() {
+            return Err(ToolError::Arguments(
+                "expected `labels`, a list of at least one label".into(),
+            ));
+        }
+        if self.model.is_none() {
+            let loaded = ZeroShot::load(&self.dir).map_err(|e| ToolError::Failed(e.to_string()))?;
+            self.model = Some(loaded);
+        }
+        let Some(model) = &self.model else {
+            return Err(ToolError::Failed("the CLIP model did not load".into()));
+        };
+        let image = open_image(&path, &real)?;
+        let probabilities = model
+            .classify(&[image], &labels, &self.template)
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let row = probabilities.into_iter().next().unwrap_or_default();
+        let mut ranked: Vec<(String, f64)> = labels
+            .iter()
+            .cloned()
+            .zip(row.into_iter().map(round))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(json!({
+            "image": path,
+            "best": ranked[0].0,
+            "probabilities": ranked
+                .into_iter()
+                .map(|(label, p)| (label, json!(p)))
+                .collect::<serde_json::Map<String, Value>>(),
+        }))
+    }
+}

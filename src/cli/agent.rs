@@ -1,0 +1,259 @@
+//! `promptlab agent`: ask a question; a local model answers by calling the vision tools.
+//! The trace prints as it happens and every step goes to the run store.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use promptlab::agent::tools::ToolContext;
+use promptlab::agent::{
+    Agent, AgentEvent, AgentLimits, AgentStop, DEFAULT_SYSTEM, StepAction, ToolModels,
+    default_roots, project_tools,
+};
+use promptlab::engine::Flow;
+use promptlab::engine::llama::{LlamaEngine, LlamaOptions};
+use promptlab::project::Project;
+use promptlab::store::RunStore;
+
+use super::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The question, in plain words.
+    question: String,
+    /// Catalog name of the language model (a GGUF with a chat template).
+    #[arg(long)]
+    model: String,
+    /// Offer only these tools (comma-separated; default: every tool whose model is set up).
+    #[arg(long, value_delimiter = ',')]
+    tools: Vec<String>,
+    /// Stop after this many model replies.
+    #[arg(long, default_value_t = 6)]
+    max_steps: usize,
+    /// Stop after this many generated tokens in all.
+    #[arg(long, default_value_t = 2048)]
+    max_tokens: u32,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    max_seconds: u64,
+    /// A tool call taking longer than this many seconds is abandoned.
+    #[arg(long, default_value_t = 60)]
+    tool_timeout: u64,
+    /// Folders the tools may read (default: the project); repeat for several.
+    #[arg(long = "allow", value_name = "DIR")]
+    allowed: Vec<PathBuf>,
+    /// Catalog names of the tools' models (default: the first of each kind).
+    #[arg(long)]
+    digits_model: Option<String>,
+    #[arg(long)]
+    detector: Option<String>,
+    #[arg(long)]
+    clip: Option<String>,
+    /// Replace the default system prompt.
+    #[arg(long)]
+    system: Option<String>,
+    /// Sampling temperature (0: greedy, reproducible).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 42)]
+    seed: u32,
+    /// The project (default: found from the current folder).
+    #[arg(long)]
+    project: Option<PathBuf>,
+    /// Do not record the run in the run store.
+    #[arg(long)]
+    no_store: bool,
+    /// Print the trace as JSON at the end (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: AgentArgs) -> Result<Outcome> {
+    let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
+    let project = match &args.project {
+        Some(dir) => Project::open(dir),
+        None => Project::discover(&start),
+    }
+    .context("cannot open the project")?;
+    let model = project.catalog.resolve(&args.model)?;
+    let Some(entry) = model.entry.as_ref().filter(|e| e.kind.is_gguf()) else {
+        bail!(
+            "`{}` is not a language model: the agent needs a GGUF chat model from models/models.yaml",
+            args.model
+        );
+    };
+    let wanted = (!args.tools.is_empty()).then_some(args.tools.as_slice());
+    let models = ToolModels {
+        digits: args.digits_model.clone(),
+        detector: args.detector.clone(),
+        clip: args.clip.clone(),
+    };
+    let tools = project_tools(
+        &project.catalog,
+        &models,
+        wanted,
+        Duration::from_secs(args.tool_timeout.max(1)),
+    )
+    .map_err(anyhow::Error::msg)?;
+    for (name, why) in &tools.unavailable {
+        eprintln!("note: tool {name} is left out: {why}");
+    }
+    if tools.is_empty() {
+        bail!("no tools to offer the model (see the notes above)");
+    }
+    let roots = if args.allowed.is_empty() {
+        default_roots(&project.root)
+    } else {
+        args.allowed.clone()
+    };
+    let context = ToolContext::new(roots, project.root.clone());
+    if context.roots().is_empty() {
+        bail!("none of the --allow folders exist");
+    }
+
+    let mut engine = LlamaEngine::load(
+        &entry.path,
+        &LlamaOptions {
+            context_size: entry.context_size,
+            parallel: Some(1),
+            threads: None,
+        },
+    )?;
+    let store = if args.no_store {
+        None
+    } else {
+        Some(RunStore::open(
+            &project.root.join(".promptlab").join("runs.db"),
+        )?)
+    };
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let tool_names: Vec<String> = tools.names().iter().map(|s| s.to_string()).collect();
+    let run_id = match &store {
+        Some(store) => {
+            Some(store.create_agent_run(&started_at, &args.model, &args.question, &tool_names)?)
+        }
+        None => None,
+    };
+    eprintln!("agent · {} · tools: {}", args.model, tool_names.join(", "));
+    let mut sampling = entry.params.resolve();
+    sampling.temperature = args.temperature;
+    sampling.seed = args.seed;
+    let mut agent = Agent {
+        engine: &mut engine,
+        tools: &tools,
+        context: &context,
+        system: args.system.clone().unwrap_or_else(|| DEFAULT_SYSTEM.into()),
+        limits: AgentLimits {
+            max_steps: args.max_steps.max(1),
+            max_tokens: args.max_tokens.max(1),
+            max_wall: Duration::from_secs(args.max_seconds.max(1)),
+            ..AgentLimits::default()
+        },
+        sampling,
+    };
+    let mut err = std::io::stderr().lock();
+    let mut at_line_start = true;
+    let trace = agent.run(&args.question, &mut |event| {
+        match event {
+            AgentEvent::Token(piece) => {
+                if at_line_start {
+                    let _ = write!(err, "  … ");
+                    at_line_start = false;
+                }
+                let _ = write!(err, "{}", piece.replace('\n', " "));
+            }
+            AgentEvent::Step(step) => {
+                let _ = writeln!(err);
+                at_line_start = true;
+                let _ = writeln!(err, "{}", describe_step(step));
+            }
+        }
+        let _ = err.flush();
+        Flow::Continue
+    })?;
+    drop(err);
+    if let (Some(store), Some(id)) = (&store, run_id) {
+        store.update_agent_run(id, &trace, true)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&trace)?);
+    }
+    let summary = format!(
+        "{} step{} · {} tokens · {:.1} s",
+        trace.steps.len(),
+        if trace.steps.len() == 1 { "" } else { "s" },
+        trace.generated_tokens(),
+        trace.total_ms / 1000.0
+    );
+    match (&trace.answer, trace.stop) {
+        (Some(answer), _) => {
+            if !args.json {
+                println!("{answer}");
+            }
+            eprintln!("{summary}");
+            Ok(Outcome::Passed)
+        }
+        (None, stop) => {
+            eprintln!(
+                "no answer: stopped at {}{} ({summary})",
+                stop.as_str(),
+                trace
+                    .error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+            Ok(if stop == AgentStop::Cancelled {
+                Outcome::Interrupted
+            } else {
+                Outcome::Failed
+            })
+        }
+    }
+}
+
+fn describe_step(step: &promptlab::agent::AgentStep) -> String {
+    let timing = format!(
+        "{} tokens, {:.1} s",
+        step.generated_tokens,
+        step.generation_ms / 1000.0
+    );
+    match &step.action {
+        StepAction::ToolCall {
+            name,
+            arguments,
+            result,
+            error,
+            tool_ms,
+        } => {
+            let outcome = match (result, error) {
+                (Some(value), _) => format!("→ {}", clip(&value.to_string(), 300)),
+                (None, Some(e)) => format!("→ error: {e}"),
+                (None, None) => "→ (nothing)".into(),
+            };
+            format!(
+                "step {} · call {name}({arguments}) [{timing}; tool {tool_ms:.0} ms]\n    {outcome}",
+                step.index + 1
+            )
+        }
+        StepAction::Repeated { name, .. } => format!(
+            "step {} · repeated the call to {name}: not run again, asking for the answer [{timing}]",
+            step.index + 1
+        ),
+        StepAction::Answer { .. } => format!("step {} · answer [{timing}]", step.index + 1),
+        StepAction::Malformed { error } => {
+            format!(
+                "step {} · unusable reply: {error} [{timing}]",
+                step.index + 1
+            )
+        }
+    }
+}
+
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
