@@ -263,6 +263,8 @@ mod tests {
         let busy = tools.call("sleepy", &json!({}), &context).unwrap_err();
         assert!(busy.to_string().contains("still busy"), "{busy}");
         std::thread::sleep(Duration::from_millis(400));
+        // Printing a panic (with a backtrace) can take longer than 50 ms.
+        tools.timeout = Duration::from_secs(10);
         let crashed = tools.call("sleepy", &json!({"panic": true}), &context);
         assert_eq!(crashed, Err(ToolError::Failed("the tool crashed".into())));
         assert_eq!(

@@ -199,7 +199,16 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["cells", "generations", "runs", "training_runs"]);
+    assert_eq!(
+        tables,
+        [
+            "agent_runs",
+            "cells",
+            "generations",
+            "runs",
+            "training_runs"
+        ]
+    );
     let mode: String = store
         .conn
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))

@@ -88,10 +88,10 @@ impl Parser {
     }
 
     fn product(&mut self) -> Result<BigRational, String> {
-        let mut value = self.power()?;
+        let mut value = self.unary()?;
         while let Some(op @ ('*' | '/' | '%' | '×' | '÷')) = self.peek() {
             self.at += 1;
-            let rhs = self.power()?;
+            let rhs = self.unary()?;
             if matches!(op, '/' | '%' | '÷') && rhs.is_zero() {
                 return Err("division by zero".into());
             }
@@ -107,13 +107,14 @@ impl Parser {
         Ok(value)
     }
 
+    /// `^` binds tighter than a sign on its left (`-2^2` is -4) and is right-associative.
     fn power(&mut self) -> Result<BigRational, String> {
-        let base = self.unary()?;
+        let base = self.primary()?;
         if self.peek() != Some('^') {
             return Ok(base);
         }
         self.at += 1;
-        let exponent = self.power()?;
+        let exponent = self.unary()?;
         let whole = exponent
             .is_integer()
             .then(|| exponent.to_integer().to_i64())
@@ -136,7 +137,7 @@ impl Parser {
                 self.at += 1;
                 self.unary()
             }
-            _ => self.primary(),
+            _ => self.power(),
         }
     }
 
