@@ -6,6 +6,7 @@
 //! happens and kept in the [`AgentTrace`].
 
 pub mod convention;
+pub mod eval;
 pub mod tools;
 
 use std::path::Path;

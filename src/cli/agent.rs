@@ -18,13 +18,29 @@ use promptlab::store::RunStore;
 
 use super::Outcome;
 
+mod eval;
+
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
     /// The question, in plain words.
-    question: String,
-    /// Catalog name of the language model (a GGUF with a chat template).
+    #[arg(required_unless_present = "eval")]
+    question: Option<String>,
+    /// Catalog name of the language model (a GGUF with a chat template); with --eval, a
+    /// comma-separated list (default: the set's `models`).
+    #[arg(long, value_delimiter = ',')]
+    model: Vec<String>,
+    /// Run an agent evaluation set instead of one question.
+    #[arg(long, value_name = "FILE", conflicts_with = "question")]
+    eval: Option<PathBuf>,
+    /// With --eval: only cases with one of these tags.
+    #[arg(long, value_delimiter = ',')]
+    filter: Vec<String>,
+    /// With --eval: only the first N cases.
     #[arg(long)]
-    model: String,
+    limit: Option<usize>,
+    /// With --eval: write every trace and check as JSON.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// Offer only these tools (comma-separated; default: every tool whose model is set up).
     #[arg(long, value_delimiter = ',')]
     tools: Vec<String>,
@@ -69,113 +85,196 @@ pub struct AgentArgs {
     json: bool,
 }
 
-pub fn run(args: AgentArgs) -> Result<Outcome> {
-    let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
-    let project = match &args.project {
-        Some(dir) => Project::open(dir),
-        None => Project::discover(&start),
-    }
-    .context("cannot open the project")?;
-    let model = project.catalog.resolve(&args.model)?;
-    let Some(entry) = model.entry.as_ref().filter(|e| e.kind.is_gguf()) else {
-        bail!(
-            "`{}` is not a language model: the agent needs a GGUF chat model from models/models.yaml",
-            args.model
-        );
-    };
-    let wanted = (!args.tools.is_empty()).then_some(args.tools.as_slice());
-    let models = ToolModels {
-        digits: args.digits_model.clone(),
-        detector: args.detector.clone(),
-        clip: args.clip.clone(),
-    };
-    let tools = project_tools(
-        &project.catalog,
-        &models,
-        wanted,
-        Duration::from_secs(args.tool_timeout.max(1)),
-    )
-    .map_err(anyhow::Error::msg)?;
-    for (name, why) in &tools.unavailable {
-        eprintln!("note: tool {name} is left out: {why}");
-    }
-    if tools.is_empty() {
-        bail!("no tools to offer the model (see the notes above)");
-    }
-    let roots = if args.allowed.is_empty() {
-        default_roots(&project.root)
-    } else {
-        args.allowed.clone()
-    };
-    let context = ToolContext::new(roots, project.root.clone());
-    if context.roots().is_empty() {
-        bail!("none of the --allow folders exist");
+struct LoadedModel {
+    name: String,
+    engine: LlamaEngine,
+    sampling: promptlab::params::SamplingParams,
+}
+
+/// How one question is asked.
+struct AskOptions<'a> {
+    system: Option<&'a str>,
+    max_steps: usize,
+    verbose: bool,
+}
+
+/// What every question of a session shares: the project, the tools and where they may read.
+struct Session {
+    project: Project,
+    tools: promptlab::agent::tools::ToolSet,
+    context: ToolContext,
+    store: Option<RunStore>,
+}
+
+impl Session {
+    fn open(args: &AgentArgs, wanted_tools: &[String]) -> Result<Session> {
+        let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
+        let project = match &args.project {
+            Some(dir) => Project::open(dir),
+            None => Project::discover(&start),
+        }
+        .context("cannot open the project")?;
+        let wanted = (!wanted_tools.is_empty()).then_some(wanted_tools);
+        let models = ToolModels {
+            digits: args.digits_model.clone(),
+            detector: args.detector.clone(),
+            clip: args.clip.clone(),
+        };
+        let tools = project_tools(
+            &project.catalog,
+            &models,
+            wanted,
+            Duration::from_secs(args.tool_timeout.max(1)),
+        )
+        .map_err(anyhow::Error::msg)?;
+        for (name, why) in &tools.unavailable {
+            eprintln!("note: tool {name} is left out: {why}");
+        }
+        if tools.is_empty() {
+            bail!("no tools to offer the model (see the notes above)");
+        }
+        let roots = if args.allowed.is_empty() {
+            default_roots(&project.root)
+        } else {
+            args.allowed.clone()
+        };
+        let context = ToolContext::new(roots, project.root.clone());
+        if context.roots().is_empty() {
+            bail!("none of the --allow folders exist");
+        }
+        let store = if args.no_store {
+            None
+        } else {
+            Some(RunStore::open(
+                &project.root.join(".promptlab").join("runs.db"),
+            )?)
+        };
+        Ok(Session {
+            project,
+            tools,
+            context,
+            store,
+        })
     }
 
-    let mut engine = LlamaEngine::load(
-        &entry.path,
-        &LlamaOptions {
-            context_size: entry.context_size,
-            parallel: Some(1),
-            threads: None,
-        },
-    )?;
-    let store = if args.no_store {
-        None
-    } else {
-        Some(RunStore::open(
-            &project.root.join(".promptlab").join("runs.db"),
-        )?)
-    };
-    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let tool_names: Vec<String> = tools.names().iter().map(|s| s.to_string()).collect();
-    let run_id = match &store {
-        Some(store) => {
-            Some(store.create_agent_run(&started_at, &args.model, &args.question, &tool_names)?)
-        }
-        None => None,
-    };
-    eprintln!("agent · {} · tools: {}", args.model, tool_names.join(", "));
-    let mut sampling = entry.params.resolve();
-    sampling.temperature = args.temperature;
-    sampling.seed = args.seed;
-    let mut agent = Agent {
-        engine: &mut engine,
-        tools: &tools,
-        context: &context,
-        system: args.system.clone().unwrap_or_else(|| DEFAULT_SYSTEM.into()),
-        limits: AgentLimits {
-            max_steps: args.max_steps.max(1),
-            max_tokens: args.max_tokens.max(1),
-            max_wall: Duration::from_secs(args.max_seconds.max(1)),
-            ..AgentLimits::default()
-        },
-        sampling,
-    };
-    let mut err = std::io::stderr().lock();
-    let mut at_line_start = true;
-    let trace = agent.run(&args.question, &mut |event| {
-        match event {
-            AgentEvent::Token(piece) => {
-                if at_line_start {
-                    let _ = write!(err, "  … ");
-                    at_line_start = false;
-                }
-                let _ = write!(err, "{}", piece.replace('\n', " "));
-            }
-            AgentEvent::Step(step) => {
-                let _ = writeln!(err);
-                at_line_start = true;
-                let _ = writeln!(err, "{}", describe_step(step));
-            }
-        }
-        let _ = err.flush();
-        Flow::Continue
-    })?;
-    drop(err);
-    if let (Some(store), Some(id)) = (&store, run_id) {
-        store.update_agent_run(id, &trace, true)?;
+    fn load_model(&self, name: &str) -> Result<LoadedModel> {
+        let model = self.project.catalog.resolve(name)?;
+        let Some(entry) = model.entry.as_ref().filter(|e| e.kind.is_gguf()) else {
+            bail!(
+                "`{name}` is not a language model: the agent needs a GGUF chat model from models/models.yaml"
+            );
+        };
+        let engine = LlamaEngine::load(
+            &entry.path,
+            &LlamaOptions {
+                context_size: entry.context_size,
+                parallel: Some(1),
+                threads: None,
+            },
+        )?;
+        Ok(LoadedModel {
+            name: name.to_string(),
+            engine,
+            sampling: entry.params.resolve(),
+        })
     }
+
+    /// Answers one question, printing the trace to stderr when `verbose`, and records it.
+    fn ask(
+        &self,
+        model: &mut LoadedModel,
+        question: &str,
+        args: &AgentArgs,
+        options: AskOptions,
+    ) -> Result<promptlab::agent::AgentTrace> {
+        let AskOptions {
+            system,
+            max_steps,
+            verbose,
+        } = options;
+        let LoadedModel {
+            name: model,
+            engine,
+            sampling,
+        } = model;
+        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let tool_names: Vec<String> = self.tools.names().iter().map(|s| s.to_string()).collect();
+        let run_id = match &self.store {
+            Some(store) => {
+                Some(store.create_agent_run(&started_at, model, question, &tool_names)?)
+            }
+            None => None,
+        };
+        let mut sampling = sampling.clone();
+        sampling.temperature = args.temperature;
+        sampling.seed = args.seed;
+        let mut agent = Agent {
+            engine,
+            tools: &self.tools,
+            context: &self.context,
+            system: system
+                .map(String::from)
+                .or_else(|| args.system.clone())
+                .unwrap_or_else(|| DEFAULT_SYSTEM.into()),
+            limits: AgentLimits {
+                max_steps: max_steps.max(1),
+                max_tokens: args.max_tokens.max(1),
+                max_wall: Duration::from_secs(args.max_seconds.max(1)),
+                ..AgentLimits::default()
+            },
+            sampling,
+        };
+        let mut err = std::io::stderr().lock();
+        let mut at_line_start = true;
+        let trace = agent.run(question, &mut |event| {
+            if !verbose {
+                return Flow::Continue;
+            }
+            match event {
+                AgentEvent::Token(piece) => {
+                    if at_line_start {
+                        let _ = write!(err, "  … ");
+                        at_line_start = false;
+                    }
+                    let _ = write!(err, "{}", piece.replace('\n', " "));
+                }
+                AgentEvent::Step(step) => {
+                    let _ = writeln!(err);
+                    at_line_start = true;
+                    let _ = writeln!(err, "{}", describe_step(step));
+                }
+            }
+            let _ = err.flush();
+            Flow::Continue
+        })?;
+        drop(err);
+        if let (Some(store), Some(id)) = (&self.store, run_id) {
+            store.update_agent_run(id, &trace, true)?;
+        }
+        Ok(trace)
+    }
+}
+
+pub fn run(args: AgentArgs) -> Result<Outcome> {
+    if let Some(path) = args.eval.clone() {
+        return eval::run(&args, &path);
+    }
+    let question = args.question.clone().unwrap_or_default();
+    let [model] = args.model.as_slice() else {
+        bail!("--model: expected one model name (several only with --eval)");
+    };
+    let session = Session::open(&args, &args.tools)?;
+    let mut loaded = session.load_model(model)?;
+    eprintln!(
+        "agent · {model} · tools: {}",
+        session.tools.names().join(", ")
+    );
+    let options = AskOptions {
+        system: None,
+        max_steps: args.max_steps,
+        verbose: true,
+    };
+    let trace = session.ask(&mut loaded, &question, &args, options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trace)?);
     }
@@ -213,7 +312,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
     }
 }
 
-fn describe_step(step: &promptlab::agent::AgentStep) -> String {
+pub(super) fn describe_step(step: &promptlab::agent::AgentStep) -> String {
     let timing = format!(
         "{} tokens, {:.1} s",
         step.generated_tokens,
