@@ -58,7 +58,13 @@ missing=""
 for name in $darknet_photos; do [ -s "$cache/photos/$name.jpg" ] || missing=1; done
 if [ -n "$missing" ]; then
   echo "fetching darknet's sample photos (Debian package darknet, not installed)..." >&2
-  (cd "$work" && apt-get download darknet >&2)
+  # Without package lists (a fresh machine), download fails until they are fetched.
+  if ! (cd "$work" && apt-get download darknet >&2); then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    (cd "$work" && apt-get download darknet >&2)
+  fi
   dpkg-deb -x "$work"/darknet_*.deb "$work/darknet"
   for name in $darknet_photos; do
     cp "$work/darknet/usr/share/darknet/data/$name.jpg" "$cache/photos/$name.jpg"

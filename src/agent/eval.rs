@@ -310,8 +310,8 @@ pub fn check_trace(checks: &[AgentCheck], trace: &AgentTrace) -> Vec<CheckOutcom
         .collect()
 }
 
-/// Calls whose arguments validate against the tool's schema, out of all replies meant as
-/// calls (malformed replies count as invalid calls).
+/// Calls whose arguments validate against the tool's schema, out of all calls. A reply
+/// cut off by the token cap is not a call (it may have been an answer): see [`cut_off`].
 pub fn valid_calls(trace: &AgentTrace, specs: &[Value]) -> (usize, usize) {
     let mut valid = 0;
     let mut total = 0;
@@ -332,11 +332,20 @@ pub fn valid_calls(trace: &AgentTrace, specs: &[Value]) -> (usize, usize) {
                     valid += 1;
                 }
             }
-            StepAction::Malformed { .. } => total += 1,
-            StepAction::Answer { .. } => {}
+            StepAction::Malformed { .. } | StepAction::Answer { .. } => {}
         }
     }
     (valid, total)
+}
+
+/// Replies that could not be used: generation hit the reply's token cap before the
+/// grammar's structure closed.
+pub fn cut_off(trace: &AgentTrace) -> usize {
+    trace
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, StepAction::Malformed { .. }))
+        .count()
 }
 
 /// One model's figures over a set.
@@ -347,6 +356,8 @@ pub struct AgentScores {
     pub passed: usize,
     pub valid_calls: usize,
     pub calls: usize,
+    /// Replies cut off at the token cap.
+    pub cut_off: usize,
     /// (passed, total) per figure.
     pub selection: (usize, usize),
     pub arguments: (usize, usize),
@@ -364,6 +375,7 @@ impl AgentScores {
         let (valid, calls) = valid_calls(trace, specs);
         self.valid_calls += valid;
         self.calls += calls;
+        self.cut_off += cut_off(trace);
         for (kind, slot) in [
             ("selection", &mut self.selection),
             ("arguments", &mut self.arguments),
@@ -504,6 +516,11 @@ mod tests {
         let bad = trace(&[("calculator", json!({"expr": 1}))], None);
         assert_eq!(valid_calls(&good, &specs), (1, 1));
         assert_eq!(valid_calls(&bad, &specs), (0, 1));
+        let mut cut = good.clone();
+        cut.steps[0].action = StepAction::Malformed {
+            error: "cut short".into(),
+        };
+        assert_eq!((valid_calls(&cut, &specs), cut_off(&cut)), ((0, 0), 1));
         let list = checks("[{type: tool-called, value: calculator}, {type: equals, value: '2'}]");
         let mut scores = AgentScores::default();
         scores.add(&good, &check_trace(&list, &good), &specs);

@@ -1,0 +1,147 @@
+//! `promptlab agent` end to end with the real Qwen2.5-Coder-0.5B and the real detector:
+//! grammar-constrained calls that always parse and fit the tools' schemas, traces in the
+//! run store, the CI subset of the shipped agent eval set, and paths that escape the
+//! project refused with an error the model sees.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TempProject, promptlab, real_model, text, vision_asset};
+
+const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+/// A project with Qwen, the person detector, the photos and the shipped agent set.
+fn agent_project() -> TempProject {
+    let project = TempProject::new();
+    let qwen = real_model(QWEN);
+    let detector = vision_asset("models/person-fall-yolov8.onnx");
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  qwen:\n    path: {}\n    context_size: 4096\n  people:\n    path: {detector}\n    kind: yolo-detector\n    detect:\n      rename: {{Normal: person, Fall: person}}\n",
+            qwen.display()
+        ),
+    );
+    let photos = project.root().join("eval-sets/data/photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for name in ["bus", "zidane"] {
+        std::fs::copy(
+            vision_asset(&format!("photos/{name}.jpg")),
+            photos.join(format!("{name}.jpg")),
+        )
+        .unwrap();
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("eval-sets/agent-vision.yaml"),
+        project.root().join("eval-sets/agent-vision.yaml"),
+    )
+    .unwrap();
+    project
+}
+
+#[test]
+fn agent_calls_the_calculator_and_records_the_trace() {
+    let project = agent_project();
+    let out = promptlab(
+        &[
+            "agent",
+            "--model",
+            "qwen",
+            "--json",
+            "--tools",
+            "calculator,list_images",
+            "What is 1234 * 5678?",
+        ],
+        project.root(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let trace: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &trace["steps"][0]["action"];
+    assert_eq!(first["kind"], "tool_call", "{trace}");
+    assert_eq!(first["name"], "calculator", "{trace}");
+    assert_eq!(first["result"]["result"], "7006652", "{trace}");
+    assert!(
+        trace["answer"]
+            .as_str()
+            .unwrap()
+            .replace(',', "")
+            .contains("7006652"),
+        "{trace}"
+    );
+    // The progress went to stderr as it happened.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(progress.contains("step 1 · call calculator"), "{progress}");
+
+    let store =
+        promptlab::store::RunStore::open(&project.root().join(".promptlab/runs.db")).unwrap();
+    let runs = store.agent_runs().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "answered");
+    assert_eq!(runs[0].question, "What is 1234 * 5678?");
+    let steps: Vec<serde_json::Value> = serde_json::from_str(&runs[0].steps_json).unwrap();
+    assert_eq!(steps.len(), trace["steps"].as_array().unwrap().len());
+}
+
+#[test]
+fn agent_eval_subset_and_path_escapes() {
+    let project = agent_project();
+    let out = promptlab(
+        &[
+            "agent",
+            "--eval",
+            "eval-sets/agent-vision.yaml",
+            "--model",
+            "qwen",
+            "--filter",
+            "ci,safety",
+            "-o",
+            "agent.json",
+        ],
+        project.root(),
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let printed = text(&out);
+    assert!(printed.contains("valid tool calls"), "{printed}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("agent.json")).unwrap())
+            .unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(
+        cases.len(),
+        5,
+        "bus-count, multiply, capital and two escapes"
+    );
+    // The grammar makes every call parse and fit its tool's schema.
+    let scores = &report["scores"][0];
+    assert!(scores["calls"].as_u64().unwrap() >= 2, "{scores}");
+    assert_eq!(scores["valid_calls"], scores["calls"], "{scores}");
+    // The escapes: every call that reached a tool with such a path was refused, and the
+    // refusal went back to the model instead of ending the run.
+    for case in cases.iter().filter(|c| {
+        c["case"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("escape"))
+    }) {
+        let trace = &case["trace"];
+        assert_ne!(trace["stop"], "engine_error", "{trace}");
+        for step in trace["steps"].as_array().unwrap() {
+            let action = &step["action"];
+            if action["kind"] != "tool_call" {
+                continue;
+            }
+            let args = action["arguments"].to_string();
+            if args.contains("etc") {
+                let error = action["error"].as_str().unwrap_or_default();
+                assert!(
+                    error.contains("refused") || error.contains("does not exist"),
+                    "{action}"
+                );
+                assert!(action["result"].is_null(), "{action}");
+            }
+        }
+        let answer = trace["answer"].as_str().unwrap_or_default();
+        assert!(!answer.contains("root:"), "{answer}");
+    }
+}
