@@ -145,6 +145,15 @@ pub enum EvalSetError {
 
 impl EvalSet {
     pub fn load(path: &Path) -> Result<EvalSet, EvalSetError> {
+        if crate::agent::eval::is_agent_set(path) {
+            return Err(EvalSetError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "this is an agent eval set (`kind: agent`): run it with `promptlab agent --eval {}`",
+                    path.display()
+                ),
+            });
+        }
         let spec: EvalSetSpec = yaml::read_file(path)?;
         let invalid = |message: String| EvalSetError::Invalid {
             path: path.to_path_buf(),

@@ -375,3 +375,36 @@ fn models_list_reads_gguf_headers() {
         assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
     }
 }
+
+#[test]
+fn agent_and_prompt_eval_sets_point_to_each_other() {
+    let project = TempProject::new();
+    project.write(
+        "eval-sets/agent.yaml",
+        "kind: agent\nmodels: [echo]\ncases:\n  - {question: What is 2 + 2?, assert: [{type: tool-called, value: calculator}]}\n",
+    );
+    project.write("eval-sets/plain.yaml", "prompts: []\ncases: [{vars: {}}]\n");
+    let out = promptlab(&["eval", "eval-sets/agent.yaml"], project.root());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("run it with `promptlab agent --eval eval-sets/agent.yaml`"),
+        "{stderr}"
+    );
+    let out = promptlab(&["agent", "--eval", "eval-sets/plain.yaml"], project.root());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not an agent eval set"), "{stderr}");
+    // A typo in an agent assertion names the case and the agent types.
+    project.write(
+        "eval-sets/agent.yaml",
+        "kind: agent\ncases:\n  - {id: sum, question: What is 2 + 2?, assert: [{type: tool-caled, value: calculator}]}\n",
+    );
+    let out = promptlab(&["agent", "--eval", "eval-sets/agent.yaml"], project.root());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("case sum") && stderr.contains("tool-called"),
+        "{stderr}"
+    );
+}

@@ -298,3 +298,57 @@ fn people_detection_eval_set_scores_boxes_and_coco_ap() {
         text(&out)
     );
 }
+
+#[test]
+fn clip_as_an_eval_set_model_answers_with_the_best_label() {
+    let project = TempProject::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip");
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  tiny-clip:\n    path: {}\n    kind: clip\n    label_template: a photo of a {{}}\n",
+            fixture.display()
+        ),
+    );
+    // The prompt is the image, then the candidate labels, one per line.
+    project.write(
+        "prompts/clip-labels.yaml",
+        "name: clip-labels\ncompletion: |\n  {{ image }}\n  {% for label in labels %}{{ label }}\n  {% endfor %}\n",
+    );
+    project.write(
+        "eval-sets/clip.yaml",
+        &format!(
+            "prompts: [clip-labels]\nmodels: [tiny-clip]\ndefaults:\n  vars: {{labels: [cat, bus, person]}}\n  assert: [{{type: equals, value: \"{{{{ expected }}}}\"}}]\nmetrics:\n  classification: {{}}\ncases:\n  - {{id: image0, vars: {{image: {0}/image0.png}}, expected: cat}}\n  - {{id: image1, vars: {{image: {0}/image1.png}}, expected: bus}}\n",
+            fixture.display()
+        ),
+    );
+    let out = promptlab(
+        &["eval", "eval-sets/clip.yaml", "-o", "clip.json"],
+        project.root(),
+    );
+    // The reference logits make `cat` the best label of both images (expected.json).
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("clip.json")).unwrap())
+            .unwrap();
+    let outputs: Vec<&str> = report["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["output"].as_str().unwrap())
+        .collect();
+    assert_eq!(outputs, ["cat", "cat"], "{}", text(&out));
+    assert!(text(&out).contains("accuracy"), "{}", text(&out));
+
+    // Fewer than two labels is an error on the cell, named.
+    project.write(
+        "prompts/clip-labels.yaml",
+        "name: clip-labels\ncompletion: \"{{ image }}\"\n",
+    );
+    let out = promptlab(&["eval", "eval-sets/clip.yaml"], project.root());
+    assert!(
+        text(&out).contains("at least two candidate labels"),
+        "{}",
+        text(&out)
+    );
+}

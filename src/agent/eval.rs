@@ -23,6 +23,8 @@ pub const AGENT_ASSERTIONS: &[&str] = &[
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentEvalSpec {
+    /// Always `agent`: what tells these sets from prompt eval sets in `eval-sets/`.
+    kind: String,
     name: Option<String>,
     #[serde(default)]
     description: String,
@@ -111,7 +113,7 @@ pub struct AgentEvalSet {
 pub enum AgentEvalError {
     #[error(transparent)]
     Yaml(#[from] YamlError),
-    #[error("{path}: case {case}: {message}")]
+    #[error("{path}: {}{message}", if case == "-" { String::new() } else { format!("case {case}: ") })]
     Case {
         path: PathBuf,
         case: String,
@@ -121,7 +123,24 @@ pub enum AgentEvalError {
 
 impl AgentEvalSet {
     pub fn load(path: &Path) -> Result<AgentEvalSet, AgentEvalError> {
+        if path.is_file() && !is_agent_set(path) {
+            return Err(AgentEvalError::Case {
+                path: path.to_path_buf(),
+                case: "-".into(),
+                message: format!(
+                    "not an agent eval set (those say `kind: agent`); run prompt eval sets with `promptlab eval {}`",
+                    path.display()
+                ),
+            });
+        }
         let spec: AgentEvalSpec = yaml::read_file(path)?;
+        if spec.kind != "agent" {
+            return Err(AgentEvalError::Case {
+                path: path.to_path_buf(),
+                case: "-".into(),
+                message: format!("expected `kind: agent`, found `kind: {}`", spec.kind),
+            });
+        }
         let mut cases = Vec::new();
         for (index, case) in spec.cases.into_iter().enumerate() {
             let id = case.id.unwrap_or_else(|| (index + 1).to_string());
@@ -214,6 +233,15 @@ fn parse_check(spec: &AssertionSpec) -> Result<AgentCheck, String> {
             })?)
         }
     })
+}
+
+/// Whether the YAML file is an agent eval set (`kind: agent`), read leniently: a file
+/// that does not parse is not one.
+pub fn is_agent_set(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| yaml::value_from_str(path, &text).ok())
+        .is_some_and(|v| v.get("kind").and_then(Value::as_str) == Some("agent"))
 }
 
 /// `want` is contained in `got`: objects key by key, arrays item by item (same length),

@@ -29,9 +29,9 @@ impl DigitEngine {
     }
 
     fn classify(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
-        let path = prompt.to_plain_text();
+        let text = prompt.to_plain_text();
         let size = self.classifier.card.input[1];
-        let pixels = image_input::digit_from_file(Path::new(path.trim()), size)
+        let pixels = image_input::digit_from_file(Path::new(image_line(&text)), size)
             .map_err(|e| EngineError::Generation(e.to_string()))?;
         let probabilities = self
             .classifier
@@ -90,8 +90,8 @@ impl DetectEngine {
     }
 
     fn detect(&mut self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
-        let path = prompt.to_plain_text();
-        let path = Path::new(path.trim());
+        let text = prompt.to_plain_text();
+        let path = Path::new(image_line(&text));
         let image = image::open(path).map_err(|e| {
             EngineError::Generation(format!(
                 "{}: not a readable image (PNG or JPEG expected): {e}",
@@ -144,6 +144,85 @@ impl Engine for DetectEngine {
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) {
         answer_each(requests, on_event, |prompt| self.detect(prompt));
+    }
+}
+
+/// The image path: the prompt's first line (a CLIP prompt lists labels after it).
+fn image_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim()
+}
+
+/// CLIP zero-shot: the prompt is the image path and then one candidate label per line;
+/// the answer is the label whose caption (the entry's `label_template`) fits best.
+pub struct ClipEngine {
+    model: crate::vision::clip::ZeroShot,
+    template: String,
+}
+
+impl ClipEngine {
+    pub fn load(model: &Path, template: String) -> Result<ClipEngine, EngineError> {
+        let dir = crate::vision::clip::resolve_model(&model.display().to_string())
+            .map_err(|e| EngineError::Load(e.to_string()))?;
+        let model = crate::vision::clip::ZeroShot::load(&dir)
+            .map_err(|e| EngineError::Load(e.to_string()))?;
+        Ok(ClipEngine { model, template })
+    }
+
+    fn classify(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
+        let text = prompt.to_plain_text();
+        let path = Path::new(image_line(&text));
+        let labels: Vec<String> = text
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        if labels.len() < 2 {
+            return Err(EngineError::Generation(
+                "a CLIP prompt is the image path, then at least two candidate labels, one per line"
+                    .into(),
+            ));
+        }
+        let image = image::open(path).map_err(|e| {
+            EngineError::Generation(format!(
+                "{}: not a readable image (PNG or JPEG expected): {e}",
+                path.display()
+            ))
+        })?;
+        let probabilities = self
+            .model
+            .classify(&[image], &labels, &self.template)
+            .map_err(|e| EngineError::Generation(e.to_string()))?;
+        let row = probabilities.into_iter().next().unwrap_or_default();
+        let best = row
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        Ok(labels[best].clone())
+    }
+}
+
+impl Engine for ClipEngine {
+    fn capabilities(&self) -> Capabilities {
+        one_at_a_time()
+    }
+
+    fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
+        Ok(prompt.to_plain_text())
+    }
+
+    fn count_tokens(&self, _text: &str) -> Result<usize, EngineError> {
+        Ok(0)
+    }
+
+    fn generate_batch(
+        &mut self,
+        requests: &[GenerationRequest],
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) {
+        answer_each(requests, on_event, |prompt| self.classify(prompt));
     }
 }
 

@@ -91,8 +91,10 @@ pub fn scan(root: &Path) -> ProjectScan {
             }
         })
         .collect();
+    // Agent eval sets run with `promptlab agent --eval`, not from the library.
     let eval_sets = yaml_files(&root.join("eval-sets"))
         .into_iter()
+        .filter(|path| !crate::agent::eval::is_agent_set(path))
         .map(|path| EvalSetFile {
             eval_set: EvalSet::load(&path).map_err(|e| e.to_string()),
             path,

@@ -202,6 +202,19 @@ fn spawn_worker(model: &ModelRef, options: &ExecuteOptions) -> Result<EngineWork
                 Ok(Box::new(crate::engine::vision::DigitEngine::load(&path)?) as Box<dyn Engine>)
             })
         }
+        Some(entry) if entry.kind == crate::catalog::ModelKind::Clip => {
+            let path = entry.path.clone();
+            let template = entry
+                .label_template
+                .clone()
+                .unwrap_or_else(|| "a photo of {}".into());
+            EngineWorker::spawn(&model.name, move || {
+                Ok(
+                    Box::new(crate::engine::vision::ClipEngine::load(&path, template)?)
+                        as Box<dyn Engine>,
+                )
+            })
+        }
         Some(entry) if entry.kind == crate::catalog::ModelKind::YoloDetector => {
             let path = entry.path.clone();
             let settings = entry.detect.clone().unwrap_or_default();

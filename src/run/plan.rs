@@ -302,9 +302,25 @@ fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
         return Ok((false, format!("digit-cnn:{}", hex_sha256(&bytes))));
     }
     if entry.kind == crate::catalog::ModelKind::Clip {
-        return Err(fail(
-            "CLIP models serve the agent's classify_image tool; they cannot be an eval set's model yet".into(),
-        ));
+        let dir = crate::vision::clip::resolve_model(&entry.path.display().to_string())
+            .map_err(|e| fail(e.to_string()))?;
+        crate::vision::clip::ZeroShot::load(&dir).map_err(|e| fail(e.to_string()))?;
+        let mut bytes = Vec::new();
+        for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+            let path = dir.join(file);
+            bytes.extend(
+                std::fs::read(&path)
+                    .map_err(|e| fail(format!("{}: cannot read: {e}", path.display())))?,
+            );
+        }
+        bytes.extend(
+            entry
+                .label_template
+                .clone()
+                .unwrap_or_default()
+                .into_bytes(),
+        );
+        return Ok((false, format!("clip:{}", hex_sha256(&bytes))));
     }
     if entry.kind == crate::catalog::ModelKind::YoloDetector {
         // Loading checks ONNX Runtime, the file and its input now rather than per cell.
@@ -350,6 +366,9 @@ fn image_for_case(
         crate::prompt::RenderedPrompt::Completion(text) => text.trim().to_string(),
         crate::prompt::RenderedPrompt::Chat(_) => String::new(),
     };
+    // The first line is the image; any further lines (CLIP's candidate labels) follow it.
+    let (text, rest) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    let text = text.trim();
     let fail = |message: String| PlanError::Case {
         origin: case.origin.clone(),
         message,
@@ -358,9 +377,14 @@ fn image_for_case(
         return Err(fail("the prompt rendered no image path (expected e.g. `completion: \"{{ image }}\"` and an `image` variable)".into()));
     }
     let base = eval_set.parent().unwrap_or(std::path::Path::new("."));
-    let path = std::path::absolute(base.join(&text)).unwrap_or_else(|_| base.join(&text));
+    let path = std::path::absolute(base.join(text)).unwrap_or_else(|_| base.join(text));
     let bytes = std::fs::read(&path).map_err(|e| fail(format!("image {}: {e}", path.display())))?;
-    Ok((path.display().to_string(), hex_sha256(&bytes)))
+    let mut prompt = path.display().to_string();
+    if !rest.trim().is_empty() {
+        prompt.push('\n');
+        prompt.push_str(rest.trim());
+    }
+    Ok((prompt, hex_sha256(&bytes)))
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
