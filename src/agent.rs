@@ -159,6 +159,9 @@ pub struct Agent<'a> {
     pub tools: &'a ToolSet,
     pub context: &'a ToolContext,
     pub system: String,
+    /// The conversation to start from, rendered from an agent prompt template; when
+    /// empty, `system` and the question.
+    pub opening: Vec<crate::prompt::ChatMessage>,
     pub limits: AgentLimits,
     pub sampling: SamplingParams,
 }
@@ -193,18 +196,32 @@ impl Agent<'_> {
         // Set when the model repeats a call: it already has that result, so the next
         // reply must be the answer (small models otherwise loop until the step cap).
         let mut must_answer = false;
-        let system = match convention {
-            Convention::Hermes => self.system.clone(),
-            Convention::Json => format!(
-                "{}\n\n{}",
-                self.system,
-                convention::json_instructions(&specs)
-            ),
+        let mut messages: Vec<Value> = if self.opening.is_empty() {
+            vec![
+                json!({"role": "system", "content": self.system}),
+                json!({"role": "user", "content": question}),
+            ]
+        } else {
+            self.opening
+                .iter()
+                .map(|m| json!({"role": m.role, "content": m.content}))
+                .collect()
         };
-        let mut messages = vec![
-            json!({"role": "system", "content": system}),
-            json!({"role": "user", "content": question}),
-        ];
+        if convention == Convention::Json {
+            // Templates without tool support learn the tools and the reply format from
+            // the system message.
+            let instructions = convention::json_instructions(&specs);
+            match messages.first_mut() {
+                Some(first) if first["role"] == "system" => {
+                    let text = format!(
+                        "{}\n\n{instructions}",
+                        first["content"].as_str().unwrap_or_default()
+                    );
+                    first["content"] = json!(text);
+                }
+                _ => messages.insert(0, json!({"role": "system", "content": instructions})),
+            }
+        }
         let started = Instant::now();
         let mut trace = AgentTrace {
             question: question.to_string(),

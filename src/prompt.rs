@@ -31,6 +31,9 @@ struct PromptFileSpec {
     #[serde(default)]
     params: GenerationParams,
     schema: Option<serde_json::Value>,
+    /// Tools an agent may call with this prompt (`promptlab agent --prompt`).
+    #[serde(default)]
+    tools: Vec<String>,
     #[serde(default)]
     variants: BTreeMap<String, VariantSpec>,
 }
@@ -45,6 +48,7 @@ struct VariantSpec {
     #[serde(default)]
     params: GenerationParams,
     schema: Option<serde_json::Value>,
+    tools: Option<Vec<String>>,
 }
 
 /// What a prompt sends to a model: a conversation (rendered with the model's chat
@@ -67,6 +71,9 @@ pub struct Prompt {
     pub body: PromptBody,
     pub params: GenerationParams,
     pub schema: Option<serde_json::Value>,
+    /// Non-empty for agent prompts: the tools offered with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
     pub source: PathBuf,
 }
 
@@ -167,6 +174,7 @@ impl Prompt {
                 body,
                 params: spec.params.clone(),
                 schema: spec.schema.clone(),
+                tools: spec.tools.clone(),
                 source: path.to_path_buf(),
             });
         }
@@ -194,6 +202,7 @@ impl Prompt {
                 body,
                 params: spec.params.overlay(&v.params),
                 schema: v.schema.clone().or_else(|| spec.schema.clone()),
+                tools: v.tools.clone().unwrap_or_else(|| spec.tools.clone()),
                 source: path.to_path_buf(),
             });
         }

@@ -395,6 +395,22 @@ fn agent_and_prompt_eval_sets_point_to_each_other() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not an agent eval set"), "{stderr}");
+    // An agent prompt (one that lists tools) is refused by promptlab eval, with the way.
+    project.write(
+        "prompts/helper.yaml",
+        "tools: [calculator]\nmessages: [{role: user, content: '{{ question }}'}]\n",
+    );
+    project.write(
+        "eval-sets/helper.yaml",
+        "prompts: [helper]\nmodels: [echo]\ncases: [{vars: {question: hi}}]\n",
+    );
+    let out = promptlab(&["eval", "eval-sets/helper.yaml"], project.root());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("promptlab agent --prompt helper"),
+        "{stderr}"
+    );
     // A typo in an agent assertion names the case and the agent types.
     project.write(
         "eval-sets/agent.yaml",

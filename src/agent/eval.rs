@@ -30,6 +30,9 @@ struct AgentEvalSpec {
     description: String,
     #[serde(default)]
     models: Vec<String>,
+    /// Agent prompt templates to compare (default: the built-in system prompt).
+    #[serde(default)]
+    prompts: Vec<String>,
     /// Tools offered (default: all that are set up).
     #[serde(default)]
     tools: Vec<String>,
@@ -102,6 +105,7 @@ pub struct AgentEvalSet {
     pub name: String,
     pub description: String,
     pub models: Vec<String>,
+    pub prompts: Vec<String>,
     pub tools: Vec<String>,
     pub max_steps: Option<usize>,
     pub system: Option<String>,
@@ -173,6 +177,7 @@ impl AgentEvalSet {
             name,
             description: spec.description,
             models: spec.models,
+            prompts: spec.prompts,
             tools: spec.tools,
             max_steps: spec.max_steps,
             system: spec.system,

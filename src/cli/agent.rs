@@ -14,6 +14,7 @@ use promptlab::agent::{
 use promptlab::engine::Flow;
 use promptlab::engine::llama::{LlamaEngine, LlamaOptions};
 use promptlab::project::Project;
+use promptlab::prompt::{Prompt, RenderedPrompt};
 use promptlab::store::RunStore;
 
 use super::Outcome;
@@ -69,11 +70,15 @@ pub struct AgentArgs {
     /// Replace the default system prompt.
     #[arg(long)]
     system: Option<String>,
-    /// Sampling temperature (0: greedy, reproducible).
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 42)]
-    seed: u32,
+    /// An agent prompt template (`name` or `name:variant` from prompts/): its messages,
+    /// rendered with `question`, open the conversation; its `tools` are offered.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Sampling temperature (default: the model's and prompt's, else 0: greedy).
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    seed: Option<u32>,
     /// The project (default: found from the current folder).
     #[arg(long)]
     project: Option<PathBuf>,
@@ -88,12 +93,13 @@ pub struct AgentArgs {
 struct LoadedModel {
     name: String,
     engine: LlamaEngine,
-    sampling: promptlab::params::SamplingParams,
+    params: promptlab::params::GenerationParams,
 }
 
 /// How one question is asked.
 struct AskOptions<'a> {
     system: Option<&'a str>,
+    prompt: Option<&'a Prompt>,
     max_steps: usize,
     verbose: bool,
 }
@@ -175,7 +181,7 @@ impl Session {
         Ok(LoadedModel {
             name: name.to_string(),
             engine,
-            sampling: entry.params.resolve(),
+            params: entry.params.clone(),
         })
     }
 
@@ -189,14 +195,40 @@ impl Session {
     ) -> Result<promptlab::agent::AgentTrace> {
         let AskOptions {
             system,
+            prompt,
             max_steps,
             verbose,
         } = options;
         let LoadedModel {
             name: model,
             engine,
-            sampling,
+            params,
         } = model;
+        let mut sampling = match prompt {
+            Some(prompt) => params.overlay(&prompt.params).resolve(),
+            None => params.resolve(),
+        };
+        if let Some(t) = args.temperature {
+            sampling.temperature = t;
+        }
+        if let Some(seed) = args.seed {
+            sampling.seed = seed;
+        }
+        let opening = match prompt {
+            None => Vec::new(),
+            Some(prompt) => {
+                let vars =
+                    minijinja::Value::from_serialize(serde_json::json!({ "question": question }));
+                match prompt.render(&vars)? {
+                    RenderedPrompt::Chat(messages) => messages,
+                    RenderedPrompt::Completion(_) => bail!(
+                        "prompt `{}` is a completion prompt; an agent prompt needs chat `messages` ({})",
+                        prompt.id,
+                        prompt.source.display()
+                    ),
+                }
+            }
+        };
         let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let tool_names: Vec<String> = self.tools.names().iter().map(|s| s.to_string()).collect();
         let run_id = match &self.store {
@@ -205,10 +237,8 @@ impl Session {
             }
             None => None,
         };
-        let mut sampling = sampling.clone();
-        sampling.temperature = args.temperature;
-        sampling.seed = args.seed;
         let mut agent = Agent {
+            opening,
             engine,
             tools: &self.tools,
             context: &self.context,
@@ -263,7 +293,15 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
     let [model] = args.model.as_slice() else {
         bail!("--model: expected one model name (several only with --eval)");
     };
-    let session = Session::open(&args, &args.tools)?;
+    let prompt = match &args.prompt {
+        Some(selector) => Some(find_prompt(&args, selector)?),
+        None => None,
+    };
+    let wanted = match &prompt {
+        Some(p) if args.tools.is_empty() => p.tools.clone(),
+        _ => args.tools.clone(),
+    };
+    let session = Session::open(&args, &wanted)?;
     let mut loaded = session.load_model(model)?;
     eprintln!(
         "agent · {model} · tools: {}",
@@ -271,6 +309,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
     );
     let options = AskOptions {
         system: None,
+        prompt: prompt.as_ref(),
         max_steps: args.max_steps,
         verbose: true,
     };
@@ -309,6 +348,32 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
                 Outcome::Failed
             })
         }
+    }
+}
+
+/// The one prompt `selector` names in the project's prompts/.
+fn find_prompt(args: &AgentArgs, selector: &str) -> Result<Prompt> {
+    let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
+    let project = match &args.project {
+        Some(dir) => Project::open(dir),
+        None => Project::discover(&start),
+    }
+    .context("cannot open the project")?;
+    match project.prompts.select(selector).as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!(
+            "unknown prompt `{selector}`: expected one of {}",
+            project.prompts.names().join(", ")
+        ),
+        several => bail!(
+            "`{selector}` names {} variants ({}); pick one as name:variant",
+            several.len(),
+            several
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

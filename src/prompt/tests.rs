@@ -95,3 +95,11 @@ fn variables_lists_what_the_templates_read() {
     let prompts = Prompt::load_file(&path).unwrap();
     assert_eq!(prompts[0].variables(), ["formal", "review", "tags"]);
 }
+
+#[test]
+fn agent_prompts_carry_their_tools_into_variants() {
+    let text = "name: agent\ntools: [calculator]\nmessages: [{role: user, content: '{{ question }}'}]\nvariants:\n  a: {}\n  b: {tools: [list_images, calculator]}\n";
+    let prompts = Prompt::parse_file(std::path::Path::new("prompts/agent.yaml"), text).unwrap();
+    assert_eq!(prompts[0].tools, ["calculator"]);
+    assert_eq!(prompts[1].tools, ["list_images", "calculator"]);
+}

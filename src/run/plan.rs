@@ -83,6 +83,15 @@ pub fn plan(
     }
 
     for prompt in &prompts {
+        if !prompt.tools.is_empty() {
+            return Err(PlanError::Invalid {
+                path: prompt.source.clone(),
+                message: format!(
+                    "prompt `{}` is an agent prompt (it lists `tools`): run it with `promptlab agent --prompt {}` or an agent eval set",
+                    prompt.id, prompt.id
+                ),
+            });
+        }
         if let Some(schema) = &prompt.schema {
             crate::engine::llama::schema_to_grammar(schema).map_err(|e| PlanError::Invalid {
                 path: prompt.source.clone(),

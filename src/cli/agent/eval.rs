@@ -34,60 +34,83 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
     if cases.is_empty() {
         bail!("{}: no cases left after --filter/--limit", path.display());
     }
-    let wanted = if args.tools.is_empty() {
-        set.tools.clone()
-    } else {
-        args.tools.clone()
+    // One column per prompt (or the built-in system prompt), each with its tools.
+    let selectors: Vec<Option<String>> = match (&args.prompt, set.prompts.is_empty()) {
+        (Some(p), _) => vec![Some(p.clone())],
+        (None, true) => vec![None],
+        (None, false) => set.prompts.iter().cloned().map(Some).collect(),
     };
-    let session = Session::open(args, &wanted)?;
-    let specs = session.tools.specs();
+    let mut columns = Vec::new();
+    for selector in &selectors {
+        let prompt = match selector {
+            Some(s) => Some(super::find_prompt(args, s)?),
+            None => None,
+        };
+        let wanted = if !args.tools.is_empty() {
+            args.tools.clone()
+        } else if let Some(p) = prompt.as_ref().filter(|p| !p.tools.is_empty()) {
+            p.tools.clone()
+        } else {
+            set.tools.clone()
+        };
+        columns.push((prompt, Session::open(args, &wanted)?));
+    }
     let max_steps = set.max_steps.unwrap_or(args.max_steps);
     let mut all_scores = Vec::new();
     let mut records = Vec::new();
     let mut failures = Vec::new();
     for model in &models {
-        let mut loaded = session.load_model(model)?;
-        let mut scores = AgentScores {
-            model: model.clone(),
-            ..AgentScores::default()
-        };
-        for (n, case) in cases.iter().enumerate() {
-            let options = AskOptions {
-                system: set.system.as_deref(),
-                max_steps,
-                verbose: false,
+        let mut loaded = columns[0].1.load_model(model)?;
+        for (prompt, session) in &columns {
+            let specs = session.tools.specs();
+            let column = match prompt {
+                Some(p) => format!("{} @ {model}", p.id),
+                None => model.clone(),
             };
-            let trace = session.ask(&mut loaded, &case.question, args, options)?;
-            let outcomes = check_trace(&case.checks, &trace);
-            let passed = outcomes.iter().all(|o| o.passed);
-            eprintln!(
-                "{model} · {}/{} {} {} ({} steps, {:.1} s)",
-                n + 1,
-                cases.len(),
-                if passed { "✓" } else { "✗" },
-                case.id,
-                trace.steps.len(),
-                trace.total_ms / 1000.0
-            );
-            for outcome in outcomes.iter().filter(|o| !o.passed) {
-                failures.push(format!(
-                    "  ✗ {model} · {} · {}: {}",
+            let mut scores = AgentScores {
+                model: column.clone(),
+                ..AgentScores::default()
+            };
+            for (n, case) in cases.iter().enumerate() {
+                let options = AskOptions {
+                    system: set.system.as_deref(),
+                    prompt: prompt.as_ref(),
+                    max_steps,
+                    verbose: false,
+                };
+                let trace = session.ask(&mut loaded, &case.question, args, options)?;
+                let outcomes = check_trace(&case.checks, &trace);
+                let passed = outcomes.iter().all(|o| o.passed);
+                eprintln!(
+                    "{column} · {}/{} {} {} ({} steps, {:.1} s)",
+                    n + 1,
+                    cases.len(),
+                    if passed { "✓" } else { "✗" },
                     case.id,
-                    outcome.check,
-                    outcome.reason.as_deref().unwrap_or("failed")
-                ));
+                    trace.steps.len(),
+                    trace.total_ms / 1000.0
+                );
+                for outcome in outcomes.iter().filter(|o| !o.passed) {
+                    failures.push(format!(
+                        "  ✗ {column} · {} · {}: {}",
+                        case.id,
+                        outcome.check,
+                        outcome.reason.as_deref().unwrap_or("failed")
+                    ));
+                }
+                scores.add(&trace, &outcomes, &specs);
+                records.push(serde_json::json!({
+                    "model": model,
+                    "prompt": prompt.as_ref().map(|p| p.id.clone()),
+                    "case": case.id,
+                    "question": case.question,
+                    "passed": passed,
+                    "checks": outcomes,
+                    "trace": trace,
+                }));
             }
-            scores.add(&trace, &outcomes, &specs);
-            records.push(serde_json::json!({
-                "model": model,
-                "case": case.id,
-                "question": case.question,
-                "passed": passed,
-                "checks": outcomes,
-                "trace": trace,
-            }));
+            all_scores.push(scores);
         }
-        all_scores.push(scores);
     }
     if let Some(output) = &args.output {
         let report = serde_json::json!({
@@ -125,7 +148,7 @@ fn scores_table(scores: &[AgentScores]) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header([
-        "model",
+        "model (prompt @ model)",
         "cases passed",
         "valid tool calls",
         "cut-off replies",
