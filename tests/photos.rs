@@ -352,3 +352,74 @@ fn clip_as_an_eval_set_model_answers_with_the_best_label() {
         text(&out)
     );
 }
+
+/// `detect_objects` over two detectors (people and NudeNet's faces), as the shipped
+/// catalog configures it: one call counts both, requests go only to the detector that
+/// knows the class, and `max_per_class` shortens the list of boxes but not the counts.
+#[test]
+fn detect_objects_merges_people_and_faces_detectors() {
+    use promptlab::agent::tools::{DetectObjects, Tool, ToolContext};
+    use promptlab::catalog::DetectSettings;
+    use serde_json::json;
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let people = DetectSettings {
+        rename: [("Normal", "person"), ("Fall", "person")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        ..DetectSettings::default()
+    };
+    let faces = DetectSettings {
+        names: Some(repo.join("models/nudenet-classes.yaml")),
+        classes: Some(vec!["face".into()]),
+        rename: [("FACE_FEMALE", "face"), ("FACE_MALE", "face")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        ..DetectSettings::default()
+    };
+    let mut tool = DetectObjects::load(&[
+        (
+            "people".into(),
+            vision_asset("models/person-fall-yolov8.onnx").into(),
+            people,
+        ),
+        (
+            "faces".into(),
+            vision_asset("models/nudenet-320n.onnx").into(),
+            faces,
+        ),
+    ])
+    .unwrap();
+    let enum_ = &tool.parameters()["properties"]["classes"]["items"]["enum"];
+    assert_eq!(enum_, &json!(["person", "face"]));
+    let photos = Path::new(&vision_asset("photos/bus.jpg"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let context = ToolContext::new(vec![photos.clone()], photos);
+
+    let both = tool.call(&json!({"image": "bus.jpg"}), &context).unwrap();
+    assert_eq!(both["counts"], json!({"face": 2, "person": 3}), "{both}");
+
+    let faces_only = tool
+        .call(&json!({"image": "bus.jpg", "classes": ["face"]}), &context)
+        .unwrap();
+    assert_eq!(faces_only["counts"], json!({"face": 2}), "{faces_only}");
+
+    let capped = tool
+        .call(
+            &json!({"image": "bus.jpg", "classes": ["person"], "max_per_class": 1}),
+            &context,
+        )
+        .unwrap();
+    assert_eq!(capped["count"], 3, "{capped}");
+    assert_eq!(capped["objects"].as_array().unwrap().len(), 1, "{capped}");
+    assert!(capped["note"].as_str().unwrap().contains("at most 1"));
+
+    let error = tool
+        .call(&json!({"image": "bus.jpg", "classes": ["dog"]}), &context)
+        .unwrap_err();
+    assert!(error.to_string().contains("unknown class `dog`"), "{error}");
+}

@@ -60,11 +60,16 @@ pub struct AgentArgs {
     /// Folders the tools may read (default: the project); repeat for several.
     #[arg(long = "allow", value_name = "DIR")]
     allowed: Vec<PathBuf>,
-    /// Catalog names of the tools' models (default: the first of each kind).
+    /// Catalog name of the digit CNN behind `classify_digit` (default: the catalog's
+    /// `tools:` section, else the first `kind: digit-cnn` model).
     #[arg(long)]
     digits_model: Option<String>,
-    #[arg(long)]
-    detector: Option<String>,
+    /// Catalog names of the detectors behind `detect_objects`, comma-separated; their
+    /// classes are joined (default: the catalog's `tools:` section, else the first
+    /// `kind: yolo-detector` model).
+    #[arg(long, value_delimiter = ',')]
+    detector: Vec<String>,
+    /// Catalog name of the CLIP model behind `classify_image` (default: as above).
     #[arg(long)]
     clip: Option<String>,
     /// Replace the default system prompt.
@@ -123,7 +128,7 @@ impl Session {
         let wanted = (!wanted_tools.is_empty()).then_some(wanted_tools);
         let models = ToolModels {
             digits: args.digits_model.clone(),
-            detector: args.detector.clone(),
+            detectors: args.detector.clone(),
             clip: args.clip.clone(),
         };
         let tools = project_tools(

@@ -94,34 +94,57 @@ impl Tool for ClassifyDigit {
     }
 }
 
-pub struct DetectObjects {
+/// One detector behind `detect_objects`, with the catalog's settings for it.
+struct DetectorBackend {
     detector: Detector,
     settings: DetectSettings,
-    /// Class names as reported (after renames), for the schema and the counts.
+    /// Class names it reports (after renames, within the catalog's class filter).
+    classes: Vec<String>,
+}
+
+/// `detect_objects`: one or more detectors (say, people and faces) behind one tool; the
+/// model sees the union of their classes and each request goes to the detectors that
+/// know the classes asked for.
+pub struct DetectObjects {
+    backends: Vec<DetectorBackend>,
     classes: Vec<String>,
 }
 
 impl DetectObjects {
-    /// Loads the detector now: its class names go into the argument schema, so the
+    /// Loads the detectors now: their class names go into the argument schema, so the
     /// grammar only lets the model ask for classes that exist.
-    pub fn load(
-        model: &std::path::Path,
-        settings: DetectSettings,
-    ) -> Result<DetectObjects, ToolError> {
+    pub fn load(models: &[(String, PathBuf, DetectSettings)]) -> Result<DetectObjects, ToolError> {
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let detector = Detector::load(model, settings.names.as_deref(), None, threads)
-            .map_err(|e| ToolError::Failed(e.to_string()))?;
-        let mut classes: Vec<String> = Vec::new();
-        for name in &detector.names {
-            let shown = settings.rename.get(name).unwrap_or(name).clone();
-            if !classes.contains(&shown) {
-                classes.push(shown);
+        let mut backends = Vec::new();
+        let mut all_classes: Vec<String> = Vec::new();
+        for (name, path, settings) in models {
+            let detector = Detector::load(path, settings.names.as_deref(), None, threads)
+                .map_err(|e| ToolError::Failed(format!("`{name}`: {e}")))?;
+            let mut classes: Vec<String> = Vec::new();
+            for model_name in &detector.names {
+                let shown = settings.rename.get(model_name).unwrap_or(model_name);
+                let wanted = settings
+                    .classes
+                    .as_ref()
+                    .is_none_or(|keep| keep.iter().any(|k| k.eq_ignore_ascii_case(shown)));
+                if wanted && !classes.contains(shown) {
+                    classes.push(shown.clone());
+                }
             }
+            for class in &classes {
+                if !all_classes.contains(class) {
+                    all_classes.push(class.clone());
+                }
+            }
+            backends.push(DetectorBackend {
+                detector,
+                settings: settings.clone(),
+                classes,
+            });
         }
         Ok(DetectObjects {
-            detector,
-            settings,
-            classes,
+            backends,
+            classes: all_classes,
         })
     }
 }
@@ -148,9 +171,9 @@ impl Tool for DetectObjects {
             "properties": {
                 "image": image_property(),
                 // `null` lets a small model say "no filter" while following the shape.
-                "classes": {"type": ["array", "null"], "items": class, "description": "only these classes; null for all"},
-                "max_per_class": {"type": ["integer", "null"], "description": "keep only this many objects per class; null to keep all"},
-                "min_confidence": {"type": ["number", "null"], "description": "ignore objects less confident than this (0 to 1); null for the default"}
+                "classes": {"type": ["array", "null"], "items": class, "default": null, "description": "only these classes; null for all"},
+                "max_per_class": {"type": ["integer", "null"], "default": null, "description": "list the boxes of at most this many objects per class (the counts still include all); null to list all"},
+                "min_confidence": {"type": ["number", "null"], "default": null, "description": "ignore objects less confident than this (0 to 1); null for each detector's own floor"}
             },
             "required": ["image"],
             "additionalProperties": false
@@ -159,71 +182,97 @@ impl Tool for DetectObjects {
 
     fn call(&mut self, args: &Value, context: &ToolContext) -> Result<Value, ToolError> {
         let (path, real) = image_arg(args, context)?;
-        let mut options = self.settings.options();
-        if let Some(list) = args.get("classes").and_then(Value::as_array) {
-            let names: Vec<String> = list
+        let requested: Option<Vec<String>> = args
+            .get("classes")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|names| !names.is_empty());
+        if let Some(unknown) = requested.iter().flatten().find(|name| {
+            !self
+                .classes
                 .iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect();
-            if !names.is_empty() {
-                options.classes = Some(names);
-            }
+                .any(|known| known.eq_ignore_ascii_case(name))
+        }) {
+            return Err(ToolError::Arguments(format!(
+                "unknown class `{unknown}`; classes: {}",
+                self.classes.join(", ")
+            )));
         }
-        // Detected without the cap, then capped here (the same boxes as capping inside
-        // NMS), so the result can say how many the cap left out.
-        let cap = args
+        let min_confidence = args
+            .get("min_confidence")
+            .and_then(Value::as_f64)
+            .map(|c| c.clamp(0.0, 1.0) as f32);
+        let image = open_image(&path, &real)?;
+        let mut found = Vec::new();
+        let mut cap = args
             .get("max_per_class")
             .and_then(Value::as_u64)
-            .map(|n| n.max(1) as usize)
-            .or(options.max_per_class);
-        options.max_per_class = None;
-        if let Some(c) = args.get("min_confidence").and_then(Value::as_f64) {
-            options.min_confidence = c.clamp(0.0, 1.0) as f32;
-        }
-        let image = open_image(&path, &real)?;
-        let (found, _) = self
-            .detector
-            .detect(&image, &options)
-            .map_err(|e| ToolError::Failed(e.to_string()))?;
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        let mut left_out: BTreeMap<String, usize> = BTreeMap::new();
-        let mut detections = Vec::new();
-        for d in found {
-            let kept = counts.entry(d.label.clone()).or_default();
-            if cap.is_some_and(|m| *kept >= m) {
-                *left_out.entry(d.label.clone()).or_default() += 1;
-            } else {
-                *kept += 1;
-                detections.push(d);
+            .map(|n| n.max(1) as usize);
+        for backend in &mut self.backends {
+            let mut options = backend.settings.options();
+            let asked: Vec<String> = match &requested {
+                Some(names) => backend
+                    .classes
+                    .iter()
+                    .filter(|c| names.iter().any(|n| n.eq_ignore_ascii_case(c)))
+                    .cloned()
+                    .collect(),
+                None => backend.classes.clone(),
+            };
+            if asked.is_empty() {
+                continue;
             }
+            options.classes = Some(asked);
+            // The cap limits the boxes listed, not the counts: detect everything, then
+            // list the most confident per class below.
+            cap = cap.or(options.max_per_class);
+            options.max_per_class = None;
+            if let Some(c) = min_confidence {
+                options.min_confidence = c;
+            }
+            let (detections, _) = backend
+                .detector
+                .detect(&image, &options)
+                .map_err(|e| ToolError::Failed(e.to_string()))?;
+            found.extend(detections);
         }
-        let objects: Vec<Value> = detections
-            .iter()
-            .map(|d| {
-                json!({
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut objects = Vec::new();
+        for d in &found {
+            let seen = counts.entry(d.label.clone()).or_default();
+            *seen += 1;
+            if cap.is_none_or(|m| *seen <= m) {
+                objects.push(json!({
                     "label": d.label,
                     "confidence": round(d.confidence),
                     "box": d.bbox.map(|v| v.round()),
-                })
-            })
-            .collect();
-        if !left_out.is_empty() {
-            return Ok(json!({
-                "image": path,
-                "count": detections.len(),
-                "counts": counts,
-                "objects": objects,
-                "not_shown_because_of_max_per_class": left_out,
-            }));
+                }));
+            }
         }
-        Ok(json!({
+        let mut result = json!({
             "image": path,
-            "count": detections.len(),
+            "count": found.len(),
             "counts": counts,
             "objects": objects,
-        }))
+        });
+        if let Some(m) = cap
+            && objects_left_out(&counts, m)
+        {
+            result["note"] = json!(format!(
+                "objects lists at most {m} per class, the most confident; count and counts include all"
+            ));
+        }
+        Ok(result)
     }
+}
+
+fn objects_left_out(counts: &BTreeMap<String, usize>, cap: usize) -> bool {
+    counts.values().any(|&n| n > cap)
 }
 
 pub struct ClassifyImage {
