@@ -85,6 +85,47 @@ pub struct AgentStep {
     pub generation_ms: f64,
 }
 
+impl AgentStep {
+    /// One line: what the step did and what it cost, e.g.
+    /// `step 1 · call calculator({"expression":"2+2"}) [12 tokens, 0.8 s; tool 0 ms]`.
+    pub fn headline(&self) -> String {
+        let number = self.index + 1;
+        let timing = format!(
+            "{} tokens, {:.1} s",
+            self.generated_tokens,
+            self.generation_ms / 1000.0
+        );
+        match &self.action {
+            StepAction::ToolCall {
+                name,
+                arguments,
+                tool_ms,
+                ..
+            } => {
+                format!("step {number} · call {name}({arguments}) [{timing}; tool {tool_ms:.0} ms]")
+            }
+            StepAction::Repeated { name, .. } => format!(
+                "step {number} · repeated the call to {name}: not run again, asking for the answer [{timing}]"
+            ),
+            StepAction::Answer { .. } => format!("step {number} · answer [{timing}]"),
+            StepAction::Malformed { error } => {
+                format!("step {number} · unusable reply: {error} [{timing}]")
+            }
+        }
+    }
+
+    /// What a tool call gave back, as the model saw it (None for other steps).
+    pub fn outcome(&self) -> Option<Result<&Value, &str>> {
+        match &self.action {
+            StepAction::ToolCall { result, error, .. } => Some(match (result, error) {
+                (Some(value), _) => Ok(value),
+                (None, error) => Err(error.as_deref().unwrap_or("no result")),
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStop {

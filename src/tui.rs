@@ -4,6 +4,8 @@
 //! the state alone, and `driver` is the only part that touches the terminal, threads
 //! and files.
 
+mod agent;
+mod agent_job;
 mod app;
 mod charts;
 mod driver;

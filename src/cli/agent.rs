@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use promptlab::agent::tools::ToolContext;
 use promptlab::agent::{
-    Agent, AgentEvent, AgentLimits, AgentStop, DEFAULT_SYSTEM, StepAction, ToolModels,
-    default_roots, project_tools,
+    Agent, AgentEvent, AgentLimits, AgentStop, DEFAULT_SYSTEM, ToolModels, default_roots,
+    project_tools,
 };
 use promptlab::engine::Flow;
 use promptlab::engine::llama::{LlamaEngine, LlamaOptions};
@@ -383,40 +383,14 @@ fn find_prompt(args: &AgentArgs, selector: &str) -> Result<Prompt> {
 }
 
 pub(super) fn describe_step(step: &promptlab::agent::AgentStep) -> String {
-    let timing = format!(
-        "{} tokens, {:.1} s",
-        step.generated_tokens,
-        step.generation_ms / 1000.0
-    );
-    match &step.action {
-        StepAction::ToolCall {
-            name,
-            arguments,
-            result,
-            error,
-            tool_ms,
-        } => {
-            let outcome = match (result, error) {
-                (Some(value), _) => format!("→ {}", clip(&value.to_string(), 300)),
-                (None, Some(e)) => format!("→ error: {e}"),
-                (None, None) => "→ (nothing)".into(),
-            };
-            format!(
-                "step {} · call {name}({arguments}) [{timing}; tool {tool_ms:.0} ms]\n    {outcome}",
-                step.index + 1
-            )
-        }
-        StepAction::Repeated { name, .. } => format!(
-            "step {} · repeated the call to {name}: not run again, asking for the answer [{timing}]",
-            step.index + 1
+    match step.outcome() {
+        Some(Ok(value)) => format!(
+            "{}\n    → {}",
+            step.headline(),
+            clip(&value.to_string(), 300)
         ),
-        StepAction::Answer { .. } => format!("step {} · answer [{timing}]", step.index + 1),
-        StepAction::Malformed { error } => {
-            format!(
-                "step {} · unusable reply: {error} [{timing}]",
-                step.index + 1
-            )
-        }
+        Some(Err(error)) => format!("{}\n    → error: {error}", step.headline()),
+        None => step.headline(),
     }
 }
 

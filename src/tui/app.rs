@@ -11,6 +11,7 @@ use promptlab::project::ProjectScan;
 use promptlab::results::RunMatrix;
 use promptlab::store::RunRow;
 
+use super::agent::{AgentState, AgentUiEvent};
 use super::charts::ChartsState;
 use super::editor::EditorState;
 use super::history::HistoryState;
@@ -19,7 +20,7 @@ use super::playground::{ChatEvent, PlaygroundState};
 use super::results::ResultsState;
 use super::run_screen::RunState;
 use super::side::SideState;
-use super::{charts, editor, history, library, playground, results, run_screen, side};
+use super::{agent, charts, editor, history, library, playground, results, run_screen, side};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
@@ -31,10 +32,11 @@ pub enum Screen {
     Playground,
     History,
     Charts,
+    Agent,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 8] = [
+    pub const ALL: [Screen; 9] = [
         Screen::Library,
         Screen::Editor,
         Screen::Run,
@@ -43,6 +45,7 @@ impl Screen {
         Screen::Playground,
         Screen::History,
         Screen::Charts,
+        Screen::Agent,
     ];
 
     pub fn title(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Screen {
             Screen::Playground => "Playground",
             Screen::History => "History",
             Screen::Charts => "Charts",
+            Screen::Agent => "Agent",
         }
     }
 
@@ -137,6 +141,8 @@ pub enum Event {
     },
     Chat(ChatEvent),
     TrainingRunsListed(Result<Vec<promptlab::store::TrainingRunRow>, String>),
+    Agent(AgentUiEvent),
+    AgentRunsListed(Result<Vec<promptlab::store::AgentRunRow>, String>),
     /// A playground exchange was added to an eval set (its path and the case id).
     CaseSaved(Result<(PathBuf, String), String>),
 }
@@ -180,6 +186,13 @@ pub enum Effect {
     },
     CancelChat,
     ListTrainingRuns,
+    /// Ask the agent a question with a catalog model.
+    AskAgent {
+        model_name: String,
+        question: String,
+    },
+    CancelAgent,
+    ListAgentRuns,
     SaveCase {
         eval_set: PathBuf,
         case: serde_json::Value,
@@ -212,6 +225,7 @@ pub struct App {
     pub playground: PlaygroundState,
     pub history: HistoryState,
     pub charts: ChartsState,
+    pub agent: AgentState,
 }
 
 impl App {
@@ -235,6 +249,7 @@ impl App {
             playground: PlaygroundState::default(),
             history: HistoryState::default(),
             charts: ChartsState::default(),
+            agent: AgentState::default(),
         }
     }
 
@@ -248,6 +263,7 @@ impl App {
         match screen {
             Screen::History => vec![Effect::ListRuns],
             Screen::Charts => vec![Effect::ListTrainingRuns],
+            Screen::Agent => vec![Effect::ListAgentRuns],
             _ => Vec::new(),
         }
     }
@@ -315,6 +331,24 @@ impl App {
                 self.message = Some(format!("training runs: {error}"));
                 Vec::new()
             }
+            Event::Agent(event) => {
+                let done = matches!(event, AgentUiEvent::Done(_));
+                agent::on_agent_event(self, event);
+                // The finished question is in the store now, with its run id.
+                if done {
+                    vec![Effect::ListAgentRuns]
+                } else {
+                    Vec::new()
+                }
+            }
+            Event::AgentRunsListed(Ok(runs)) => {
+                self.agent.set_runs(runs);
+                Vec::new()
+            }
+            Event::AgentRunsListed(Err(error)) => {
+                self.agent.status = Some(format!("agent runs: {error}"));
+                Vec::new()
+            }
             Event::Chat(event) => {
                 playground::on_chat_event(self, event);
                 Vec::new()
@@ -344,6 +378,10 @@ impl App {
         if ctrl && key.code == KeyCode::Char('c') {
             if self.playground.busy() {
                 return vec![Effect::CancelChat];
+            }
+            if self.agent.running {
+                self.message = Some("stopping the agent after this step".into());
+                return vec![Effect::CancelAgent];
             }
             if self.run_active() {
                 self.message = Some("cancelling the run; finished cells are kept".into());
@@ -381,6 +419,9 @@ impl App {
         if self.screen == Screen::Playground && self.playground.typing {
             return playground::on_key(self, key);
         }
+        if self.screen == Screen::Agent && self.agent.typing {
+            return agent::on_key(self, key);
+        }
         match key.code {
             KeyCode::Char('q') => {
                 if self.run_active() {
@@ -408,6 +449,7 @@ impl App {
                 Screen::Playground => playground::on_key(self, key),
                 Screen::History => history::on_key(self, key),
                 Screen::Charts => charts::on_key(self, key),
+                Screen::Agent => agent::on_key(self, key),
             },
         }
     }

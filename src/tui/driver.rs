@@ -28,6 +28,7 @@ use promptlab::store::RunStore;
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::agent::AgentUiEvent;
 use super::app::{App, CellOutcome, Effect, Event, RunEvent, RunRequest};
 use super::playground::{ChatEvent, ChatReply};
 use super::view;
@@ -64,6 +65,8 @@ struct Jobs {
     tokenizer: std::sync::mpsc::Sender<(PathBuf, String)>,
     chat: std::sync::mpsc::Sender<ChatJob>,
     chat_cancel: Option<CancelToken>,
+    agent: std::sync::mpsc::Sender<super::agent_job::AgentJob>,
+    agent_cancel: Option<CancelToken>,
 }
 
 struct ChatJob {
@@ -176,10 +179,12 @@ fn spawn_tokenizer(tx: UnboundedSender<Event>) -> std::sync::mpsc::Sender<(PathB
 async fn event_loop(terminal: &mut DefaultTerminal, mut app: App, root: PathBuf) -> Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let mut jobs = Jobs {
-        root,
+        root: root.clone(),
         tokenizer: spawn_tokenizer(tx.clone()),
         chat: spawn_chat(tx.clone()),
         chat_cancel: None,
+        agent: super::agent_job::spawn(tx.clone(), root.clone()),
+        agent_cancel: None,
         tx,
         cancel: None,
     };
@@ -338,6 +343,41 @@ impl Jobs {
                         .map_err(|e| e.to_string()),
                 )
             }),
+            Effect::AskAgent {
+                model_name,
+                question,
+            } => {
+                let cancel = CancelToken::new();
+                self.agent_cancel = Some(cancel.clone());
+                let job = super::agent_job::AgentJob {
+                    model_name,
+                    question,
+                    cancel,
+                };
+                if self.agent.send(job).is_err() {
+                    let _ = self.tx.send(Event::Agent(AgentUiEvent::Done(Err(
+                        "the agent's thread has stopped".into(),
+                    ))));
+                }
+            }
+            Effect::CancelAgent => {
+                if let Some(cancel) = &self.agent_cancel {
+                    cancel.cancel();
+                }
+            }
+            Effect::ListAgentRuns => {
+                let store_path = store_path.clone();
+                self.spawn(move || {
+                    if !store_path.is_file() {
+                        return Event::AgentRunsListed(Ok(Vec::new()));
+                    }
+                    Event::AgentRunsListed(
+                        RunStore::open(&store_path)
+                            .and_then(|store| store.agent_runs())
+                            .map_err(|e| e.to_string()),
+                    )
+                })
+            }
             Effect::CancelChat => {
                 if let Some(cancel) = &self.chat_cancel {
                     cancel.cancel();

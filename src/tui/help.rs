@@ -15,7 +15,7 @@ const fn bind(screen: &'static str, keys: &'static str, action: &'static str) ->
 }
 
 pub const KEYMAP: &[Binding] = &[
-    bind("all", "1 … 8", "switch screen (or click its tab)"),
+    bind("all", "1 … 9", "switch screen (or click its tab)"),
     bind("all", "?", "this help"),
     bind("all", "q", "quit (asks first while a run is active)"),
     bind(
@@ -106,5 +106,21 @@ pub const KEYMAP: &[Binding] = &[
         "History",
         "r / Esc",
         "reload the list / close the comparison",
+    ),
+    bind(
+        "Agent",
+        "i / Enter",
+        "type a question (Enter asks, Esc stops typing)",
+    ),
+    bind("Agent", "↑ ↓", "earlier questions, from the run store"),
+    bind(
+        "Agent",
+        "← →",
+        "step through the trace (the step opens in full)",
+    ),
+    bind(
+        "Agent",
+        "m  c  r",
+        "next model / cancel / reload the questions",
     ),
 ];

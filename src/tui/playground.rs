@@ -96,7 +96,7 @@ impl Default for PlaygroundState {
 }
 
 /// Models the playground can chat with: loaded and with a chat template.
-fn chat_models(scan: &ProjectScan) -> Vec<usize> {
+pub(super) fn chat_models(scan: &ProjectScan) -> Vec<usize> {
     (0..scan.models.len())
         .filter(|&i| {
             scan.models[i]

@@ -1,0 +1,191 @@
+//! The agent screen: asking a question, the trace arriving step by step, stepping
+//! through it, stored questions, cancelling; and its snapshots.
+
+use crossterm::event::KeyCode;
+use promptlab::agent::{AgentStep, AgentStop, AgentTrace, Convention, StepAction};
+use promptlab::store::AgentRunRow;
+use serde_json::json;
+
+use super::{app, ctrl, draw, key, press, screen_text};
+use crate::tui::agent::AgentUiEvent;
+use crate::tui::app::{App, Effect, Event, Screen};
+
+fn call_step() -> AgentStep {
+    AgentStep {
+        index: 0,
+        reply: "{\"name\": \"detect_objects\", \"arguments\": {\"image\": \"photos/bus.jpg\"}}"
+            .into(),
+        action: StepAction::ToolCall {
+            name: "detect_objects".into(),
+            arguments: json!({"image": "photos/bus.jpg"}),
+            result: Some(json!({"image": "photos/bus.jpg", "count": 3, "counts": {"person": 3}})),
+            error: None,
+            tool_ms: 212.0,
+        },
+        prompt_tokens: 880,
+        generated_tokens: 31,
+        generation_ms: 5900.0,
+    }
+}
+
+fn answer_step() -> AgentStep {
+    AgentStep {
+        index: 1,
+        reply: "There are 3 people in photos/bus.jpg.".into(),
+        action: StepAction::Answer {
+            text: "There are 3 people in photos/bus.jpg.".into(),
+        },
+        prompt_tokens: 990,
+        generated_tokens: 11,
+        generation_ms: 2400.0,
+    }
+}
+
+fn stored_row() -> AgentRunRow {
+    AgentRunRow {
+        id: 4,
+        started_at: "2026-11-28T10:00:00Z".into(),
+        model: "tiny".into(),
+        question: "What is 12 times 7?".into(),
+        status: "answered".into(),
+        answer: Some("84".into()),
+        steps_json: serde_json::to_string(&[AgentStep {
+            index: 0,
+            reply: "{\"name\": \"calculator\", \"arguments\": {\"expression\": \"12*7\"}}".into(),
+            action: StepAction::ToolCall {
+                name: "calculator".into(),
+                arguments: json!({"expression": "12*7"}),
+                result: None,
+                error: Some("calculator: timed out".into()),
+                tool_ms: 60000.0,
+            },
+            prompt_tokens: 700,
+            generated_tokens: 20,
+            generation_ms: 3000.0,
+        }])
+        .unwrap(),
+        total_ms: Some(3100.0),
+        generated_tokens: 20,
+    }
+}
+
+/// The agent screen with a question asked and its first step in.
+fn asked(size: (u16, u16)) -> App {
+    let mut app = app(size);
+    assert_eq!(press(&mut app, "9"), vec![Effect::ListAgentRuns]);
+    assert_eq!(app.screen, Screen::Agent);
+    app.update(Event::AgentRunsListed(Ok(vec![stored_row()])));
+    press(&mut app, "i");
+    press(&mut app, "How many people are in photos/bus.jpg?");
+    let effects = app.update(key(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        vec![Effect::AskAgent {
+            model_name: "tiny".into(),
+            question: "How many people are in photos/bus.jpg?".into()
+        }]
+    );
+    app.update(Event::Agent(AgentUiEvent::Started {
+        run_id: Some(5),
+        tools: vec!["detect_objects".into(), "calculator".into()],
+        left_out: vec![(
+            "classify_digit".into(),
+            "`digits` is not trained yet".into(),
+        )],
+    }));
+    app.update(Event::Agent(AgentUiEvent::Step(call_step())));
+    app.update(Event::Agent(AgentUiEvent::Token("There are".into())));
+    app
+}
+
+#[test]
+fn a_question_streams_its_trace_and_lands_in_the_store_list() {
+    let mut app = asked((120, 40));
+    assert!(app.agent.running);
+    let text = screen_text(&app);
+    assert!(text.contains("step 1 · call detect_objects"), "{text}");
+    assert!(text.contains("\"person\": 3"), "{text}");
+    assert!(text.contains("step 2 · generating…"), "{text}");
+    assert!(text.contains("left out: classify_digit"), "{text}");
+    // Keys other than typing keys do not start a second question while one runs.
+    assert_eq!(app.update(key(KeyCode::Enter)), Vec::new());
+    app.agent.typing = false;
+    // Ctrl-C and `c` cancel the question, not the app.
+    assert_eq!(app.update(ctrl('c')), vec![Effect::CancelAgent]);
+    assert_eq!(press(&mut app, "c"), vec![Effect::CancelAgent]);
+
+    app.update(Event::Agent(AgentUiEvent::Step(answer_step())));
+    let effects = app.update(Event::Agent(AgentUiEvent::Done(Ok(AgentTrace {
+        question: "How many people are in photos/bus.jpg?".into(),
+        convention: Convention::Hermes,
+        tools: vec!["detect_objects".into()],
+        steps: vec![call_step(), answer_step()],
+        answer: Some("There are 3 people in photos/bus.jpg.".into()),
+        stop: AgentStop::Answered,
+        error: None,
+        total_ms: 8600.0,
+    }))));
+    assert_eq!(effects, vec![Effect::ListAgentRuns]);
+    assert!(!app.agent.running);
+    let text = screen_text(&app);
+    assert!(
+        text.contains("answer: There are 3 people in photos/bus.jpg."),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 steps · 42 tokens · 8.6 s · agent run 5"),
+        "{text}"
+    );
+}
+
+#[test]
+fn steps_open_one_at_a_time_and_stored_questions_show_their_errors() {
+    let mut app = asked((120, 40));
+    app.update(Event::Agent(AgentUiEvent::Step(answer_step())));
+    app.update(Event::Agent(AgentUiEvent::Done(Err(
+        "cannot load tiny: bad file".into(),
+    ))));
+    assert_eq!(app.agent.runs[0].status, "failed");
+    assert!(screen_text(&app).contains("cannot load tiny: bad file"));
+
+    // The last step is open; ← opens the call with its result.
+    assert!(screen_text(&app).contains("reply: There are 3 people"));
+    app.update(key(KeyCode::Left));
+    let text = screen_text(&app);
+    assert!(
+        text.contains("arguments: {\"image\":\"photos/bus.jpg\"}"),
+        "{text}"
+    );
+    assert!(text.contains("tool 212 ms"), "{text}");
+    app.update(key(KeyCode::Right));
+    assert_eq!(app.agent.step, None);
+
+    // The stored question below: its tool error shows in full.
+    app.update(key(KeyCode::Down));
+    let text = screen_text(&app);
+    assert!(text.contains("question: What is 12 times 7?"), "{text}");
+    assert!(text.contains("error: calculator: timed out"), "{text}");
+    assert!(text.contains("answer: 84"), "{text}");
+    assert_eq!(press(&mut app, "r"), vec![Effect::ListAgentRuns]);
+}
+
+#[test]
+fn a_question_left_running_in_the_store_reads_as_unfinished() {
+    let mut app = app((120, 40));
+    press(&mut app, "9");
+    let mut row = stored_row();
+    row.status = "running".into();
+    row.answer = None;
+    app.update(Event::AgentRunsListed(Ok(vec![row])));
+    assert_eq!(app.agent.runs[0].status, "unfinished");
+    assert!(!app.agent.running);
+    assert!(screen_text(&app).contains("no answer (unfinished)"));
+}
+
+#[test]
+fn snapshots_of_the_agent_screen() {
+    for size in [(120, 40), (80, 24)] {
+        let app = asked(size);
+        insta::assert_snapshot!(format!("agent_{}x{}", size.0, size.1), draw(&app).backend());
+    }
+}
