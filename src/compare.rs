@@ -1,11 +1,13 @@
 //! Comparing two stored runs: per prompt × model column, the pass-rate and score deltas,
 //! and the cases that regressed (passed before, fail now) or were fixed. Cells are matched
 //! by column id and case id, so runs with different selections compare on what they share.
+//! Each column's change is tested: exact McNemar on pass/fail, paired bootstrap on scores.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use crate::score::stats::{self, PairedBootstrap};
 use crate::store::StoredCell;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,7 +19,36 @@ pub struct ColumnDelta {
     pub pass_rate_b: f64,
     pub mean_score_a: f64,
     pub mean_score_b: f64,
+    pub passed_a: usize,
+    pub passed_b: usize,
+    /// Shared cases passed in A only (regressions) and in B only (fixes).
+    pub passed_only_a: usize,
+    pub passed_only_b: usize,
+    /// Exact McNemar p-value of the pass/fail change.
+    pub mcnemar_p: f64,
+    /// Paired bootstrap of the score change (B − A).
+    pub score_change: Option<PairedBootstrap>,
 }
+
+impl ColumnDelta {
+    /// The pass-rate change in words, with its test.
+    pub fn verdict(&self) -> String {
+        if self.passed_only_a == 0 && self.passed_only_b == 0 {
+            return "no case changed".into();
+        }
+        format!(
+            "{} fixed, {} regressed: {} (McNemar p = {:.3})",
+            self.passed_only_b,
+            self.passed_only_a,
+            stats::significance(self.mcnemar_p),
+            self.mcnemar_p
+        )
+    }
+}
+
+/// Resamples for the score bootstrap; fixed seed so a comparison reads the same twice.
+const BOOTSTRAP_RESAMPLES: usize = 10_000;
+const BOOTSTRAP_SEED: u64 = 2026;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaseChange {
@@ -60,6 +91,10 @@ pub fn compare(a: &[StoredCell], b: &[StoredCell]) -> Comparison {
         };
         let mean =
             |f: &dyn Fn(&(&StoredCell, &StoredCell)) -> f64| pairs.iter().map(f).sum::<f64>() / n;
+        let passed_only_a = pairs.iter().filter(|p| p.0.passed && !p.1.passed).count();
+        let passed_only_b = pairs.iter().filter(|p| !p.0.passed && p.1.passed).count();
+        let scores_a: Vec<f64> = pairs.iter().map(|p| p.0.score).collect();
+        let scores_b: Vec<f64> = pairs.iter().map(|p| p.1.score).collect();
         comparison.columns.push(ColumnDelta {
             column: column.to_string(),
             shared: pairs.len(),
@@ -67,6 +102,17 @@ pub fn compare(a: &[StoredCell], b: &[StoredCell]) -> Comparison {
             pass_rate_b: rate(&|p| p.1.passed),
             mean_score_a: mean(&|p| p.0.score),
             mean_score_b: mean(&|p| p.1.score),
+            passed_a: pairs.iter().filter(|p| p.0.passed).count(),
+            passed_b: pairs.iter().filter(|p| p.1.passed).count(),
+            passed_only_a,
+            passed_only_b,
+            mcnemar_p: stats::mcnemar_exact(passed_only_a, passed_only_b),
+            score_change: stats::paired_bootstrap(
+                &scores_a,
+                &scores_b,
+                BOOTSTRAP_RESAMPLES,
+                BOOTSTRAP_SEED,
+            ),
         });
         for (cell_a, cell_b) in pairs {
             let change = || CaseChange {
@@ -137,5 +183,36 @@ mod tests {
         assert_eq!(c.regressions[0].case, "1");
         assert_eq!(c.fixes.len(), 1);
         assert_eq!(c.fixes[0].case, "2");
+    }
+
+    /// Ten fixes and two regressions over 20 shared cases: McNemar's exact p is
+    /// 0.0386 (statsmodels), so the change is called significant; one of each is not.
+    #[test]
+    fn changes_are_tested_and_put_in_words() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for i in 0..20 {
+            let (before, after) = match i {
+                0..10 => (false, true),
+                10..12 => (true, false),
+                _ => (true, true),
+            };
+            a.push(cell("p @ m", &i.to_string(), before));
+            b.push(cell("p @ m", &i.to_string(), after));
+        }
+        let column = &compare(&a, &b).columns[0];
+        assert_eq!((column.passed_a, column.passed_b), (10, 18));
+        assert_eq!((column.passed_only_a, column.passed_only_b), (2, 10));
+        assert!((column.mcnemar_p - 0.03857421875).abs() < 1e-12);
+        assert_eq!(
+            column.verdict(),
+            "10 fixed, 2 regressed: significant (p < 0.05) (McNemar p = 0.039)"
+        );
+        let scores = column.score_change.as_ref().unwrap();
+        assert!((scores.mean_difference - 0.4).abs() < 1e-12);
+        assert!(scores.low > 0.0 && scores.p_value < 0.05, "{scores:?}");
+
+        let small = compare(&a[9..11], &b[9..11]);
+        assert!(small.columns[0].verdict().contains("not significant"));
     }
 }

@@ -4,6 +4,7 @@
 pub mod assertion;
 pub mod classification;
 pub mod detection;
+pub mod stats;
 
 use serde_json::Value;
 

@@ -61,6 +61,9 @@ fn writes_all_five_formats_and_exits_1_on_failures() {
             .unwrap();
     assert_eq!(json["cells"].as_array().unwrap().len(), 2);
     assert_eq!(json["summaries"][0]["passed"], 1);
+    // The 95% Wilson interval of 1/2 (statsmodels: 0.0945312, 0.9054688).
+    let interval = json["summaries"][0]["pass_interval"].as_array().unwrap();
+    assert!((interval[0].as_f64().unwrap() - 0.09453120573423068).abs() < 1e-12);
     let jsonl = std::fs::read_to_string(project.root().join("r.jsonl")).unwrap();
     assert_eq!(jsonl.lines().count(), 2);
     for line in jsonl.lines() {
@@ -69,7 +72,10 @@ fn writes_all_five_formats_and_exits_1_on_failures() {
     let mut csv = csv::Reader::from_path(project.root().join("r.csv")).unwrap();
     assert_eq!(csv.records().count(), 2);
     let md = std::fs::read_to_string(project.root().join("r.md")).unwrap();
-    assert!(md.contains("| echo @ echo | 50.0% | 1/2 |"), "{md}");
+    assert!(
+        md.contains("| echo @ echo | 50.0% [9.5–90.5] | 1/2 |"),
+        "{md}"
+    );
     let xml = std::fs::read_to_string(project.root().join("r.xml")).unwrap();
     assert!(
         xml.contains("<testsuite name=\"echo @ echo\" tests=\"2\""),

@@ -1,5 +1,6 @@
 //! `promptlab runs list|show|compare`: the run store from the command line.
 
+use promptlab::score::stats::{format_rate, significance};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -158,22 +159,39 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
             table.load_preset(UTF8_FULL_CONDENSED).set_header([
                 "prompt @ model".to_string(),
                 "cases".into(),
-                format!("pass rate {a}"),
-                format!("pass rate {b}"),
+                format!("pass rate {a} [95% CI]"),
+                format!("pass rate {b} [95% CI]"),
                 "Δ pass".into(),
-                "Δ score".into(),
+                "McNemar p".into(),
+                "Δ score [95% CI]".into(),
             ]);
             for c in &comparison.columns {
+                let score = match &c.score_change {
+                    Some(s) => format!("{:+.3} [{:+.3}, {:+.3}]", s.mean_difference, s.low, s.high),
+                    None => "–".into(),
+                };
                 table.add_row([
                     c.column.clone(),
                     c.shared.to_string(),
-                    format!("{:.1}%", c.pass_rate_a * 100.0),
-                    format!("{:.1}%", c.pass_rate_b * 100.0),
+                    format_rate(c.passed_a, c.shared),
+                    format_rate(c.passed_b, c.shared),
                     format!("{:+.1} pts", (c.pass_rate_b - c.pass_rate_a) * 100.0),
-                    format!("{:+.3}", c.mean_score_b - c.mean_score_a),
+                    format!("{:.3}", c.mcnemar_p),
+                    score,
                 ]);
             }
             out.push_str(&format!("{table}\n"));
+            for c in &comparison.columns {
+                out.push_str(&format!("{}: {}", c.column, c.verdict()));
+                if let Some(s) = &c.score_change {
+                    out.push_str(&format!(
+                        "; score change {} (paired bootstrap p = {:.3})",
+                        significance(s.p_value),
+                        s.p_value
+                    ));
+                }
+                out.push('\n');
+            }
             for (title, changes) in [
                 (
                     "Regressions (passed in A, fail in B)",

@@ -17,13 +17,15 @@ pub(super) fn render(result: &RunResult) -> String {
             ""
         }
     ));
-    out.push_str("| prompt @ model | pass rate | passed | mean score | mean latency | tok/s |\n");
+    out.push_str(
+        "| prompt @ model | pass rate [95% CI] | passed | mean score | mean latency | tok/s |\n",
+    );
     out.push_str("|---|---:|---:|---:|---:|---:|\n");
     for s in &result.summaries {
         out.push_str(&format!(
-            "| {} | {:.1}% | {}/{} | {:.3} | {:.0} ms | {} |\n",
+            "| {} | {} | {}/{} | {:.3} | {:.0} ms | {} |\n",
             escape(&s.column),
-            s.pass_rate * 100.0,
+            crate::score::stats::format_rate(s.passed, s.cases),
             s.passed,
             s.cases,
             s.mean_score,

@@ -76,7 +76,7 @@ fn summary(result: &RunResult) -> String {
     let mut header = vec![
         "",
         "prompt @ model",
-        "pass rate",
+        "pass rate [95% CI]",
         "passed",
         "score",
         "latency",
@@ -95,7 +95,7 @@ fn summary(result: &RunResult) -> String {
         let mut row = vec![
             short_name(index),
             s.column.clone(),
-            format!("{:.1}%", s.pass_rate * 100.0),
+            crate::score::stats::format_rate(s.passed, s.cases),
             format!("{}/{}", s.passed, s.cases),
             format!("{:.3}", s.mean_score),
             format!("{:.0} ms", s.mean_latency_ms),

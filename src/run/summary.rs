@@ -14,6 +14,9 @@ pub struct ColumnSummary {
     pub passed: usize,
     pub errors: usize,
     pub pass_rate: f64,
+    /// 95% Wilson interval of the pass rate (None for an empty column).
+    #[serde(default)]
+    pub pass_interval: Option<(f64, f64)>,
     pub mean_score: f64,
     pub mean_latency_ms: f64,
     pub mean_ttft_ms: f64,
@@ -57,6 +60,7 @@ pub(super) fn summarize(plan: &RunPlan, cells: &[CellResult]) -> Vec<ColumnSumma
                 } else {
                     passed as f64 / n as f64
                 },
+                pass_interval: crate::score::stats::wilson_interval(passed, n),
                 mean_score: mean(&|c| c.score),
                 mean_latency_ms: mean_of_ran(&mine, |c| c.latency_ms),
                 mean_ttft_ms: mean_of_ran(&mine, |c| c.ttft_ms),

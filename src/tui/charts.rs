@@ -284,11 +284,12 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         .map(|(i, name)| {
             let stats = matrix.column_stats(i);
             Line::from(format!(
-                "{}  {}  ({}/{} passed, mean {:.0} ms)",
+                "{}  {}  ({}/{} passed, 95% CI {}, mean {:.0} ms)",
                 letter(i),
                 truncate(name, 40),
                 stats.passed,
                 stats.recorded,
+                super::results::interval(stats.passed, stats.recorded),
                 stats.mean_latency_ms
             ))
         })

@@ -196,6 +196,7 @@ fn draw_comparison(a: i64, b: i64, comparison: &Comparison, area: Rect, buf: &mu
             ))
             .dim(),
         ]));
+        lines.push(Line::from(format!("  {}", column.verdict())).dim());
     }
     lines.push(Line::raw(""));
     let sections = [

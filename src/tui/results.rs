@@ -194,7 +194,13 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
             let stats = matrix.column_stats(c);
             match stats.pass_rate() {
                 Some(rate) => Line::styled(
-                    format!("{:.0}% {}/{}", rate * 100.0, stats.passed, stats.recorded),
+                    format!(
+                        "{:.0}% {}/{} {}",
+                        rate * 100.0,
+                        stats.passed,
+                        stats.recorded,
+                        interval(stats.passed, stats.recorded)
+                    ),
                     if stats.passed == stats.recorded {
                         pass_style()
                     } else {
@@ -262,4 +268,11 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     Table::new(rows, widths)
         .column_spacing(1)
         .render(table_area, buf);
+}
+
+/// `[55–95]`: the 95% Wilson interval of a pass rate, in whole percent.
+pub fn interval(passed: usize, n: usize) -> String {
+    promptlab::score::stats::wilson_interval(passed, n)
+        .map(|(low, high)| format!("[{:.0}–{:.0}]", low * 100.0, high * 100.0))
+        .unwrap_or_default()
 }

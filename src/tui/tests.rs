@@ -555,8 +555,10 @@ fn snapshot_all(size: (u16, u16)) {
     app.update(Event::Chat(super::playground::ChatEvent::Done(Err(
         "cancelled".into(),
     ))));
-
+    // Stop typing in the playground, or the digit would be text.
+    app.update(key(KeyCode::Esc));
     press(&mut app, "7");
+    assert_eq!(app.screen, Screen::History);
     app.update(Event::RunsListed(Ok(vec![
         run_row(8, "greetings", 90, 70),
         run_row(7, "greetings", 90, 60),
