@@ -162,7 +162,10 @@ impl EvalSet {
         let base = path.parent().unwrap_or(Path::new("."));
         let mut cases = spec.cases;
         for (i, case) in cases.iter_mut().enumerate() {
-            case.origin = format!("{}: case {}", path.display(), i + 1);
+            case.origin = match case.id.as_str() {
+                "" => format!("{}: case {}", path.display(), i + 1),
+                id => format!("{}: case {} (`{id}`)", path.display(), i + 1),
+            };
         }
         for file in &spec.cases_from {
             cases.extend(sources::load_cases(&base.join(file))?);

@@ -5,6 +5,7 @@ pub mod assertion;
 pub mod classification;
 pub mod detection;
 pub mod stats;
+pub mod text_metrics;
 
 use serde_json::Value;
 

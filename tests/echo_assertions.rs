@@ -73,6 +73,56 @@ const ROWS: &[(&str, &str, &str, bool)] = &[
         false,
     ),
     ("fast", "threshold: 60000", "latency", true),
+    // Reference metrics (values as rouge-score and sacrebleu give them for this pair:
+    // ROUGE-1 0.615, ROUGE-2 0.364, ROUGE-L 0.615, BLEU 37.7, chrF 39.8).
+    (
+        "The cat sat on the mat.",
+        "value: 'A cat was sitting on the mat.', threshold: 0.6",
+        "rouge-n",
+        true,
+    ),
+    (
+        "The cat sat on the mat.",
+        "value: 'A cat was sitting on the mat.'",
+        "rouge-n",
+        false,
+    ),
+    (
+        "The cat sat on the mat.",
+        "value: 'A cat was sitting on the mat.', threshold: 0.35",
+        "rouge-2",
+        true,
+    ),
+    (
+        "The cat sat on the mat.",
+        "value: 'A cat was sitting on the mat.', threshold: 0.62",
+        "rouge-l",
+        false,
+    ),
+    (
+        "The cat sat on the mat.",
+        "value: 'A cat was sitting on the mat.', threshold: 0.37",
+        "bleu",
+        true,
+    ),
+    (
+        "The cat sat on the mat.",
+        "value: 'A cat was sitting on the mat.'",
+        "bleu",
+        false,
+    ),
+    (
+        "The cat sat on the mat.",
+        "value: 'A cat was sitting on the mat.', threshold: 0.39",
+        "chrf",
+        true,
+    ),
+    (
+        "The cat sat on the mat.",
+        "value: 'A cat was sitting on the mat.', threshold: 0.4",
+        "chrf",
+        false,
+    ),
 ];
 
 fn run_eval_set(project: &TempProject, path: &std::path::Path) -> RunResult {
@@ -164,4 +214,35 @@ fn weights_and_threshold_decide_the_case() {
         !result.cells[1].passed,
         "without a threshold every assertion must pass"
     );
+}
+
+/// A text metric without `value` scores against the case's `expected`, with the metric
+/// as the cell's score; a case with neither is a configuration error naming the case.
+#[test]
+fn text_metrics_use_the_expected_answer_or_name_the_case() {
+    let project = TempProject::new();
+    project.write(
+        "prompts/echo.yaml",
+        "name: echo\ncompletion: '{{ output }}'\n",
+    );
+    let path = project.write(
+        "eval-sets/m.yaml",
+        "prompts: [echo]\nmodels: [echo]\ncases:\n  - vars: {output: The cat sat on the mat.}\n    expected: A cat was sitting on the mat.\n    assert:\n      - {type: rouge-l, threshold: 0.6}\n",
+    );
+    let result = run_eval_set(&project, &path);
+    assert!(result.cells[0].passed);
+    assert!((result.cells[0].score - 0.6153846153846153).abs() < 1e-9);
+
+    let path = project.write(
+        "eval-sets/missing.yaml",
+        "prompts: [echo]\nmodels: [echo]\ncases:\n  - id: no-reference\n    vars: {output: hi}\n    assert:\n      - {type: bleu}\n",
+    );
+    let eval_set = EvalSet::load(&path).unwrap();
+    let project = Project::open(project.root()).unwrap();
+    let error = run::plan(&project, eval_set, &RunOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("no-reference"), "{error}");
+    assert!(error.contains("`bleu` needs a reference text"), "{error}");
 }

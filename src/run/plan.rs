@@ -428,6 +428,24 @@ fn build_assertion(spec: &AssertionSpec, case: &Case) -> Result<Assertion, PlanE
     }
     let context = minijinja::Value::from_serialize(&context);
     let mut spec = spec.clone();
+    // A text metric without `value` compares with the case's expected answer.
+    let base = spec.kind.strip_prefix("not-").unwrap_or(&spec.kind);
+    if spec.value.is_none() && crate::score::assertion::TEXT_METRIC_TYPES.contains(&base) {
+        match &case.expected {
+            Some(Value::String(expected)) if !expected.is_empty() => {
+                spec.value = Some(Value::String(expected.clone()));
+            }
+            _ => {
+                return Err(PlanError::Case {
+                    origin: case.origin.clone(),
+                    message: format!(
+                        "assertion `{}` needs a reference text: give it a `value`, or give the case an `expected` answer",
+                        spec.kind
+                    ),
+                });
+            }
+        }
+    }
     if let Some(value) = &spec.value {
         spec.value = Some(
             render_value(value, &context).map_err(|message| PlanError::Case {

@@ -28,7 +28,13 @@ pub const ASSERTION_TYPES: &[&str] = &[
     "equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any",
     "icontains-all", "starts-with", "regex", "is-json", "contains-json", "json-path",
     "word-count", "character-count", "length", "levenshtein", "latency", "boxes-match",
+    "rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf",
 ];
+
+/// The reference-based text metrics: scored 0 to 1 against `value` (or the case's
+/// `expected`), passing at or above the threshold.
+pub const TEXT_METRIC_TYPES: &[&str] =
+    &["rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf"];
 
 /// promptfoo's default maximum edit distance for `levenshtein`.
 const DEFAULT_LEVENSHTEIN_DISTANCE: f64 = 5.0;
@@ -116,6 +122,53 @@ pub enum AssertionKind {
         expected: Vec<crate::score::detection::LabelledRect>,
         iou: f64,
     },
+    /// ROUGE, BLEU or chrF of the output against a reference text, 0 to 1; the threshold
+    /// is the minimum (defaults as promptfoo: 0.75 for ROUGE, 0.5 for BLEU and chrF).
+    TextMetric {
+        metric: TextMetric,
+        reference: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMetric {
+    /// ROUGE-N with this n (`rouge-n` is ROUGE-1, as in promptfoo).
+    Rouge(usize),
+    RougeL,
+    Bleu,
+    Chrf,
+}
+
+impl TextMetric {
+    fn name(self) -> &'static str {
+        match self {
+            TextMetric::Rouge(2) => "rouge-2",
+            TextMetric::Rouge(_) => "rouge-n",
+            TextMetric::RougeL => "rouge-l",
+            TextMetric::Bleu => "bleu",
+            TextMetric::Chrf => "chrf",
+        }
+    }
+
+    fn default_threshold(self) -> f64 {
+        match self {
+            TextMetric::Rouge(_) | TextMetric::RougeL => 0.75,
+            TextMetric::Bleu | TextMetric::Chrf => 0.5,
+        }
+    }
+
+    /// The score, 0 to 1 (BLEU and chrF are divided by 100).
+    pub fn score(self, output: &str, reference: &str) -> f64 {
+        use crate::score::text_metrics as m;
+        let value = match self {
+            TextMetric::Rouge(n) => m::rouge_n(output, reference, n),
+            TextMetric::RougeL => m::rouge_l(output, reference),
+            TextMetric::Bleu => m::bleu(output, reference) / 100.0,
+            TextMetric::Chrf => m::chrf(output, reference) / 100.0,
+        };
+        // BLEU of identical texts is 100.00000000000004 in floating point.
+        value.clamp(0.0, 1.0)
+    }
 }
 
 /// A compiled regex; equality is by source text.
@@ -261,6 +314,7 @@ impl AssertionKind {
             Levenshtein { .. } => "levenshtein",
             Latency => "latency",
             BoxesMatch { .. } => "boxes-match",
+            TextMetric { metric, .. } => metric.name(),
         }
     }
 }
@@ -287,6 +341,7 @@ impl Assertion {
             "json-path" => &["path"],
             "word-count" | "character-count" => &["min", "max"],
             "boxes-match" => &["threshold", "iou"],
+            b if TEXT_METRIC_TYPES.contains(&b) => &["threshold"],
             _ => &[],
         };
         let given = [
@@ -335,6 +390,7 @@ impl Assertion {
             }),
             Latency => None,
             BoxesMatch { expected, .. } => Some(boxes_value(expected)),
+            TextMetric { reference, .. } => Some(json!(reference)),
         };
         let path = match &self.kind {
             JsonPath { path, .. } => Some(path.source.clone()),
@@ -360,6 +416,9 @@ impl Assertion {
     pub fn check(&self, input: &CheckInput) -> AssertionOutcome {
         if let AssertionKind::BoxesMatch { expected, iou } = &self.kind {
             return self.check_boxes(expected, *iou, input);
+        }
+        if let AssertionKind::TextMetric { metric, reference } = &self.kind {
+            return self.check_text_metric(*metric, reference, input);
         }
         let (passed, reason) = match self.evaluate(input) {
             // Could not be evaluated at all, so the negated form fails too.
@@ -422,6 +481,33 @@ impl Assertion {
             assertion: self.type_name(),
             passed,
             score,
+            weight: self.weight,
+            reason: (!passed).then_some(reason),
+        }
+    }
+
+    /// Scored by the metric itself, so a near miss counts for more than a miss.
+    fn check_text_metric(
+        &self,
+        metric: TextMetric,
+        reference: &str,
+        input: &CheckInput,
+    ) -> AssertionOutcome {
+        let minimum = self.threshold.unwrap_or(metric.default_threshold());
+        let value = metric.score(input.output, reference);
+        let held = value + 1e-9 >= minimum;
+        let passed = held != self.negated;
+        let not = if self.negated { "not " } else { "" };
+        let reason = format!(
+            "expected {} {not}to be at least {minimum} against {}; it was {value:.3}; output was {}",
+            metric.name(),
+            excerpt(reference),
+            excerpt(input.output)
+        );
+        AssertionOutcome {
+            assertion: self.type_name(),
+            passed,
+            score: if self.negated { 1.0 - value } else { value },
             weight: self.weight,
             reason: (!passed).then_some(reason),
         }
@@ -545,6 +631,7 @@ impl Assertion {
                 )
             }
             BoxesMatch { .. } => return Err("boxes are checked by check_boxes".into()),
+            TextMetric { .. } => return Err("text metrics are checked by check_text_metric".into()),
         })
     }
 
@@ -584,6 +671,13 @@ impl Assertion {
                 return ("latency", format!("be at most {max} ms"));
             }
             BoxesMatch { expected, .. } => format!("match {} boxes", expected.len()),
+            TextMetric { metric, reference } => {
+                format!(
+                    "score {} ≥ threshold against {}",
+                    metric.name(),
+                    excerpt(reference)
+                )
+            }
         };
         ("output", predicate)
     }

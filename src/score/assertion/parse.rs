@@ -67,6 +67,20 @@ pub(super) fn parse_kind(
                 _ => IContainsAll(list),
             }
         }
+        "rouge-n" | "rouge-1" | "rouge-2" | "rouge-l" | "bleu" | "chrf" => {
+            let reference = value.filter(|v| !v.is_boolean()).and_then(text);
+            let reference = reference.ok_or_else(|| {
+                invalid("a reference text (or leave `value` out to use the case's `expected`)")
+            })?;
+            let metric = match base {
+                "rouge-2" => self::TextMetric::Rouge(2),
+                "rouge-l" => self::TextMetric::RougeL,
+                "bleu" => self::TextMetric::Bleu,
+                "chrf" => self::TextMetric::Chrf,
+                _ => self::TextMetric::Rouge(1),
+            };
+            TextMetric { metric, reference }
+        }
         "regex" => {
             let source = value.and_then(Value::as_str).filter(|s| !s.is_empty());
             let source = source.ok_or_else(|| invalid("a regular expression string"))?;
