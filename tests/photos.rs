@@ -408,6 +408,26 @@ fn detect_objects_merges_people_and_faces_detectors() {
         .unwrap();
     assert_eq!(faces_only["counts"], json!({"face": 2}), "{faces_only}");
 
+    // A raised floor hides both faces (0.43 and 0.31): the count says 0, and the
+    // result says what the floor hid.
+    let strict = tool
+        .call(
+            &json!({"image": "bus.jpg", "classes": ["person", "face"], "min_confidence": 0.5}),
+            &context,
+        )
+        .unwrap();
+    assert_eq!(
+        strict["counts"],
+        json!({"face": 0, "person": 3}),
+        "{strict}"
+    );
+    assert_eq!(
+        strict["below_min_confidence"],
+        json!({"face": 2}),
+        "{strict}"
+    );
+    assert!(strict["note"].as_str().unwrap().contains("under 0.5"));
+
     let capped = tool
         .call(
             &json!({"image": "bus.jpg", "classes": ["person"], "max_per_class": 1}),

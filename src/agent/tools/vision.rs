@@ -209,6 +209,10 @@ impl Tool for DetectObjects {
             .map(|c| c.clamp(0.0, 1.0) as f32);
         let image = open_image(&path, &real)?;
         let mut found = Vec::new();
+        // Objects a raised floor hid: seen at the detector's own floor, below the asked one.
+        let mut below_floor: BTreeMap<String, usize> = BTreeMap::new();
+        // Every class asked about gets a count, zero included: "no face" is an answer.
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         let mut cap = args
             .get("max_per_class")
             .and_then(Value::as_u64)
@@ -227,24 +231,36 @@ impl Tool for DetectObjects {
             if asked.is_empty() {
                 continue;
             }
+            for class in &asked {
+                counts.insert(class.clone(), 0);
+            }
             options.classes = Some(asked);
             // The cap limits the boxes listed, not the counts: detect everything, then
             // list the most confident per class below.
             cap = cap.or(options.max_per_class);
             options.max_per_class = None;
-            if let Some(c) = min_confidence {
-                options.min_confidence = c;
-            }
+            // Detected at the lower of the two floors; greedy suppression keeps the more
+            // confident box of an overlapping pair, so the boxes above the asked floor are
+            // the same as when detecting at that floor.
+            let floor = min_confidence.unwrap_or(options.min_confidence);
+            options.min_confidence = options.min_confidence.min(floor);
             let (detections, _) = backend
                 .detector
                 .detect(&image, &options)
                 .map_err(|e| ToolError::Failed(e.to_string()))?;
-            found.extend(detections);
+            for d in detections {
+                if d.confidence >= floor {
+                    found.push(d);
+                } else {
+                    *below_floor.entry(d.label.clone()).or_default() += 1;
+                }
+            }
         }
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut listed: BTreeMap<String, usize> = BTreeMap::new();
         let mut objects = Vec::new();
         for d in &found {
-            let seen = counts.entry(d.label.clone()).or_default();
+            *counts.entry(d.label.clone()).or_default() += 1;
+            let seen = listed.entry(d.label.clone()).or_default();
             *seen += 1;
             if cap.is_none_or(|m| *seen <= m) {
                 objects.push(json!({
@@ -260,12 +276,24 @@ impl Tool for DetectObjects {
             "counts": counts,
             "objects": objects,
         });
+        let mut notes = Vec::new();
         if let Some(m) = cap
             && objects_left_out(&counts, m)
         {
-            result["note"] = json!(format!(
+            notes.push(format!(
                 "objects lists at most {m} per class, the most confident; count and counts include all"
             ));
+        }
+        if let Some(floor) = min_confidence
+            && !below_floor.is_empty()
+        {
+            notes.push(format!(
+                "below_min_confidence counts objects also seen, with confidence under {floor}"
+            ));
+            result["below_min_confidence"] = json!(below_floor);
+        }
+        if !notes.is_empty() {
+            result["note"] = json!(notes.join("; "));
         }
         Ok(result)
     }
