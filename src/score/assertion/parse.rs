@@ -81,6 +81,16 @@ pub(super) fn parse_kind(
             };
             TextMetric { metric, reference }
         }
+        "similar" => {
+            let reference = value.filter(|v| !v.is_boolean()).and_then(text);
+            let reference = reference.ok_or_else(|| {
+                invalid("a reference text (or leave `value` out to use the case's `expected`)")
+            })?;
+            Similar {
+                reference,
+                model: None,
+            }
+        }
         "regex" => {
             let source = value.and_then(Value::as_str).filter(|s| !s.is_empty());
             let source = source.ok_or_else(|| invalid("a regular expression string"))?;

@@ -172,6 +172,10 @@ const CASES: &str = r#"
 - {assert: {type: rouge-l, value: a b c, threshold: 1}, output: a b c, pass: true}
 - {assert: {type: bleu, value: The cat sat on the mat.}, output: The cat sat on the mat., pass: true}
 - {assert: {type: chrf, value: abc}, output: xyz, pass: false, reason: it was 0.000}
+
+# similar: without an embedding model (filled in from the catalog when a run is planned)
+# it cannot be judged; tests/similarity.rs checks it with the real model
+- {assert: {type: similar, value: hi}, output: hi, pass: false, unjudgeable: true, reason: no embedding model}
 "#;
 
 fn parse(yaml: &str) -> Result<Assertion, AssertionError> {

@@ -1,0 +1,93 @@
+//! The `similar` assertion's embeddings: all-MiniLM-L6-v2 (fetched by
+//! scripts/fetch-models.sh) against the reference implementation's embeddings in
+//! tests/fixtures/minilm-golden.json (scripts/minilm_golden.py), and the assertion
+//! through a run with the shipped catalog's embedding model.
+
+mod common;
+
+use common::{TempProject, models_cache};
+use promptlab::score::similarity::Embedder;
+
+fn minilm() -> std::path::PathBuf {
+    let dir = models_cache().join("all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run scripts/fetch-models.sh",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn embeddings_match_sentence_transformers() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/minilm-golden.json"
+    );
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let embedder = Embedder::load(&minilm()).unwrap();
+    let sentences = golden["sentences"].as_array().unwrap();
+    for (sentence, expected) in sentences
+        .iter()
+        .zip(golden["embeddings"].as_array().unwrap())
+    {
+        let text = sentence.as_str().unwrap();
+        let ours = embedder.embed(text).unwrap();
+        let expected: Vec<f64> = expected
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(ours.len(), 384);
+        let worst = ours
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (f64::from(*a) - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-4, "{text:?}: differs by {worst}");
+    }
+    // Paraphrases are close, unrelated sentences are not.
+    let close = embedder
+        .similarity("The cat sat on the mat.", "A cat was sitting on the mat.")
+        .unwrap();
+    let far = embedder
+        .similarity(
+            "The cat sat on the mat.",
+            "Stock markets fell sharply on Monday.",
+        )
+        .unwrap();
+    assert!(close > 0.75 && far < 0.2, "{close} {far}");
+}
+
+#[test]
+fn similar_assertion_through_a_run() {
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  minilm:\n    path: {}\n    kind: embedding\n",
+            minilm().display()
+        ),
+    );
+    project.write(
+        "prompts/echo.yaml",
+        "name: echo\ncompletion: '{{ output }}'\n",
+    );
+    let path = project.write(
+        "eval-sets/s.yaml",
+        "prompts: [echo]\nmodels: [echo]\ncases:\n  - id: paraphrase\n    vars: {output: To reset your password use the login page.}\n    expected: Reset your password from the login page.\n    assert: [{type: similar}]\n  - id: unrelated\n    vars: {output: Stock markets fell sharply on Monday.}\n    assert: [{type: similar, value: Reset your password from the login page., threshold: 0.5}]\n  - id: not-similar\n    vars: {output: Stock markets fell sharply on Monday.}\n    assert: [{type: not-similar, value: Reset your password from the login page.}]\n",
+    );
+    let out = common::promptlab(
+        &["eval", path.to_str().unwrap(), "--no-store"],
+        project.root(),
+    );
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("2/3"), "{text}");
+    assert!(
+        text.contains("expected the output to be similar to \"Reset your password"),
+        "{text}"
+    );
+}
