@@ -79,7 +79,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                 "status",
                 "cells",
                 "passed",
-                "pass rate",
+                "pass rate [95% CI]",
             ]);
             for run in store.runs()? {
                 table.add_row([
@@ -89,7 +89,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                     run.status.as_str().to_string(),
                     format!("{}/{}", run.cells_done, run.cell_count),
                     run.passed.to_string(),
-                    percent(run.passed as f64, run.cells_done as f64),
+                    format_rate(run.passed, run.cells_done),
                 ]);
             }
             out.push_str(&format!("{table}\n"));
@@ -113,7 +113,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
             let mut table = Table::new();
             table.load_preset(UTF8_FULL_CONDENSED).set_header([
                 "prompt @ model",
-                "pass rate",
+                "pass rate [95% CI]",
                 "passed",
                 "score",
                 "cached",
@@ -122,7 +122,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                 let passed = mine.iter().filter(|c| c.passed).count();
                 table.add_row([
                     column,
-                    percent(passed as f64, mine.len() as f64),
+                    format_rate(passed, mine.len()),
                     format!("{passed}/{}", mine.len()),
                     format!(
                         "{:.3}",
@@ -230,14 +230,6 @@ fn by_column(cells: &[StoredCell]) -> Vec<(String, Vec<&StoredCell>)> {
         }
     }
     columns
-}
-
-fn percent(part: f64, whole: f64) -> String {
-    if whole == 0.0 {
-        "–".into()
-    } else {
-        format!("{:.1}%", part / whole * 100.0)
-    }
 }
 
 fn one_line(text: &str) -> String {

@@ -292,8 +292,9 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         lines.push(Line::from("no questions yet").dim());
     }
     for (i, run) in state.runs.iter().enumerate().skip(first).take(inner) {
+        // Answered is not the same as right, so no check mark.
         let mark = match run.status.as_str() {
-            "answered" => "✓",
+            "answered" => "●",
             "running" => "…",
             _ => "✗",
         };

@@ -118,7 +118,11 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
                 " "
             };
             let rate = if run.cells_done > 0 {
-                format!("{:.0}%", 100.0 * run.passed as f64 / run.cells_done as f64)
+                format!(
+                    "{:.0}% {}",
+                    100.0 * run.passed as f64 / run.cells_done as f64,
+                    super::results::interval(run.passed, run.cells_done)
+                )
             } else {
                 "—".into()
             };

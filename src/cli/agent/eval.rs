@@ -133,14 +133,16 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
     })
 }
 
+/// `61% (19/31) [44–76]`: the rate, the counts and the 95% Wilson interval.
 fn rate((passed, total): (usize, usize)) -> String {
-    if total == 0 {
-        "–".into()
-    } else {
-        format!(
-            "{:.0}% ({passed}/{total})",
-            passed as f64 * 100.0 / total as f64
-        )
+    match promptlab::score::stats::wilson_interval(passed, total) {
+        None => "–".into(),
+        Some((low, high)) => format!(
+            "{:.0}% ({passed}/{total}) [{:.0}–{:.0}]",
+            passed as f64 * 100.0 / total as f64,
+            low * 100.0,
+            high * 100.0
+        ),
     }
 }
 
