@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 mod parse;
+mod scored;
 #[cfg(test)]
 mod tests;
 mod text;
 
 use parse::*;
+pub use scored::TextMetric;
 use text::*;
 
 /// Every supported base type name (any may be prefixed with `not-`).
@@ -137,47 +139,6 @@ pub enum AssertionKind {
         reference: String,
         model: Option<std::path::PathBuf>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextMetric {
-    /// ROUGE-N with this n (`rouge-n` is ROUGE-1, as in promptfoo).
-    Rouge(usize),
-    RougeL,
-    Bleu,
-    Chrf,
-}
-
-impl TextMetric {
-    fn name(self) -> &'static str {
-        match self {
-            TextMetric::Rouge(2) => "rouge-2",
-            TextMetric::Rouge(_) => "rouge-n",
-            TextMetric::RougeL => "rouge-l",
-            TextMetric::Bleu => "bleu",
-            TextMetric::Chrf => "chrf",
-        }
-    }
-
-    fn default_threshold(self) -> f64 {
-        match self {
-            TextMetric::Rouge(_) | TextMetric::RougeL => 0.75,
-            TextMetric::Bleu | TextMetric::Chrf => 0.5,
-        }
-    }
-
-    /// The score, 0 to 1 (BLEU and chrF are divided by 100).
-    pub fn score(self, output: &str, reference: &str) -> f64 {
-        use crate::score::text_metrics as m;
-        let value = match self {
-            TextMetric::Rouge(n) => m::rouge_n(output, reference, n),
-            TextMetric::RougeL => m::rouge_l(output, reference),
-            TextMetric::Bleu => m::bleu(output, reference) / 100.0,
-            TextMetric::Chrf => m::chrf(output, reference) / 100.0,
-        };
-        // BLEU of identical texts is 100.00000000000004 in floating point.
-        value.clamp(0.0, 1.0)
-    }
 }
 
 /// A compiled regex; equality is by source text.
@@ -382,47 +343,6 @@ impl Assertion {
         format!("{prefix}{}", self.kind.name())
     }
 
-    /// The spec this assertion stands for, normalised (canonical type, `min`/`max` in `value`).
-    pub fn to_spec(&self) -> AssertionSpec {
-        use AssertionKind::*;
-        let value = match &self.kind {
-            Equals(v) => Some(v.clone()),
-            Contains(s) | IContains(s) | StartsWith(s) | Levenshtein { value: s } => Some(json!(s)),
-            ContainsAny(l) | ContainsAll(l) | IContainsAny(l) | IContainsAll(l) => Some(json!(l)),
-            Regex(p) => Some(json!(p.as_str())),
-            IsJson(s) | ContainsJson(s) => s.as_ref().map(|s| s.schema.clone()),
-            JsonPath { value, .. } => value.clone(),
-            WordCount { min, max } | Length { min, max } => Some(match (min, max) {
-                (Some(a), Some(b)) if a == b => json!(a),
-                (Some(a), Some(b)) => json!({"min": a, "max": b}),
-                (Some(a), None) => json!({"min": a}),
-                (None, b) => json!({"max": b}),
-            }),
-            Latency => None,
-            BoxesMatch { expected, .. } => Some(boxes_value(expected)),
-            TextMetric { reference, .. } | Similar { reference, .. } => Some(json!(reference)),
-        };
-        let path = match &self.kind {
-            JsonPath { path, .. } => Some(path.source.clone()),
-            _ => None,
-        };
-        let iou = match &self.kind {
-            BoxesMatch { iou, .. } => Some(*iou),
-            _ => None,
-        };
-        AssertionSpec {
-            kind: self.type_name(),
-            value,
-            threshold: self.threshold,
-            weight: (self.weight != 1.0).then_some(self.weight),
-            metric: self.metric.clone(),
-            path,
-            min: None,
-            max: None,
-            iou,
-        }
-    }
-
     pub fn check(&self, input: &CheckInput) -> AssertionOutcome {
         if let AssertionKind::BoxesMatch { expected, iou } = &self.kind {
             return self.check_boxes(expected, *iou, input);
@@ -453,118 +373,6 @@ impl Assertion {
             weight: self.weight,
             // Excerpts are escaped, but library messages (serde, jsonschema) might not be.
             reason: reason.map(|r| r.replace(['\n', '\r'], " ")),
-        }
-    }
-
-    /// Scored by F1, so a detector that finds 3 of 4 people scores 0.86 rather than 0.
-    fn check_boxes(
-        &self,
-        expected: &[crate::score::detection::LabelledRect],
-        iou: f64,
-        input: &CheckInput,
-    ) -> AssertionOutcome {
-        use crate::score::detection::{describe_match, match_boxes, parse_boxes};
-        let minimum = self.threshold.unwrap_or(1.0);
-        let (passed, score, reason) = match serde_json::from_str::<Value>(input.output)
-            .map_err(|e| e.to_string())
-            .and_then(|v| parse_boxes(&v))
-        {
-            Err(why) => (
-                false,
-                0.0,
-                format!(
-                    "output is not a list of boxes ({why}): {}",
-                    excerpt(input.output)
-                ),
-            ),
-            Ok(found) => {
-                let result = match_boxes(expected, &found, iou);
-                let f1 = result.f1();
-                let held = f1 + 1e-9 >= minimum;
-                let not = if self.negated { "not " } else { "" };
-                let reason = format!(
-                    "expected the boxes {not}to match with F1 ≥ {minimum}, F1 was {f1:.3}: {}",
-                    describe_match(&result, iou)
-                );
-                let score = if self.negated { 1.0 - f1 } else { f1 };
-                (held != self.negated, score, reason)
-            }
-        };
-        AssertionOutcome {
-            assertion: self.type_name(),
-            passed,
-            score,
-            weight: self.weight,
-            reason: (!passed).then_some(reason),
-        }
-    }
-
-    /// Scored by the metric itself, so a near miss counts for more than a miss.
-    fn check_text_metric(
-        &self,
-        metric: TextMetric,
-        reference: &str,
-        input: &CheckInput,
-    ) -> AssertionOutcome {
-        let minimum = self.threshold.unwrap_or(metric.default_threshold());
-        let value = metric.score(input.output, reference);
-        let held = value + 1e-9 >= minimum;
-        let passed = held != self.negated;
-        let not = if self.negated { "not " } else { "" };
-        let reason = format!(
-            "expected {} {not}to be at least {minimum} against {}; it was {value:.3}; output was {}",
-            metric.name(),
-            excerpt(reference),
-            excerpt(input.output)
-        );
-        AssertionOutcome {
-            assertion: self.type_name(),
-            passed,
-            score: if self.negated { 1.0 - value } else { value },
-            weight: self.weight,
-            reason: (!passed).then_some(reason),
-        }
-    }
-
-    fn check_similar(
-        &self,
-        reference: &str,
-        model: Option<&std::path::Path>,
-        input: &CheckInput,
-    ) -> AssertionOutcome {
-        let minimum = self.threshold.unwrap_or(DEFAULT_SIMILARITY);
-        let similarity = match model {
-            None => {
-                Err("no embedding model (add a `kind: embedding` model to the catalog)".to_string())
-            }
-            Some(dir) => crate::score::similarity::embedder(dir)
-                .and_then(|e| e.similarity(input.output, reference))
-                .map_err(|e| e.to_string()),
-        };
-        let (passed, score, reason) = match similarity {
-            // Could not be judged: both forms fail.
-            Err(why) => (false, 0.0, why),
-            Ok(value) => {
-                let held = value + 1e-9 >= minimum;
-                let not = if self.negated { "not " } else { "" };
-                let value01 = value.clamp(0.0, 1.0);
-                (
-                    held != self.negated,
-                    if self.negated { 1.0 - value01 } else { value01 },
-                    format!(
-                        "expected the output {not}to be similar to {} (cosine ≥ {minimum}); it was {value:.3}; output was {}",
-                        excerpt(reference),
-                        excerpt(input.output)
-                    ),
-                )
-            }
-        };
-        AssertionOutcome {
-            assertion: self.type_name(),
-            passed,
-            score,
-            weight: self.weight,
-            reason: (!passed).then_some(reason),
         }
     }
 

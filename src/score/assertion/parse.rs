@@ -206,3 +206,46 @@ pub(super) fn parse_bounds(value: Option<&Value>, spec: &AssertionSpec) -> Resul
         bounds => Ok(bounds),
     }
 }
+
+impl Assertion {
+    /// The spec this assertion stands for, normalised (canonical type, `min`/`max` in `value`).
+    pub fn to_spec(&self) -> AssertionSpec {
+        use AssertionKind::*;
+        let value = match &self.kind {
+            Equals(v) => Some(v.clone()),
+            Contains(s) | IContains(s) | StartsWith(s) | Levenshtein { value: s } => Some(json!(s)),
+            ContainsAny(l) | ContainsAll(l) | IContainsAny(l) | IContainsAll(l) => Some(json!(l)),
+            Regex(p) => Some(json!(p.as_str())),
+            IsJson(s) | ContainsJson(s) => s.as_ref().map(|s| s.schema.clone()),
+            JsonPath { value, .. } => value.clone(),
+            WordCount { min, max } | Length { min, max } => Some(match (min, max) {
+                (Some(a), Some(b)) if a == b => json!(a),
+                (Some(a), Some(b)) => json!({"min": a, "max": b}),
+                (Some(a), None) => json!({"min": a}),
+                (None, b) => json!({"max": b}),
+            }),
+            Latency => None,
+            BoxesMatch { expected, .. } => Some(boxes_value(expected)),
+            TextMetric { reference, .. } | Similar { reference, .. } => Some(json!(reference)),
+        };
+        let path = match &self.kind {
+            JsonPath { path, .. } => Some(path.source.clone()),
+            _ => None,
+        };
+        let iou = match &self.kind {
+            BoxesMatch { iou, .. } => Some(*iou),
+            _ => None,
+        };
+        AssertionSpec {
+            kind: self.type_name(),
+            value,
+            threshold: self.threshold,
+            weight: (self.weight != 1.0).then_some(self.weight),
+            metric: self.metric.clone(),
+            path,
+            min: None,
+            max: None,
+            iou,
+        }
+    }
+}
