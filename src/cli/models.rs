@@ -74,23 +74,18 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             ]);
             continue;
         }
-        if entry.kind == promptlab::catalog::ModelKind::Embedding {
+        // Folders of weights without a GGUF header to read: named and located only.
+        let folder_kind = match entry.kind {
+            promptlab::catalog::ModelKind::Embedding => {
+                Some("sentence embeddings (`similar` assertion)")
+            }
+            promptlab::catalog::ModelKind::Clip => Some("CLIP (agent tool classify_image)"),
+            _ => None,
+        };
+        if let Some(kind) = folder_kind {
             table.add_row([
                 name.clone(),
-                "sentence embeddings (`similar` assertion)".into(),
-                String::new(),
-                String::new(),
-                String::new(),
-                "no".into(),
-                String::new(),
-                entry.path.display().to_string(),
-            ]);
-            continue;
-        }
-        if entry.kind == promptlab::catalog::ModelKind::Clip {
-            table.add_row([
-                name.clone(),
-                "CLIP (agent tool classify_image)".into(),
+                kind.into(),
                 String::new(),
                 String::new(),
                 String::new(),
