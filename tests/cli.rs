@@ -430,3 +430,44 @@ fn agent_and_prompt_eval_sets_point_to_each_other() {
         "{stderr}"
     );
 }
+
+/// `--repeat K`: K stored runs and pass@1 / pass@K / pass^K per column. The echo engine
+/// is deterministic, so the three agree and a note says why.
+#[test]
+fn repeat_runs_k_times_and_reports_pass_at_k() {
+    let project = echo_project();
+    let out = promptlab(
+        &["eval", "eval-sets/mixed.yaml", "--repeat", "3", "--quiet"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("pass@1 [95% CI]"), "{text}");
+    assert!(text.contains("pass@3") && text.contains("pass^3"), "{text}");
+    // One case of two passes every time: 50% on all three measures (Wilson of 3/6:
+    // 0.1876, 0.8124 by statsmodels).
+    assert!(text.contains("50.0% [18.8–81.2]"), "{text}");
+    assert!(
+        text.contains("3 of 6 cells passed over 3 repeats · runs 1, 2, 3"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("repeats give the same outputs"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = promptlab(
+        &[
+            "eval",
+            "eval-sets/mixed.yaml",
+            "--repeat",
+            "2",
+            "-o",
+            "r.json",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("-o is not supported with --repeat"));
+}

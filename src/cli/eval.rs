@@ -18,6 +18,8 @@ use promptlab::store::RunStore;
 
 use super::Outcome;
 
+mod repeat;
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// The eval set file (eval-sets/NAME.yaml).
@@ -68,6 +70,10 @@ pub struct EvalArgs {
     /// Print only the summary, no progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Run every cell K times with seeds seed..seed+K-1 (each repeat is its own stored
+    /// run) and report pass@1, pass@K and pass^K per column.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub repeat: u32,
 }
 
 pub fn run(args: EvalArgs) -> Result<Outcome> {
@@ -88,6 +94,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         models: args.models.clone(),
         tags: args.tags.clone(),
         limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        seed_offset: 0,
     };
     let eval_set_key = std::path::absolute(&args.eval_set)
         .unwrap_or_else(|_| args.eval_set.clone())
@@ -136,6 +143,17 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
             Some(id)
         }
     };
+    if args.repeat > 1 {
+        if resume_id.is_some() {
+            bail!("--repeat cannot be combined with --resume: resume each repeat's run on its own");
+        }
+        if !args.outputs.is_empty() {
+            bail!(
+                "-o is not supported with --repeat yet: each repeat is a stored run; write its report with `promptlab runs show`"
+            );
+        }
+        return repeat::run(&args, &project, eval_set, options, store, &eval_set_key);
+    }
     let plan = run::plan(&project, eval_set, &options)?;
 
     let recording = match store.as_mut() {
@@ -256,12 +274,12 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     })
 }
 
-struct Progress {
+pub(super) struct Progress {
     bar: ProgressBar,
 }
 
 impl Progress {
-    fn new(cells: u64, quiet: bool) -> Progress {
+    pub(super) fn new(cells: u64, quiet: bool) -> Progress {
         let bar = if quiet {
             ProgressBar::hidden()
         } else {

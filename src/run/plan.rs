@@ -25,6 +25,10 @@ pub struct RunOptions {
     /// Keep only cases with one of these tags.
     pub tags: Vec<String>,
     pub limit: Option<usize>,
+    /// Added to every cell's seed: repeat `r` of `promptlab eval --repeat K` uses `r`, so
+    /// each repeat samples afresh (and has its own cache entries).
+    #[serde(default)]
+    pub seed_offset: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +231,8 @@ pub fn plan(
             .as_ref()
             .map(|e| e.params.clone())
             .unwrap_or_default();
-        let params = model_params.overlay(&prompt.params).resolve();
+        let mut params = model_params.overlay(&prompt.params).resolve();
+        params.seed = params.seed.wrapping_add(options.seed_offset);
         for (case_index, case) in cases.iter().enumerate() {
             let vars = minijinja::Value::from_serialize(&case.vars);
             let mut rendered = prompt.render(&vars).map_err(|e| PlanError::Case {

@@ -413,6 +413,7 @@ fn run_job(
     let eval_set = EvalSet::load(&request.eval_set)?;
     let project = Project::open(root).context("cannot open the project")?;
     let options = RunOptions {
+        seed_offset: 0,
         prompts: request.prompts,
         models: request.models,
         tags: Vec::new(),
