@@ -248,10 +248,13 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     let rate = result.pass_rate();
     let cached = result.cells.iter().filter(|c| c.cached).count();
     text.push_str(&format!(
-        "{} of {} cells passed ({:.1}%) in {:.1} s{}{}\n",
+        "{} of {} cells passed ({}) in {:.1} s{}{}\n",
         result.cells.iter().filter(|c| c.passed).count(),
         result.cells.len(),
-        rate * 100.0,
+        promptlab::score::stats::format_rate(
+            result.cells.iter().filter(|c| c.passed).count(),
+            result.cells.len()
+        ),
         result.duration_s,
         if cached > 0 {
             format!(", {cached} from the cache")
