@@ -110,7 +110,13 @@ impl RunState {
                 (p.id.clone(), named)
             })
             .collect();
-        let mut models: Vec<String> = scan.models.iter().map(|m| m.name.clone()).collect();
+        // An embedding model serves the `similar` assertion; it is not a column.
+        let mut models: Vec<String> = scan
+            .models
+            .iter()
+            .filter(|m| m.entry.kind != promptlab::catalog::ModelKind::Embedding)
+            .map(|m| m.name.clone())
+            .collect();
         models.push(promptlab::catalog::ECHO_MODEL.to_string());
         self.models = models
             .into_iter()

@@ -25,7 +25,7 @@ fn fixture_root() -> std::path::PathBuf {
 }
 
 /// A model with a real-looking header, so snapshots do not depend on downloaded files.
-fn tiny_model() -> ModelFile {
+pub(super) fn tiny_model() -> ModelFile {
     let metadata = BTreeMap::from([
         (
             "general.architecture".to_string(),

@@ -6,7 +6,7 @@ use promptlab::agent::{AgentStep, AgentStop, AgentTrace, Convention, StepAction}
 use promptlab::store::AgentRunRow;
 use serde_json::json;
 
-use super::{app, ctrl, draw, key, press, screen_text};
+use super::{app, ctrl, draw, key, press, screen_text, tiny_model};
 use crate::tui::agent::AgentUiEvent;
 use crate::tui::app::{App, Effect, Event, Screen};
 
@@ -188,4 +188,17 @@ fn snapshots_of_the_agent_screen() {
         let app = asked(size);
         insta::assert_snapshot!(format!("agent_{}x{}", size.0, size.1), draw(&app).backend());
     }
+}
+
+/// An embedding model (for the `similar` assertion) is not offered as a column to run.
+#[test]
+fn the_run_screen_leaves_embedding_models_out() {
+    let mut scan = promptlab::project::scan(&super::fixture_root());
+    let mut minilm = tiny_model();
+    minilm.name = "minilm".into();
+    minilm.entry.kind = promptlab::catalog::ModelKind::Embedding;
+    scan.models = vec![tiny_model(), minilm];
+    let run = crate::tui::run_screen::RunState::new(&scan);
+    let names: Vec<&str> = run.models.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(names, ["tiny", "echo"]);
 }
