@@ -177,11 +177,7 @@ impl Session {
         };
         let engine = LlamaEngine::load(
             &entry.path,
-            &LlamaOptions {
-                context_size: entry.context_size,
-                parallel: Some(1),
-                threads: None,
-            },
+            &LlamaOptions::one_conversation(entry.context_size),
         )?;
         Ok(LoadedModel {
             name: name.to_string(),

@@ -176,34 +176,8 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     };
     let run_id = recording.as_ref().map(|r| r.run_id);
 
-    // The first Ctrl-C stops generation between tokens and keeps every finished cell;
-    // a second one exits at once (finished cells are already in the store either way).
-    let cancel = CancelToken::new();
-    let on_interrupt = cancel.clone();
-    if let Err(err) = ctrlc::set_handler(move || {
-        if on_interrupt.is_cancelled() {
-            // `exit` would run C++ destructors under a decoding engine thread; finished
-            // cells are committed, so leave without any.
-            // SAFETY: _exit only ends the process.
-            unsafe { libc::_exit(130) }
-        }
-        on_interrupt.cancel();
-    }) {
-        eprintln!("warning: Ctrl-C will end the run abruptly ({err}); finished cells are kept");
-    }
-
-    let mut progress = Progress::new(plan.cells.len() as u64, args.quiet);
-    let result = run::execute(
-        &plan,
-        &ExecuteOptions {
-            threads: args.threads,
-            parallel: args.parallel,
-        },
-        &mut progress,
-        &cancel,
-        recording,
-    )?;
-    progress.bar.finish_and_clear();
+    let cancel = cancel_on_interrupt();
+    let result = execute_with_progress(&plan, &args, &cancel, recording)?;
     if cancel.is_cancelled() {
         // Reports of a partial run would look complete; the store has every finished cell.
         eprintln!(
@@ -277,12 +251,53 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     })
 }
 
-pub(super) struct Progress {
+/// The first Ctrl-C stops generation between tokens and keeps every finished cell; a
+/// second one exits at once (finished cells are already in the store either way).
+fn cancel_on_interrupt() -> CancelToken {
+    let cancel = CancelToken::new();
+    let on_interrupt = cancel.clone();
+    if let Err(err) = ctrlc::set_handler(move || {
+        if on_interrupt.is_cancelled() {
+            // `exit` would run C++ destructors under a decoding engine thread; finished
+            // cells are committed, so leave without any.
+            // SAFETY: _exit only ends the process.
+            unsafe { libc::_exit(130) }
+        }
+        on_interrupt.cancel();
+    }) {
+        eprintln!("warning: Ctrl-C will end the run abruptly ({err}); finished cells are kept");
+    }
+    cancel
+}
+
+/// Runs a plan with the progress bar on stderr (hidden with --quiet).
+fn execute_with_progress(
+    plan: &run::RunPlan,
+    args: &EvalArgs,
+    cancel: &CancelToken,
+    recording: Option<Recording>,
+) -> Result<run::RunResult> {
+    let mut progress = Progress::new(plan.cells.len() as u64, args.quiet);
+    let result = run::execute(
+        plan,
+        &ExecuteOptions {
+            threads: args.threads,
+            parallel: args.parallel,
+        },
+        &mut progress,
+        cancel,
+        recording,
+    )?;
+    progress.bar.finish_and_clear();
+    Ok(result)
+}
+
+struct Progress {
     bar: ProgressBar,
 }
 
 impl Progress {
-    pub(super) fn new(cells: u64, quiet: bool) -> Progress {
+    fn new(cells: u64, quiet: bool) -> Progress {
         let bar = if quiet {
             ProgressBar::hidden()
         } else {

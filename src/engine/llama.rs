@@ -44,6 +44,17 @@ pub struct LlamaOptions {
     pub threads: Option<u32>,
 }
 
+impl LlamaOptions {
+    /// One conversation at a time (the playground, the agent): a single sequence, all cores.
+    pub fn one_conversation(context_size: Option<u32>) -> LlamaOptions {
+        LlamaOptions {
+            context_size,
+            parallel: Some(1),
+            threads: None,
+        }
+    }
+}
+
 /// llama.cpp is initialised once per process; its logs go to `tracing`, never to the
 /// terminal, so they cannot scribble over a progress bar or the TUI.
 fn backend() -> Result<&'static LlamaBackend, EngineError> {

@@ -88,11 +88,7 @@ fn answer(
         let started = Instant::now();
         let engine = LlamaEngine::load(
             &entry.path,
-            &LlamaOptions {
-                context_size: entry.context_size,
-                parallel: Some(1),
-                threads: None,
-            },
+            &LlamaOptions::one_conversation(entry.context_size),
         )
         .map_err(|e| format!("cannot load {}: {e}", job.model_name))?;
         send(AgentUiEvent::Loaded {

@@ -90,11 +90,7 @@ fn spawn_chat(tx: UnboundedSender<Event>) -> std::sync::mpsc::Sender<ChatJob> {
                 send(ChatEvent::Loading(job.model_name.clone()));
                 let started = Instant::now();
                 let path = job.model.clone();
-                let options = LlamaOptions {
-                    context_size: job.context_size,
-                    threads: None,
-                    parallel: Some(1),
-                };
+                let options = LlamaOptions::one_conversation(job.context_size);
                 match EngineWorker::spawn(&job.model_name, move || {
                     Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
                 }) {

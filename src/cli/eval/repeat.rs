@@ -6,14 +6,13 @@ use std::io::Write;
 
 use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use promptlab::engine::CancelToken;
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
-use promptlab::run::{self, ExecuteOptions, Recording, RunOptions, RunResult, StoredConfig};
+use promptlab::run::{self, Recording, RunOptions, RunResult, StoredConfig};
 use promptlab::score::stats::{format_rate, pass_all_k, pass_at_k};
 use promptlab::store::RunStore;
 
-use super::{EvalArgs, Progress};
+use super::{EvalArgs, cancel_on_interrupt, execute_with_progress};
 use crate::cli::Outcome;
 
 pub(super) fn run(
@@ -25,11 +24,7 @@ pub(super) fn run(
     eval_set_key: &str,
 ) -> Result<Outcome> {
     let k = args.repeat;
-    let cancel = CancelToken::new();
-    let on_interrupt = cancel.clone();
-    if let Err(err) = ctrlc::set_handler(move || on_interrupt.cancel()) {
-        eprintln!("warning: Ctrl-C will end the run abruptly ({err}); finished cells are kept");
-    }
+    let cancel = cancel_on_interrupt();
     let mut results: Vec<(RunResult, Option<i64>)> = Vec::new();
     for repeat in 0..k {
         let options = RunOptions {
@@ -60,18 +55,7 @@ pub(super) fn run(
             }
         };
         let run_id = recording.as_ref().map(|r| r.run_id);
-        let mut progress = Progress::new(plan.cells.len() as u64, args.quiet);
-        let result = run::execute(
-            &plan,
-            &ExecuteOptions {
-                threads: args.threads,
-                parallel: args.parallel,
-            },
-            &mut progress,
-            &cancel,
-            recording,
-        )?;
-        progress.bar.finish_and_clear();
+        let result = execute_with_progress(&plan, args, &cancel, recording)?;
         let passed = result.cells.iter().filter(|c| c.passed).count();
         eprintln!(
             "repeat {} of {k}: {passed} of {} cells passed in {:.1} s{}",

@@ -79,13 +79,7 @@ impl Assertion {
                 (held != self.negated, score, reason)
             }
         };
-        AssertionOutcome {
-            assertion: self.type_name(),
-            passed,
-            score,
-            weight: self.weight,
-            reason: (!passed).then_some(reason),
-        }
+        self.scored_outcome(passed, score, reason)
     }
 
     /// Scored by the metric itself, so a near miss counts for more than a miss.
@@ -106,13 +100,8 @@ impl Assertion {
             excerpt(reference),
             excerpt(input.output)
         );
-        AssertionOutcome {
-            assertion: self.type_name(),
-            passed,
-            score: if self.negated { 1.0 - value } else { value },
-            weight: self.weight,
-            reason: (!passed).then_some(reason),
-        }
+        let score = if self.negated { 1.0 - value } else { value };
+        self.scored_outcome(passed, score, reason)
     }
 
     pub(super) fn check_similar(
@@ -148,6 +137,11 @@ impl Assertion {
                 )
             }
         };
+        self.scored_outcome(passed, score, reason)
+    }
+
+    /// The outcome of a scored check; the reason is kept only for a failure.
+    fn scored_outcome(&self, passed: bool, score: f64, reason: String) -> AssertionOutcome {
         AssertionOutcome {
             assertion: self.type_name(),
             passed,
