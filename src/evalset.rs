@@ -35,9 +35,21 @@ pub struct Case {
     /// Minimum weighted score to pass; without it every assertion must pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// A person's verdict on the output (`pass` or `fail`): with model-graded assertions,
+    /// the run reports how often the judge agrees (Cohen's kappa).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human: Option<HumanLabel>,
     /// Where the case came from (`file:line`), for error messages.
     #[serde(skip)]
     pub origin: String,
+}
+
+/// A person's pass/fail verdict on a case's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HumanLabel {
+    Pass,
+    Fail,
 }
 
 /// What every case gets unless it says otherwise.
@@ -111,6 +123,10 @@ struct EvalSetSpec {
     #[serde(default)]
     models: Vec<String>,
     #[serde(default)]
+    judge: Option<String>,
+    #[serde(default)]
+    pairwise: Option<String>,
+    #[serde(default)]
     defaults: CaseDefaults,
     #[serde(default)]
     cases: Vec<Case>,
@@ -128,6 +144,11 @@ pub struct EvalSet {
     pub description: String,
     pub prompts: Vec<String>,
     pub models: Vec<String>,
+    /// The catalog model that judges model-graded assertions (unless one names its own
+    /// `provider`, or the run is given `--judge`).
+    pub judge: Option<String>,
+    /// What "better" means for `--pairwise` comparison (a default criterion otherwise).
+    pub pairwise: Option<String>,
     pub cases: Vec<Case>,
     pub metrics: MetricsSpec,
     pub source: PathBuf,
@@ -216,6 +237,8 @@ impl EvalSet {
             description: spec.description,
             prompts: spec.prompts,
             models: spec.models,
+            judge: spec.judge,
+            pairwise: spec.pairwise,
             cases,
             metrics: spec.metrics,
             source: path.to_path_buf(),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::run::RunResult;
 
-pub use table::{failures_text, summary_table};
+pub use table::{failures_text, judging_text, summary_table};
 
 /// The file formats a run can be written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -65,6 +65,8 @@ pub struct RunMatrix {
     pub cases: Vec<MatrixCase>,
     /// Row-major: `cells[case * columns.len() + column]`.
     cells: Vec<Option<StoredCell>>,
+    /// The judge's pairwise ranking of the columns, when the run has one.
+    pub pairwise: Option<crate::run::PairwiseReport>,
 }
 
 impl RunMatrix {
@@ -75,7 +77,12 @@ impl RunMatrix {
         };
         let cells = store.cells(run_id)?;
         let tags = case_tags(Path::new(&run.eval_set_path));
-        Ok(Some(RunMatrix::from_cells(run, cells, &tags)))
+        let mut matrix = RunMatrix::from_cells(run, cells, &tags);
+        // A ranking written by another version that no longer reads is left out, not fatal.
+        matrix.pairwise = store
+            .pairwise_json(run_id)?
+            .and_then(|json| serde_json::from_str(&json).ok());
+        Ok(Some(matrix))
     }
 
     pub fn from_cells(
@@ -108,6 +115,7 @@ impl RunMatrix {
             columns,
             cases,
             cells: grid,
+            pairwise: None,
         }
     }
 

@@ -4,6 +4,8 @@
 //! and never after an hour of generation. Execution then loads each model once.
 
 mod execute;
+mod judge;
+mod pairwise;
 mod plan;
 mod record;
 mod summary;
@@ -17,6 +19,8 @@ use crate::score::classification::ClassificationReport;
 use crate::score::detection::DetectionReport;
 
 pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, execute};
+pub use judge::{JudgeAgreement, JudgePlan, JudgeTime};
+pub use pairwise::{PairwisePlan, PairwiseReport, compare_pairwise};
 pub use plan::{PlanError, RunOptions, plan};
 pub use record::{Recording, StoredConfig};
 pub use summary::ColumnSummary;
@@ -38,6 +42,9 @@ pub struct CaseInfo {
     pub tags: Vec<String>,
     pub vars: serde_json::Map<String, serde_json::Value>,
     pub expected: Option<serde_json::Value>,
+    /// A person's pass/fail verdict on this case, to measure a judge against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human: Option<crate::evalset::HumanLabel>,
 }
 
 /// A cell ready to generate.
@@ -61,6 +68,8 @@ pub struct RunPlan {
     pub models: Vec<crate::catalog::ModelRef>,
     pub cases: Vec<CaseInfo>,
     pub cells: Vec<PlannedCell>,
+    /// The judge models of the model-graded assertions, and their templates.
+    pub judging: judge::JudgePlan,
 }
 
 /// The outcome of one cell.
@@ -87,10 +96,32 @@ pub struct CellResult {
 }
 
 impl CellResult {
+    /// A model-graded assertion of this cell could not be judged.
+    pub fn has_judge_error(&self) -> bool {
+        self.assertions.iter().any(|a| a.judge_error.is_some())
+    }
+
+    /// Neither passed nor failed: the engine or a judge failed.
+    pub fn is_error(&self) -> bool {
+        self.error.is_some() || self.has_judge_error()
+    }
+
     /// One line per failed assertion (or the engine error), for terminals and reports.
     pub fn failure_reasons(&self) -> Vec<String> {
         if let Some(error) = &self.error {
             return vec![format!("engine error: {error}")];
+        }
+        let judge_errors: Vec<String> = self
+            .assertions
+            .iter()
+            .filter_map(|a| {
+                a.judge_error
+                    .as_ref()
+                    .map(|e| format!("{}: judge error: {e}", a.assertion))
+            })
+            .collect();
+        if !judge_errors.is_empty() {
+            return judge_errors;
         }
         let mut reasons: Vec<String> = self
             .assertions
@@ -129,6 +160,15 @@ pub struct RunResult {
     /// Per column, when the eval set asks for detection metrics.
     #[serde(default)]
     pub detection: Vec<Option<DetectionReport>>,
+    /// Time spent judging model-graded assertions (zero without any).
+    #[serde(default)]
+    pub judge_time: judge::JudgeTime,
+    /// Per column, when cases carry human labels: the verdicts' agreement with them.
+    #[serde(default)]
+    pub judge_agreement: Vec<Option<JudgeAgreement>>,
+    /// With `--pairwise`: the judge's pairwise comparison and ranking of the columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairwise: Option<PairwiseReport>,
 }
 
 impl RunResult {

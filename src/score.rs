@@ -4,6 +4,8 @@
 pub mod assertion;
 pub mod classification;
 pub mod detection;
+pub mod judge;
+pub mod pairwise;
 pub mod similarity;
 pub mod stats;
 pub mod text_metrics;

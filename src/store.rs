@@ -327,6 +327,63 @@ impl RunStore {
         tx.commit().map_err(sql_err)
     }
 
+    /// Caches a generation that is not a cell of its own (a judge's reply), so judging
+    /// the same output again costs nothing.
+    pub fn cache_generation(
+        &self,
+        cache_key: &str,
+        generation: &CachedGeneration,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO generations (cache_key, {GENERATION_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    cache_key,
+                    generation.output,
+                    generation.finish,
+                    generation.prompt_tokens,
+                    generation.completion_tokens,
+                    generation.ttft_ms,
+                    generation.latency_ms,
+                    generation.tokens_per_s,
+                ])
+            })
+            .map(|_| ())
+            .map_err(self.err("caching a judge's reply"))
+    }
+
+    /// Keeps a run's pairwise ranking (replacing an earlier one), as JSON.
+    pub fn save_pairwise(
+        &self,
+        run_id: i64,
+        judge: &str,
+        report_json: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO pairwise_rankings (run_id, judge, report_json)
+                 VALUES (?1, ?2, ?3)",
+                params![run_id, judge, report_json],
+            )
+            .map(|_| ())
+            .map_err(self.err("saving a pairwise ranking"))
+    }
+
+    /// A run's pairwise ranking as JSON, if it has one.
+    pub fn pairwise_json(&self, run_id: i64) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT report_json FROM pairwise_rankings WHERE run_id = ?1",
+                [run_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.err("reading a pairwise ranking"))
+    }
+
     pub fn cached_generation(
         &self,
         cache_key: &str,

@@ -14,6 +14,7 @@ mod help;
 mod history;
 mod library;
 mod playground;
+mod ranking;
 mod results;
 mod run_screen;
 mod side;

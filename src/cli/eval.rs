@@ -74,6 +74,15 @@ pub struct EvalArgs {
     /// run) and report pass@1, pass@K and pass^K per column.
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub repeat: u32,
+    /// The catalog model that judges model-graded assertions (llm-rubric, factuality,
+    /// model-graded-closedqa) that do not name their own `provider`; overrides the eval
+    /// set's `judge`.
+    #[arg(long, value_name = "MODEL")]
+    pub judge: Option<String>,
+    /// After the run, have the judge compare the columns' outputs two at a time (both
+    /// orders) and rank the columns (Bradley–Terry with 95% intervals).
+    #[arg(long)]
+    pub pairwise: bool,
 }
 
 pub fn run(args: EvalArgs) -> Result<Outcome> {
@@ -95,6 +104,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         tags: args.tags.clone(),
         limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         seed_offset: 0,
+        judge: args.judge.clone(),
     };
     let eval_set_key = std::path::absolute(&args.eval_set)
         .unwrap_or_else(|_| args.eval_set.clone())
@@ -147,6 +157,9 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         if resume_id.is_some() {
             bail!("--repeat cannot be combined with --resume: resume each repeat's run on its own");
         }
+        if args.pairwise {
+            bail!("--pairwise cannot be combined with --repeat yet: compare one run at a time");
+        }
         if !args.outputs.is_empty() {
             bail!(
                 "-o is not supported with --repeat yet: each repeat is a stored run; write its report with `promptlab runs show`"
@@ -155,6 +168,26 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         return repeat::run(&args, &project, eval_set, options, store, &eval_set_key);
     }
     let plan = run::plan(&project, eval_set, &options)?;
+    let pairwise = if args.pairwise {
+        let judge = options
+            .judge
+            .clone()
+            .or_else(|| plan.eval_set.judge.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--pairwise needs a judge model: pass --judge NAME or set `judge:` in {}",
+                    args.eval_set.display()
+                )
+            })?;
+        Some(run::PairwisePlan::new(
+            &project,
+            &plan,
+            &judge,
+            plan.eval_set.pairwise.as_deref(),
+        )?)
+    } else {
+        None
+    };
 
     let recording = match store.as_mut() {
         None => None,
@@ -177,7 +210,40 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     let run_id = recording.as_ref().map(|r| r.run_id);
 
     let cancel = cancel_on_interrupt();
-    let result = execute_with_progress(&plan, &args, &cancel, recording)?;
+    let mut result = execute_with_progress(&plan, &args, &cancel, recording)?;
+    if let Some(pairwise) = &pairwise
+        && !cancel.is_cancelled()
+    {
+        let mut recording = match (store.as_mut(), run_id) {
+            (Some(store), Some(run_id)) => Some(Recording {
+                store,
+                run_id,
+                use_cache: !args.no_cache,
+            }),
+            _ => None,
+        };
+        let mut progress = Progress::new(0, args.quiet);
+        let report = run::compare_pairwise(
+            pairwise,
+            &result,
+            &ExecuteOptions {
+                threads: args.threads,
+                parallel: args.parallel,
+            },
+            &mut progress,
+            &cancel,
+            &mut recording,
+        )?;
+        progress.bar.finish_and_clear();
+        if let (Some(recording), false) = (recording.as_ref(), cancel.is_cancelled()) {
+            recording.store.save_pairwise(
+                recording.run_id,
+                &report.judge,
+                &serde_json::to_string(&report)?,
+            )?;
+        }
+        result.pairwise = Some(report);
+    }
     if cancel.is_cancelled() {
         // Reports of a partial run would look complete; the store has every finished cell.
         eprintln!(
@@ -214,6 +280,13 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
                 report.to_text()
             ));
         }
+    }
+    let judging = report::judging_text(&result);
+    if !judging.is_empty() {
+        text.push_str(&format!("\n{judging}"));
+    }
+    if let Some(pairwise) = &result.pairwise {
+        text.push_str(&format!("\n{}", pairwise.to_text(&result)));
     }
     let failures = report::failures_text(&result, 20);
     if !failures.is_empty() {
@@ -322,5 +395,13 @@ impl RunObserver for Progress {
     }
     fn cell_finished(&mut self, _cell: usize, _result: &CellResult) {
         self.bar.inc(1);
+    }
+    fn judging(&mut self, assertions: usize) {
+        self.bar.set_position(0);
+        self.bar.set_length(assertions as u64);
+        self.bar.set_message("judging");
+    }
+    fn judged(&mut self, count: usize) {
+        self.bar.inc(count as u64);
     }
 }

@@ -191,6 +191,7 @@ fn empty_case() -> Case {
         assertions: Vec::new(),
         tags: Vec::new(),
         threshold: None,
+        human: None,
         origin: String::new(),
     }
 }

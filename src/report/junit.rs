@@ -19,7 +19,7 @@ pub(super) fn render(result: &RunResult) -> Result<Vec<u8>, String> {
             let status = if cell.passed {
                 TestCaseStatus::success()
             } else {
-                let kind = if cell.error.is_some() {
+                let kind = if cell.is_error() {
                     NonSuccessKind::Error
                 } else {
                     NonSuccessKind::Failure

@@ -44,6 +44,43 @@ pub(super) fn render(result: &RunResult) -> String {
             ));
         }
     }
+    let judging = super::judging_text(result);
+    if !judging.is_empty() {
+        out.push_str(&format!(
+            "\n## Judging\n\n{}\n",
+            escape(&judging).replace('\n', "\n\n").trim_end()
+        ));
+        out.push('\n');
+    }
+    if let Some(pairwise) = &result.pairwise {
+        out.push_str(&format!(
+            "\n## Pairwise ranking (judge: {}, both orders, {} comparisons)\n\n| rank | column | Bradley–Terry strength | 95% interval | P(beats average) |\n|---|---|---|---|---|\n",
+            escape(&pairwise.judge),
+            pairwise.outcomes.len()
+        ));
+        for (rank, r) in pairwise.ranking.iter().enumerate() {
+            out.push_str(&format!(
+                "| {} | {} | {:+.2} | [{:+.2}, {:+.2}] | {:.0}% |\n",
+                rank + 1,
+                escape(&r.column_id),
+                r.strength,
+                r.interval.0,
+                r.interval.1,
+                r.win_probability * 100.0
+            ));
+        }
+        out.push_str("\n| A | B | A wins | ties | B wins |\n|---|---|---|---|---|\n");
+        for t in &pairwise.tallies {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                escape(&result.columns[t.a].id),
+                escape(&result.columns[t.b].id),
+                t.wins_a,
+                t.ties,
+                t.wins_b
+            ));
+        }
+    }
     for (index, report) in result.classification.iter().enumerate() {
         if let Some(report) = report {
             out.push_str(&format!(

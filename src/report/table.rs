@@ -48,7 +48,7 @@ fn matrix(result: &RunResult, max_rows: usize) -> String {
         let mut row = vec![format!("{} {}", case.id, excerpt(&label, 28))];
         for column in 0..result.columns.len() {
             row.push(match result.cell(column, case_index) {
-                Some(cell) if cell.error.is_some() => "ERR".to_string(),
+                Some(cell) if cell.is_error() => "ERR".to_string(),
                 Some(cell) if cell.passed => format!("✓ {:.2}", cell.score),
                 Some(cell) => format!("✗ {:.2}", cell.score),
                 None => "–".to_string(),
@@ -134,6 +134,42 @@ fn summary(result: &RunResult) -> String {
     out
 }
 
+/// What judging cost, and how the verdicts agree with human labels; empty without judges.
+pub fn judging_text(result: &RunResult) -> String {
+    let mut out = String::new();
+    let time = &result.judge_time;
+    if time.assertions > 0 {
+        out.push_str(&format!(
+            "Judged {} assertion{} on {} cell{} with {} in {:.1} s ({:.2} s per cell)\n",
+            time.assertions,
+            if time.assertions == 1 { "" } else { "s" },
+            time.cells,
+            if time.cells == 1 { "" } else { "s" },
+            time.judges.join(", "),
+            time.seconds,
+            time.seconds / time.cells.max(1) as f64
+        ));
+    }
+    for (index, agreement) in result.judge_agreement.iter().enumerate() {
+        let Some(a) = agreement else { continue };
+        out.push_str(&format!(
+            "Agreement with human labels · {}: {}/{} ({}), Cohen's κ = {}; {} human pass{} judged fail, {} human fail{} judged pass\n",
+            result.columns[index].id,
+            a.agreed,
+            a.cases,
+            crate::score::stats::format_rate(a.agreed, a.cases),
+            a.kappa
+                .map(|k| format!("{k:.2} ({})", crate::score::stats::kappa_strength(k)))
+                .unwrap_or_else(|| "undefined (one label only)".into()),
+            a.false_fails,
+            if a.false_fails == 1 { "" } else { "es" },
+            a.false_passes,
+            if a.false_passes == 1 { "" } else { "s" },
+        ));
+    }
+    out
+}
+
 /// Failing cells with one line per reason, at most `max` cells.
 pub fn failures_text(result: &RunResult, max: usize) -> String {
     let failed: Vec<_> = result.failed_cells().collect();
@@ -145,7 +181,8 @@ pub fn failures_text(result: &RunResult, max: usize) -> String {
         let column = &result.columns[cell.column];
         let case = &result.cases[cell.case];
         out.push_str(&format!(
-            "  ✗ {} · case {}{}\n",
+            "  {} {} · case {}{}\n",
+            if cell.is_error() { "E" } else { "✗" },
             column.id,
             case.id,
             if case.description.is_empty() {

@@ -20,6 +20,8 @@ use crate::store::{RunStatus, StoreError};
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("judge: {0}")]
+    Judge(String),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -37,6 +39,12 @@ pub trait RunObserver {
     fn cell_started(&mut self, _cell: usize) {}
     fn token(&mut self, _cell: usize, _text: &str) {}
     fn cell_finished(&mut self, _cell: usize, _result: &CellResult) {}
+    /// Model-graded assertions are about to be judged: `_assertions` of them.
+    fn judging(&mut self, _assertions: usize) {}
+    /// `_count` more assertions were judged.
+    fn judged(&mut self, _count: usize) {}
+    /// A finished cell was scored again with its judges' verdicts.
+    fn cell_rescored(&mut self, _cell: usize, _result: &CellResult) {}
 }
 
 /// An observer that ignores everything.
@@ -163,6 +171,15 @@ pub fn execute(
         }
     }
 
+    let judge_time = super::judge::judge_cells(
+        plan,
+        options,
+        &mut results,
+        observer,
+        cancel,
+        &mut recording,
+    )?;
+
     let cancelled = cancel.is_cancelled() || results.iter().any(Option::is_none);
     if let Some(recording) = recording.as_ref() {
         let status = if cancelled {
@@ -178,6 +195,7 @@ pub fn execute(
     let summaries = summarize(plan, &cells);
     let classification = classification_reports(plan, &cells);
     let detection = detection_reports(plan, &cells);
+    let judge_agreement = super::judge::agreements(plan.columns.len(), &plan.cases, &cells);
     Ok(RunResult {
         eval_set: plan.eval_set.name.clone(),
         eval_set_path: plan.eval_set.source.display().to_string(),
@@ -190,10 +208,16 @@ pub fn execute(
         summaries,
         classification,
         detection,
+        judge_time,
+        judge_agreement,
+        pairwise: None,
     })
 }
 
-fn spawn_worker(model: &ModelRef, options: &ExecuteOptions) -> Result<EngineWorker, EngineError> {
+pub(super) fn spawn_worker(
+    model: &ModelRef,
+    options: &ExecuteOptions,
+) -> Result<EngineWorker, EngineError> {
     match &model.entry {
         None => EngineWorker::spawn(&model.name, || Ok(Box::new(EchoEngine) as Box<dyn Engine>)),
         Some(entry) if entry.kind == crate::catalog::ModelKind::DigitCnn => {
@@ -252,13 +276,14 @@ fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError
             };
             let assertions: Vec<_> = cell.assertions.iter().map(|a| a.check(&input)).collect();
             let (passed, score) = combine(&assertions, cell.threshold);
+            let judged_later = assertions.iter().any(|a| a.judge_error.is_some());
             CellResult {
                 column: cell.column,
                 case: cell.case,
                 prompt: cell.request.prompt.clone(),
                 output: generation.text,
                 error: None,
-                passed,
+                passed: passed && !judged_later,
                 score,
                 assertions,
                 finish: Some(generation.finish),

@@ -29,6 +29,9 @@ pub struct RunOptions {
     /// each repeat samples afresh (and has its own cache entries).
     #[serde(default)]
     pub seed_offset: u32,
+    /// The judge of model-graded assertions that name none (overrides the eval set's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,7 +253,11 @@ pub fn plan(
             let assertions = case
                 .assertions
                 .iter()
-                .map(|spec| build_assertion(spec, case, &project.catalog))
+                .map(|spec| {
+                    build_assertion(spec, case, &project.catalog).and_then(|a| {
+                        with_judge(a, case, options.judge.as_deref(), eval_set.judge.as_deref())
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let request = GenerationRequest {
                 prompt: rendered,
@@ -277,9 +284,12 @@ pub fn plan(
             tags: c.tags.clone(),
             vars: c.vars.clone(),
             expected: c.expected.clone(),
+            human: c.human,
         })
         .collect();
+    let judging = super::judge::plan_judging(project, &eval_set.source, &cells)?;
     Ok(RunPlan {
+        judging,
         columns,
         models: column_models.iter().map(|(m, _)| (*m).clone()).collect(),
         cases: case_infos,
@@ -294,7 +304,7 @@ pub fn plan(
 /// before anything runs. Returns whether the model has a chat template, and the model's
 /// identity for cache keys: its size and a hash of its header and tensor index (which
 /// change with any re-quantization or re-conversion, without hashing gigabytes).
-fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
+pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanError> {
     let Some(entry) = &model.entry else {
         return Ok((true, crate::catalog::ECHO_MODEL.to_string()));
     };
@@ -416,7 +426,7 @@ fn hex_sha256(bytes: &[u8]) -> String {
 
 /// What makes a generation reproducible: model identity, the exact request (rendered
 /// messages, parameters, seed, schema) and the engine version.
-fn cache_key(model_identity: &str, request: &GenerationRequest) -> String {
+pub(super) fn cache_key(model_identity: &str, request: &GenerationRequest) -> String {
     let request = serde_json::to_string(request).unwrap_or_default();
     hex_sha256(format!("{ENGINE_VERSION}\n{model_identity}\n{request}").as_bytes())
 }
@@ -444,10 +454,22 @@ fn build_assertion(
     let mut spec = spec.clone();
     // A text metric without `value` compares with the case's expected answer.
     let base = spec.kind.strip_prefix("not-").unwrap_or(&spec.kind);
+    let judged_against_expected =
+        crate::score::judge::Grader::from_name(base).is_some_and(|g| g.uses_expected());
     if spec.value.is_none()
-        && (crate::score::assertion::TEXT_METRIC_TYPES.contains(&base) || base == "similar")
+        && (crate::score::assertion::TEXT_METRIC_TYPES.contains(&base)
+            || base == "similar"
+            || judged_against_expected)
     {
         match &case.expected {
+            // closedqa judges against a criterion; an answer becomes one.
+            Some(Value::String(expected))
+                if !expected.is_empty() && base == "model-graded-closedqa" =>
+            {
+                spec.value = Some(Value::String(format!(
+                    "The submission gives the same answer as this reference answer: {expected}"
+                )));
+            }
             Some(Value::String(expected)) if !expected.is_empty() => {
                 spec.value = Some(Value::String(expected.clone()));
             }
@@ -490,6 +512,28 @@ fn build_assertion(
                     ),
                 });
             }
+        }
+    }
+    Ok(assertion)
+}
+
+/// Gives a model-graded assertion its judge, or says how to name one.
+fn with_judge(
+    mut assertion: Assertion,
+    case: &Case,
+    run_judge: Option<&str>,
+    eval_set_judge: Option<&str>,
+) -> Result<Assertion, PlanError> {
+    let type_name = assertion.type_name();
+    if let crate::score::assertion::AssertionKind::ModelGraded { judge, .. } = &mut assertion.kind {
+        *judge = super::judge::choose_judge(judge.as_deref(), run_judge, eval_set_judge);
+        if judge.is_none() {
+            return Err(PlanError::Case {
+                origin: case.origin.clone(),
+                message: format!(
+                    "assertion `{type_name}` needs a judge model: set `judge:` in the eval set, `provider:` on the assertion, or pass --judge NAME (an instruction-tuned model from models/models.yaml)"
+                ),
+            });
         }
     }
     Ok(assertion)

@@ -98,6 +98,36 @@ impl Recording<'_> {
             .collect())
     }
 
+    /// Cached judge replies by cache key (judging is cached like generating).
+    pub fn cached_by_key(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, Generation>, StoreError> {
+        if !self.use_cache || keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .store
+            .cached_generations(keys)?
+            .iter()
+            .map(|(key, hit)| (key.clone(), to_generation(hit)))
+            .collect())
+    }
+
+    /// Caches a judge's reply.
+    pub fn cache(&self, key: &str, generation: &Generation) -> Result<(), StoreError> {
+        let cached = CachedGeneration {
+            output: generation.text.clone(),
+            finish: Some(finish_text(generation.finish)),
+            prompt_tokens: generation.prompt_tokens,
+            completion_tokens: generation.completion_tokens,
+            ttft_ms: generation.ttft_ms,
+            latency_ms: generation.total_ms,
+            tokens_per_s: generation.tokens_per_s,
+        };
+        self.store.cache_generation(key, &cached)
+    }
+
     pub fn record(
         &mut self,
         plan: &RunPlan,

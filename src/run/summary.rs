@@ -54,7 +54,7 @@ pub(super) fn summarize(plan: &RunPlan, cells: &[CellResult]) -> Vec<ColumnSumma
                 column: column.id.clone(),
                 cases: n,
                 passed,
-                errors: mine.iter().filter(|c| c.error.is_some()).count(),
+                errors: mine.iter().filter(|c| c.is_error()).count(),
                 pass_rate: if n == 0 {
                     0.0
                 } else {

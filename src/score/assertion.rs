@@ -31,6 +31,7 @@ pub const ASSERTION_TYPES: &[&str] = &[
     "icontains-all", "starts-with", "regex", "is-json", "contains-json", "json-path",
     "word-count", "character-count", "length", "levenshtein", "latency", "boxes-match",
     "rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf", "similar",
+    "llm-rubric", "factuality", "model-graded-closedqa",
 ];
 
 /// The reference-based text metrics: scored 0 to 1 against `value` (or the case's
@@ -70,6 +71,9 @@ pub struct AssertionSpec {
     /// `boxes-match`: the IoU at which a found box matches an expected one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iou: Option<f64>,
+    /// Model-graded assertions: the catalog model that judges (promptfoo's name for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// One assertion as written in YAML (`assert:` lists in eval sets), already parsed and validated.
@@ -138,6 +142,15 @@ pub enum AssertionKind {
     Similar {
         reference: String,
         model: Option<std::path::PathBuf>,
+    },
+    /// Judged by a language model (`llm-rubric`, `factuality`, `model-graded-closedqa`):
+    /// `criterion` is the rubric or the reference answer; `judge` the catalog model, from
+    /// the assertion's `provider` or, once planned, the run's judge. [`Assertion::check`]
+    /// leaves it unjudged; the run's judge phase fills it in.
+    ModelGraded {
+        grader: crate::score::judge::Grader,
+        criterion: String,
+        judge: Option<String>,
     },
 }
 
@@ -211,8 +224,13 @@ pub struct AssertionOutcome {
     /// 0..=1.
     pub score: f64,
     pub weight: f64,
-    /// One line; present whenever `passed` is false.
+    /// One line; present whenever `passed` is false (and for judged assertions, the
+    /// judge's reason either way).
     pub reason: Option<String>,
+    /// A model-graded assertion that could not be judged (judge reply unparseable, judge
+    /// failed, run stopped first): the cell counts as an error, not a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_error: Option<String>,
 }
 
 /// Why an [`AssertionSpec`] was rejected. A leading `String` is the (base) assertion type.
@@ -286,6 +304,7 @@ impl AssertionKind {
             BoxesMatch { .. } => "boxes-match",
             TextMetric { metric, .. } => metric.name(),
             Similar { .. } => "similar",
+            ModelGraded { grader, .. } => grader.name(),
         }
     }
 }
@@ -313,6 +332,7 @@ impl Assertion {
             "word-count" | "character-count" => &["min", "max"],
             "boxes-match" => &["threshold", "iou"],
             b if TEXT_METRIC_TYPES.contains(&b) || b == "similar" => &["threshold"],
+            b if crate::score::judge::Grader::from_name(b).is_some() => &["threshold", "provider"],
             _ => &[],
         };
         let given = [
@@ -321,6 +341,7 @@ impl Assertion {
             ("min", spec.min.is_some()),
             ("max", spec.max.is_some()),
             ("iou", spec.iou.is_some()),
+            ("provider", spec.provider.is_some()),
         ];
         if let Some((field, _)) = given.iter().find(|(f, set)| *set && !takes.contains(f)) {
             return Err(AssertionError::UnexpectedField(base.into(), field));
@@ -353,6 +374,9 @@ impl Assertion {
         if let AssertionKind::Similar { reference, model } = &self.kind {
             return self.check_similar(reference, model.as_deref(), input);
         }
+        if let AssertionKind::ModelGraded { .. } = &self.kind {
+            return self.unjudged("not judged yet".into());
+        }
         let (passed, reason) = match self.evaluate(input) {
             // Could not be evaluated at all, so the negated form fails too.
             Err(why) => (false, Some(why)),
@@ -373,6 +397,7 @@ impl Assertion {
             weight: self.weight,
             // Excerpts are escaped, but library messages (serde, jsonschema) might not be.
             reason: reason.map(|r| r.replace(['\n', '\r'], " ")),
+            judge_error: None,
         }
     }
 
@@ -496,6 +521,9 @@ impl Assertion {
             BoxesMatch { .. } => return Err("boxes are checked by check_boxes".into()),
             TextMetric { .. } => return Err("text metrics are checked by check_text_metric".into()),
             Similar { .. } => return Err("similarity is checked by check_similar".into()),
+            ModelGraded { .. } => {
+                return Err("model-graded assertions are judged by a model".into());
+            }
         })
     }
 
@@ -543,6 +571,7 @@ impl Assertion {
                 )
             }
             Similar { reference, .. } => format!("be similar to {}", excerpt(reference)),
+            ModelGraded { grader, .. } => grader.expectation().to_owned(),
         };
         ("output", predicate)
     }

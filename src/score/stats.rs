@@ -143,6 +143,18 @@ pub fn pass_all_k(n: usize, passed: usize, k: usize) -> Option<f64> {
     Some(choose(passed.min(n), k) / choose(n, k))
 }
 
+/// Landis and Koch's words for a kappa.
+pub fn kappa_strength(kappa: f64) -> &'static str {
+    match kappa {
+        k if k < 0.0 => "worse than chance",
+        k if k <= 0.20 => "slight",
+        k if k <= 0.40 => "fair",
+        k if k <= 0.60 => "moderate",
+        k if k <= 0.80 => "substantial",
+        _ => "almost perfect",
+    }
+}
+
 /// Cohen's kappa of two raters' labels on the same items (None when empty or when both
 /// raters always give one same label, where kappa is undefined).
 pub fn cohen_kappa<T: PartialEq>(pairs: &[(T, T)]) -> Option<f64> {

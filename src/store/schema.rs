@@ -124,6 +124,16 @@ const MIGRATIONS: &[&str] = &[
         created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     ) STRICT;
     "#,
+    // Version 4: a judge's pairwise ranking of a run's columns (`eval --pairwise`); a run
+    // keeps its latest one.
+    r#"
+    CREATE TABLE pairwise_rankings (
+        run_id       INTEGER PRIMARY KEY NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        judge        TEXT NOT NULL,
+        report_json  TEXT NOT NULL,
+        created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    ) STRICT;
+    "#,
 ];
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -205,6 +205,7 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
             "agent_runs",
             "cells",
             "generations",
+            "pairwise_rankings",
             "runs",
             "training_runs"
         ]
@@ -329,5 +330,23 @@ pub(super) fn assert_path_named(err: &StoreError, path: &Path) {
         message.contains(&path.display().to_string()),
         "error does not name {}: {message}",
         path.display()
+    );
+}
+
+#[test]
+fn a_pairwise_ranking_is_kept_per_run_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
+    let run = store.create_run(&new_run("set", 2)).unwrap();
+    assert_eq!(store.pairwise_json(run).unwrap(), None);
+    store.save_pairwise(run, "qwen", "{\"a\": 1}").unwrap();
+    store.save_pairwise(run, "qwen", "{\"a\": 2}").unwrap();
+    assert_eq!(
+        store.pairwise_json(run).unwrap().as_deref(),
+        Some("{\"a\": 2}")
+    );
+    assert!(
+        store.save_pairwise(run + 100, "qwen", "{}").is_err(),
+        "no such run"
     );
 }

@@ -414,6 +414,7 @@ fn run_job(
         models: request.models,
         tags: Vec::new(),
         limit: None,
+        judge: None,
     };
     let plan = run::plan(&project, eval_set, &options)?;
     let key = std::path::absolute(&request.eval_set)
@@ -486,11 +487,20 @@ impl RunObserver for Forward {
             CellOutcome {
                 passed: result.passed,
                 cached: result.cached,
-                error: result.error.clone(),
+                error: result.error.clone().or_else(|| {
+                    result
+                        .assertions
+                        .iter()
+                        .find_map(|a| a.judge_error.clone())
+                        .filter(|e| !e.starts_with("not judged yet"))
+                }),
                 score: result.score,
                 completion_tokens: result.completion_tokens,
             },
         ));
+    }
+    fn cell_rescored(&mut self, cell: usize, result: &CellResult) {
+        self.cell_finished(cell, result);
     }
 }
 

@@ -27,6 +27,8 @@ pub struct ResultsState {
     pub rows: Vec<usize>,
     pub selected: usize,
     pub first_column: usize,
+    /// Show the judge's pairwise ranking instead of the matrix.
+    pub show_ranking: bool,
 }
 
 impl ResultsState {
@@ -85,6 +87,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             };
             results.refresh(Some(matrix));
         }
+        KeyCode::Char('p') => results.show_ranking = !results.show_ranking,
         KeyCode::Char('s') => {
             results.order = match results.order {
                 RowOrder::Case => RowOrder::Score,
@@ -153,6 +156,10 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     let results = &app.results;
+    if results.show_ranking {
+        super::ranking::draw(matrix, area, buf);
+        return;
+    }
     let run = &matrix.run;
     let title = format!(
         " Run {} · {} · {} · {}/{} cells ",
@@ -160,7 +167,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     );
     let block = Block::bordered().title(title).title_bottom(
         Line::from(format!(
-            " {} of {} cases · {} · {} · f: filter · s: sort · n: next failure · Enter: side by side ",
+            " {} of {} cases · {} · {} · f: filter · s: sort · n: next failure · p: ranking · Enter: side by side ",
             results.rows.len(),
             matrix.cases.len(),
             filter_label(&results.filter),
@@ -238,7 +245,11 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
                 cells.push(match matrix.cell(case, column) {
                     None => Line::styled("·", Style::new().fg(Color::DarkGray)),
                     Some(cell) => {
-                        let mark = if cell.error.is_some() {
+                        let judge_error = serde_json::from_str::<
+                            Vec<promptlab::score::assertion::AssertionOutcome>,
+                        >(&cell.assertions_json)
+                        .is_ok_and(|a| a.iter().any(|o| o.judge_error.is_some()));
+                        let mark = if cell.error.is_some() || judge_error {
                             "E"
                         } else if cell.passed {
                             "✓"

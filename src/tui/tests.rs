@@ -174,6 +174,7 @@ fn screen_text(app: &App) -> String {
 
 mod agent;
 mod editing;
+mod ranking;
 
 // ---------- state machine ----------
 

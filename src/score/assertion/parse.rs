@@ -91,6 +91,18 @@ pub(super) fn parse_kind(
                 model: None,
             }
         }
+        b if crate::score::judge::Grader::from_name(b).is_some() => {
+            let grader = crate::score::judge::Grader::from_name(b).unwrap_or_default();
+            let criterion = value.filter(|v| !v.is_boolean()).and_then(text);
+            let criterion = criterion
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| invalid(grader.value_expected()))?;
+            ModelGraded {
+                grader,
+                criterion,
+                judge: spec.provider.clone().filter(|p| !p.trim().is_empty()),
+            }
+        }
         "regex" => {
             let source = value.and_then(Value::as_str).filter(|s| !s.is_empty());
             let source = source.ok_or_else(|| invalid("a regular expression string"))?;
@@ -227,6 +239,11 @@ impl Assertion {
             Latency => None,
             BoxesMatch { expected, .. } => Some(boxes_value(expected)),
             TextMetric { reference, .. } | Similar { reference, .. } => Some(json!(reference)),
+            ModelGraded { criterion, .. } => Some(json!(criterion)),
+        };
+        let provider = match &self.kind {
+            ModelGraded { judge, .. } => judge.clone(),
+            _ => None,
         };
         let path = match &self.kind {
             JsonPath { path, .. } => Some(path.source.clone()),
@@ -246,6 +263,7 @@ impl Assertion {
             min: None,
             max: None,
             iou,
+            provider,
         }
     }
 }

@@ -148,6 +148,19 @@ impl Assertion {
             score,
             weight: self.weight,
             reason: (!passed).then_some(reason),
+            judge_error: None,
+        }
+    }
+
+    /// A model-graded outcome before (or instead of) a verdict: neither pass nor fail.
+    pub fn unjudged(&self, why: String) -> AssertionOutcome {
+        AssertionOutcome {
+            assertion: self.type_name(),
+            passed: false,
+            score: 0.0,
+            weight: self.weight,
+            reason: None,
+            judge_error: Some(why),
         }
     }
 }

@@ -1,0 +1,451 @@
+//! The judge phase of a run: after every cell has generated, each judge model is loaded
+//! once and judges all the model-graded assertions assigned to it, decoding them as
+//! parallel sequences. Replies are cached like generations, so a resumed or repeated run
+//! judges only what changed. Also: how often a judge agrees with human labels.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::execute::{ExecuteOptions, RunError, RunObserver, spawn_worker};
+use super::plan::{PlanError, cache_key, check_model_file};
+use super::record::Recording;
+use super::{CaseInfo, CellResult, PlannedCell, RunPlan};
+use crate::catalog::ModelRef;
+use crate::engine::{CancelToken, GenerationEvent, GenerationRequest, WorkerEvent};
+use crate::evalset::HumanLabel;
+use crate::project::Project;
+use crate::prompt::Prompt;
+use crate::score::assertion::{AssertionKind, AssertionOutcome, combine};
+use crate::score::judge::{GRADERS, Grader, question_of};
+
+/// The judges a run needs, resolved and checked when the run is planned.
+#[derive(Debug, Clone, Default)]
+pub struct JudgePlan {
+    pub models: Vec<ModelRef>,
+    /// Per model: what identifies it in cache keys.
+    identities: Vec<String>,
+    /// The judge templates in use: the project's `prompts/judge-*.yaml` or the built-in ones.
+    prompts: Vec<(Grader, Prompt)>,
+}
+
+impl JudgePlan {
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    pub fn prompt(&self, grader: Grader) -> Option<&Prompt> {
+        self.prompts
+            .iter()
+            .find(|(g, _)| *g == grader)
+            .map(|(_, p)| p)
+    }
+
+    /// The judge model names, for messages.
+    pub fn model_names(&self) -> Vec<&str> {
+        self.models.iter().map(|m| m.name.as_str()).collect()
+    }
+}
+
+/// Which judge an assertion gets: its own `provider`, else `--judge`, else the eval set's
+/// `judge`.
+pub(super) fn choose_judge(
+    own: Option<&str>,
+    run: Option<&str>,
+    eval_set: Option<&str>,
+) -> Option<String> {
+    own.or(run).or(eval_set).map(str::to_string)
+}
+
+/// Resolves and checks the judge models named by the planned cells, and picks the judge
+/// templates. A judge must be a chat model: one without a chat template is a base model
+/// that cannot follow a grading instruction, so it is refused here.
+pub(super) fn plan_judging(
+    project: &Project,
+    eval_set_path: &std::path::Path,
+    cells: &[PlannedCell],
+) -> Result<JudgePlan, PlanError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut graders: Vec<Grader> = Vec::new();
+    for assertion in cells.iter().flat_map(|c| &c.assertions) {
+        if let AssertionKind::ModelGraded { grader, judge, .. } = &assertion.kind {
+            if let Some(name) = judge
+                && !names.contains(name)
+            {
+                names.push(name.clone());
+            }
+            if !graders.contains(grader) {
+                graders.push(*grader);
+            }
+        }
+    }
+    let mut plan = JudgePlan::default();
+    for name in names {
+        let (model, identity) = resolve_judge(project, eval_set_path, &name)?;
+        plan.models.push(model);
+        plan.identities.push(identity);
+    }
+    for grader in GRADERS.into_iter().filter(|g| graders.contains(g)) {
+        let prompt = match project.prompts.select(grader.prompt_name()).first() {
+            Some(p) => (*p).clone(),
+            None => grader.builtin_prompt()?,
+        };
+        if let Some(schema) = &prompt.schema {
+            crate::engine::llama::schema_to_grammar(schema).map_err(|e| PlanError::Invalid {
+                path: prompt.source.clone(),
+                message: format!("judge prompt `{}`: schema: {e}", prompt.id),
+            })?;
+        }
+        plan.prompts.push((grader, prompt));
+    }
+    Ok(plan)
+}
+
+/// Resolves a judge model by catalog name and checks that it can judge: a GGUF chat
+/// model. Returns it with its identity for cache keys.
+pub(super) fn resolve_judge(
+    project: &Project,
+    eval_set_path: &std::path::Path,
+    name: &str,
+) -> Result<(ModelRef, String), PlanError> {
+    let model = project
+        .catalog
+        .resolve(name)
+        .map_err(|source| PlanError::Catalog {
+            path: eval_set_path.to_path_buf(),
+            source,
+        })?;
+    let refuse = |why: &str| PlanError::Model {
+        model: name.to_string(),
+        message: format!("cannot judge: {why}"),
+    };
+    if model.entry.as_ref().is_some_and(|e| !e.kind.is_gguf()) {
+        return Err(refuse("it is not a language model"));
+    }
+    let (has_template, identity) = check_model_file(&model)?;
+    if !has_template {
+        return Err(refuse(
+            "its GGUF has no chat template, so it is a base model, not an instruction-tuned chat model that can follow a grading rubric; choose an -Instruct model",
+        ));
+    }
+    Ok((model, identity))
+}
+
+impl JudgePlan {
+    /// One judge model and no templates (pairwise comparison brings its own).
+    pub(super) fn single(model: ModelRef, identity: String) -> JudgePlan {
+        JudgePlan {
+            models: vec![model],
+            identities: vec![identity],
+            prompts: Vec::new(),
+        }
+    }
+
+    pub(super) fn identity(&self, model: usize) -> &str {
+        &self.identities[model]
+    }
+}
+
+/// One assertion to judge.
+struct Task {
+    cell: usize,
+    assertion: usize,
+    model: usize,
+    key: String,
+    request: GenerationRequest,
+}
+
+/// Judges every unjudged model-graded assertion of the finished cells in `results`,
+/// records the re-scored cells and returns the time spent judging.
+pub(super) fn judge_cells(
+    plan: &RunPlan,
+    options: &ExecuteOptions,
+    results: &mut [Option<CellResult>],
+    observer: &mut dyn RunObserver,
+    cancel: &CancelToken,
+    recording: &mut Option<Recording<'_>>,
+) -> Result<JudgeTime, RunError> {
+    let clock = Instant::now();
+    let mut tasks = Vec::new();
+    for (id, result) in results.iter_mut().enumerate() {
+        let Some(result) = result.as_mut().filter(|r| r.error.is_none()) else {
+            continue;
+        };
+        let planned = &plan.cells[id];
+        for (index, assertion) in planned.assertions.iter().enumerate() {
+            let AssertionKind::ModelGraded {
+                grader,
+                criterion,
+                judge: Some(judge),
+            } = &assertion.kind
+            else {
+                continue;
+            };
+            let (Some(model), Some(prompt)) = (
+                plan.judging.models.iter().position(|m| &m.name == judge),
+                plan.judging.prompt(*grader),
+            ) else {
+                continue;
+            };
+            // A case's own `question` is the task in plain words; otherwise the prompt's.
+            let question = plan
+                .cases
+                .get(planned.case)
+                .and_then(|c| c.vars.get("question"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| question_of(&planned.request.prompt));
+            let vars = grader.variables(&question, &result.output, criterion);
+            let rendered = match prompt.render(&minijinja::Value::from_serialize(&vars)) {
+                Ok(rendered) => rendered,
+                Err(e) => {
+                    set_outcome(result, index, |o| o.judge_error = Some(e.to_string()));
+                    continue;
+                }
+            };
+            let model_params = plan.judging.models[model]
+                .entry
+                .as_ref()
+                .map(|e| e.params.clone())
+                .unwrap_or_default();
+            let request = GenerationRequest {
+                prompt: rendered,
+                params: model_params.overlay(&prompt.params).resolve(),
+                schema: prompt.schema.clone(),
+                grammar: None,
+            };
+            let key = cache_key(&plan.judging.identities[model], &request);
+            tasks.push(Task {
+                cell: id,
+                assertion: index,
+                model,
+                key,
+                request,
+            });
+        }
+    }
+    let judged_cells: Vec<usize> = {
+        let mut ids: Vec<usize> = tasks.iter().map(|t| t.cell).collect();
+        ids.dedup();
+        ids
+    };
+    if tasks.is_empty() {
+        return Ok(JudgeTime::default());
+    }
+    observer.judging(tasks.len());
+
+    let requests: Vec<JudgeRequest> = tasks
+        .iter()
+        .map(|t| JudgeRequest {
+            model: t.model,
+            key: t.key.clone(),
+            request: t.request.clone(),
+        })
+        .collect();
+    let replies = run_judge(
+        &plan.judging,
+        &requests,
+        options,
+        observer,
+        cancel,
+        recording,
+    )?;
+
+    for (i, task) in tasks.iter().enumerate() {
+        let Some(result) = results[task.cell].as_mut() else {
+            continue;
+        };
+        let assertion = &plan.cells[task.cell].assertions[task.assertion];
+        let AssertionKind::ModelGraded { grader, .. } = &assertion.kind else {
+            continue;
+        };
+        let judge = &plan.judging.models[task.model].name;
+        match replies.get(&i) {
+            None => set_outcome(result, task.assertion, |o| {
+                o.judge_error = Some("not judged: the run stopped first".into())
+            }),
+            Some(Err(err)) => set_outcome(result, task.assertion, |o| {
+                o.judge_error = Some(err.clone())
+            }),
+            Some(Ok(reply)) => match grader.verdict(&reply.text, assertion.threshold) {
+                Err(why) => set_outcome(result, task.assertion, |o| {
+                    o.judge_error = Some(format!("judge `{judge}`: {why}"))
+                }),
+                Ok(verdict) => set_outcome(result, task.assertion, |o| {
+                    o.passed = verdict.passed != assertion.negated;
+                    o.score = if assertion.negated {
+                        1.0 - verdict.score
+                    } else {
+                        verdict.score
+                    };
+                    let not = if assertion.negated { "not " } else { "" };
+                    o.reason = Some(format!(
+                        "judge `{judge}` (expected the output {not}to {}, score {:.2}): {}",
+                        grader.expectation(),
+                        verdict.score,
+                        verdict.reason.replace(['\n', '\r'], " ")
+                    ));
+                    o.judge_error = None;
+                }),
+            },
+        }
+    }
+    for &id in &judged_cells {
+        let Some(result) = results[id].as_mut() else {
+            continue;
+        };
+        let (passed, score) = combine(&result.assertions, plan.cells[id].threshold);
+        result.passed = passed && !result.has_judge_error();
+        result.score = score;
+        if let Some(recording) = recording.as_mut() {
+            recording.record(plan, id, result)?;
+        }
+        observer.cell_rescored(id, result);
+    }
+    Ok(JudgeTime {
+        judges: plan.judging.models.iter().map(|m| m.name.clone()).collect(),
+        seconds: clock.elapsed().as_secs_f64(),
+        cells: judged_cells.len(),
+        assertions: tasks.len(),
+    })
+}
+
+/// A request to a judge model, with its cache key.
+pub(super) struct JudgeRequest {
+    /// Index into [`JudgePlan::models`].
+    pub model: usize,
+    pub key: String,
+    pub request: GenerationRequest,
+}
+
+/// Runs judge requests: cached replies first, then each judge model loaded once for all
+/// of its requests. Returns replies by request index; a request missing from the map was
+/// not judged (the run was cancelled).
+pub(super) fn run_judge(
+    judging: &JudgePlan,
+    tasks: &[JudgeRequest],
+    options: &ExecuteOptions,
+    observer: &mut dyn RunObserver,
+    cancel: &CancelToken,
+    recording: &mut Option<Recording<'_>>,
+) -> Result<HashMap<usize, Result<crate::engine::Generation, String>>, RunError> {
+    let mut replies: HashMap<usize, Result<crate::engine::Generation, String>> = HashMap::new();
+    if let Some(recording) = recording.as_ref() {
+        let keys: Vec<String> = tasks.iter().map(|t| t.key.clone()).collect();
+        let hits = recording.cached_by_key(&keys)?;
+        for (i, task) in tasks.iter().enumerate() {
+            if let Some(hit) = hits.get(&task.key) {
+                replies.insert(i, Ok(hit.clone()));
+                observer.judged(1);
+            }
+        }
+    }
+    for (model_index, model) in judging.models.iter().enumerate() {
+        let mine: Vec<usize> = (0..tasks.len())
+            .filter(|i| tasks[*i].model == model_index && !replies.contains_key(i))
+            .collect();
+        if mine.is_empty() || cancel.is_cancelled() {
+            continue;
+        }
+        observer.model_loading(&model.name);
+        let load_start = Instant::now();
+        let worker = match spawn_worker(model, options) {
+            Ok(worker) => worker,
+            Err(err) => {
+                for &i in &mine {
+                    replies.insert(i, Err(format!("judge `{}`: {err}", model.name)));
+                }
+                continue;
+            }
+        };
+        observer.model_loaded(&model.name, load_start.elapsed().as_secs_f64() * 1000.0);
+        let requests = mine.iter().map(|&i| tasks[i].request.clone()).collect();
+        for event in worker.generate(requests, cancel.clone()) {
+            match event {
+                WorkerEvent::BatchDone => break,
+                WorkerEvent::Generation(GenerationEvent::Finished(i, outcome)) => {
+                    let task = mine[i];
+                    let reply = match outcome {
+                        Ok(g) if g.finish == crate::engine::FinishReason::Cancelled => continue,
+                        Ok(generation) => {
+                            if let Some(recording) = recording.as_ref() {
+                                recording.cache(&tasks[task].key, &generation)?;
+                            }
+                            Ok(generation)
+                        }
+                        Err(err) => Err(format!("judge `{}`: {err}", model.name)),
+                    };
+                    replies.insert(task, reply);
+                    observer.judged(1);
+                }
+                WorkerEvent::Generation(_) => {}
+            }
+        }
+    }
+
+    Ok(replies)
+}
+
+fn set_outcome(result: &mut CellResult, index: usize, change: impl FnOnce(&mut AssertionOutcome)) {
+    if let Some(outcome) = result.assertions.get_mut(index) {
+        change(outcome);
+    }
+}
+
+/// What judging cost a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JudgeTime {
+    /// The judge models used.
+    pub judges: Vec<String>,
+    pub seconds: f64,
+    /// Cells with at least one model-graded assertion.
+    pub cells: usize,
+    pub assertions: usize,
+}
+
+/// How a column's verdicts compare with the cases' human labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeAgreement {
+    /// Labelled cases with a verdict (judge errors are left out).
+    pub cases: usize,
+    pub agreed: usize,
+    /// Cohen's kappa; None when it is undefined (one label everywhere on both sides).
+    pub kappa: Option<f64>,
+    /// Human pass judged fail, and human fail judged pass.
+    pub false_fails: usize,
+    pub false_passes: usize,
+}
+
+/// Per column, when some case carries a human label.
+pub(super) fn agreements(
+    columns: usize,
+    cases: &[CaseInfo],
+    cells: &[CellResult],
+) -> Vec<Option<JudgeAgreement>> {
+    if cases.iter().all(|c| c.human.is_none()) {
+        return vec![None; columns];
+    }
+    (0..columns)
+        .map(|column| {
+            let pairs: Vec<(bool, bool)> = cells
+                .iter()
+                .filter(|c| c.column == column && !c.is_error())
+                .filter_map(|c| {
+                    let human = cases.get(c.case)?.human?;
+                    Some((human == HumanLabel::Pass, c.passed))
+                })
+                .collect();
+            if pairs.is_empty() {
+                return None;
+            }
+            Some(JudgeAgreement {
+                cases: pairs.len(),
+                agreed: pairs.iter().filter(|(h, j)| h == j).count(),
+                kappa: crate::score::stats::cohen_kappa(&pairs),
+                false_fails: pairs.iter().filter(|(h, j)| *h && !*j).count(),
+                false_passes: pairs.iter().filter(|(h, j)| !*h && *j).count(),
+            })
+        })
+        .collect()
+}
