@@ -35,6 +35,17 @@ pub struct ModelEntry {
     /// For `kind: clip`: how a label becomes a caption, `{}` standing for the label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_template: Option<String>,
+    /// The command that downloads the file: while it is missing, the model is listed as
+    /// not fetched (not an error), and using it says to run this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<String>,
+}
+
+impl ModelEntry {
+    /// The file is absent but the catalog says how to get it.
+    pub fn not_fetched(&self) -> Option<&str> {
+        self.fetch.as_deref().filter(|_| !self.path.exists())
+    }
 }
 
 /// How a catalog detector filters its boxes. Two entries with the same file and different

@@ -365,6 +365,12 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
         bytes.extend(serde_json::to_vec(&settings).unwrap_or_default());
         return Ok((false, format!("yolo-detector:{}", hex_sha256(&bytes))));
     }
+    if let Some(command) = entry.not_fetched() {
+        return Err(fail(format!(
+            "{} is not fetched yet: run `{command}`",
+            entry.path.display()
+        )));
+    }
     let info = GgufInfo::read(&entry.path).map_err(|e| fail(e.to_string()))?;
     let mut header = Vec::new();
     std::fs::File::open(&entry.path)

@@ -145,7 +145,8 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         Constraint::Fill(1),
         Constraint::Length(9),
         Constraint::Length(9),
-        Constraint::Length(6),
+        // "62% [45–78]": the rate and its 95% interval.
+        Constraint::Length(13),
         Constraint::Fill(1),
     ];
     let mut state = TableState::default().with_selected(Some(history.selected));

@@ -47,6 +47,7 @@ pub(super) fn tiny_model() -> ModelFile {
             kind: Default::default(),
             detect: None,
             label_template: None,
+            fetch: None,
         },
         info: Ok(GgufInfo {
             version: 3,
