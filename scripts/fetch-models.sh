@@ -71,6 +71,19 @@ if ! have "$minilm/model.safetensors" 90868376; then
   mv "$minilm.part" "$minilm"
 fi
 
+# The same model as a GGUF for llama.cpp, converted here (no GGUF embedding model is
+# downloadable): numpy and gguf-py go into a private folder, not the system Python.
+minilm_gguf="$cache/all-MiniLM-L6-v2-f32.gguf"
+if ! have "$minilm_gguf" 90894816; then
+  echo "converting all-MiniLM-L6-v2 to GGUF..." >&2
+  pylib="$cache/../pylib"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$pylib" \
+    numpy==2.4.6 gguf==0.19.0 pyyaml==6.0.3 >&2
+  PYTHONPATH="$pylib" python3 "$(dirname "$0")/minilm_to_gguf.py" "$minilm" "$minilm_gguf.part"
+  have "$minilm_gguf.part" 90894816 || { echo "MiniLM GGUF: unexpected size" >&2; exit 1; }
+  mv "$minilm_gguf.part" "$minilm_gguf"
+fi
+
 # Link the cached files into the project's models/ folder, where models/models.yaml
 # names them by relative path.
 models_dir="$(cd "$(dirname "$0")/.." && pwd)/models"
@@ -79,4 +92,5 @@ ln -sf "$smollm" "$models_dir/SmolLM2-135M-Instruct.Q4_1.gguf"
 ln -sf "$gemma" "$models_dir/gemma-3-270m-q4_k_m.gguf"
 ln -sf "$qwen" "$models_dir/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 ln -sfn "$minilm" "$models_dir/all-MiniLM-L6-v2"
+ln -sf "$minilm_gguf" "$models_dir/all-MiniLM-L6-v2-f32.gguf"
 echo "models ready in $cache (linked into $models_dir)" >&2

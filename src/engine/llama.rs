@@ -16,6 +16,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::{LogOptions, json_schema_to_grammar, send_logs_to_tracing};
 
+pub mod embed;
 mod scheduler;
 
 use llama_cpp_2::token::LlamaToken;

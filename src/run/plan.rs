@@ -502,11 +502,27 @@ fn build_assertion(
         origin: case.origin.clone(),
         message: e.to_string(),
     })?;
-    if let crate::score::assertion::AssertionKind::Similar { model, .. } = &mut assertion.kind {
-        let found = catalog
-            .models
-            .values()
-            .find(|e| e.kind == crate::catalog::ModelKind::Embedding);
+    if let crate::score::assertion::AssertionKind::Similar {
+        model, provider, ..
+    } = &mut assertion.kind
+    {
+        let embedding =
+            |e: &&crate::catalog::ModelEntry| e.kind == crate::catalog::ModelKind::Embedding;
+        let found = match provider.as_deref() {
+            Some(name) => match catalog.models.get(name) {
+                Some(entry) if embedding(&entry) => Some(entry),
+                _ => {
+                    return Err(PlanError::Case {
+                        origin: case.origin.clone(),
+                        message: format!(
+                            "assertion `{}`: provider `{name}` is not a `kind: embedding` model in models/models.yaml",
+                            spec.kind
+                        ),
+                    });
+                }
+            },
+            None => catalog.models.values().find(embedding),
+        };
         match found {
             Some(entry) => *model = Some(entry.path.clone()),
             None => {

@@ -142,6 +142,8 @@ pub enum AssertionKind {
     Similar {
         reference: String,
         model: Option<std::path::PathBuf>,
+        /// The catalog embedding model named by `provider` (default: the first one).
+        provider: Option<String>,
     },
     /// Judged by a language model (`llm-rubric`, `factuality`, `model-graded-closedqa`):
     /// `criterion` is the rubric or the reference answer; `judge` the catalog model, from
@@ -331,7 +333,8 @@ impl Assertion {
             "json-path" => &["path"],
             "word-count" | "character-count" => &["min", "max"],
             "boxes-match" => &["threshold", "iou"],
-            b if TEXT_METRIC_TYPES.contains(&b) || b == "similar" => &["threshold"],
+            b if TEXT_METRIC_TYPES.contains(&b) => &["threshold"],
+            "similar" => &["threshold", "provider"],
             b if crate::score::judge::Grader::from_name(b).is_some() => &["threshold", "provider"],
             _ => &[],
         };
@@ -371,7 +374,10 @@ impl Assertion {
         if let AssertionKind::TextMetric { metric, reference } = &self.kind {
             return self.check_text_metric(*metric, reference, input);
         }
-        if let AssertionKind::Similar { reference, model } = &self.kind {
+        if let AssertionKind::Similar {
+            reference, model, ..
+        } = &self.kind
+        {
             return self.check_similar(reference, model.as_deref(), input);
         }
         if let AssertionKind::ModelGraded { .. } = &self.kind {

@@ -31,14 +31,36 @@ fn file_error(path: &Path, message: impl Into<String>) -> EmbeddingError {
 }
 
 pub struct Embedder {
-    model: BertModel,
-    tokenizer: tokenizers::Tokenizer,
+    backend: Backend,
     cache: Mutex<HashMap<String, Arc<Vec<f32>>>>,
 }
 
+enum Backend {
+    /// Hugging Face layout, run with candle.
+    Bert {
+        model: Box<BertModel>,
+        tokenizer: Box<tokenizers::Tokenizer>,
+    },
+    /// A GGUF embedding model, run with llama.cpp.
+    Gguf(crate::engine::llama::embed::GgufEmbedder),
+}
+
 impl Embedder {
+    /// Loads a model folder in the Hugging Face layout, or a `.gguf` embedding model.
+    pub fn load(path: &Path) -> Result<Embedder, EmbeddingError> {
+        if path.is_file() {
+            let gguf = crate::engine::llama::embed::GgufEmbedder::load(path)
+                .map_err(|e| file_error(path, e.to_string()))?;
+            return Ok(Embedder {
+                backend: Backend::Gguf(gguf),
+                cache: Mutex::new(HashMap::new()),
+            });
+        }
+        Embedder::load_folder(path)
+    }
+
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
-    pub fn load(dir: &Path) -> Result<Embedder, EmbeddingError> {
+    fn load_folder(dir: &Path) -> Result<Embedder, EmbeddingError> {
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path)
             .map_err(|e| file_error(&config_path, format!("cannot read: {e}")))?;
@@ -72,8 +94,10 @@ impl Embedder {
             }))
             .map_err(|e| file_error(&tokenizer_path, format!("cannot set truncation: {e}")))?;
         Ok(Embedder {
-            model,
-            tokenizer,
+            backend: Backend::Bert {
+                model: Box::new(model),
+                tokenizer: Box::new(tokenizer),
+            },
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -91,9 +115,16 @@ impl Embedder {
     }
 
     fn compute(&self, text: &str) -> Result<Vec<f32>, EmbeddingError> {
+        let (model, tokenizer) = match &self.backend {
+            Backend::Gguf(gguf) => {
+                return gguf
+                    .embed(text)
+                    .map_err(|e| EmbeddingError::Compute(e.to_string()));
+            }
+            Backend::Bert { model, tokenizer } => (model, tokenizer),
+        };
         let fail = |e: candle_core::Error| EmbeddingError::Compute(e.to_string());
-        let encoding = self
-            .tokenizer
+        let encoding = tokenizer
             .encode(text, true)
             .map_err(|e| EmbeddingError::Compute(format!("cannot tokenize: {e}")))?;
         let ids = encoding.get_ids().to_vec();
@@ -101,10 +132,7 @@ impl Embedder {
         let input = Tensor::from_vec(ids, (1, n), &Device::Cpu).map_err(fail)?;
         let types = input.zeros_like().map_err(fail)?;
         let mask = input.ones_like().map_err(fail)?;
-        let hidden = self
-            .model
-            .forward(&input, &types, Some(&mask))
-            .map_err(fail)?;
+        let hidden = model.forward(&input, &types, Some(&mask)).map_err(fail)?;
         // One sequence, no padding: the masked mean is the plain mean over tokens.
         let pooled = hidden
             .mean(1)

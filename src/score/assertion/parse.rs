@@ -89,6 +89,7 @@ pub(super) fn parse_kind(
             Similar {
                 reference,
                 model: None,
+                provider: spec.provider.clone().filter(|p| !p.trim().is_empty()),
             }
         }
         b if crate::score::judge::Grader::from_name(b).is_some() => {
@@ -243,6 +244,7 @@ impl Assertion {
         };
         let provider = match &self.kind {
             ModelGraded { judge, .. } => judge.clone(),
+            Similar { provider, .. } => provider.clone(),
             _ => None,
         };
         let path = match &self.kind {
