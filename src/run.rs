@@ -8,6 +8,7 @@ mod judge;
 mod pairwise;
 mod plan;
 mod record;
+mod repeat;
 mod summary;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,7 @@ pub use judge::{JudgeAgreement, JudgePlan, JudgeTime};
 pub use pairwise::{PairwisePlan, PairwiseReport, compare_pairwise};
 pub use plan::{PlanError, RunOptions, plan};
 pub use record::{Recording, StoredConfig};
+pub use repeat::{RepeatColumn, RepeatReport, repeat_report};
 pub use summary::ColumnSummary;
 
 /// One column of the matrix: a prompt (variant) on a model.

@@ -465,9 +465,46 @@ fn repeat_runs_k_times_and_reports_pass_at_k() {
             "2",
             "-o",
             "r.json",
+            "-o",
+            "r.md",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("r.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["repeats"], 2);
+    assert_eq!(report["runs"], serde_json::json!([4, 5]));
+    let column = &report["columns"][0];
+    assert_eq!(
+        (column["passed"].as_u64(), column["attempts"].as_u64()),
+        (Some(2), Some(4))
+    );
+    assert_eq!(column["pass_at_k"], 0.5);
+    let markdown = std::fs::read_to_string(project.root().join("r.md")).unwrap();
+    assert!(
+        markdown.contains("| pass@1 | 95% interval | pass@2 | pass^2 |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("50.0% (2/4)"), "{markdown}");
+
+    // Per-cell formats hold one run; with --repeat they are refused before anything runs.
+    let out = promptlab(
+        &[
+            "eval",
+            "eval-sets/mixed.yaml",
+            "--repeat",
+            "2",
+            "-o",
+            "r.csv",
         ],
         project.root(),
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("-o is not supported with --repeat"));
+    assert!(
+        stderr(&out).contains("pass@k summary as .json or .md"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -160,9 +160,14 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         if args.pairwise {
             bail!("--pairwise cannot be combined with --repeat yet: compare one run at a time");
         }
-        if !args.outputs.is_empty() {
+        if let Some(bad) = args
+            .outputs
+            .iter()
+            .find(|p| !matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "md")))
+        {
             bail!(
-                "-o is not supported with --repeat yet: each repeat is a stored run; write its report with `promptlab runs show`"
+                "{}: with --repeat, -o writes the pass@k summary as .json or .md (each repeat is a stored run: `promptlab runs show RUN`)",
+                bad.display()
             );
         }
         return repeat::run(&args, &project, eval_set, options, store, &eval_set_key);

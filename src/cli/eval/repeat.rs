@@ -9,7 +9,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::run::{self, Recording, RunOptions, RunResult, StoredConfig};
-use promptlab::score::stats::{format_rate, pass_all_k, pass_at_k};
+use promptlab::score::stats::format_rate;
 use promptlab::store::RunStore;
 
 use super::{EvalArgs, cancel_on_interrupt, execute_with_progress};
@@ -70,9 +70,15 @@ pub(super) fn run(
         }
         results.push((result, run_id));
     }
-    let Some((first, _)) = results.first() else {
+    let run_ids: Vec<i64> = results.iter().filter_map(|(_, id)| *id).collect();
+    let finished: Vec<RunResult> = results.iter().map(|(r, _)| r.clone()).collect();
+    let Some(report) = run::repeat_report(&finished, run_ids) else {
         return Ok(Outcome::Failed);
     };
+    for path in &args.outputs {
+        write_report(&report, path)?;
+        eprintln!("wrote {}", path.display());
+    }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
         "prompt @ model".to_string(),
@@ -84,27 +90,15 @@ pub(super) fn run(
     let k = k as usize;
     let mut all_passed = 0;
     let mut all_cells = 0;
-    for (column_index, column) in first.columns.iter().enumerate() {
-        // Each case's passing repeats; repeats plan the same cells in the same order.
-        let mut per_case: std::collections::BTreeMap<usize, usize> = Default::default();
-        for (result, _) in &results {
-            for cell in result.cells.iter().filter(|c| c.column == column_index) {
-                *per_case.entry(cell.case).or_default() += usize::from(cell.passed);
-            }
-        }
-        let cases = per_case.len();
-        let passed: usize = per_case.values().sum();
-        all_passed += passed;
-        all_cells += cases * k;
-        let mean = |f: &dyn Fn(usize) -> Option<f64>| {
-            per_case.values().filter_map(|&c| f(c)).sum::<f64>() / cases.max(1) as f64
-        };
+    for column in &report.columns {
+        all_passed += column.passed;
+        all_cells += column.attempts;
         table.add_row([
-            column.id.clone(),
-            cases.to_string(),
-            format_rate(passed, cases * k),
-            format!("{:.1}%", mean(&|c| pass_at_k(k, c, k)) * 100.0),
-            format!("{:.1}%", mean(&|c| pass_all_k(k, c, k)) * 100.0),
+            column.column.clone(),
+            column.cases.to_string(),
+            format_rate(column.passed, column.attempts),
+            format!("{:.1}%", column.pass_at_k * 100.0),
+            format!("{:.1}%", column.pass_all_k * 100.0),
         ]);
     }
     let runs: Vec<String> = results
@@ -131,4 +125,25 @@ pub(super) fn run(
     } else {
         Outcome::Failed
     })
+}
+
+/// `.json` (the pass@k summary and each repeat's stored run) or `.md`; other formats
+/// hold one run's cells, so they are written per run with `promptlab runs show`.
+fn write_report(report: &run::RepeatReport, path: &std::path::Path) -> Result<()> {
+    let text = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => serde_json::to_string_pretty(report)? + "\n",
+        Some("md") => report.to_markdown(),
+        _ => anyhow::bail!(
+            "{}: with --repeat, -o writes the pass@k summary as .json or .md (each repeat is a stored run: `promptlab runs show RUN`)",
+            path.display()
+        ),
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(text.as_bytes())?;
+    file.persist(path)?;
+    Ok(())
 }
