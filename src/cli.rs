@@ -5,6 +5,7 @@ mod agent;
 mod bench;
 mod eval;
 mod models;
+mod report;
 mod runs;
 mod vision;
 
@@ -41,6 +42,9 @@ enum Command {
         #[command(subcommand)]
         command: runs::RunsCommand,
     },
+    /// Write any stored run as a report: summary in the terminal, or -o FILE (.json,
+    /// .jsonl, .csv, .md, .xml, .html).
+    Report(report::ReportArgs),
     /// Measure single-stream speed against llama.cpp's own, in the same run.
     Bench(bench::BenchArgs),
     /// Vision models: train, evaluate and use the digit CNN.
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Models { command } => models::run(command),
         Command::Bench(args) => bench::run(args),
         Command::Runs { command } => runs::run(command),
+        Command::Report(args) => report::run(args),
         Command::Vision { command } => vision::run(command),
     };
     match result {

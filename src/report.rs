@@ -1,9 +1,10 @@
 //! Reports of a run: a terminal summary, and files whose format follows the extension
-//! (`.json`, `.jsonl`, `.csv`, `.md`, `.xml` as JUnit). Files are written to a temporary
+//! (`.json`, `.jsonl`, `.csv`, `.md`, `.xml` as JUnit, `.html` self-contained). Files are written to a temporary
 //! name and renamed into place, so an interrupted write never leaves a file that looks
 //! complete.
 
 mod data;
+mod html;
 mod junit;
 mod markdown;
 mod table;
@@ -23,10 +24,11 @@ pub enum Format {
     Csv,
     Markdown,
     Junit,
+    Html,
 }
 
 impl Format {
-    pub const EXTENSIONS: &'static str = ".json, .jsonl, .csv, .md, .xml (JUnit)";
+    pub const EXTENSIONS: &'static str = ".json, .jsonl, .csv, .md, .xml (JUnit), .html";
 
     pub fn from_path(path: &Path) -> Option<Format> {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
@@ -35,6 +37,7 @@ impl Format {
             "csv" => Some(Format::Csv),
             "md" | "markdown" => Some(Format::Markdown),
             "xml" => Some(Format::Junit),
+            "html" | "htm" => Some(Format::Html),
             _ => None,
         }
     }
@@ -59,6 +62,7 @@ pub fn render(result: &RunResult, format: Format) -> Result<Vec<u8>, String> {
         Format::Csv => data::csv(result),
         Format::Markdown => Ok(markdown::render(result).into_bytes()),
         Format::Junit => junit::render(result),
+        Format::Html => html::render(result).map(String::into_bytes),
     }
 }
 

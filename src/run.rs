@@ -9,6 +9,7 @@ mod pairwise;
 mod plan;
 mod record;
 mod repeat;
+mod stored;
 mod summary;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ pub use pairwise::{PairwisePlan, PairwiseReport, compare_pairwise};
 pub use plan::{PlanError, RunOptions, plan};
 pub use record::{Recording, StoredConfig};
 pub use repeat::{RepeatColumn, RepeatReport, repeat_report};
+pub use stored::stored_result;
 pub use summary::ColumnSummary;
 
 /// One column of the matrix: a prompt (variant) on a model.

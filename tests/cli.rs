@@ -508,3 +508,43 @@ fn repeat_runs_k_times_and_reports_pass_at_k() {
         stderr(&out)
     );
 }
+
+/// `promptlab report`: a stored run written again, the same as `eval` wrote it.
+#[test]
+fn report_writes_any_stored_run() {
+    let project = echo_project();
+    let out = promptlab(
+        &["eval", "eval-sets/mixed.yaml", "-o", "eval.json", "--quiet"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = promptlab(
+        &["report", "latest", "-o", "again.json", "-o", "again.html"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(project.root().join(name)).unwrap()).unwrap()
+    };
+    let (eval, again) = (read("eval.json"), read("again.json"));
+    assert_eq!(eval["summaries"], again["summaries"]);
+    assert_eq!(eval["cases"], again["cases"]);
+    for (a, b) in eval["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(again["cells"].as_array().unwrap())
+    {
+        assert_eq!(a["output"], b["output"]);
+        assert_eq!(a["passed"], b["passed"]);
+        assert_eq!(a["assertions"], b["assertions"]);
+    }
+    let html = std::fs::read_to_string(project.root().join("again.html")).unwrap();
+    assert!(html.contains("<h1>mixed</h1>"), "{html:.500}");
+
+    let out = promptlab(&["report", "1"], project.root());
+    assert!(stdout(&out).contains("Run 1 · mixed"), "{}", stdout(&out));
+    let out = promptlab(&["report", "99"], project.root());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no run 99"), "{}", stderr(&out));
+}

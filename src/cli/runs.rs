@@ -47,7 +47,7 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn open(&self) -> Result<RunStore> {
+    pub(super) fn open(&self) -> Result<RunStore> {
         let path = match &self.store {
             Some(path) => path.clone(),
             None => {

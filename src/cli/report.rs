@@ -1,0 +1,67 @@
+//! `promptlab report RUN [-o FILE]...`: any stored run as a terminal summary or as a
+//! report file (JSON, JSONL, CSV, Markdown, JUnit, self-contained HTML).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use promptlab::report;
+use promptlab::run::stored_result;
+
+use super::Outcome;
+use super::runs::StoreArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run id, or `latest`.
+    #[arg(default_value = "latest")]
+    run: String,
+    /// Write the report to FILE; the format follows the extension (.json, .jsonl, .csv,
+    /// .md, .xml for JUnit, .html). Repeatable. Without it, prints the summary.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    outputs: Vec<PathBuf>,
+    /// Matrix rows to print (0 hides the matrix).
+    #[arg(long, default_value_t = 20)]
+    rows: usize,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub fn run(args: ReportArgs) -> Result<Outcome> {
+    report::check_paths(&args.outputs)?;
+    let store = args.store.open()?;
+    let id = if args.run == "latest" {
+        store
+            .runs()?
+            .first()
+            .map(|r| r.id)
+            .ok_or_else(|| anyhow!("the run store has no runs yet"))?
+    } else {
+        args.run
+            .parse::<i64>()
+            .map_err(|_| anyhow!("{}: expected a run id or `latest`", args.run))?
+    };
+    let result = stored_result(&store, id)?
+        .ok_or_else(|| anyhow!("no run {id} in {}", store.path().display()))?;
+    for path in &args.outputs {
+        report::write(&result, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if args.outputs.is_empty() {
+        let mut text = format!("Run {id} · {} · {}\n", result.eval_set, result.started_at);
+        text.push_str(&report::summary_table(&result, args.rows));
+        let judging = report::judging_text(&result);
+        if !judging.is_empty() {
+            text.push_str(&format!("\n{judging}"));
+        }
+        if let Some(pairwise) = &result.pairwise {
+            text.push_str(&format!("\n{}", pairwise.to_text(&result)));
+        }
+        let failures = report::failures_text(&result, 10);
+        if !failures.is_empty() {
+            text.push_str(&format!("\n{failures}"));
+        }
+        std::io::stdout().lock().write_all(text.as_bytes())?;
+    }
+    Ok(Outcome::Passed)
+}

@@ -1,0 +1,129 @@
+// Renders the report from the JSON in #data: the matrix is paged (100 rows) so a run of
+// thousands of cases stays responsive. The URL's fragment can hold a filter and an open
+// case (#filter=failures&case=12), so views can be linked, and checked headless.
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("data").textContent);
+  var PAGE = 100;
+  var state = { filter: "all", page: 0, selected: -1 };
+  var match = /filter=(all|failures|disagreements|errors)/.exec(location.hash);
+  if (match) state.filter = match[1];
+  var opened = /case=(\d+)/.exec(location.hash);
+  if (opened && +opened[1] < data.cases.length) state.selected = +opened[1];
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    (children || []).forEach(function (c) {
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    });
+    return node;
+  }
+
+  function status(cell) { return cell ? cell[0] : "none"; }
+
+  function rows() {
+    return data.cases.map(function (_, i) { return i; }).filter(function (i) {
+      var cells = data.cells[i];
+      if (state.filter === "failures") return cells.some(function (c) { return c && c[0] !== "pass"; });
+      if (state.filter === "errors") return cells.some(function (c) { return c && c[0] === "error"; });
+      if (state.filter === "disagreements") {
+        var seen = cells.filter(Boolean).map(function (c) { return c[0] === "pass"; });
+        return seen.some(function (p) { return p !== seen[0]; });
+      }
+      return true;
+    });
+  }
+
+  function renderMatrix() {
+    var shown = rows();
+    var pages = Math.max(1, Math.ceil(shown.length / PAGE));
+    state.page = Math.min(state.page, pages - 1);
+    var body = document.getElementById("matrix-body");
+    body.textContent = "";
+    shown.slice(state.page * PAGE, (state.page + 1) * PAGE).forEach(function (i) {
+      var tr = el("tr", { "class": "case-row", "data-case": String(i) }, [
+        el("td", {}, [data.cases[i].id]),
+      ]);
+      data.cells[i].forEach(function (cell) {
+        var s = status(cell);
+        var mark = { pass: "✓", fail: "✗", error: "E", none: "·" }[s];
+        tr.appendChild(el("td", { "class": s + " num" }, [cell ? mark + " " + cell[1].toFixed(2) : mark]));
+      });
+      tr.addEventListener("click", function () { state.selected = i; renderDetail(); });
+      body.appendChild(tr);
+    });
+    document.getElementById("shown").textContent =
+      shown.length + " of " + data.cases.length + " cases · page " + (state.page + 1) + " of " + pages;
+    document.getElementById("prev").disabled = state.page === 0;
+    document.getElementById("next").disabled = state.page >= pages - 1;
+  }
+
+  // Word-level diff (longest common subsequence over words and whitespace).
+  function diff(a, b) {
+    var x = a.split(/(\s+)/), y = b.split(/(\s+)/);
+    if (x.length * y.length > 4e6) return [["same", b]];
+    var n = x.length, m = y.length, i, j;
+    var lcs = [];
+    for (i = 0; i <= n; i++) { lcs.push(new Uint32Array(m + 1)); }
+    for (i = n - 1; i >= 0; i--) for (j = m - 1; j >= 0; j--)
+      lcs[i][j] = x[i] === y[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+    var out = []; i = 0; j = 0;
+    function push(kind, text) {
+      if (out.length && out[out.length - 1][0] === kind) out[out.length - 1][1] += text;
+      else out.push([kind, text]);
+    }
+    while (i < n && j < m) {
+      if (x[i] === y[j]) { push("same", y[j]); i++; j++; }
+      else if (lcs[i + 1][j] >= lcs[i][j + 1]) { push("del", x[i]); i++; }
+      else { push("ins", y[j]); j++; }
+    }
+    for (; i < n; i++) push("del", x[i]);
+    for (; j < m; j++) push("ins", y[j]);
+    return out;
+  }
+
+  function renderDetail() {
+    var box = document.getElementById("detail");
+    var i = state.selected;
+    if (i < 0) { box.style.display = "none"; return; }
+    box.style.display = "block";
+    var c = data.cases[i];
+    document.getElementById("detail-title").textContent =
+      "Case " + c.id + (c.description ? " · " + c.description : "");
+    var sides = document.getElementById("sides");
+    sides.textContent = "";
+    var first = data.cells[i][0];
+    data.cells[i].forEach(function (cell, col) {
+      var out = el("div", { "class": "output" });
+      if (cell && col > 0 && first) {
+        diff(first[2], cell[2]).forEach(function (part) {
+          out.appendChild(part[0] === "same" ? document.createTextNode(part[1])
+            : el(part[0], {}, [part[1]]));
+        });
+      } else {
+        out.textContent = cell ? cell[2] : "(not run)";
+      }
+      var reasons = el("ul", { "class": "reasons" },
+        (cell ? cell[3] : []).map(function (r) { return el("li", {}, [r]); }));
+      sides.appendChild(el("div", { "class": "side " + status(cell) }, [
+        el("h3", {}, [data.columns[col].id + (cell ? " · " + status(cell) + " · " + cell[1].toFixed(2) : "")]),
+        out, reasons,
+      ]));
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("tr.case-row"), function (tr) {
+      tr.classList.toggle("selected", tr.getAttribute("data-case") === String(i));
+    });
+  }
+
+  var select = document.getElementById("filter");
+  select.value = state.filter;
+  select.addEventListener("change", function () {
+    state.filter = select.value; state.page = 0; renderMatrix();
+  });
+  document.getElementById("prev").addEventListener("click", function () { state.page--; renderMatrix(); });
+  document.getElementById("next").addEventListener("click", function () { state.page++; renderMatrix(); });
+  renderMatrix();
+  renderDetail();
+  document.body.setAttribute("data-ready", "1");
+})();

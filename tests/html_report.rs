@@ -1,0 +1,242 @@
+//! The self-contained HTML report, opened in headless Chromium (Debian `chromium`,
+//! installed by scripts/install-prereqs.sh): the script runs, the matrix has the expected
+//! rows and columns and pages at 100 rows, filtering to failures works, and the page makes
+//! no network request (Chromium's own network log is checked). Screenshots are kept under
+//! the target directory as test artifacts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{TempProject, promptlab, text};
+
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = Command::new("which").arg(name).output()
+            && out.status.success()
+        {
+            return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        }
+    }
+    panic!(
+        "no headless Chromium found: run scripts/install-prereqs.sh (Debian package `chromium`)"
+    );
+}
+
+/// Chromium, headless and offline (a dead proxy catches anything that tries to leave),
+/// with its network log in `netlog`.
+fn headless(args: &[String], netlog: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--proxy-server=127.0.0.1:9",
+            "--window-size=1280,1000",
+            "--virtual-time-budget=5000",
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--log-net-log={}", netlog.display()),
+        ])
+        .args(args)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn artifacts() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("test-artifacts/html-report");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// URLs the page itself requested (a page opened from a file has a `file://` network
+/// isolation key; Chromium's own background services, which this test cannot switch off
+/// entirely, have none), other than files.
+fn requests(netlog: &Path) -> Vec<String> {
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(netlog).expect("net log written"))
+            .expect("net log is JSON");
+    let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"].clone();
+    let mut urls: Vec<String> = Vec::new();
+    for event in log["events"].as_array().into_iter().flatten() {
+        let params = &event["params"];
+        let from_page = params["network_isolation_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("file://"));
+        if event["type"] == start_job
+            && from_page
+            && let Some(url) = params["url"].as_str()
+            && !url.starts_with("file://")
+            && !urls.iter().any(|u| u == url)
+        {
+            urls.push(url.to_string());
+        }
+    }
+    urls
+}
+
+/// The request check itself: a page that does load something is caught.
+#[test]
+fn the_request_check_catches_a_page_that_loads_something() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("page.html");
+    std::fs::write(
+        &page,
+        "<html><body><img src=\"http://127.0.0.1:9/canary.png\"><script>fetch('http://127.0.0.1:9/fetched')</script></body></html>",
+    )
+    .unwrap();
+    let netlog = dir.path().join("netlog.json");
+    headless(
+        &["--dump-dom".into(), format!("file://{}", page.display())],
+        &netlog,
+    );
+    assert_eq!(
+        requests(&netlog),
+        [
+            "http://127.0.0.1:9/canary.png",
+            "http://127.0.0.1:9/fetched"
+        ]
+    );
+}
+
+#[test]
+fn the_report_opens_offline_pages_and_filters_in_a_real_browser() {
+    let project = TempProject::new();
+    project.write(
+        "prompts/echo.yaml",
+        "name: echo\ncompletion: '{{ answer }}'\n",
+    );
+    project.write(
+        "prompts/shout.yaml",
+        "name: shout\ncompletion: '{{ answer | upper }}'\n",
+    );
+    // 150 cases, 2 columns: every fifth answer is wrong for both, and `shout` also fails
+    // every case whose answer has a lowercase "yes" expected.
+    let mut cases = String::new();
+    for i in 0..150 {
+        let answer = if i % 5 == 0 { "no" } else { "yes" };
+        cases.push_str(&format!(
+            "  - id: c{i:03}\n    vars: {{answer: \"{answer} <b>&</b> https://example.com/{i}\"}}\n    assert: [{{type: contains, value: \"yes\"}}]\n"
+        ));
+    }
+    project.write(
+        "eval-sets/many.yaml",
+        &format!("prompts: [echo, shout]\nmodels: [echo]\ncases:\n{cases}"),
+    );
+    let out = promptlab(
+        &[
+            "eval",
+            "eval-sets/many.yaml",
+            "--no-store",
+            "-o",
+            "report.html",
+            "--quiet",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = project.root().join("report.html");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("Content-Security-Policy"));
+    assert!(
+        !html.contains("<script src") && !html.contains("<link"),
+        "external resource"
+    );
+    assert!(!html.contains("<b>&</b>"), "case text is escaped");
+
+    let url = format!("file://{}", report.display());
+    let netlog = project.root().join("netlog.json");
+    let dom = headless(&["--dump-dom".into(), url.clone()], &netlog);
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the script ran: {dom:.2000}"
+    );
+    // Page one of two: 100 case rows, each with the case cell and two column cells.
+    assert_eq!(dom.matches("class=\"case-row\"").count(), 100);
+    assert!(
+        dom.contains("150 of 150 cases · page 1 of 2"),
+        "{dom:.3000}"
+    );
+    assert_eq!(
+        dom.matches("<th>").count(),
+        3 + 8,
+        "matrix and summary headers"
+    );
+    assert_eq!(
+        requests(&netlog),
+        Vec::<String>::new(),
+        "the page made requests"
+    );
+
+    // Filtered to failures: 30 wrong answers fail in both columns, and `shout` fails the
+    // other 120 too (its output is upper case), so all 150 cases have a failure; filtered
+    // to disagreements, exactly the 120 where only `shout` fails.
+    let dom = headless(
+        &["--dump-dom".into(), format!("{url}#filter=failures")],
+        &netlog,
+    );
+    assert!(dom.contains("150 of 150 cases"), "{dom:.3000}");
+    let dom = headless(
+        &["--dump-dom".into(), format!("{url}#filter=disagreements")],
+        &netlog,
+    );
+    assert!(
+        dom.contains("120 of 150 cases · page 1 of 2"),
+        "{dom:.3000}"
+    );
+    assert_eq!(dom.matches("class=\"case-row\"").count(), 100);
+    assert!(
+        !dom.contains("data-case=\"0\""),
+        "case c000 fails in both columns"
+    );
+    assert_eq!(requests(&netlog), Vec::<String>::new());
+
+    // A case opened side by side: both outputs, the second as a word diff against the
+    // first, and the failing column's reason.
+    let dom = headless(&["--dump-dom".into(), format!("{url}#case=3")], &netlog);
+    assert!(dom.contains("Case c003"), "{dom:.3000}");
+    assert!(
+        dom.contains("<del>yes</del><ins>YES</ins>"),
+        "word diff: {dom:.6000}"
+    );
+    assert!(
+        dom.contains("contains: expected output to contain"),
+        "{dom:.6000}"
+    );
+
+    let shots = artifacts();
+    for (name, fragment) in [
+        ("matrix", ""),
+        ("disagreements", "#filter=disagreements"),
+        ("side-by-side", "#case=3"),
+    ] {
+        let png = shots.join(format!("{name}.png"));
+        headless(
+            &[
+                format!("--screenshot={}", png.display()),
+                format!("{url}{fragment}"),
+            ],
+            &netlog,
+        );
+        assert!(
+            std::fs::metadata(&png)
+                .map(|m| m.len() > 10_000)
+                .unwrap_or(false)
+        );
+    }
+}
