@@ -7,6 +7,7 @@ mod eval;
 mod models;
 mod report;
 mod runs;
+mod sweep;
 mod vision;
 
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ enum Command {
         #[command(subcommand)]
         command: runs::RunsCommand,
     },
+    /// Run every setting of an eval set's `sweep:` section and compare them.
+    Sweep(sweep::SweepArgs),
     /// Write any stored run as a report: summary in the terminal, or -o FILE (.json,
     /// .jsonl, .csv, .md, .xml, .html).
     Report(report::ReportArgs),
@@ -109,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Runs { command } => runs::run(command),
         Command::Report(args) => report::run(args),
+        Command::Sweep(args) => sweep::run(args),
         Command::Vision { command } => vision::run(command),
     };
     match result {

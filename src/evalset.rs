@@ -127,6 +127,8 @@ struct EvalSetSpec {
     #[serde(default)]
     pairwise: Option<String>,
     #[serde(default)]
+    sweep: Option<crate::sweep::SweepSpec>,
+    #[serde(default)]
     defaults: CaseDefaults,
     #[serde(default)]
     cases: Vec<Case>,
@@ -149,6 +151,8 @@ pub struct EvalSet {
     pub judge: Option<String>,
     /// What "better" means for `--pairwise` comparison (a default criterion otherwise).
     pub pairwise: Option<String>,
+    /// What `promptlab sweep` varies.
+    pub sweep: Option<crate::sweep::SweepSpec>,
     pub cases: Vec<Case>,
     pub metrics: MetricsSpec,
     pub source: PathBuf,
@@ -239,6 +243,7 @@ impl EvalSet {
             models: spec.models,
             judge: spec.judge,
             pairwise: spec.pairwise,
+            sweep: spec.sweep,
             cases,
             metrics: spec.metrics,
             source: path.to_path_buf(),

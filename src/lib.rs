@@ -19,6 +19,7 @@ pub mod results;
 pub mod run;
 pub mod score;
 pub mod store;
+pub mod sweep;
 pub mod template;
 pub mod vision;
 pub mod yaml;

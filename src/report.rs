@@ -7,6 +7,7 @@ mod data;
 mod html;
 mod junit;
 mod markdown;
+mod sweep;
 mod table;
 
 use std::io::Write;
@@ -54,6 +55,25 @@ pub enum ReportError {
     Write { path: PathBuf, message: String },
 }
 
+/// Writes a sweep report (`.html`, `.json` or `.md`) atomically.
+pub fn write_sweep(report: &crate::sweep::SweepReport, path: &Path) -> Result<(), ReportError> {
+    let fail = |message: String| ReportError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => sweep::html(report).map_err(fail)?,
+        Some("json") => serde_json::to_string_pretty(report).map_err(|e| fail(e.to_string()))?,
+        Some("md") => sweep::markdown(report),
+        _ => {
+            return Err(ReportError::UnknownFormat {
+                path: path.to_path_buf(),
+            });
+        }
+    };
+    write_bytes(path, text.as_bytes())
+}
+
 /// Renders the report in memory.
 pub fn render(result: &RunResult, format: Format) -> Result<Vec<u8>, String> {
     match format {
@@ -76,6 +96,15 @@ pub fn write(result: &RunResult, path: &Path) -> Result<(), ReportError> {
         message,
     };
     let bytes = render(result, format).map_err(fail)?;
+    write_bytes(path, &bytes)
+}
+
+/// Writes to a temporary file beside `path` and renames it into place.
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let fail = |message: String| ReportError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -89,7 +118,7 @@ pub fn write(result: &RunResult, path: &Path) -> Result<(), ReportError> {
         builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
     let mut file = builder.tempfile_in(dir).map_err(|e| fail(e.to_string()))?;
-    file.write_all(&bytes).map_err(|e| fail(e.to_string()))?;
+    file.write_all(bytes).map_err(|e| fail(e.to_string()))?;
     file.persist(path).map_err(|e| fail(e.error.to_string()))?;
     Ok(())
 }

@@ -240,3 +240,109 @@ fn the_report_opens_offline_pages_and_filters_in_a_real_browser() {
         );
     }
 }
+
+/// A sweep on the real SmolLM2 (2 temperatures × 2 prompt variants, 3 cases): one stored
+/// run per setting, and a report whose parallel-coordinates plot has one line per point,
+/// brushes from the URL, and sorts the table best first.
+#[test]
+fn a_sweep_report_plots_one_line_per_point() {
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: 2048\n",
+            common::real_model(common::SMOLLM2).display()
+        ),
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("prompts/sentiment.yaml"),
+        project.root().join("prompts/sentiment.yaml"),
+    )
+    .unwrap();
+    project.write(
+        "eval-sets/s.yaml",
+        r#"name: s
+prompts: [sentiment]
+models: [smollm2]
+defaults:
+  assert:
+    - {type: json-path, path: $.sentiment, value: "{{ expected }}"}
+cases:
+  - {vars: {review: "A wonderful, moving film."}, expected: positive}
+  - {vars: {review: "Dull and far too long."}, expected: negative}
+  - {vars: {review: "It was fine, I suppose."}, expected: neutral}
+sweep:
+  params: {temperature: [0, 1.0]}
+"#,
+    );
+    let out = promptlab(
+        &[
+            "sweep",
+            "eval-sets/s.yaml",
+            "-o",
+            "sweep.html",
+            "-o",
+            "sweep.json",
+            "--threads",
+            "2",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("best: sentiment:"), "{}", text(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("sweep.json")).unwrap())
+            .unwrap();
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4, "2 temperatures × 2 variants");
+    let runs: std::collections::BTreeSet<i64> = points
+        .iter()
+        .map(|p| p["run_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 2, "one run per setting");
+
+    let url = format!("file://{}", project.root().join("sweep.html").display());
+    let netlog = project.root().join("netlog.json");
+    let dom = headless(&["--dump-dom".into(), url.clone()], &netlog);
+    assert!(dom.contains("data-ready=\"1\""));
+    assert_eq!(dom.matches("<polyline").count(), 4, "one line per point");
+    assert_eq!(dom.matches("class=\"point-row\"").count(), 4);
+    assert!(dom.contains("4 of 4 points"));
+    assert_eq!(requests(&netlog), Vec::<String>::new());
+    // Brushing the pass-rate axis to [0.5, 1] keeps exactly the points that reach it.
+    let reaching = points
+        .iter()
+        .filter(|p| p["pass_rate"].as_f64().unwrap() >= 0.5)
+        .count();
+    let dom = headless(
+        &[
+            "--dump-dom".into(),
+            format!("{url}#brush=pass%20rate:0.5:1"),
+        ],
+        &netlog,
+    );
+    assert!(
+        dom.contains(&format!("{reaching} of 4 points")),
+        "{dom:.3000}"
+    );
+    assert_eq!(dom.matches("class=\"point dim\"").count(), 4 - reaching);
+    headless(
+        &[
+            format!("--screenshot={}", artifacts().join("sweep.png").display()),
+            url,
+        ],
+        &netlog,
+    );
+
+    // The same sweep, read back from the store.
+    let out = promptlab(
+        &["report", "sweep:latest", "-o", "again.json"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("again.json")).unwrap())
+            .unwrap();
+    assert_eq!(again["points"], json["points"]);
+}

@@ -105,6 +105,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         seed_offset: 0,
         judge: args.judge.clone(),
+        params: Default::default(),
     };
     let eval_set_key = std::path::absolute(&args.eval_set)
         .unwrap_or_else(|_| args.eval_set.clone())
@@ -331,7 +332,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
 
 /// The first Ctrl-C stops generation between tokens and keeps every finished cell; a
 /// second one exits at once (finished cells are already in the store either way).
-fn cancel_on_interrupt() -> CancelToken {
+pub(super) fn cancel_on_interrupt() -> CancelToken {
     let cancel = CancelToken::new();
     let on_interrupt = cancel.clone();
     if let Err(err) = ctrlc::set_handler(move || {
@@ -349,7 +350,7 @@ fn cancel_on_interrupt() -> CancelToken {
 }
 
 /// Runs a plan with the progress bar on stderr (hidden with --quiet).
-fn execute_with_progress(
+pub(super) fn execute_with_progress(
     plan: &run::RunPlan,
     args: &EvalArgs,
     cancel: &CancelToken,

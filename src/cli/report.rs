@@ -13,7 +13,7 @@ use super::runs::StoreArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The run id, or `latest`.
+    /// The run id, or `latest`; `sweep:ID` or `sweep:latest` for a sweep.
     #[arg(default_value = "latest")]
     run: String,
     /// Write the report to FILE; the format follows the extension (.json, .jsonl, .csv,
@@ -28,6 +28,9 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs) -> Result<Outcome> {
+    if let Some(which) = args.run.strip_prefix("sweep:") {
+        return sweep_report(&args, which);
+    }
     report::check_paths(&args.outputs)?;
     let store = args.store.open()?;
     let id = if args.run == "latest" {
@@ -62,6 +65,43 @@ pub fn run(args: ReportArgs) -> Result<Outcome> {
             text.push_str(&format!("\n{failures}"));
         }
         std::io::stdout().lock().write_all(text.as_bytes())?;
+    }
+    Ok(Outcome::Passed)
+}
+
+fn sweep_report(args: &ReportArgs, which: &str) -> Result<Outcome> {
+    let store = args.store.open()?;
+    let id = if which == "latest" {
+        store
+            .latest_sweep()?
+            .ok_or_else(|| anyhow!("the run store has no sweeps yet"))?
+    } else {
+        which
+            .parse::<i64>()
+            .map_err(|_| anyhow!("sweep:{which}: expected a sweep id or `latest`"))?
+    };
+    let sweep = promptlab::sweep::stored_sweep(&store, id)?
+        .ok_or_else(|| anyhow!("no sweep {id} in {}", store.path().display()))?;
+    for path in &args.outputs {
+        report::write_sweep(&sweep, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if args.outputs.is_empty() {
+        let best = sweep.best().map(|b| {
+            format!(
+                "best: {} @ {} with {:?} ({:.1}%)",
+                b.prompt,
+                b.model,
+                b.values,
+                b.pass_rate * 100.0
+            )
+        });
+        println!(
+            "sweep {id} · {} · {} points\n{}",
+            sweep.eval_set,
+            sweep.points.len(),
+            best.unwrap_or_default()
+        );
     }
     Ok(Outcome::Passed)
 }

@@ -11,7 +11,7 @@ use crate::run::RunResult;
 const CSS: &str = include_str!("html/report.css");
 const SCRIPT: &str = include_str!("html/report.js");
 /// Nothing may be fetched: no network, no other files; only the page's own inline parts.
-const CSP: &str =
+pub(super) const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:";
 
 pub(super) fn render(result: &RunResult) -> Result<String, String> {
@@ -184,7 +184,7 @@ fn latency_charts(result: &RunResult, out: &mut String) {
     out.push_str("</div>\n");
 }
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -32,6 +32,13 @@ pub struct RunOptions {
     /// The judge of model-graded assertions that name none (overrides the eval set's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<String>,
+    /// Generation parameters over the prompts' and models' (a sweep's setting).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub params: crate::params::GenerationParams,
+}
+
+fn is_default(params: &crate::params::GenerationParams) -> bool {
+    *params == crate::params::GenerationParams::default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +241,10 @@ pub fn plan(
             .as_ref()
             .map(|e| e.params.clone())
             .unwrap_or_default();
-        let mut params = model_params.overlay(&prompt.params).resolve();
+        let mut params = model_params
+            .overlay(&prompt.params)
+            .overlay(&options.params)
+            .resolve();
         params.seed = params.seed.wrapping_add(options.seed_offset);
         for (case_index, case) in cases.iter().enumerate() {
             let vars = minijinja::Value::from_serialize(&case.vars);

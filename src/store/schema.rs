@@ -134,6 +134,24 @@ const MIGRATIONS: &[&str] = &[
         created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     ) STRICT;
     "#,
+    // Version 5: parameter sweeps. Each setting of a sweep is an ordinary run; the sweep
+    // keeps which runs are its settings, with the setting's values as JSON.
+    r#"
+    CREATE TABLE sweeps (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        eval_set      TEXT NOT NULL,
+        eval_set_path TEXT NOT NULL,
+        spec_json     TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
+        created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    ) STRICT;
+    CREATE TABLE sweep_runs (
+        sweep_id     INTEGER NOT NULL REFERENCES sweeps (id) ON DELETE CASCADE,
+        run_id       INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        setting_json TEXT NOT NULL,
+        PRIMARY KEY (sweep_id, run_id)
+    ) STRICT;
+    "#,
 ];
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -207,6 +207,8 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
             "generations",
             "pairwise_rankings",
             "runs",
+            "sweep_runs",
+            "sweeps",
             "training_runs"
         ]
     );

@@ -415,6 +415,7 @@ fn run_job(
         tags: Vec::new(),
         limit: None,
         judge: None,
+        params: Default::default(),
     };
     let plan = run::plan(&project, eval_set, &options)?;
     let key = std::path::absolute(&request.eval_set)

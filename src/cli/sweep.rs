@@ -1,0 +1,197 @@
+//! `promptlab sweep EVALSET`: runs every setting of the eval set's `sweep:` section (each
+//! one a stored run, tagged with the sweep), prints a table of the points with the best
+//! one, and writes the sweep report (`.html` with the parallel-coordinates plot, `.json`,
+//! `.md`).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use comfy_table::Table;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use promptlab::evalset::EvalSet;
+use promptlab::project::Project;
+use promptlab::run::{self, Recording, RunOptions, StoredConfig};
+use promptlab::store::RunStore;
+use promptlab::sweep::{SweepReport, value_text};
+
+use super::Outcome;
+use super::eval::{EvalArgs, cancel_on_interrupt, execute_with_progress};
+
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// An eval set with a `sweep:` section.
+    pub eval_set: PathBuf,
+    /// Run only cases with this tag (repeatable).
+    #[arg(long = "filter", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Run at most N cases per setting.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Write the sweep report: .html (parallel coordinates), .json or .md. Repeatable.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub outputs: Vec<PathBuf>,
+    /// CPU threads per model (default: all cores).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Cells decoded together as parallel sequences of one model.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: Option<u32>,
+    /// Generate every cell even when an identical generation is in the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print only the table, no progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: SweepArgs) -> Result<Outcome> {
+    for path in &args.outputs {
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("html" | "json" | "md")
+        ) {
+            bail!("{}: a sweep report is .html, .json or .md", path.display());
+        }
+    }
+    let eval_set = EvalSet::load(&args.eval_set)?;
+    let spec = eval_set.sweep.clone().ok_or_else(|| {
+        anyhow!(
+            "{}: no `sweep:` section (expected e.g. `sweep: {{params: {{temperature: [0, 0.7]}}}}`)",
+            args.eval_set.display()
+        )
+    })?;
+    let settings = spec
+        .settings()
+        .with_context(|| args.eval_set.display().to_string())?;
+    let project = Project::discover(&args.eval_set).context("cannot open the project")?;
+    let key = std::path::absolute(&args.eval_set)
+        .unwrap_or_else(|_| args.eval_set.clone())
+        .display()
+        .to_string();
+    let options_for = |params| RunOptions {
+        prompts: spec.prompts.clone(),
+        models: spec.models.clone(),
+        tags: args.tags.clone(),
+        limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        seed_offset: 0,
+        judge: None,
+        params,
+    };
+    // Every setting is planned first, so bad input fails before the first model loads.
+    let plans = settings
+        .iter()
+        .map(|s| run::plan(&project, eval_set.clone(), &options_for(s.params.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut store = RunStore::open(&project.root.join(".promptlab").join("runs.db"))?;
+    let sweep_id = store.create_sweep(
+        &eval_set.name,
+        &key,
+        &serde_json::to_string(&spec)?,
+        &chrono::Local::now().to_rfc3339(),
+    )?;
+    eprintln!(
+        "sweep {sweep_id}: {} settings × {} columns × {} cases",
+        settings.len(),
+        plans[0].columns.len(),
+        plans[0].cases.len()
+    );
+    let eval_args = EvalArgs {
+        eval_set: args.eval_set.clone(),
+        project: None,
+        prompts: Vec::new(),
+        models: Vec::new(),
+        tags: Vec::new(),
+        limit: None,
+        outputs: Vec::new(),
+        min_pass_rate: None,
+        threads: args.threads,
+        parallel: args.parallel,
+        rows: 0,
+        no_cache: args.no_cache,
+        no_store: false,
+        store: None,
+        resume: None,
+        quiet: args.quiet,
+        repeat: 1,
+        judge: None,
+        pairwise: false,
+    };
+    let cancel = cancel_on_interrupt();
+    let mut runs = Vec::new();
+    for (setting, plan) in settings.into_iter().zip(plans) {
+        let options = options_for(setting.params.clone());
+        let run_id = store.create_run(&StoredConfig::new_run(&plan, &key, &options))?;
+        store.add_sweep_run(sweep_id, run_id, &serde_json::to_string(&setting)?)?;
+        let recording = Recording {
+            store: &mut store,
+            run_id,
+            use_cache: !args.no_cache,
+        };
+        let result = execute_with_progress(&plan, &eval_args, &cancel, Some(recording))?;
+        let described: Vec<String> = setting
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={}", value_text(v)))
+            .collect();
+        eprintln!(
+            "{}: {} of {} cells passed in {:.1} s · run {run_id}",
+            described.join(" "),
+            result.cells.iter().filter(|c| c.passed).count(),
+            result.cells.len(),
+            result.duration_s
+        );
+        if cancel.is_cancelled() {
+            eprintln!("interrupted; the finished settings are in the run store (sweep {sweep_id})");
+            return Ok(Outcome::Interrupted);
+        }
+        runs.push((setting, result, Some(run_id)));
+    }
+    let report = SweepReport::new(Some(sweep_id), &eval_set.name, &runs);
+    for path in &args.outputs {
+        promptlab::report::write_sweep(&report, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    let mut table = Table::new();
+    let mut header: Vec<String> = report.params.clone();
+    header.extend([
+        "prompt".into(),
+        "model".into(),
+        "pass rate [95% CI]".into(),
+        "score".into(),
+        "run".into(),
+    ]);
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+    for point in &report.points {
+        let mut row: Vec<String> = report
+            .params
+            .iter()
+            .map(|p| point.values.get(p).map(value_text).unwrap_or_default())
+            .collect();
+        row.extend([
+            point.prompt.clone(),
+            point.model.clone(),
+            promptlab::score::stats::format_rate(point.passed, point.cases),
+            format!("{:.3}", point.mean_score),
+            point.run_id.map(|r| r.to_string()).unwrap_or_default(),
+        ]);
+        table.add_row(row);
+    }
+    let mut text = format!("{table}\n");
+    if let Some(best) = report.best() {
+        let values: Vec<String> = best
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={}", value_text(v)))
+            .collect();
+        text.push_str(&format!(
+            "best: {} @ {} with {} ({}) · sweep {sweep_id}\n",
+            best.prompt,
+            best.model,
+            values.join(" "),
+            promptlab::score::stats::format_rate(best.passed, best.cases)
+        ));
+    }
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(Outcome::Passed)
+}
