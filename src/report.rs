@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::run::RunResult;
 
+pub use markdown::baseline_markdown;
 pub use table::{failures_text, judging_text, summary_table};
 
 /// The file formats a run can be written as.

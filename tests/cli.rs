@@ -547,4 +547,23 @@ fn report_writes_any_stored_run() {
     let out = promptlab(&["report", "99"], project.root());
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no run 99"), "{}", stderr(&out));
+
+    // Run 2 fixes the failing case; its pull-request summary against run 1 says so.
+    let set = project.root().join("eval-sets/mixed.yaml");
+    let text = std::fs::read_to_string(&set)
+        .unwrap()
+        .replace("output: 'plain text'", "output: '{\"x\": 1}'");
+    std::fs::write(&set, text).unwrap();
+    let out = promptlab(&["eval", "eval-sets/mixed.yaml", "--quiet"], project.root());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = promptlab(
+        &["report", "2", "--baseline", "1", "-o", "pr.md"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let markdown = std::fs::read_to_string(project.root().join("pr.md")).unwrap();
+    assert!(markdown.contains("## Against run 1"), "{markdown}");
+    assert!(markdown.contains("| 50.0% | 100.0% |"), "{markdown}");
+    assert!(markdown.contains("### Fixes (1)"), "{markdown}");
+    assert!(!markdown.contains("### Regressions"), "{markdown}");
 }

@@ -20,6 +20,10 @@ pub struct ReportArgs {
     /// .md, .xml for JUnit, .html). Repeatable. Without it, prints the summary.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     outputs: Vec<PathBuf>,
+    /// Compare with this earlier run: the Markdown report (and the terminal summary) gains
+    /// per-column changes with McNemar's test and the top regressions and fixes.
+    #[arg(long, value_name = "RUN")]
+    baseline: Option<i64>,
     /// Matrix rows to print (0 hides the matrix).
     #[arg(long, default_value_t = 20)]
     rows: usize,
@@ -46,8 +50,26 @@ pub fn run(args: ReportArgs) -> Result<Outcome> {
     };
     let result = stored_result(&store, id)?
         .ok_or_else(|| anyhow!("no run {id} in {}", store.path().display()))?;
+    let against = match args.baseline {
+        None => None,
+        Some(base) => {
+            if store.run(base)?.is_none() {
+                return Err(anyhow!(
+                    "--baseline {base}: no such run in {}",
+                    store.path().display()
+                ));
+            }
+            let comparison = promptlab::compare::compare(&store.cells(base)?, &store.cells(id)?);
+            Some(report::baseline_markdown(base, id, &comparison, 10))
+        }
+    };
     for path in &args.outputs {
         report::write(&result, path)?;
+        if let (Some(section), Some("md")) = (&against, path.extension().and_then(|e| e.to_str())) {
+            let mut text = std::fs::read_to_string(path)?;
+            text.push_str(section);
+            std::fs::write(path, text)?;
+        }
         eprintln!("wrote {}", path.display());
     }
     if args.outputs.is_empty() {
@@ -63,6 +85,9 @@ pub fn run(args: ReportArgs) -> Result<Outcome> {
         let failures = report::failures_text(&result, 10);
         if !failures.is_empty() {
             text.push_str(&format!("\n{failures}"));
+        }
+        if let Some(section) = &against {
+            text.push_str(section);
         }
         std::io::stdout().lock().write_all(text.as_bytes())?;
     }

@@ -136,3 +136,51 @@ fn escape(text: &str) -> String {
         .replace('|', "\\|")
         .replace(['\r', '\n'], " ")
 }
+
+/// A pull-request section: run `b` against baseline `a`, per column (pass rates, exact
+/// McNemar test in words) and the first `max` regressions and fixes with outputs.
+pub fn baseline_markdown(
+    a: i64,
+    b: i64,
+    comparison: &crate::compare::Comparison,
+    max: usize,
+) -> String {
+    let mut out = format!(
+        "\n## Against run {a}\n\n| prompt @ model | shared cases | run {a} | run {b} | change |\n|---|---:|---:|---:|---|\n"
+    );
+    for c in &comparison.columns {
+        out.push_str(&format!(
+            "| {} | {} | {:.1}% | {:.1}% | {} |\n",
+            escape(&c.column),
+            c.shared,
+            c.pass_rate_a * 100.0,
+            c.pass_rate_b * 100.0,
+            escape(&c.verdict())
+        ));
+    }
+    for (title, changes) in [
+        ("Regressions", &comparison.regressions),
+        ("Fixes", &comparison.fixes),
+    ] {
+        if changes.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n### {title} ({})\n\n| case | prompt @ model | run {a} | run {b} |\n|---|---|---|---|\n",
+            changes.len()
+        ));
+        for change in changes.iter().take(max) {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                escape(&change.case),
+                escape(&change.column),
+                escape(&excerpt(&change.output_a, 80)),
+                escape(&excerpt(&change.output_b, 80))
+            ));
+        }
+        if changes.len() > max {
+            out.push_str(&format!("\n… and {} more.\n", changes.len() - max));
+        }
+    }
+    out
+}
