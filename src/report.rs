@@ -9,6 +9,7 @@ mod junit;
 mod markdown;
 mod sweep;
 mod table;
+mod training;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use crate::run::RunResult;
 
 pub use markdown::baseline_markdown;
 pub use table::{failures_text, judging_text, summary_table};
+pub use training::training_html;
 
 /// The file formats a run can be written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

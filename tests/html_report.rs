@@ -346,3 +346,64 @@ sweep:
             .unwrap();
     assert_eq!(again["points"], json["points"]);
 }
+
+/// A digit-CNN training run (8×8 digits, 3 epochs) as an HTML page: both curves per chart
+/// over every epoch, the 10×10 confusion matrix, and no request from the page.
+#[test]
+fn a_training_run_report_has_curves_and_the_confusion_matrix() {
+    let project = TempProject::new();
+    let out = promptlab(
+        &[
+            "vision",
+            "digits",
+            "train",
+            "--dataset",
+            "digits",
+            "--preset",
+            "small",
+            "--epochs",
+            "3",
+            "--output",
+            "models/d.safetensors",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = promptlab(
+        &["report", "training:latest", "-o", "training.html"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let url = format!("file://{}", project.root().join("training.html").display());
+    let netlog = project.root().join("netlog.json");
+    let dom = headless(&["--dump-dom".into(), url.clone()], &netlog);
+    assert_eq!(
+        dom.matches("class=\"series\"").count(),
+        4,
+        "train and validation, loss and accuracy"
+    );
+    let points = dom
+        .split("class=\"series\" points=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default();
+    assert_eq!(
+        points.split(' ').count(),
+        3,
+        "one point per epoch: {points}"
+    );
+    let confusion = dom.split("id=\"confusion\"").nth(1).unwrap_or_default();
+    let confusion = confusion.split("</table>").next().unwrap_or_default();
+    assert_eq!(confusion.matches("<td").count(), 100, "10×10 cells");
+    assert_eq!(requests(&netlog), Vec::<String>::new());
+    headless(
+        &[
+            format!(
+                "--screenshot={}",
+                artifacts().join("training.png").display()
+            ),
+            url,
+        ],
+        &netlog,
+    );
+}

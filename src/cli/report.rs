@@ -13,7 +13,8 @@ use super::runs::StoreArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The run id, or `latest`; `sweep:ID` or `sweep:latest` for a sweep.
+    /// The run id, or `latest`; `sweep:ID` or `sweep:latest` for a sweep;
+    /// `training:ID` or `training:latest` for a digit-CNN training run (HTML only).
     #[arg(default_value = "latest")]
     run: String,
     /// Write the report to FILE; the format follows the extension (.json, .jsonl, .csv,
@@ -34,6 +35,9 @@ pub struct ReportArgs {
 pub fn run(args: ReportArgs) -> Result<Outcome> {
     if let Some(which) = args.run.strip_prefix("sweep:") {
         return sweep_report(&args, which);
+    }
+    if let Some(which) = args.run.strip_prefix("training:") {
+        return training_report(&args, which);
     }
     report::check_paths(&args.outputs)?;
     let store = args.store.open()?;
@@ -127,6 +131,45 @@ fn sweep_report(args: &ReportArgs, which: &str) -> Result<Outcome> {
             sweep.points.len(),
             best.unwrap_or_default()
         );
+    }
+    Ok(Outcome::Passed)
+}
+
+fn training_report(args: &ReportArgs, which: &str) -> Result<Outcome> {
+    let store = args.store.open()?;
+    let runs = store.training_runs()?;
+    let run = if which == "latest" {
+        runs.first()
+    } else {
+        let id = which
+            .parse::<i64>()
+            .map_err(|_| anyhow!("training:{which}: expected a training run id or `latest`"))?;
+        runs.iter().find(|r| r.id == id)
+    }
+    .ok_or_else(|| anyhow!("no training run {which} in {}", store.path().display()))?;
+    let card: promptlab::vision::train::ModelCard = run
+        .card_json
+        .as_deref()
+        .ok_or_else(|| anyhow!("training run {} has no model card yet", run.id))
+        .and_then(|json| {
+            serde_json::from_str(json)
+                .map_err(|e| anyhow!("training run {}: unreadable card: {e}", run.id))
+        })?;
+    if args.outputs.is_empty() {
+        anyhow::bail!(
+            "a training run report is HTML: give -o FILE.html (`promptlab vision runs` lists them in the terminal)"
+        );
+    }
+    let html = report::training_html(
+        &format!("Training run {} · {} · {}", run.id, run.dataset, run.preset),
+        &card,
+    );
+    for path in &args.outputs {
+        if path.extension().and_then(|e| e.to_str()) != Some("html") {
+            anyhow::bail!("{}: a training run report is .html", path.display());
+        }
+        std::fs::write(path, &html)?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(Outcome::Passed)
 }
