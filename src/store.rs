@@ -421,6 +421,36 @@ impl RunStore {
         Ok(Some((name, runs)))
     }
 
+    pub fn add_training_sweep_run(
+        &self,
+        sweep_id: i64,
+        training_run_id: i64,
+        setting_json: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO training_sweep_runs (sweep_id, training_run_id, setting_json)
+                 VALUES (?1, ?2, ?3)",
+                params![sweep_id, training_run_id, setting_json],
+            )
+            .map(|_| ())
+            .map_err(self.err("recording a sweep's training run"))
+    }
+
+    /// A training sweep's runs with their settings (JSON), in run order.
+    pub fn training_sweep_runs(&self, sweep_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT training_run_id, setting_json FROM training_sweep_runs
+                 WHERE sweep_id = ?1 ORDER BY training_run_id",
+            )
+            .map_err(self.err("reading a sweep"))?;
+        stmt.query_map([sweep_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(self.err("reading a sweep"))
+    }
+
     /// The newest sweep's id.
     pub fn latest_sweep(&self) -> Result<Option<i64>, StoreError> {
         self.conn

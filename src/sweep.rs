@@ -142,12 +142,61 @@ pub struct SweepPoint {
 pub struct SweepReport {
     pub sweep_id: Option<i64>,
     pub eval_set: String,
+    /// What a point's rate measures: "pass rate", or "test accuracy" for training sweeps.
+    #[serde(default = "pass_rate_metric")]
+    pub metric: String,
     /// The swept parameter names, in axis order.
     pub params: Vec<String>,
     pub points: Vec<SweepPoint>,
 }
 
+fn pass_rate_metric() -> String {
+    "pass rate".into()
+}
+
+impl SweepPoint {
+    /// A digit-CNN training run as a point: its test accuracy is the rate; the mean
+    /// latency field holds the training time in milliseconds.
+    pub fn from_training(
+        run_id: Option<i64>,
+        values: BTreeMap<String, Value>,
+        accuracy: f64,
+        samples: usize,
+        train_seconds: f64,
+    ) -> SweepPoint {
+        let correct = (accuracy * samples as f64).round() as usize;
+        SweepPoint {
+            run_id,
+            prompt: String::new(),
+            model: String::new(),
+            values,
+            cases: samples,
+            passed: correct,
+            pass_rate: accuracy,
+            pass_interval: crate::score::stats::wilson_interval(correct, samples),
+            mean_score: accuracy,
+            mean_latency_ms: train_seconds * 1000.0,
+        }
+    }
+}
+
 impl SweepReport {
+    /// A training sweep's report.
+    pub fn training(
+        sweep_id: Option<i64>,
+        dataset: &str,
+        params: Vec<String>,
+        points: Vec<SweepPoint>,
+    ) -> SweepReport {
+        SweepReport {
+            sweep_id,
+            eval_set: format!("digit-cnn · {dataset}"),
+            metric: "test accuracy".into(),
+            params,
+            points,
+        }
+    }
+
     /// From each setting's run result.
     pub fn new(
         sweep_id: Option<i64>,
@@ -183,6 +232,7 @@ impl SweepReport {
         SweepReport {
             sweep_id,
             eval_set: eval_set.to_string(),
+            metric: pass_rate_metric(),
             params,
             points,
         }
@@ -206,6 +256,42 @@ pub fn stored_sweep(
     let Some((eval_set, runs)) = store.sweep_runs(sweep_id)? else {
         return Ok(None);
     };
+    let trainings = store.training_sweep_runs(sweep_id)?;
+    if !trainings.is_empty() {
+        let all = store.training_runs()?;
+        let mut params: Vec<String> = Vec::new();
+        let mut points = Vec::new();
+        for (run_id, setting_json) in trainings {
+            let Ok(values) = serde_json::from_str::<BTreeMap<String, Value>>(&setting_json) else {
+                continue;
+            };
+            let card = all
+                .iter()
+                .find(|r| r.id == run_id)
+                .and_then(|r| r.card_json.as_deref())
+                .and_then(|j| serde_json::from_str::<crate::vision::train::ModelCard>(j).ok());
+            let Some(card) = card else { continue };
+            for key in values.keys() {
+                if !params.contains(key) {
+                    params.push(key.clone());
+                }
+            }
+            let (accuracy, samples) = card
+                .test
+                .as_ref()
+                .map_or((0.0, 0), |t| (t.accuracy, t.samples));
+            points.push(SweepPoint::from_training(
+                Some(run_id),
+                values,
+                accuracy,
+                samples,
+                card.train_seconds,
+            ));
+        }
+        let mut report = SweepReport::training(Some(sweep_id), "", params, points);
+        report.eval_set = eval_set;
+        return Ok(Some(report));
+    }
     let mut results = Vec::new();
     for (run_id, setting_json) in runs {
         let (Ok(setting), Some(result)) = (

@@ -407,3 +407,66 @@ fn a_training_run_report_has_curves_and_the_confusion_matrix() {
         &netlog,
     );
 }
+
+/// A sweep of digit-CNN training (2 learning rates × augmentation on/off on the 8×8
+/// digits): four stored training runs, one plot line each, test accuracy as the rate.
+#[test]
+fn a_training_sweep_report_plots_one_line_per_training_run() {
+    let project = TempProject::new();
+    let out = promptlab(
+        &[
+            "vision",
+            "digits",
+            "sweep",
+            "--dataset",
+            "digits",
+            "--preset",
+            "small",
+            "--epochs",
+            "2",
+            "--sweep-lr",
+            "0.001,0.003",
+            "--sweep-augment",
+            "--output",
+            "models/d.safetensors",
+            "--report",
+            "t.html",
+            "--report",
+            "t.json",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("best: "), "{}", text(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("t.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["metric"], "test accuracy");
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4);
+    for point in points {
+        let accuracy = point["pass_rate"].as_f64().unwrap();
+        assert!(accuracy > 0.3 && accuracy <= 1.0, "{point}");
+    }
+    let url = format!("file://{}", project.root().join("t.html").display());
+    let netlog = project.root().join("netlog.json");
+    let dom = headless(&["--dump-dom".into(), url], &netlog);
+    assert_eq!(dom.matches("<polyline").count(), 4);
+    assert!(dom.contains(">test accuracy<"), "{dom:.3000}");
+    assert!(
+        !dom.contains(">prompt<"),
+        "no prompt axis for training runs"
+    );
+    assert_eq!(requests(&netlog), Vec::<String>::new());
+
+    let out = promptlab(
+        &["report", "sweep:latest", "-o", "again.json"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("again.json")).unwrap())
+            .unwrap();
+    assert_eq!(again["points"].as_array().unwrap().len(), 4);
+    assert_eq!(again["metric"], "test accuracy");
+}

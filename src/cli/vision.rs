@@ -13,6 +13,7 @@ use promptlab::vision::image_input;
 use promptlab::vision::train::{DigitClassifier, ModelCard};
 
 mod photos;
+mod train_sweep;
 mod training;
 
 pub use photos::DetectArgs;
@@ -69,7 +70,7 @@ pub enum ScheduleArg {
     Cosine,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
     /// mnist, fashion-mnist or digits (8×8).
     #[arg(long, default_value = "mnist")]
@@ -101,6 +102,9 @@ impl DataArgs {
 pub enum DigitsCommand {
     /// Train a CNN; prints per-epoch curves, saves safetensors weights and a JSON card.
     Train(Box<TrainArgs>),
+    /// Train once per combination of the swept hyperparameters (each a stored training
+    /// run) and compare them: a table and a parallel-coordinates report.
+    Sweep(Box<train_sweep::SweepTrainArgs>),
     /// Accuracy, per-class precision/recall/F1 and the confusion matrix on the test set.
     Eval {
         /// Weights file (its card is the .json beside it).
@@ -121,7 +125,7 @@ pub enum DigitsCommand {
     },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
@@ -190,6 +194,7 @@ pub fn run(command: VisionCommand) -> Result<Outcome> {
     match command {
         VisionCommand::Digits { command } => match command {
             DigitsCommand::Train(args) => training::train_command(*args),
+            DigitsCommand::Sweep(args) => train_sweep::sweep_command(*args),
             DigitsCommand::Eval { model, data } => eval_command(&model, &data),
             DigitsCommand::Predict {
                 model,

@@ -152,6 +152,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sweep_id, run_id)
     ) STRICT;
     "#,
+    // Version 6: sweeps of digit-CNN training runs (`vision digits sweep`).
+    r#"
+    CREATE TABLE training_sweep_runs (
+        sweep_id        INTEGER NOT NULL REFERENCES sweeps (id) ON DELETE CASCADE,
+        training_run_id INTEGER NOT NULL REFERENCES training_runs (id) ON DELETE CASCADE,
+        setting_json    TEXT NOT NULL,
+        PRIMARY KEY (sweep_id, training_run_id)
+    ) STRICT;
+    "#,
 ];
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -209,7 +209,8 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
             "runs",
             "sweep_runs",
             "sweeps",
-            "training_runs"
+            "training_runs",
+            "training_sweep_runs"
         ]
     );
     let mode: String = store

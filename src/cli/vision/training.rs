@@ -17,7 +17,56 @@ use promptlab::vision::train::{
 use super::{OptimizerArg, ScheduleArg, TrainArgs, store_path};
 use crate::cli::Outcome;
 
+/// What one training run left behind.
+pub(super) struct Trained {
+    pub run_id: Option<i64>,
+    pub card: train::ModelCard,
+    pub cancelled: bool,
+}
+
 pub(super) fn train_command(args: TrainArgs) -> Result<Outcome> {
+    let trained = train_once(&args, None)?;
+    let card = &trained.card;
+    let cancelled = trained.cancelled;
+    let run_id = trained.run_id;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nkept epoch {} of {}{} · {:.1} s · weights {} (card {})\n",
+        card.best_epoch,
+        card.epochs.len(),
+        if card.stopped_early {
+            " (stopped early)"
+        } else if cancelled {
+            " (interrupted)"
+        } else {
+            ""
+        },
+        card.train_seconds,
+        args.output.display(),
+        train::card_path(&args.output).display()
+    ));
+    if let Some(test) = &card.test {
+        out.push_str(&format!(
+            "test accuracy {:.4} on {} images · macro F1 {:.4}\n",
+            test.accuracy, test.samples, test.macro_avg.f1
+        ));
+    }
+    if let Some(id) = run_id {
+        out.push_str(&format!(
+            "recorded as training run {id} (promptlab vision runs)\n"
+        ));
+    }
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(if cancelled {
+        Outcome::Interrupted
+    } else {
+        Outcome::Passed
+    })
+}
+
+/// Trains with `args` (and, from a sweep, a dropout rate for every dropout layer),
+/// recording the run in the store.
+pub(super) fn train_once(args: &TrainArgs, dropout: Option<f32>) -> Result<Trained> {
     let (kind, train_set, test_set) = args.data.load()?;
     let (preset, layers) = match &args.layers {
         Some(text) => (
@@ -35,6 +84,21 @@ pub(super) fn train_command(args: TrainArgs) -> Result<Outcome> {
             })?,
         ),
     };
+    let mut layers = layers;
+    if let Some(rate) = dropout {
+        let mut found = false;
+        for layer in &mut layers {
+            if let cnn::Layer::Dropout { rate: r } = layer {
+                *r = rate;
+                found = true;
+            }
+        }
+        if !found {
+            anyhow::bail!(
+                "dropout {rate}: the architecture `{preset}` has no dropout layer (add one with --layers …,drop0.5,…)"
+            );
+        }
+    }
     let augmentation = if args.no_augment {
         Augmentation::NONE
     } else {
@@ -139,50 +203,22 @@ pub(super) fn train_command(args: TrainArgs) -> Result<Outcome> {
     };
     let cancelled = cancel.is_cancelled();
     classifier.save(&args.output)?;
-    let card = &classifier.card;
+    let card = classifier.card.clone();
     if let (Some(store), Some(id)) = (&store, run_id) {
         store.update_training_run(
             id,
             if cancelled { "cancelled" } else { "finished" },
             card.parameters,
-            &serde_json::to_string(card)?,
+            &serde_json::to_string(&card)?,
             Some(&chrono::Local::now().to_rfc3339()),
             Some(&std::path::absolute(&args.output)?.display().to_string()),
             card.test.as_ref().map(|t| t.accuracy),
         )?;
     }
-    let mut out = String::new();
-    out.push_str(&format!(
-        "\nkept epoch {} of {}{} · {:.1} s · weights {} (card {})\n",
-        card.best_epoch,
-        card.epochs.len(),
-        if card.stopped_early {
-            " (stopped early)"
-        } else if cancelled {
-            " (interrupted)"
-        } else {
-            ""
-        },
-        card.train_seconds,
-        args.output.display(),
-        train::card_path(&args.output).display()
-    ));
-    if let Some(test) = &card.test {
-        out.push_str(&format!(
-            "test accuracy {:.4} on {} images · macro F1 {:.4}\n",
-            test.accuracy, test.samples, test.macro_avg.f1
-        ));
-    }
-    if let Some(id) = run_id {
-        out.push_str(&format!(
-            "recorded as training run {id} (promptlab vision runs)\n"
-        ));
-    }
-    std::io::stdout().lock().write_all(out.as_bytes())?;
-    Ok(if cancelled {
-        Outcome::Interrupted
-    } else {
-        Outcome::Passed
+    Ok(Trained {
+        run_id,
+        card,
+        cancelled,
     })
 }
 

@@ -9,9 +9,16 @@
   var NS = "http://www.w3.org/2000/svg";
   var W = 960, H = 340, TOP = 30, BOTTOM = 40, LEFT = 60, RIGHT = 60;
   var axes = data.params.map(function (p) { return { name: p, get: function (d) { return d.values[p]; } }; });
-  axes.push({ name: "prompt", get: function (d) { return d.prompt; } });
-  axes.push({ name: "model", get: function (d) { return d.model; } });
-  axes.push({ name: "pass rate", get: function (d) { return d.pass_rate; }, fixed: [0, 1] });
+  var METRIC = data.metric || "pass rate";
+  var TRAINING = METRIC !== "pass rate";
+  var hasPrompt = data.points.some(function (d) { return d.prompt; });
+  var hasModel = data.points.some(function (d) { return d.model; });
+  if (hasPrompt) axes.push({ name: "prompt", get: function (d) { return d.prompt; } });
+  if (hasModel) axes.push({ name: "model", get: function (d) { return d.model; } });
+  // The rate axis spans the rates found, so close results stay apart.
+  axes.push({ name: METRIC, get: function (d) { return d.pass_rate; } });
+  var rates = data.points.map(function (d) { return d.pass_rate; });
+  var rateLo = Math.min.apply(null, rates), rateHi = Math.max.apply(null, rates);
   axes.forEach(function (a, i) {
     var values = data.points.map(a.get);
     a.numeric = values.every(function (v) { return typeof v === "number"; });
@@ -37,7 +44,11 @@
     if (parent) parent.appendChild(node);
     return node;
   }
-  function colour(rate) { return "hsl(" + Math.round(120 * rate) + ", 70%, 40%)"; }
+  // Red for the lowest rate found, green for the highest.
+  function colour(rate) {
+    var t = rateHi > rateLo ? (rate - rateLo) / (rateHi - rateLo) : 1;
+    return "hsl(" + Math.round(120 * t) + ", 70%, 40%)";
+  }
   function kept(d) {
     return axes.every(function (a) {
       if (!a.brush) return true;
@@ -85,20 +96,22 @@
   });
 
   function describe(d) {
-    return data.params.map(function (p) { return p + "=" + d.values[p]; }).concat([d.prompt, d.model, (100 * d.pass_rate).toFixed(1) + "%"]).join(" · ");
+    return data.params.map(function (p) { return p + "=" + d.values[p]; }).concat([d.prompt, d.model, (100 * d.pass_rate).toFixed(1) + "%"]).filter(Boolean).join(" · ");
   }
 
-  var sortKey = "pass rate", sortDown = true;
+  var TIME = TRAINING ? "training s" : "latency ms";
+  var sortKey = METRIC, sortDown = true;
   function cell(d, key) {
     if (key === "prompt") return d.prompt;
     if (key === "model") return d.model;
-    if (key === "pass rate") return d.pass_rate;
+    if (key === METRIC) return d.pass_rate;
     if (key === "score") return d.mean_score;
-    if (key === "latency ms") return d.mean_latency_ms;
+    if (key === TIME) return TRAINING ? d.mean_latency_ms / 1000 : d.mean_latency_ms;
     if (key === "run") return d.run_id;
     return d.values[key];
   }
-  var keys = data.params.concat(["prompt", "model", "pass rate", "score", "latency ms", "run"]);
+  var keys = data.params.concat(hasPrompt ? ["prompt"] : [], hasModel ? ["model"] : [],
+    [METRIC], TRAINING ? [] : ["score"], [TIME, "run"]);
   var head = document.getElementById("points-head");
   keys.forEach(function (k) {
     var th = document.createElement("th");
@@ -133,9 +146,9 @@
       tr.className = "point-row";
       keys.forEach(function (k) {
         var td = document.createElement("td"), v = cell(d, k);
-        td.textContent = k === "pass rate" ? (100 * v).toFixed(1) + "% (" + d.passed + "/" + d.cases + ")"
-          : k === "latency ms" ? Math.round(v) : typeof v === "number" && k !== "run" ? +v.toFixed(3) : (v === null || v === undefined ? "" : v);
-        if (k === "pass rate") td.style.background = colour(v).replace("40%)", "88%)");
+        td.textContent = k === METRIC ? (100 * v).toFixed(1) + "% (" + d.passed + "/" + d.cases + ")"
+          : k === "latency ms" ? Math.round(v) : k === "training s" ? v.toFixed(1) : typeof v === "number" && k !== "run" ? +v.toFixed(3) : (v === null || v === undefined ? "" : v);
+        if (k === METRIC) td.style.background = colour(v).replace("40%)", "88%)");
         tr.appendChild(td);
       });
       body.appendChild(tr);
