@@ -241,45 +241,37 @@ fn the_report_opens_offline_pages_and_filters_in_a_real_browser() {
     }
 }
 
-/// A sweep on the real SmolLM2 (2 temperatures × 2 prompt variants, 3 cases): one stored
-/// run per setting, and a report whose parallel-coordinates plot has one line per point,
-/// brushes from the URL, and sorts the table best first.
+/// The shipped sentiment sweep (3 temperatures × 2 prompt variants × SmolLM2 and
+/// Qwen2.5-0.5B), on its first 3 reviews: one stored run per setting, and a report whose
+/// parallel-coordinates plot has one line per point, brushes from the URL, and sorts the
+/// table best first.
 #[test]
 fn a_sweep_report_plots_one_line_per_point() {
     let project = TempProject::new();
     project.write(
         "models/models.yaml",
         &format!(
-            "models:\n  smollm2:\n    path: {}\n    context_size: 2048\n",
-            common::real_model(common::SMOLLM2).display()
+            "models:\n  smollm2:\n    path: {}\n    context_size: 2048\n  qwen2.5-0.5b:\n    path: {}\n    context_size: 4096\n",
+            common::real_model(common::SMOLLM2).display(),
+            common::real_model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").display()
         ),
     );
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(
-        repo.join("prompts/sentiment.yaml"),
-        project.root().join("prompts/sentiment.yaml"),
-    )
-    .unwrap();
-    project.write(
-        "eval-sets/s.yaml",
-        r#"name: s
-prompts: [sentiment]
-models: [smollm2]
-defaults:
-  assert:
-    - {type: json-path, path: $.sentiment, value: "{{ expected }}"}
-cases:
-  - {vars: {review: "A wonderful, moving film."}, expected: positive}
-  - {vars: {review: "Dull and far too long."}, expected: negative}
-  - {vars: {review: "It was fine, I suppose."}, expected: neutral}
-sweep:
-  params: {temperature: [0, 1.0]}
-"#,
-    );
+    for file in [
+        "prompts/sentiment.yaml",
+        "eval-sets/sentiment.yaml",
+        "eval-sets/data/movie-reviews.csv",
+    ] {
+        let to = project.root().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo.join(file), to).unwrap();
+    }
     let out = promptlab(
         &[
             "sweep",
-            "eval-sets/s.yaml",
+            "eval-sets/sentiment.yaml",
+            "--limit",
+            "3",
             "-o",
             "sweep.html",
             "-o",
@@ -295,20 +287,20 @@ sweep:
         serde_json::from_str(&std::fs::read_to_string(project.root().join("sweep.json")).unwrap())
             .unwrap();
     let points = json["points"].as_array().unwrap();
-    assert_eq!(points.len(), 4, "2 temperatures × 2 variants");
+    assert_eq!(points.len(), 12, "3 temperatures × 2 variants × 2 models");
     let runs: std::collections::BTreeSet<i64> = points
         .iter()
         .map(|p| p["run_id"].as_i64().unwrap())
         .collect();
-    assert_eq!(runs.len(), 2, "one run per setting");
+    assert_eq!(runs.len(), 3, "one run per setting");
 
     let url = format!("file://{}", project.root().join("sweep.html").display());
     let netlog = project.root().join("netlog.json");
     let dom = headless(&["--dump-dom".into(), url.clone()], &netlog);
     assert!(dom.contains("data-ready=\"1\""));
-    assert_eq!(dom.matches("<polyline").count(), 4, "one line per point");
-    assert_eq!(dom.matches("class=\"point-row\"").count(), 4);
-    assert!(dom.contains("4 of 4 points"));
+    assert_eq!(dom.matches("<polyline").count(), 12, "one line per point");
+    assert_eq!(dom.matches("class=\"point-row\"").count(), 12);
+    assert!(dom.contains("12 of 12 points"));
     assert_eq!(requests(&netlog), Vec::<String>::new());
     // Brushing the pass-rate axis to [0.5, 1] keeps exactly the points that reach it.
     let reaching = points
@@ -323,10 +315,10 @@ sweep:
         &netlog,
     );
     assert!(
-        dom.contains(&format!("{reaching} of 4 points")),
+        dom.contains(&format!("{reaching} of 12 points")),
         "{dom:.3000}"
     );
-    assert_eq!(dom.matches("class=\"point dim\"").count(), 4 - reaching);
+    assert_eq!(dom.matches("class=\"point dim\"").count(), 12 - reaching);
     headless(
         &[
             format!("--screenshot={}", artifacts().join("sweep.png").display()),
