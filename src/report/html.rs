@@ -1,8 +1,8 @@
 //! A self-contained HTML report: one file with inline CSS, JavaScript and SVG, and a
 //! Content-Security-Policy that forbids every network request, so it opens offline and
-//! can be mailed. The summary, judging and latency charts are rendered here; the results
-//! matrix (paged, filterable) and the side-by-side view with word diffs are drawn by the
-//! inline script from the run's data, embedded as JSON.
+//! can be mailed. The summary, judging, and the latency and speed histograms are rendered
+//! here; the results matrix (paged, filterable) and the side-by-side view with word diffs
+//! are drawn by the inline script from the run's data, embedded as JSON.
 
 use serde_json::json;
 
@@ -42,7 +42,7 @@ pub(super) fn render(result: &RunResult) -> Result<String, String> {
         }
     }
     ranking(result, &mut out);
-    latency_charts(result, &mut out);
+    distributions(result, &mut out);
 
     out.push_str("<h2>Results</h2>\n<div class=\"controls\"><label>Show <select id=\"filter\"><option value=\"all\">all cases</option><option value=\"failures\">cases with a failure</option><option value=\"disagreements\">cases where columns disagree</option><option value=\"errors\">cases with an error</option></select></label><span id=\"shown\"></span><span class=\"pager\"><button id=\"prev\">◀ previous</button><button id=\"next\">next ▶</button></span></div>\n");
     out.push_str("<table id=\"matrix\"><thead><tr><th>case</th>");
@@ -132,30 +132,52 @@ fn ranking(result: &RunResult, out: &mut String) {
     out.push_str("</tbody></table>\n");
 }
 
-/// Per column, a histogram of cell latencies on a shared axis (inline SVG).
-fn latency_charts(result: &RunResult, out: &mut String) {
+/// Per column, histograms of cell latency and generation speed, each metric on one
+/// shared axis across columns (inline SVG).
+fn distributions(result: &RunResult, out: &mut String) {
+    // Cached cells were not generated now: their timings are not this run's.
     let ran: Vec<&crate::run::CellResult> = result
         .cells
         .iter()
-        .filter(|c| c.error.is_none() && !c.cached && c.latency_ms > 0.0)
+        .filter(|c| c.error.is_none() && !c.cached)
         .collect();
-    let Some(max) = ran.iter().map(|c| c.latency_ms).reduce(f64::max) else {
+    histograms(result, &ran, "Latency", "ms", out, |c| {
+        Some(c.latency_ms).filter(|v| *v > 0.0)
+    });
+    histograms(result, &ran, "Generation speed", "tokens/s", out, |c| {
+        c.tokens_per_s.filter(|v| *v > 0.0)
+    });
+}
+
+fn histograms(
+    result: &RunResult,
+    cells: &[&crate::run::CellResult],
+    title: &str,
+    unit: &str,
+    out: &mut String,
+    value: impl Fn(&crate::run::CellResult) -> Option<f64>,
+) {
+    let Some(max) = cells.iter().filter_map(|c| value(c)).reduce(f64::max) else {
         return;
     };
     const BINS: usize = 20;
     const WIDTH: f64 = 360.0;
     const HEIGHT: f64 = 80.0;
-    out.push_str("<h2>Latency</h2><div class=\"sides\">");
+    out.push_str(&format!("<h2>{title}</h2><div class=\"sides\">"));
     for (index, column) in result.columns.iter().enumerate() {
         let mut bins = [0usize; BINS];
-        for cell in ran.iter().filter(|c| c.column == index) {
-            let bin = ((cell.latency_ms / max) * BINS as f64).floor() as usize;
+        for v in cells
+            .iter()
+            .filter(|c| c.column == index)
+            .filter_map(|c| value(c))
+        {
+            let bin = ((v / max) * BINS as f64).floor() as usize;
             bins[bin.min(BINS - 1)] += 1;
         }
         let tallest = bins.iter().copied().max().unwrap_or(0).max(1) as f64;
         let bar = WIDTH / BINS as f64;
         let mut svg = format!(
-            "<svg class=\"latency\" width=\"{WIDTH}\" height=\"{}\" role=\"img\" aria-label=\"latency histogram\">",
+            "<svg class=\"histogram\" width=\"{WIDTH}\" height=\"{}\" role=\"img\" aria-label=\"{title} histogram\">",
             HEIGHT + 16.0
         );
         for (i, count) in bins.iter().enumerate() {
@@ -168,9 +190,9 @@ fn latency_charts(result: &RunResult, out: &mut String) {
             ));
         }
         let max_text = if max < 10.0 {
-            format!("{max:.2} ms")
+            format!("{max:.2} {unit}")
         } else {
-            format!("{max:.0} ms")
+            format!("{max:.0} {unit}")
         };
         svg.push_str(&format!(
             "<text x=\"0\" y=\"{y}\">0</text><text x=\"{WIDTH}\" y=\"{y}\" text-anchor=\"end\">{max_text}</text></svg>",
