@@ -7,6 +7,7 @@ mod eval;
 mod models;
 mod report;
 mod runs;
+mod serve;
 mod sweep;
 mod vision;
 
@@ -43,6 +44,8 @@ enum Command {
         #[command(subcommand)]
         command: runs::RunsCommand,
     },
+    /// Serve the catalog's chat models over an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
     /// Run every setting of an eval set's `sweep:` section and compare them.
     Sweep(sweep::SweepArgs),
     /// Write any stored run as a report: summary in the terminal, or -o FILE (.json,
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
         Command::Runs { command } => runs::run(command),
         Command::Report(args) => report::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Vision { command } => vision::run(command),
     };
     match result {

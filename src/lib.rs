@@ -18,6 +18,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod score;
+pub mod serve;
 pub mod store;
 pub mod sweep;
 pub mod template;

@@ -1,0 +1,71 @@
+//! `promptlab serve`: the OpenAI-compatible server (see `promptlab::serve`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use promptlab::project::Project;
+use promptlab::serve::{ServeConfig, router};
+
+use super::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default: other machines cannot reach it).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Environment variable holding the API key clients must send as a bearer token.
+    #[arg(long, value_name = "VAR")]
+    api_key_env: Option<String>,
+    /// CPU threads per model (default: all cores).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Project folder (default: found from the current folder).
+    #[arg(long)]
+    project: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> Result<Outcome> {
+    let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
+    let project = Project::discover(&start).context("cannot open the project")?;
+    let api_key = match &args.api_key_env {
+        None => None,
+        Some(var) => Some(
+            std::env::var(var)
+                .ok()
+                .filter(|k| !k.is_empty())
+                .with_context(|| format!("--api-key-env {var}: the variable is not set"))?,
+        ),
+    };
+    if !args.listen.ip().is_loopback() && api_key.is_none() {
+        eprintln!(
+            "warning: listening on {} without an API key: anyone who can reach it can use the models",
+            args.listen
+        );
+    }
+    let app = router(ServeConfig {
+        catalog: project.catalog.clone(),
+        api_key,
+        threads: args.threads,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        eprintln!(
+            "serving {} on http://{}/v1 (Ctrl-C stops)",
+            project.root.display(),
+            listener.local_addr()?
+        );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("server failed")
+    })?;
+    Ok(Outcome::Passed)
+}

@@ -1,0 +1,421 @@
+//! `promptlab serve`: the catalog's local chat models behind an OpenAI-compatible API
+//! (`GET /v1/models`, `POST /v1/chat/completions`, streaming as server-sent events, JSON
+//! schema `response_format`), so other tools can use promptlab's engine. Loopback by
+//! default; an optional API key; request bodies over a size limit are refused.
+//!
+//! Each model loads on first use into an engine worker and stays loaded; requests to one
+//! model queue on its worker (one generation at a time per model).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::catalog::{ModelCatalog, ModelKind};
+use crate::engine::llama::{LlamaEngine, LlamaOptions};
+use crate::engine::{
+    CancelToken, Engine, EngineWorker, FinishReason, GenerationEvent, GenerationRequest,
+    WorkerEvent,
+};
+use crate::params::GenerationParams;
+use crate::prompt::{ChatMessage, RenderedPrompt};
+
+/// Request bodies above this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub struct ServeConfig {
+    pub catalog: ModelCatalog,
+    /// Required as `Authorization: Bearer KEY` when set.
+    pub api_key: Option<String>,
+    pub threads: Option<u32>,
+}
+
+struct AppState {
+    config: ServeConfig,
+    workers: Mutex<HashMap<String, Arc<EngineWorker>>>,
+}
+
+/// The router; `serve` binds it, tests can too.
+pub fn router(config: ServeConfig) -> Router {
+    let state = Arc::new(AppState {
+        config,
+        workers: Mutex::new(HashMap::new()),
+    });
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// An OpenAI-style error body with its HTTP status.
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"message": self.message, "type": self.kind}})),
+        )
+            .into_response()
+    }
+}
+
+fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        kind,
+        message: message.into(),
+    }
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = &state.config.api_key else {
+        return Ok(());
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(key.as_str()) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "missing or wrong API key (Authorization: Bearer KEY)",
+        ))
+    }
+}
+
+/// GGUF models with a chat template (base models cannot take chat messages).
+fn chat_models(catalog: &ModelCatalog) -> Vec<String> {
+    catalog
+        .models
+        .iter()
+        .filter(|(_, e)| e.kind == ModelKind::Gguf && e.not_fetched().is_none())
+        .filter(|(_, e)| {
+            crate::gguf::GgufInfo::read(&e.path).is_ok_and(|info| info.chat_template().is_some())
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return denied.into_response();
+    }
+    let data: Vec<Value> = chat_models(&state.config.catalog)
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "owned_by": "promptlab"}))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    model: String,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    stream: bool,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    seed: Option<u32>,
+    stop: Option<StopField>,
+    response_format: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StopField {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A completion id unique within this server's life.
+fn completion_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("chatcmpl-{}-{n}", unix_now())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn worker_for(state: &AppState, model: &str) -> Result<Arc<EngineWorker>, ApiError> {
+    let mut workers = state.workers.lock().map_err(|_| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "worker table poisoned",
+        )
+    })?;
+    if let Some(worker) = workers.get(model) {
+        return Ok(worker.clone());
+    }
+    let entry = state
+        .config
+        .catalog
+        .models
+        .get(model)
+        .filter(|_| {
+            chat_models(&state.config.catalog)
+                .iter()
+                .any(|m| m == model)
+        })
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                format!(
+                    "no chat model `{model}`: expected one of {}",
+                    chat_models(&state.config.catalog).join(", ")
+                ),
+            )
+        })?;
+    let path = entry.path.clone();
+    let options = LlamaOptions {
+        context_size: entry.context_size,
+        threads: state.config.threads,
+        parallel: Some(1),
+    };
+    let worker = EngineWorker::spawn(model, move || {
+        Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
+    })
+    .map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            e.to_string(),
+        )
+    })?;
+    let worker = Arc::new(worker);
+    workers.insert(model.to_string(), worker.clone());
+    Ok(worker)
+}
+
+fn generation_request(
+    request: &ChatRequest,
+    catalog: &ModelCatalog,
+) -> Result<GenerationRequest, ApiError> {
+    let schema = match &request.response_format {
+        None => None,
+        Some(format) => match format.get("type").and_then(Value::as_str) {
+            Some("text") => None,
+            Some("json_schema") => Some(
+                format
+                    .pointer("/json_schema/schema")
+                    .cloned()
+                    .ok_or_else(|| {
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request_error",
+                            "response_format json_schema needs json_schema.schema",
+                        )
+                    })?,
+            ),
+            Some("json_object") => Some(json!({"type": "object"})),
+            other => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    format!("unsupported response_format type {other:?}"),
+                ));
+            }
+        },
+    };
+    if let Some(schema) = &schema {
+        crate::engine::llama::schema_to_grammar(schema).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                e.to_string(),
+            )
+        })?;
+    }
+    let defaults = catalog
+        .models
+        .get(&request.model)
+        .map(|e| e.params.clone())
+        .unwrap_or_default();
+    let asked = GenerationParams {
+        temperature: request.temperature,
+        top_p: request.top_p,
+        max_tokens: request.max_completion_tokens.or(request.max_tokens),
+        seed: request.seed,
+        stop: match &request.stop {
+            None => None,
+            Some(StopField::One(s)) => Some(vec![s.clone()]),
+            Some(StopField::Many(v)) => Some(v.clone()),
+        },
+        ..Default::default()
+    };
+    Ok(GenerationRequest {
+        prompt: RenderedPrompt::Chat(request.messages.clone()),
+        params: defaults.overlay(&asked).resolve(),
+        schema,
+        grammar: None,
+    })
+}
+
+fn finish_reason(finish: FinishReason) -> &'static str {
+    match finish {
+        FinishReason::Length => "length",
+        _ => "stop",
+    }
+}
+
+async fn chat(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<ChatRequest>, JsonRejection>,
+) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return denied.into_response();
+    }
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return error(status, "invalid_request_error", rejection.body_text()).into_response();
+        }
+    };
+    if request.messages.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "`messages` is empty",
+        )
+        .into_response();
+    }
+    let generation = match generation_request(&request, &state.config.catalog) {
+        Ok(g) => g,
+        Err(err) => return err.into_response(),
+    };
+    let worker = match worker_for(&state, &request.model) {
+        Ok(w) => w,
+        Err(err) => return err.into_response(),
+    };
+    let id = completion_id();
+    let model = request.model.clone();
+    let cancel = CancelToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkerEvent>();
+    {
+        let cancel = cancel.clone();
+        tokio::task::spawn_blocking(move || {
+            for event in worker.generate(vec![generation], cancel) {
+                let done = event == WorkerEvent::BatchDone;
+                if tx.send(event).is_err() || done {
+                    break;
+                }
+            }
+        });
+    }
+    if request.stream {
+        let created = unix_now();
+        // Dropping the stream (client gone) cancels the generation.
+        let guard = CancelOnDrop(cancel);
+        let stream = futures_util::stream::unfold(
+            (rx, guard, false),
+            move |(mut rx, guard, finished)| {
+                let (id, model) = (id.clone(), model.clone());
+                async move {
+                    if finished {
+                        return None;
+                    }
+                    {
+                        let event = rx.recv().await;
+                        let chunk = |delta: Value, finish: Option<&str>| {
+                            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                        };
+                        let event = match event {
+                            Some(WorkerEvent::Generation(GenerationEvent::Started(_))) => {
+                                Event::default().data(chunk(json!({"role": "assistant"}), None).to_string())
+                            }
+                            Some(WorkerEvent::Generation(GenerationEvent::Token(_, text))) => {
+                                Event::default().data(chunk(json!({"content": text}), None).to_string())
+                            }
+                            Some(WorkerEvent::Generation(GenerationEvent::Finished(_, outcome))) => {
+                                match outcome {
+                                    Ok(g) => Event::default().data(
+                                        chunk(json!({}), Some(finish_reason(g.finish))).to_string(),
+                                    ),
+                                    Err(e) => Event::default().data(
+                                        json!({"error": {"message": e.to_string(), "type": "server_error"}}).to_string(),
+                                    ),
+                                }
+                            }
+                            Some(WorkerEvent::BatchDone) | None => {
+                                return Some((
+                                    Ok::<Event, Infallible>(Event::default().data("[DONE]")),
+                                    (rx, guard, true),
+                                ));
+                            }
+                        };
+                        Some((Ok(event), (rx, guard, false)))
+                    }
+                }
+            },
+        );
+        return Sse::new(stream).into_response();
+    }
+    let _guard = CancelOnDrop(cancel);
+    while let Some(event) = rx.recv().await {
+        if let WorkerEvent::Generation(GenerationEvent::Finished(_, outcome)) = event {
+            return match outcome {
+                Ok(g) => Json(json!({
+                    "id": id,
+                    "object": "chat.completion",
+                    "created": unix_now(),
+                    "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text},
+                                 "finish_reason": finish_reason(g.finish)}],
+                    "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+                              "total_tokens": g.prompt_tokens + g.completion_tokens},
+                }))
+                .into_response(),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string())
+                    .into_response(),
+            };
+        }
+    }
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the engine stopped without a result",
+    )
+    .into_response()
+}
+
+/// Cancels a generation when the request that started it goes away.
+struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}

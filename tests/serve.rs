@@ -1,0 +1,278 @@
+//! `promptlab serve` end to end on SmolLM2, over real HTTP on loopback: model list (chat
+//! models only), completions, JSON-schema output, streaming, the API key, malformed and
+//! oversized requests with their status codes, and 100 concurrent clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{GEMMA, SMOLLM2, TempProject, real_model};
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    port: u16,
+    _project: TempProject,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(key: Option<&str>) -> Server {
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: 1024\n  gemma:\n    path: {}\n",
+            real_model(SMOLLM2).display(),
+            real_model(GEMMA).display()
+        ),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_promptlab"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--threads",
+            "2",
+        ])
+        .current_dir(project.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(key) = key {
+        command
+            .env("TEST_KEY", key)
+            .args(["--api-key-env", "TEST_KEY"]);
+    }
+    let child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server {
+        child,
+        port,
+        _project: project,
+    }
+}
+
+/// One HTTP/1.1 request; returns the status code and the body.
+fn http(port: u16, method: &str, path: &str, body: &[u8], headers: &[&str]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    // The server may answer (413) before reading a large body; a reset here is fine.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, dechunk(&body))
+}
+
+/// Undoes `Transfer-Encoding: chunked` when the body uses it.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_string();
+        };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_string();
+        };
+        if size == 0 {
+            return out;
+        }
+        if after.len() < size {
+            return body.to_string();
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+}
+
+fn chat(port: u16, body: Value) -> (u16, Value) {
+    let (status, text) = http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        body.to_string().as_bytes(),
+        &[],
+    );
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[test]
+fn serves_chat_completions_over_http() {
+    let server = start(None);
+    let port = server.port;
+    let (status, text) = http(port, "GET", "/v1/models", b"", &[]);
+    assert_eq!(status, 200, "{text}");
+    let models: Value = serde_json::from_str(&text).unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["smollm2"], "the base model has no chat template");
+
+    let (status, reply) = chat(
+        port,
+        json!({"model": "smollm2", "messages": [{"role": "user", "content": "Say hello."}],
+               "max_tokens": 8, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        !reply["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(reply["usage"]["completion_tokens"].as_u64(), Some(8));
+    assert_eq!(reply["choices"][0]["finish_reason"], "length");
+
+    let schema = json!({"type": "object", "properties": {"color": {"type": "string", "maxLength": 20}},
+                        "required": ["color"], "additionalProperties": false});
+    let (status, reply) = chat(
+        port,
+        json!({"model": "smollm2", "messages": [{"role": "user", "content": "Name a color."}],
+               "max_tokens": 40, "temperature": 1.0, "seed": 3,
+               "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let content: Value =
+        serde_json::from_str(reply["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(content["color"].is_string(), "{content}");
+
+    // Streaming: role, content deltas, a finish reason, then [DONE].
+    let body = json!({"model": "smollm2", "stream": true, "max_tokens": 6, "temperature": 0,
+                      "messages": [{"role": "user", "content": "Count to three."}]});
+    let (status, text) = http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        body.to_string().as_bytes(),
+        &[],
+    );
+    assert_eq!(status, 200, "{text}");
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(!streamed.is_empty());
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
+
+    // Bad requests get their status codes, and the server stays up.
+    let (status, _) = http(port, "POST", "/v1/chat/completions", b"{not json", &[]);
+    assert_eq!(status, 400);
+    let (status, reply) = chat(
+        port,
+        json!({"model": "gemma", "messages": [{"role": "user", "content": "x"}]}),
+    );
+    assert_eq!(status, 404, "{reply}");
+    let (status, _) = chat(port, json!({"model": "smollm2", "messages": []}));
+    assert_eq!(status, 400);
+    let huge = format!(
+        "{{\"model\": \"smollm2\", \"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let (status, _) = http(port, "POST", "/v1/chat/completions", huge.as_bytes(), &[]);
+    assert_eq!(status, 413);
+
+    // 100 clients at once: every one gets a completion.
+    let started = Instant::now();
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            std::thread::spawn(move || {
+                chat(
+                    port,
+                    json!({"model": "smollm2", "max_tokens": 2, "temperature": 0,
+                           "messages": [{"role": "user", "content": format!("Number {i}?")}]}),
+                )
+            })
+        })
+        .collect();
+    for client in clients {
+        let (status, reply) = client.join().unwrap();
+        assert_eq!(status, 200, "{reply}");
+    }
+    eprintln!(
+        "100 concurrent completions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let (status, _) = http(port, "GET", "/v1/models", b"", &[]);
+    assert_eq!(status, 200, "still up");
+}
+
+#[test]
+fn an_api_key_is_required_when_set() {
+    let server = start(Some("s3cret"));
+    let (status, text) = http(server.port, "GET", "/v1/models", b"", &[]);
+    assert_eq!(status, 401, "{text}");
+    let (status, _) = http(
+        server.port,
+        "GET",
+        "/v1/models",
+        b"",
+        &["Authorization: Bearer wrong"],
+    );
+    assert_eq!(status, 401);
+    let (status, text) = http(
+        server.port,
+        "GET",
+        "/v1/models",
+        b"",
+        &["Authorization: Bearer s3cret"],
+    );
+    assert_eq!(status, 200, "{text}");
+}
