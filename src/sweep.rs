@@ -305,6 +305,15 @@ pub fn stored_sweep(
     Ok(Some(SweepReport::new(Some(sweep_id), &eval_set, &results)))
 }
 
+/// `name=value` pairs of a setting, space-separated.
+pub fn setting_text(values: &BTreeMap<String, Value>) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{k}={}", value_text(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A value as a short label.
 pub fn value_text(value: &Value) -> String {
     match value {

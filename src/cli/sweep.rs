@@ -13,7 +13,7 @@ use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::run::{self, Recording, RunOptions, StoredConfig};
 use promptlab::store::RunStore;
-use promptlab::sweep::{SweepReport, value_text};
+use promptlab::sweep::{SweepReport, setting_text, value_text};
 
 use super::Outcome;
 use super::eval::{EvalArgs, cancel_on_interrupt, execute_with_progress};
@@ -129,14 +129,9 @@ pub fn run(args: SweepArgs) -> Result<Outcome> {
             use_cache: !args.no_cache,
         };
         let result = execute_with_progress(&plan, &eval_args, &cancel, Some(recording))?;
-        let described: Vec<String> = setting
-            .values
-            .iter()
-            .map(|(k, v)| format!("{k}={}", value_text(v)))
-            .collect();
         eprintln!(
             "{}: {} of {} cells passed in {:.1} s · run {run_id}",
-            described.join(" "),
+            setting_text(&setting.values),
             result.cells.iter().filter(|c| c.passed).count(),
             result.cells.len(),
             result.duration_s
@@ -179,16 +174,11 @@ pub fn run(args: SweepArgs) -> Result<Outcome> {
     }
     let mut text = format!("{table}\n");
     if let Some(best) = report.best() {
-        let values: Vec<String> = best
-            .values
-            .iter()
-            .map(|(k, v)| format!("{k}={}", value_text(v)))
-            .collect();
         text.push_str(&format!(
             "best: {} @ {} with {} ({}) · sweep {sweep_id}\n",
             best.prompt,
             best.model,
-            values.join(" "),
+            setting_text(&best.values),
             promptlab::score::stats::format_rate(best.passed, best.cases)
         ));
     }

@@ -145,6 +145,27 @@ impl JudgePlan {
     pub(super) fn identity(&self, model: usize) -> &str {
         &self.identities[model]
     }
+
+    /// The request for judge `model` with a rendered judge template: the catalog's
+    /// parameters for that model under the template's own, and the template's schema.
+    pub(super) fn request(
+        &self,
+        model: usize,
+        template: &Prompt,
+        rendered: crate::prompt::RenderedPrompt,
+    ) -> GenerationRequest {
+        let model_params = self.models[model]
+            .entry
+            .as_ref()
+            .map(|e| e.params.clone())
+            .unwrap_or_default();
+        GenerationRequest {
+            prompt: rendered,
+            params: model_params.overlay(&template.params).resolve(),
+            schema: template.schema.clone(),
+            grammar: None,
+        }
+    }
 }
 
 /// One assertion to judge.
@@ -204,17 +225,7 @@ pub(super) fn judge_cells(
                     continue;
                 }
             };
-            let model_params = plan.judging.models[model]
-                .entry
-                .as_ref()
-                .map(|e| e.params.clone())
-                .unwrap_or_default();
-            let request = GenerationRequest {
-                prompt: rendered,
-                params: model_params.overlay(&prompt.params).resolve(),
-                schema: prompt.schema.clone(),
-                grammar: None,
-            };
+            let request = plan.judging.request(model, prompt, rendered);
             let key = cache_key(&plan.judging.identities[model], &request);
             tasks.push(Task {
                 cell: id,

@@ -11,7 +11,7 @@ use super::judge::{JudgePlan, JudgeRequest, resolve_judge, run_judge};
 use super::plan::{PlanError, cache_key};
 use super::record::Recording;
 use super::{RunPlan, RunResult};
-use crate::engine::{CancelToken, GenerationRequest};
+use crate::engine::CancelToken;
 use crate::project::Project;
 use crate::prompt::Prompt;
 use crate::score::judge::{
@@ -163,17 +163,7 @@ pub fn compare_pairwise(
                         .prompt
                         .render(&minijinja::Value::from_serialize(&vars))
                         .map_err(|e| RunError::Judge(e.to_string()))?;
-                    let model_params = pairwise.judging.models[0]
-                        .entry
-                        .as_ref()
-                        .map(|e| e.params.clone())
-                        .unwrap_or_default();
-                    let request = GenerationRequest {
-                        prompt: rendered,
-                        params: model_params.overlay(&pairwise.prompt.params).resolve(),
-                        schema: pairwise.prompt.schema.clone(),
-                        grammar: None,
-                    };
+                    let request = pairwise.judging.request(0, &pairwise.prompt, rendered);
                     requests.push(JudgeRequest {
                         model: 0,
                         key: cache_key(pairwise.judging.identity(0), &request),

@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use promptlab::store::RunStore;
-use promptlab::sweep::{SweepPoint, SweepReport, value_text};
+use promptlab::sweep::{SweepPoint, SweepReport, setting_text, value_text};
 use serde_json::{Value, json};
 
 use super::training::train_once;
@@ -131,11 +131,7 @@ pub(super) fn sweep_command(args: SweepTrainArgs) -> Result<Outcome> {
             .get("dropout")
             .and_then(Value::as_f64)
             .map(|d| d as f32);
-        let described: Vec<String> = values
-            .iter()
-            .map(|(k, v)| format!("{k}={}", value_text(v)))
-            .collect();
-        eprintln!("[{}/{}] {}", index + 1, grid.len(), described.join(" "));
+        eprintln!("[{}/{}] {}", index + 1, grid.len(), setting_text(values));
         let trained = train_once(&run, dropout)?;
         if let Some(id) = trained.run_id {
             store.add_training_sweep_run(sweep_id, id, &serde_json::to_string(values)?)?;
@@ -192,14 +188,9 @@ pub(super) fn sweep_command(args: SweepTrainArgs) -> Result<Outcome> {
     }
     let mut text = format!("{table}\n");
     if let Some(best) = report.best() {
-        let values: Vec<String> = best
-            .values
-            .iter()
-            .map(|(k, v)| format!("{k}={}", value_text(v)))
-            .collect();
         text.push_str(&format!(
             "best: {} ({}) · sweep {sweep_id}\n",
-            values.join(" "),
+            setting_text(&best.values),
             promptlab::score::stats::format_rate(best.passed, best.cases)
         ));
     }
