@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
-
 use super::{CaseInfo, Column, PlannedCell, RunPlan};
 use crate::catalog::{CatalogError, ModelRef};
 use crate::engine::GenerationRequest;
@@ -11,8 +9,10 @@ use crate::evalset::{Case, EvalSet};
 use crate::gguf::GgufInfo;
 use crate::project::Project;
 use crate::prompt::{Prompt, PromptBody, PromptError};
-use crate::score::assertion::{Assertion, AssertionSpec};
-use crate::template::{self, Undefined};
+
+mod assertions;
+
+use assertions::{build_assertion, with_judge};
 
 /// The user's selection on top of what the eval set names (stored with each run, so a
 /// resumed run selects the same cells).
@@ -309,8 +309,6 @@ pub fn plan(
 }
 
 /// Reads the model's GGUF header: a missing, truncated or corrupt file is reported now,
-/// before anything runs. Returns whether the model has a chat template.
-/// Reads the model's GGUF header: a missing, truncated or corrupt file is reported now,
 /// before anything runs. Returns whether the model has a chat template, and the model's
 /// identity for cache keys: its size and a hash of its header and tensor index (which
 /// change with any re-quantization or re-conversion, without hashing gigabytes).
@@ -454,163 +452,6 @@ const ENGINE_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " llama-cpp-2 0.1.160 llama-cpp-sys-2 0.1.161"
 );
-
-/// Assertion values may use the case's variables and `expected`, e.g.
-/// `value: "{{ expected }}"`; they are rendered per case, then parsed.
-fn build_assertion(
-    spec: &AssertionSpec,
-    case: &Case,
-    catalog: &crate::catalog::ModelCatalog,
-) -> Result<Assertion, PlanError> {
-    let mut context = case.vars.clone();
-    if let Some(expected) = &case.expected {
-        context.insert("expected".into(), expected.clone());
-    }
-    let context = minijinja::Value::from_serialize(&context);
-    let mut spec = spec.clone();
-    // A text metric without `value` compares with the case's expected answer.
-    let base = spec.kind.strip_prefix("not-").unwrap_or(&spec.kind);
-    let judged_against_expected =
-        crate::score::judge::Grader::from_name(base).is_some_and(|g| g.uses_expected());
-    if spec.value.is_none()
-        && (crate::score::assertion::TEXT_METRIC_TYPES.contains(&base)
-            || base == "similar"
-            || judged_against_expected)
-    {
-        match &case.expected {
-            // closedqa judges against a criterion; an answer becomes one.
-            Some(Value::String(expected))
-                if !expected.is_empty() && base == "model-graded-closedqa" =>
-            {
-                spec.value = Some(Value::String(format!(
-                    "The submission gives the same answer as this reference answer: {expected}"
-                )));
-            }
-            Some(Value::String(expected)) if !expected.is_empty() => {
-                spec.value = Some(Value::String(expected.clone()));
-            }
-            _ => {
-                return Err(PlanError::Case {
-                    origin: case.origin.clone(),
-                    message: format!(
-                        "assertion `{}` needs a reference text: give it a `value`, or give the case an `expected` answer",
-                        spec.kind
-                    ),
-                });
-            }
-        }
-    }
-    if let Some(value) = &spec.value {
-        spec.value = Some(
-            render_value(value, &context).map_err(|message| PlanError::Case {
-                origin: case.origin.clone(),
-                message: format!("assertion `{}`: {message}", spec.kind),
-            })?,
-        );
-    }
-    let mut assertion = Assertion::from_spec(&spec).map_err(|e| PlanError::Case {
-        origin: case.origin.clone(),
-        message: e.to_string(),
-    })?;
-    if let crate::score::assertion::AssertionKind::Similar {
-        model, provider, ..
-    } = &mut assertion.kind
-    {
-        let embedding =
-            |e: &&crate::catalog::ModelEntry| e.kind == crate::catalog::ModelKind::Embedding;
-        let found = match provider.as_deref() {
-            Some(name) => match catalog.models.get(name) {
-                Some(entry) if embedding(&entry) => Some(entry),
-                _ => {
-                    return Err(PlanError::Case {
-                        origin: case.origin.clone(),
-                        message: format!(
-                            "assertion `{}`: provider `{name}` is not a `kind: embedding` model in models/models.yaml",
-                            spec.kind
-                        ),
-                    });
-                }
-            },
-            None => catalog.models.values().find(embedding),
-        };
-        match found {
-            Some(entry) => *model = Some(entry.path.clone()),
-            None => {
-                return Err(PlanError::Case {
-                    origin: case.origin.clone(),
-                    message: format!(
-                        "assertion `{}` needs a `kind: embedding` model in models/models.yaml (scripts/fetch-models.sh fetches all-MiniLM-L6-v2)",
-                        spec.kind
-                    ),
-                });
-            }
-        }
-    }
-    Ok(assertion)
-}
-
-/// Gives a model-graded assertion its judge, or says how to name one.
-fn with_judge(
-    mut assertion: Assertion,
-    case: &Case,
-    run_judge: Option<&str>,
-    eval_set_judge: Option<&str>,
-) -> Result<Assertion, PlanError> {
-    let type_name = assertion.type_name();
-    if let crate::score::assertion::AssertionKind::ModelGraded { judge, .. } = &mut assertion.kind {
-        *judge = super::judge::choose_judge(judge.as_deref(), run_judge, eval_set_judge);
-        if judge.is_none() {
-            return Err(PlanError::Case {
-                origin: case.origin.clone(),
-                message: format!(
-                    "assertion `{type_name}` needs a judge model: set `judge:` in the eval set, `provider:` on the assertion, or pass --judge NAME (an instruction-tuned model from models/models.yaml)"
-                ),
-            });
-        }
-    }
-    Ok(assertion)
-}
-
-fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, String> {
-    Ok(match value {
-        Value::String(s) if s.contains("{{") || s.contains("{%") => {
-            let env = template::environment(Undefined::Strict);
-            // A value that is exactly one expression keeps its JSON type
-            // (`{{ expected }}` with an object stays an object).
-            let trimmed = s.trim();
-            let single = trimmed.starts_with("{{")
-                && trimmed.ends_with("}}")
-                && trimmed.matches("{{").count() == 1;
-            if single {
-                let expr = &trimmed[2..trimmed.len() - 2];
-                let compiled = env
-                    .compile_expression(expr)
-                    .map_err(|e| template::TemplateFault::from(&e).to_string())?;
-                let out = compiled
-                    .eval(context)
-                    .map_err(|e| template::TemplateFault::from(&e).to_string())?;
-                if out.is_undefined() {
-                    return Err(format!("undefined value in `{trimmed}`"));
-                }
-                serde_json::to_value(&out).map_err(|e| e.to_string())?
-            } else {
-                Value::String(template::render_str(env, s, context).map_err(|f| f.to_string())?)
-            }
-        }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| render_value(v, context))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_value(v, context)?)))
-                .collect::<Result<_, String>>()?,
-        ),
-        other => other.clone(),
-    })
-}
 
 #[cfg(test)]
 mod tests {
