@@ -16,7 +16,8 @@ pub const ECHO_MODEL: &str = "echo";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
-    /// GGUF file, relative to the catalog's folder or absolute.
+    /// GGUF file, relative to the catalog's folder or absolute (none for `kind: openai`).
+    #[serde(default, skip_serializing_if = "path_is_empty")]
     pub path: PathBuf,
     #[serde(default)]
     pub description: String,
@@ -39,6 +40,26 @@ pub struct ModelEntry {
     /// not fetched (not an error), and using it says to run this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch: Option<String>,
+    /// For `kind: openai`: the servers and how to talk to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openai: Option<crate::engine::openai::RemoteSettings>,
+    /// A file of a Hugging Face repo, found in the local hub cache (offline) when the
+    /// catalog is loaded; `path` is then where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubFile {
+    pub repo: String,
+    pub file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+fn path_is_empty(path: &Path) -> bool {
+    path.as_os_str().is_empty()
 }
 
 impl ModelEntry {
@@ -117,11 +138,26 @@ pub enum ModelKind {
     /// A sentence-embedding model (BERT layout: config.json, model.safetensors,
     /// tokenizer.json), for the `similar` assertion.
     Embedding,
+    /// A chat model behind OpenAI-compatible servers (settings under `openai:`).
+    Openai,
 }
 
 impl ModelKind {
     pub fn is_gguf(&self) -> bool {
         *self == ModelKind::Gguf
+    }
+
+    /// Reads an image path as its prompt (digit CNN, detector, CLIP).
+    pub fn is_vision(&self) -> bool {
+        matches!(
+            self,
+            ModelKind::DigitCnn | ModelKind::YoloDetector | ModelKind::Clip
+        )
+    }
+
+    /// Generates text from chat messages: a local GGUF or a remote server's model.
+    pub fn is_language_model(&self) -> bool {
+        matches!(self, ModelKind::Gguf | ModelKind::Openai)
     }
 
     /// The name written after `kind:` in the catalog.
@@ -132,6 +168,7 @@ impl ModelKind {
             ModelKind::YoloDetector => "yolo-detector",
             ModelKind::Clip => "clip",
             ModelKind::Embedding => "embedding",
+            ModelKind::Openai => "openai",
         }
     }
 }
@@ -211,6 +248,12 @@ pub enum CatalogError {
         name: String,
         problem: String,
     },
+    #[error("{source_file}: model `{name}` {problem}")]
+    BadEntry {
+        source_file: PathBuf,
+        name: String,
+        problem: String,
+    },
     #[error("unknown model `{name}`: {hint}")]
     UnknownModel { name: String, hint: String },
 }
@@ -228,10 +271,42 @@ impl ModelCatalog {
                     name,
                 });
             }
+            if let Some(hub) = &entry.hub
+                && path_is_empty(&entry.path)
+            {
+                match crate::hub::cached(&hub.repo, &hub.file, hub.revision.as_deref()) {
+                    Some(found) => entry.path = found,
+                    None => {
+                        // Listed as not fetched, with the command that fetches it.
+                        entry.path = crate::hub::cache()
+                            .path()
+                            .join(hf_hub::Repo::model(hub.repo.clone()).folder_name())
+                            .join(&hub.file);
+                        entry.fetch =
+                            Some(format!("promptlab models pull {} {}", hub.repo, hub.file));
+                    }
+                }
+            }
+            let problem = match (entry.kind, entry.openai.is_some()) {
+                (ModelKind::Openai, false) => Some("has `kind: openai` but no `openai:` section"),
+                (ModelKind::Openai, true) => None,
+                (_, true) => Some("has an `openai:` section but not `kind: openai`"),
+                (_, false) if path_is_empty(&entry.path) => {
+                    Some("needs a `path:` (or `hub: {repo, file}`)")
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(CatalogError::BadEntry {
+                    source_file: path.to_path_buf(),
+                    name,
+                    problem: problem.to_string(),
+                });
+            }
             // A CLIP entry may name a hub repo (`openai/clip-vit-base-patch32`) rather
             // than a folder beside the catalog.
             let hub_id = entry.kind == ModelKind::Clip && !base.join(&entry.path).exists();
-            if entry.path.is_relative() && !hub_id {
+            if entry.path.is_relative() && !hub_id && !path_is_empty(&entry.path) {
                 entry.path = base.join(&entry.path);
             }
             if let Some(names) = entry.detect.as_mut().and_then(|d| d.names.as_mut())
@@ -317,6 +392,9 @@ impl ModelCatalog {
         })
     }
 }
+
+mod edit;
+pub use edit::{add_entry, remove_entry};
 
 #[cfg(test)]
 mod tests {

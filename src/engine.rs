@@ -6,6 +6,7 @@
 pub mod chat_template;
 pub mod echo;
 pub mod llama;
+pub mod openai;
 pub mod vision;
 mod worker;
 

@@ -146,6 +146,10 @@ pub struct EvalSet {
     pub description: String,
     pub prompts: Vec<String>,
     pub models: Vec<String>,
+    /// Models that run only some of the prompts (model → prompt ids); the others run
+    /// every prompt. From promptfoo configs, whose providers can list their prompts.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub model_prompts: std::collections::BTreeMap<String, Vec<String>>,
     /// The catalog model that judges model-graded assertions (unless one names its own
     /// `provider`, or the run is given `--judge`).
     pub judge: Option<String>,
@@ -241,6 +245,7 @@ impl EvalSet {
             description: spec.description,
             prompts: spec.prompts,
             models: spec.models,
+            model_prompts: Default::default(),
             judge: spec.judge,
             pairwise: spec.pairwise,
             sweep: spec.sweep,

@@ -58,6 +58,25 @@ struct VariantSpec {
 pub enum PromptBody {
     Chat(Vec<MessageTemplate>),
     Completion(String),
+    /// A promptfoo prompt: one template rendered whole; if the result is a JSON array of
+    /// `{role, content}` messages it is that conversation, otherwise one user message.
+    Promptfoo(String),
+}
+
+/// How promptfoo sends a rendered prompt to a chat model: a JSON array of messages with
+/// string contents is the conversation; any other text is one user message.
+fn promptfoo_messages(rendered: String) -> Vec<ChatMessage> {
+    let trimmed = rendered.trim_start();
+    if trimmed.starts_with('[')
+        && let Ok(messages) = serde_json::from_str::<Vec<ChatMessage>>(trimmed)
+        && !messages.is_empty()
+    {
+        return messages;
+    }
+    vec![ChatMessage {
+        role: "user".into(),
+        content: rendered,
+    }]
 }
 
 /// A prompt after variant expansion: one column of the evaluation matrix.
@@ -219,7 +238,7 @@ impl Prompt {
     pub fn variables(&self) -> Vec<String> {
         let env = template::environment(Undefined::Strict);
         let sources: Vec<&str> = match &self.body {
-            PromptBody::Completion(text) => vec![text.as_str()],
+            PromptBody::Completion(text) | PromptBody::Promptfoo(text) => vec![text.as_str()],
             PromptBody::Chat(messages) => messages.iter().map(|m| m.content.as_str()).collect(),
         };
         let mut names: Vec<String> = sources
@@ -238,6 +257,9 @@ impl Prompt {
             PromptBody::Completion(text) => template::render_str(env, text, vars)
                 .map(RenderedPrompt::Completion)
                 .map_err(|fault| self.template_error("completion".into(), fault)),
+            PromptBody::Promptfoo(text) => template::render_str(env, text, vars)
+                .map(|rendered| RenderedPrompt::Chat(promptfoo_messages(rendered)))
+                .map_err(|fault| self.template_error("prompt".into(), fault)),
             PromptBody::Chat(messages) => messages
                 .iter()
                 .enumerate()
@@ -254,11 +276,13 @@ impl Prompt {
         }
     }
 
-    fn check_templates(&self) -> Result<(), PromptError> {
+    pub(crate) fn check_templates(&self) -> Result<(), PromptError> {
         let env = template::environment(Undefined::Strict);
         match &self.body {
             PromptBody::Completion(text) => template::check_syntax(env, text)
                 .map_err(|fault| self.template_error("completion".into(), fault)),
+            PromptBody::Promptfoo(text) => template::check_syntax(env, text)
+                .map_err(|fault| self.template_error("prompt".into(), fault)),
             PromptBody::Chat(messages) => {
                 for (i, m) in messages.iter().enumerate() {
                     if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {

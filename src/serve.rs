@@ -134,6 +134,10 @@ struct ChatRequest {
     stream: bool,
     temperature: Option<f32>,
     top_p: Option<f32>,
+    // llama.cpp's samplers, as llama-server accepts them.
+    top_k: Option<i32>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
     max_tokens: Option<u32>,
     max_completion_tokens: Option<u32>,
     seed: Option<u32>,
@@ -260,6 +264,9 @@ fn generation_request(
     let asked = GenerationParams {
         temperature: request.temperature,
         top_p: request.top_p,
+        top_k: request.top_k,
+        min_p: request.min_p,
+        repeat_penalty: request.repeat_penalty,
         max_tokens: request.max_completion_tokens.or(request.max_tokens),
         seed: request.seed,
         stop: match &request.stop {
@@ -267,7 +274,6 @@ fn generation_request(
             Some(StopField::One(s)) => Some(vec![s.clone()]),
             Some(StopField::Many(v)) => Some(v.clone()),
         },
-        ..Default::default()
     };
     Ok(GenerationRequest {
         prompt: RenderedPrompt::Chat(request.messages.clone()),
@@ -361,9 +367,11 @@ async fn chat(
                             }
                             Some(WorkerEvent::Generation(GenerationEvent::Finished(_, outcome))) => {
                                 match outcome {
-                                    Ok(g) => Event::default().data(
-                                        chunk(json!({}), Some(finish_reason(g.finish))).to_string(),
-                                    ),
+                                    Ok(g) => {
+                                        let mut last = chunk(json!({}), Some(finish_reason(g.finish)));
+                                        last["usage"] = usage(&g);
+                                        Event::default().data(last.to_string())
+                                    }
                                     Err(e) => Event::default().data(
                                         json!({"error": {"message": e.to_string(), "type": "server_error"}}).to_string(),
                                     ),
@@ -394,12 +402,15 @@ async fn chat(
                     "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text},
                                  "finish_reason": finish_reason(g.finish)}],
-                    "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-                              "total_tokens": g.prompt_tokens + g.completion_tokens},
+                    "usage": usage(&g),
                 }))
                 .into_response(),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string())
-                    .into_response(),
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    e.to_string(),
+                )
+                .into_response(),
             };
         }
     }
@@ -409,6 +420,11 @@ async fn chat(
         "the engine stopped without a result",
     )
     .into_response()
+}
+
+fn usage(g: &crate::engine::Generation) -> Value {
+    json!({"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+           "total_tokens": g.prompt_tokens + g.completion_tokens})
 }
 
 /// Cancels a generation when the request that started it goes away.

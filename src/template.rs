@@ -40,7 +40,23 @@ fn build(undefined: Undefined) -> Environment<'static> {
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
     env.add_filter("tojson", python_tojson);
+    // promptfoo's Nunjucks filters, so its prompts render here: `dump` is
+    // JSON.stringify, `load` is JSON.parse.
+    env.add_filter("dump", dump);
+    env.add_filter("load", load);
     env
+}
+
+fn dump(value: Value) -> Result<Value, Error> {
+    serde_json::to_string(&value)
+        .map(Value::from_safe_string)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
+}
+
+fn load(text: &str) -> Result<Value, Error> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|v| Value::from_serialize(&v))
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("load: not JSON: {e}")))
 }
 
 /// `tojson` as Hugging Face's renderer does it (Python's `json.dumps`): keys in their
@@ -210,6 +226,15 @@ mod tests {
         );
         let out = render_str(env, "{{ [1] | tojson(indent=2) }}", &context! {}).unwrap();
         assert_eq!(out, "[\n  1\n]");
+    }
+
+    #[test]
+    fn promptfoo_filters_dump_and_load_json() {
+        let env = environment(Undefined::Strict);
+        let vars = context! { style => r#"{"tone": "formal"}"#, list => vec!["a", "b"] };
+        let out = render_str(env, "{{ (style | load).tone }} {{ list | dump }}", &vars).unwrap();
+        assert_eq!(out, r#"formal ["a","b"]"#);
+        assert!(render_str(env, "{{ 'x' | load }}", &vars).is_err());
     }
 
     #[test]

@@ -276,3 +276,97 @@ fn an_api_key_is_required_when_set() {
     );
     assert_eq!(status, 200, "{text}");
 }
+
+/// The outbound engine and `serve` talk to each other: a catalog model of `kind: openai`
+/// pointing at a running `promptlab serve` gives, greedy, the same answers as the same
+/// GGUF run locally, with the API key taken from the named variable.
+#[test]
+fn eval_through_the_openai_engine_matches_the_local_engine() {
+    let server = start(Some("k3y"));
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: 1024\n  remote:\n    kind: openai\n    openai:\n      model: smollm2\n      endpoints: [\"http://127.0.0.1:{}/v1\"]\n      api_key_env: REMOTE_KEY\n",
+            real_model(SMOLLM2).display(),
+            server.port
+        ),
+    );
+    project.write(
+        "prompts/capital.yaml",
+        "name: capital\nparams: {max_tokens: 12, temperature: 0}\nmessages:\n  - role: user\n    content: \"What is the capital of {{ country }}? Answer in one word.\"\n",
+    );
+    project.write(
+        "prompts/json.yaml",
+        "name: json\nparams: {max_tokens: 40, temperature: 0}\nschema:\n  type: object\n  properties: {city: {type: string, maxLength: 20}}\n  required: [city]\n  additionalProperties: false\nmessages:\n  - role: user\n    content: \"Capital of {{ country }} as JSON.\"\n",
+    );
+    project.write(
+        "eval-sets/capitals.yaml",
+        "name: capitals\nprompts: [capital, json]\nmodels: [remote, smollm2]\ncases:\n  - vars: {country: France}\n  - vars: {country: Japan}\n  - vars: {country: Peru}\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args([
+            "eval",
+            "eval-sets/capitals.yaml",
+            "--parallel",
+            "1",
+            "--no-cache",
+            "-o",
+            "r.json",
+        ])
+        .env("REMOTE_KEY", "k3y")
+        .current_dir(project.root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("r.json")).unwrap())
+            .unwrap();
+    let columns = report["columns"].as_array().unwrap();
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 12);
+    let output = |prompt: &str, model: &str, case: u64| {
+        let column = columns
+            .iter()
+            .position(|c| c["prompt_id"] == prompt && c["model"] == model)
+            .unwrap() as u64;
+        let cell = cells
+            .iter()
+            .find(|c| c["column"] == column && c["case"] == case)
+            .unwrap();
+        assert!(cell["error"].is_null(), "{cell}");
+        cell["output"].as_str().unwrap().to_string()
+    };
+    for case in 0..3 {
+        for prompt in ["capital", "json"] {
+            let remote = output(prompt, "remote", case);
+            assert!(!remote.is_empty());
+            assert_eq!(
+                remote,
+                output(prompt, "smollm2", case),
+                "{prompt} case {case}"
+            );
+        }
+        let json: Value = serde_json::from_str(&output("json", "remote", case)).unwrap();
+        assert!(json["city"].is_string());
+    }
+
+    // Without the key the server refuses, and each remote cell says why.
+    let out = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args([
+            "eval",
+            "eval-sets/capitals.yaml",
+            "--models",
+            "remote",
+            "--no-cache",
+            "--no-store",
+        ])
+        .env("REMOTE_KEY", "wrong")
+        .current_dir(project.root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stdout.contains("HTTP 401"), "{stdout}");
+}

@@ -83,6 +83,10 @@ pub struct EvalArgs {
     /// orders) and rank the columns (Bradley–Terry with 95% intervals).
     #[arg(long)]
     pub pairwise: bool,
+    /// For a promptfoo config: run it even if it uses assertion types or features
+    /// promptlab lacks, listing them as skipped (otherwise the run stops before starting).
+    #[arg(long)]
+    pub skip_unsupported: bool,
 }
 
 pub fn run(args: EvalArgs) -> Result<Outcome> {
@@ -92,12 +96,27 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         bail!("--min-pass-rate {rate}: expected a fraction between 0 and 1 (e.g. 0.9)");
     }
     report::check_paths(&args.outputs)?;
-    let eval_set = EvalSet::load(&args.eval_set)?;
-    let project = match &args.project {
-        Some(dir) => Project::open(dir),
-        None => Project::discover(&args.eval_set),
-    }
-    .context("cannot open the project")?;
+    let (eval_set, project) = if promptlab::promptfoo::is_config(&args.eval_set) {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let (project, imported) = promptlab::promptfoo::open_project(
+            &args.eval_set,
+            args.project.as_deref(),
+            &cwd,
+            args.skip_unsupported,
+        )?;
+        for skipped in &imported.skipped {
+            eprintln!("skipped (promptlab lacks it): {skipped}");
+        }
+        (imported.eval_set, project)
+    } else {
+        let eval_set = EvalSet::load(&args.eval_set)?;
+        let project = match &args.project {
+            Some(dir) => Project::open(dir),
+            None => Project::discover(&args.eval_set),
+        }
+        .context("cannot open the project")?;
+        (eval_set, project)
+    };
     let mut options = RunOptions {
         prompts: args.prompts.clone(),
         models: args.models.clone(),

@@ -1,4 +1,5 @@
-//! `promptlab models list`: the catalog with facts read from each GGUF header.
+//! `promptlab models list|pull|add|rm`: the catalog with facts read from each GGUF
+//! header, and adding models to it from the Hugging Face hub or from a local file.
 
 use std::path::PathBuf;
 
@@ -19,10 +20,57 @@ pub enum ModelsCommand {
         #[arg(long)]
         project: Option<PathBuf>,
     },
+    /// Download a GGUF from a Hugging Face repo (resumable, checksum-verified) into the hub
+    /// cache and add it to the catalog. A file already in the cache is used without the
+    /// network; with HF_HUB_OFFLINE=1 only the cache is looked at.
+    Pull {
+        /// Repo id, e.g. `Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF`.
+        repo: String,
+        /// File in the repo (default: its only GGUF, or its Q4_K_M one).
+        file: Option<String>,
+        /// Catalog name (default: from the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Branch, tag or commit (default: main).
+        #[arg(long)]
+        revision: Option<String>,
+        #[arg(long)]
+        project: Option<PathBuf>,
+    },
+    /// Add a local GGUF file to the catalog (its header is checked first).
+    Add {
+        path: PathBuf,
+        /// Catalog name (default: from the file name).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        project: Option<PathBuf>,
+    },
+    /// Remove a model from the catalog (its file is left where it is).
+    Rm {
+        name: String,
+        #[arg(long)]
+        project: Option<PathBuf>,
+    },
 }
 
 pub fn run(command: ModelsCommand) -> Result<Outcome> {
-    let ModelsCommand::List { project } = command;
+    let project = match command {
+        ModelsCommand::List { project } => project,
+        ModelsCommand::Pull {
+            repo,
+            file,
+            name,
+            revision,
+            project,
+        } => return pull(&repo, file, name, revision, project),
+        ModelsCommand::Add {
+            path,
+            name,
+            project,
+        } => return add(&path, name, project),
+        ModelsCommand::Rm { name, project } => return remove(&name, project),
+    };
     let start = project.unwrap_or_else(|| PathBuf::from("."));
     let project = Project::discover(&start).context("cannot open the project")?;
     let mut table = Table::new();
@@ -92,6 +140,20 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
                 "no".into(),
                 String::new(),
                 entry.path.display().to_string(),
+            ]);
+            continue;
+        }
+        if let Some(remote) = &entry.openai {
+            let urls: Vec<&str> = remote.endpoints.iter().map(|e| e.url()).collect();
+            table.add_row([
+                name.clone(),
+                format!("remote `{}` (OpenAI API)", remote.model),
+                String::new(),
+                String::new(),
+                String::new(),
+                "server's".into(),
+                String::new(),
+                urls.join(" "),
             ]);
             continue;
         }
@@ -184,6 +246,136 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
         }
         anyhow::bail!("{} model file(s) could not be read", problems.len())
     }
+}
+
+fn catalog_path(project: Option<PathBuf>) -> Result<PathBuf> {
+    let start = project.unwrap_or_else(|| PathBuf::from("."));
+    let project = Project::discover(&start).context("cannot open the project")?;
+    Ok(project.root.join("models").join("models.yaml"))
+}
+
+/// A catalog name from a file name: `Qwen2.5-0.5B-Instruct-Q4_K_M.gguf` → `qwen2.5-0.5b-instruct-q4_k_m`.
+fn name_from_file(file: &str) -> String {
+    let stem = std::path::Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    stem.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// What the GGUF header says, for the catalog's description.
+fn describe(path: &std::path::Path) -> Result<(String, GgufInfo)> {
+    let info = GgufInfo::read(path)
+        .with_context(|| format!("{} is not a readable GGUF model", path.display()))?;
+    let description = format!(
+        "{} {}, {}{}",
+        info.architecture().unwrap_or("?"),
+        human_count(info.parameter_count),
+        info.quantization(),
+        if info.chat_template().is_some() {
+            ", chat template"
+        } else {
+            ", no chat template"
+        }
+    );
+    Ok((description, info))
+}
+
+fn pull(
+    repo: &str,
+    file: Option<String>,
+    name: Option<String>,
+    revision: Option<String>,
+    project: Option<PathBuf>,
+) -> Result<Outcome> {
+    let catalog = catalog_path(project)?;
+    let was_cached = file
+        .as_deref()
+        .and_then(|f| promptlab::hub::cached(repo, f, revision.as_deref()))
+        .is_some();
+    let path = promptlab::hub::pull(repo, file.as_deref(), revision.as_deref())?;
+    promptlab::hub::verify(&path)?;
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = file.unwrap_or(file_name);
+    let (description, _) = describe(&path)?;
+    let name = name.unwrap_or_else(|| name_from_file(&file));
+    let mut hub = serde_json::json!({"repo": repo, "file": file});
+    if let Some(revision) = &revision {
+        hub["revision"] = serde_json::json!(revision);
+    }
+    promptlab::catalog::add_entry(
+        &catalog,
+        &name,
+        &serde_json::json!({"hub": hub, "description": format!("{description} (from {repo})")}),
+    )?;
+    let source = if was_cached || promptlab::hub::offline() {
+        "from the local hub cache"
+    } else {
+        "downloaded"
+    };
+    println!(
+        "added `{name}` to {}: {description}, {source} ({})",
+        catalog.display(),
+        path.display()
+    );
+    Ok(Outcome::Passed)
+}
+
+fn add(path: &std::path::Path, name: Option<String>, project: Option<PathBuf>) -> Result<Outcome> {
+    let catalog = catalog_path(project)?;
+    let (description, _) = describe(path)?;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let name = name.unwrap_or_else(|| {
+        name_from_file(
+            &absolute
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        )
+    });
+    // Inside the catalog's folder a relative path keeps the project movable.
+    let models_dir = catalog
+        .parent()
+        .map(std::path::absolute)
+        .and_then(Result::ok);
+    let stored = models_dir
+        .as_ref()
+        .and_then(|dir| absolute.strip_prefix(dir).ok())
+        .map_or_else(|| absolute.clone(), std::path::Path::to_path_buf);
+    promptlab::catalog::add_entry(
+        &catalog,
+        &name,
+        &serde_json::json!({"path": stored.display().to_string(), "description": description}),
+    )?;
+    println!("added `{name}` to {}: {description}", catalog.display());
+    Ok(Outcome::Passed)
+}
+
+fn remove(name: &str, project: Option<PathBuf>) -> Result<Outcome> {
+    let catalog = catalog_path(project)?;
+    let loaded = promptlab::catalog::ModelCatalog::load(&catalog)?;
+    let file = loaded.models.get(name).map(|e| e.path.clone());
+    promptlab::catalog::remove_entry(&catalog, name)?;
+    match file.filter(|f| !f.as_os_str().is_empty()) {
+        Some(file) => println!(
+            "removed `{name}` from {}; its file stays at {}",
+            catalog.display(),
+            file.display()
+        ),
+        None => println!("removed `{name}` from {}", catalog.display()),
+    }
+    Ok(Outcome::Passed)
 }
 
 fn human_count(n: u64) -> String {

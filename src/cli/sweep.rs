@@ -116,6 +116,7 @@ pub fn run(args: SweepArgs) -> Result<Outcome> {
         repeat: 1,
         judge: None,
         pairwise: false,
+        skip_unsupported: false,
     };
     let cancel = cancel_on_interrupt();
     let mut runs = Vec::new();

@@ -42,7 +42,15 @@ impl Engine for EchoEngine {
             if on_event(GenerationEvent::Started(index)) == Flow::Stop {
                 return;
             }
-            let mut text = request.prompt.to_plain_text();
+            let mut text = match &request.prompt {
+                // As promptfoo's echo: a prompt that is one user message comes back as its text.
+                RenderedPrompt::Chat(messages)
+                    if messages.len() == 1 && messages[0].role == "user" =>
+                {
+                    messages[0].content.clone()
+                }
+                prompt => prompt.to_plain_text(),
+            };
             let mut finish = FinishReason::EndOfText;
             if let Some(cut) = super::cut_at_stop(&text, &request.params.stop) {
                 text.truncate(cut);

@@ -110,6 +110,12 @@ pub fn scan(root: &Path) -> ProjectScan {
                     .map(|(name, entry)| ModelFile {
                         info: if entry.kind.is_gguf() {
                             GgufInfo::read(&entry.path).map_err(|e| e.to_string())
+                        } else if let Some(remote) = &entry.openai {
+                            Err(format!(
+                                "remote model `{}` on OpenAI-compatible servers ({})",
+                                remote.model,
+                                remote.endpoints.iter().map(|e| e.url()).collect::<Vec<_>>().join(", ")
+                            ))
                         } else {
                             Err(format!(
                                 "{}: a vision model ({:?}), used by eval sets whose prompt is an image path",

@@ -220,6 +220,17 @@ pub(super) fn spawn_worker(
 ) -> Result<EngineWorker, EngineError> {
     match &model.entry {
         None => EngineWorker::spawn(&model.name, || Ok(Box::new(EchoEngine) as Box<dyn Engine>)),
+        Some(entry) if entry.openai.is_some() => {
+            let settings = entry.openai.clone();
+            EngineWorker::spawn(&model.name, move || {
+                let settings =
+                    settings.ok_or_else(|| EngineError::Load("no `openai:` settings".into()))?;
+                Ok(
+                    Box::new(crate::engine::openai::OpenAiEngine::new(settings)?)
+                        as Box<dyn Engine>,
+                )
+            })
+        }
         Some(entry) if entry.kind == crate::catalog::ModelKind::DigitCnn => {
             let path = entry.path.clone();
             EngineWorker::spawn(&model.name, move || {

@@ -120,7 +120,11 @@ pub(super) fn resolve_judge(
         model: name.to_string(),
         message: format!("cannot judge: {why}"),
     };
-    if model.entry.as_ref().is_some_and(|e| !e.kind.is_gguf()) {
+    if model
+        .entry
+        .as_ref()
+        .is_some_and(|e| !e.kind.is_language_model())
+    {
         return Err(refuse("it is not a language model"));
     }
     let (has_template, identity) = check_model_file(&model)?;

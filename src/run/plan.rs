@@ -138,9 +138,9 @@ pub fn plan(
             })?;
         let (has_template, identity) = check_model_file(&model)?;
         identities.push(identity);
-        let vision = model.entry.as_ref().is_some_and(|e| !e.kind.is_gguf());
+        let vision = model.entry.as_ref().is_some_and(|e| e.kind.is_vision());
         for prompt in &prompts {
-            if vision && matches!(prompt.body, PromptBody::Chat(_)) {
+            if vision && !matches!(prompt.body, PromptBody::Completion(_)) {
                 return Err(PlanError::Model {
                     model: model.name.clone(),
                     message: format!(
@@ -150,7 +150,7 @@ pub fn plan(
                     ),
                 });
             }
-            if matches!(prompt.body, PromptBody::Chat(_)) && !has_template {
+            if !matches!(prompt.body, PromptBody::Completion(_)) && !has_template {
                 return Err(PlanError::Model {
                     model: model.name.clone(),
                     message: format!(
@@ -218,6 +218,11 @@ pub fn plan(
     let mut column_identities: Vec<String> = Vec::new();
     for model in &models {
         for prompt in &prompts {
+            if let Some(only) = eval_set.model_prompts.get(&model.name)
+                && !only.contains(&prompt.id)
+            {
+                continue;
+            }
             columns.push(Column {
                 id: format!("{} @ {}", prompt.id, model.name),
                 prompt_id: prompt.id.clone(),
@@ -255,7 +260,7 @@ pub fn plan(
             // A vision model's prompt is an image path, relative to the eval set; the
             // image's content goes into the cache key, so an edited image is run again.
             let mut identity = column_identities[column].clone();
-            if model.entry.as_ref().is_some_and(|e| !e.kind.is_gguf()) {
+            if model.entry.as_ref().is_some_and(|e| e.kind.is_vision()) {
                 let (path, digest) = image_for_case(&rendered, &eval_set.source, case)?;
                 rendered = crate::prompt::RenderedPrompt::Completion(path);
                 identity.push_str(&format!("\nimage:{digest}"));
@@ -320,6 +325,10 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
         model: model.name.clone(),
         message,
     };
+    if let Some(remote) = &entry.openai {
+        // The server owns the weights; its model name is the identity for the cache.
+        return Ok((true, format!("openai:{}", remote.model)));
+    }
     if entry.kind == crate::catalog::ModelKind::Embedding {
         return Err(fail(
             "is an embedding model (for the `similar` assertion), not one to evaluate".into(),

@@ -132,13 +132,18 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     }
     lines.push(header(&format!("Models ({})", scan.models.len())));
     for model in &scan.models {
-        let vision = !model.entry.kind.is_gguf();
+        let vision = model.entry.kind.is_vision();
         let label = match &model.info {
             Ok(_) => format!("  {}", model.name),
+            Err(_) if model.entry.openai.is_some() => format!("  {} (remote)", model.name),
             Err(_) if vision => format!("  {} (vision)", model.name),
             Err(_) => format!("  {} ✗ missing", model.name),
         };
-        push(label, model.info.is_ok() || vision, &mut lines);
+        push(
+            label,
+            model.info.is_ok() || vision || model.entry.openai.is_some(),
+            &mut lines,
+        );
     }
     let mut state = ListState::default().with_selected(Some(selected_line));
     StatefulWidget::render(

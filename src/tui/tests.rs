@@ -48,6 +48,8 @@ pub(super) fn tiny_model() -> ModelFile {
             detect: None,
             label_template: None,
             fetch: None,
+            hub: None,
+            openai: None,
         },
         info: Ok(GgufInfo {
             version: 3,

@@ -1,0 +1,311 @@
+//! The OpenAI chat-completions wire format, as llama-server, vLLM, Ollama and LM Studio
+//! speak it: building a request body and reading a reply, whole or as server-sent events.
+
+use serde_json::{Map, Value, json};
+
+use crate::engine::{FinishReason, GenerationRequest};
+use crate::prompt::RenderedPrompt;
+
+/// Which endpoint a request goes to: chat messages, or a raw completion prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Chat,
+    Completion,
+}
+
+impl Route {
+    pub fn of(prompt: &RenderedPrompt) -> Route {
+        match prompt {
+            RenderedPrompt::Chat(_) => Route::Chat,
+            RenderedPrompt::Completion(_) => Route::Completion,
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Chat => "chat/completions",
+            Route::Completion => "completions",
+        }
+    }
+}
+
+/// The JSON body for `request`. `sampling_extensions` adds the llama.cpp samplers
+/// (`top_k`, `min_p`, `repeat_penalty`) that llama-server and vLLM accept and the OpenAI
+/// API refuses, so a remote run samples like a local one.
+pub fn request_body(
+    model: &str,
+    request: &GenerationRequest,
+    stream: bool,
+    sampling_extensions: bool,
+) -> Value {
+    let p = &request.params;
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    match &request.prompt {
+        RenderedPrompt::Chat(messages) => {
+            body.insert("messages".into(), json!(messages));
+        }
+        RenderedPrompt::Completion(text) => {
+            body.insert("prompt".into(), json!(text));
+        }
+    }
+    body.insert("temperature".into(), json!(p.temperature));
+    body.insert("top_p".into(), json!(p.top_p));
+    body.insert("max_tokens".into(), json!(p.max_tokens));
+    body.insert("seed".into(), json!(p.seed));
+    if !p.stop.is_empty() {
+        body.insert("stop".into(), json!(p.stop));
+    }
+    if sampling_extensions {
+        body.insert("top_k".into(), json!(p.top_k));
+        body.insert("min_p".into(), json!(p.min_p));
+        body.insert("repeat_penalty".into(), json!(p.repeat_penalty));
+        if p.ignore_eos {
+            body.insert("ignore_eos".into(), json!(true));
+        }
+    }
+    if let Some(schema) = &request.schema {
+        body.insert(
+            "response_format".into(),
+            json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}}),
+        );
+    }
+    if let Some(grammar) = &request.grammar {
+        // llama-server's extension; other servers ignore or refuse it.
+        body.insert("grammar".into(), json!(grammar));
+    }
+    if stream {
+        body.insert("stream".into(), json!(true));
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Value::Object(body)
+}
+
+/// What a reply (or the sum of a stream's chunks) says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reply {
+    pub text: String,
+    pub finish: Option<FinishReason>,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    /// llama-server's own measurements (`timings`), when it sends them.
+    pub prompt_tokens_per_s: Option<f64>,
+    pub tokens_per_s: Option<f64>,
+    /// Content chunks received, the completion token count when no usage is reported.
+    pub chunks: u32,
+}
+
+fn finish_reason(value: &Value) -> Option<FinishReason> {
+    match value.as_str()? {
+        "length" => Some(FinishReason::Length),
+        "stop" | "eos" | "tool_calls" | "function_call" | "content_filter" => {
+            Some(FinishReason::EndOfText)
+        }
+        _ => None,
+    }
+}
+
+/// The server's error message, from `{"error": {"message": ...}}` or `{"error": "..."}`.
+pub fn error_message(body: &Value) -> Option<String> {
+    let error = body.get("error")?;
+    Some(
+        error
+            .get("message")
+            .and_then(Value::as_str)
+            .or_else(|| error.as_str())
+            .map_or_else(|| error.to_string(), str::to_string),
+    )
+}
+
+impl Reply {
+    /// Folds one JSON object (a whole reply or a stream chunk) into the reply. Returns the
+    /// new text it carried, if any.
+    pub fn absorb(&mut self, object: &Value) -> Result<Option<String>, String> {
+        if let Some(message) = error_message(object) {
+            return Err(message);
+        }
+        let mut new_text = None;
+        if let Some(choice) = object.get("choices").and_then(|c| c.get(0)) {
+            let content = choice
+                .get("delta")
+                .or_else(|| choice.get("message"))
+                .and_then(|m| m.get("content"))
+                .or_else(|| choice.get("text"))
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty());
+            if let Some(content) = content {
+                self.text.push_str(content);
+                self.chunks += 1;
+                new_text = Some(content.to_string());
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(finish_reason) {
+                self.finish = Some(reason);
+            }
+        } else if object.get("usage").is_none() && object.get("timings").is_none() {
+            return Err(format!("expected `choices` in the reply, got {object}"));
+        }
+        if let Some(usage) = object.get("usage").filter(|u| !u.is_null()) {
+            let count = |key: &str| usage.get(key).and_then(Value::as_u64).map(|n| n as u32);
+            self.prompt_tokens = count("prompt_tokens").or(self.prompt_tokens);
+            self.completion_tokens = count("completion_tokens").or(self.completion_tokens);
+        }
+        if let Some(timings) = object.get("timings") {
+            let rate = |key: &str| timings.get(key).and_then(Value::as_f64);
+            self.prompt_tokens_per_s = rate("prompt_per_second").or(self.prompt_tokens_per_s);
+            self.tokens_per_s = rate("predicted_per_second").or(self.tokens_per_s);
+        }
+        Ok(new_text)
+    }
+}
+
+/// Splits a server-sent-event byte stream into `data:` payloads, across chunk borders.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    pending: Vec<u8>,
+}
+
+/// One payload of an event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SseData {
+    Json(Value),
+    Done,
+}
+
+impl SseDecoder {
+    /// Feeds bytes; returns the complete `data:` lines they finish. A payload that is not
+    /// JSON is an error naming it.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseData>, String> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\r', '\n']);
+            let Some(data) = line.strip_prefix("data:") else {
+                // Comments (`:`), `event:`, `id:` and blank separators carry no payload.
+                continue;
+            };
+            let data = data.trim_start();
+            if data == "[DONE]" {
+                out.push(SseData::Done);
+                continue;
+            }
+            let value: Value = serde_json::from_str(data).map_err(|e| {
+                let shown: String = data.chars().take(120).collect();
+                format!("malformed JSON in the event stream ({e}): {shown}")
+            })?;
+            out.push(SseData::Json(value));
+        }
+        Ok(out)
+    }
+
+    /// Bytes left without a closing newline when the stream ended.
+    pub fn leftover(&self) -> &[u8] {
+        &self.pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::SamplingParams;
+    use crate::prompt::ChatMessage;
+
+    fn chat_request() -> GenerationRequest {
+        GenerationRequest {
+            prompt: RenderedPrompt::Chat(vec![ChatMessage {
+                role: "user".into(),
+                content: "Hi".into(),
+            }]),
+            params: SamplingParams {
+                stop: vec!["END".into()],
+                ..SamplingParams::default()
+            },
+            schema: Some(json!({"type": "object"})),
+            grammar: None,
+        }
+    }
+
+    #[test]
+    fn body_carries_messages_sampling_and_schema() {
+        let body = request_body("m", &chat_request(), true, true);
+        assert_eq!(body["model"], "m");
+        assert_eq!(body["messages"][0]["content"], "Hi");
+        assert_eq!(body["stop"], json!(["END"]));
+        assert_eq!(body["top_k"], 40);
+        assert_eq!(body["response_format"]["type"], "json_schema");
+        assert_eq!(
+            body["response_format"]["json_schema"]["schema"],
+            json!({"type": "object"})
+        );
+        assert_eq!(body["stream_options"]["include_usage"], true);
+
+        let plain = request_body("m", &chat_request(), false, false);
+        assert!(plain.get("top_k").is_none() && plain.get("stream").is_none());
+    }
+
+    #[test]
+    fn completion_prompts_use_the_completions_route() {
+        let mut request = chat_request();
+        request.prompt = RenderedPrompt::Completion("Once".into());
+        assert_eq!(Route::of(&request.prompt).path(), "completions");
+        assert_eq!(request_body("m", &request, false, false)["prompt"], "Once");
+    }
+
+    #[test]
+    fn stream_chunks_split_anywhere_are_reassembled() {
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n: keep-alive\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\r\n\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
+        for cut in [1, 5, 17, 60, stream.len() - 3] {
+            let mut decoder = SseDecoder::default();
+            let mut reply = Reply::default();
+            let mut done = false;
+            for part in [&stream.as_bytes()[..cut], &stream.as_bytes()[cut..]] {
+                for data in decoder.feed(part).unwrap() {
+                    match data {
+                        SseData::Json(v) => {
+                            reply.absorb(&v).unwrap();
+                        }
+                        SseData::Done => done = true,
+                    }
+                }
+            }
+            assert!(done);
+            assert_eq!(reply.text, "Hello");
+            assert_eq!(reply.finish, Some(FinishReason::EndOfText));
+            assert_eq!(
+                (reply.prompt_tokens, reply.completion_tokens),
+                (Some(7), Some(2))
+            );
+        }
+    }
+
+    #[test]
+    fn errors_and_malformed_payloads_are_reported() {
+        let mut decoder = SseDecoder::default();
+        let err = decoder.feed(b"data: {\"choices\": [\n").unwrap_err();
+        assert!(err.contains("malformed JSON"), "{err}");
+
+        let mut reply = Reply::default();
+        let err = reply
+            .absorb(&json!({"error": {"message": "model overloaded", "code": 503}}))
+            .unwrap_err();
+        assert_eq!(err, "model overloaded");
+        let err = reply.absorb(&json!({"id": "x"})).unwrap_err();
+        assert!(err.contains("expected `choices`"), "{err}");
+    }
+
+    #[test]
+    fn whole_replies_and_llama_server_timings_are_read() {
+        let mut reply = Reply::default();
+        reply
+            .absorb(&json!({
+                "choices": [{"message": {"role": "assistant", "content": "4"}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 1},
+                "timings": {"prompt_per_second": 800.0, "predicted_per_second": 95.5}
+            }))
+            .unwrap();
+        assert_eq!(reply.text, "4");
+        assert_eq!(reply.finish, Some(FinishReason::Length));
+        assert_eq!(reply.tokens_per_s, Some(95.5));
+    }
+}

@@ -1,0 +1,628 @@
+//! promptfoo's `tests`, `defaultTest` and `scenarios` as promptlab cases: tests inline or
+//! from `file://` YAML, JSON, JSONL and CSV files (CSV `__expected`, `__expected1..N`,
+//! `__description`, `__threshold`, `__metric`), `file://` variable values, array
+//! variables expanded to every combination, and assertions with `not-` prefixes,
+//! `threshold`, `weight` and `metric`.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::{PromptfooError, Reader};
+use crate::evalset::Case;
+use crate::score::assertion::{Assertion, AssertionError, AssertionSpec};
+
+/// promptfoo's assertion types (those it documents), so that `__expected` text such as
+/// `Paris: capital` that names no type is compared for equality, as promptfoo does.
+const PROMPTFOO_TYPES: &[&str] = &[
+    "answer-relevance",
+    "bleu",
+    "classifier",
+    "contains",
+    "contains-all",
+    "contains-any",
+    "contains-html",
+    "contains-json",
+    "contains-sql",
+    "contains-xml",
+    "context-faithfulness",
+    "context-recall",
+    "context-relevance",
+    "conversation-relevance",
+    "cost",
+    "equals",
+    "factuality",
+    "finish-reason",
+    "g-eval",
+    "gleu",
+    "guardrails",
+    "icontains",
+    "icontains-all",
+    "icontains-any",
+    "is-html",
+    "is-json",
+    "is-refusal",
+    "is-sql",
+    "is-valid-function-call",
+    "is-valid-openai-function-call",
+    "is-valid-openai-tools-call",
+    "is-xml",
+    "javascript",
+    "latency",
+    "levenshtein",
+    "llm-rubric",
+    "meteor",
+    "model-graded-closedqa",
+    "model-graded-factuality",
+    "moderation",
+    "perplexity",
+    "perplexity-score",
+    "pi",
+    "python",
+    "regex",
+    "rouge-n",
+    "ruby",
+    "select-best",
+    "similar",
+    "starts-with",
+    "webhook",
+    "word-count",
+];
+
+/// The cases, and the grader named by `defaultTest.options.provider`.
+pub(super) struct Cases {
+    pub cases: Vec<Case>,
+    pub judge: Option<Value>,
+}
+
+/// A test as promptfoo writes it, before defaults and expansion.
+#[derive(Debug, Clone, Default)]
+struct RawTest {
+    description: String,
+    vars: Map<String, Value>,
+    assertions: Vec<Value>,
+    threshold: Option<f64>,
+    /// Metric for every assertion that names none (CSV `__metric`).
+    metric: Option<String>,
+    origin: String,
+}
+
+pub(super) fn read(
+    reader: &mut Reader,
+    tests: Option<&Value>,
+    default_test: Option<&Value>,
+    scenarios: Option<&Value>,
+) -> Result<Cases, PromptfooError> {
+    let mut judge = None;
+    let defaults = match default_test {
+        None => RawTest::default(),
+        Some(value) => {
+            let defaults = test_object(reader, value, "defaultTest")?;
+            if let Some(Value::Object(options)) = value.get("options") {
+                judge = options.get("provider").cloned();
+            }
+            defaults
+        }
+    };
+    let mut raw = match tests {
+        Some(value) => test_list(reader, value, "tests")?,
+        None => Vec::new(),
+    };
+    if let Some(scenarios) = scenarios {
+        raw.extend(scenario_tests(reader, scenarios)?);
+    }
+    if tests.is_none() && scenarios.is_none() {
+        // promptfoo runs each prompt once when there are no tests.
+        raw.push(RawTest {
+            origin: "the config (no tests)".into(),
+            ..RawTest::default()
+        });
+    }
+    let mut cases = Vec::new();
+    for test in raw {
+        let test = merge(&defaults, test);
+        for vars in expand(&test.vars) {
+            let vars = load_var_files(reader, vars, &test.origin)?;
+            let mut assertions = Vec::new();
+            for (i, value) in test.assertions.iter().enumerate() {
+                let at = format!("{}: assert[{i}]", test.origin);
+                if let Some(spec) = assertion(reader, value, test.metric.as_deref(), &at)? {
+                    assertions.push(spec);
+                }
+            }
+            cases.push(Case {
+                id: (cases.len() + 1).to_string(),
+                description: test.description.clone(),
+                vars,
+                expected: None,
+                assertions,
+                tags: Vec::new(),
+                threshold: test.threshold,
+                human: None,
+                origin: test.origin.clone(),
+            });
+        }
+    }
+    if cases.is_empty() {
+        return Err(reader.invalid("the config has no tests"));
+    }
+    Ok(Cases { cases, judge })
+}
+
+/// `defaultTest` first, the test over it: vars merge (the test's win), assertions add up.
+fn merge(defaults: &RawTest, test: RawTest) -> RawTest {
+    let mut vars = defaults.vars.clone();
+    vars.extend(test.vars);
+    let mut assertions = defaults.assertions.clone();
+    assertions.extend(test.assertions);
+    RawTest {
+        description: test.description,
+        vars,
+        assertions,
+        threshold: test.threshold.or(defaults.threshold),
+        metric: test.metric.or_else(|| defaults.metric.clone()),
+        origin: test.origin,
+    }
+}
+
+/// Every combination of the values of array variables (promptfoo's expansion).
+fn expand(vars: &Map<String, Value>) -> Vec<Map<String, Value>> {
+    let mut combos = vec![Map::new()];
+    for (key, value) in vars {
+        let choices: Vec<Value> = match value {
+            Value::Array(items) if !items.is_empty() => items.clone(),
+            other => vec![other.clone()],
+        };
+        combos = combos
+            .into_iter()
+            .flat_map(|combo| {
+                choices.iter().map(move |choice| {
+                    let mut combo = combo.clone();
+                    combo.insert(key.clone(), choice.clone());
+                    combo
+                })
+            })
+            .collect();
+    }
+    combos
+}
+
+/// `file://` variable values: text files as text, JSON and YAML parsed.
+fn load_var_files(
+    reader: &mut Reader,
+    mut vars: Map<String, Value>,
+    origin: &str,
+) -> Result<Map<String, Value>, PromptfooError> {
+    for (key, value) in vars.iter_mut() {
+        let Some(reference) = value.as_str().filter(|s| s.starts_with("file://")) else {
+            continue;
+        };
+        let at = format!("{origin}: vars.{key}");
+        if let Some(loaded) = file_value(reader, reference, &at)? {
+            *value = loaded;
+        }
+    }
+    Ok(vars)
+}
+
+/// The contents of a `file://` reference as a value, or None when unsupported.
+fn file_value(
+    reader: &mut Reader,
+    reference: &str,
+    at: &str,
+) -> Result<Option<Value>, PromptfooError> {
+    let files = reader.files(reference, at)?;
+    let [file] = files.as_slice() else {
+        return Err(reader.invalid(format!("{at}: `{reference}` matches several files")));
+    };
+    let extension = extension(file);
+    match extension.as_str() {
+        "js" | "cjs" | "mjs" | "ts" | "py" => {
+            reader.unsupported(format!("{at}: values computed by {}", file.display()));
+            Ok(None)
+        }
+        "png" | "jpg" | "jpeg" | "gif" | "webp" | "pdf" => {
+            reader.unsupported(format!(
+                "{at}: binary file {} (image prompts)",
+                file.display()
+            ));
+            Ok(None)
+        }
+        "json" => {
+            let text = reader.read_text(file, at)?;
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| reader.invalid(format!("{at}: {}: invalid JSON: {e}", file.display())))
+        }
+        "yaml" | "yml" => {
+            let text = reader.read_text(file, at)?;
+            Ok(Some(crate::yaml::from_str(file, &text)?))
+        }
+        // A text file's final newline is an artifact of saving it, not part of the value.
+        _ => Ok(Some(Value::String(
+            reader
+                .read_text(file, at)?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ))),
+    }
+}
+
+fn extension(file: &Path) -> String {
+    file.extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+}
+
+/// `tests:` as a list of tests and `file://` references, or one reference.
+fn test_list(reader: &mut Reader, value: &Value, at: &str) -> Result<Vec<RawTest>, PromptfooError> {
+    match value {
+        Value::String(reference) => test_files(reader, reference, at),
+        Value::Array(items) => {
+            let mut tests = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("{at}[{i}]");
+                match item {
+                    Value::String(reference) => tests.extend(test_files(reader, reference, &at)?),
+                    Value::Object(_) => tests.push(test_object(reader, item, &at)?),
+                    _ => {
+                        return Err(reader
+                            .invalid(format!("{at}: expected a test object or a file:// path")));
+                    }
+                }
+            }
+            Ok(tests)
+        }
+        _ => Err(reader.invalid(format!("{at}: expected a list of tests or a file:// path"))),
+    }
+}
+
+fn test_files(
+    reader: &mut Reader,
+    reference: &str,
+    at: &str,
+) -> Result<Vec<RawTest>, PromptfooError> {
+    if !reference.starts_with("file://") {
+        return Err(reader.invalid(format!(
+            "{at}: expected a test object or a file:// path, got {reference:?}"
+        )));
+    }
+    let mut tests = Vec::new();
+    for file in reader.files(reference, at)? {
+        let shown = file.display().to_string();
+        match extension(&file).as_str() {
+            "csv" => tests.extend(csv_tests(reader, &file)?),
+            "jsonl" => {
+                let text = reader.read_text(&file, at)?;
+                for (n, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let origin = format!("{shown}:{}", n + 1);
+                    let value: Value = serde_json::from_str(line)
+                        .map_err(|e| reader.invalid(format!("{origin}: invalid JSON: {e}")))?;
+                    tests.push(test_object(reader, &value, &origin)?);
+                }
+            }
+            "json" | "yaml" | "yml" => {
+                let text = reader.read_text(&file, at)?;
+                let value: Value = crate::yaml::from_str(&file, &text)?;
+                let items = match value {
+                    Value::Array(items) => items,
+                    object @ Value::Object(_) => vec![object],
+                    _ => {
+                        return Err(reader.invalid(format!("{shown}: expected a list of tests")));
+                    }
+                };
+                for (i, item) in items.iter().enumerate() {
+                    tests.push(test_object(
+                        reader,
+                        item,
+                        &format!("{shown}: test {}", i + 1),
+                    )?);
+                }
+            }
+            other => {
+                reader.unsupported(format!("{at}: tests from a .{other} file ({shown})"));
+            }
+        }
+    }
+    Ok(tests)
+}
+
+/// One test object: `description`, `vars` (or a `file://` vars file), `assert`,
+/// `threshold`, `options.provider` (only on `defaultTest`), `metadata`.
+fn test_object(reader: &mut Reader, value: &Value, at: &str) -> Result<RawTest, PromptfooError> {
+    let Value::Object(object) = value else {
+        return Err(reader.invalid(format!("{at}: expected a test object")));
+    };
+    let mut test = RawTest {
+        origin: at.to_string(),
+        ..RawTest::default()
+    };
+    for (key, value) in object {
+        match key.as_str() {
+            "description" => test.description = value.as_str().unwrap_or_default().to_string(),
+            "vars" => {
+                test.vars = match value {
+                    Value::Object(vars) => vars.clone(),
+                    Value::String(reference) if reference.starts_with("file://") => {
+                        match file_value(reader, reference, &format!("{at}.vars"))? {
+                            Some(Value::Object(vars)) => vars,
+                            Some(_) => {
+                                return Err(reader.invalid(format!(
+                                    "{at}.vars: {reference} does not hold an object"
+                                )));
+                            }
+                            None => Map::new(),
+                        }
+                    }
+                    _ => return Err(reader.invalid(format!("{at}.vars: expected an object"))),
+                }
+            }
+            "assert" => {
+                test.assertions = match value {
+                    Value::Array(items) => items.clone(),
+                    Value::Null => Vec::new(),
+                    _ => return Err(reader.invalid(format!("{at}.assert: expected a list"))),
+                }
+            }
+            "threshold" => {
+                test.threshold =
+                    Some(value.as_f64().ok_or_else(|| {
+                        reader.invalid(format!("{at}.threshold: expected a number"))
+                    })?)
+            }
+            "options" => {
+                if let Value::Object(options) = value {
+                    for option in options.keys() {
+                        if !(option == "provider" && at == "defaultTest") {
+                            reader.unsupported(format!("{at}: option `{option}`"));
+                        }
+                    }
+                }
+            }
+            "metadata" => {}
+            other => reader.unsupported(format!("{at}: test field `{other}`")),
+        }
+    }
+    Ok(test)
+}
+
+/// `scenarios`: each `config` entry crossed with each of the scenario's tests.
+fn scenario_tests(reader: &mut Reader, value: &Value) -> Result<Vec<RawTest>, PromptfooError> {
+    let Value::Array(scenarios) = value else {
+        return Err(reader.invalid("`scenarios`: expected a list"));
+    };
+    let mut out = Vec::new();
+    for (k, scenario) in scenarios.iter().enumerate() {
+        let at = format!("scenarios[{k}]");
+        let Value::Object(scenario) = scenario else {
+            return Err(reader.invalid(format!("{at}: expected an object")));
+        };
+        let configs = match scenario.get("config") {
+            Some(Value::Array(configs)) => configs
+                .iter()
+                .enumerate()
+                .map(|(c, config)| test_object(reader, config, &format!("{at}.config[{c}]")))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![RawTest::default()],
+            Some(_) => return Err(reader.invalid(format!("{at}.config: expected a list"))),
+        };
+        let tests = match scenario.get("tests") {
+            Some(tests) => test_list(reader, tests, &format!("{at}.tests"))?,
+            None => vec![RawTest::default()],
+        };
+        for (c, config) in configs.iter().enumerate() {
+            for test in &tests {
+                let mut merged = merge(config, test.clone());
+                if merged.description.is_empty() {
+                    merged.description = config.description.clone();
+                }
+                merged.origin = format!("{at}.config[{c}] × {}", test.origin);
+                out.push(merged);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One assertion object as promptlab's spec; None when its type is unsupported.
+fn assertion(
+    reader: &mut Reader,
+    value: &Value,
+    metric: Option<&str>,
+    at: &str,
+) -> Result<Option<AssertionSpec>, PromptfooError> {
+    let Value::Object(object) = value else {
+        return Err(reader.invalid(format!("{at}: expected an object with `type`")));
+    };
+    // `$ref: '#/assertionTemplates/NAME'`
+    let referenced;
+    let object = match object.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/assertionTemplates/");
+            referenced = match reader.assertion_templates.get(name) {
+                Some(Value::Object(template)) => template.clone(),
+                _ => {
+                    return Err(reader.invalid(format!(
+                        "{at}: `$ref: {reference}` names no entry of `assertionTemplates`"
+                    )));
+                }
+            };
+            &referenced
+        }
+        None => object,
+    };
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| reader.invalid(format!("{at}: expected `type`")))?;
+    let kind = match kind {
+        "model-graded-factuality" => "factuality".to_string(),
+        "not-model-graded-factuality" => "not-factuality".to_string(),
+        other => other.to_string(),
+    };
+    let number = |key: &str| object.get(key).and_then(Value::as_f64);
+    let mut value = object.get("value").cloned();
+    if let Some(reference) = value
+        .as_ref()
+        .and_then(Value::as_str)
+        .filter(|s| s.starts_with("file://"))
+        .map(str::to_string)
+    {
+        match file_value(reader, &reference, &format!("{at}.value"))? {
+            Some(loaded) => value = Some(loaded),
+            None => return Ok(None),
+        }
+    }
+    let spec = AssertionSpec {
+        kind: kind.clone(),
+        value,
+        threshold: number("threshold"),
+        weight: number("weight"),
+        metric: object
+            .get("metric")
+            .and_then(Value::as_str)
+            .or(metric)
+            .map(str::to_string),
+        path: None,
+        min: None,
+        max: None,
+        iou: None,
+        provider: object
+            .get("provider")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    for key in object.keys() {
+        if !["type", "value", "threshold", "weight", "metric", "provider"].contains(&key.as_str()) {
+            reader.unsupported(format!("{at}: assertion field `{key}`"));
+        }
+    }
+    match Assertion::from_spec(&spec) {
+        Ok(_) => Ok(Some(spec)),
+        Err(AssertionError::UnknownType { .. }) => {
+            reader.unsupported(format!("assertion type `{kind}`"));
+            Ok(None)
+        }
+        Err(err) => Err(reader.invalid(format!("{at}: {err}"))),
+    }
+}
+
+/// Tests from a CSV file: a row per test, columns are variables except promptfoo's
+/// `__` columns.
+fn csv_tests(reader: &mut Reader, file: &Path) -> Result<Vec<RawTest>, PromptfooError> {
+    let shown = file.display().to_string();
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(file)
+        .map_err(|e| reader.invalid(format!("{shown}: cannot read: {e}")))?;
+    let headers: Vec<String> = csv
+        .headers()
+        .map_err(|e| reader.invalid(format!("{shown}: {e}")))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let mut tests = Vec::new();
+    for record in csv.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            reader.invalid(format!("{shown}:{line}: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let origin = format!("{shown}:{line}");
+        let mut test = RawTest {
+            origin: origin.clone(),
+            ..RawTest::default()
+        };
+        for (header, cell) in headers.iter().zip(record.iter()) {
+            match header.as_str() {
+                h if h == "__expected"
+                    || (h.starts_with("__expected") && h[10..].parse::<u32>().is_ok()) =>
+                {
+                    if !cell.trim().is_empty() {
+                        test.assertions.push(expected_assertion(cell));
+                    }
+                }
+                "__description" => test.description = cell.to_string(),
+                "__threshold" => {
+                    if !cell.trim().is_empty() {
+                        test.threshold = Some(cell.trim().parse().map_err(|_| {
+                            reader.invalid(format!(
+                                "{origin}: __threshold: expected a number, got {cell:?}"
+                            ))
+                        })?);
+                    }
+                }
+                "__metric" => test.metric = Some(cell.to_string()).filter(|m| !m.is_empty()),
+                h if h.starts_with("__metadata") => {}
+                h if h.starts_with("__") => {
+                    reader.unsupported(format!("{shown}: CSV column `{h}`"));
+                }
+                name => {
+                    test.vars
+                        .insert(name.to_string(), Value::String(cell.to_string()));
+                }
+            }
+        }
+        tests.push(test);
+    }
+    Ok(tests)
+}
+
+/// promptfoo's assertion shorthand in CSV `__expected` cells: `type:value`,
+/// `type(threshold):value`, `not-type:value`, `grade:`/`llm-rubric:` rubrics,
+/// `javascript:`/`fn:`/`python:` code, and any other text as `equals`.
+pub(super) fn expected_assertion(cell: &str) -> Value {
+    let cell = cell.trim();
+    for (prefix, kind) in [
+        ("javascript:", "javascript"),
+        ("fn:", "javascript"),
+        ("eval:", "javascript"),
+        ("python:", "python"),
+        ("grade:", "llm-rubric"),
+        ("llm-rubric:", "llm-rubric"),
+    ] {
+        if let Some(rest) = cell.strip_prefix(prefix) {
+            return serde_json::json!({"type": kind, "value": rest.trim()});
+        }
+    }
+    static SHORTHAND: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^(not-)?([a-z][a-z0-9-]*[a-z0-9])(?:\((\d+(?:\.\d+)?)\))?(?::([\s\S]*))?$",
+        )
+        .expect("valid regex")
+    });
+    if let Some(caps) = SHORTHAND.captures(cell) {
+        let kind = &caps[2];
+        if PROMPTFOO_TYPES.contains(&kind) {
+            let negated = caps.get(1).is_some();
+            let mut object = Map::new();
+            let name = if negated {
+                format!("not-{kind}")
+            } else {
+                kind.to_string()
+            };
+            object.insert("type".into(), Value::String(name));
+            if let Some(threshold) = caps.get(3).and_then(|t| t.as_str().parse::<f64>().ok()) {
+                object.insert("threshold".into(), serde_json::json!(threshold));
+            }
+            if let Some(value) = caps.get(4).map(|v| v.as_str().trim()) {
+                let value = if kind.ends_with("-any") || kind.ends_with("-all") {
+                    Value::Array(
+                        value
+                            .split(',')
+                            .map(|v| Value::String(v.trim().to_string()))
+                            .collect(),
+                    )
+                } else {
+                    Value::String(value.to_string())
+                };
+                object.insert("value".into(), value);
+            }
+            return Value::Object(object);
+        }
+    }
+    serde_json::json!({"type": "equals", "value": cell})
+}

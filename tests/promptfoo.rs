@@ -1,0 +1,305 @@
+//! promptfoo configurations run as they are (tests/fixtures/promptfoo, written after the
+//! examples in promptfoo's repository): echo-provider configs with exact expectations,
+//! unsupported features refused up front or skipped, an unreachable server recorded per
+//! cell, catalog models under ollama ids, a local judge, and a config pointing at a
+//! running `promptlab serve`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{SMOLLM2, TempProject, real_model, text};
+use serde_json::Value;
+
+const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+/// A project whose catalog has the real models the configs name, and a copy of the
+/// fixture folder inside it.
+fn setup(fixture: &str) -> (TempProject, PathBuf) {
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: 1024\n  qwen2.5-0.5b:\n    path: {}\n    context_size: 2048\n",
+            real_model(SMOLLM2).display(),
+            real_model(QWEN).display()
+        ),
+    );
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/promptfoo")
+        .join(fixture);
+    let target = project.root().join("configs").join(fixture);
+    copy_dir(&source, &target);
+    (project, target.join("promptfooconfig.yaml"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn eval(project: &TempProject, config: &Path, extra: &[&str]) -> (Output, Option<Value>) {
+    let report = project.root().join("report.json");
+    let _ = std::fs::remove_file(&report);
+    let mut args = vec![
+        "eval".to_string(),
+        config.display().to_string(),
+        "-o".into(),
+        report.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args(&args)
+        .current_dir(project.root())
+        .output()
+        .unwrap();
+    let json = std::fs::read_to_string(&report)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
+    (out, json)
+}
+
+/// (column id, case index, passed, error) of every cell, sorted.
+fn cells(report: &Value) -> Vec<(String, u64, bool, Option<String>)> {
+    let columns = report["columns"].as_array().unwrap();
+    let mut cells: Vec<_> = report["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let column = &columns[c["column"].as_u64().unwrap() as usize];
+            (
+                column["id"].as_str().unwrap().to_string(),
+                c["case"].as_u64().unwrap(),
+                c["passed"].as_bool().unwrap(),
+                c["error"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    cells.sort();
+    cells
+}
+
+fn failures(report: &Value) -> Vec<(String, u64)> {
+    cells(report)
+        .into_iter()
+        .filter(|c| !c.2)
+        .map(|c| (c.0, c.1))
+        .collect()
+}
+
+/// A fixture, its number of cells, and the (column, case) cells that fail.
+type Expectation = (&'static str, usize, &'static [(&'static str, u64)]);
+
+#[test]
+fn echo_configs_give_exactly_the_expected_verdicts() {
+    let expectations: &[Expectation] = &[
+        ("getting-started", 4, &[]),
+        ("simple-csv", 6, &[]),
+        ("csv-metadata", 3, &[]),
+        ("jsonl-tests", 3, &[("prompt @ echo", 2)]),
+        (
+            "support-rubric",
+            3,
+            // promptlab has one echo engine: the provider's label does not rename it.
+            &[("prompt @ echo", 0), ("prompt @ echo", 2)],
+        ),
+        ("separate-test-configs", 12, &[("prompt1-1 @ echo", 3)]),
+        ("translation-scenarios", 16, &[]),
+        ("chat-messages", 4, &[]),
+    ];
+    for (fixture, count, failing) in expectations {
+        let (project, config) = setup(fixture);
+        let (out, report) = eval(&project, &config, &[]);
+        let report = report.unwrap_or_else(|| panic!("{fixture}: no report: {}", text(&out)));
+        let all = cells(&report);
+        assert_eq!(all.len(), *count, "{fixture}: {all:?}");
+        assert!(all.iter().all(|c| c.3.is_none()), "{fixture}: {all:?}");
+        let expected: Vec<(String, u64)> =
+            failing.iter().map(|(c, i)| (c.to_string(), *i)).collect();
+        assert_eq!(failures(&report), expected, "{fixture}");
+        let code = if failing.is_empty() { 0 } else { 1 };
+        assert_eq!(out.status.code(), Some(code), "{fixture}: {}", text(&out));
+    }
+}
+
+#[test]
+fn unsupported_features_stop_the_run_unless_skipped() {
+    for (fixture, listed, cells_when_skipped) in [
+        (
+            "simple-test",
+            vec!["assertion type `javascript`", "assertion type `python`"],
+            4,
+        ),
+        ("json-output", vec!["tests[1]: option `transform`"], 2),
+    ] {
+        let (project, config) = setup(fixture);
+        let (out, report) = eval(&project, &config, &[]);
+        assert_eq!(out.status.code(), Some(2), "{fixture}: {}", text(&out));
+        assert!(report.is_none());
+        let message = text(&out);
+        for item in listed {
+            assert!(message.contains(item), "{fixture}: {item}: {message}");
+        }
+        assert!(message.contains("--skip-unsupported"), "{message}");
+
+        let (out, report) = eval(&project, &config, &["--skip-unsupported"]);
+        assert_eq!(out.status.code(), Some(0), "{fixture}: {}", text(&out));
+        assert!(text(&out).contains("skipped (promptlab lacks it)"));
+        let report = report.unwrap();
+        assert_eq!(cells(&report).len(), cells_when_skipped, "{fixture}");
+        assert!(
+            failures(&report).is_empty(),
+            "{fixture}: {:?}",
+            cells(&report)
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_llama_server_fails_each_cell_and_the_run_goes_on() {
+    let (project, config) = setup("llama-server");
+    let (out, _) = eval(&project, &config, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("assertion type `answer-relevance`"));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        "http://localhost:8080",
+        &format!("http://127.0.0.1:{closed}"),
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let (out, report) = eval(&project, &config, &["--skip-unsupported", "--no-cache"]);
+    let report = report.unwrap_or_else(|| panic!("{}", text(&out)));
+    let all = cells(&report);
+    assert_eq!(all.len(), 2, "two prompts, one test");
+    for cell in &all {
+        let error = cell.3.as_deref().unwrap_or_default();
+        assert!(error.contains("cannot connect"), "{error}");
+        assert!(error.contains("gave up after 4 attempts"), "{error}");
+    }
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn ollama_ids_run_catalog_models_on_their_own_prompts() {
+    let (project, config) = setup("ollama-local");
+    let (out, report) = eval(&project, &config, &[]);
+    let report = report.unwrap_or_else(|| panic!("{}", text(&out)));
+    let columns: Vec<&str> = report["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        ["chat_prompt @ ollama:chat:smollm2", "llama_prompt @ echo"]
+    );
+    let all = cells(&report);
+    assert_eq!(all.len(), 6);
+    assert!(all.iter().all(|c| c.3.is_none()), "{all:?}");
+    // num_predict became max_tokens.
+    for cell in report["cells"].as_array().unwrap() {
+        if cell["column"] == 0 {
+            assert!(cell["completion_tokens"].as_u64().unwrap() <= 24, "{cell}");
+        }
+    }
+}
+
+#[test]
+fn a_local_model_judges_llm_rubric_for_a_local_model() {
+    let (project, config) = setup("judged-local");
+    let (out, report) = eval(&project, &config, &["--no-cache"]);
+    let report = report.unwrap_or_else(|| panic!("{}", text(&out)));
+    let all = cells(&report);
+    assert_eq!(all.len(), 2);
+    for cell in report["cells"].as_array().unwrap() {
+        assert!(cell["error"].is_null(), "{cell}");
+        let kinds: Vec<&str> = cell["assertions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["assertion"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["llm-rubric", "icontains"], "{cell}");
+        let rubric = &cell["assertions"][0];
+        assert!(rubric["judge_error"].is_null(), "{rubric}");
+        assert!(rubric["reason"].is_string(), "{rubric}");
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_openai_provider_with_api_base_url_reaches_promptlab_serve() {
+    let (project, config) = setup("openai-compatible");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_promptlab"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--api-key-env", "SERVED_KEY", "--threads", "2"])
+            .env("SERVED_KEY", "pf-key")
+            .current_dir(project.root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let yaml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("PORT", &port.to_string());
+    std::fs::write(&config, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args([
+            "eval",
+            &config.display().to_string(),
+            "-o",
+            "r.json",
+            "--no-cache",
+        ])
+        .env("SERVED_KEY", "pf-key")
+        .current_dir(project.root())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(project.root().join("r.json"))
+            .unwrap_or_else(|_| panic!("{}", text(&out))),
+    )
+    .unwrap();
+    for cell in report["cells"].as_array().unwrap() {
+        assert!(cell["error"].is_null(), "{cell}");
+        assert!(!cell["output"].as_str().unwrap().is_empty(), "{cell}");
+    }
+    assert_eq!(report["columns"][0]["model"], "served smollm2");
+}
