@@ -43,10 +43,32 @@ pub struct ModelEntry {
     /// For `kind: openai`: the servers and how to talk to them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openai: Option<crate::engine::openai::RemoteSettings>,
+    /// Which engine runs a GGUF model: llama.cpp (default) or mistral.rs (when built with
+    /// the `mistralrs` feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineChoice>,
     /// A file of a Hugging Face repo, found in the local hub cache (offline) when the
     /// catalog is loaded; `path` is then where it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub: Option<HubFile>,
+}
+
+/// The engines that run GGUF files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    #[default]
+    Llama,
+    Mistralrs,
+}
+
+impl EngineChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Llama => "llama",
+            EngineChoice::Mistralrs => "mistralrs",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,8 @@
 pub mod chat_template;
 pub mod echo;
 pub mod llama;
+#[cfg(feature = "mistralrs")]
+pub mod mistralrs;
 pub mod openai;
 pub mod vision;
 mod worker;

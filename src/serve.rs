@@ -3,8 +3,10 @@
 //! schema `response_format`), so other tools can use promptlab's engine. Loopback by
 //! default; an optional API key; request bodies over a size limit are refused.
 //!
-//! Each model loads on first use into an engine worker and stays loaded; requests to one
-//! model queue on its worker (one generation at a time per model).
+//! Each model loads on first use into an engine worker and stays loaded. Requests to one
+//! model are batched: whatever is waiting when the model becomes free (up to
+//! `parallel`) is decoded together as parallel sequences, so concurrent clients share
+//! each decode step instead of queueing one by one.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -38,11 +40,79 @@ pub struct ServeConfig {
     /// Required as `Authorization: Bearer KEY` when set.
     pub api_key: Option<String>,
     pub threads: Option<u32>,
+    /// Requests of one model decoded together (default 8).
+    pub parallel: Option<u32>,
 }
 
 struct AppState {
     config: ServeConfig,
-    workers: Mutex<HashMap<String, Arc<EngineWorker>>>,
+    workers: Mutex<HashMap<String, Arc<ModelQueue>>>,
+}
+
+/// A request waiting for its model, and where its events go.
+struct Pending {
+    request: GenerationRequest,
+    events: tokio::sync::mpsc::UnboundedSender<WorkerEvent>,
+}
+
+/// The way into one model's batcher thread.
+struct ModelQueue {
+    pending: Mutex<std::sync::mpsc::Sender<Pending>>,
+}
+
+impl ModelQueue {
+    /// Starts the thread that takes every waiting request (up to `parallel`) as one batch
+    /// whenever the worker is free, and routes each event to its request's client.
+    fn start(worker: EngineWorker, parallel: usize) -> ModelQueue {
+        let (tx, rx) = std::sync::mpsc::channel::<Pending>();
+        std::thread::spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < parallel {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let cancel = CancelToken::new();
+                let requests = batch.iter().map(|p| p.request.clone()).collect();
+                for event in worker.generate(requests, cancel.clone()) {
+                    let WorkerEvent::Generation(event) = event else {
+                        break;
+                    };
+                    let index = match &event {
+                        GenerationEvent::Started(i)
+                        | GenerationEvent::Token(i, _)
+                        | GenerationEvent::Finished(i, _) => *i,
+                    };
+                    if let Some(pending) = batch.get(index) {
+                        let _ = pending.events.send(WorkerEvent::Generation(event));
+                    }
+                    // Nobody left listening: stop generating for this batch.
+                    if batch.iter().all(|p| p.events.is_closed()) {
+                        cancel.cancel();
+                    }
+                }
+                for pending in &batch {
+                    let _ = pending.events.send(WorkerEvent::BatchDone);
+                }
+            }
+        });
+        ModelQueue {
+            pending: Mutex::new(tx),
+        }
+    }
+
+    fn submit(&self, pending: Pending) -> Result<(), ApiError> {
+        self.pending
+            .lock()
+            .map_err(|_| "queue poisoned")
+            .and_then(|tx| {
+                tx.send(pending)
+                    .map_err(|_| "the model's queue has stopped")
+            })
+            .map_err(|why| error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", why))
+    }
 }
 
 /// The router; `serve` binds it, tests can too.
@@ -165,7 +235,7 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn worker_for(state: &AppState, model: &str) -> Result<Arc<EngineWorker>, ApiError> {
+fn worker_for(state: &AppState, model: &str) -> Result<Arc<ModelQueue>, ApiError> {
     let mut workers = state.workers.lock().map_err(|_| {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -197,10 +267,11 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<EngineWorker>, ApiErr
             )
         })?;
     let path = entry.path.clone();
+    let parallel = state.config.parallel.unwrap_or(8).max(1);
     let options = LlamaOptions {
         context_size: entry.context_size,
         threads: state.config.threads,
-        parallel: Some(1),
+        parallel: Some(parallel),
     };
     let worker = EngineWorker::spawn(model, move || {
         Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
@@ -212,7 +283,7 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<EngineWorker>, ApiErr
             e.to_string(),
         )
     })?;
-    let worker = Arc::new(worker);
+    let worker = Arc::new(ModelQueue::start(worker, parallel as usize));
     workers.insert(model.to_string(), worker.clone());
     Ok(worker)
 }
@@ -327,38 +398,30 @@ async fn chat(
     };
     let id = completion_id();
     let model = request.model.clone();
-    let cancel = CancelToken::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkerEvent>();
-    {
-        let cancel = cancel.clone();
-        tokio::task::spawn_blocking(move || {
-            for event in worker.generate(vec![generation], cancel) {
-                let done = event == WorkerEvent::BatchDone;
-                if tx.send(event).is_err() || done {
-                    break;
-                }
-            }
-        });
+    if let Err(err) = worker.submit(Pending {
+        request: generation,
+        events: tx,
+    }) {
+        return err.into_response();
     }
     if request.stream {
         let created = unix_now();
-        // Dropping the stream (client gone) cancels the generation.
-        let guard = CancelOnDrop(cancel);
-        let stream = futures_util::stream::unfold(
-            (rx, guard, false),
-            move |(mut rx, guard, finished)| {
-                let (id, model) = (id.clone(), model.clone());
-                async move {
-                    if finished {
-                        return None;
-                    }
-                    {
-                        let event = rx.recv().await;
-                        let chunk = |delta: Value, finish: Option<&str>| {
-                            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+        // Dropping the stream (client gone) closes `rx`; a batch whose clients are all
+        // gone stops generating.
+        let stream = futures_util::stream::unfold((rx, false), move |(mut rx, finished)| {
+            let (id, model) = (id.clone(), model.clone());
+            async move {
+                if finished {
+                    return None;
+                }
+                {
+                    let event = rx.recv().await;
+                    let chunk = |delta: Value, finish: Option<&str>| {
+                        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-                        };
-                        let event = match event {
+                    };
+                    let event = match event {
                             Some(WorkerEvent::Generation(GenerationEvent::Started(_))) => {
                                 Event::default().data(chunk(json!({"role": "assistant"}), None).to_string())
                             }
@@ -380,18 +443,16 @@ async fn chat(
                             Some(WorkerEvent::BatchDone) | None => {
                                 return Some((
                                     Ok::<Event, Infallible>(Event::default().data("[DONE]")),
-                                    (rx, guard, true),
+                                    (rx, true),
                                 ));
                             }
                         };
-                        Some((Ok(event), (rx, guard, false)))
-                    }
+                    Some((Ok(event), (rx, false)))
                 }
-            },
-        );
+            }
+        });
         return Sse::new(stream).into_response();
     }
-    let _guard = CancelOnDrop(cancel);
     while let Some(event) = rx.recv().await {
         if let WorkerEvent::Generation(GenerationEvent::Finished(_, outcome)) = event {
             return match outcome {
@@ -425,13 +486,4 @@ async fn chat(
 fn usage(g: &crate::engine::Generation) -> Value {
     json!({"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
            "total_tokens": g.prompt_tokens + g.completion_tokens})
-}
-
-/// Cancels a generation when the request that started it goes away.
-struct CancelOnDrop(CancelToken);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
-    }
 }

@@ -83,6 +83,10 @@ pub struct EvalArgs {
     /// orders) and rank the columns (Bradley–Terry with 95% intervals).
     #[arg(long)]
     pub pairwise: bool,
+    /// The engine for the run's GGUF models: `llama` (llama.cpp, default) or `mistralrs`
+    /// (only in builds with the `mistralrs` feature); overrides the catalog's `engine`.
+    #[arg(long, value_parser = ["llama", "mistralrs"])]
+    pub engine: Option<String>,
     /// For a promptfoo config: run it even if it uses assertion types or features
     /// promptlab lacks, listing them as skipped (otherwise the run stops before starting).
     #[arg(long)]
@@ -117,6 +121,18 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         .context("cannot open the project")?;
         (eval_set, project)
     };
+    let mut project = project;
+    if let Some(engine) = args.engine.as_deref() {
+        let choice = match engine {
+            "mistralrs" => promptlab::catalog::EngineChoice::Mistralrs,
+            _ => promptlab::catalog::EngineChoice::Llama,
+        };
+        for entry in project.catalog.models.values_mut() {
+            if entry.kind.is_gguf() {
+                entry.engine = Some(choice);
+            }
+        }
+    }
     let mut options = RunOptions {
         prompts: args.prompts.clone(),
         models: args.models.clone(),

@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// CPU threads per model (default: all cores).
     #[arg(long)]
     threads: Option<u32>,
+    /// Requests to one model decoded together as parallel sequences (default 8).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    parallel: Option<u32>,
     /// Project folder (default: found from the current folder).
     #[arg(long)]
     project: Option<PathBuf>,
@@ -47,6 +50,7 @@ pub fn run(args: ServeArgs) -> Result<Outcome> {
         catalog: project.catalog.clone(),
         api_key,
         threads: args.threads,
+        parallel: args.parallel,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -117,6 +117,7 @@ pub fn run(args: SweepArgs) -> Result<Outcome> {
         judge: None,
         pairwise: false,
         skip_unsupported: false,
+        engine: None,
     };
     let cancel = cancel_on_interrupt();
     let mut runs = Vec::new();

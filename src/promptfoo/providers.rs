@@ -239,6 +239,7 @@ fn resolve(
         label_template: None,
         fetch: None,
         hub: None,
+        engine: None,
         openai: Some(remote),
     };
     Ok(Some(Resolved {

@@ -263,6 +263,9 @@ pub(super) fn spawn_worker(
                 )?) as Box<dyn Engine>)
             })
         }
+        Some(entry) if entry.engine == Some(crate::catalog::EngineChoice::Mistralrs) => {
+            mistralrs_worker(&model.name, &entry.path, options)
+        }
         Some(entry) => {
             let path = entry.path.clone();
             let llama_options = LlamaOptions {
@@ -275,6 +278,32 @@ pub(super) fn spawn_worker(
             })
         }
     }
+}
+
+#[cfg(feature = "mistralrs")]
+fn mistralrs_worker(
+    name: &str,
+    path: &std::path::Path,
+    options: &ExecuteOptions,
+) -> Result<EngineWorker, EngineError> {
+    let path = path.to_path_buf();
+    let parallel = options.parallel;
+    EngineWorker::spawn(name, move || {
+        Ok(Box::new(crate::engine::mistralrs::MistralRsEngine::load(
+            &path, parallel,
+        )?) as Box<dyn Engine>)
+    })
+}
+
+#[cfg(not(feature = "mistralrs"))]
+fn mistralrs_worker(
+    name: &str,
+    _path: &std::path::Path,
+    _options: &ExecuteOptions,
+) -> Result<EngineWorker, EngineError> {
+    Err(EngineError::Load(format!(
+        "`{name}` asks for the mistral.rs engine, but this promptlab was built without it: build with `cargo build --release --features mistralrs`"
+    )))
 }
 
 fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError>) -> CellResult {

@@ -400,11 +400,18 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
         .context_size
         .map(|c| c.to_string())
         .unwrap_or_else(|| "default".into());
-    let identity = format!(
+    let mut identity = format!(
         "gguf:{}:{}:ctx={context}",
         info.file_size,
         hex_sha256(&header)
     );
+    // Another engine computes other outputs from the same file.
+    if let Some(engine) = entry
+        .engine
+        .filter(|e| *e != crate::catalog::EngineChoice::Llama)
+    {
+        identity.push_str(&format!(":engine={}", engine.name()));
+    }
     Ok((info.chat_template().is_some(), identity))
 }
 

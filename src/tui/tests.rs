@@ -49,6 +49,7 @@ pub(super) fn tiny_model() -> ModelFile {
             label_template: None,
             fetch: None,
             hub: None,
+            engine: None,
             openai: None,
         },
         info: Ok(GgufInfo {

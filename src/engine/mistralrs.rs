@@ -1,0 +1,322 @@
+//! mistral.rs as a second local engine for GGUF chat models (cargo feature `mistralrs`).
+//! It runs the same requests as llama.cpp through the same [`Engine`] trait, so the two
+//! can be compared on one model in one run.
+//!
+//! mistral.rs reads only some GGUF architectures and panics on others (gemma3, measured),
+//! so the architecture is checked from the header before loading, and every call into it
+//! is guarded: a panic becomes the request's error, never a crash. It schedules and
+//! batches concurrent requests itself; they are all submitted at once.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use mistralrs::{
+    Constraint, GgufModelBuilder, Model, RequestBuilder, SamplingParams as MrsSampling, StopTokens,
+    TextMessageRole,
+};
+
+use super::chat_template::ChatTemplate;
+use super::{
+    Capabilities, Engine, EngineError, FinishReason, Flow, Generation, GenerationEvent,
+    GenerationRequest, cut_at_stop,
+};
+use crate::gguf::GgufInfo;
+use crate::prompt::RenderedPrompt;
+
+/// GGUF architectures mistral.rs 0.8 loads (its quantized model families).
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    "llama",
+    "mistral3",
+    "phi2",
+    "phi3",
+    "starcoder2",
+    "qwen2",
+    "qwen3",
+];
+
+pub struct MistralRsEngine {
+    runtime: tokio::runtime::Runtime,
+    model: Model,
+    chat_template: Option<ChatTemplate>,
+    parallel: u32,
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+impl MistralRsEngine {
+    pub fn load(path: &Path, parallel: Option<u32>) -> Result<MistralRsEngine, EngineError> {
+        // A path that does not exist would be taken for a hub repo id.
+        if !path.is_file() {
+            return Err(EngineError::Load(format!(
+                "{}: no such model file",
+                path.display()
+            )));
+        }
+        let info = GgufInfo::read(path).map_err(|e| EngineError::Load(e.to_string()))?;
+        let architecture = info.architecture().unwrap_or("unknown").to_string();
+        if !SUPPORTED_ARCHITECTURES.contains(&architecture.as_str()) {
+            return Err(EngineError::Load(format!(
+                "{}: mistral.rs cannot run the `{architecture}` architecture (it reads {}); use the llama.cpp engine for this model",
+                path.display(),
+                SUPPORTED_ARCHITECTURES.join(", ")
+            )));
+        }
+        let chat_template = info.chat_template().map(|source| {
+            ChatTemplate::new(
+                source,
+                info.bos_token().unwrap_or_default(),
+                info.eos_token().unwrap_or_default(),
+            )
+        });
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let dir: PathBuf = absolute
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let file = absolute
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parallel = parallel.unwrap_or(8).max(1);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Load(format!("cannot start a runtime: {e}")))?;
+        let builder = GgufModelBuilder::new(dir.display().to_string(), vec![file])
+            .with_force_cpu()
+            .with_max_num_seqs(parallel as usize);
+        let model = runtime
+            .block_on(AssertUnwindSafe(builder.build()).catch_unwind())
+            .map_err(|panic| {
+                EngineError::Load(format!(
+                    "{}: mistral.rs failed while loading: {}",
+                    path.display(),
+                    panic_text(panic.as_ref())
+                ))
+            })?
+            .map_err(|e| {
+                EngineError::Load(format!(
+                    "{}: mistral.rs cannot load it: {e}",
+                    path.display()
+                ))
+            })?;
+        Ok(MistralRsEngine {
+            runtime,
+            model,
+            chat_template,
+            parallel,
+        })
+    }
+
+    fn request(request: &GenerationRequest) -> Result<RequestBuilder, EngineError> {
+        let RenderedPrompt::Chat(messages) = &request.prompt else {
+            return Err(EngineError::Generation(
+                "the mistral.rs engine runs chat prompts only; use llama.cpp for `completion:` prompts".into(),
+            ));
+        };
+        if request.grammar.is_some() {
+            return Err(EngineError::Generation(
+                "the mistral.rs engine takes JSON schemas, not GBNF grammars".into(),
+            ));
+        }
+        let mut builder = RequestBuilder::new();
+        for message in messages {
+            let role = match message.role.as_str() {
+                "system" => TextMessageRole::System,
+                "assistant" => TextMessageRole::Assistant,
+                "user" => TextMessageRole::User,
+                other => TextMessageRole::Custom(other.to_string()),
+            };
+            builder = builder.add_message(role, &message.content);
+        }
+        let p = &request.params;
+        let greedy = p.temperature <= 0.0;
+        let sampling = MrsSampling {
+            temperature: (!greedy).then_some(f64::from(p.temperature)),
+            top_k: if greedy {
+                Some(1)
+            } else {
+                usize::try_from(p.top_k).ok().filter(|k| *k > 0)
+            },
+            top_p: (!greedy).then_some(f64::from(p.top_p)),
+            min_p: (!greedy).then_some(f64::from(p.min_p)),
+            top_n_logprobs: 0,
+            frequency_penalty: None,
+            presence_penalty: None,
+            repetition_penalty: (p.repeat_penalty != 1.0).then_some(p.repeat_penalty),
+            stop_toks: (!p.stop.is_empty()).then(|| StopTokens::Seqs(p.stop.clone())),
+            max_len: Some(p.max_tokens as usize),
+            logits_bias: None,
+            n_choices: 1,
+            dry_params: None,
+        };
+        builder = builder.set_sampling(sampling);
+        if let Some(schema) = &request.schema {
+            builder = builder.set_constraint(Constraint::JsonSchema(schema.clone()));
+        }
+        Ok(builder)
+    }
+
+    async fn run_one(
+        &self,
+        index: usize,
+        request: &GenerationRequest,
+    ) -> (usize, Result<Generation, EngineError>) {
+        let builder = match Self::request(request) {
+            Ok(builder) => builder,
+            Err(err) => return (index, Err(err)),
+        };
+        let start = Instant::now();
+        let outcome = AssertUnwindSafe(self.model.send_chat_request(builder))
+            .catch_unwind()
+            .await;
+        let response = match outcome {
+            Err(panic) => {
+                return (
+                    index,
+                    Err(EngineError::Crashed(format!(
+                        "mistral.rs panicked: {}",
+                        panic_text(panic.as_ref())
+                    ))),
+                );
+            }
+            Ok(Err(err)) => return (index, Err(EngineError::Generation(err.to_string()))),
+            Ok(Ok(response)) => response,
+        };
+        let total = start.elapsed().as_secs_f64() * 1000.0;
+        let Some(choice) = response.choices.first() else {
+            return (
+                index,
+                Err(EngineError::Generation(
+                    "mistral.rs returned no choice".into(),
+                )),
+            );
+        };
+        let mut text = choice.message.content.clone().unwrap_or_default();
+        let mut finish = match choice.finish_reason.as_str() {
+            "length" => FinishReason::Length,
+            _ => FinishReason::EndOfText,
+        };
+        if let Some(cut) = cut_at_stop(&text, &request.params.stop) {
+            text.truncate(cut);
+            finish = FinishReason::StopSequence;
+        }
+        let usage = &response.usage;
+        let prompt_ms = f64::from(usage.total_prompt_time_sec) * 1000.0;
+        let rate = |r: f32| (r.is_finite() && r > 0.0).then_some(f64::from(r));
+        (
+            index,
+            Ok(Generation {
+                text,
+                finish,
+                prompt_tokens: u32::try_from(usage.prompt_tokens).unwrap_or(u32::MAX),
+                completion_tokens: u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX),
+                ttft_ms: if prompt_ms > 0.0 { prompt_ms } else { total },
+                total_ms: total,
+                prompt_tokens_per_s: rate(usage.avg_prompt_tok_per_sec),
+                tokens_per_s: rate(usage.avg_compl_tok_per_sec),
+            }),
+        )
+    }
+}
+
+impl Engine for MistralRsEngine {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            chat_template: self.chat_template.is_some(),
+            grammar: true,
+            parallel_sequences: self.parallel,
+            context_size: 0,
+        }
+    }
+
+    fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
+        match prompt {
+            RenderedPrompt::Completion(text) => Ok(text.clone()),
+            RenderedPrompt::Chat(messages) => self
+                .chat_template
+                .as_ref()
+                .ok_or_else(|| EngineError::ChatTemplate("the model has no chat template".into()))?
+                .render(messages, true)
+                .map_err(|f| EngineError::ChatTemplate(f.to_string())),
+        }
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize, EngineError> {
+        let tokens = self
+            .runtime
+            .block_on(
+                AssertUnwindSafe(self.model.tokenize(
+                    either::Either::Right(text.to_string()),
+                    None,
+                    false,
+                    false,
+                    None,
+                ))
+                .catch_unwind(),
+            )
+            .map_err(|panic| EngineError::Crashed(panic_text(panic.as_ref())))?
+            .map_err(|e| EngineError::Generation(e.to_string()))?;
+        Ok(tokens.len())
+    }
+
+    fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
+    fn generate_batch(
+        &mut self,
+        requests: &[GenerationRequest],
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) {
+        let this = &*self;
+        this.runtime.block_on(async {
+            for index in 0..requests.len() {
+                if on_event(GenerationEvent::Started(index)) == Flow::Stop {
+                    return;
+                }
+            }
+            let mut running: FuturesUnordered<_> = requests
+                .iter()
+                .enumerate()
+                .map(|(i, request)| this.run_one(i, request))
+                .collect();
+            let mut done = vec![false; requests.len()];
+            while let Some((index, outcome)) = running.next().await {
+                done[index] = true;
+                if let Ok(generation) = &outcome
+                    && !generation.text.is_empty()
+                {
+                    // Replies arrive whole: one token event carries the text for live views.
+                    let _ = on_event(GenerationEvent::Token(index, generation.text.clone()));
+                }
+                if on_event(GenerationEvent::Finished(index, outcome)) == Flow::Stop {
+                    drop(running);
+                    for (index, _) in done.iter().enumerate().filter(|(_, d)| !**d) {
+                        let cancelled = Generation {
+                            text: String::new(),
+                            finish: FinishReason::Cancelled,
+                            prompt_tokens: 0,
+                            completion_tokens: 0,
+                            ttft_ms: 0.0,
+                            total_ms: 0.0,
+                            prompt_tokens_per_s: None,
+                            tokens_per_s: None,
+                        };
+                        on_event(GenerationEvent::Finished(index, Ok(cancelled)));
+                    }
+                    return;
+                }
+            }
+        });
+    }
+}
