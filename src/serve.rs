@@ -8,6 +8,8 @@
 //! `parallel`) is decoded together as parallel sequences, so concurrent clients share
 //! each decode step instead of queueing one by one.
 
+mod tools;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::agent::convention::Convention;
 use crate::catalog::{ModelCatalog, ModelKind};
+use crate::engine::chat_template::ChatTemplate;
 use crate::engine::llama::{LlamaEngine, LlamaOptions};
 use crate::engine::{
     CancelToken, Engine, EngineWorker, FinishReason, GenerationEvent, GenerationRequest,
@@ -58,12 +62,14 @@ struct Pending {
 /// The way into one model's batcher thread.
 struct ModelQueue {
     pending: Mutex<std::sync::mpsc::Sender<Pending>>,
+    /// The GGUF's chat template, for requests with `tools` (rendered here, not by the engine).
+    template: Option<ChatTemplate>,
 }
 
 impl ModelQueue {
     /// Starts the thread that takes every waiting request (up to `parallel`) as one batch
     /// whenever the worker is free, and routes each event to its request's client.
-    fn start(worker: EngineWorker, parallel: usize) -> ModelQueue {
+    fn start(worker: EngineWorker, parallel: usize, template: Option<ChatTemplate>) -> ModelQueue {
         let (tx, rx) = std::sync::mpsc::channel::<Pending>();
         std::thread::spawn(move || {
             while let Ok(first) = rx.recv() {
@@ -100,6 +106,7 @@ impl ModelQueue {
         });
         ModelQueue {
             pending: Mutex::new(tx),
+            template,
         }
     }
 
@@ -199,7 +206,12 @@ async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
 #[derive(Debug, Deserialize)]
 struct ChatRequest {
     model: String,
-    messages: Vec<ChatMessage>,
+    /// Raw, because tool conversations carry `tool_calls` and null contents.
+    messages: Vec<Value>,
+    #[serde(default)]
+    tools: Vec<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
     #[serde(default)]
     stream: bool,
     temperature: Option<f32>,
@@ -283,15 +295,28 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<ModelQueue>, ApiError
             e.to_string(),
         )
     })?;
-    let worker = Arc::new(ModelQueue::start(worker, parallel as usize));
+    let template = crate::gguf::GgufInfo::read(&entry.path)
+        .ok()
+        .and_then(|info| {
+            info.chat_template().map(|source| {
+                ChatTemplate::new(
+                    source,
+                    info.bos_token().unwrap_or_default(),
+                    info.eos_token().unwrap_or_default(),
+                )
+            })
+        });
+    let worker = Arc::new(ModelQueue::start(worker, parallel as usize, template));
     workers.insert(model.to_string(), worker.clone());
     Ok(worker)
 }
 
+/// The generation for a request, and the tool convention when it offers tools.
 fn generation_request(
     request: &ChatRequest,
     catalog: &ModelCatalog,
-) -> Result<GenerationRequest, ApiError> {
+    template: Option<&ChatTemplate>,
+) -> Result<(GenerationRequest, Option<Convention>), ApiError> {
     let schema = match &request.response_format {
         None => None,
         Some(format) => match format.get("type").and_then(Value::as_str) {
@@ -346,12 +371,52 @@ fn generation_request(
             Some(StopField::Many(v)) => Some(v.clone()),
         },
     };
-    Ok(GenerationRequest {
-        prompt: RenderedPrompt::Chat(request.messages.clone()),
-        params: defaults.overlay(&asked).resolve(),
-        schema,
-        grammar: None,
-    })
+    let params = defaults.overlay(&asked).resolve();
+    let must_answer = request.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
+    if !request.tools.is_empty() {
+        if schema.is_some() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "`tools` and a JSON `response_format` cannot be combined",
+            ));
+        }
+        let template = template.ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "the model has no chat template to list tools in",
+            )
+        })?;
+        let prompt = tools::tool_prompt(template, &request.messages, &request.tools, must_answer)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request_error", e))?;
+        return Ok((
+            GenerationRequest {
+                prompt: RenderedPrompt::Completion(prompt.text),
+                params,
+                schema: None,
+                grammar: Some(prompt.grammar),
+            },
+            Some(prompt.convention),
+        ));
+    }
+    let messages = request
+        .messages
+        .iter()
+        .map(|m| ChatMessage {
+            role: m["role"].as_str().unwrap_or("user").to_string(),
+            content: tools::content_text(m),
+        })
+        .collect();
+    Ok((
+        GenerationRequest {
+            prompt: RenderedPrompt::Chat(messages),
+            params,
+            schema,
+            grammar: None,
+        },
+        None,
+    ))
 }
 
 fn finish_reason(finish: FinishReason) -> &'static str {
@@ -388,14 +453,15 @@ async fn chat(
         )
         .into_response();
     }
-    let generation = match generation_request(&request, &state.config.catalog) {
-        Ok(g) => g,
-        Err(err) => return err.into_response(),
-    };
     let worker = match worker_for(&state, &request.model) {
         Ok(w) => w,
         Err(err) => return err.into_response(),
     };
+    let (generation, convention) =
+        match generation_request(&request, &state.config.catalog, worker.template.as_ref()) {
+            Ok(g) => g,
+            Err(err) => return err.into_response(),
+        };
     let id = completion_id();
     let model = request.model.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkerEvent>();
@@ -425,11 +491,38 @@ async fn chat(
                             Some(WorkerEvent::Generation(GenerationEvent::Started(_))) => {
                                 Event::default().data(chunk(json!({"role": "assistant"}), None).to_string())
                             }
+                            // A tool reply is only known whole: keep the stream alive meanwhile.
+                            Some(WorkerEvent::Generation(GenerationEvent::Token(_, _)))
+                                if convention.is_some() =>
+                            {
+                                Event::default().comment("")
+                            }
                             Some(WorkerEvent::Generation(GenerationEvent::Token(_, text))) => {
                                 Event::default().data(chunk(json!({"content": text}), None).to_string())
                             }
                             Some(WorkerEvent::Generation(GenerationEvent::Finished(_, outcome))) => {
                                 match outcome {
+                                    Ok(g) if convention.is_some() => {
+                                        let (message, finish) = tool_reply(convention, &g, &id);
+                                        let delta = match message.get("tool_calls").and_then(Value::as_array) {
+                                            Some(calls) => {
+                                                let calls: Vec<Value> = calls
+                                                    .iter()
+                                                    .enumerate()
+                                                    .map(|(i, c)| {
+                                                        let mut c = c.clone();
+                                                        c["index"] = json!(i);
+                                                        c
+                                                    })
+                                                    .collect();
+                                                json!({"tool_calls": calls})
+                                            }
+                                            None => json!({"content": message["content"]}),
+                                        };
+                                        let mut last = chunk(delta, Some(finish));
+                                        last["usage"] = usage(&g);
+                                        Event::default().data(last.to_string())
+                                    }
                                     Ok(g) => {
                                         let mut last = chunk(json!({}), Some(finish_reason(g.finish)));
                                         last["usage"] = usage(&g);
@@ -456,6 +549,18 @@ async fn chat(
     while let Some(event) = rx.recv().await {
         if let WorkerEvent::Generation(GenerationEvent::Finished(_, outcome)) = event {
             return match outcome {
+                Ok(g) if convention.is_some() => {
+                    let (message, finish) = tool_reply(convention, &g, &id);
+                    Json(json!({
+                        "id": id,
+                        "object": "chat.completion",
+                        "created": unix_now(),
+                        "model": model,
+                        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                        "usage": usage(&g),
+                    }))
+                    .into_response()
+                }
                 Ok(g) => Json(json!({
                     "id": id,
                     "object": "chat.completion",
@@ -481,6 +586,30 @@ async fn chat(
         "the engine stopped without a result",
     )
     .into_response()
+}
+
+/// The assistant message for a reply to a request with tools: a tool call or an answer.
+fn tool_reply(
+    convention: Option<Convention>,
+    g: &crate::engine::Generation,
+    completion: &str,
+) -> (Value, &'static str) {
+    let call_id = format!("call_{}", completion.trim_start_matches("chatcmpl-"));
+    match convention {
+        Some(convention) => {
+            let (message, finish) = tools::reply_message(convention, &g.text, &call_id);
+            let finish = if g.finish == FinishReason::Length && finish != "tool_calls" {
+                "length"
+            } else {
+                finish
+            };
+            (message, finish)
+        }
+        None => (
+            json!({"role": "assistant", "content": g.text}),
+            finish_reason(g.finish),
+        ),
+    }
 }
 
 fn usage(g: &crate::engine::Generation) -> Value {

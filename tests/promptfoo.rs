@@ -8,7 +8,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{SMOLLM2, TempProject, real_model, text};
 use serde_json::Value;
@@ -245,6 +244,22 @@ fn a_local_model_judges_llm_rubric_for_a_local_model() {
 
 struct Server(Child);
 
+/// The port a server started with `--listen 127.0.0.1:0` bound, from the line it prints.
+fn served_port(child: &mut Child) -> u16 {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let line = lines.next().expect("the server printed nothing").unwrap();
+    let port = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a listening line: {line}"));
+    std::thread::spawn(move || for _ in lines {});
+    port
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -255,27 +270,17 @@ impl Drop for Server {
 #[test]
 fn an_openai_provider_with_api_base_url_reaches_promptlab_serve() {
     let (project, config) = setup("openai-compatible");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_promptlab"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--api-key-env", "SERVED_KEY", "--threads", "2"])
-            .env("SERVED_KEY", "pf-key")
-            .current_dir(project.root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--api-key-env", "SERVED_KEY", "--threads", "2"])
+        .env("SERVED_KEY", "pf-key")
+        .current_dir(project.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port = served_port(&mut child);
+    let _server = Server(child);
     let yaml = std::fs::read_to_string(&config)
         .unwrap()
         .replace("PORT", &port.to_string());

@@ -26,61 +26,58 @@ impl Drop for Server {
 }
 
 fn start(key: Option<&str>) -> Server {
-    let project = TempProject::new();
-    project.write(
-        "models/models.yaml",
+    start_with(
         &format!(
             "models:\n  smollm2:\n    path: {}\n    context_size: 1024\n  gemma:\n    path: {}\n",
             real_model(SMOLLM2).display(),
             real_model(GEMMA).display()
         ),
-    );
-    // A port found free can be taken before the server binds it (the load test opens
-    // many connections): then the server exits, and another port is tried.
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_promptlab"));
+        key,
+    )
+}
+
+fn start_with(catalog: &str, key: Option<&str>) -> Server {
+    let project = TempProject::new();
+    project.write("models/models.yaml", catalog);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_promptlab"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--threads", "2"])
+        .current_dir(project.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(key) = key {
         command
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--threads",
-                "2",
-            ])
-            .current_dir(project.root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(key) = key {
-            command
-                .env("TEST_KEY", key)
-                .args(["--api-key-env", "TEST_KEY"]);
-        }
-        let mut child = command.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                // Listening, and still ours.
-                if child.try_wait().unwrap().is_none() {
-                    return Server {
-                        child,
-                        port,
-                        _project: project,
-                    };
-                }
-                break;
-            }
-            assert!(Instant::now() < deadline, "the server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .env("TEST_KEY", key)
+            .args(["--api-key-env", "TEST_KEY"]);
     }
-    panic!("the server could not bind a port in 5 tries");
+    let mut child = command.spawn().unwrap();
+    let port = served_port(&mut child);
+    Server {
+        child,
+        port,
+        _project: project,
+    }
+}
+
+/// The port a server started with `--listen 127.0.0.1:0` bound, from the line it prints
+/// once listening (no race with other sockets for a port chosen in advance).
+pub fn served_port(child: &mut Child) -> u16 {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let line = lines
+        .next()
+        .expect("the server printed nothing")
+        .expect("readable stderr");
+    let port = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a listening line: {line}"));
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    port
 }
 
 /// One HTTP/1.1 request; returns the status code and the body.
@@ -384,4 +381,106 @@ fn eval_through_the_openai_engine_matches_the_local_engine() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_ne!(out.status.code(), Some(0));
     assert!(stdout.contains("HTTP 401"), "{stdout}");
+}
+
+/// Tools in requests: Qwen's template lists them and its `<tool_call>` replies come back
+/// as OpenAI `tool_calls` whose arguments match the schema (the grammar allows nothing
+/// else); the tool's result sent back gets an answer; streaming gives the call in one
+/// chunk; SmolLM2, whose template knows no tools, gets them as JSON instructions.
+#[test]
+fn tool_calls_come_back_as_openai_tool_calls() {
+    let server = start_with(
+        &format!(
+            "models:\n  qwen:\n    path: {}\n    context_size: 2048\n  smollm2:\n    path: {}\n    context_size: 2048\n",
+            real_model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").display(),
+            real_model(SMOLLM2).display()
+        ),
+        None,
+    );
+    let tools = json!([{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"], "additionalProperties": false}}}]);
+    let question =
+        json!({"role": "user", "content": "What is the weather in Paris right now? Use the tool."});
+    let (status, reply) = chat(
+        server.port,
+        json!({"model": "qwen", "temperature": 0, "max_tokens": 64, "tools": tools,
+               "messages": [question]}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let choice = &reply["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{reply}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    let arguments: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(
+        arguments["city"].as_str().unwrap().contains("Paris"),
+        "{arguments}"
+    );
+
+    // The result goes back as a tool message; with tool_choice none the model must answer.
+    let (status, reply) = chat(
+        server.port,
+        json!({"model": "qwen", "temperature": 0, "max_tokens": 48, "tools": tools, "tool_choice": "none",
+               "messages": [question, choice["message"],
+                            {"role": "tool", "tool_call_id": call["id"], "content": "{\"temperature_c\": 21, \"sky\": \"sunny\"}"}]}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let answer = &reply["choices"][0]["message"];
+    assert!(answer["tool_calls"].is_null(), "{reply}");
+    assert!(
+        !answer["content"].as_str().unwrap_or_default().is_empty(),
+        "{reply}"
+    );
+
+    // Streaming: the call arrives whole in one chunk, with the finish reason.
+    let body = json!({"model": "qwen", "temperature": 0, "max_tokens": 64, "tools": tools,
+                      "stream": true, "messages": [question]});
+    let (status, text) = http(
+        server.port,
+        "POST",
+        "/v1/chat/completions",
+        body.to_string().as_bytes(),
+        &[],
+    );
+    assert_eq!(status, 200, "{text}");
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "tool_calls", "{text}");
+    assert_eq!(
+        last["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
+
+    // A template without tools: the JSON convention, still a valid call or an answer.
+    let (status, reply) = chat(
+        server.port,
+        json!({"model": "smollm2", "temperature": 0, "max_tokens": 64, "tools": tools,
+               "messages": [question]}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let message = &reply["choices"][0]["message"];
+    match message["tool_calls"].as_array() {
+        Some(calls) => {
+            assert_eq!(calls[0]["function"]["name"], "get_weather");
+            let arguments: Value =
+                serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+            assert!(arguments["city"].is_string(), "{arguments}");
+        }
+        None => assert!(message["content"].is_string(), "{reply}"),
+    }
+
+    // Bad tool specs are the request's fault.
+    let (status, _) = chat(
+        server.port,
+        json!({"model": "qwen", "tools": [{"type": "function"}], "messages": [question]}),
+    );
+    assert_eq!(status, 400);
 }
