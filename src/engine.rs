@@ -62,6 +62,22 @@ pub struct Generation {
     pub tokens_per_s: Option<f64>,
 }
 
+impl Generation {
+    /// A generation stopped by the caller, with the text it had so far.
+    pub fn cancelled(text: String) -> Generation {
+        Generation {
+            text,
+            finish: FinishReason::Cancelled,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            ttft_ms: 0.0,
+            total_ms: 0.0,
+            prompt_tokens_per_s: None,
+            tokens_per_s: None,
+        }
+    }
+}
+
 /// What an engine supports, so callers can check a configuration before running it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Capabilities {

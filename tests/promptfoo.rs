@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{SMOLLM2, TempProject, real_model, text};
+use common::{SMOLLM2, TempProject, real_model, served_port, text};
 use serde_json::Value;
 
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
@@ -243,22 +243,6 @@ fn a_local_model_judges_llm_rubric_for_a_local_model() {
 }
 
 struct Server(Child);
-
-/// The port a server started with `--listen 127.0.0.1:0` bound, from the line it prints.
-fn served_port(child: &mut Child) -> u16 {
-    use std::io::BufRead;
-    let stderr = child.stderr.take().expect("stderr piped");
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let line = lines.next().expect("the server printed nothing").unwrap();
-    let port = line
-        .split("http://127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("not a listening line: {line}"));
-    std::thread::spawn(move || for _ in lines {});
-    port
-}
 
 impl Drop for Server {
     fn drop(&mut self) {

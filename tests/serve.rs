@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{GEMMA, SMOLLM2, TempProject, real_model};
+use common::{GEMMA, SMOLLM2, TempProject, real_model, served_port};
 use serde_json::{Value, json};
 
 struct Server {
@@ -57,27 +57,6 @@ fn start_with(catalog: &str, key: Option<&str>) -> Server {
         port,
         _project: project,
     }
-}
-
-/// The port a server started with `--listen 127.0.0.1:0` bound, from the line it prints
-/// once listening (no race with other sockets for a port chosen in advance).
-pub fn served_port(child: &mut Child) -> u16 {
-    use std::io::BufRead;
-    let stderr = child.stderr.take().expect("stderr piped");
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let line = lines
-        .next()
-        .expect("the server printed nothing")
-        .expect("readable stderr");
-    let port = line
-        .split("http://127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("not a listening line: {line}"));
-    // Keep draining so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    port
 }
 
 /// One HTTP/1.1 request; returns the status code and the body.

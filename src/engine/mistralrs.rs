@@ -302,16 +302,7 @@ impl Engine for MistralRsEngine {
                 if on_event(GenerationEvent::Finished(index, outcome)) == Flow::Stop {
                     drop(running);
                     for (index, _) in done.iter().enumerate().filter(|(_, d)| !**d) {
-                        let cancelled = Generation {
-                            text: String::new(),
-                            finish: FinishReason::Cancelled,
-                            prompt_tokens: 0,
-                            completion_tokens: 0,
-                            ttft_ms: 0.0,
-                            total_ms: 0.0,
-                            prompt_tokens_per_s: None,
-                            tokens_per_s: None,
-                        };
+                        let cancelled = Generation::cancelled(String::new());
                         on_event(GenerationEvent::Finished(index, Ok(cancelled)));
                     }
                     return;

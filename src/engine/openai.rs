@@ -508,16 +508,7 @@ impl Engine for OpenAiEngine {
                 drop(running);
                 for (index, text) in partial.into_iter().enumerate() {
                     if let Some(text) = text {
-                        let generation = Generation {
-                            text,
-                            finish: FinishReason::Cancelled,
-                            prompt_tokens: 0,
-                            completion_tokens: 0,
-                            ttft_ms: 0.0,
-                            total_ms: 0.0,
-                            prompt_tokens_per_s: None,
-                            tokens_per_s: None,
-                        };
+                        let generation = Generation::cancelled(text);
                         on_event(GenerationEvent::Finished(index, Ok(generation)));
                     }
                 }

@@ -93,3 +93,24 @@ pub fn vision_asset(relative: &str) -> String {
     );
     path.display().to_string()
 }
+
+/// The port a `promptlab serve --listen 127.0.0.1:0` child bound, from the line it prints
+/// once listening (a port chosen in advance can be taken by another socket first).
+pub fn served_port(child: &mut std::process::Child) -> u16 {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let line = lines
+        .next()
+        .expect("the server printed nothing")
+        .expect("readable stderr");
+    let port = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a listening line: {line}"));
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    port
+}

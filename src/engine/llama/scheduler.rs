@@ -452,16 +452,7 @@ impl Scheduler<'_, '_> {
 }
 
 fn cancelled() -> Generation {
-    Generation {
-        text: String::new(),
-        finish: FinishReason::Cancelled,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        ttft_ms: 0.0,
-        total_ms: 0.0,
-        prompt_tokens_per_s: None,
-        tokens_per_s: None,
-    }
+    Generation::cancelled(String::new())
 }
 
 /// The chain's choice, constrained by the grammar when there is one. As in llama.cpp's
