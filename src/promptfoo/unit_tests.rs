@@ -1,3 +1,6 @@
+//! Unit tests of the promptfoo importer: the `__expected` shorthand, a config with every
+//! supported shape, unsupported features listed or skipped, and errors named by place.
+
 use serde_json::json;
 
 use super::cases::expected_assertion;
