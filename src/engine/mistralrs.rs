@@ -4,15 +4,18 @@
 //!
 //! mistral.rs reads only some GGUF architectures and panics on others (gemma3, measured),
 //! so the architecture is checked from the header before loading, and every call into it
-//! is guarded: a panic becomes the request's error, never a crash. It schedules and
-//! batches concurrent requests itself; they are all submitted at once.
+//! is guarded: a panic becomes the request's error, never a crash.
+//!
+//! Requests run one at a time. mistral.rs 0.8.1 batches concurrent requests itself, but
+//! on CPU without paged attention the batched sequences share state: three prompts
+//! submitted together all came back with the last one's answer ("Lis of Kenya is
+//! Nairobi." for France), while the same prompts one at a time were answered correctly.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::FutureExt;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use mistralrs::{
     Constraint, GgufModelBuilder, Model, RequestBuilder, SamplingParams as MrsSampling, StopTokens,
     TextMessageRole,
@@ -41,7 +44,54 @@ pub struct MistralRsEngine {
     runtime: tokio::runtime::Runtime,
     model: Model,
     chat_template: Option<ChatTemplate>,
-    parallel: u32,
+    /// The end-of-text tokens of this vocabulary that llguidance may force once a JSON
+    /// schema is satisfied (see [`grammar_end_tokens`]).
+    grammar_end_tokens: Vec<String>,
+}
+
+/// Token texts llguidance takes as end of text (its `toktrie_hf_tokenizers` list).
+const LLGUIDANCE_EOS_NAMES: &[&str] = &["</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>"];
+
+/// Which of llguidance's end-of-text names are single tokens in this model's vocabulary.
+/// Once a JSON schema is complete llguidance allows only its end-of-text token, which is
+/// not always the token mistral.rs stops on (SmolLM2: `<|endoftext|>` against the chat's
+/// `<|im_end|>`), so without this a finished object ran on, invisibly, to `max_tokens`.
+fn grammar_end_tokens(runtime: &tokio::runtime::Runtime, model: &Model) -> Vec<String> {
+    LLGUIDANCE_EOS_NAMES
+        .iter()
+        .filter(|name| {
+            let tokens = runtime.block_on(
+                AssertUnwindSafe(model.tokenize(
+                    either::Either::Right(name.to_string()),
+                    None,
+                    false,
+                    false,
+                    None,
+                ))
+                .catch_unwind(),
+            );
+            matches!(tokens, Ok(Ok(ids)) if ids.len() == 1)
+        })
+        .map(|name| name.to_string())
+        .collect()
+}
+
+/// `schema` with llguidance told to allow no whitespace between JSON tokens. By default
+/// it allows any run of it, and a small model can spend its whole `max_tokens` on
+/// newlines, leaving the object unfinished (seen on CI). llama.cpp's grammars already
+/// bound whitespace. A schema that sets its own `x-guidance` options keeps them.
+fn without_free_whitespace(schema: &serde_json::Value) -> serde_json::Value {
+    let mut schema = schema.clone();
+    if let Some(object) = schema.as_object_mut() {
+        object.entry("x-guidance").or_insert_with(|| {
+            serde_json::json!({
+                "whitespace_flexible": false,
+                "item_separator": ", ",
+                "key_separator": ": ",
+            })
+        });
+    }
+    schema
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
@@ -53,7 +103,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl MistralRsEngine {
-    pub fn load(path: &Path, parallel: Option<u32>) -> Result<MistralRsEngine, EngineError> {
+    pub fn load(path: &Path) -> Result<MistralRsEngine, EngineError> {
         // A path that does not exist would be taken for a hub repo id.
         if !path.is_file() {
             return Err(EngineError::Load(format!(
@@ -86,14 +136,13 @@ impl MistralRsEngine {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let parallel = parallel.unwrap_or(8).max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| EngineError::Load(format!("cannot start a runtime: {e}")))?;
         let builder = GgufModelBuilder::new(dir.display().to_string(), vec![file])
             .with_force_cpu()
-            .with_max_num_seqs(parallel as usize);
+            .with_max_num_seqs(1);
         let model = runtime
             .block_on(AssertUnwindSafe(builder.build()).catch_unwind())
             .map_err(|panic| {
@@ -109,15 +158,16 @@ impl MistralRsEngine {
                     path.display()
                 ))
             })?;
+        let grammar_end_tokens = grammar_end_tokens(&runtime, &model);
         Ok(MistralRsEngine {
             runtime,
             model,
             chat_template,
-            parallel,
+            grammar_end_tokens,
         })
     }
 
-    fn request(request: &GenerationRequest) -> Result<RequestBuilder, EngineError> {
+    fn request(&self, request: &GenerationRequest) -> Result<RequestBuilder, EngineError> {
         let RenderedPrompt::Chat(messages) = &request.prompt else {
             return Err(EngineError::Generation(
                 "the mistral.rs engine runs chat prompts only; use llama.cpp for `completion:` prompts".into(),
@@ -139,6 +189,10 @@ impl MistralRsEngine {
             builder = builder.add_message(role, &message.content);
         }
         let p = &request.params;
+        let mut stop = p.stop.clone();
+        if request.schema.is_some() {
+            stop.extend(self.grammar_end_tokens.iter().cloned());
+        }
         let greedy = p.temperature <= 0.0;
         let sampling = MrsSampling {
             temperature: (!greedy).then_some(f64::from(p.temperature)),
@@ -153,7 +207,7 @@ impl MistralRsEngine {
             frequency_penalty: None,
             presence_penalty: None,
             repetition_penalty: (p.repeat_penalty != 1.0).then_some(p.repeat_penalty),
-            stop_toks: (!p.stop.is_empty()).then(|| StopTokens::Seqs(p.stop.clone())),
+            stop_toks: (!stop.is_empty()).then_some(StopTokens::Seqs(stop)),
             max_len: Some(p.max_tokens as usize),
             logits_bias: None,
             n_choices: 1,
@@ -161,7 +215,8 @@ impl MistralRsEngine {
         };
         builder = builder.set_sampling(sampling);
         if let Some(schema) = &request.schema {
-            builder = builder.set_constraint(Constraint::JsonSchema(schema.clone()));
+            builder =
+                builder.set_constraint(Constraint::JsonSchema(without_free_whitespace(schema)));
         }
         Ok(builder)
     }
@@ -171,7 +226,7 @@ impl MistralRsEngine {
         index: usize,
         request: &GenerationRequest,
     ) -> (usize, Result<Generation, EngineError>) {
-        let builder = match Self::request(request) {
+        let builder = match self.request(request) {
             Ok(builder) => builder,
             Err(err) => return (index, Err(err)),
         };
@@ -234,7 +289,7 @@ impl Engine for MistralRsEngine {
         Capabilities {
             chat_template: self.chat_template.is_some(),
             grammar: true,
-            parallel_sequences: self.parallel,
+            parallel_sequences: 1,
             context_size: 0,
         }
     }
@@ -280,19 +335,15 @@ impl Engine for MistralRsEngine {
     ) {
         let this = &*self;
         this.runtime.block_on(async {
-            for index in 0..requests.len() {
+            for (index, request) in requests.iter().enumerate() {
                 if on_event(GenerationEvent::Started(index)) == Flow::Stop {
+                    on_event(GenerationEvent::Finished(
+                        index,
+                        Ok(Generation::cancelled(String::new())),
+                    ));
                     return;
                 }
-            }
-            let mut running: FuturesUnordered<_> = requests
-                .iter()
-                .enumerate()
-                .map(|(i, request)| this.run_one(i, request))
-                .collect();
-            let mut done = vec![false; requests.len()];
-            while let Some((index, outcome)) = running.next().await {
-                done[index] = true;
+                let (_, outcome) = this.run_one(index, request).await;
                 if let Ok(generation) = &outcome
                     && !generation.text.is_empty()
                 {
@@ -300,14 +351,25 @@ impl Engine for MistralRsEngine {
                     let _ = on_event(GenerationEvent::Token(index, generation.text.clone()));
                 }
                 if on_event(GenerationEvent::Finished(index, outcome)) == Flow::Stop {
-                    drop(running);
-                    for (index, _) in done.iter().enumerate().filter(|(_, d)| !**d) {
-                        let cancelled = Generation::cancelled(String::new());
-                        on_event(GenerationEvent::Finished(index, Ok(cancelled)));
-                    }
                     return;
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_free_whitespace;
+    use serde_json::json;
+
+    #[test]
+    fn schemas_get_fixed_separators_unless_they_choose_their_own() {
+        let plain = without_free_whitespace(&json!({"type": "object"}));
+        assert_eq!(plain["x-guidance"]["whitespace_flexible"], json!(false));
+        assert_eq!(plain["type"], json!("object"));
+
+        let own = json!({"type": "object", "x-guidance": {"whitespace_flexible": true}});
+        assert_eq!(without_free_whitespace(&own), own);
     }
 }

@@ -264,7 +264,7 @@ pub(super) fn spawn_worker(
             })
         }
         Some(entry) if entry.engine == Some(crate::catalog::EngineChoice::Mistralrs) => {
-            mistralrs_worker(&model.name, &entry.path, options)
+            mistralrs_worker(&model.name, &entry.path)
         }
         Some(entry) => {
             let path = entry.path.clone();
@@ -281,26 +281,15 @@ pub(super) fn spawn_worker(
 }
 
 #[cfg(feature = "mistralrs")]
-fn mistralrs_worker(
-    name: &str,
-    path: &std::path::Path,
-    options: &ExecuteOptions,
-) -> Result<EngineWorker, EngineError> {
+fn mistralrs_worker(name: &str, path: &std::path::Path) -> Result<EngineWorker, EngineError> {
     let path = path.to_path_buf();
-    let parallel = options.parallel;
     EngineWorker::spawn(name, move || {
-        Ok(Box::new(crate::engine::mistralrs::MistralRsEngine::load(
-            &path, parallel,
-        )?) as Box<dyn Engine>)
+        Ok(Box::new(crate::engine::mistralrs::MistralRsEngine::load(&path)?) as Box<dyn Engine>)
     })
 }
 
 #[cfg(not(feature = "mistralrs"))]
-fn mistralrs_worker(
-    name: &str,
-    _path: &std::path::Path,
-    _options: &ExecuteOptions,
-) -> Result<EngineWorker, EngineError> {
+fn mistralrs_worker(name: &str, _path: &std::path::Path) -> Result<EngineWorker, EngineError> {
     Err(EngineError::Load(format!(
         "`{name}` asks for the mistral.rs engine, but this promptlab was built without it: build with `cargo build --release --features mistralrs`"
     )))
