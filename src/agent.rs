@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::catalog::{ModelCatalog, ModelKind};
-use crate::engine::{Engine, EngineError, Flow, GenerationEvent, GenerationRequest};
+use crate::engine::{Engine, EngineError, Flow, GenerationEvent, GenerationRequest, ToolOffer};
 use crate::params::SamplingParams;
 use crate::prompt::RenderedPrompt;
 pub use convention::Convention;
@@ -215,11 +215,6 @@ impl Agent<'_> {
         question: &str,
         on_event: &mut dyn FnMut(AgentEvent) -> Flow,
     ) -> Result<AgentTrace, AgentError> {
-        let template = self
-            .engine
-            .chat_template()
-            .cloned()
-            .ok_or(AgentError::NoChatTemplate)?;
         if self.tools.is_empty() {
             return Err(AgentError::NoTools(
                 self.tools
@@ -230,10 +225,21 @@ impl Agent<'_> {
                     .join("; "),
             ));
         }
-        let convention = Convention::for_template(&template);
+        let template = self.engine.chat_template().cloned();
+        let convention = match &template {
+            Some(template) => Convention::for_template(template),
+            None if self.engine.calls_tools_itself() => Convention::Native,
+            None => return Err(AgentError::NoChatTemplate),
+        };
         let specs = self.tools.specs();
-        let grammar = convention::grammar(convention, &specs)?;
-        let answer_only = convention::answer_grammar(convention)?;
+        // Local models reply under our grammars; a server applies its own.
+        let grammars = match convention {
+            Convention::Native => None,
+            _ => Some((
+                convention::grammar(convention, &specs)?,
+                convention::answer_grammar(convention)?,
+            )),
+        };
         // Set when the model repeats a call: it already has that result, so the next
         // reply must be the answer (small models otherwise loop until the step cap).
         let mut must_answer = false;
@@ -287,26 +293,42 @@ impl Agent<'_> {
                 trace.stop = AgentStop::MaxTokens;
                 break;
             }
-            let tool_specs = if convention == Convention::Hermes {
-                specs.as_slice()
-            } else {
-                &[]
-            };
-            let text = template
-                .render_with_tools(&messages, tool_specs, true)
-                .map_err(|f| EngineError::ChatTemplate(f.to_string()))?;
-            tracing::debug!(step = index, prompt = %text, "agent prompt");
             let mut params = self.sampling.clone();
             params.max_tokens = self.limits.max_reply_tokens.min(budget);
-            let request = GenerationRequest {
-                prompt: RenderedPrompt::Completion(text),
-                params,
-                schema: None,
-                grammar: Some(if must_answer {
-                    answer_only.clone()
-                } else {
-                    grammar.clone()
-                }),
+            let request = match (&template, &grammars) {
+                (Some(template), Some((grammar, answer_only))) => {
+                    let tool_specs = if convention == Convention::Hermes {
+                        specs.as_slice()
+                    } else {
+                        &[]
+                    };
+                    let text = template
+                        .render_with_tools(&messages, tool_specs, true)
+                        .map_err(|f| EngineError::ChatTemplate(f.to_string()))?;
+                    tracing::debug!(step = index, prompt = %text, "agent prompt");
+                    GenerationRequest {
+                        prompt: RenderedPrompt::Completion(text),
+                        params,
+                        schema: None,
+                        grammar: Some(if must_answer {
+                            answer_only.clone()
+                        } else {
+                            grammar.clone()
+                        }),
+                        tools: None,
+                    }
+                }
+                _ => GenerationRequest {
+                    prompt: RenderedPrompt::Chat(plain_messages(&messages)),
+                    params,
+                    schema: None,
+                    grammar: None,
+                    tools: Some(ToolOffer {
+                        conversation: messages.clone(),
+                        tools: specs.clone(),
+                        must_answer,
+                    }),
+                },
             };
             let (generation, cancelled) = generate_one(self.engine, &request, on_event);
             let generation = match generation {
@@ -372,6 +394,7 @@ impl Agent<'_> {
                     messages.extend(convention::call_messages(
                         convention,
                         &step.reply,
+                        &format!("call_{index}"),
                         name,
                         arguments,
                         &content,
@@ -400,6 +423,21 @@ impl Agent<'_> {
         trace.total_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(trace)
     }
+}
+
+/// The conversation as plain role/content messages (tool calls as their JSON), for
+/// displays and records of a request whose real form is its [`ToolOffer`].
+fn plain_messages(messages: &[Value]) -> Vec<crate::prompt::ChatMessage> {
+    messages
+        .iter()
+        .map(|m| crate::prompt::ChatMessage {
+            role: m["role"].as_str().unwrap_or("user").to_string(),
+            content: match &m["content"] {
+                Value::String(text) => text.clone(),
+                _ => m["tool_calls"].to_string(),
+            },
+        })
+        .collect()
 }
 
 fn generate_one(

@@ -95,6 +95,7 @@ pub fn run(model: &Path, config: &BenchConfig) -> Result<(String, Vec<BenchRun>)
         },
         schema: None,
         grammar: None,
+        tools: None,
     };
     let mut runs = Vec::new();
     // One unmeasured warm-up run pages the weights in, as llama-bench does.

@@ -30,6 +30,23 @@ pub struct GenerationRequest {
     /// value (an agent's tool call in tags, or a plain answer). Not with `schema`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grammar: Option<String>,
+    /// Tools offered through the server's own tool-calling API, for engines that call
+    /// tools themselves (see [`Engine::calls_tools_itself`]); local engines refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<ToolOffer>,
+}
+
+/// An agent step sent to a server that handles tools (OpenAI `tools`): the whole
+/// conversation in OpenAI form, with its assistant `tool_calls` and `tool` results, and the
+/// tool specs. A call the server makes comes back in the generation's text as
+/// `<tool_call>\n{"name": …, "arguments": …}\n</tool_call>`, the form the agent reads
+/// from local Hermes models, so traces look the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolOffer {
+    pub conversation: Vec<serde_json::Value>,
+    pub tools: Vec<serde_json::Value>,
+    /// No more calls: the reply must be the answer (`tool_choice: "none"`).
+    pub must_answer: bool,
 }
 
 /// Why generation ended.
@@ -144,6 +161,12 @@ pub trait Engine {
     /// (the agent, whose messages carry tool calls).
     fn chat_template(&self) -> Option<&chat_template::ChatTemplate> {
         None
+    }
+
+    /// Whether the engine takes [`GenerationRequest::tools`]: the model's server renders
+    /// the tools and parses the calls, so the agent needs no local chat template.
+    fn calls_tools_itself(&self) -> bool {
+        false
     }
 
     /// Generates every request, reporting progress through `on_event`. Returning

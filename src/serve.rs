@@ -329,6 +329,7 @@ fn generation_request(
                 params,
                 schema: None,
                 grammar: Some(prompt.grammar),
+                tools: None,
             },
             Some(prompt.convention),
         ));
@@ -347,6 +348,7 @@ fn generation_request(
             params,
             schema,
             grammar: None,
+            tools: None,
         },
         None,
     ))

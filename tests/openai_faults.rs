@@ -242,6 +242,7 @@ fn request(message: &str) -> GenerationRequest {
         params: SamplingParams::default(),
         schema: None,
         grammar: None,
+        tools: None,
     }
 }
 

@@ -114,6 +114,7 @@ fn schema_constrained_output_always_parses_and_validates() {
             },
             schema: Some(schema.clone()),
             grammar: None,
+            tools: None,
         })
         .collect();
     for generation in generate(&mut engine, &requests) {
@@ -137,6 +138,7 @@ fn stop_sequences_end_generation() {
         },
         schema: None,
         grammar: None,
+        tools: None,
     };
     let unstopped = GenerationRequest {
         params: params(100),
@@ -171,6 +173,7 @@ fn same_seed_gives_the_same_output() {
         },
         schema: None,
         grammar: None,
+        tools: None,
     };
     let results = generate(&mut engine, &[sampled(7), sampled(7), sampled(8)]);
     assert_eq!(results[0].text, results[1].text);
@@ -200,6 +203,7 @@ fn base_model_completion_works() {
         },
         schema: None,
         grammar: None,
+        tools: None,
     };
     let result = &generate(&mut engine, &[request])[0];
     assert!(result.text.contains("Paris"), "{result:?}");
@@ -218,6 +222,7 @@ fn cancelling_stops_between_tokens() {
         params: params(200),
         schema: None,
         grammar: None,
+        tools: None,
     };
     let mut tokens = 0;
     let mut finished = Vec::new();
@@ -265,6 +270,7 @@ fn batched_generation_is_deterministic_and_completes_every_request() {
                 params: params(24),
                 schema: None,
                 grammar: None,
+                tools: None,
             })
             .collect();
     let mut batched = load_parallel(SMOLLM2, 3);

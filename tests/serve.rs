@@ -1,6 +1,7 @@
 //! `promptlab serve` end to end on SmolLM2, over real HTTP on loopback: model list (chat
 //! models only), completions, JSON-schema output, streaming, the API key, malformed and
-//! oversized requests with their status codes, and 100 concurrent clients.
+//! oversized requests with their status codes, and 100 concurrent clients; tools, and the
+//! agent on a remote model talking to it.
 
 mod common;
 
@@ -462,4 +463,81 @@ fn tool_calls_come_back_as_openai_tool_calls() {
         json!({"model": "qwen", "tools": [{"type": "function"}], "messages": [question]}),
     );
     assert_eq!(status, 400);
+}
+
+/// The agent on a remote model (`kind: openai`) pointed at `serve`: tools go out as
+/// OpenAI `tools`, calls come back as `tool_calls`, results go back as `tool` messages,
+/// and the trace is the one the same model gives locally, step for step.
+#[test]
+fn the_agent_calls_tools_through_a_remote_model() {
+    let qwen = real_model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    let server = start_with(
+        &format!(
+            "models:\n  qwen:\n    path: {}\n    context_size: 4096\n",
+            qwen.display()
+        ),
+        None,
+    );
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  qwen:\n    path: {}\n    context_size: 4096\n  remote:\n    kind: openai\n    openai:\n      model: qwen\n      endpoints: [\"http://127.0.0.1:{}/v1\"]\n",
+            qwen.display(),
+            server.port
+        ),
+    );
+    project.write("prompts/.keep", "");
+    let ask = |model: &str| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+            .args([
+                "agent",
+                "--model",
+                model,
+                "--tools",
+                "calculator",
+                "--no-store",
+                "--json",
+                "--max-steps",
+                "4",
+                "What is 12 * 7?",
+            ])
+            .current_dir(project.root())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{said}");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {said}"))
+    };
+    let remote = ask("remote");
+    assert_eq!(remote["convention"], "native", "{remote}");
+    let steps = remote["steps"].as_array().unwrap();
+    let first = &steps[0];
+    assert!(
+        first["reply"].as_str().unwrap().starts_with("<tool_call>"),
+        "{first}"
+    );
+    assert_eq!(first["action"]["name"], "calculator", "{first}");
+    assert_eq!(first["action"]["result"]["result"], "84", "{first}");
+    assert!(
+        remote["answer"].as_str().unwrap().contains("84"),
+        "{remote}"
+    );
+
+    let local = ask("qwen");
+    assert_eq!(local["convention"], "hermes", "{local}");
+    let actions = |trace: &Value| -> Vec<Value> {
+        trace["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let mut action = s["action"].clone();
+                action.as_object_mut().unwrap().remove("tool_ms");
+                json!([action, s["prompt_tokens"], s["generated_tokens"]])
+            })
+            .collect()
+    };
+    assert_eq!(actions(&remote), actions(&local));
+    assert_eq!(remote["answer"], local["answer"]);
 }

@@ -8,6 +8,10 @@
 //! - **JSON** (any other chat model): the tools are described in the system message and every
 //!   reply is one JSON object, `{"tool": name, "arguments": {…}}` or `{"answer": "…"}`;
 //!   tool results come back as user messages.
+//! - **Native** (a remote model behind an OpenAI-compatible server): the server renders the
+//!   tools with its own template and returns OpenAI `tool_calls`; the engine writes a call
+//!   into the reply in the Hermes form, and results go back as `tool` messages with the
+//!   call's id. The server decides how calls are constrained.
 
 use serde_json::{Value, json};
 
@@ -20,6 +24,7 @@ use crate::engine::llama::schema_to_grammar;
 pub enum Convention {
     Hermes,
     Json,
+    Native,
 }
 
 impl Convention {
@@ -69,6 +74,7 @@ fn call_schemas(tools: &[Value], name_key: &str) -> Vec<Value> {
 /// `{"answer": "…"}` (JSON).
 pub fn answer_grammar(convention: Convention) -> Result<String, EngineError> {
     match convention {
+        Convention::Native => Err(native_has_no_grammar()),
         Convention::Hermes => Ok("root ::= [^<{`] [^\\x00]*\n".into()),
         Convention::Json => schema_to_grammar(&json!({
             "type": "object",
@@ -82,6 +88,7 @@ pub fn answer_grammar(convention: Convention) -> Result<String, EngineError> {
 /// The grammar a reply is generated under.
 pub fn grammar(convention: Convention, tools: &[Value]) -> Result<String, EngineError> {
     match convention {
+        Convention::Native => Err(native_has_no_grammar()),
         Convention::Hermes => {
             let call = schema_to_grammar(&json!({"oneOf": call_schemas(tools, "name")}))?;
             // The schema's grammar becomes one rule of ours; its other rules keep their
@@ -106,6 +113,12 @@ pub fn grammar(convention: Convention, tools: &[Value]) -> Result<String, Engine
     }
 }
 
+fn native_has_no_grammar() -> EngineError {
+    EngineError::Generation(
+        "a server that calls tools itself applies its own grammar; none is sent".into(),
+    )
+}
+
 /// The system message the JSON convention adds: the tools and the reply format.
 pub fn json_instructions(tools: &[Value]) -> String {
     let mut text = String::from(
@@ -126,7 +139,7 @@ pub fn json_instructions(tools: &[Value]) -> String {
 pub fn parse_reply(convention: Convention, text: &str) -> Reply {
     let trimmed = text.trim();
     match convention {
-        Convention::Hermes => {
+        Convention::Hermes | Convention::Native => {
             let body = match trimmed.strip_prefix("<tool_call>") {
                 Some(body) => match body.trim_end().strip_suffix("</tool_call>") {
                     Some(body) => body,
@@ -177,14 +190,25 @@ pub fn parse_reply(convention: Convention, text: &str) -> Reply {
 }
 
 /// The assistant message recording a call, and the message carrying its result back.
+/// `id` ties the two together for servers (the Native convention).
 pub fn call_messages(
     convention: Convention,
     raw: &str,
+    id: &str,
     name: &str,
     arguments: &Value,
     result: &Value,
 ) -> [Value; 2] {
     match convention {
+        Convention::Native => [
+            json!({
+                "role": "assistant",
+                "content": null,
+                "tool_calls": [{"id": id, "type": "function",
+                                "function": {"name": name, "arguments": arguments.to_string()}}]
+            }),
+            json!({"role": "tool", "tool_call_id": id, "content": result.to_string()}),
+        ],
         Convention::Hermes => [
             json!({
                 "role": "assistant",

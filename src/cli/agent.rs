@@ -11,8 +11,10 @@ use promptlab::agent::{
     Agent, AgentEvent, AgentLimits, AgentStop, DEFAULT_SYSTEM, ToolModels, default_roots,
     project_tools,
 };
+use promptlab::engine::Engine;
 use promptlab::engine::Flow;
 use promptlab::engine::llama::{LlamaEngine, LlamaOptions};
+use promptlab::engine::openai::OpenAiEngine;
 use promptlab::project::Project;
 use promptlab::prompt::{Prompt, RenderedPrompt};
 use promptlab::store::RunStore;
@@ -97,7 +99,7 @@ pub struct AgentArgs {
 
 struct LoadedModel {
     name: String,
-    engine: LlamaEngine,
+    engine: Box<dyn Engine>,
     params: promptlab::params::GenerationParams,
 }
 
@@ -170,15 +172,20 @@ impl Session {
 
     fn load_model(&self, name: &str) -> Result<LoadedModel> {
         let model = self.project.catalog.resolve(name)?;
-        let Some(entry) = model.entry.as_ref().filter(|e| e.kind.is_gguf()) else {
-            bail!(
-                "`{name}` is not a language model: the agent needs a GGUF chat model from models/models.yaml"
-            );
+        let engine: Box<dyn Engine> = match model.entry.as_ref() {
+            Some(entry) if entry.kind.is_gguf() => Box::new(LlamaEngine::load(
+                &entry.path,
+                &LlamaOptions::one_conversation(entry.context_size),
+            )?),
+            Some(entry) if entry.openai.is_some() => {
+                let settings = entry.openai.clone().context("no `openai:` settings")?;
+                Box::new(OpenAiEngine::new(settings)?)
+            }
+            _ => bail!(
+                "`{name}` is not a language model: the agent needs a GGUF chat model or a `kind: openai` model from models/models.yaml"
+            ),
         };
-        let engine = LlamaEngine::load(
-            &entry.path,
-            &LlamaOptions::one_conversation(entry.context_size),
-        )?;
+        let entry = model.entry.as_ref().context("no catalog entry")?;
         Ok(LoadedModel {
             name: name.to_string(),
             engine,
@@ -240,7 +247,7 @@ impl Session {
         };
         let mut agent = Agent {
             opening,
-            engine,
+            engine: engine.as_mut(),
             tools: &self.tools,
             context: &self.context,
             system: system

@@ -197,6 +197,11 @@ impl LlamaEngine {
         &self,
         request: &GenerationRequest,
     ) -> Result<(LlamaSampler, Option<LlamaSampler>), EngineError> {
+        if request.tools.is_some() {
+            return Err(EngineError::Generation(
+                "llama.cpp models get their tools through their own chat template, not a server's tool API".into(),
+            ));
+        }
         let p = &request.params;
         let mut chain = Vec::new();
         let source = match (&request.schema, &request.grammar) {

@@ -173,9 +173,9 @@ impl MistralRsEngine {
                 "the mistral.rs engine runs chat prompts only; use llama.cpp for `completion:` prompts".into(),
             ));
         };
-        if request.grammar.is_some() {
+        if request.grammar.is_some() || request.tools.is_some() {
             return Err(EngineError::Generation(
-                "the mistral.rs engine takes JSON schemas, not GBNF grammars".into(),
+                "the mistral.rs engine takes JSON schemas, not GBNF grammars or tool offers".into(),
             ));
         }
         let mut builder = RequestBuilder::new();

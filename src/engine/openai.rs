@@ -393,10 +393,20 @@ fn finish(
     first_token: Option<Instant>,
 ) -> Generation {
     let total = start.elapsed();
-    let mut text = reply.text;
     let mut finish = reply.finish.unwrap_or(FinishReason::EndOfText);
+    // The agent makes one call per step; a server's further calls in the same reply are
+    // left for the model to make again once it has the first result.
+    let mut text = match reply.tool_calls.first() {
+        Some(call) => {
+            finish = FinishReason::EndOfText;
+            call.as_hermes()
+        }
+        None => reply.text,
+    };
     // Servers differ in how many stop sequences they honour; cut locally as well.
-    if let Some(cut) = cut_at_stop(&text, &request.params.stop) {
+    if reply.tool_calls.is_empty()
+        && let Some(cut) = cut_at_stop(&text, &request.params.stop)
+    {
         text.truncate(cut);
         finish = FinishReason::StopSequence;
     }
@@ -451,6 +461,10 @@ impl Engine for OpenAiEngine {
             parallel_sequences: u32::try_from(self.pool.capacity()).unwrap_or(u32::MAX),
             context_size: 0,
         }
+    }
+
+    fn calls_tools_itself(&self) -> bool {
+        true
     }
 
     fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {

@@ -168,6 +168,7 @@ impl JudgePlan {
             params: model_params.overlay(&template.params).resolve(),
             schema: template.schema.clone(),
             grammar: None,
+            tools: None,
         }
     }
 }

@@ -279,6 +279,7 @@ pub fn plan(
                 params: params.clone(),
                 schema: prompt.schema.clone(),
                 grammar: None,
+                tools: None,
             };
             cells.push(PlannedCell {
                 column,

@@ -56,7 +56,8 @@ pub fn tool_prompt(
     }
     let convention = Convention::for_template(template);
     let text = match convention {
-        Convention::Hermes => {
+        // A local template is never Native (that is for servers); it reads like Hermes.
+        Convention::Hermes | Convention::Native => {
             let messages: Vec<Value> = messages
                 .iter()
                 .map(|m| {

@@ -319,6 +319,7 @@ impl Jobs {
                         params,
                         schema,
                         grammar: None,
+                        tools: None,
                     },
                     cancel,
                 };

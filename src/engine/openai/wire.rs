@@ -41,11 +41,17 @@ pub fn request_body(
     let p = &request.params;
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
-    match &request.prompt {
-        RenderedPrompt::Chat(messages) => {
+    match (&request.tools, &request.prompt) {
+        (Some(offer), _) => {
+            body.insert("messages".into(), json!(offer.conversation));
+            body.insert("tools".into(), json!(offer.tools));
+            let choice = if offer.must_answer { "none" } else { "auto" };
+            body.insert("tool_choice".into(), json!(choice));
+        }
+        (None, RenderedPrompt::Chat(messages)) => {
             body.insert("messages".into(), json!(messages));
         }
-        RenderedPrompt::Completion(text) => {
+        (None, RenderedPrompt::Completion(text)) => {
             body.insert("prompt".into(), json!(text));
         }
     }
@@ -93,6 +99,31 @@ pub struct Reply {
     pub tokens_per_s: Option<f64>,
     /// Content chunks received, the completion token count when no usage is reported.
     pub chunks: u32,
+    /// Tool calls, assembled from whole messages or from stream deltas.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// Calls kept from one reply; a server's larger `index` is ignored rather than allocated.
+const MAX_TOOL_CALLS: usize = 64;
+
+/// One tool call of a reply; `arguments` is the JSON text the server sent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// The call in the Hermes form the agent reads. Arguments that are not JSON stay a
+    /// string, which the tool's schema check then refuses with a message to the model.
+    pub fn as_hermes(&self) -> String {
+        let arguments = serde_json::from_str::<Value>(&self.arguments)
+            .unwrap_or_else(|_| Value::String(self.arguments.clone()));
+        format!(
+            "<tool_call>\n{}\n</tool_call>",
+            json!({"name": self.name, "arguments": arguments})
+        )
+    }
 }
 
 fn finish_reason(value: &Value) -> Option<FinishReason> {
@@ -118,6 +149,32 @@ pub fn error_message(body: &Value) -> Option<String> {
 }
 
 impl Reply {
+    /// Adds one `tool_calls` entry: a whole call, or a stream delta that names its call by
+    /// `index` and carries a piece of the arguments.
+    fn absorb_call(&mut self, position: usize, call: &Value) {
+        let index = call
+            .get("index")
+            .and_then(Value::as_u64)
+            .map_or(position, |i| i as usize);
+        if index >= MAX_TOOL_CALLS {
+            return;
+        }
+        if self.tool_calls.len() <= index {
+            self.tool_calls.resize(index + 1, ToolCall::default());
+        }
+        let slot = &mut self.tool_calls[index];
+        let function = &call["function"];
+        if let Some(name) = function.get("name").and_then(Value::as_str) {
+            slot.name.push_str(name);
+        }
+        match function.get("arguments") {
+            Some(Value::String(piece)) => slot.arguments.push_str(piece),
+            // Some servers send the arguments as an object rather than its JSON text.
+            Some(object @ Value::Object(_)) => slot.arguments = object.to_string(),
+            _ => {}
+        }
+    }
+
     /// Folds one JSON object (a whole reply or a stream chunk) into the reply. Returns the
     /// new text it carried, if any.
     pub fn absorb(&mut self, object: &Value) -> Result<Option<String>, String> {
@@ -137,6 +194,14 @@ impl Reply {
                 self.text.push_str(content);
                 self.chunks += 1;
                 new_text = Some(content.to_string());
+            }
+            let calls = choice
+                .get("delta")
+                .or_else(|| choice.get("message"))
+                .and_then(|m| m.get("tool_calls"))
+                .and_then(Value::as_array);
+            for (position, call) in calls.into_iter().flatten().enumerate() {
+                self.absorb_call(position, call);
             }
             if let Some(reason) = choice.get("finish_reason").and_then(finish_reason) {
                 self.finish = Some(reason);
@@ -223,6 +288,7 @@ mod tests {
             },
             schema: Some(json!({"type": "object"})),
             grammar: None,
+            tools: None,
         }
     }
 
@@ -242,6 +308,78 @@ mod tests {
 
         let plain = request_body("m", &chat_request(), false, false);
         assert!(plain.get("top_k").is_none() && plain.get("stream").is_none());
+    }
+
+    #[test]
+    fn a_tool_offer_sends_the_conversation_tools_and_choice() {
+        let mut request = chat_request();
+        request.schema = None;
+        let conversation = vec![
+            json!({"role": "user", "content": "7*6?"}),
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function", "function": {"name": "calc", "arguments": "{}"}}]}),
+            json!({"role": "tool", "tool_call_id": "call_0", "content": "42"}),
+        ];
+        let tools = vec![json!({"type": "function", "function": {"name": "calc"}})];
+        request.tools = Some(crate::engine::ToolOffer {
+            conversation: conversation.clone(),
+            tools: tools.clone(),
+            must_answer: false,
+        });
+        let body = request_body("m", &request, false, false);
+        assert_eq!(body["messages"], json!(conversation));
+        assert_eq!(body["tools"], json!(tools));
+        assert_eq!(body["tool_choice"], "auto");
+        request.tools.as_mut().unwrap().must_answer = true;
+        assert_eq!(
+            request_body("m", &request, false, false)["tool_choice"],
+            "none"
+        );
+    }
+
+    #[test]
+    fn tool_calls_are_read_whole_or_from_stream_deltas() {
+        let mut whole = Reply::default();
+        whole
+            .absorb(&json!({"choices": [{"message": {"content": null, "tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "calc", "arguments": "{\"x\": 1}"}}
+            ]}, "finish_reason": "tool_calls"}]}))
+            .unwrap();
+        assert_eq!(
+            whole.tool_calls,
+            vec![ToolCall {
+                name: "calc".into(),
+                arguments: "{\"x\": 1}".into()
+            }]
+        );
+        assert_eq!(
+            whole.tool_calls[0].as_hermes(),
+            "<tool_call>\n{\"name\":\"calc\",\"arguments\":{\"x\":1}}\n</tool_call>"
+        );
+
+        // OpenAI streams the name first, then the arguments in pieces, by index.
+        let mut streamed = Reply::default();
+        for chunk in [
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "a", "function": {"name": "calc", "arguments": ""}}]}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"x\""}}]}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}, "finish_reason": "tool_calls"}]}),
+        ] {
+            assert_eq!(streamed.absorb(&chunk).unwrap(), None);
+        }
+        assert_eq!(streamed.tool_calls, whole.tool_calls);
+        assert_eq!(streamed.finish, Some(FinishReason::EndOfText));
+
+        // Arguments that are not JSON stay a string for the tool's schema check to refuse.
+        let broken = ToolCall {
+            name: "calc".into(),
+            arguments: "{\"x\":".into(),
+        };
+        assert!(broken.as_hermes().contains("\"arguments\":\"{\\\"x\\\":\""));
+        // A server's absurd index is not allocated.
+        let mut absurd = Reply::default();
+        absurd
+            .absorb(&json!({"choices": [{"delta": {"tool_calls": [{"index": 4000000000u64, "function": {"name": "x"}}]}}]}))
+            .unwrap();
+        assert!(absurd.tool_calls.is_empty());
     }
 
     #[test]
