@@ -83,6 +83,7 @@ pub fn run(model: &Path, config: &BenchConfig) -> Result<(String, Vec<BenchRun>)
             context_size: Some(config.context_size()),
             threads: Some(config.threads),
             parallel: Some(1),
+            keep_conversation: false,
         },
     )?;
     let (text, _) = prompt_of_length(&engine, config.prompt_tokens)?;

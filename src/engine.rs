@@ -77,6 +77,10 @@ pub struct Generation {
     pub prompt_tokens_per_s: Option<f64>,
     /// Generated tokens per second, after the first token.
     pub tokens_per_s: Option<f64>,
+    /// Prompt tokens not decoded for this request: already in the KV cache, shared with
+    /// the batch's other prompts or kept from the previous request.
+    #[serde(default)]
+    pub cached_prompt_tokens: u32,
 }
 
 impl Generation {
@@ -91,6 +95,7 @@ impl Generation {
             total_ms: 0.0,
             prompt_tokens_per_s: None,
             tokens_per_s: None,
+            cached_prompt_tokens: 0,
         }
     }
 }

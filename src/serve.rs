@@ -217,6 +217,7 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<ModelQueue>, ApiError
         context_size: entry.context_size,
         threads: state.config.threads,
         parallel: Some(parallel),
+        keep_conversation: false,
     };
     let worker = EngineWorker::spawn(model, move || {
         Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)

@@ -25,6 +25,7 @@ fn load_parallel(file: &str, parallel: u32) -> LlamaEngine {
             context_size: Some(1024),
             threads: Some(1),
             parallel: Some(parallel),
+            keep_conversation: false,
         },
     )
     .expect("model loads")
@@ -286,4 +287,69 @@ fn batched_generation_is_deterministic_and_completes_every_request() {
         distinct.len() >= 4,
         "different questions get different answers: {distinct:?}"
     );
+}
+
+/// A conversation that grows turn by turn re-reads only its new part: the engine keeps the
+/// last request's KV cache (`keep_conversation`) and decodes from the common start. The
+/// answers stay right whether the next prompt extends the last one, diverges from it after
+/// the system message, or is unrelated.
+#[test]
+fn a_kept_conversation_decodes_only_its_new_tokens() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut engine = LlamaEngine::load(
+        &real_model(SMOLLM2),
+        &LlamaOptions {
+            keep_conversation: true,
+            ..LlamaOptions::one_conversation(Some(1024))
+        },
+    )
+    .expect("model loads");
+    let ask = |engine: &mut LlamaEngine, prompt: RenderedPrompt| {
+        let request = GenerationRequest {
+            prompt,
+            params: params(12),
+            schema: None,
+            grammar: None,
+            tools: None,
+        };
+        generate(engine, std::slice::from_ref(&request)).remove(0)
+    };
+    let first = ask(&mut engine, chat("What is the capital of Japan?"));
+    assert_eq!(first.cached_prompt_tokens, 0);
+    assert!(first.text.contains("Tokyo"), "{}", first.text);
+
+    // The next turn starts with the whole first exchange.
+    let RenderedPrompt::Chat(mut turns) = chat("What is the capital of Japan?") else {
+        unreachable!()
+    };
+    turns.push(ChatMessage {
+        role: "assistant".into(),
+        content: first.text.clone(),
+    });
+    turns.push(ChatMessage {
+        role: "user".into(),
+        content: "And the capital of Kenya?".into(),
+    });
+    let second = ask(&mut engine, RenderedPrompt::Chat(turns));
+    assert!(
+        second.cached_prompt_tokens >= first.prompt_tokens,
+        "kept {} of {} prompt tokens; the first prompt had {}",
+        second.cached_prompt_tokens,
+        second.prompt_tokens,
+        first.prompt_tokens
+    );
+    assert!(second.text.contains("Nairobi"), "{}", second.text);
+
+    // Diverging after the system message: the rest of the cache is dropped, not reused.
+    let third = ask(&mut engine, chat("What is the capital of Kenya?"));
+    assert!(third.cached_prompt_tokens > 0);
+    assert!(third.cached_prompt_tokens < second.cached_prompt_tokens);
+    assert!(third.text.contains("Nairobi"), "{}", third.text);
+
+    // Unrelated text: nothing in common, the answer is the one a fresh engine gives.
+    let completion = RenderedPrompt::Completion("The capital of Italy is".into());
+    let fourth = ask(&mut engine, completion.clone());
+    let fresh = ask(&mut load(SMOLLM2), completion);
+    assert_eq!(fourth.cached_prompt_tokens, 0);
+    assert_eq!(fourth.text, fresh.text);
 }

@@ -67,6 +67,7 @@ impl Engine for EchoEngine {
                 total_ms: elapsed,
                 prompt_tokens_per_s: None,
                 tokens_per_s: None,
+                cached_prompt_tokens: 0,
             };
             if on_event(GenerationEvent::Finished(index, Ok(generation))) == Flow::Stop {
                 return;

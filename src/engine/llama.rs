@@ -3,6 +3,7 @@
 //! embedded in the GGUF (see `chat_template`), and JSON schemas become llama.cpp grammars
 //! so constrained output always parses.
 
+use std::cell::RefCell;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -43,6 +44,10 @@ pub struct LlamaOptions {
     pub parallel: Option<u32>,
     /// CPU threads; defaults to the number of cores.
     pub threads: Option<u32>,
+    /// Keep the KV cache of a lone request for the next one, which then decodes only
+    /// what follows their common start: a conversation that grows turn by turn (the
+    /// agent, the playground) re-reads only its new messages.
+    pub keep_conversation: bool,
 }
 
 impl LlamaOptions {
@@ -52,6 +57,7 @@ impl LlamaOptions {
             context_size,
             parallel: Some(1),
             threads: None,
+            keep_conversation: true,
         }
     }
 }
@@ -123,8 +129,27 @@ impl Tokenizer {
     }
 }
 
+/// The context kept between lone requests, and the tokens its sequence 0 holds.
+struct KeptContext<'m> {
+    ctx: LlamaContext<'m>,
+    cells: u32,
+    tokens: Vec<LlamaToken>,
+}
+
+type KeptSlot<'m> = RefCell<Option<KeptContext<'m>>>;
+
+self_cell::self_cell!(
+    /// The model, and the context kept for the next request (which borrows the model).
+    struct ModelCell {
+        owner: LlamaModel,
+        #[not_covariant]
+        dependent: KeptSlot,
+    }
+);
+
 pub struct LlamaEngine {
-    model: LlamaModel,
+    cell: ModelCell,
+    keep_conversation: bool,
     chat_template: Option<ChatTemplate>,
     bos_text: Option<String>,
     context_size: u32,
@@ -157,7 +182,8 @@ impl LlamaEngine {
         let context_size = options.context_size.unwrap_or(DEFAULT_CONTEXT).min(trained);
         let threads = options.threads.unwrap_or_else(default_threads).max(1) as i32;
         Ok(LlamaEngine {
-            model,
+            cell: ModelCell::new(model, |_| RefCell::new(None)),
+            keep_conversation: options.keep_conversation,
             chat_template,
             bos_text: bos,
             context_size,
@@ -166,8 +192,17 @@ impl LlamaEngine {
         })
     }
 
-    /// A context whose unified KV cache holds `cells` tokens across `sequences`.
-    fn new_context(&self, cells: u32, sequences: u32) -> Result<LlamaContext<'_>, EngineError> {
+    fn model(&self) -> &LlamaModel {
+        self.cell.borrow_owner()
+    }
+
+    /// A context on `model` whose unified KV cache holds `cells` tokens across `sequences`.
+    fn new_context<'m>(
+        &self,
+        model: &'m LlamaModel,
+        cells: u32,
+        sequences: u32,
+    ) -> Result<LlamaContext<'m>, EngineError> {
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(cells.max(256)))
             .with_n_seq_max(sequences)
@@ -181,13 +216,13 @@ impl LlamaEngine {
             // decoding on these small models it measured ~5% slower (and llama.cpp's own
             // tools default to off on CPU), so it stays off.
             .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED);
-        self.model
+        model
             .new_context(backend()?, params)
             .map_err(|e| EngineError::Generation(format!("cannot create a llama.cpp context: {e}")))
     }
 
     fn tokenize(&self, text: &str) -> Vec<llama_cpp_2::token::LlamaToken> {
-        self.model.vocab().tokenize(text.as_bytes(), true, true)
+        self.model().vocab().tokenize(text.as_bytes(), true, true)
     }
 
     /// The request's sampler chain, and its grammar sampler kept apart: checking one
@@ -215,23 +250,23 @@ impl LlamaEngine {
         };
         let grammar = match source {
             Some(source) => Some(
-                LlamaSampler::grammar(&self.model, &source, "root")
+                LlamaSampler::grammar(self.model(), &source, "root")
                     .map_err(|e| EngineError::Schema(format!("grammar rejected: {e}")))?,
             ),
             None => None,
         };
         if p.ignore_eos {
-            let vocab = self.model.vocab();
+            let vocab = self.model().vocab();
             let banned: Vec<LlamaLogitBias> = vocab
                 .tokens()
                 .filter(|t| vocab.is_eog(*t))
                 .map(|t| LlamaLogitBias::new(t, f32::NEG_INFINITY))
                 .collect();
-            chain.push(LlamaSampler::logit_bias(self.model.n_vocab(), &banned));
+            chain.push(LlamaSampler::logit_bias(self.model().n_vocab(), &banned));
         }
         if p.repeat_penalty != 1.0 {
             chain.push(LlamaSampler::penalties(
-                self.model.n_vocab(),
+                self.model().n_vocab(),
                 PENALTY_WINDOW,
                 p.repeat_penalty,
                 0.0,
@@ -298,7 +333,7 @@ impl Engine for LlamaEngine {
                 // also writes it would double it (llama.cpp's server strips it the same way).
                 let bos = self.bos_text.as_deref().unwrap_or("");
                 if !bos.is_empty()
-                    && self.model.vocab().should_add_bos()
+                    && self.model().vocab().should_add_bos()
                     && let Some(rest) = text.strip_prefix(bos)
                 {
                     return Ok(rest.to_string());
@@ -368,37 +403,112 @@ impl Engine for LlamaEngine {
         let longest_prefix = groups.iter().map(|g| g.len).max().unwrap_or(0);
         let cells = u32::try_from(per_slot * parallel + longest_prefix + BATCH_SIZE as usize)
             .unwrap_or(u32::MAX);
-        let ctx = match self.new_context(cells, parallel as u32 + 1) {
-            Ok(ctx) => ctx,
-            Err(err) => {
-                for i in prepared
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.is_some())
-                    .map(|(i, _)| i)
-                {
-                    if on_event(GenerationEvent::Finished(i, Err(err.clone()))) == Flow::Stop {
-                        return;
-                    }
-                }
-                return;
-            }
-        };
-        let prepared = prepared
+        let keep = self.keep_conversation && requests.len() == 1;
+        let prompt: Vec<LlamaToken> = prepared.first().cloned().flatten().unwrap_or_default();
+        let prepared: Vec<Option<scheduler::Prepared>> = prepared
             .into_iter()
             .zip(group_of)
             .map(|(tokens, group)| tokens.map(|tokens| scheduler::Prepared { tokens, group }))
             .collect();
-        scheduler::Scheduler {
-            engine: self,
-            ctx,
-            requests,
-            prepared,
-            groups,
-            parallel,
-            context_size: self.context_size as usize,
+        let this = &*self;
+        this.cell.with_dependent(|model, kept_slot| {
+            let mut kept = kept_slot.borrow_mut();
+            if !keep {
+                // A batch gets a context sized for it; a kept one would only hold memory.
+                *kept = None;
+            }
+            let mut fresh = None;
+            let outcome = if keep {
+                this.kept_context(model, &mut kept, cells, &prompt)
+                    .map(|(kept, resume_from)| (&mut kept.ctx, resume_from))
+            } else {
+                this.new_context(model, cells, parallel as u32 + 1)
+                    .map(|ctx| (fresh.insert(ctx), 0))
+            };
+            let (ctx, resume_from) = match outcome {
+                Ok(found) => found,
+                Err(err) => {
+                    *kept = None;
+                    for i in prepared
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.is_some())
+                        .map(|(i, _)| i)
+                    {
+                        if on_event(GenerationEvent::Finished(i, Err(err.clone()))) == Flow::Stop {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            };
+            let in_cache = scheduler::Scheduler {
+                engine: this,
+                ctx,
+                requests,
+                prepared,
+                groups,
+                parallel,
+                context_size: this.context_size as usize,
+                keep,
+                resume_from,
+            }
+            .run(on_event);
+            if let Some(kept) = kept.as_mut() {
+                kept.tokens = in_cache;
+            }
+        });
+    }
+}
+
+impl LlamaEngine {
+    /// The kept context, made ready for `prompt`: what it holds beyond their common start
+    /// is dropped, and the length of that start returned (the prompt's last token is
+    /// always decoded again, since sampling needs its logits). A new context, sized for
+    /// the whole window so that a growing conversation keeps it, when there is none or
+    /// it is too small.
+    fn kept_context<'k, 'm>(
+        &self,
+        model: &'m LlamaModel,
+        kept: &'k mut Option<KeptContext<'m>>,
+        cells: u32,
+        prompt: &[LlamaToken],
+    ) -> Result<(&'k mut KeptContext<'m>, usize), EngineError> {
+        if kept.as_ref().is_none_or(|k| k.cells < cells) {
+            *kept = None;
+            let cells = cells.max(self.context_size.saturating_add(BATCH_SIZE));
+            *kept = Some(KeptContext {
+                ctx: self.new_context(model, cells, 2)?,
+                cells,
+                tokens: Vec::new(),
+            });
         }
-        .run(on_event);
+        let Some(kept) = kept.as_mut() else {
+            return Err(EngineError::Generation("no context".into()));
+        };
+        let common = kept
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len().saturating_sub(1));
+        let cleared = kept
+            .ctx
+            .clear_kv_cache_seq(Some(0), Some(common as u32), None)
+            .unwrap_or(false)
+            && kept
+                .ctx
+                .clear_kv_cache_seq(Some(1), None, None)
+                .unwrap_or(false);
+        if !cleared {
+            // llama.cpp could not cut the sequence (some model kinds cannot): start over.
+            kept.ctx.clear_kv_cache();
+            kept.tokens.clear();
+            return Ok((kept, 0));
+        }
+        kept.tokens.truncate(common);
+        Ok((kept, common))
     }
 }
 

@@ -279,6 +279,7 @@ impl MistralRsEngine {
                 total_ms: total,
                 prompt_tokens_per_s: rate(usage.avg_prompt_tok_per_sec),
                 tokens_per_s: rate(usage.avg_compl_tok_per_sec),
+                cached_prompt_tokens: 0,
             }),
         )
     }

@@ -257,6 +257,7 @@ fn answer_each(
                 total_ms: ms,
                 prompt_tokens_per_s: None,
                 tokens_per_s: None,
+                cached_prompt_tokens: 0,
             }
         });
         if on_event(GenerationEvent::Finished(index, result)) == Flow::Stop {

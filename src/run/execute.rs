@@ -272,6 +272,7 @@ pub(super) fn spawn_worker(
                 context_size: entry.context_size,
                 threads: options.threads,
                 parallel: options.parallel,
+                keep_conversation: false,
             };
             EngineWorker::spawn(&model.name, move || {
                 Ok(Box::new(LlamaEngine::load(&path, &llama_options)?) as Box<dyn Engine>)

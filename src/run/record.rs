@@ -184,6 +184,7 @@ fn to_generation(hit: &CachedGeneration) -> Generation {
         total_ms: hit.latency_ms,
         prompt_tokens_per_s: None,
         tokens_per_s: hit.tokens_per_s,
+        cached_prompt_tokens: 0,
     }
 }
 
@@ -201,5 +202,6 @@ fn stored_generation(stored: &StoredCell) -> Generation {
         total_ms: stored.latency_ms,
         prompt_tokens_per_s: None,
         tokens_per_s: stored.tokens_per_s,
+        cached_prompt_tokens: 0,
     }
 }

@@ -110,6 +110,8 @@ struct Slot {
     prompt_next: usize,
     /// Sampled token waiting to be decoded.
     next_token: Option<LlamaToken>,
+    /// Generated tokens sent to the KV cache, in order.
+    decoded: Vec<LlamaToken>,
     /// Batch index of this slot's logits in the current step.
     logits_at: Option<i32>,
     output: String,
@@ -121,14 +123,48 @@ struct Slot {
     first_token: Option<Instant>,
 }
 
+impl Slot {
+    /// A slot whose sequence already holds `n_past` tokens of its prompt.
+    fn new(
+        seq: i32,
+        request: usize,
+        sampler: LlamaSampler,
+        grammar: Option<LlamaSampler>,
+        n_past: usize,
+    ) -> Slot {
+        Slot {
+            seq,
+            request,
+            sampler,
+            grammar,
+            n_past,
+            prompt_next: n_past,
+            next_token: None,
+            decoded: Vec::new(),
+            logits_at: None,
+            output: String::new(),
+            pending: Vec::new(),
+            completion_tokens: 0,
+            decoded_prompt_tokens: 0,
+            started: Instant::now(),
+            prompt_done: None,
+            first_token: None,
+        }
+    }
+}
+
 pub(super) struct Scheduler<'a, 'm> {
     pub engine: &'a LlamaEngine,
-    pub ctx: LlamaContext<'m>,
+    pub ctx: &'a mut LlamaContext<'m>,
     pub requests: &'a [GenerationRequest],
     pub prepared: Vec<Option<Prepared>>,
     pub groups: Vec<PrefixGroup>,
     pub parallel: usize,
     pub context_size: usize,
+    /// A lone request whose sequence 0 stays in the cache afterwards, for the next one.
+    pub keep: bool,
+    /// Prompt tokens of the lone request already in sequence 0 (kept from the last one).
+    pub resume_from: usize,
 }
 
 impl Scheduler<'_, '_> {
@@ -137,7 +173,21 @@ impl Scheduler<'_, '_> {
     }
 
     /// Runs every prepared request to completion (or until the callback says stop).
-    pub fn run(mut self, on_event: &mut dyn FnMut(GenerationEvent) -> Flow) {
+    /// Returns the tokens sequence 0 holds afterwards when it is kept (else none).
+    pub fn run(mut self, on_event: &mut dyn FnMut(GenerationEvent) -> Flow) -> Vec<LlamaToken> {
+        let mut in_cache = match self.prepared.first() {
+            Some(Some(prepared)) if self.keep => prepared.tokens[..self.resume_from].to_vec(),
+            _ => Vec::new(),
+        };
+        self.schedule(&mut in_cache, on_event);
+        in_cache
+    }
+
+    fn schedule(
+        &mut self,
+        in_cache: &mut Vec<LlamaToken>,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) {
         let mut batch = LlamaBatch::new(BATCH_SIZE as usize, self.parallel as i32 + 1);
         let mut slots: Vec<Option<Slot>> = (0..self.parallel).map(|_| None).collect();
         let runnable: Vec<usize> = (0..self.requests.len())
@@ -175,7 +225,7 @@ impl Scheduler<'_, '_> {
                 }
             }
             if stopping {
-                self.cancel_all(&mut slots, on_event);
+                self.cancel_all(&mut slots, in_cache, on_event);
                 return;
             }
             if slots.iter().all(Option::is_none) {
@@ -192,6 +242,7 @@ impl Scheduler<'_, '_> {
                     if let Err(e) = batch.add(token, slot.n_past as i32, &[slot.seq], true) {
                         add_failed = Some(e.to_string());
                     }
+                    slot.decoded.push(token);
                     slot.logits_at = Some(batch.n_tokens() - 1);
                     slot.n_past += 1;
                     budget -= 1;
@@ -227,6 +278,7 @@ impl Scheduler<'_, '_> {
             };
             if let Err(message) = decoded {
                 // The step is lost for every sequence in it; fail them and go on with the rest.
+                in_cache.clear();
                 for entry in slots.iter_mut() {
                     if let Some(slot) = entry.take() {
                         self.release(slot.seq);
@@ -259,7 +311,7 @@ impl Scheduler<'_, '_> {
                 }
                 if let Some(finish) = finish.or(stopping.then_some(FinishReason::Cancelled))
                     && let Some(slot) = entry.take()
-                    && self.finish(slot, finish, on_event) == Flow::Stop
+                    && self.finish(slot, finish, in_cache, on_event) == Flow::Stop
                 {
                     stopping = true;
                 }
@@ -276,6 +328,10 @@ impl Scheduler<'_, '_> {
     ) -> Result<Slot, EngineError> {
         let (sampler, grammar) = self.engine.sampler(&self.requests[request])?;
         let seq = seq as i32;
+        if self.keep && self.resume_from > 0 {
+            // Sequence 0 already holds this prompt's start.
+            return Ok(Slot::new(seq, request, sampler, grammar, self.resume_from));
+        }
         self.release(seq);
         let group_index = self.prepared[request]
             .as_ref()
@@ -295,23 +351,7 @@ impl Scheduler<'_, '_> {
                 })?;
             n_past = prefix_len;
         }
-        Ok(Slot {
-            seq,
-            request,
-            sampler,
-            grammar,
-            n_past,
-            prompt_next: n_past,
-            next_token: None,
-            logits_at: None,
-            output: String::new(),
-            pending: Vec::new(),
-            completion_tokens: 0,
-            decoded_prompt_tokens: 0,
-            started: Instant::now(),
-            prompt_done: None,
-            first_token: None,
-        })
+        Ok(Slot::new(seq, request, sampler, grammar, n_past))
     }
 
     /// Decodes a group's shared prefix into the prefix sequence, replacing the previous one
@@ -353,8 +393,8 @@ impl Scheduler<'_, '_> {
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) -> (Option<FinishReason>, Flow) {
         let request = &self.requests[slot.request];
-        let vocab = self.engine.model.vocab();
-        let token = pick_token(&self.ctx, slot, index, vocab.eos());
+        let vocab = self.engine.model().vocab();
+        let token = pick_token(self.ctx, slot, index, vocab.eos());
         slot.first_token.get_or_insert_with(Instant::now);
         if vocab.is_eog(token) && !request.params.ignore_eos {
             return (Some(FinishReason::EndOfText), Flow::Continue);
@@ -402,9 +442,21 @@ impl Scheduler<'_, '_> {
         &mut self,
         mut slot: Slot,
         finish: FinishReason,
+        in_cache: &mut Vec<LlamaToken>,
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) -> Flow {
-        self.release(slot.seq);
+        if self.keep && slot.seq == 0 {
+            // What the sequence holds: the prompt as far as it was read, then the
+            // generated tokens that were decoded (the last one sampled never is).
+            *in_cache = self.prepared[slot.request]
+                .as_ref()
+                .map(|p| p.tokens.clone())
+                .unwrap_or_default();
+            in_cache.extend(&slot.decoded);
+            in_cache.truncate(slot.n_past);
+        } else {
+            self.release(slot.seq);
+        }
         if finish != FinishReason::StopSequence {
             let rest = String::from_utf8_lossy(&slot.pending).into_owned();
             slot.output.push_str(&rest);
@@ -429,6 +481,7 @@ impl Scheduler<'_, '_> {
                 .then(|| slot.decoded_prompt_tokens as f64 / prompt_secs),
             tokens_per_s: (gen_secs > 0.0 && slot.completion_tokens > 0)
                 .then(|| slot.completion_tokens as f64 / gen_secs),
+            cached_prompt_tokens: prompt_tokens.saturating_sub(slot.decoded_prompt_tokens) as u32,
         };
         on_event(GenerationEvent::Finished(slot.request, Ok(generation)))
     }
@@ -436,11 +489,12 @@ impl Scheduler<'_, '_> {
     fn cancel_all(
         &mut self,
         slots: &mut [Option<Slot>],
+        in_cache: &mut Vec<LlamaToken>,
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) {
         for slot in slots.iter_mut() {
             if let Some(slot) = slot.take() {
-                let _ = self.finish(slot, FinishReason::Cancelled, on_event);
+                let _ = self.finish(slot, FinishReason::Cancelled, in_cache, on_event);
             }
         }
     }
