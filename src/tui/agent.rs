@@ -73,6 +73,8 @@ impl AgentRunView {
 pub struct AgentState {
     /// Index into the scan's models.
     pub model: Option<usize>,
+    /// The agent prompt questions are asked through (its id); None: the built-in prompt.
+    pub prompt: Option<String>,
     pub typing: bool,
     pub input: TextArea<'static>,
     /// Newest first; while a question runs, it is the first.
@@ -142,6 +144,18 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 None => models.first().copied(),
             };
         }
+        KeyCode::Char('p') if !state.running => {
+            // Cycles the built-in prompt, then each agent prompt of the project.
+            let prompts = agent_prompts(&app.scan);
+            let at = state
+                .prompt
+                .as_ref()
+                .and_then(|id| prompts.iter().position(|p| p.id == *id));
+            state.prompt = match at {
+                None => prompts.first().map(|p| p.id.clone()),
+                Some(i) => prompts.get(i + 1).map(|p| p.id.clone()),
+            };
+        }
         KeyCode::Char('c') if state.running => return vec![Effect::CancelAgent],
         KeyCode::Up | KeyCode::Char('k') => {
             state.selected = state.selected.saturating_sub(1);
@@ -194,10 +208,26 @@ fn ask(app: &mut App) -> Vec<Effect> {
     );
     state.selected = 0;
     state.step = None;
+    let prompt = state
+        .prompt
+        .as_ref()
+        .and_then(|id| app.scan.prompt(id))
+        .cloned();
     vec![Effect::AskAgent {
         model_name: model.name.clone(),
         question,
+        prompt,
     }]
+}
+
+/// The project's agent prompts: those with a `tools:` list.
+fn agent_prompts(scan: &promptlab::project::ProjectScan) -> Vec<&promptlab::prompt::Prompt> {
+    scan.prompts
+        .iter()
+        .filter_map(|f| f.prompts.as_ref().ok())
+        .flatten()
+        .filter(|p| !p.tools.is_empty())
+        .collect()
 }
 
 pub fn on_agent_event(app: &mut App, event: AgentUiEvent) {
@@ -326,7 +356,10 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     } else if state.running {
         format!(" {model} is working · c: cancel ")
     } else {
-        format!(" question (i to type) · m: model ({model}) · ↑↓ questions · ←→ steps ")
+        let prompt = state.prompt.as_deref().unwrap_or("built-in");
+        format!(
+            " question (i to type) · m: model ({model}) · p: prompt ({prompt}) · ↑↓ questions · ←→ steps "
+        )
     };
     let border = if state.typing {
         Style::new().fg(Color::Yellow)

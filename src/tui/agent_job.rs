@@ -14,6 +14,7 @@ use promptlab::catalog::ModelCatalog;
 use promptlab::engine::CancelToken;
 use promptlab::engine::Flow;
 use promptlab::engine::llama::{LlamaEngine, LlamaOptions};
+use promptlab::prompt::{Prompt, RenderedPrompt};
 use promptlab::store::RunStore;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -23,6 +24,9 @@ use super::app::Event;
 pub struct AgentJob {
     pub model_name: String,
     pub question: String,
+    /// An agent prompt: its messages open the conversation, its parameters overlay the
+    /// model's and its `tools:` list chooses the tools.
+    pub prompt: Option<Prompt>,
     pub cancel: CancelToken,
 }
 
@@ -59,10 +63,15 @@ fn answer(
 ) -> Result<AgentTrace, String> {
     let catalog_path = root.join("models").join("models.yaml");
     let catalog = ModelCatalog::load(&catalog_path).map_err(|e| e.to_string())?;
+    let wanted = job
+        .prompt
+        .as_ref()
+        .map(|p| p.tools.clone())
+        .filter(|tools| !tools.is_empty());
     let tools = project_tools(
         &catalog,
         &ToolModels::default(),
-        None,
+        wanted.as_deref(),
         Duration::from_secs(60),
     )?;
     if tools.is_empty() {
@@ -137,14 +146,32 @@ fn run_agent(
     send: &dyn Fn(AgentUiEvent) -> bool,
     record: impl Fn(&AgentTrace),
 ) -> Result<AgentTrace, String> {
+    let (opening, sampling) = match &job.prompt {
+        None => (Vec::new(), params.resolve()),
+        Some(prompt) => {
+            let vars =
+                minijinja::Value::from_serialize(serde_json::json!({ "question": job.question }));
+            match prompt.render(&vars).map_err(|e| e.to_string())? {
+                RenderedPrompt::Chat(messages) => {
+                    (messages, params.overlay(&prompt.params).resolve())
+                }
+                RenderedPrompt::Completion(_) => {
+                    return Err(format!(
+                        "prompt `{}` is a completion prompt; an agent prompt needs chat `messages`",
+                        prompt.id
+                    ));
+                }
+            }
+        }
+    };
     let mut agent = Agent {
-        opening: Vec::new(),
+        opening,
         engine,
         tools,
         context,
         system: DEFAULT_SYSTEM.into(),
         limits: AgentLimits::default(),
-        sampling: params.resolve(),
+        sampling,
     };
     let mut partial = AgentTrace {
         question: job.question.clone(),

@@ -190,6 +190,8 @@ pub enum Effect {
     AskAgent {
         model_name: String,
         question: String,
+        /// The agent prompt framing the question (None: the built-in one).
+        prompt: Option<promptlab::prompt::Prompt>,
     },
     CancelAgent,
     ListAgentRuns,

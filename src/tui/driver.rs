@@ -343,12 +343,14 @@ impl Jobs {
             Effect::AskAgent {
                 model_name,
                 question,
+                prompt,
             } => {
                 let cancel = CancelToken::new();
                 self.agent_cancel = Some(cancel.clone());
                 let job = super::agent_job::AgentJob {
                     model_name,
                     question,
+                    prompt,
                     cancel,
                 };
                 if self.agent.send(job).is_err() {

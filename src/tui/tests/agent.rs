@@ -82,7 +82,8 @@ fn asked(size: (u16, u16)) -> App {
         effects,
         vec![Effect::AskAgent {
             model_name: "tiny".into(),
-            question: "How many people are in photos/bus.jpg?".into()
+            question: "How many people are in photos/bus.jpg?".into(),
+            prompt: None,
         }]
     );
     app.update(Event::Agent(AgentUiEvent::Started {
@@ -201,4 +202,37 @@ fn the_run_screen_leaves_embedding_models_out() {
     let run = crate::tui::run_screen::RunState::new(&scan);
     let names: Vec<&str> = run.models.iter().map(|(m, _)| m.as_str()).collect();
     assert_eq!(names, ["tiny", "echo"]);
+}
+
+/// `p` cycles the built-in prompt and the project's agent prompts (those with `tools:`);
+/// a question goes out through the one shown.
+#[test]
+fn p_picks_the_agent_prompt_a_question_is_asked_through() {
+    let mut app = app((140, 40));
+    let file = app
+        .scan
+        .prompts
+        .iter_mut()
+        .find_map(|f| f.prompts.as_mut().ok())
+        .unwrap();
+    let mut agent_prompt = file[0].clone();
+    agent_prompt.id = "helper:direct".into();
+    agent_prompt.tools = vec!["calculator".into()];
+    file.push(agent_prompt.clone());
+    press(&mut app, "9");
+    assert!(screen_text(&app).contains("p: prompt (built-in)"));
+    press(&mut app, "p");
+    assert!(screen_text(&app).contains("p: prompt (helper:direct)"));
+    press(&mut app, "p");
+    assert_eq!(app.agent.prompt, None);
+    press(&mut app, "pi");
+    press(&mut app, "What is 2 + 2?");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::AskAgent {
+            model_name: "tiny".into(),
+            question: "What is 2 + 2?".into(),
+            prompt: Some(agent_prompt),
+        }]
+    );
 }
