@@ -306,8 +306,9 @@ fn generation_request(
         },
     };
     let params = defaults.overlay(&asked).resolve();
-    let must_answer = request.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
     if !request.tools.is_empty() {
+        let choice = tools::ToolChoice::parse(request.tool_choice.as_ref(), &request.tools)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request_error", e))?;
         if schema.is_some() {
             return Err(error(
                 StatusCode::BAD_REQUEST,
@@ -322,7 +323,7 @@ fn generation_request(
                 "the model has no chat template to list tools in",
             )
         })?;
-        let prompt = tools::tool_prompt(template, &request.messages, &request.tools, must_answer)
+        let prompt = tools::tool_prompt(template, &request.messages, &request.tools, &choice)
             .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request_error", e))?;
         return Ok((
             GenerationRequest {

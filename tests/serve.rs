@@ -463,6 +463,45 @@ fn tool_calls_come_back_as_openai_tool_calls() {
         json!({"model": "qwen", "tools": [{"type": "function"}], "messages": [question]}),
     );
     assert_eq!(status, 400);
+
+    // `tool_choice` forces a call: any tool ("required"), even for a greeting, or the
+    // one named, even when the question asks for another; naming an unknown one is a 400.
+    let two_tools = json!([tools[0], {"type": "function", "function": {
+        "name": "get_time", "description": "Current local time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"], "additionalProperties": false}}}]);
+    let hello = json!({"role": "user", "content": "Hello! How are you?"});
+    for (choice, messages, expected) in [
+        (json!("required"), json!([hello]), None),
+        (
+            json!({"type": "function", "function": {"name": "get_time"}}),
+            json!([question]),
+            Some("get_time"),
+        ),
+    ] {
+        let (status, reply) = chat(
+            server.port,
+            json!({"model": "qwen", "temperature": 0, "max_tokens": 64, "tools": two_tools,
+                   "tool_choice": choice, "messages": messages}),
+        );
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(
+            reply["choices"][0]["finish_reason"], "tool_calls",
+            "{reply}"
+        );
+        let name = &reply["choices"][0]["message"]["tool_calls"][0]["function"]["name"];
+        match expected {
+            Some(expected) => assert_eq!(name, expected, "{reply}"),
+            None => assert!(name.is_string(), "{reply}"),
+        }
+    }
+    let (status, reply) = chat(
+        server.port,
+        json!({"model": "qwen", "tools": two_tools, "messages": [question],
+               "tool_choice": {"type": "function", "function": {"name": "get_news"}}}),
+    );
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.to_string().contains("get_news"), "{reply}");
 }
 
 /// The agent on a remote model (`kind: openai`) pointed at `serve`: tools go out as

@@ -85,8 +85,22 @@ pub fn answer_grammar(convention: Convention) -> Result<String, EngineError> {
     }
 }
 
-/// The grammar a reply is generated under.
+/// The grammar a reply is generated under: a call to one of `tools`, or an answer.
 pub fn grammar(convention: Convention, tools: &[Value]) -> Result<String, EngineError> {
+    grammar_of(convention, tools, true)
+}
+
+/// The grammar of a reply that must call one of `tools` (OpenAI `tool_choice: "required"`,
+/// or a named function with `tools` narrowed to it).
+pub fn call_grammar(convention: Convention, tools: &[Value]) -> Result<String, EngineError> {
+    grammar_of(convention, tools, false)
+}
+
+fn grammar_of(
+    convention: Convention,
+    tools: &[Value],
+    may_answer: bool,
+) -> Result<String, EngineError> {
     match convention {
         Convention::Native => Err(native_has_no_grammar()),
         Convention::Hermes => {
@@ -96,18 +110,25 @@ pub fn grammar(convention: Convention, tools: &[Value]) -> Result<String, Engine
             let call = call.replacen("root ::=", "agent-call-json ::=", 1);
             // Small Qwen models often write the call's JSON without the tags, so both
             // forms are calls; an answer therefore starts with neither `<` nor `{` (nor a code fence).
+            let root = if may_answer {
+                "root ::= agent-call | agent-answer\nagent-answer ::= [^<{`] [^\\x00]*\n"
+            } else {
+                "root ::= agent-call\n"
+            };
             Ok(format!(
-                "root ::= agent-call | agent-answer\nagent-call ::= \"<tool_call>\\n\" agent-call-json \"\\n</tool_call>\" | agent-call-json\nagent-answer ::= [^<{{`] [^\\x00]*\n{call}"
+                "{root}agent-call ::= \"<tool_call>\\n\" agent-call-json \"\\n</tool_call>\" | agent-call-json\n{call}"
             ))
         }
         Convention::Json => {
             let mut options = call_schemas(tools, "tool");
-            options.push(json!({
-                "type": "object",
-                "properties": {"answer": {"type": "string"}},
-                "required": ["answer"],
-                "additionalProperties": false
-            }));
+            if may_answer {
+                options.push(json!({
+                    "type": "object",
+                    "properties": {"answer": {"type": "string"}},
+                    "required": ["answer"],
+                    "additionalProperties": false
+                }));
+            }
             schema_to_grammar(&json!({"oneOf": options}))
         }
     }

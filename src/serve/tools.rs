@@ -39,13 +39,60 @@ fn arguments(call: &Value) -> Value {
     }
 }
 
-/// `must_answer` (`tool_choice: "none"`): the tools stay listed, but the reply must be an
-/// answer, not another call.
+/// OpenAI's `tool_choice`: what the reply may be. Every tool stays listed in the prompt;
+/// the grammar decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// A call or an answer (`"auto"`, the default).
+    Auto,
+    /// An answer, no call (`"none"`).
+    None,
+    /// A call to any tool (`"required"`).
+    Required,
+    /// A call to this tool (`{"type": "function", "function": {"name": …}}`).
+    Function(String),
+}
+
+impl ToolChoice {
+    /// Reads the request's `tool_choice`; a function must be one of `tools`.
+    pub fn parse(value: Option<&Value>, tools: &[Value]) -> Result<ToolChoice, String> {
+        let choice = match value {
+            None | Some(Value::Null) => ToolChoice::Auto,
+            Some(Value::String(text)) => match text.as_str() {
+                "auto" => ToolChoice::Auto,
+                "none" => ToolChoice::None,
+                "required" => ToolChoice::Required,
+                other => {
+                    return Err(format!(
+                        "tool_choice: expected \"auto\", \"none\", \"required\" or {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, got \"{other}\""
+                    ));
+                }
+            },
+            Some(object) => match object["function"]["name"].as_str() {
+                Some(name) => ToolChoice::Function(name.to_string()),
+                None => {
+                    return Err(format!(
+                        "tool_choice: expected {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, got {object}"
+                    ));
+                }
+            },
+        };
+        if let ToolChoice::Function(name) = &choice
+            && !tools.iter().any(|t| t["function"]["name"] == name.as_str())
+        {
+            return Err(format!(
+                "tool_choice names `{name}`, which is not one of the request's tools"
+            ));
+        }
+        Ok(choice)
+    }
+}
+
 pub fn tool_prompt(
     template: &ChatTemplate,
     messages: &[Value],
     tools: &[Value],
-    must_answer: bool,
+    choice: &ToolChoice,
 ) -> Result<ToolPrompt, String> {
     for (i, tool) in tools.iter().enumerate() {
         if tool["function"]["name"].as_str().is_none() {
@@ -110,10 +157,18 @@ pub fn tool_prompt(
                 .map_err(|f| f.to_string())?
         }
     };
-    let grammar = if must_answer {
-        convention::answer_grammar(convention)
-    } else {
-        convention::grammar(convention, tools)
+    let grammar = match choice {
+        ToolChoice::Auto => convention::grammar(convention, tools),
+        ToolChoice::None => convention::answer_grammar(convention),
+        ToolChoice::Required => convention::call_grammar(convention, tools),
+        ToolChoice::Function(name) => {
+            let named: Vec<Value> = tools
+                .iter()
+                .filter(|t| t["function"]["name"] == name.as_str())
+                .cloned()
+                .collect();
+            convention::call_grammar(convention, &named)
+        }
     }
     .map_err(|e| e.to_string())?;
     Ok(ToolPrompt {
@@ -160,7 +215,7 @@ mod tests {
                 "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]}),
             json!({"role": "tool", "tool_call_id": "c1", "content": "rain"}),
         ];
-        let prompt = tool_prompt(&template, &messages, &weather(), false).unwrap();
+        let prompt = tool_prompt(&template, &messages, &weather(), &ToolChoice::Auto).unwrap();
         assert_eq!(prompt.convention, Convention::Hermes);
         assert!(prompt.text.contains("<tools>"), "{}", prompt.text);
         assert!(
@@ -198,7 +253,7 @@ mod tests {
         );
         let messages =
             vec![json!({"role": "user", "content": [{"type": "text", "text": "Oslo?"}]})];
-        let prompt = tool_prompt(&template, &messages, &weather(), false).unwrap();
+        let prompt = tool_prompt(&template, &messages, &weather(), &ToolChoice::Auto).unwrap();
         assert_eq!(prompt.convention, Convention::Json);
         assert!(
             prompt.text.starts_with("<|system|>You can call tools."),
@@ -212,7 +267,41 @@ mod tests {
             "c",
         );
         assert_eq!(message["tool_calls"][0]["function"]["name"], "weather");
-        let err = tool_prompt(&template, &messages, &[json!({"type": "function"})], false).err();
+        let err = tool_prompt(
+            &template,
+            &messages,
+            &[json!({"type": "function"})],
+            &ToolChoice::Auto,
+        )
+        .err();
         assert!(err.unwrap().contains("tools[0]"));
+    }
+
+    #[test]
+    fn tool_choice_is_read_and_checked_against_the_tools() {
+        let tools = weather();
+        let parse = |v: Value| ToolChoice::parse(Some(&v), &tools);
+        assert_eq!(ToolChoice::parse(None, &tools), Ok(ToolChoice::Auto));
+        assert_eq!(parse(json!("none")), Ok(ToolChoice::None));
+        assert_eq!(parse(json!("required")), Ok(ToolChoice::Required));
+        assert_eq!(
+            parse(json!({"type": "function", "function": {"name": "weather"}})),
+            Ok(ToolChoice::Function("weather".into()))
+        );
+        assert!(parse(json!({"type": "function", "function": {"name": "news"}})).is_err());
+        assert!(parse(json!("sometimes")).is_err());
+        assert!(parse(json!({"type": "function"})).is_err());
+
+        // A forced call's grammar has no answer branch.
+        let template = ChatTemplate::new(HERMES, "", "");
+        let messages = vec![json!({"role": "user", "content": "Hi"})];
+        let auto = tool_prompt(&template, &messages, &tools, &ToolChoice::Auto).unwrap();
+        let forced = tool_prompt(&template, &messages, &tools, &ToolChoice::Required).unwrap();
+        assert!(auto.grammar.contains("agent-answer"), "{}", auto.grammar);
+        assert!(
+            !forced.grammar.contains("agent-answer"),
+            "{}",
+            forced.grammar
+        );
     }
 }
