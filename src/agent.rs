@@ -592,6 +592,30 @@ pub fn project_tools(
     Ok(set)
 }
 
+/// The engine an agent runs on for a catalog entry: a local GGUF chat model through
+/// llama.cpp (one conversation, its KV cache kept between steps) or a remote
+/// `kind: openai` model. `name` is for the error.
+pub fn load_engine(
+    name: &str,
+    entry: &crate::catalog::ModelEntry,
+) -> Result<Box<dyn Engine>, EngineError> {
+    if entry.kind.is_gguf() {
+        let options = crate::engine::llama::LlamaOptions::one_conversation(entry.context_size);
+        return Ok(Box::new(crate::engine::llama::LlamaEngine::load(
+            &entry.path,
+            &options,
+        )?));
+    }
+    match &entry.openai {
+        Some(settings) => Ok(Box::new(crate::engine::openai::OpenAiEngine::new(
+            settings.clone(),
+        )?)),
+        None => Err(EngineError::Load(format!(
+            "`{name}` is not a language model: the agent needs a GGUF chat model or a `kind: openai` model from models/models.yaml"
+        ))),
+    }
+}
+
 /// The folders tools may read by default: the project itself.
 pub fn default_roots(project_root: &Path) -> Vec<std::path::PathBuf> {
     vec![project_root.to_path_buf()]

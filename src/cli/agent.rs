@@ -13,8 +13,6 @@ use promptlab::agent::{
 };
 use promptlab::engine::Engine;
 use promptlab::engine::Flow;
-use promptlab::engine::llama::{LlamaEngine, LlamaOptions};
-use promptlab::engine::openai::OpenAiEngine;
 use promptlab::project::Project;
 use promptlab::prompt::{Prompt, RenderedPrompt};
 use promptlab::store::RunStore;
@@ -172,20 +170,10 @@ impl Session {
 
     fn load_model(&self, name: &str) -> Result<LoadedModel> {
         let model = self.project.catalog.resolve(name)?;
-        let engine: Box<dyn Engine> = match model.entry.as_ref() {
-            Some(entry) if entry.kind.is_gguf() => Box::new(LlamaEngine::load(
-                &entry.path,
-                &LlamaOptions::one_conversation(entry.context_size),
-            )?),
-            Some(entry) if entry.openai.is_some() => {
-                let settings = entry.openai.clone().context("no `openai:` settings")?;
-                Box::new(OpenAiEngine::new(settings)?)
-            }
-            _ => bail!(
-                "`{name}` is not a language model: the agent needs a GGUF chat model or a `kind: openai` model from models/models.yaml"
-            ),
+        let Some(entry) = model.entry.as_ref() else {
+            bail!("`{name}` is the built-in echo engine, which cannot call tools");
         };
-        let entry = model.entry.as_ref().context("no catalog entry")?;
+        let engine = promptlab::agent::load_engine(name, entry)?;
         Ok(LoadedModel {
             name: name.to_string(),
             engine,

@@ -1,4 +1,4 @@
-//! Agent: ask a question and watch a local model work through the tools step by step,
+//! Agent: ask a question and watch a model work through the tools step by step,
 //! or go back over earlier questions from the run store. Each step shows as one line;
 //! the selected step opens in full (the model's reply, the call's arguments, the tool's
 //! result or error, the timings).
@@ -116,7 +116,7 @@ impl AgentState {
 pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     let state = &mut app.agent;
     if state.model.is_none() {
-        state.model = chat_models(&app.scan).first().copied();
+        state.model = agent_models(&app.scan).first().copied();
     }
     if state.typing {
         return match key.code {
@@ -135,7 +135,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     match key.code {
         KeyCode::Char('i') | KeyCode::Enter => state.typing = true,
         KeyCode::Char('m') if !state.running => {
-            let models = chat_models(&app.scan);
+            let models = agent_models(&app.scan);
             let at = state
                 .model
                 .and_then(|m| models.iter().position(|&x| x == m));
@@ -218,6 +218,15 @@ fn ask(app: &mut App) -> Vec<Effect> {
         question,
         prompt,
     }]
+}
+
+/// Models the agent can run on: local chat models, and remote (`kind: openai`) models,
+/// whose servers apply their own templates.
+fn agent_models(scan: &promptlab::project::ProjectScan) -> Vec<usize> {
+    let mut models = chat_models(scan);
+    models.extend((0..scan.models.len()).filter(|&i| scan.models[i].entry.openai.is_some()));
+    models.sort_unstable();
+    models
 }
 
 /// The project's agent prompts: those with a `tools:` list.
@@ -346,7 +355,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
 
     let model = state
         .model
-        .or_else(|| chat_models(&app.scan).first().copied())
+        .or_else(|| agent_models(&app.scan).first().copied())
         .and_then(|m| app.scan.models.get(m))
         .map(|m| m.name.clone())
         .unwrap_or_else(|| "no chat model".into());

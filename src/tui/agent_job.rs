@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use promptlab::agent::tools::{ToolContext, ToolSet};
 use promptlab::agent::{
     Agent, AgentEvent, AgentLimits, AgentStop, AgentTrace, Convention, DEFAULT_SYSTEM, ToolModels,
-    default_roots, project_tools,
+    default_roots, load_engine, project_tools,
 };
 use promptlab::catalog::ModelCatalog;
 use promptlab::engine::CancelToken;
+use promptlab::engine::Engine;
 use promptlab::engine::Flow;
-use promptlab::engine::llama::{LlamaEngine, LlamaOptions};
 use promptlab::prompt::{Prompt, RenderedPrompt};
 use promptlab::store::RunStore;
 use tokio::sync::mpsc::UnboundedSender;
@@ -34,7 +34,7 @@ pub fn spawn(tx: UnboundedSender<Event>, root: PathBuf) -> std::sync::mpsc::Send
     let (jobs, incoming) = std::sync::mpsc::channel::<AgentJob>();
     std::thread::spawn(move || {
         let send = |event: AgentUiEvent| tx.send(Event::Agent(event)).is_ok();
-        let mut loaded: Option<(String, LlamaEngine)> = None;
+        let mut loaded: Option<(String, Box<dyn Engine>)> = None;
         while let Ok(job) = incoming.recv() {
             // A panic in a tool or the engine ends this question, not the app.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -58,7 +58,7 @@ pub fn spawn(tx: UnboundedSender<Event>, root: PathBuf) -> std::sync::mpsc::Send
 fn answer(
     root: &Path,
     job: &AgentJob,
-    loaded: &mut Option<(String, LlamaEngine)>,
+    loaded: &mut Option<(String, Box<dyn Engine>)>,
     send: &dyn Fn(AgentUiEvent) -> bool,
 ) -> Result<AgentTrace, String> {
     let catalog_path = root.join("models").join("models.yaml");
@@ -80,7 +80,7 @@ fn answer(
     let entry = catalog
         .models
         .get(&job.model_name)
-        .filter(|e| e.kind.is_gguf())
+        .filter(|e| e.kind.is_gguf() || e.openai.is_some())
         .ok_or_else(|| {
             format!(
                 "`{}` is not a language model of the catalog",
@@ -95,11 +95,8 @@ fn answer(
         *loaded = None;
         send(AgentUiEvent::Loading(job.model_name.clone()));
         let started = Instant::now();
-        let engine = LlamaEngine::load(
-            &entry.path,
-            &LlamaOptions::one_conversation(entry.context_size),
-        )
-        .map_err(|e| format!("cannot load {}: {e}", job.model_name))?;
+        let engine = load_engine(&job.model_name, &entry)
+            .map_err(|e| format!("cannot load {}: {e}", job.model_name))?;
         send(AgentUiEvent::Loaded {
             model: job.model_name.clone(),
             load_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -128,7 +125,15 @@ fn answer(
             let _ = store.update_agent_run(id, partial, false);
         }
     };
-    let trace = run_agent(engine, &tools, &context, &entry.params, job, send, record)?;
+    let trace = run_agent(
+        engine.as_mut(),
+        &tools,
+        &context,
+        &entry.params,
+        job,
+        send,
+        record,
+    )?;
     if let (Some(store), Some(id)) = (&store, run_id) {
         store
             .update_agent_run(id, &trace, true)
@@ -138,7 +143,7 @@ fn answer(
 }
 
 fn run_agent(
-    engine: &mut LlamaEngine,
+    engine: &mut dyn Engine,
     tools: &ToolSet,
     context: &ToolContext,
     params: &promptlab::params::GenerationParams,

@@ -236,3 +236,33 @@ fn p_picks_the_agent_prompt_a_question_is_asked_through() {
         }]
     );
 }
+
+/// Remote (`kind: openai`) models are offered beside local chat models: their servers
+/// apply the template and parse the calls.
+#[test]
+fn m_offers_remote_models_too() {
+    let mut app = app((140, 40));
+    let mut remote = tiny_model();
+    remote.name = "fleet".into();
+    remote.entry.kind = promptlab::catalog::ModelKind::Openai;
+    remote.entry.openai = Some(promptlab::engine::openai::RemoteSettings::single(
+        "qwen",
+        "http://127.0.0.1:9/v1",
+    ));
+    remote.info = Err("remote model".into());
+    app.scan.models.push(remote);
+    press(&mut app, "9");
+    assert!(screen_text(&app).contains("m: model (tiny)"));
+    press(&mut app, "m");
+    assert!(screen_text(&app).contains("m: model (fleet)"));
+    press(&mut app, "i");
+    press(&mut app, "What is 2 + 2?");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::AskAgent {
+            model_name: "fleet".into(),
+            question: "What is 2 + 2?".into(),
+            prompt: None,
+        }]
+    );
+}
