@@ -81,6 +81,9 @@ pub struct AgentStep {
     pub reply: String,
     pub action: StepAction,
     pub prompt_tokens: u32,
+    /// Prompt tokens not read again: the engine's KV cache still held them.
+    #[serde(default)]
+    pub cached_prompt_tokens: u32,
     pub generated_tokens: u32,
     pub generation_ms: f64,
 }
@@ -371,6 +374,7 @@ impl Agent<'_> {
                 reply,
                 action,
                 prompt_tokens: generation.prompt_tokens,
+                cached_prompt_tokens: generation.cached_prompt_tokens,
                 generated_tokens: generation.completion_tokens,
                 generation_ms: generation.total_ms,
             };

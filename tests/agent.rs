@@ -70,6 +70,19 @@ fn agent_calls_the_calculator_and_records_the_trace() {
             .contains("7006652"),
         "{trace}"
     );
+    // Every step after the first reads only what the conversation gained: the rest of
+    // its prompt is still in the engine's KV cache (all of the previous prompt but the
+    // assistant header that closed it, when the next turn is not the assistant's).
+    let steps = trace["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["cached_prompt_tokens"], 0, "{trace}");
+    for (previous, step) in steps.iter().zip(&steps[1..]) {
+        let cached = step["cached_prompt_tokens"].as_u64().unwrap();
+        assert!(
+            cached + 8 >= previous["prompt_tokens"].as_u64().unwrap(),
+            "{trace}"
+        );
+        assert!(cached < step["prompt_tokens"].as_u64().unwrap(), "{trace}");
+    }
     // The progress went to stderr as it happened.
     let progress = String::from_utf8_lossy(&out.stderr);
     assert!(progress.contains("step 1 · call calculator"), "{progress}");

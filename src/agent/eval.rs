@@ -449,6 +449,7 @@ mod tests {
                     tool_ms: 1.0,
                 },
                 prompt_tokens: 0,
+                cached_prompt_tokens: 0,
                 generated_tokens: 10,
                 generation_ms: 10.0,
             })
@@ -459,6 +460,7 @@ mod tests {
                 reply: text.into(),
                 action: StepAction::Answer { text: text.into() },
                 prompt_tokens: 0,
+                cached_prompt_tokens: 0,
                 generated_tokens: 5,
                 generation_ms: 5.0,
             });

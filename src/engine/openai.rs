@@ -424,7 +424,7 @@ fn finish(
         total_ms: total.as_secs_f64() * 1000.0,
         prompt_tokens_per_s: reply.prompt_tokens_per_s,
         tokens_per_s: reply.tokens_per_s.or(measured_rate),
-        cached_prompt_tokens: 0,
+        cached_prompt_tokens: reply.cached_tokens.unwrap_or(0),
     }
 }
 

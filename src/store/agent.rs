@@ -137,6 +137,7 @@ mod tests {
                     tool_ms: 0.1,
                 },
                 prompt_tokens: 300,
+                cached_prompt_tokens: 0,
                 generated_tokens: 20,
                 generation_ms: 900.0,
             }],

@@ -512,8 +512,15 @@ fn step_detail(step: &AgentStep) -> Vec<Line<'static>> {
     }
     lines.push(
         Line::from(format!(
-            "prompt {} tokens · generated {} tokens in {:.0} ms",
-            step.prompt_tokens, step.generated_tokens, step.generation_ms
+            "prompt {} tokens{} · generated {} tokens in {:.0} ms",
+            step.prompt_tokens,
+            if step.cached_prompt_tokens > 0 {
+                format!(" ({} kept from the last step)", step.cached_prompt_tokens)
+            } else {
+                String::new()
+            },
+            step.generated_tokens,
+            step.generation_ms
         ))
         .dim(),
     );

@@ -94,6 +94,8 @@ pub struct Reply {
     pub finish: Option<FinishReason>,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
+    /// Prompt tokens the server took from its cache (`usage.prompt_tokens_details`).
+    pub cached_tokens: Option<u32>,
     /// llama-server's own measurements (`timings`), when it sends them.
     pub prompt_tokens_per_s: Option<f64>,
     pub tokens_per_s: Option<f64>,
@@ -213,6 +215,11 @@ impl Reply {
             let count = |key: &str| usage.get(key).and_then(Value::as_u64).map(|n| n as u32);
             self.prompt_tokens = count("prompt_tokens").or(self.prompt_tokens);
             self.completion_tokens = count("completion_tokens").or(self.completion_tokens);
+            self.cached_tokens = usage
+                .pointer("/prompt_tokens_details/cached_tokens")
+                .and_then(Value::as_u64)
+                .map(|n| n as u32)
+                .or(self.cached_tokens);
         }
         if let Some(timings) = object.get("timings") {
             let rate = |key: &str| timings.get(key).and_then(Value::as_f64);
@@ -438,11 +445,13 @@ mod tests {
         reply
             .absorb(&json!({
                 "choices": [{"message": {"role": "assistant", "content": "4"}, "finish_reason": "length"}],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 1},
+                "usage": {"prompt_tokens": 12, "completion_tokens": 1,
+                          "prompt_tokens_details": {"cached_tokens": 8}},
                 "timings": {"prompt_per_second": 800.0, "predicted_per_second": 95.5}
             }))
             .unwrap();
         assert_eq!(reply.text, "4");
+        assert_eq!(reply.cached_tokens, Some(8));
         assert_eq!(reply.finish, Some(FinishReason::Length));
         assert_eq!(reply.tokens_per_s, Some(95.5));
     }

@@ -23,6 +23,7 @@ fn call_step() -> AgentStep {
             tool_ms: 212.0,
         },
         prompt_tokens: 880,
+        cached_prompt_tokens: 0,
         generated_tokens: 31,
         generation_ms: 5900.0,
     }
@@ -36,6 +37,7 @@ fn answer_step() -> AgentStep {
             text: "There are 3 people in photos/bus.jpg.".into(),
         },
         prompt_tokens: 990,
+        cached_prompt_tokens: 0,
         generated_tokens: 11,
         generation_ms: 2400.0,
     }
@@ -60,6 +62,7 @@ fn stored_row() -> AgentRunRow {
                 tool_ms: 60000.0,
             },
             prompt_tokens: 700,
+            cached_prompt_tokens: 0,
             generated_tokens: 20,
             generation_ms: 3000.0,
         }])
