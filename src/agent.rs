@@ -7,20 +7,20 @@
 
 pub mod convention;
 pub mod eval;
+mod setup;
 pub mod tools;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::catalog::{ModelCatalog, ModelKind};
 use crate::engine::{Engine, EngineError, Flow, GenerationEvent, GenerationRequest, ToolOffer};
 use crate::params::SamplingParams;
 use crate::prompt::RenderedPrompt;
 pub use convention::Convention;
 use convention::Reply;
+pub use setup::{ToolModels, default_roots, load_engine, project_tools};
 use tools::{ToolContext, ToolSet};
 
 /// Caps on one question.
@@ -464,163 +464,4 @@ fn generate_one(
         GenerationEvent::Started(_) => Flow::Continue,
     });
     (outcome, cancelled)
-}
-
-/// Where the vision tools' models come from: catalog names given here, else the
-/// catalog's `tools:` section, else the first model of each kind.
-#[derive(Debug, Clone, Default)]
-pub struct ToolModels {
-    pub digits: Option<String>,
-    /// Detectors merged into `detect_objects`.
-    pub detectors: Vec<String>,
-    pub clip: Option<String>,
-}
-
-pub fn project_tools(
-    catalog: &ModelCatalog,
-    models: &ToolModels,
-    wanted: Option<&[String]>,
-    timeout: Duration,
-) -> Result<ToolSet, String> {
-    if let Some(wanted) = wanted
-        && let Some(unknown) = wanted
-            .iter()
-            .find(|w| !tools::TOOL_NAMES.contains(&w.as_str()))
-    {
-        return Err(format!(
-            "unknown tool `{unknown}`; tools: {}",
-            tools::TOOL_NAMES.join(", ")
-        ));
-    }
-    let include = |name: &str| wanted.is_none_or(|w| w.iter().any(|x| x == name));
-    let pick = |chosen: &Option<String>,
-                kind: ModelKind|
-     -> Result<Option<(String, crate::catalog::ModelEntry)>, String> {
-        match chosen {
-            Some(name) => match catalog.models.get(name) {
-                Some(entry) if entry.kind == kind => Ok(Some((name.clone(), entry.clone()))),
-                Some(_) => Err(format!(
-                    "model `{name}` is not a `kind: {}` model",
-                    kind.yaml_name()
-                )),
-                None => Err(format!("unknown model `{name}`")),
-            },
-            None => Ok(catalog
-                .models
-                .iter()
-                .find(|(_, e)| e.kind == kind)
-                .map(|(n, e)| (n.clone(), e.clone()))),
-        }
-    };
-    let mut set = ToolSet::new(timeout);
-    if include("detect_objects") {
-        let chosen: &[String] = if models.detectors.is_empty() {
-            &catalog.tools.detect_objects
-        } else {
-            &models.detectors
-        };
-        let mut entries = Vec::new();
-        for name in chosen {
-            if let Some(found) = pick(&Some(name.clone()), ModelKind::YoloDetector)? {
-                entries.push(found);
-            }
-        }
-        if chosen.is_empty()
-            && let Some(first) = pick(&None, ModelKind::YoloDetector)?
-        {
-            entries.push(first);
-        }
-        if entries.is_empty() {
-            set.leave_out(
-                "detect_objects",
-                "no `kind: yolo-detector` model in the catalog",
-            );
-        } else {
-            let backends: Vec<(String, std::path::PathBuf, crate::catalog::DetectSettings)> =
-                entries
-                    .into_iter()
-                    .map(|(name, entry)| (name, entry.path, entry.detect.unwrap_or_default()))
-                    .collect();
-            match tools::DetectObjects::load(&backends) {
-                Ok(tool) => set.add(Box::new(tool)),
-                Err(e) => set.leave_out("detect_objects", e.to_string()),
-            }
-        }
-    }
-    if include("classify_image") {
-        let chosen = models.clip.clone().or(catalog.tools.classify_image.clone());
-        match pick(&chosen, ModelKind::Clip)? {
-            Some((name, entry)) => {
-                match crate::vision::clip::resolve_model(&entry.path.display().to_string()) {
-                    Ok(dir) => set.add(Box::new(tools::ClassifyImage::new(
-                        dir,
-                        entry
-                            .label_template
-                            .clone()
-                            .unwrap_or_else(|| "a photo of {}".into()),
-                    ))),
-                    Err(e) => set.leave_out("classify_image", format!("`{name}`: {e}")),
-                }
-            }
-            None => set.leave_out(
-                "classify_image",
-                "no `kind: clip` model in the catalog (CLIP weights are not shipped)",
-            ),
-        }
-    }
-    if include("classify_digit") {
-        let chosen = models
-            .digits
-            .clone()
-            .or(catalog.tools.classify_digit.clone());
-        match pick(&chosen, ModelKind::DigitCnn)? {
-            Some((_, entry)) if entry.path.is_file() => {
-                set.add(Box::new(tools::ClassifyDigit::new(entry.path.clone())));
-            }
-            Some((name, entry)) => set.leave_out(
-                "classify_digit",
-                format!(
-                    "`{name}` is not trained yet ({} is missing; run `promptlab vision digits train`)",
-                    entry.path.display()
-                ),
-            ),
-            None => set.leave_out("classify_digit", "no `kind: digit-cnn` model in the catalog"),
-        }
-    }
-    if include("list_images") {
-        set.add(Box::new(tools::ListImages));
-    }
-    if include("calculator") {
-        set.add(Box::new(tools::Calculator));
-    }
-    Ok(set)
-}
-
-/// The engine an agent runs on for a catalog entry: a local GGUF chat model through
-/// llama.cpp (one conversation, its KV cache kept between steps) or a remote
-/// `kind: openai` model. `name` is for the error.
-pub fn load_engine(
-    name: &str,
-    entry: &crate::catalog::ModelEntry,
-) -> Result<Box<dyn Engine>, EngineError> {
-    if entry.kind.is_gguf() {
-        let options = crate::engine::llama::LlamaOptions::one_conversation(entry.context_size);
-        return Ok(Box::new(crate::engine::llama::LlamaEngine::load(
-            &entry.path,
-            &options,
-        )?));
-    }
-    match &entry.openai {
-        Some(settings) => Ok(Box::new(crate::engine::openai::OpenAiEngine::new(
-            settings.clone(),
-        )?)),
-        None => Err(EngineError::Load(format!(
-            "`{name}` is not a language model: the agent needs a GGUF chat model or a `kind: openai` model from models/models.yaml"
-        ))),
-    }
-}
-
-/// The folders tools may read by default: the project itself.
-pub fn default_roots(project_root: &Path) -> Vec<std::path::PathBuf> {
-    vec![project_root.to_path_buf()]
 }

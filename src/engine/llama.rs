@@ -404,7 +404,10 @@ impl Engine for LlamaEngine {
         let cells = u32::try_from(per_slot * parallel + longest_prefix + BATCH_SIZE as usize)
             .unwrap_or(u32::MAX);
         let keep = self.keep_conversation && requests.len() == 1;
-        let prompt: Vec<LlamaToken> = prepared.first().cloned().flatten().unwrap_or_default();
+        let prompt: Vec<LlamaToken> = match prepared.first() {
+            Some(Some(tokens)) if keep => tokens.clone(),
+            _ => Vec::new(),
+        };
         let prepared: Vec<Option<scheduler::Prepared>> = prepared
             .into_iter()
             .zip(group_of)
@@ -475,6 +478,7 @@ impl LlamaEngine {
         prompt: &[LlamaToken],
     ) -> Result<(&'k mut KeptContext<'m>, usize), EngineError> {
         if kept.as_ref().is_none_or(|k| k.cells < cells) {
+            // Free the old context before allocating the larger one.
             *kept = None;
             let cells = cells.max(self.context_size.saturating_add(BATCH_SIZE));
             *kept = Some(KeptContext {

@@ -110,7 +110,7 @@ struct Slot {
     prompt_next: usize,
     /// Sampled token waiting to be decoded.
     next_token: Option<LlamaToken>,
-    /// Generated tokens sent to the KV cache, in order.
+    /// Generated tokens sent to the KV cache, in order (only when the cache is kept).
     decoded: Vec<LlamaToken>,
     /// Batch index of this slot's logits in the current step.
     logits_at: Option<i32>,
@@ -236,13 +236,16 @@ impl Scheduler<'_, '_> {
             batch.clear();
             let mut budget = BATCH_SIZE as usize;
             let mut add_failed = None;
+            let keep = self.keep;
             for slot in slots.iter_mut().flatten() {
                 slot.logits_at = None;
                 if let Some(token) = slot.next_token.take() {
                     if let Err(e) = batch.add(token, slot.n_past as i32, &[slot.seq], true) {
                         add_failed = Some(e.to_string());
                     }
-                    slot.decoded.push(token);
+                    if keep {
+                        slot.decoded.push(token);
+                    }
                     slot.logits_at = Some(batch.n_tokens() - 1);
                     slot.n_past += 1;
                     budget -= 1;
