@@ -3,6 +3,7 @@
 //! evaluated like prompts and called as tools.
 
 pub mod augment;
+mod backprop;
 pub mod clip;
 pub mod cnn;
 mod conv;
