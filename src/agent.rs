@@ -7,6 +7,7 @@
 
 pub mod convention;
 pub mod eval;
+pub mod grounding;
 mod setup;
 pub mod tools;
 
@@ -208,6 +209,9 @@ pub struct Agent<'a> {
     pub opening: Vec<crate::prompt::ChatMessage>,
     pub limits: AgentLimits,
     pub sampling: SamplingParams,
+    /// Optional number arguments may take only numbers written in the user's messages
+    /// (see grounding.rs); applies where the agent builds the call grammar.
+    pub ground_numbers: bool,
 }
 
 impl Agent<'_> {
@@ -235,11 +239,26 @@ impl Agent<'_> {
             None => return Err(AgentError::NoChatTemplate),
         };
         let specs = self.tools.specs();
+        let user_text: String = if self.opening.is_empty() {
+            question.to_string()
+        } else {
+            self.opening
+                .iter()
+                .filter(|m| m.role == "user")
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let call_specs = if self.ground_numbers {
+            grounding::ground_numbers(&specs, &user_text)
+        } else {
+            specs.clone()
+        };
         // Local models reply under our grammars; a server applies its own.
         let grammars = match convention {
             Convention::Native => None,
             _ => Some((
-                convention::grammar(convention, &specs)?,
+                convention::grammar(convention, &call_specs)?,
                 convention::answer_grammar(convention)?,
             )),
         };
@@ -407,7 +426,7 @@ impl Agent<'_> {
                 StepAction::Repeated { .. } => {
                     messages.push(json!({
                         "role": "user",
-                        "content": format!("You already have that tool result above. Using it, answer the question: {question}")
+                        "content": format!("The tool result above has what you need. Answer every part of the question in one sentence: {question}")
                     }));
                 }
                 StepAction::Malformed { error } => {

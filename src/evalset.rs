@@ -162,6 +162,26 @@ pub struct EvalSet {
     pub source: PathBuf,
 }
 
+impl EvalSet {
+    /// A set with a name and a file but nothing else (a stored run whose file is gone,
+    /// an agent evaluation's results).
+    pub fn named(name: &str, source: &Path) -> EvalSet {
+        EvalSet {
+            name: name.to_string(),
+            description: String::new(),
+            prompts: Vec::new(),
+            models: Vec::new(),
+            model_prompts: Default::default(),
+            judge: None,
+            pairwise: None,
+            sweep: None,
+            cases: Vec::new(),
+            metrics: Default::default(),
+            source: source.to_path_buf(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvalSetError {
     #[error(transparent)]
@@ -178,7 +198,7 @@ impl EvalSet {
             return Err(EvalSetError::Invalid {
                 path: path.to_path_buf(),
                 message: format!(
-                    "this is an agent eval set (`kind: agent`): run it with `promptlab agent --eval {}`",
+                    "this is an agent eval set (`kind: agent`): run it with `promptlab eval {}` (or `promptlab agent --eval`)",
                     path.display()
                 ),
             });

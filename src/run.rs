@@ -26,7 +26,7 @@ pub use pairwise::{PairwisePlan, PairwiseReport, compare_pairwise};
 pub use plan::{PlanError, RunOptions, plan};
 pub use record::{Recording, StoredConfig};
 pub use repeat::{RepeatColumn, RepeatReport, repeat_report};
-pub use stored::stored_result;
+pub use stored::{Timing, assemble, stored_result};
 pub use summary::ColumnSummary;
 
 /// One column of the matrix: a prompt (variant) on a model.

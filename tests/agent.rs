@@ -158,3 +158,124 @@ fn agent_eval_subset_and_path_escapes() {
         assert!(!answer.contains("root:"), "{answer}");
     }
 }
+
+/// `promptlab eval` on an agent set: the questions become a results matrix that every
+/// report format writes and the run store keeps, so `promptlab report RUN` rebuilds it.
+#[test]
+fn eval_runs_an_agent_set_into_reports_and_the_store() {
+    let project = agent_project();
+    let out = promptlab(
+        &[
+            "eval",
+            "eval-sets/agent-vision.yaml",
+            "--models",
+            "qwen",
+            "--filter",
+            "ci",
+            "-o",
+            "report.json",
+            "-o",
+            "junit.xml",
+            "--min-pass-rate",
+            "0",
+        ],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = text(&out);
+    assert!(
+        printed.contains("valid tool calls") && printed.contains("cells passed"),
+        "{printed}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["columns"][0]["id"], "agent @ qwen", "{report}");
+    let cases: Vec<&str> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(cases, ["bus-count", "multiply", "capital"]);
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3);
+    let bus = &cells[0];
+    let checks: Vec<&str> = bus["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["assertion"].as_str().unwrap())
+        .collect();
+    assert!(checks.contains(&"tool-called"), "{bus}");
+    // The cell's prompt is the conversation the agent opened with.
+    assert!(
+        bus["prompt"].to_string().contains("How many people are in"),
+        "{bus}"
+    );
+    let junit = std::fs::read_to_string(project.root().join("junit.xml")).unwrap();
+    assert!(junit.contains("testcase name=\"case multiply"), "{junit}");
+
+    // The run is in the store: its report rebuilt from there names the questions.
+    let out = promptlab(&["report", "-o", "stored.md"], project.root());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stored = std::fs::read_to_string(project.root().join("stored.md")).unwrap();
+    assert!(
+        stored.contains("agent-vision") && stored.contains("agent @ qwen"),
+        "{stored}"
+    );
+    let out = promptlab(&["runs", "list"], project.root());
+    assert!(text(&out).contains("agent-vision"), "{}", text(&out));
+}
+
+/// The issue's question. Qwen2.5-Coder-0.5B adds `max_per_class: 1, min_confidence: 0.5`
+/// to every detection call when it may, and the 0.5 floor hides both faces; grounded
+/// number arguments (the default) leave it only null, so the tool counts the faces.
+#[test]
+fn bus_people_and_faces_with_grounded_numbers() {
+    let project = agent_project();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let catalog = std::fs::read_to_string(project.root().join("models/models.yaml")).unwrap();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "{catalog}  faces:\n    path: {}\n    kind: yolo-detector\n    detect:\n      names: {}\n      classes: [face]\n      rename: {{FACE_FEMALE: face, FACE_MALE: face}}\ntools:\n  detect_objects: [people, faces]\n",
+            vision_asset("models/nudenet-320n.onnx"),
+            repo.join("models/nudenet-classes.yaml").display()
+        ),
+    );
+    let question =
+        "How many people are in eval-sets/data/photos/bus.jpg, and is anyone's face visible?";
+    let ask = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["agent", "--model", "qwen", "--json", "--no-store"];
+        args.extend_from_slice(extra);
+        args.push(question);
+        let out = promptlab(&args, project.root());
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let trace = ask(&[]);
+    let call = &trace["steps"][0]["action"];
+    assert_eq!(call["name"], "detect_objects", "{trace}");
+    for argument in ["min_confidence", "max_per_class"] {
+        assert!(call["arguments"][argument].is_null(), "{trace}");
+    }
+    assert_eq!(
+        call["result"]["counts"],
+        serde_json::json!({"face": 2, "person": 3}),
+        "{trace}"
+    );
+    let answer = trace["answer"].as_str().unwrap_or_default();
+    let three = regex::Regex::new(r"(?i)\b(3|three)\b").unwrap();
+    let faces =
+        regex::Regex::new(r"(?i)(\byes\b|\b(2|two) faces\b|faces? (is|are) visible)").unwrap();
+    assert!(three.is_match(answer) && faces.is_match(answer), "{trace}");
+
+    // Free to choose, the model sets the thresholds nobody asked for.
+    let trace = ask(&["--free-numbers"]);
+    let arguments = &trace["steps"][0]["action"]["arguments"];
+    assert!(
+        arguments["min_confidence"].is_number() || arguments["max_per_class"].is_number(),
+        "{trace}"
+    );
+}

@@ -390,11 +390,22 @@ fn agent_and_prompt_eval_sets_point_to_each_other() {
         "kind: agent\nmodels: [echo]\ncases:\n  - {question: What is 2 + 2?, assert: [{type: tool-called, value: calculator}]}\n",
     );
     project.write("eval-sets/plain.yaml", "prompts: []\ncases: [{vars: {}}]\n");
+    // `promptlab eval` runs agent sets too, with the options that apply to them.
     let out = promptlab(&["eval", "eval-sets/agent.yaml"], project.root());
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("run it with `promptlab agent --eval eval-sets/agent.yaml`"),
+        stderr.contains("echo engine, which cannot call tools"),
+        "{stderr}"
+    );
+    let out = promptlab(
+        &["eval", "eval-sets/agent.yaml", "--repeat", "2"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--repeat does not apply to an agent eval set"),
         "{stderr}"
     );
     let out = promptlab(&["agent", "--eval", "eval-sets/plain.yaml"], project.root());

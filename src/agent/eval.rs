@@ -2,6 +2,8 @@
 //! with which arguments, in how many steps) and on its final answer (every text assertion
 //! of an ordinary eval set), scored into the figures that matter for tool use.
 
+pub mod matrix;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};

@@ -21,6 +21,8 @@ use super::Outcome;
 
 mod eval;
 
+pub use eval::run_from_eval;
+
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
     /// The question, in plain words.
@@ -54,6 +56,10 @@ pub struct AgentArgs {
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 300)]
     max_seconds: u64,
+    /// Let optional number arguments (a confidence floor, a per-class limit) take any
+    /// value; by default a local model may only pass numbers written in the question.
+    #[arg(long)]
+    free_numbers: bool,
     /// A tool call taking longer than this many seconds is abandoned.
     #[arg(long, default_value_t = 60)]
     tool_timeout: u64,
@@ -210,21 +216,7 @@ impl Session {
         if let Some(seed) = args.seed {
             sampling.seed = seed;
         }
-        let opening = match prompt {
-            None => Vec::new(),
-            Some(prompt) => {
-                let vars =
-                    minijinja::Value::from_serialize(serde_json::json!({ "question": question }));
-                match prompt.render(&vars)? {
-                    RenderedPrompt::Chat(messages) => messages,
-                    RenderedPrompt::Completion(_) => bail!(
-                        "prompt `{}` is a completion prompt; an agent prompt needs chat `messages` ({})",
-                        prompt.id,
-                        prompt.source.display()
-                    ),
-                }
-            }
-        };
+        let opening = opening_messages(prompt, question)?;
         let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let tool_names: Vec<String> = self.tools.names().iter().map(|s| s.to_string()).collect();
         let run_id = match &self.store {
@@ -249,6 +241,7 @@ impl Session {
                 ..AgentLimits::default()
             },
             sampling,
+            ground_numbers: !args.free_numbers,
         };
         let mut err = std::io::stderr().lock();
         let mut at_line_start = true;
@@ -283,7 +276,11 @@ impl Session {
 
 pub fn run(args: AgentArgs) -> Result<Outcome> {
     if let Some(path) = args.eval.clone() {
-        return eval::run(&args, &path);
+        let reporting = eval::Reporting {
+            prompts: args.prompt.iter().cloned().collect(),
+            ..eval::Reporting::default()
+        };
+        return eval::run(&args, &path, &reporting);
     }
     let question = args.question.clone().unwrap_or_default();
     let [model] = args.model.as_slice() else {
@@ -348,6 +345,26 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
 }
 
 /// The one prompt `selector` names in the project's prompts/.
+/// The conversation an agent prompt opens with, rendered for `question` (empty without a
+/// prompt: the system prompt and the question then open it).
+fn opening_messages(
+    prompt: Option<&Prompt>,
+    question: &str,
+) -> Result<Vec<promptlab::prompt::ChatMessage>> {
+    let Some(prompt) = prompt else {
+        return Ok(Vec::new());
+    };
+    let vars = minijinja::Value::from_serialize(serde_json::json!({ "question": question }));
+    match prompt.render(&vars)? {
+        RenderedPrompt::Chat(messages) => Ok(messages),
+        RenderedPrompt::Completion(_) => bail!(
+            "prompt `{}` is a completion prompt; an agent prompt needs chat `messages` ({})",
+            prompt.id,
+            prompt.source.display()
+        ),
+    }
+}
+
 fn find_prompt(args: &AgentArgs, selector: &str) -> Result<Prompt> {
     let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
     let project = match &args.project {

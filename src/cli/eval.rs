@@ -99,6 +99,9 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     {
         bail!("--min-pass-rate {rate}: expected a fraction between 0 and 1 (e.g. 0.9)");
     }
+    if promptlab::agent::eval::is_agent_set(&args.eval_set) {
+        return super::agent::run_from_eval(&args);
+    }
     report::check_paths(&args.outputs)?;
     let (eval_set, project) = if promptlab::promptfoo::is_config(&args.eval_set) {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));

@@ -46,19 +46,17 @@ pub fn stored_result(store: &RunStore, run_id: i64) -> Result<Option<RunResult>,
     }
 
     let eval_set_path = Path::new(&run.eval_set_path);
-    let eval_set = EvalSet::load(eval_set_path).unwrap_or_else(|_| EvalSet {
-        name: run.eval_set.clone(),
-        description: String::new(),
-        prompts: Vec::new(),
-        models: Vec::new(),
-        model_prompts: Default::default(),
-        judge: None,
-        pairwise: None,
-        sweep: None,
-        cases: Vec::new(),
-        metrics: Default::default(),
-        source: eval_set_path.to_path_buf(),
-    });
+    let eval_set = EvalSet::load(eval_set_path)
+        .unwrap_or_else(|_| EvalSet::named(&run.eval_set, eval_set_path));
+    // An agent evaluation's questions come from its own kind of file.
+    let agent_set = crate::agent::eval::is_agent_set(eval_set_path)
+        .then(|| crate::agent::eval::AgentEvalSet::load(eval_set_path).ok())
+        .flatten();
+    let agent_case = |id: &str| {
+        let set = agent_set.as_ref()?;
+        let case = set.cases.iter().find(|c| c.id == id)?;
+        Some(crate::agent::eval::matrix::case_info(case))
+    };
     let cases: Vec<CaseInfo> = case_ids
         .iter()
         .map(|id| match eval_set.cases.iter().find(|c| &c.id == id) {
@@ -70,14 +68,14 @@ pub fn stored_result(store: &RunStore, run_id: i64) -> Result<Option<RunResult>,
                 expected: case.expected.clone(),
                 human: case.human,
             },
-            None => CaseInfo {
+            None => agent_case(id).unwrap_or_else(|| CaseInfo {
                 id: id.clone(),
                 description: String::new(),
                 tags: Vec::new(),
                 vars: Default::default(),
                 expected: None,
                 human: None,
-            },
+            }),
         })
         .collect();
 
@@ -105,14 +103,6 @@ pub fn stored_result(store: &RunStore, run_id: i64) -> Result<Option<RunResult>,
         })
         .collect();
 
-    let plan = RunPlan {
-        eval_set,
-        columns: columns.clone(),
-        models: Vec::new(),
-        cases: cases.clone(),
-        cells: Vec::new(),
-        judging: Default::default(),
-    };
     let duration_s = run
         .finished_at
         .as_deref()
@@ -122,22 +112,64 @@ pub fn stored_result(store: &RunStore, run_id: i64) -> Result<Option<RunResult>,
             Some((end - start).num_milliseconds() as f64 / 1000.0)
         })
         .unwrap_or(0.0);
-    Ok(Some(RunResult {
-        eval_set: run.eval_set.clone(),
-        eval_set_path: run.eval_set_path.clone(),
-        started_at: run.started_at.clone(),
-        duration_s,
-        cancelled: run.status != RunStatus::Finished,
+    let mut result = assemble(
+        eval_set,
+        Timing {
+            started_at: run.started_at.clone(),
+            duration_s,
+            cancelled: run.status != RunStatus::Finished,
+        },
+        columns,
+        cases,
+        cells,
+    );
+    // As recorded, even if the file has changed since.
+    result.eval_set.clone_from(&run.eval_set);
+    result.eval_set_path.clone_from(&run.eval_set_path);
+    result.pairwise = store
+        .pairwise_json(run_id)?
+        .and_then(|json| serde_json::from_str(&json).ok());
+    Ok(Some(result))
+}
+
+/// When a run started, how long it took, and whether it was cut short.
+pub struct Timing {
+    pub started_at: String,
+    pub duration_s: f64,
+    pub cancelled: bool,
+}
+
+/// A result from finished cells, with the per-column summaries and metric reports worked
+/// out: for runs that were not planned and executed here (stored runs, agent evaluations).
+pub fn assemble(
+    eval_set: EvalSet,
+    timing: Timing,
+    columns: Vec<Column>,
+    cases: Vec<CaseInfo>,
+    cells: Vec<CellResult>,
+) -> RunResult {
+    let plan = RunPlan {
+        eval_set,
+        columns: columns.clone(),
+        models: Vec::new(),
+        cases: cases.clone(),
+        cells: Vec::new(),
+        judging: Default::default(),
+    };
+    RunResult {
+        eval_set: plan.eval_set.name.clone(),
+        eval_set_path: plan.eval_set.source.display().to_string(),
+        started_at: timing.started_at,
+        duration_s: timing.duration_s,
+        cancelled: timing.cancelled,
         summaries: summarize(&plan, &cells),
         classification: classification_reports(&plan, &cells),
         detection: detection_reports(&plan, &cells),
         judge_time: JudgeTime::default(),
         judge_agreement: agreements(columns.len(), &cases, &cells),
-        pairwise: store
-            .pairwise_json(run_id)?
-            .and_then(|json| serde_json::from_str(&json).ok()),
+        pairwise: None,
         columns,
         cases,
         cells,
-    }))
+    }
 }

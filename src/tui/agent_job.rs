@@ -177,6 +177,7 @@ fn run_agent(
         system: DEFAULT_SYSTEM.into(),
         limits: AgentLimits::default(),
         sampling,
+        ground_numbers: true,
     };
     let mut partial = AgentTrace {
         question: job.question.clone(),

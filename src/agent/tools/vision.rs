@@ -172,8 +172,8 @@ impl Tool for DetectObjects {
                 "image": image_property(),
                 // `null` lets a small model say "no filter" while following the shape.
                 "classes": {"type": ["array", "null"], "items": class, "default": null, "description": "only these classes; null for all"},
-                "max_per_class": {"type": ["integer", "null"], "default": null, "description": "list the boxes of at most this many objects per class (the counts still include all); null to list all"},
-                "min_confidence": {"type": ["number", "null"], "default": null, "description": "ignore objects less confident than this (0 to 1); null for each detector's own floor"}
+                "max_per_class": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "list the boxes of at most this many objects per class (the counts still include all); null to list all"},
+                "min_confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1, "default": null, "description": "ignore objects less confident than this (0 to 1); null for each detector's own floor"}
             },
             "required": ["image"],
             "additionalProperties": false
@@ -270,18 +270,19 @@ impl Tool for DetectObjects {
                 }));
             }
         }
-        let mut result = json!({
-            "image": path,
-            "count": found.len(),
-            "counts": counts,
-            "objects": objects,
-        });
+        let mut result = json!({"image": path});
+        // A total over several classes (people plus faces) reads as a count of people.
+        if counts.len() == 1 {
+            result["count"] = json!(found.len());
+        }
+        result["counts"] = json!(counts);
+        result["objects"] = json!(objects);
         let mut notes = Vec::new();
         if let Some(m) = cap
             && objects_left_out(&counts, m)
         {
             notes.push(format!(
-                "objects lists at most {m} per class, the most confident; count and counts include all"
+                "objects lists at most {m} per class, the most confident; the counts include all"
             ));
         }
         if let Some(floor) = min_confidence

@@ -1,16 +1,91 @@
-//! `promptlab agent --eval FILE`: every question of an agent evaluation set, for each model,
-//! with the tool-use figures per model: valid calls, tool selection, arguments, answers,
-//! steps and time.
+//! Agent evaluation sets: `promptlab agent --eval FILE` and `promptlab eval FILE` on a
+//! set with `kind: agent`. Every question runs for each prompt and model; the tool-use
+//! figures per column (valid calls, tool selection, arguments, answers, steps, time) are
+//! printed, and the results matrix goes to the run store and the report formats.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use promptlab::agent::eval::{AgentEvalSet, AgentScores, check_trace};
+use promptlab::agent::eval::{AgentEvalSet, AgentScores, check_trace, matrix};
+use promptlab::prompt::{ChatMessage, RenderedPrompt};
+use promptlab::run::Timing;
+use promptlab::store::{NewRun, RunStatus, RunStore, StoredCell};
 
 use super::{AgentArgs, AskOptions, Outcome, Session};
+use crate::cli::eval::EvalArgs;
 
-pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
+/// What `promptlab eval` adds to an agent evaluation.
+#[derive(Default)]
+pub(super) struct Reporting {
+    /// Prompt selectors, one column each (default: the set's `prompts`).
+    pub prompts: Vec<String>,
+    /// Report files; the format follows the extension.
+    pub outputs: Vec<PathBuf>,
+    pub min_pass_rate: Option<f64>,
+}
+
+/// `promptlab agent`'s options with their defaults, parsed from a command line built for
+/// an eval run.
+#[derive(clap::Parser)]
+struct AgentCommand {
+    #[command(flatten)]
+    args: AgentArgs,
+}
+
+/// `promptlab eval FILE` for an agent evaluation set: the options that apply are passed
+/// on; the ones that only make sense for generated cells are refused.
+pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
+    let unsupported = [
+        (eval.repeat > 1, "--repeat"),
+        (eval.pairwise, "--pairwise"),
+        (eval.resume.is_some(), "--resume"),
+        (eval.judge.is_some(), "--judge"),
+        (eval.engine.is_some(), "--engine"),
+        (eval.parallel.is_some(), "--parallel"),
+        (eval.store.is_some(), "--store"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(used, _)| *used) {
+        bail!(
+            "{}: {flag} does not apply to an agent eval set (`kind: agent`); see `promptlab agent --help` for its options",
+            eval.eval_set.display()
+        );
+    }
+    promptlab::report::check_paths(&eval.outputs)?;
+    let mut argv: Vec<String> = vec!["agent".into(), "--eval".into()];
+    argv.push(eval.eval_set.display().to_string());
+    let project = match &eval.project {
+        Some(dir) => Some(dir.clone()),
+        None => promptlab::project::Project::discover(&eval.eval_set)
+            .ok()
+            .map(|p| p.root),
+    };
+    if let Some(dir) = project {
+        argv.extend(["--project".into(), dir.display().to_string()]);
+    }
+    if !eval.models.is_empty() {
+        argv.extend(["--model".into(), eval.models.join(",")]);
+    }
+    if !eval.tags.is_empty() {
+        argv.extend(["--filter".into(), eval.tags.join(",")]);
+    }
+    if let Some(limit) = eval.limit {
+        argv.extend(["--limit".into(), limit.to_string()]);
+    }
+    if eval.no_store {
+        argv.push("--no-store".into());
+    }
+    let args = <AgentCommand as clap::Parser>::try_parse_from(&argv)?.args;
+    let reporting = Reporting {
+        prompts: eval.prompts.clone(),
+        outputs: eval.outputs.clone(),
+        min_pass_rate: eval.min_pass_rate,
+    };
+    run(&args, &eval.eval_set, &reporting)
+}
+
+pub(super) fn run(args: &AgentArgs, path: &Path, reporting: &Reporting) -> Result<Outcome> {
     let set = AgentEvalSet::load(path)?;
     let models = if args.model.is_empty() {
         set.models.clone()
@@ -35,11 +110,12 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
         bail!("{}: no cases left after --filter/--limit", path.display());
     }
     // One column per prompt (or the built-in system prompt), each with its tools.
-    let selectors: Vec<Option<String>> = match (&args.prompt, set.prompts.is_empty()) {
-        (Some(p), _) => vec![Some(p.clone())],
-        (None, true) => vec![None],
-        (None, false) => set.prompts.iter().cloned().map(Some).collect(),
-    };
+    let selectors: Vec<Option<String>> =
+        match (reporting.prompts.is_empty(), set.prompts.is_empty()) {
+            (false, _) => reporting.prompts.iter().cloned().map(Some).collect(),
+            (true, true) => vec![None],
+            (true, false) => set.prompts.iter().cloned().map(Some).collect(),
+        };
     let mut columns = Vec::new();
     for selector in &selectors {
         let prompt = match selector {
@@ -56,6 +132,34 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
         columns.push((prompt, Session::open(args, &wanted)?));
     }
     let max_steps = set.max_steps.unwrap_or(args.max_steps);
+    let started = Instant::now();
+    let started_at = chrono::Local::now().to_rfc3339();
+    let mut matrix_columns = Vec::new();
+    let mut cells = Vec::new();
+    let case_infos: Vec<_> = cases.iter().map(|c| matrix::case_info(c)).collect();
+    let mut recording = match &columns[0].1.store {
+        Some(_) if !args.no_store => {
+            let project = &columns[0].1.project;
+            let store = RunStore::open(&project.root.join(".promptlab").join("runs.db"))?;
+            let eval_set_path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            let run_id = store.create_run(&NewRun {
+                eval_set: set.name.clone(),
+                eval_set_path: eval_set_path.display().to_string(),
+                config_json: serde_json::json!({
+                    "kind": "agent",
+                    "models": models,
+                    "prompts": selectors,
+                    "filter": args.filter,
+                    "limit": args.limit,
+                })
+                .to_string(),
+                started_at: started_at.clone(),
+                cell_count: models.len() * columns.len() * cases.len(),
+            })?;
+            Some((store, run_id))
+        }
+        _ => None,
+    };
     let mut all_scores = Vec::new();
     let mut records = Vec::new();
     let mut failures = Vec::new();
@@ -63,10 +167,10 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
         let mut loaded = columns[0].1.load_model(model)?;
         for (prompt, session) in &columns {
             let specs = session.tools.specs();
-            let column = match prompt {
-                Some(p) => format!("{} @ {model}", p.id),
-                None => model.clone(),
-            };
+            let matrix_column = matrix::column(prompt.as_ref().map(|p| p.id.as_str()), model);
+            let column = matrix_column.id.clone();
+            let column_index = matrix_columns.len();
+            matrix_columns.push(matrix_column);
             let mut scores = AgentScores {
                 model: column.clone(),
                 ..AgentScores::default()
@@ -99,6 +203,33 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
                     ));
                 }
                 scores.add(&trace, &outcomes, &specs);
+                let opening = match prompt {
+                    Some(p) => super::opening_messages(Some(p), &case.question)?,
+                    None => vec![
+                        ChatMessage {
+                            role: "system".into(),
+                            content: set
+                                .system
+                                .clone()
+                                .or_else(|| args.system.clone())
+                                .unwrap_or_else(|| promptlab::agent::DEFAULT_SYSTEM.into()),
+                        },
+                        ChatMessage {
+                            role: "user".into(),
+                            content: case.question.clone(),
+                        },
+                    ],
+                };
+                let cell = matrix::cell(
+                    (column_index, n),
+                    RenderedPrompt::Chat(opening),
+                    &trace,
+                    &outcomes,
+                );
+                if let Some((store, run_id)) = recording.as_mut() {
+                    store.record_cell(*run_id, &stored_cell(&column, &case.id, &cell))?;
+                }
+                cells.push(cell);
                 records.push(serde_json::json!({
                     "model": model,
                     "prompt": prompt.as_ref().map(|p| p.id.clone()),
@@ -121,11 +252,48 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
         std::fs::write(output, serde_json::to_string_pretty(&report)? + "\n")?;
         eprintln!("wrote {}", output.display());
     }
+    let run_id = match recording {
+        Some((store, run_id)) => {
+            store.finish_run(
+                run_id,
+                &chrono::Local::now().to_rfc3339(),
+                RunStatus::Finished,
+            )?;
+            Some(run_id)
+        }
+        None => None,
+    };
+    let result = matrix::run_result(
+        &set,
+        Timing {
+            started_at,
+            duration_s: started.elapsed().as_secs_f64(),
+            cancelled: false,
+        },
+        matrix_columns,
+        case_infos,
+        cells,
+    );
+    for output in &reporting.outputs {
+        promptlab::report::write(&result, output)?;
+        eprintln!("wrote {}", output.display());
+    }
     println!("{}", scores_table(&all_scores));
     if !failures.is_empty() {
         println!("Failures ({}):\n{}", failures.len(), failures.join("\n"));
     }
-    let all_passed = all_scores.iter().all(|s| s.passed == s.cases);
+    let passed = result.cells.iter().filter(|c| c.passed).count();
+    println!(
+        "{passed} of {} cells passed ({}) in {:.1} s{}",
+        result.cells.len(),
+        promptlab::score::stats::format_rate(passed, result.cells.len()),
+        result.duration_s,
+        run_id.map(|id| format!(" · run {id}")).unwrap_or_default()
+    );
+    let all_passed = match reporting.min_pass_rate {
+        Some(min) => result.pass_rate() >= min,
+        None => passed == result.cells.len(),
+    };
     Ok(if all_passed {
         Outcome::Passed
     } else {
@@ -175,4 +343,32 @@ fn scores_table(scores: &[AgentScores]) -> String {
         ]);
     }
     table.to_string()
+}
+
+/// A cell as the run store keeps it. Agent cells are not generated from a cache key; the
+/// key names the column and case so it can never match a generation's.
+fn stored_cell(column: &str, case: &str, cell: &promptlab::run::CellResult) -> StoredCell {
+    StoredCell {
+        column_index: cell.column,
+        case_index: cell.case,
+        column_id: column.to_string(),
+        case_id: case.to_string(),
+        cache_key: format!("agent:{column}:{case}"),
+        prompt_json: serde_json::to_string(&cell.prompt).unwrap_or_default(),
+        output: cell.output.clone(),
+        error: cell.error.clone(),
+        passed: cell.passed,
+        score: cell.score,
+        assertions_json: serde_json::to_string(&cell.assertions).unwrap_or_default(),
+        finish: cell
+            .finish
+            .and_then(|f| serde_json::to_value(f).ok())
+            .and_then(|v| v.as_str().map(String::from)),
+        prompt_tokens: cell.prompt_tokens,
+        completion_tokens: cell.completion_tokens,
+        ttft_ms: cell.ttft_ms,
+        latency_ms: cell.latency_ms,
+        tokens_per_s: cell.tokens_per_s,
+        cached: false,
+    }
 }
