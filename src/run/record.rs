@@ -134,28 +134,42 @@ impl Recording<'_> {
         id: usize,
         cell: &CellResult,
     ) -> Result<(), StoreError> {
-        let planned = &plan.cells[id];
-        let stored = StoredCell {
-            column_index: cell.column,
-            case_index: cell.case,
-            column_id: plan.columns[cell.column].id.clone(),
-            case_id: plan.cases[cell.case].id.clone(),
-            cache_key: planned.cache_key.clone(),
-            prompt_json: serde_json::to_string(&cell.prompt).unwrap_or_default(),
-            output: cell.output.clone(),
-            error: cell.error.clone(),
-            passed: cell.passed,
-            score: cell.score,
-            assertions_json: serde_json::to_string(&cell.assertions).unwrap_or_default(),
-            finish: cell.finish.map(finish_text),
-            prompt_tokens: cell.prompt_tokens,
-            completion_tokens: cell.completion_tokens,
-            ttft_ms: cell.ttft_ms,
-            latency_ms: cell.latency_ms,
-            tokens_per_s: cell.tokens_per_s,
-            cached: cell.cached,
-        };
+        let stored = stored_cell(
+            cell,
+            &plan.columns[cell.column].id,
+            &plan.cases[cell.case].id,
+            &plan.cells[id].cache_key,
+        );
         self.store.record_cell(self.run_id, &stored)
+    }
+}
+
+/// A cell as the run store keeps it.
+pub fn stored_cell(
+    cell: &CellResult,
+    column_id: &str,
+    case_id: &str,
+    cache_key: &str,
+) -> StoredCell {
+    StoredCell {
+        column_index: cell.column,
+        case_index: cell.case,
+        column_id: column_id.to_string(),
+        case_id: case_id.to_string(),
+        cache_key: cache_key.to_string(),
+        prompt_json: serde_json::to_string(&cell.prompt).unwrap_or_default(),
+        output: cell.output.clone(),
+        error: cell.error.clone(),
+        passed: cell.passed,
+        score: cell.score,
+        assertions_json: serde_json::to_string(&cell.assertions).unwrap_or_default(),
+        finish: cell.finish.map(finish_text),
+        prompt_tokens: cell.prompt_tokens,
+        completion_tokens: cell.completion_tokens,
+        ttft_ms: cell.ttft_ms,
+        latency_ms: cell.latency_ms,
+        tokens_per_s: cell.tokens_per_s,
+        cached: cell.cached,
     }
 }
 

@@ -10,8 +10,8 @@ use anyhow::{Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use promptlab::agent::eval::{AgentEvalSet, AgentScores, check_trace, matrix};
 use promptlab::prompt::{ChatMessage, RenderedPrompt};
-use promptlab::run::Timing;
-use promptlab::store::{NewRun, RunStatus, RunStore, StoredCell};
+use promptlab::run::{Timing, stored_cell};
+use promptlab::store::{NewRun, RunStatus, RunStore};
 
 use super::{AgentArgs, AskOptions, Outcome, Session};
 use crate::cli::eval::EvalArgs;
@@ -227,7 +227,10 @@ pub(super) fn run(args: &AgentArgs, path: &Path, reporting: &Reporting) -> Resul
                     &outcomes,
                 );
                 if let Some((store, run_id)) = recording.as_mut() {
-                    store.record_cell(*run_id, &stored_cell(&column, &case.id, &cell))?;
+                    // Agent cells are not generated from a cache key: this one names the
+                    // column and case, so it never matches a generation's.
+                    let key = format!("agent:{column}:{}", case.id);
+                    store.record_cell(*run_id, &stored_cell(&cell, &column, &case.id, &key))?;
                 }
                 cells.push(cell);
                 records.push(serde_json::json!({
@@ -343,32 +346,4 @@ fn scores_table(scores: &[AgentScores]) -> String {
         ]);
     }
     table.to_string()
-}
-
-/// A cell as the run store keeps it. Agent cells are not generated from a cache key; the
-/// key names the column and case so it can never match a generation's.
-fn stored_cell(column: &str, case: &str, cell: &promptlab::run::CellResult) -> StoredCell {
-    StoredCell {
-        column_index: cell.column,
-        case_index: cell.case,
-        column_id: column.to_string(),
-        case_id: case.to_string(),
-        cache_key: format!("agent:{column}:{case}"),
-        prompt_json: serde_json::to_string(&cell.prompt).unwrap_or_default(),
-        output: cell.output.clone(),
-        error: cell.error.clone(),
-        passed: cell.passed,
-        score: cell.score,
-        assertions_json: serde_json::to_string(&cell.assertions).unwrap_or_default(),
-        finish: cell
-            .finish
-            .and_then(|f| serde_json::to_value(f).ok())
-            .and_then(|v| v.as_str().map(String::from)),
-        prompt_tokens: cell.prompt_tokens,
-        completion_tokens: cell.completion_tokens,
-        ttft_ms: cell.ttft_ms,
-        latency_ms: cell.latency_ms,
-        tokens_per_s: cell.tokens_per_s,
-        cached: false,
-    }
 }
