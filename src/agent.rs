@@ -426,7 +426,7 @@ impl Agent<'_> {
                 StepAction::Repeated { .. } => {
                     messages.push(json!({
                         "role": "user",
-                        "content": format!("The tool result above has what you need. Answer every part of the question in one sentence: {question}")
+                        "content": format!("You have the tool result above. Now answer every part of this question in one sentence: {question}")
                     }));
                 }
                 StepAction::Malformed { error } => {
