@@ -197,6 +197,29 @@ pub enum AgentError {
     NoTools(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Prompt(#[from] crate::prompt::PromptError),
+    #[error("prompt `{id}` is a completion prompt; an agent prompt needs chat `messages` ({path})")]
+    CompletionPrompt { id: String, path: String },
+}
+
+/// The conversation an agent prompt opens with, rendered for `question` (empty without a
+/// prompt: the system prompt and the question then open it).
+pub fn opening_messages(
+    prompt: Option<&crate::prompt::Prompt>,
+    question: &str,
+) -> Result<Vec<crate::prompt::ChatMessage>, AgentError> {
+    let Some(prompt) = prompt else {
+        return Ok(Vec::new());
+    };
+    let vars = minijinja::Value::from_serialize(json!({ "question": question }));
+    match prompt.render(&vars)? {
+        RenderedPrompt::Chat(messages) => Ok(messages),
+        RenderedPrompt::Completion(_) => Err(AgentError::CompletionPrompt {
+            id: prompt.id.clone(),
+            path: prompt.source.display().to_string(),
+        }),
+    }
 }
 
 pub struct Agent<'a> {

@@ -14,7 +14,7 @@ use promptlab::agent::{
 use promptlab::engine::Engine;
 use promptlab::engine::Flow;
 use promptlab::project::Project;
-use promptlab::prompt::{Prompt, RenderedPrompt};
+use promptlab::prompt::Prompt;
 use promptlab::store::RunStore;
 
 use super::Outcome;
@@ -216,7 +216,7 @@ impl Session {
         if let Some(seed) = args.seed {
             sampling.seed = seed;
         }
-        let opening = opening_messages(prompt, question)?;
+        let opening = promptlab::agent::opening_messages(prompt, question)?;
         let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let tool_names: Vec<String> = self.tools.names().iter().map(|s| s.to_string()).collect();
         let run_id = match &self.store {
@@ -345,26 +345,6 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
 }
 
 /// The one prompt `selector` names in the project's prompts/.
-/// The conversation an agent prompt opens with, rendered for `question` (empty without a
-/// prompt: the system prompt and the question then open it).
-fn opening_messages(
-    prompt: Option<&Prompt>,
-    question: &str,
-) -> Result<Vec<promptlab::prompt::ChatMessage>> {
-    let Some(prompt) = prompt else {
-        return Ok(Vec::new());
-    };
-    let vars = minijinja::Value::from_serialize(serde_json::json!({ "question": question }));
-    match prompt.render(&vars)? {
-        RenderedPrompt::Chat(messages) => Ok(messages),
-        RenderedPrompt::Completion(_) => bail!(
-            "prompt `{}` is a completion prompt; an agent prompt needs chat `messages` ({})",
-            prompt.id,
-            prompt.source.display()
-        ),
-    }
-}
-
 fn find_prompt(args: &AgentArgs, selector: &str) -> Result<Prompt> {
     let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
     let project = match &args.project {

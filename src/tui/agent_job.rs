@@ -14,7 +14,7 @@ use promptlab::catalog::ModelCatalog;
 use promptlab::engine::CancelToken;
 use promptlab::engine::Engine;
 use promptlab::engine::Flow;
-use promptlab::prompt::{Prompt, RenderedPrompt};
+use promptlab::prompt::Prompt;
 use promptlab::store::RunStore;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -151,23 +151,11 @@ fn run_agent(
     send: &dyn Fn(AgentUiEvent) -> bool,
     record: impl Fn(&AgentTrace),
 ) -> Result<AgentTrace, String> {
-    let (opening, sampling) = match &job.prompt {
-        None => (Vec::new(), params.resolve()),
-        Some(prompt) => {
-            let vars =
-                minijinja::Value::from_serialize(serde_json::json!({ "question": job.question }));
-            match prompt.render(&vars).map_err(|e| e.to_string())? {
-                RenderedPrompt::Chat(messages) => {
-                    (messages, params.overlay(&prompt.params).resolve())
-                }
-                RenderedPrompt::Completion(_) => {
-                    return Err(format!(
-                        "prompt `{}` is a completion prompt; an agent prompt needs chat `messages`",
-                        prompt.id
-                    ));
-                }
-            }
-        }
+    let opening = promptlab::agent::opening_messages(job.prompt.as_ref(), &job.question)
+        .map_err(|e| e.to_string())?;
+    let sampling = match &job.prompt {
+        Some(prompt) => params.overlay(&prompt.params).resolve(),
+        None => params.resolve(),
     };
     let mut agent = Agent {
         opening,

@@ -204,7 +204,7 @@ pub(super) fn run(args: &AgentArgs, path: &Path, reporting: &Reporting) -> Resul
                 }
                 scores.add(&trace, &outcomes, &specs);
                 let opening = match prompt {
-                    Some(p) => super::opening_messages(Some(p), &case.question)?,
+                    Some(p) => promptlab::agent::opening_messages(Some(p), &case.question)?,
                     None => vec![
                         ChatMessage {
                             role: "system".into(),
