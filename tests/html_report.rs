@@ -206,6 +206,24 @@ fn the_report_opens_offline_pages_and_filters_in_a_real_browser() {
     );
     assert_eq!(requests(&netlog), Vec::<String>::new());
 
+    // Sorted by the first column's score, worst first: its 30 failures (c000, c005, …)
+    // lead; descending, its passes; the header shows which way.
+    let dom = headless(&["--dump-dom".into(), format!("{url}#sort=1")], &netlog);
+    let order: Vec<&str> = dom
+        .split("class=\"case-row\" data-case=\"")
+        .skip(1)
+        .take(3)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert_eq!(order, ["0", "5", "10"], "{dom:.3000}");
+    assert!(dom.contains("aria-sort=\"ascending\""), "{dom:.3000}");
+    let dom = headless(&["--dump-dom".into(), format!("{url}#sort=-1")], &netlog);
+    let first = dom
+        .split("class=\"case-row\" data-case=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next());
+    assert_eq!(first, Some("1"), "{dom:.3000}");
+
     // A case opened side by side: both outputs, the second as a word diff against the
     // first, and the failing column's reason.
     let dom = headless(&["--dump-dom".into(), format!("{url}#case=3")], &netlog);

@@ -1,13 +1,17 @@
 // Renders the report from the JSON in #data: the matrix is paged (100 rows) so a run of
-// thousands of cases stays responsive. The URL's fragment can hold a filter and an open
-// case (#filter=failures&case=12), so views can be linked, and checked headless.
+// thousands of cases stays responsive. Clicking a column header sorts the cases by that
+// column's score (again: the other way; the case header: back to file order). The URL's
+// fragment can hold a filter, a sort (column k from 1, negative for descending) and an
+// open case (#filter=failures&sort=2&case=12), so views can be linked, and checked headless.
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("data").textContent);
   var PAGE = 100;
-  var state = { filter: "all", page: 0, selected: -1 };
+  var state = { filter: "all", page: 0, selected: -1, sort: 0 };
   var match = /filter=(all|failures|disagreements|errors)/.exec(location.hash);
   if (match) state.filter = match[1];
+  var sorted = /sort=(-?\d+)/.exec(location.hash);
+  if (sorted && Math.abs(+sorted[1]) <= data.columns.length) state.sort = +sorted[1];
   var opened = /case=(\d+)/.exec(location.hash);
   if (opened && +opened[1] < data.cases.length) state.selected = +opened[1];
 
@@ -22,8 +26,17 @@
 
   function status(cell) { return cell ? cell[0] : "none"; }
 
+  // Ascending by the column's score, or descending; cases without a cell last, ties in
+  // file order.
+  function bySort(a, b) {
+    var col = Math.abs(state.sort) - 1, dir = state.sort > 0 ? 1 : -1;
+    var x = data.cells[a][col], y = data.cells[b][col];
+    if (!x || !y) return x ? -1 : y ? 1 : a - b;
+    return (x[1] - y[1]) * dir || a - b;
+  }
+
   function rows() {
-    return data.cases.map(function (_, i) { return i; }).filter(function (i) {
+    var shown = data.cases.map(function (_, i) { return i; }).filter(function (i) {
       var cells = data.cells[i];
       if (state.filter === "failures") return cells.some(function (c) { return c && c[0] !== "pass"; });
       if (state.filter === "errors") return cells.some(function (c) { return c && c[0] === "error"; });
@@ -32,6 +45,17 @@
         return seen.some(function (p) { return p !== seen[0]; });
       }
       return true;
+    });
+    return state.sort ? shown.sort(bySort) : shown;
+  }
+
+  function markSort() {
+    Array.prototype.forEach.call(document.querySelectorAll("#matrix thead th"), function (th, k) {
+      if (k > 0 && Math.abs(state.sort) === k) {
+        th.setAttribute("aria-sort", state.sort > 0 ? "ascending" : "descending");
+      } else {
+        th.removeAttribute("aria-sort");
+      }
     });
   }
 
@@ -123,6 +147,13 @@
   });
   document.getElementById("prev").addEventListener("click", function () { state.page--; renderMatrix(); });
   document.getElementById("next").addEventListener("click", function () { state.page++; renderMatrix(); });
+  Array.prototype.forEach.call(document.querySelectorAll("#matrix thead th"), function (th, k) {
+    th.addEventListener("click", function () {
+      state.sort = k === 0 ? 0 : state.sort === k ? -k : k;
+      state.page = 0; markSort(); renderMatrix();
+    });
+  });
+  markSort();
   renderMatrix();
   renderDetail();
   document.body.setAttribute("data-ready", "1");
