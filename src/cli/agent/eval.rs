@@ -137,28 +137,28 @@ pub(super) fn run(args: &AgentArgs, path: &Path, reporting: &Reporting) -> Resul
     let mut matrix_columns = Vec::new();
     let mut cells = Vec::new();
     let case_infos: Vec<_> = cases.iter().map(|c| matrix::case_info(c)).collect();
-    let mut recording = match &columns[0].1.store {
-        Some(_) if !args.no_store => {
-            let project = &columns[0].1.project;
-            let store = RunStore::open(&project.root.join(".promptlab").join("runs.db"))?;
-            let eval_set_path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-            let run_id = store.create_run(&NewRun {
-                eval_set: set.name.clone(),
-                eval_set_path: eval_set_path.display().to_string(),
-                config_json: serde_json::json!({
-                    "kind": "agent",
-                    "models": models,
-                    "prompts": selectors,
-                    "filter": args.filter,
-                    "limit": args.limit,
-                })
-                .to_string(),
-                started_at: started_at.clone(),
-                cell_count: models.len() * columns.len() * cases.len(),
-            })?;
-            Some((store, run_id))
-        }
-        _ => None,
+    // The run's matrix, recorded cell by cell beside each question's trace.
+    let mut recording = if args.no_store {
+        None
+    } else {
+        let project = &columns[0].1.project;
+        let store = RunStore::open(&project.root.join(".promptlab").join("runs.db"))?;
+        let eval_set_path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let run_id = store.create_run(&NewRun {
+            eval_set: set.name.clone(),
+            eval_set_path: eval_set_path.display().to_string(),
+            config_json: serde_json::json!({
+                "kind": "agent",
+                "models": models,
+                "prompts": selectors,
+                "filter": args.filter,
+                "limit": args.limit,
+            })
+            .to_string(),
+            started_at: started_at.clone(),
+            cell_count: models.len() * columns.len() * cases.len(),
+        })?;
+        Some((store, run_id))
     };
     let mut all_scores = Vec::new();
     let mut records = Vec::new();
