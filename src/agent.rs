@@ -8,6 +8,7 @@
 pub mod convention;
 pub mod eval;
 pub mod grounding;
+pub mod session;
 mod setup;
 pub mod tools;
 

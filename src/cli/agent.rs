@@ -6,16 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use promptlab::agent::tools::ToolContext;
-use promptlab::agent::{
-    Agent, AgentEvent, AgentLimits, AgentStop, DEFAULT_SYSTEM, ToolModels, default_roots,
-    project_tools,
-};
-use promptlab::engine::Engine;
+use promptlab::agent::session::{LoadedModel, Question, Session, SessionOptions};
+use promptlab::agent::{AgentEvent, AgentLimits, AgentStop, DEFAULT_SYSTEM, ToolModels};
 use promptlab::engine::Flow;
 use promptlab::project::Project;
 use promptlab::prompt::Prompt;
-use promptlab::store::RunStore;
 
 use super::Outcome;
 
@@ -101,12 +96,6 @@ pub struct AgentArgs {
     json: bool,
 }
 
-struct LoadedModel {
-    name: String,
-    engine: Box<dyn Engine>,
-    params: promptlab::params::GenerationParams,
-}
-
 /// How one question is asked.
 struct AskOptions<'a> {
     system: Option<&'a str>,
@@ -115,163 +104,86 @@ struct AskOptions<'a> {
     verbose: bool,
 }
 
-/// What every question of a session shares: the project, the tools and where they may read.
-struct Session {
-    project: Project,
-    tools: promptlab::agent::tools::ToolSet,
-    context: ToolContext,
-    store: Option<RunStore>,
+/// The library's session for these arguments, with the tools left out shown.
+fn open_session(args: &AgentArgs, wanted_tools: &[String]) -> Result<Session> {
+    let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
+    let project = match &args.project {
+        Some(dir) => Project::open(dir),
+        None => Project::discover(&start),
+    }
+    .context("cannot open the project")?;
+    let models = ToolModels {
+        digits: args.digits_model.clone(),
+        detectors: args.detector.clone(),
+        clip: args.clip.clone(),
+    };
+    let session = Session::open(
+        project,
+        &SessionOptions {
+            wanted_tools,
+            models: &models,
+            tool_timeout: Duration::from_secs(args.tool_timeout.max(1)),
+            allowed: &args.allowed,
+            record: !args.no_store,
+        },
+    )?;
+    for (name, why) in &session.tools.unavailable {
+        eprintln!("note: tool {name} is left out: {why}");
+    }
+    Ok(session)
 }
 
-impl Session {
-    fn open(args: &AgentArgs, wanted_tools: &[String]) -> Result<Session> {
-        let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
-        let project = match &args.project {
-            Some(dir) => Project::open(dir),
-            None => Project::discover(&start),
+/// Answers one question, printing the trace to stderr when `verbose`.
+fn ask(
+    session: &Session,
+    model: &mut LoadedModel,
+    question: &str,
+    args: &AgentArgs,
+    options: AskOptions,
+) -> Result<promptlab::agent::AgentTrace> {
+    let question = Question {
+        text: question,
+        system: options
+            .system
+            .map(String::from)
+            .or_else(|| args.system.clone())
+            .unwrap_or_else(|| DEFAULT_SYSTEM.into()),
+        prompt: options.prompt,
+        limits: AgentLimits {
+            max_steps: options.max_steps.max(1),
+            max_tokens: args.max_tokens.max(1),
+            max_wall: Duration::from_secs(args.max_seconds.max(1)),
+            ..AgentLimits::default()
+        },
+        temperature: args.temperature,
+        seed: args.seed,
+        ground_numbers: !args.free_numbers,
+    };
+    let verbose = options.verbose;
+    let mut err = std::io::stderr().lock();
+    let mut at_line_start = true;
+    let trace = session.ask(model, &question, &mut |event| {
+        if !verbose {
+            return Flow::Continue;
         }
-        .context("cannot open the project")?;
-        let wanted = (!wanted_tools.is_empty()).then_some(wanted_tools);
-        let models = ToolModels {
-            digits: args.digits_model.clone(),
-            detectors: args.detector.clone(),
-            clip: args.clip.clone(),
-        };
-        let tools = project_tools(
-            &project.catalog,
-            &models,
-            wanted,
-            Duration::from_secs(args.tool_timeout.max(1)),
-        )
-        .map_err(anyhow::Error::msg)?;
-        for (name, why) in &tools.unavailable {
-            eprintln!("note: tool {name} is left out: {why}");
-        }
-        if tools.is_empty() {
-            bail!("no tools to offer the model (see the notes above)");
-        }
-        let roots = if args.allowed.is_empty() {
-            default_roots(&project.root)
-        } else {
-            args.allowed.clone()
-        };
-        let context = ToolContext::new(roots, project.root.clone());
-        if context.roots().is_empty() {
-            bail!("none of the --allow folders exist");
-        }
-        let store = if args.no_store {
-            None
-        } else {
-            Some(RunStore::open(
-                &project.root.join(".promptlab").join("runs.db"),
-            )?)
-        };
-        Ok(Session {
-            project,
-            tools,
-            context,
-            store,
-        })
-    }
-
-    fn load_model(&self, name: &str) -> Result<LoadedModel> {
-        let model = self.project.catalog.resolve(name)?;
-        let Some(entry) = model.entry.as_ref() else {
-            bail!("`{name}` is the built-in echo engine, which cannot call tools");
-        };
-        let engine = promptlab::agent::load_engine(name, entry)?;
-        Ok(LoadedModel {
-            name: name.to_string(),
-            engine,
-            params: entry.params.clone(),
-        })
-    }
-
-    /// Answers one question, printing the trace to stderr when `verbose`, and records it.
-    fn ask(
-        &self,
-        model: &mut LoadedModel,
-        question: &str,
-        args: &AgentArgs,
-        options: AskOptions,
-    ) -> Result<promptlab::agent::AgentTrace> {
-        let AskOptions {
-            system,
-            prompt,
-            max_steps,
-            verbose,
-        } = options;
-        let LoadedModel {
-            name: model,
-            engine,
-            params,
-        } = model;
-        let mut sampling = match prompt {
-            Some(prompt) => params.overlay(&prompt.params).resolve(),
-            None => params.resolve(),
-        };
-        if let Some(t) = args.temperature {
-            sampling.temperature = t;
-        }
-        if let Some(seed) = args.seed {
-            sampling.seed = seed;
-        }
-        let opening = promptlab::agent::opening_messages(prompt, question)?;
-        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let tool_names: Vec<String> = self.tools.names().iter().map(|s| s.to_string()).collect();
-        let run_id = match &self.store {
-            Some(store) => {
-                Some(store.create_agent_run(&started_at, model, question, &tool_names)?)
-            }
-            None => None,
-        };
-        let mut agent = Agent {
-            opening,
-            engine: engine.as_mut(),
-            tools: &self.tools,
-            context: &self.context,
-            system: system
-                .map(String::from)
-                .or_else(|| args.system.clone())
-                .unwrap_or_else(|| DEFAULT_SYSTEM.into()),
-            limits: AgentLimits {
-                max_steps: max_steps.max(1),
-                max_tokens: args.max_tokens.max(1),
-                max_wall: Duration::from_secs(args.max_seconds.max(1)),
-                ..AgentLimits::default()
-            },
-            sampling,
-            ground_numbers: !args.free_numbers,
-        };
-        let mut err = std::io::stderr().lock();
-        let mut at_line_start = true;
-        let trace = agent.run(question, &mut |event| {
-            if !verbose {
-                return Flow::Continue;
-            }
-            match event {
-                AgentEvent::Token(piece) => {
-                    if at_line_start {
-                        let _ = write!(err, "  … ");
-                        at_line_start = false;
-                    }
-                    let _ = write!(err, "{}", piece.replace('\n', " "));
+        match event {
+            AgentEvent::Token(piece) => {
+                if at_line_start {
+                    let _ = write!(err, "  … ");
+                    at_line_start = false;
                 }
-                AgentEvent::Step(step) => {
-                    let _ = writeln!(err);
-                    at_line_start = true;
-                    let _ = writeln!(err, "{}", describe_step(step));
-                }
+                let _ = write!(err, "{}", piece.replace('\n', " "));
             }
-            let _ = err.flush();
-            Flow::Continue
-        })?;
-        drop(err);
-        if let (Some(store), Some(id)) = (&self.store, run_id) {
-            store.update_agent_run(id, &trace, true)?;
+            AgentEvent::Step(step) => {
+                let _ = writeln!(err);
+                at_line_start = true;
+                let _ = writeln!(err, "{}", describe_step(step));
+            }
         }
-        Ok(trace)
-    }
+        let _ = err.flush();
+        Flow::Continue
+    })?;
+    Ok(trace)
 }
 
 pub fn run(args: AgentArgs) -> Result<Outcome> {
@@ -294,7 +206,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
         Some(p) if args.tools.is_empty() => p.tools.clone(),
         _ => args.tools.clone(),
     };
-    let session = Session::open(&args, &wanted)?;
+    let session = open_session(&args, &wanted)?;
     let mut loaded = session.load_model(model)?;
     eprintln!(
         "agent · {model} · tools: {}",
@@ -306,7 +218,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
         max_steps: args.max_steps,
         verbose: true,
     };
-    let trace = session.ask(&mut loaded, &question, &args, options)?;
+    let trace = ask(&session, &mut loaded, &question, &args, options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trace)?);
     }

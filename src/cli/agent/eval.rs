@@ -13,7 +13,7 @@ use promptlab::prompt::{ChatMessage, RenderedPrompt};
 use promptlab::run::{Timing, stored_cell};
 use promptlab::store::{NewRun, RunStatus, RunStore};
 
-use super::{AgentArgs, AskOptions, Outcome, Session};
+use super::{AgentArgs, AskOptions, Outcome, ask, open_session};
 use crate::cli::eval::EvalArgs;
 
 /// What `promptlab eval` adds to an agent evaluation.
@@ -129,7 +129,7 @@ pub(super) fn run(args: &AgentArgs, path: &Path, reporting: &Reporting) -> Resul
         } else {
             set.tools.clone()
         };
-        columns.push((prompt, Session::open(args, &wanted)?));
+        columns.push((prompt, open_session(args, &wanted)?));
     }
     let max_steps = set.max_steps.unwrap_or(args.max_steps);
     let started = Instant::now();
@@ -182,7 +182,7 @@ pub(super) fn run(args: &AgentArgs, path: &Path, reporting: &Reporting) -> Resul
                     max_steps,
                     verbose: false,
                 };
-                let trace = session.ask(&mut loaded, &case.question, args, options)?;
+                let trace = ask(session, &mut loaded, &case.question, args, options)?;
                 let outcomes = check_trace(&case.checks, &trace);
                 let passed = outcomes.iter().all(|o| o.passed);
                 eprintln!(

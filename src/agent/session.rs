@@ -1,0 +1,183 @@
+//! What the questions of one agent run share (the project, the tools, the folders they may
+//! read, the run store) and how one question is asked and recorded: used by `promptlab
+//! agent` and by agent evaluations.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::tools::{ToolContext, ToolSet};
+use super::{
+    Agent, AgentError, AgentEvent, AgentLimits, AgentTrace, ToolModels, default_roots, load_engine,
+    opening_messages, project_tools,
+};
+use crate::catalog::CatalogError;
+use crate::engine::{Engine, EngineError, Flow};
+use crate::params::GenerationParams;
+use crate::project::Project;
+use crate::prompt::Prompt;
+use crate::store::{RunStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Tools(String),
+    #[error("no tools to offer the model{0}")]
+    NoTools(String),
+    #[error("none of the allowed folders exist")]
+    NoRoots,
+    #[error("`{0}` is the built-in echo engine, which cannot call tools")]
+    Echo(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+/// How a session is set up.
+pub struct SessionOptions<'a> {
+    /// Offer only these tools (empty: every tool whose model is set up).
+    pub wanted_tools: &'a [String],
+    pub models: &'a ToolModels,
+    pub tool_timeout: Duration,
+    /// Folders the tools may read (empty: the project).
+    pub allowed: &'a [PathBuf],
+    /// Record every question's trace in the project's run store.
+    pub record: bool,
+}
+
+pub struct Session {
+    pub project: Project,
+    /// The tools offered, and the ones left out with the reason.
+    pub tools: ToolSet,
+    pub context: ToolContext,
+    store: Option<RunStore>,
+}
+
+/// A language model loaded for the agent.
+pub struct LoadedModel {
+    pub name: String,
+    pub engine: Box<dyn Engine>,
+    pub params: GenerationParams,
+}
+
+/// One question and how to ask it.
+pub struct Question<'a> {
+    pub text: &'a str,
+    /// The system prompt, when no agent prompt opens the conversation.
+    pub system: String,
+    pub prompt: Option<&'a Prompt>,
+    pub limits: AgentLimits,
+    /// Overrides of the model's and prompt's sampling.
+    pub temperature: Option<f32>,
+    pub seed: Option<u32>,
+    pub ground_numbers: bool,
+}
+
+impl Session {
+    pub fn open(project: Project, options: &SessionOptions) -> Result<Session, SessionError> {
+        let wanted = (!options.wanted_tools.is_empty()).then_some(options.wanted_tools);
+        let tools = project_tools(
+            &project.catalog,
+            options.models,
+            wanted,
+            options.tool_timeout,
+        )
+        .map_err(SessionError::Tools)?;
+        if tools.is_empty() {
+            let reasons: Vec<String> = tools
+                .unavailable
+                .iter()
+                .map(|(name, why)| format!("{name}: {why}"))
+                .collect();
+            return Err(SessionError::NoTools(if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join("; "))
+            }));
+        }
+        let roots = if options.allowed.is_empty() {
+            default_roots(&project.root)
+        } else {
+            options.allowed.to_vec()
+        };
+        let context = ToolContext::new(roots, project.root.clone());
+        if context.roots().is_empty() {
+            return Err(SessionError::NoRoots);
+        }
+        let store = if options.record {
+            Some(RunStore::open(
+                &project.root.join(".promptlab").join("runs.db"),
+            )?)
+        } else {
+            None
+        };
+        Ok(Session {
+            project,
+            tools,
+            context,
+            store,
+        })
+    }
+
+    pub fn load_model(&self, name: &str) -> Result<LoadedModel, SessionError> {
+        let model = self.project.catalog.resolve(name)?;
+        let Some(entry) = model.entry.as_ref() else {
+            return Err(SessionError::Echo(name.to_string()));
+        };
+        Ok(LoadedModel {
+            name: name.to_string(),
+            engine: load_engine(name, entry)?,
+            params: entry.params.clone(),
+        })
+    }
+
+    /// Answers one question, reporting each event to `on_event`, and records the trace.
+    pub fn ask(
+        &self,
+        model: &mut LoadedModel,
+        question: &Question,
+        on_event: &mut dyn FnMut(AgentEvent) -> Flow,
+    ) -> Result<AgentTrace, SessionError> {
+        let mut sampling = match question.prompt {
+            Some(prompt) => model.params.overlay(&prompt.params).resolve(),
+            None => model.params.resolve(),
+        };
+        if let Some(t) = question.temperature {
+            sampling.temperature = t;
+        }
+        if let Some(seed) = question.seed {
+            sampling.seed = seed;
+        }
+        let opening = opening_messages(question.prompt, question.text)?;
+        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let tool_names: Vec<String> = self.tools.names().iter().map(|s| s.to_string()).collect();
+        let run_id = match &self.store {
+            Some(store) => Some(store.create_agent_run(
+                &started_at,
+                &model.name,
+                question.text,
+                &tool_names,
+            )?),
+            None => None,
+        };
+        let mut agent = Agent {
+            opening,
+            engine: model.engine.as_mut(),
+            tools: &self.tools,
+            context: &self.context,
+            system: question.system.clone(),
+            limits: question.limits.clone(),
+            sampling,
+            ground_numbers: question.ground_numbers,
+        };
+        let trace = agent.run(question.text, on_event)?;
+        if let (Some(store), Some(id)) = (&self.store, run_id) {
+            store.update_agent_run(id, &trace, true)?;
+        }
+        Ok(trace)
+    }
+}
