@@ -133,6 +133,15 @@ fn open_session(args: &AgentArgs, wanted_tools: &[String]) -> Result<Session> {
     Ok(session)
 }
 
+/// The system prompt a question opens with when no agent prompt does: the eval set's,
+/// else `--system`, else the built-in one.
+fn system_prompt(set_system: Option<&str>, args: &AgentArgs) -> String {
+    set_system
+        .map(String::from)
+        .or_else(|| args.system.clone())
+        .unwrap_or_else(|| DEFAULT_SYSTEM.into())
+}
+
 /// Answers one question, printing the trace to stderr when `verbose`.
 fn ask(
     session: &Session,
@@ -143,11 +152,7 @@ fn ask(
 ) -> Result<promptlab::agent::AgentTrace> {
     let question = Question {
         text: question,
-        system: options
-            .system
-            .map(String::from)
-            .or_else(|| args.system.clone())
-            .unwrap_or_else(|| DEFAULT_SYSTEM.into()),
+        system: system_prompt(options.system, args),
         prompt: options.prompt,
         limits: AgentLimits {
             max_steps: options.max_steps.max(1),

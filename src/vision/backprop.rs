@@ -68,6 +68,17 @@ pub struct StepResult {
     pub predictions: Vec<u8>,
 }
 
+impl StepResult {
+    /// How many predictions equal `labels`.
+    pub fn correct(&self, labels: &[u8]) -> usize {
+        self.predictions
+            .iter()
+            .zip(labels)
+            .filter(|(p, l)| p == l)
+            .count()
+    }
+}
+
 pub struct Network {
     nodes: Vec<Node>,
     pub params: Vec<Param>,

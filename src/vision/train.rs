@@ -190,12 +190,7 @@ fn validate(
         let (pixels, labels) = batch_pixels(data, chunk, mean, std, None);
         let scored = network.score(&pixels, &labels);
         loss_sum += f64::from(scored.loss) * chunk.len() as f64;
-        correct += scored
-            .predictions
-            .iter()
-            .zip(&labels)
-            .filter(|(p, l)| p == l)
-            .count();
+        correct += scored.correct(&labels);
     }
     let n = indices.len().max(1) as f64;
     (loss_sum / n, correct as f64 / n)
@@ -319,12 +314,7 @@ pub fn train(
             );
             let step = network.train_step(&pixels, &labels, config.optimizer, rate as f32);
             loss_sum += f64::from(step.loss) * chunk.len() as f64;
-            correct += step
-                .predictions
-                .iter()
-                .zip(&labels)
-                .filter(|(p, l)| p == l)
-                .count();
+            correct += step.correct(&labels);
             observer.batch(epoch + 1, b + 1, batches);
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();

@@ -13,7 +13,7 @@ use promptlab::prompt::{ChatMessage, RenderedPrompt};
 use promptlab::run::{Timing, stored_cell};
 use promptlab::store::{NewRun, RunStatus, RunStore};
 
-use super::{AgentArgs, AskOptions, Outcome, ask, open_session};
+use super::{AgentArgs, AskOptions, Outcome, ask, open_session, system_prompt};
 use crate::cli::eval::EvalArgs;
 
 /// What `promptlab eval` adds to an agent evaluation.
@@ -208,11 +208,7 @@ pub(super) fn run(args: &AgentArgs, path: &Path, reporting: &Reporting) -> Resul
                     None => vec![
                         ChatMessage {
                             role: "system".into(),
-                            content: set
-                                .system
-                                .clone()
-                                .or_else(|| args.system.clone())
-                                .unwrap_or_else(|| promptlab::agent::DEFAULT_SYSTEM.into()),
+                            content: system_prompt(set.system.as_deref(), args),
                         },
                         ChatMessage {
                             role: "user".into(),

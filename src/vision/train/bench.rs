@@ -1,3 +1,6 @@
+//! Where a training step's time goes: the hand-written network against candle's autograd
+//! on the `mnist` preset (run by hand, ignored in the test suite).
+
 use super::*;
 
 /// A training step of the `mnist` preset, the hand-written network against candle's
