@@ -12,7 +12,7 @@
 //! Each cell is written in its own transaction, so a run killed at any moment
 //! loses at most the cell in flight, and never leaves half of one.
 
-mod agent;
+pub mod agent;
 mod error;
 mod rows;
 mod schema;
@@ -255,6 +255,64 @@ impl RunStore {
     /// moment leaves both or neither. Errored cells are not cached so that the
     /// next run tries again; cached cells already have their entry.
     pub fn record_cell(&mut self, run_id: i64, cell: &StoredCell) -> Result<(), StoreError> {
+        self.record_cell_with(run_id, cell, |tx, sql_err| {
+            if cell.error.is_none() && !cell.cached {
+                tx.prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO generations (cache_key, {GENERATION_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        cell.cache_key,
+                        cell.output,
+                        cell.finish,
+                        cell.prompt_tokens,
+                        cell.completion_tokens,
+                        cell.ttft_ms,
+                        cell.latency_ms,
+                        cell.tokens_per_s,
+                    ])
+                })
+                .map_err(sql_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records one cell of an agent evaluation with a link to the agent run holding its
+    /// trace, both in one transaction. Agent cells never enter the generation cache: an
+    /// answer depends on tool results, not only on the request.
+    pub fn record_agent_cell(
+        &mut self,
+        run_id: i64,
+        cell: &StoredCell,
+        agent_run_id: i64,
+    ) -> Result<(), StoreError> {
+        let column_index = self.to_i64(cell.column_index, "column_index")?;
+        let case_index = self.to_i64(cell.case_index, "case_index")?;
+        self.record_cell_with(run_id, cell, |tx, sql_err| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO agent_cells (run_id, column_index, case_index, agent_run_id)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![run_id, column_index, case_index, agent_run_id])
+            })
+            .map_err(sql_err)?;
+            Ok(())
+        })
+    }
+
+    /// Writes `cell` and whatever `also` writes in one transaction.
+    fn record_cell_with(
+        &mut self,
+        run_id: i64,
+        cell: &StoredCell,
+        also: impl FnOnce(
+            &rusqlite::Transaction,
+            &dyn Fn(rusqlite::Error) -> StoreError,
+        ) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let action = format!(
             "recording cell (column {}, case {}) of run {run_id}",
             cell.column_index, cell.case_index
@@ -306,25 +364,7 @@ impl RunStore {
             ])
         })
         .map_err(sql_err)?;
-        if cell.error.is_none() && !cell.cached {
-            tx.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO generations (cache_key, {GENERATION_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ))
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    cell.cache_key,
-                    cell.output,
-                    cell.finish,
-                    cell.prompt_tokens,
-                    cell.completion_tokens,
-                    cell.ttft_ms,
-                    cell.latency_ms,
-                    cell.tokens_per_s,
-                ])
-            })
-            .map_err(sql_err)?;
-        }
+        also(&tx, &sql_err)?;
         tx.commit().map_err(sql_err)
     }
 

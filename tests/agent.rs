@@ -279,3 +279,92 @@ fn bus_people_and_faces_with_grounded_numbers() {
         "{trace}"
     );
 }
+
+/// An agent evaluation stopped with Ctrl-C after its first question exits 130, keeps that
+/// question (its cell and trace) and writes no report; `--resume` scores it again without
+/// asking it, asks the rest, and the stored run ends finished with every cell.
+#[test]
+fn an_interrupted_agent_eval_resumes_without_asking_again() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    let project = agent_project();
+    let args = [
+        "eval",
+        "eval-sets/agent-vision.yaml",
+        "--models",
+        "qwen",
+        "--filter",
+        "ci",
+        "-o",
+        "r.json",
+        "--min-pass-rate",
+        "0",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args(args)
+        .current_dir(project.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        log.push_str(&line);
+        if line.contains(" 1/3 ") {
+            let sent = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+            break;
+        }
+    }
+    stderr.read_to_string(&mut log).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(
+        log.contains("interrupted after 1 of 3 questions") && log.contains("--resume 1"),
+        "{log}"
+    );
+    assert!(
+        !project.root().join("r.json").exists(),
+        "a partial run wrote a report"
+    );
+    let list = promptlab(&["runs", "list"], project.root());
+    assert!(text(&list).contains("cancelled"), "{}", text(&list));
+
+    let resumed = promptlab(&[&args[..], &["--resume"]].concat(), project.root());
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    let printed = text(&resumed);
+    assert!(printed.contains("resuming run 1"), "{printed}");
+    let earlier: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.contains("recorded earlier"))
+        .collect();
+    assert_eq!(earlier.len(), 1, "{printed}");
+    assert!(
+        earlier[0].contains("1/3") && earlier[0].contains("bus-count"),
+        "{printed}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("r.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["cells"].as_array().unwrap().len(), 3, "{report}");
+    let list = promptlab(&["runs", "show", "1"], project.root());
+    let shown = text(&list);
+    assert!(shown.contains("finished"), "{shown}");
+    // Nothing left to resume.
+    let again = promptlab(&[&args[..], &["--resume"]].concat(), project.root());
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        text(&again).contains("no interrupted run"),
+        "{}",
+        text(&again)
+    );
+}

@@ -3,6 +3,7 @@
 //! of an ordinary eval set), scored into the figures that matter for tool use.
 
 pub mod matrix;
+pub mod runner;
 
 use std::path::{Path, PathBuf};
 

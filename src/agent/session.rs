@@ -3,12 +3,12 @@
 //! agent` and by agent evaluations.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::tools::{ToolContext, ToolSet};
 use super::{
-    Agent, AgentError, AgentEvent, AgentLimits, AgentTrace, ToolModels, default_roots, load_engine,
-    opening_messages, project_tools,
+    Agent, AgentError, AgentEvent, AgentLimits, AgentStop, AgentTrace, Convention, ToolModels,
+    default_roots, load_engine, opening_messages, project_tools,
 };
 use crate::catalog::CatalogError;
 use crate::engine::{Engine, EngineError, Flow};
@@ -135,11 +135,34 @@ impl Session {
         })
     }
 
-    /// Answers one question, reporting each event to `on_event`, and records the trace.
+    /// Starts the run-store record of a question, before it is asked (None when this
+    /// session does not record).
+    pub fn record_question(
+        &self,
+        model: &LoadedModel,
+        question: &str,
+    ) -> Result<Option<i64>, SessionError> {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let tool_names: Vec<String> = self.tools.names().iter().map(|s| s.to_string()).collect();
+        Ok(Some(store.create_agent_run(
+            &started_at,
+            &model.name,
+            question,
+            &tool_names,
+        )?))
+    }
+
+    /// Answers one question, reporting each event to `on_event`. With `record` (from
+    /// [`Session::record_question`]) every step is written as it happens, so a trace
+    /// survives a kill mid-question, and the finished trace at the end.
     pub fn ask(
         &self,
         model: &mut LoadedModel,
         question: &Question,
+        record: Option<i64>,
         on_event: &mut dyn FnMut(AgentEvent) -> Flow,
     ) -> Result<AgentTrace, SessionError> {
         let mut sampling = match question.prompt {
@@ -153,17 +176,7 @@ impl Session {
             sampling.seed = seed;
         }
         let opening = opening_messages(question.prompt, question.text)?;
-        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let tool_names: Vec<String> = self.tools.names().iter().map(|s| s.to_string()).collect();
-        let run_id = match &self.store {
-            Some(store) => Some(store.create_agent_run(
-                &started_at,
-                &model.name,
-                question.text,
-                &tool_names,
-            )?),
-            None => None,
-        };
+        let record = self.store.as_ref().zip(record);
         let mut agent = Agent {
             opening,
             engine: model.engine.as_mut(),
@@ -174,8 +187,28 @@ impl Session {
             sampling,
             ground_numbers: question.ground_numbers,
         };
-        let trace = agent.run(question.text, on_event)?;
-        if let (Some(store), Some(id)) = (&self.store, run_id) {
+        let mut partial = AgentTrace {
+            question: question.text.to_string(),
+            convention: Convention::Hermes,
+            tools: self.tools.names().iter().map(|s| s.to_string()).collect(),
+            steps: Vec::new(),
+            answer: None,
+            stop: AgentStop::Cancelled,
+            error: None,
+            total_ms: 0.0,
+        };
+        let started = Instant::now();
+        let trace = agent.run(question.text, &mut |event| {
+            if let (AgentEvent::Step(step), Some((store, id))) = (&event, record) {
+                partial.steps.push((*step).clone());
+                partial.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+                // A failed write of a partial trace only costs that record; the final
+                // write below reports its error.
+                let _ = store.update_agent_run(id, &partial, false);
+            }
+            on_event(event)
+        })?;
+        if let Some((store, id)) = record {
             store.update_agent_run(id, &trace, true)?;
         }
         Ok(trace)

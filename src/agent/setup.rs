@@ -11,7 +11,8 @@ use super::tools::{self, ToolSet};
 
 /// Where the vision tools' models come from: catalog names given here, else the
 /// catalog's `tools:` section, else the first model of each kind.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ToolModels {
     pub digits: Option<String>,
     /// Detectors merged into `detect_objects`.

@@ -2,15 +2,15 @@
 //! The trace prints as it happens and every step goes to the run store.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use promptlab::agent::session::{LoadedModel, Question, Session, SessionOptions};
+use promptlab::agent::eval::runner::find_prompt;
+use promptlab::agent::session::{Question, Session, SessionOptions};
 use promptlab::agent::{AgentEvent, AgentLimits, AgentStop, DEFAULT_SYSTEM, ToolModels};
 use promptlab::engine::Flow;
 use promptlab::project::Project;
-use promptlab::prompt::Prompt;
 
 use super::Outcome;
 
@@ -96,23 +96,33 @@ pub struct AgentArgs {
     json: bool,
 }
 
-/// How one question is asked.
-struct AskOptions<'a> {
-    system: Option<&'a str>,
-    prompt: Option<&'a Prompt>,
-    max_steps: usize,
-    verbose: bool,
+/// The project for these arguments: `--project`, else found from the current folder.
+fn open_project(args: &AgentArgs) -> Result<Project> {
+    match &args.project {
+        Some(dir) => Project::open(dir),
+        None => Project::discover(Path::new(".")),
+    }
+    .context("cannot open the project")
 }
 
-/// The library's session for these arguments, with the tools left out shown.
-fn open_session(args: &AgentArgs, wanted_tools: &[String]) -> Result<Session> {
-    let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
-    let project = match &args.project {
-        Some(dir) => Project::open(dir),
-        None => Project::discover(&start),
+pub fn run(args: AgentArgs) -> Result<Outcome> {
+    if let Some(path) = args.eval.clone() {
+        return eval::run(&args, &path);
     }
-    .context("cannot open the project")?;
-    let models = ToolModels {
+    let question = args.question.clone().unwrap_or_default();
+    let [model] = args.model.as_slice() else {
+        bail!("--model: expected one model name (several only with --eval)");
+    };
+    let project = open_project(&args)?;
+    let prompt = match &args.prompt {
+        Some(selector) => Some(find_prompt(&project, selector)?),
+        None => None,
+    };
+    let wanted = match &prompt {
+        Some(p) if args.tools.is_empty() => p.tools.clone(),
+        _ => args.tools.clone(),
+    };
+    let tool_models = ToolModels {
         digits: args.digits_model.clone(),
         detectors: args.detector.clone(),
         clip: args.clip.clone(),
@@ -120,8 +130,8 @@ fn open_session(args: &AgentArgs, wanted_tools: &[String]) -> Result<Session> {
     let session = Session::open(
         project,
         &SessionOptions {
-            wanted_tools,
-            models: &models,
+            wanted_tools: &wanted,
+            models: &tool_models,
             tool_timeout: Duration::from_secs(args.tool_timeout.max(1)),
             allowed: &args.allowed,
             record: !args.no_store,
@@ -130,32 +140,17 @@ fn open_session(args: &AgentArgs, wanted_tools: &[String]) -> Result<Session> {
     for (name, why) in &session.tools.unavailable {
         eprintln!("note: tool {name} is left out: {why}");
     }
-    Ok(session)
-}
-
-/// The system prompt a question opens with when no agent prompt does: the eval set's,
-/// else `--system`, else the built-in one.
-fn system_prompt(set_system: Option<&str>, args: &AgentArgs) -> String {
-    set_system
-        .map(String::from)
-        .or_else(|| args.system.clone())
-        .unwrap_or_else(|| DEFAULT_SYSTEM.into())
-}
-
-/// Answers one question, printing the trace to stderr when `verbose`.
-fn ask(
-    session: &Session,
-    model: &mut LoadedModel,
-    question: &str,
-    args: &AgentArgs,
-    options: AskOptions,
-) -> Result<promptlab::agent::AgentTrace> {
-    let question = Question {
-        text: question,
-        system: system_prompt(options.system, args),
-        prompt: options.prompt,
+    let mut loaded = session.load_model(model)?;
+    eprintln!(
+        "agent · {model} · tools: {}",
+        session.tools.names().join(", ")
+    );
+    let asked = Question {
+        text: &question,
+        system: args.system.clone().unwrap_or_else(|| DEFAULT_SYSTEM.into()),
+        prompt: prompt.as_ref(),
         limits: AgentLimits {
-            max_steps: options.max_steps.max(1),
+            max_steps: args.max_steps.max(1),
             max_tokens: args.max_tokens.max(1),
             max_wall: Duration::from_secs(args.max_seconds.max(1)),
             ..AgentLimits::default()
@@ -164,13 +159,10 @@ fn ask(
         seed: args.seed,
         ground_numbers: !args.free_numbers,
     };
-    let verbose = options.verbose;
+    let record = session.record_question(&loaded, &question)?;
     let mut err = std::io::stderr().lock();
     let mut at_line_start = true;
-    let trace = session.ask(model, &question, &mut |event| {
-        if !verbose {
-            return Flow::Continue;
-        }
+    let trace = session.ask(&mut loaded, &asked, record, &mut |event| {
         match event {
             AgentEvent::Token(piece) => {
                 if at_line_start {
@@ -188,42 +180,7 @@ fn ask(
         let _ = err.flush();
         Flow::Continue
     })?;
-    Ok(trace)
-}
-
-pub fn run(args: AgentArgs) -> Result<Outcome> {
-    if let Some(path) = args.eval.clone() {
-        let reporting = eval::Reporting {
-            prompts: args.prompt.iter().cloned().collect(),
-            ..eval::Reporting::default()
-        };
-        return eval::run(&args, &path, &reporting);
-    }
-    let question = args.question.clone().unwrap_or_default();
-    let [model] = args.model.as_slice() else {
-        bail!("--model: expected one model name (several only with --eval)");
-    };
-    let prompt = match &args.prompt {
-        Some(selector) => Some(find_prompt(&args, selector)?),
-        None => None,
-    };
-    let wanted = match &prompt {
-        Some(p) if args.tools.is_empty() => p.tools.clone(),
-        _ => args.tools.clone(),
-    };
-    let session = open_session(&args, &wanted)?;
-    let mut loaded = session.load_model(model)?;
-    eprintln!(
-        "agent · {model} · tools: {}",
-        session.tools.names().join(", ")
-    );
-    let options = AskOptions {
-        system: None,
-        prompt: prompt.as_ref(),
-        max_steps: args.max_steps,
-        verbose: true,
-    };
-    let trace = ask(&session, &mut loaded, &question, &args, options)?;
+    drop(err);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trace)?);
     }
@@ -258,32 +215,6 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
                 Outcome::Failed
             })
         }
-    }
-}
-
-/// The one prompt `selector` names in the project's prompts/.
-fn find_prompt(args: &AgentArgs, selector: &str) -> Result<Prompt> {
-    let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
-    let project = match &args.project {
-        Some(dir) => Project::open(dir),
-        None => Project::discover(&start),
-    }
-    .context("cannot open the project")?;
-    match project.prompts.select(selector).as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => bail!(
-            "unknown prompt `{selector}`: expected one of {}",
-            project.prompts.names().join(", ")
-        ),
-        several => bail!(
-            "`{selector}` names {} variants ({}); pick one as name:variant",
-            several.len(),
-            several
-                .iter()
-                .map(|p| p.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
     }
 }
 

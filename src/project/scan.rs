@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::agent::eval::AgentEvalSet;
 use crate::catalog::{ModelCatalog, ModelEntry};
 use crate::evalset::EvalSet;
 use crate::gguf::GgufInfo;
@@ -44,6 +45,22 @@ impl EvalSetFile {
     }
 }
 
+/// An agent eval set (`kind: agent`) of `eval-sets/`, or why it failed to load.
+#[derive(Debug, Clone)]
+pub struct AgentSetFile {
+    pub path: PathBuf,
+    pub set: Result<AgentEvalSet, String>,
+}
+
+impl AgentSetFile {
+    pub fn name(&self) -> String {
+        match &self.set {
+            Ok(set) => set.name.clone(),
+            Err(_) => file_stem(&self.path),
+        }
+    }
+}
+
 /// A catalog entry with its GGUF header, or why the header could not be read.
 #[derive(Debug, Clone)]
 pub struct ModelFile {
@@ -57,6 +74,7 @@ pub struct ProjectScan {
     pub root: PathBuf,
     pub prompts: Vec<PromptFile>,
     pub eval_sets: Vec<EvalSetFile>,
+    pub agent_sets: Vec<AgentSetFile>,
     pub models: Vec<ModelFile>,
     /// Set when `models/models.yaml` exists but does not load.
     pub catalog_error: Option<String>,
@@ -91,12 +109,21 @@ pub fn scan(root: &Path) -> ProjectScan {
             }
         })
         .collect();
-    // Agent eval sets run with `promptlab agent --eval`, not from the library.
-    let eval_sets = yaml_files(&root.join("eval-sets"))
+    let (agent_paths, set_paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        yaml_files(&root.join("eval-sets"))
+            .into_iter()
+            .partition(|path| crate::agent::eval::is_agent_set(path));
+    let eval_sets = set_paths
         .into_iter()
-        .filter(|path| !crate::agent::eval::is_agent_set(path))
         .map(|path| EvalSetFile {
             eval_set: EvalSet::load(&path).map_err(|e| e.to_string()),
+            path,
+        })
+        .collect();
+    let agent_sets = agent_paths
+        .into_iter()
+        .map(|path| AgentSetFile {
+            set: AgentEvalSet::load(&path).map_err(|e| e.to_string()),
             path,
         })
         .collect();
@@ -138,6 +165,7 @@ pub fn scan(root: &Path) -> ProjectScan {
         root: root.to_path_buf(),
         prompts,
         eval_sets,
+        agent_sets,
         models,
         catalog_error,
     }

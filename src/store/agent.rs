@@ -1,10 +1,46 @@
 //! Agent runs: one row per question, with every step as JSON, rewritten after each step.
 
+use std::collections::HashMap;
+
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{RunStore, StoreError};
 use crate::agent::AgentTrace;
+
+/// The traces behind an agent evaluation's cells, by (column, case) index: the agent run
+/// holding each, and its trace.
+pub type CellTraces = HashMap<(usize, usize), (i64, AgentTrace)>;
+
+/// An agent run's columns, as read back to rebuild its trace.
+struct StoredTrace {
+    question: String,
+    tools_json: String,
+    steps_json: String,
+    answer: Option<String>,
+    status: String,
+    convention: String,
+    error: Option<String>,
+    total_ms: Option<f64>,
+}
+
+impl StoredTrace {
+    fn into_trace(self) -> Result<AgentTrace, String> {
+        let text = |s: String| Value::String(s);
+        Ok(AgentTrace {
+            question: self.question,
+            convention: serde_json::from_value(text(self.convention))
+                .map_err(|e| format!("convention: {e}"))?,
+            tools: serde_json::from_str(&self.tools_json).map_err(|e| format!("tools: {e}"))?,
+            steps: serde_json::from_str(&self.steps_json).map_err(|e| format!("steps: {e}"))?,
+            answer: self.answer,
+            stop: serde_json::from_value(text(self.status)).map_err(|e| format!("status: {e}"))?,
+            error: self.error,
+            total_ms: self.total_ms.unwrap_or(0.0),
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentRunRow {
@@ -51,18 +87,23 @@ impl RunStore {
         } else {
             "running"
         };
+        let convention = serde_json::to_value(trace.convention)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from));
         let changed = self
             .conn
             .execute(
                 "UPDATE agent_runs SET status = ?2, answer = ?3, steps_json = ?4, total_ms = ?5,
-                 generated_tokens = ?6 WHERE id = ?1",
+                 generated_tokens = ?6, convention = ?7, error = ?8 WHERE id = ?1",
                 params![
                     id,
                     status,
                     trace.answer,
                     steps,
                     trace.total_ms,
-                    trace.generated_tokens()
+                    trace.generated_tokens(),
+                    convention,
+                    trace.error,
                 ],
             )
             .map_err(self.err(&format!("updating agent run {id}")))?;
@@ -73,6 +114,53 @@ impl RunStore {
             });
         }
         Ok(())
+    }
+
+    /// The finished traces behind the cells of agent evaluation run `run_id`, with the
+    /// agent run holding each, by (column, case) index. A trace recorded before version 7 of the schema, or still running,
+    /// is left out: its question is asked again.
+    pub fn agent_cell_traces(&self, run_id: i64) -> Result<CellTraces, StoreError> {
+        let action = format!("reading the agent traces of run {run_id}");
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT c.column_index, c.case_index, a.id, a.question, a.tools_json, a.steps_json,
+                        a.answer, a.status, a.convention, a.error, a.total_ms
+                 FROM agent_cells c JOIN agent_runs a ON a.id = c.agent_run_id
+                 WHERE c.run_id = ?1 AND a.convention IS NOT NULL AND a.status != 'running'",
+            )
+            .map_err(self.err(&action))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok((
+                    (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?),
+                    r.get::<_, i64>(2)?,
+                    StoredTrace {
+                        question: r.get(3)?,
+                        tools_json: r.get(4)?,
+                        steps_json: r.get(5)?,
+                        answer: r.get(6)?,
+                        status: r.get(7)?,
+                        convention: r.get(8)?,
+                        error: r.get(9)?,
+                        total_ms: r.get(10)?,
+                    },
+                ))
+            })
+            .map_err(self.err(&action))?;
+        let mut traces = HashMap::new();
+        for row in rows {
+            let ((column, case), agent_run, stored) = row.map_err(self.err(&action))?;
+            let trace = stored.into_trace().map_err(|why| StoreError::Corrupt {
+                path: self.path.clone(),
+                message: format!("run {run_id}, cell ({column}, {case}): {why}"),
+            })?;
+            // Indexes were written from usize values, so they convert back.
+            if let (Ok(column), Ok(case)) = (usize::try_from(column), usize::try_from(case)) {
+                traces.insert((column, case), (agent_run, trace));
+            }
+        }
+        Ok(traces)
     }
 
     /// All agent runs, newest first.
@@ -160,5 +248,46 @@ mod tests {
         let steps: Vec<AgentStep> = serde_json::from_str(&row.steps_json).unwrap();
         assert_eq!(steps, trace.steps);
         assert!(store.update_agent_run(id + 1, &trace, true).is_err());
+    }
+
+    #[test]
+    fn agent_cells_link_to_their_traces() {
+        let (_dir, _path, mut store) = crate::store::tests::temp_store();
+        let run = store
+            .create_run(&crate::store::tests::new_run("/x/agent.yaml", 2))
+            .unwrap();
+        let trace = AgentTrace {
+            question: "2+2?".into(),
+            convention: Convention::Json,
+            tools: vec!["calculator".into()],
+            steps: Vec::new(),
+            answer: Some("4".into()),
+            stop: AgentStop::Answered,
+            error: Some("a tool timed out once".into()),
+            total_ms: 12.5,
+        };
+        let finished = store
+            .create_agent_run("t", "qwen", "2+2?", &trace.tools)
+            .unwrap();
+        store.update_agent_run(finished, &trace, true).unwrap();
+        let in_flight = store
+            .create_agent_run("t", "qwen", "3+3?", &trace.tools)
+            .unwrap();
+        store.update_agent_run(in_flight, &trace, false).unwrap();
+        let cell = crate::store::tests::cell(0, 0);
+        store.record_agent_cell(run, &cell, finished).unwrap();
+        store
+            .record_agent_cell(run, &crate::store::tests::cell(0, 1), in_flight)
+            .unwrap();
+        // Recording a cell again (a resumed run re-scores it) keeps one link.
+        store.record_agent_cell(run, &cell, finished).unwrap();
+
+        let traces = store.agent_cell_traces(run).unwrap();
+        assert_eq!(traces.len(), 1, "a running trace is not finished");
+        assert_eq!(traces[&(0, 0)], (finished, trace));
+        // Agent cells stay out of the generation cache.
+        assert!(store.cached_generation(&cell.cache_key).unwrap().is_none());
+        // A link to a run that does not exist is refused.
+        assert!(store.record_agent_cell(run + 1, &cell, finished).is_err());
     }
 }

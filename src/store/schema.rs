@@ -16,7 +16,7 @@ use super::StoreError;
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // Version 1.
     //
     // STRICT tables make SQLite refuse a value of the wrong type instead of
@@ -159,6 +159,23 @@ const MIGRATIONS: &[&str] = &[
         training_run_id INTEGER NOT NULL REFERENCES training_runs (id) ON DELETE CASCADE,
         setting_json    TEXT NOT NULL,
         PRIMARY KEY (sweep_id, training_run_id)
+    ) STRICT;
+    "#,
+    // Version 7: each cell of an agent evaluation links to the agent run holding its
+    // trace, and agent runs keep the rest of the trace (tool-call convention, error), so
+    // an interrupted evaluation resumes by scoring its finished questions again instead
+    // of asking them again.
+    r#"
+    ALTER TABLE agent_runs ADD COLUMN convention TEXT;
+    ALTER TABLE agent_runs ADD COLUMN error TEXT;
+    CREATE TABLE agent_cells (
+        run_id       INTEGER NOT NULL,
+        column_index INTEGER NOT NULL,
+        case_index   INTEGER NOT NULL,
+        agent_run_id INTEGER NOT NULL REFERENCES agent_runs (id) ON DELETE CASCADE,
+        PRIMARY KEY (run_id, column_index, case_index),
+        FOREIGN KEY (run_id, column_index, case_index)
+            REFERENCES cells (run_id, column_index, case_index) ON DELETE CASCADE
     ) STRICT;
     "#,
 ];

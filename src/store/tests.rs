@@ -183,6 +183,36 @@ fn recording_a_cell_twice_replaces_it() {
     assert_eq!((row.cells_done, row.passed), (1, 0));
 }
 
+/// A store written before agent evaluations could resume (version 6) upgrades in place:
+/// its agent runs stay listed, and their traces, lacking a convention, are not offered
+/// for resuming.
+#[test]
+fn a_version_6_store_gains_agent_cells_and_keeps_its_agent_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for migration in &schema::MIGRATIONS[..6] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 6;
+             INSERT INTO agent_runs (started_at, model, question, tools_json, status, answer)
+             VALUES ('t', 'qwen', '2+2?', '[\"calculator\"]', 'answered', '4');",
+        )
+        .unwrap();
+    }
+    let mut store = RunStore::open(&path).unwrap();
+    assert_eq!(schema::user_version(&store.conn).unwrap(), SCHEMA_VERSION);
+    let rows = store.agent_runs().unwrap();
+    assert_eq!((rows.len(), rows[0].answer.as_deref()), (1, Some("4")));
+    let run = store.create_run(&new_run("/x/agent.yaml", 1)).unwrap();
+    store
+        .record_agent_cell(run, &cell(0, 0), rows[0].id)
+        .unwrap();
+    assert!(store.agent_cell_traces(run).unwrap().is_empty());
+}
+
 #[test]
 fn an_empty_file_is_migrated_to_the_current_schema() {
     let dir = tempfile::tempdir().unwrap();
@@ -202,6 +232,7 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
     assert_eq!(
         tables,
         [
+            "agent_cells",
             "agent_runs",
             "cells",
             "generations",

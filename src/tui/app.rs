@@ -153,6 +153,8 @@ pub struct RunRequest {
     pub eval_set: PathBuf,
     pub prompts: Vec<String>,
     pub models: Vec<String>,
+    /// An agent eval set (`kind: agent`): each cell is a question the agent answers.
+    pub agent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

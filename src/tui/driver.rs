@@ -13,9 +13,12 @@ use crossterm::event::{
     DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream, KeyEventKind,
 };
 use futures_util::StreamExt;
+use promptlab::agent::eval::runner::{
+    AgentEvalEvent, AgentEvalOptions, AgentEvalPlan, Recording as AgentRecording,
+};
 use promptlab::compare;
-use promptlab::engine::CancelToken;
 use promptlab::engine::llama::{LlamaEngine, LlamaOptions, Tokenizer};
+use promptlab::engine::{CancelToken, Flow};
 use promptlab::engine::{Engine, EngineWorker, GenerationEvent, GenerationRequest, WorkerEvent};
 use promptlab::evalset::EvalSet;
 use promptlab::project::{self, Project};
@@ -409,6 +412,9 @@ fn run_job(
     tx: UnboundedSender<Event>,
     cancel: &CancelToken,
 ) -> Result<RunEvent> {
+    if request.agent {
+        return run_agent_job(root, request, tx, cancel);
+    }
     let eval_set = EvalSet::load(&request.eval_set)?;
     let project = Project::open(root).context("cannot open the project")?;
     let options = RunOptions {
@@ -456,6 +462,71 @@ fn run_job(
         run_id: Some(run_id),
         cancelled: result.cancelled || cancel.is_cancelled(),
         duration_s: result.duration_s,
+    })
+}
+
+/// An agent eval set through the library's runner: each question is a cell, its reply
+/// tokens stream, and the run and every trace go to the store.
+fn run_agent_job(
+    root: &Path,
+    request: RunRequest,
+    tx: UnboundedSender<Event>,
+    cancel: &CancelToken,
+) -> Result<RunEvent> {
+    let options = AgentEvalOptions {
+        models: request.models,
+        prompts: request.prompts,
+        ..AgentEvalOptions::default()
+    };
+    let plan = AgentEvalPlan::new(root, &request.eval_set, options, true)?;
+    let forward = Forward { tx };
+    // The runner creates the run; its id comes with `Finished`.
+    forward.send(RunEvent::Started {
+        run_id: None,
+        cells: plan.cell_labels(),
+    });
+    let outcome = plan.run(AgentRecording::New, cancel, &mut |event| {
+        match event {
+            AgentEvalEvent::Loading { model } => {
+                forward.send(RunEvent::ModelLoading(model.to_string()))
+            }
+            AgentEvalEvent::Loaded { model, load_ms } => forward.send(RunEvent::ModelLoaded {
+                model: model.to_string(),
+                load_ms,
+            }),
+            AgentEvalEvent::Asking { index } => forward.send(RunEvent::CellStarted(index)),
+            AgentEvalEvent::Token { index, text } => {
+                forward.send(RunEvent::Token(index, text.to_string()))
+            }
+            // Each step's outcome under its reply, so the stream reads as the trace.
+            AgentEvalEvent::Step { index, step } => {
+                let outcome = match step.outcome() {
+                    Some(Ok(value)) => format!("\n→ {value}\n\n"),
+                    Some(Err(error)) => format!("\n→ error: {error}\n\n"),
+                    None => "\n".to_string(),
+                };
+                forward.send(RunEvent::Token(index, outcome))
+            }
+            AgentEvalEvent::Question(answered) => {
+                let checks = answered.checks.len().max(1) as f64;
+                forward.send(RunEvent::CellFinished(
+                    answered.index,
+                    CellOutcome {
+                        passed: answered.passed,
+                        cached: answered.resumed,
+                        error: answered.trace.error.clone(),
+                        score: answered.checks.iter().filter(|c| c.passed).count() as f64 / checks,
+                        completion_tokens: answered.trace.generated_tokens(),
+                    },
+                ));
+            }
+        }
+        Flow::Continue
+    })?;
+    Ok(RunEvent::Finished {
+        run_id: outcome.run_id,
+        cancelled: outcome.cancelled,
+        duration_s: outcome.result.duration_s,
     })
 }
 

@@ -16,6 +16,7 @@ use super::view::{error_style, selected_style};
 pub enum Item {
     Prompt(usize),
     EvalSet(usize),
+    AgentSet(usize),
     Model(usize),
 }
 
@@ -34,6 +35,7 @@ pub fn items(scan: &ProjectScan) -> Vec<Item> {
     (0..scan.prompts.len())
         .map(Item::Prompt)
         .chain((0..scan.eval_sets.len()).map(Item::EvalSet))
+        .chain((0..scan.agent_sets.len()).map(Item::AgentSet))
         .chain((0..scan.models.len()).map(Item::Model))
         .collect()
 }
@@ -52,6 +54,12 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             }
             Some(Item::EvalSet(index)) => {
                 app.run.choose_eval_set(index, &app.scan);
+                app.open(Screen::Run)
+            }
+            Some(Item::AgentSet(index)) => {
+                // The run screen lists agent sets after the prompt sets.
+                app.run
+                    .choose_eval_set(app.scan.eval_sets.len() + index, &app.scan);
                 app.open(Screen::Run)
             }
             _ => Vec::new(),
@@ -83,7 +91,12 @@ pub fn click(app: &mut App, row: usize) -> Vec<Effect> {
     let scan = &app.scan;
     let mut line = 0;
     let mut index = 0;
-    for len in [scan.prompts.len(), scan.eval_sets.len(), scan.models.len()] {
+    for len in [
+        scan.prompts.len(),
+        scan.eval_sets.len(),
+        scan.agent_sets.len(),
+        scan.models.len(),
+    ] {
         line += 1;
         if row < line + len && row >= line {
             app.library.selected = index + (row - line);
@@ -129,6 +142,14 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
             Err(_) => format!("  {} ✗ error", file.name()),
         };
         push(label, file.eval_set.is_ok(), &mut lines);
+    }
+    lines.push(header(&format!("Agent sets ({})", scan.agent_sets.len())));
+    for file in &scan.agent_sets {
+        let label = match &file.set {
+            Ok(set) => format!("  {} ({} questions)", set.name, set.cases.len()),
+            Err(_) => format!("  {} ✗ error", file.name()),
+        };
+        push(label, file.set.is_ok(), &mut lines);
     }
     lines.push(header(&format!("Models ({})", scan.models.len())));
     for model in &scan.models {
@@ -214,6 +235,48 @@ fn preview(app: &App, area: Rect, buf: &mut Buffer) {
                         lines.push(Line::from(vec![
                             Span::styled(format!("{:<12}", case.id), Style::new().bold()),
                             Span::raw(vars),
+                        ]));
+                    }
+                }
+                Err(error) => lines.push(Line::styled(app.shorten(error), error_style())),
+            }
+            (format!(" {} ", app.relative(&file.path)), Text::from(lines))
+        }
+        Some(Item::AgentSet(index)) => {
+            let file = &scan.agent_sets[index];
+            let mut lines: Vec<Line> = Vec::new();
+            match &file.set {
+                Ok(set) => {
+                    if !set.description.is_empty() {
+                        lines.push(Line::raw(set.description.clone()));
+                    }
+                    lines.push(field("questions", set.cases.len().to_string()));
+                    let or_default = |list: &[String], default: &str| {
+                        if list.is_empty() {
+                            default.to_string()
+                        } else {
+                            list.join(", ")
+                        }
+                    };
+                    lines.push(field(
+                        "prompts",
+                        or_default(&set.prompts, "the built-in system prompt"),
+                    ));
+                    lines.push(field("models", set.models.join(", ")));
+                    lines.push(field(
+                        "tools",
+                        or_default(&set.tools, "all that are set up"),
+                    ));
+                    lines.push(Line::from("Enter: set up a run".dim()));
+                    lines.push(Line::raw(""));
+                    let width = set.cases.iter().map(|c| c.id.chars().count()).max();
+                    let width = width.unwrap_or(0).clamp(8, 24);
+                    for case in set.cases.iter().take(usize::from(area.height)) {
+                        let checks: Vec<String> = case.checks.iter().map(|c| c.name()).collect();
+                        lines.push(Line::from(vec![
+                            Span::styled(format!("{:<width$} ", case.id), Style::new().bold()),
+                            Span::raw(case.question.clone()),
+                            Span::raw(format!("  [{}]", checks.join(", "))).dim(),
                         ]));
                     }
                 }

@@ -92,36 +92,52 @@ impl RunState {
         state
     }
 
-    /// Selects an eval set and ticks the prompts and models it names.
+    /// Selects an eval set (prompt sets first, then agent sets) and ticks the prompts
+    /// and models it names. An agent set offers agent prompts (those with `tools:`) and
+    /// language models only.
     pub fn choose_eval_set(&mut self, index: usize, scan: &ProjectScan) {
-        self.eval_set = index.min(scan.eval_sets.len().saturating_sub(1));
-        let set = scan
-            .eval_sets
-            .get(self.eval_set)
-            .and_then(|f| f.eval_set.as_ref().ok());
+        self.eval_set = index.min(set_count(scan).saturating_sub(1));
+        let (named_prompts, named_models, agent): (&[String], &[String], bool) =
+            match chosen(scan, self.eval_set) {
+                Some(Chosen::Prompts(file)) => match &file.eval_set {
+                    Ok(set) => (&set.prompts, &set.models, false),
+                    Err(_) => (&[], &[], false),
+                },
+                Some(Chosen::Agent(file)) => match &file.set {
+                    Ok(set) => (&set.prompts, &set.models, true),
+                    Err(_) => (&[], &[], true),
+                },
+                None => (&[], &[], false),
+            };
         self.prompts = scan
             .prompts
             .iter()
             .filter_map(|f| f.prompts.as_ref().ok())
             .flatten()
+            .filter(|p| !agent || !p.tools.is_empty())
             .map(|p| {
-                let named =
-                    set.is_some_and(|s| s.prompts.iter().any(|sel| sel == &p.id || sel == &p.name));
+                let named = named_prompts
+                    .iter()
+                    .any(|sel| sel == &p.id || sel == &p.name);
                 (p.id.clone(), named)
             })
             .collect();
-        // An embedding model serves the `similar` assertion; it is not a column.
+        // An embedding model serves the `similar` assertion; it is not a column. An agent
+        // needs a language model that can call tools.
         let mut models: Vec<String> = scan
             .models
             .iter()
             .filter(|m| m.entry.kind != promptlab::catalog::ModelKind::Embedding)
+            .filter(|m| !agent || m.entry.kind.is_gguf() || m.entry.openai.is_some())
             .map(|m| m.name.clone())
             .collect();
-        models.push(promptlab::catalog::ECHO_MODEL.to_string());
+        if !agent {
+            models.push(promptlab::catalog::ECHO_MODEL.to_string());
+        }
         self.models = models
             .into_iter()
             .map(|m| {
-                let named = set.is_some_and(|s| s.models.contains(&m));
+                let named = named_models.contains(&m);
                 (m, named)
             })
             .collect();
@@ -147,13 +163,17 @@ impl RunState {
     }
 
     fn request(&self, scan: &ProjectScan) -> Result<RunRequest, String> {
-        let file = scan
-            .eval_sets
-            .get(self.eval_set)
-            .ok_or("no eval set in eval-sets/ to run")?;
-        if let Err(error) = &file.eval_set {
-            return Err(error.clone());
-        }
+        let (path, agent) = match chosen(scan, self.eval_set) {
+            None => return Err("no eval set in eval-sets/ to run".into()),
+            Some(Chosen::Prompts(file)) => match &file.eval_set {
+                Ok(_) => (file.path.clone(), false),
+                Err(error) => return Err(error.clone()),
+            },
+            Some(Chosen::Agent(file)) => match &file.set {
+                Ok(_) => (file.path.clone(), true),
+                Err(error) => return Err(error.clone()),
+            },
+        };
         let ticked = |list: &[(String, bool)]| -> Vec<String> {
             list.iter()
                 .filter(|(_, t)| *t)
@@ -162,17 +182,36 @@ impl RunState {
         };
         let prompts = ticked(&self.prompts);
         let models = ticked(&self.models);
-        if prompts.is_empty() {
+        // An agent set without a ticked prompt asks with the built-in system prompt.
+        if prompts.is_empty() && !agent {
             return Err("tick at least one prompt (Tab to the prompts, Space to tick)".into());
         }
         if models.is_empty() {
             return Err("tick at least one model (Tab to the models, Space to tick)".into());
         }
         Ok(RunRequest {
-            eval_set: file.path.clone(),
+            eval_set: path,
             prompts,
             models,
+            agent,
         })
+    }
+}
+
+/// The eval sets the run screen lists: the prompt sets, then the agent sets.
+pub fn set_count(scan: &ProjectScan) -> usize {
+    scan.eval_sets.len() + scan.agent_sets.len()
+}
+
+enum Chosen<'a> {
+    Prompts(&'a promptlab::project::EvalSetFile),
+    Agent(&'a promptlab::project::AgentSetFile),
+}
+
+fn chosen(scan: &ProjectScan, index: usize) -> Option<Chosen<'_>> {
+    match index.checked_sub(scan.eval_sets.len()) {
+        None => scan.eval_sets.get(index).map(Chosen::Prompts),
+        Some(agent) => scan.agent_sets.get(agent).map(Chosen::Agent),
     }
 }
 
@@ -238,7 +277,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         }
         code => match run.focus {
             Focus::EvalSets => {
-                let next = move_selection(run.eval_set, app.scan.eval_sets.len(), code, page);
+                let next = move_selection(run.eval_set, set_count(&app.scan), code, page);
                 if next != run.eval_set {
                     run.choose_eval_set(next, &app.scan);
                 }
@@ -379,14 +418,24 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
             block
         }
     };
+    let broken =
+        |name: String| ListItem::new(Span::styled(format!("{name} ✗ error"), fail_style()));
     let sets: Vec<ListItem> = app
         .scan
         .eval_sets
         .iter()
         .map(|f| match &f.eval_set {
             Ok(set) => ListItem::new(format!("{} ({} cases)", set.name, set.cases.len())),
-            Err(_) => ListItem::new(Span::styled(format!("{} ✗ error", f.name()), fail_style())),
+            Err(_) => broken(f.name()),
         })
+        .chain(app.scan.agent_sets.iter().map(|f| match &f.set {
+            Ok(set) => ListItem::new(format!(
+                "{} (agent, {} questions)",
+                set.name,
+                set.cases.len()
+            )),
+            Err(_) => broken(f.name()),
+        }))
         .collect();
     list(
         sets,
@@ -403,10 +452,16 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
             })
             .collect()
     };
+    let agent_set = matches!(chosen(&app.scan, run.eval_set), Some(Chosen::Agent(_)));
+    let prompts_title = if agent_set {
+        "Agent prompts (optional)"
+    } else {
+        "Prompts"
+    };
     list(
         ticks(&run.prompts),
         run.prompt_cursor,
-        block("Prompts", run.focus == Focus::Prompts),
+        block(prompts_title, run.focus == Focus::Prompts),
         prompts_area,
         buf,
     );
@@ -419,12 +474,19 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     );
 
     let Some(active) = &run.active else {
-        Paragraph::new(vec![
+        let mut help = vec![
             Line::raw("Tab: next list · Space: tick · r or Enter: start the run"),
             Line::raw("While it runs: c or Ctrl-C cancels (finished cells are kept)."),
-        ])
-        .block(Block::bordered().title(" Progress "))
-        .render(progress, buf);
+        ];
+        if agent_set {
+            help.push(Line::raw(
+                "An agent set: each cell is a question; with no prompt ticked, questions open with the built-in system prompt.",
+            ));
+        }
+        Paragraph::new(help)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(" Progress "))
+            .render(progress, buf);
         return;
     };
     let [gauge_area, info_area, cells_area] = Layout::vertical([

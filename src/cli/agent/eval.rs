@@ -1,37 +1,31 @@
 //! Agent evaluation sets: `promptlab agent --eval FILE` and `promptlab eval FILE` on a
-//! set with `kind: agent`. Every question runs for each prompt and model; the tool-use
-//! figures per column (valid calls, tool selection, arguments, answers, steps, time) are
-//! printed, and the results matrix goes to the run store and the report formats.
+//! set with `kind: agent`. The library runs the questions (`agent::eval::runner`); this
+//! prints progress and the tool-use figures per column (valid calls, tool selection,
+//! arguments, answers, steps, time) and writes the report formats.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use promptlab::agent::eval::{AgentEvalSet, AgentScores, check_trace, matrix};
-use promptlab::prompt::{ChatMessage, RenderedPrompt};
-use promptlab::run::{Timing, stored_cell};
-use promptlab::store::{NewRun, RunStatus, RunStore};
+use promptlab::agent::ToolModels;
+use promptlab::agent::eval::AgentScores;
+use promptlab::agent::eval::runner::{
+    AgentEvalEvent, AgentEvalOptions, AgentEvalPlan, Recording, resume_options,
+};
+use promptlab::engine::Flow;
+use promptlab::project::Project;
 
-use super::{AgentArgs, AskOptions, Outcome, ask, open_session, system_prompt};
-use crate::cli::eval::EvalArgs;
+use super::{AgentArgs, Outcome};
+use crate::cli::eval::{EvalArgs, cancel_on_interrupt};
 
 /// What `promptlab eval` adds to an agent evaluation.
 #[derive(Default)]
 pub(super) struct Reporting {
-    /// Prompt selectors, one column each (default: the set's `prompts`).
-    pub prompts: Vec<String>,
     /// Report files; the format follows the extension.
     pub outputs: Vec<PathBuf>,
     pub min_pass_rate: Option<f64>,
-}
-
-/// `promptlab agent`'s options with their defaults, parsed from a command line built for
-/// an eval run.
-#[derive(clap::Parser)]
-struct AgentCommand {
-    #[command(flatten)]
-    args: AgentArgs,
+    /// Complete an interrupted run: `Some(None)` for the latest one of the set.
+    pub resume: Option<Option<i64>>,
 }
 
 /// `promptlab eval FILE` for an agent evaluation set: the options that apply are passed
@@ -40,7 +34,6 @@ pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
     let unsupported = [
         (eval.repeat > 1, "--repeat"),
         (eval.pairwise, "--pairwise"),
-        (eval.resume.is_some(), "--resume"),
         (eval.judge.is_some(), "--judge"),
         (eval.engine.is_some(), "--engine"),
         (eval.parallel.is_some(), "--parallel"),
@@ -53,231 +46,174 @@ pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
         );
     }
     promptlab::report::check_paths(&eval.outputs)?;
-    let mut argv: Vec<String> = vec!["agent".into(), "--eval".into()];
-    argv.push(eval.eval_set.display().to_string());
-    let project = match &eval.project {
-        Some(dir) => Some(dir.clone()),
-        None => promptlab::project::Project::discover(&eval.eval_set)
-            .ok()
-            .map(|p| p.root),
+    let resume = match eval.resume.as_deref() {
+        None => None,
+        Some(_) if eval.no_store => bail!("--resume needs the run store; drop --no-store"),
+        Some("latest") => Some(None),
+        Some(id) => Some(Some(id.parse::<i64>().map_err(|_| {
+            anyhow::anyhow!("--resume {id}: expected a run id or nothing")
+        })?)),
     };
-    if let Some(dir) = project {
-        argv.extend(["--project".into(), dir.display().to_string()]);
-    }
-    if !eval.models.is_empty() {
-        argv.extend(["--model".into(), eval.models.join(",")]);
-    }
-    if !eval.tags.is_empty() {
-        argv.extend(["--filter".into(), eval.tags.join(",")]);
-    }
-    if let Some(limit) = eval.limit {
-        argv.extend(["--limit".into(), limit.to_string()]);
-    }
-    if eval.no_store {
-        argv.push("--no-store".into());
-    }
-    let args = <AgentCommand as clap::Parser>::try_parse_from(&argv)?.args;
-    let reporting = Reporting {
+    let root = match &eval.project {
+        Some(dir) => dir.clone(),
+        None => {
+            Project::discover(&eval.eval_set)
+                .context("cannot open the project")?
+                .root
+        }
+    };
+    let options = AgentEvalOptions {
+        models: eval.models.clone(),
         prompts: eval.prompts.clone(),
+        tags: eval.tags.clone(),
+        limit: eval.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        ..AgentEvalOptions::default()
+    };
+    let reporting = Reporting {
         outputs: eval.outputs.clone(),
         min_pass_rate: eval.min_pass_rate,
+        resume,
     };
-    run(&args, &eval.eval_set, &reporting)
+    execute(
+        &root,
+        &eval.eval_set,
+        options,
+        !eval.no_store,
+        &reporting,
+        None,
+    )
 }
 
-pub(super) fn run(args: &AgentArgs, path: &Path, reporting: &Reporting) -> Result<Outcome> {
-    let set = AgentEvalSet::load(path)?;
-    let models = if args.model.is_empty() {
-        set.models.clone()
-    } else {
-        args.model.clone()
+/// `promptlab agent --eval FILE`.
+pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
+    let root = match &args.project {
+        Some(dir) => dir.clone(),
+        None => {
+            Project::discover(Path::new("."))
+                .context("cannot open the project")?
+                .root
+        }
     };
-    if models.is_empty() {
-        bail!(
-            "{}: no models: add `models:` to the set or pass --model",
-            path.display()
-        );
-    }
-    let mut cases: Vec<_> = set
-        .cases
-        .iter()
-        .filter(|c| args.filter.is_empty() || c.tags.iter().any(|t| args.filter.contains(t)))
-        .collect();
-    if let Some(limit) = args.limit {
-        cases.truncate(limit);
-    }
-    if cases.is_empty() {
-        bail!("{}: no cases left after --filter/--limit", path.display());
-    }
-    // One column per prompt (or the built-in system prompt), each with its tools.
-    let selectors: Vec<Option<String>> =
-        match (reporting.prompts.is_empty(), set.prompts.is_empty()) {
-            (false, _) => reporting.prompts.iter().cloned().map(Some).collect(),
-            (true, true) => vec![None],
-            (true, false) => set.prompts.iter().cloned().map(Some).collect(),
-        };
-    let mut columns = Vec::new();
-    for selector in &selectors {
-        let prompt = match selector {
-            Some(s) => Some(super::find_prompt(args, s)?),
-            None => None,
-        };
-        let wanted = if !args.tools.is_empty() {
-            args.tools.clone()
-        } else if let Some(p) = prompt.as_ref().filter(|p| !p.tools.is_empty()) {
-            p.tools.clone()
-        } else {
-            set.tools.clone()
-        };
-        columns.push((prompt, open_session(args, &wanted)?));
-    }
-    let max_steps = set.max_steps.unwrap_or(args.max_steps);
-    let started = Instant::now();
-    let started_at = chrono::Local::now().to_rfc3339();
-    let mut matrix_columns = Vec::new();
-    let mut cells = Vec::new();
-    let case_infos: Vec<_> = cases.iter().map(|c| matrix::case_info(c)).collect();
-    // The run's matrix, recorded cell by cell beside each question's trace.
-    let mut recording = if args.no_store {
-        None
-    } else {
-        let project = &columns[0].1.project;
-        let store = RunStore::open(&project.root.join(".promptlab").join("runs.db"))?;
-        let eval_set_path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let run_id = store.create_run(&NewRun {
-            eval_set: set.name.clone(),
-            eval_set_path: eval_set_path.display().to_string(),
-            config_json: serde_json::json!({
-                "kind": "agent",
-                "models": models,
-                "prompts": selectors,
-                "filter": args.filter,
-                "limit": args.limit,
-            })
-            .to_string(),
-            started_at: started_at.clone(),
-            cell_count: models.len() * columns.len() * cases.len(),
-        })?;
-        Some((store, run_id))
+    let options = AgentEvalOptions {
+        models: args.model.clone(),
+        prompts: args.prompt.iter().cloned().collect(),
+        tags: args.filter.clone(),
+        limit: args.limit,
+        tools: args.tools.clone(),
+        tool_models: ToolModels {
+            digits: args.digits_model.clone(),
+            detectors: args.detector.clone(),
+            clip: args.clip.clone(),
+        },
+        tool_timeout_s: args.tool_timeout,
+        allowed: args.allowed.clone(),
+        system: args.system.clone(),
+        max_steps: args.max_steps,
+        max_tokens: args.max_tokens,
+        max_seconds: args.max_seconds,
+        temperature: args.temperature,
+        seed: args.seed,
+        ground_numbers: !args.free_numbers,
     };
-    let mut all_scores = Vec::new();
-    let mut records = Vec::new();
+    execute(
+        &root,
+        path,
+        options,
+        !args.no_store,
+        &Reporting::default(),
+        args.output.as_deref(),
+    )
+}
+
+fn execute(
+    root: &Path,
+    path: &Path,
+    mut options: AgentEvalOptions,
+    store: bool,
+    reporting: &Reporting,
+    traces_output: Option<&Path>,
+) -> Result<Outcome> {
+    let recording = match reporting.resume {
+        None if store => Recording::New,
+        None => Recording::Off,
+        Some(which) => {
+            let store = promptlab::store::RunStore::open(&root.join(".promptlab").join("runs.db"))?;
+            // A resume asks the remaining questions as the interrupted run would have.
+            let (run_id, stored) = resume_options(&store, path, which)?;
+            options = stored;
+            eprintln!("resuming run {run_id}");
+            Recording::Resume(run_id)
+        }
+    };
+    let plan = AgentEvalPlan::new(root, path, options, store)?;
+    for (name, why) in plan.left_out_tools() {
+        eprintln!("note: tool {name} is left out: {why}");
+    }
+    let cancel = cancel_on_interrupt();
     let mut failures = Vec::new();
-    for model in &models {
-        let mut loaded = columns[0].1.load_model(model)?;
-        for (prompt, session) in &columns {
-            let specs = session.tools.specs();
-            let matrix_column = matrix::column(prompt.as_ref().map(|p| p.id.as_str()), model);
-            let column = matrix_column.id.clone();
-            let column_index = matrix_columns.len();
-            matrix_columns.push(matrix_column);
-            let mut scores = AgentScores {
-                model: column.clone(),
-                ..AgentScores::default()
-            };
-            for (n, case) in cases.iter().enumerate() {
-                let options = AskOptions {
-                    system: set.system.as_deref(),
-                    prompt: prompt.as_ref(),
-                    max_steps,
-                    verbose: false,
-                };
-                let trace = ask(session, &mut loaded, &case.question, args, options)?;
-                let outcomes = check_trace(&case.checks, &trace);
-                let passed = outcomes.iter().all(|o| o.passed);
+    let outcome = plan.run(recording, &cancel, &mut |event| {
+        match event {
+            AgentEvalEvent::Loading { model } => eprintln!("loading {model}"),
+            AgentEvalEvent::Loaded { .. }
+            | AgentEvalEvent::Asking { .. }
+            | AgentEvalEvent::Token { .. }
+            | AgentEvalEvent::Step { .. } => {}
+            AgentEvalEvent::Question(q) => {
                 eprintln!(
-                    "{column} · {}/{} {} {} ({} steps, {:.1} s)",
-                    n + 1,
-                    cases.len(),
-                    if passed { "✓" } else { "✗" },
-                    case.id,
-                    trace.steps.len(),
-                    trace.total_ms / 1000.0
+                    "{} · {}/{} {} {} ({} steps, {:.1} s{})",
+                    q.column,
+                    q.index + 1,
+                    q.total,
+                    if q.passed { "✓" } else { "✗" },
+                    q.case,
+                    q.trace.steps.len(),
+                    q.trace.total_ms / 1000.0,
+                    if q.resumed { ", recorded earlier" } else { "" }
                 );
-                for outcome in outcomes.iter().filter(|o| !o.passed) {
+                for check in q.checks.iter().filter(|o| !o.passed) {
                     failures.push(format!(
-                        "  ✗ {column} · {} · {}: {}",
-                        case.id,
-                        outcome.check,
-                        outcome.reason.as_deref().unwrap_or("failed")
+                        "  ✗ {} · {} · {}: {}",
+                        q.column,
+                        q.case,
+                        check.check,
+                        check.reason.as_deref().unwrap_or("failed")
                     ));
                 }
-                scores.add(&trace, &outcomes, &specs);
-                let opening = match prompt {
-                    Some(p) => promptlab::agent::opening_messages(Some(p), &case.question)?,
-                    None => vec![
-                        ChatMessage {
-                            role: "system".into(),
-                            content: system_prompt(set.system.as_deref(), args),
-                        },
-                        ChatMessage {
-                            role: "user".into(),
-                            content: case.question.clone(),
-                        },
-                    ],
-                };
-                let cell = matrix::cell(
-                    (column_index, n),
-                    RenderedPrompt::Chat(opening),
-                    &trace,
-                    &outcomes,
-                );
-                if let Some((store, run_id)) = recording.as_mut() {
-                    // Agent cells are not generated from a cache key: this one names the
-                    // column and case, so it never matches a generation's.
-                    let key = format!("agent:{column}:{}", case.id);
-                    store.record_cell(*run_id, &stored_cell(&cell, &column, &case.id, &key))?;
-                }
-                cells.push(cell);
-                records.push(serde_json::json!({
-                    "model": model,
-                    "prompt": prompt.as_ref().map(|p| p.id.clone()),
-                    "case": case.id,
-                    "question": case.question,
-                    "passed": passed,
-                    "checks": outcomes,
-                    "trace": trace,
-                }));
             }
-            all_scores.push(scores);
         }
+        Flow::Continue
+    })?;
+    if outcome.cancelled {
+        // Reports of a partial run would look complete; the store has every finished cell.
+        eprintln!(
+            "interrupted after {} of {} questions; no report written.{}",
+            outcome.result.cells.len(),
+            plan.cell_count(),
+            match outcome.run_id {
+                Some(id) => format!(
+                    " Finish it with:\n  promptlab eval {} --resume {id}",
+                    path.display()
+                ),
+                None => String::new(),
+            }
+        );
+        return Ok(Outcome::Interrupted);
     }
-    if let Some(output) = &args.output {
+    if let Some(output) = traces_output {
         let report = serde_json::json!({
-            "eval_set": set.name,
-            "scores": all_scores,
-            "cases": records,
+            "eval_set": plan.set.name,
+            "scores": outcome.scores,
+            "cases": outcome.questions,
         });
         std::fs::write(output, serde_json::to_string_pretty(&report)? + "\n")?;
         eprintln!("wrote {}", output.display());
     }
-    let run_id = match recording {
-        Some((store, run_id)) => {
-            store.finish_run(
-                run_id,
-                &chrono::Local::now().to_rfc3339(),
-                RunStatus::Finished,
-            )?;
-            Some(run_id)
-        }
-        None => None,
-    };
-    let result = matrix::run_result(
-        &set,
-        Timing {
-            started_at,
-            duration_s: started.elapsed().as_secs_f64(),
-            cancelled: false,
-        },
-        matrix_columns,
-        case_infos,
-        cells,
-    );
+    let result = &outcome.result;
     for output in &reporting.outputs {
-        promptlab::report::write(&result, output)?;
+        promptlab::report::write(result, output)?;
         eprintln!("wrote {}", output.display());
     }
-    println!("{}", scores_table(&all_scores));
+    println!("{}", scores_table(&outcome.scores));
     if !failures.is_empty() {
         println!("Failures ({}):\n{}", failures.len(), failures.join("\n"));
     }
@@ -287,7 +223,10 @@ pub(super) fn run(args: &AgentArgs, path: &Path, reporting: &Reporting) -> Resul
         result.cells.len(),
         promptlab::score::stats::format_rate(passed, result.cells.len()),
         result.duration_s,
-        run_id.map(|id| format!(" · run {id}")).unwrap_or_default()
+        outcome
+            .run_id
+            .map(|id| format!(" · run {id}"))
+            .unwrap_or_default()
     );
     let all_passed = match reporting.min_pass_rate {
         Some(min) => result.pass_rate() >= min,

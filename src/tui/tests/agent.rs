@@ -269,3 +269,54 @@ fn m_offers_remote_models_too() {
         }]
     );
 }
+
+/// An agent eval set is listed in the library after the prompt eval sets; Enter sets up
+/// its run with language models only (no echo) and agent prompts only, and a run may go
+/// without a prompt (the built-in system prompt).
+#[test]
+fn an_agent_set_runs_from_the_library() {
+    use promptlab::agent::eval::AgentEvalSet;
+    use promptlab::project::AgentSetFile;
+
+    let mut app = app((120, 40));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.yaml");
+    std::fs::write(
+        &path,
+        "kind: agent\nname: tool-questions\nmodels: [tiny]\ncases:\n  - id: sum\n    question: What is 2+3?\n    assert: [{type: tool-called, value: calculator}]\n",
+    )
+    .unwrap();
+    app.scan.agent_sets.push(AgentSetFile {
+        set: AgentEvalSet::load(&path).map_err(|e| e.to_string()),
+        path: path.clone(),
+    });
+    let position = crate::tui::library::items(&app.scan)
+        .iter()
+        .position(|item| *item == crate::tui::library::Item::AgentSet(0))
+        .unwrap();
+    app.library.selected = position;
+    let library = screen_text(&app);
+    assert!(library.contains("Agent sets (1)"), "{library}");
+    assert!(library.contains("What is 2+3?"), "{library}");
+
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.screen, Screen::Run);
+    let run_screen = screen_text(&app);
+    assert!(
+        run_screen.contains("tool-questions (agent, 1 questions)")
+            && run_screen.contains("Agent prompts (optional)")
+            && run_screen.contains("with no prompt ticked, questions open with the built-in"),
+        "{run_screen}"
+    );
+    // The fixture's prompts have no `tools:`, so none is offered.
+    assert!(app.run.prompts.is_empty(), "{:?}", app.run.prompts);
+    assert_eq!(app.run.models, [("tiny".to_string(), true)]);
+    let effects = press(&mut app, "r");
+    let [Effect::StartRun(request)] = &effects[..] else {
+        panic!("expected a run, got {effects:?}");
+    };
+    assert!(request.agent);
+    assert_eq!(request.eval_set, path);
+    assert!(request.prompts.is_empty());
+    assert_eq!(request.models, ["tiny"]);
+}

@@ -1,0 +1,580 @@
+//! Running an agent evaluation set: every question for each prompt and model, each trace
+//! checked, and each cell recorded in the run store as it finishes, with a link to its
+//! trace, so an interrupted run resumes by scoring its finished questions again instead
+//! of asking them again. `promptlab eval`, `promptlab agent --eval` and the TUI run agent
+//! sets through here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{AgentEvalError, AgentEvalSet, AgentScores, CheckOutcome, check_trace};
+use crate::agent::session::{LoadedModel, Question, Session, SessionError, SessionOptions};
+use crate::agent::{
+    AgentEvent, AgentLimits, AgentStep, AgentStop, AgentTrace, DEFAULT_SYSTEM, ToolModels,
+};
+use crate::engine::{CancelToken, Flow};
+use crate::project::{Project, ProjectError};
+use crate::prompt::{ChatMessage, Prompt, RenderedPrompt};
+use crate::run::{RunResult, Timing, stored_cell};
+use crate::store::{RunStatus, RunStore, StoreError};
+
+mod resume;
+
+pub use resume::resume_options;
+
+/// What to run and how each question is asked. Stored with the run, so a resume asks the
+/// remaining questions exactly as the first attempt did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentEvalOptions {
+    /// Models to compare (empty: the set's `models`).
+    pub models: Vec<String>,
+    /// Agent prompts to compare, one column each (empty: the set's `prompts`, else the
+    /// built-in system prompt).
+    pub prompts: Vec<String>,
+    /// Only cases with one of these tags.
+    pub tags: Vec<String>,
+    /// Only the first N cases (after `tags`).
+    pub limit: Option<usize>,
+    /// Offer only these tools (empty: the prompt's `tools`, else the set's, else all).
+    pub tools: Vec<String>,
+    pub tool_models: ToolModels,
+    pub tool_timeout_s: u64,
+    /// Folders the tools may read (empty: the project).
+    pub allowed: Vec<PathBuf>,
+    /// The system prompt when the set gives none and no agent prompt opens the
+    /// conversation (default: the built-in one).
+    pub system: Option<String>,
+    /// Replies per question, unless the set says `max_steps`.
+    pub max_steps: usize,
+    pub max_tokens: u32,
+    pub max_seconds: u64,
+    pub temperature: Option<f32>,
+    pub seed: Option<u32>,
+    /// Optional number arguments only take numbers written in the question.
+    pub ground_numbers: bool,
+}
+
+impl Default for AgentEvalOptions {
+    fn default() -> Self {
+        let limits = AgentLimits::default();
+        AgentEvalOptions {
+            models: Vec::new(),
+            prompts: Vec::new(),
+            tags: Vec::new(),
+            limit: None,
+            tools: Vec::new(),
+            tool_models: ToolModels::default(),
+            tool_timeout_s: 60,
+            allowed: Vec::new(),
+            system: None,
+            max_steps: limits.max_steps,
+            max_tokens: limits.max_tokens,
+            max_seconds: limits.max_wall.as_secs(),
+            temperature: None,
+            seed: None,
+            ground_numbers: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentRunError {
+    #[error(transparent)]
+    Set(#[from] AgentEvalError),
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {message}")]
+    Selection { path: PathBuf, message: String },
+    #[error("unknown prompt `{selector}`: expected one of {known}")]
+    UnknownPrompt { selector: String, known: String },
+    #[error("`{selector}` names {count} variants ({ids}); pick one as name:variant")]
+    AmbiguousPrompt {
+        selector: String,
+        count: usize,
+        ids: String,
+    },
+    #[error("run {run_id}: {message}")]
+    Resume { run_id: i64, message: String },
+}
+
+/// One column: a prompt (or the built-in system prompt) with the session offering its
+/// tools. Columns repeat for every model.
+struct PromptColumn {
+    prompt: Option<Prompt>,
+    session: Session,
+}
+
+/// An agent evaluation ready to run: the set, the selected questions and the columns.
+pub struct AgentEvalPlan {
+    pub set: AgentEvalSet,
+    /// The set's absolute path, which the run store finds its runs by.
+    pub set_key: String,
+    pub options: AgentEvalOptions,
+    pub models: Vec<String>,
+    /// Indexes into `set.cases`.
+    cases: Vec<usize>,
+    columns: Vec<PromptColumn>,
+    root: PathBuf,
+}
+
+impl AgentEvalPlan {
+    /// Loads the set at `path` and selects its questions, prompts and models.
+    pub fn new(
+        project_root: &Path,
+        path: &Path,
+        options: AgentEvalOptions,
+        record_traces: bool,
+    ) -> Result<AgentEvalPlan, AgentRunError> {
+        let set = AgentEvalSet::load(path)?;
+        let selection_error = |message: &str| AgentRunError::Selection {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        };
+        let models = if options.models.is_empty() {
+            set.models.clone()
+        } else {
+            options.models.clone()
+        };
+        if models.is_empty() {
+            return Err(selection_error(
+                "no models: add `models:` to the set or pass --model",
+            ));
+        }
+        let mut cases: Vec<usize> = (0..set.cases.len())
+            .filter(|&i| {
+                options.tags.is_empty()
+                    || set.cases[i].tags.iter().any(|t| options.tags.contains(t))
+            })
+            .collect();
+        if let Some(limit) = options.limit {
+            cases.truncate(limit);
+        }
+        if cases.is_empty() {
+            return Err(selection_error(
+                "no cases left after the tag filter and limit",
+            ));
+        }
+        let selectors: Vec<Option<String>> = if !options.prompts.is_empty() {
+            options.prompts.iter().cloned().map(Some).collect()
+        } else if !set.prompts.is_empty() {
+            set.prompts.iter().cloned().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let mut columns = Vec::new();
+        for selector in &selectors {
+            let project = Project::open(project_root)?;
+            let prompt = match selector {
+                Some(selector) => Some(find_prompt(&project, selector)?),
+                None => None,
+            };
+            let wanted = if !options.tools.is_empty() {
+                options.tools.clone()
+            } else if let Some(p) = prompt.as_ref().filter(|p| !p.tools.is_empty()) {
+                p.tools.clone()
+            } else {
+                set.tools.clone()
+            };
+            let session = Session::open(
+                project,
+                &SessionOptions {
+                    wanted_tools: &wanted,
+                    models: &options.tool_models,
+                    tool_timeout: Duration::from_secs(options.tool_timeout_s.max(1)),
+                    allowed: &options.allowed,
+                    record: record_traces,
+                },
+            )?;
+            columns.push(PromptColumn { prompt, session });
+        }
+        let set_key = std::path::absolute(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string();
+        Ok(AgentEvalPlan {
+            set,
+            set_key,
+            options,
+            models,
+            cases,
+            columns,
+            root: project_root.to_path_buf(),
+        })
+    }
+
+    /// Tools left out of some column, with the reason (a model not set up, say).
+    pub fn left_out_tools(&self) -> Vec<(String, String)> {
+        let mut left_out: Vec<(String, String)> = Vec::new();
+        for column in &self.columns {
+            for entry in &column.session.tools.unavailable {
+                if !left_out.contains(entry) {
+                    left_out.push(entry.clone());
+                }
+            }
+        }
+        left_out
+    }
+
+    /// The matrix's columns in run order: for each model, every prompt.
+    pub fn column_ids(&self) -> Vec<String> {
+        self.matrix_columns().into_iter().map(|c| c.id).collect()
+    }
+
+    fn matrix_columns(&self) -> Vec<crate::run::Column> {
+        self.models
+            .iter()
+            .flat_map(|model| {
+                self.columns.iter().map(move |c| {
+                    super::matrix::column(c.prompt.as_ref().map(|p| p.id.as_str()), model)
+                })
+            })
+            .collect()
+    }
+
+    /// `(column id, case id)` of every cell, in run order.
+    pub fn cell_labels(&self) -> Vec<(String, String)> {
+        self.column_ids()
+            .into_iter()
+            .flat_map(|column| {
+                self.cases
+                    .iter()
+                    .map(move |&i| (column.clone(), self.set.cases[i].id.clone()))
+            })
+            .collect()
+    }
+
+    pub fn cell_count(&self) -> usize {
+        self.models.len() * self.columns.len() * self.cases.len()
+    }
+
+    /// The project's run store.
+    pub fn open_store(&self) -> Result<RunStore, StoreError> {
+        RunStore::open(&self.root.join(".promptlab").join("runs.db"))
+    }
+
+    /// The system prompt a question opens with when no agent prompt does: the set's,
+    /// else the options', else the built-in one.
+    fn system_prompt(&self) -> String {
+        self.set
+            .system
+            .clone()
+            .or_else(|| self.options.system.clone())
+            .unwrap_or_else(|| DEFAULT_SYSTEM.into())
+    }
+
+    fn limits(&self) -> AgentLimits {
+        AgentLimits {
+            max_steps: self.set.max_steps.unwrap_or(self.options.max_steps).max(1),
+            max_tokens: self.options.max_tokens.max(1),
+            max_wall: Duration::from_secs(self.options.max_seconds.max(1)),
+            ..AgentLimits::default()
+        }
+    }
+
+    /// The conversation a question opens with, as the cell's prompt.
+    fn opening(
+        &self,
+        prompt: Option<&Prompt>,
+        question: &str,
+    ) -> Result<RenderedPrompt, AgentRunError> {
+        let messages = match prompt {
+            Some(p) => crate::agent::opening_messages(Some(p), question)
+                .map_err(|e| AgentRunError::Session(SessionError::Agent(e)))?,
+            None => vec![
+                ChatMessage {
+                    role: "system".into(),
+                    content: self.system_prompt(),
+                },
+                ChatMessage {
+                    role: "user".into(),
+                    content: question.to_string(),
+                },
+            ],
+        };
+        Ok(RenderedPrompt::Chat(messages))
+    }
+}
+
+/// The one prompt `selector` names in the project's prompts/.
+pub fn find_prompt(project: &Project, selector: &str) -> Result<Prompt, AgentRunError> {
+    match project.prompts.select(selector).as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(AgentRunError::UnknownPrompt {
+            selector: selector.to_string(),
+            known: project.prompts.names().join(", "),
+        }),
+        several => Err(AgentRunError::AmbiguousPrompt {
+            selector: selector.to_string(),
+            count: several.len(),
+            ids: several
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Where the run goes in the run store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    /// Nowhere.
+    Off,
+    /// A new run.
+    New,
+    /// Continue this interrupted run: its finished questions are scored again, the rest
+    /// asked.
+    Resume(i64),
+}
+
+/// What happens during a run, for progress display. Cells are numbered in run order:
+/// model by model, prompt by prompt, question by question (see
+/// [`AgentEvalPlan::cell_labels`]).
+pub enum AgentEvalEvent<'a> {
+    /// A language model is loading.
+    Loading {
+        model: &'a str,
+    },
+    Loaded {
+        model: &'a str,
+        load_ms: f64,
+    },
+    /// Cell `index` is being asked.
+    Asking {
+        index: usize,
+    },
+    /// A piece of a reply of cell `index`.
+    Token {
+        index: usize,
+        text: &'a str,
+    },
+    /// A step of cell `index` is done (a tool called, an answer given).
+    Step {
+        index: usize,
+        step: &'a AgentStep,
+    },
+    /// A question is done: asked now, or read back from the interrupted run.
+    Question(&'a AnsweredQuestion),
+}
+
+/// One question answered in one column.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnsweredQuestion {
+    /// The matrix column: `prompt @ model`.
+    pub column: String,
+    pub model: String,
+    pub prompt: Option<String>,
+    pub case: String,
+    pub question: String,
+    pub passed: bool,
+    pub checks: Vec<CheckOutcome>,
+    pub trace: AgentTrace,
+    /// Read back from the run being resumed rather than asked now.
+    #[serde(skip)]
+    pub resumed: bool,
+    /// The cell's place in run order (0-based), and the run's cell count.
+    #[serde(skip)]
+    pub index: usize,
+    #[serde(skip)]
+    pub total: usize,
+}
+
+pub struct AgentEvalOutcome {
+    /// The matrix: every report format and the run store read it.
+    pub result: RunResult,
+    /// Tool-use figures per column.
+    pub scores: Vec<AgentScores>,
+    pub questions: Vec<AnsweredQuestion>,
+    pub run_id: Option<i64>,
+    /// Stopped by the cancel token before every question was answered.
+    pub cancelled: bool,
+}
+
+impl AgentEvalPlan {
+    /// Runs every question not already answered in the run being resumed, until done or
+    /// `cancel` is set. The question in flight when cancelled is not recorded: a resume
+    /// asks it again.
+    pub fn run(
+        &self,
+        recording: Recording,
+        cancel: &CancelToken,
+        on_event: &mut dyn FnMut(AgentEvalEvent) -> Flow,
+    ) -> Result<AgentEvalOutcome, AgentRunError> {
+        let started = Instant::now();
+        let started_at = chrono::Local::now().to_rfc3339();
+        let mut store = match recording {
+            Recording::Off => None,
+            Recording::New | Recording::Resume(_) => Some(self.open_store()?),
+        };
+        let matrix_columns = self.matrix_columns();
+        let (run_id, mut finished) = match (recording, store.as_ref()) {
+            (Recording::New, Some(store)) => {
+                let id = store.create_run(&self.new_run(&started_at))?;
+                (Some(id), HashMap::new())
+            }
+            (Recording::Resume(id), Some(store)) => {
+                store.resume_run(id)?;
+                (Some(id), self.finished_questions(store, id)?)
+            }
+            _ => (None, HashMap::new()),
+        };
+        let total = self.cell_count();
+        let limits = self.limits();
+        let system = self.system_prompt();
+        let mut cells = Vec::new();
+        let mut questions = Vec::new();
+        let mut all_scores = Vec::new();
+        let mut cancelled = false;
+        'models: for (model_index, model) in self.models.iter().enumerate() {
+            let mut loaded: Option<LoadedModel> = None;
+            for (prompt_index, column) in self.columns.iter().enumerate() {
+                let column_index = model_index * self.columns.len() + prompt_index;
+                let column_id = matrix_columns[column_index].id.clone();
+                let specs = column.session.tools.specs();
+                let mut scores = AgentScores {
+                    model: column_id.clone(),
+                    ..AgentScores::default()
+                };
+                for (row, &case_index) in self.cases.iter().enumerate() {
+                    let case = &self.set.cases[case_index];
+                    let (trace, agent_run, resumed) = match finished.remove(&(column_index, row)) {
+                        Some((agent_run, trace)) => (trace, Some(agent_run), true),
+                        None => {
+                            if cancel.is_cancelled() {
+                                cancelled = true;
+                                break 'models;
+                            }
+                            let loaded = match &mut loaded {
+                                Some(loaded) => loaded,
+                                None => {
+                                    on_event(AgentEvalEvent::Loading { model });
+                                    let load_started = Instant::now();
+                                    let model_loaded = column.session.load_model(model)?;
+                                    on_event(AgentEvalEvent::Loaded {
+                                        model,
+                                        load_ms: load_started.elapsed().as_secs_f64() * 1000.0,
+                                    });
+                                    loaded.insert(model_loaded)
+                                }
+                            };
+                            let index = column_index * self.cases.len() + row;
+                            on_event(AgentEvalEvent::Asking { index });
+                            let agent_run =
+                                column.session.record_question(loaded, &case.question)?;
+                            let question = Question {
+                                text: &case.question,
+                                system: system.clone(),
+                                prompt: column.prompt.as_ref(),
+                                limits: limits.clone(),
+                                temperature: self.options.temperature,
+                                seed: self.options.seed,
+                                ground_numbers: self.options.ground_numbers,
+                            };
+                            let trace =
+                                column
+                                    .session
+                                    .ask(loaded, &question, agent_run, &mut |event| {
+                                        let flow = match event {
+                                            AgentEvent::Token(text) => {
+                                                on_event(AgentEvalEvent::Token { index, text })
+                                            }
+                                            AgentEvent::Step(step) => {
+                                                on_event(AgentEvalEvent::Step { index, step })
+                                            }
+                                        };
+                                        if flow == Flow::Stop {
+                                            cancel.cancel();
+                                        }
+                                        if cancel.is_cancelled() {
+                                            Flow::Stop
+                                        } else {
+                                            Flow::Continue
+                                        }
+                                    })?;
+                            if trace.stop == AgentStop::Cancelled {
+                                cancelled = true;
+                                break 'models;
+                            }
+                            (trace, agent_run, false)
+                        }
+                    };
+                    let outcomes = check_trace(&case.checks, &trace);
+                    scores.add(&trace, &outcomes, &specs);
+                    let cell = super::matrix::cell(
+                        (column_index, row),
+                        self.opening(column.prompt.as_ref(), &case.question)?,
+                        &trace,
+                        &outcomes,
+                    );
+                    if let (Some(store), Some(run_id), Some(agent_run)) =
+                        (store.as_mut(), run_id, agent_run)
+                    {
+                        // Agent cells are not generated from a cache key: this one names
+                        // the column and case, so it never matches a generation's.
+                        let key = format!("agent:{column_id}:{}", case.id);
+                        let stored = stored_cell(&cell, &column_id, &case.id, &key);
+                        store.record_agent_cell(run_id, &stored, agent_run)?;
+                    }
+                    let answered = AnsweredQuestion {
+                        column: column_id.clone(),
+                        model: model.clone(),
+                        prompt: column.prompt.as_ref().map(|p| p.id.clone()),
+                        case: case.id.clone(),
+                        question: case.question.clone(),
+                        passed: cell.passed,
+                        checks: outcomes,
+                        trace,
+                        resumed,
+                        index: column_index * self.cases.len() + row,
+                        total,
+                    };
+                    cells.push(cell);
+                    if on_event(AgentEvalEvent::Question(&answered)) == Flow::Stop {
+                        cancel.cancel();
+                    }
+                    questions.push(answered);
+                }
+                all_scores.push(scores);
+            }
+        }
+        if let (Some(store), Some(run_id)) = (&store, run_id) {
+            let status = if cancelled {
+                RunStatus::Cancelled
+            } else {
+                RunStatus::Finished
+            };
+            store.finish_run(run_id, &chrono::Local::now().to_rfc3339(), status)?;
+        }
+        let case_infos = self
+            .cases
+            .iter()
+            .map(|&i| super::matrix::case_info(&self.set.cases[i]))
+            .collect();
+        let result = super::matrix::run_result(
+            &self.set,
+            Timing {
+                started_at,
+                duration_s: started.elapsed().as_secs_f64(),
+                cancelled,
+            },
+            matrix_columns,
+            case_infos,
+            cells,
+        );
+        Ok(AgentEvalOutcome {
+            result,
+            scores: all_scores,
+            questions,
+            run_id,
+            cancelled,
+        })
+    }
+}
