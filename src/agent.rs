@@ -88,6 +88,10 @@ pub struct AgentStep {
     pub cached_prompt_tokens: u32,
     pub generated_tokens: u32,
     pub generation_ms: f64,
+    /// From the start of the reply's request to its first token (prompt reading
+    /// included); 0 in traces recorded before it was kept.
+    #[serde(default)]
+    pub ttft_ms: f64,
 }
 
 impl AgentStep {
@@ -420,6 +424,7 @@ impl Agent<'_> {
                 cached_prompt_tokens: generation.cached_prompt_tokens,
                 generated_tokens: generation.completion_tokens,
                 generation_ms: generation.total_ms,
+                ttft_ms: generation.ttft_ms,
             };
             let flow = on_event(AgentEvent::Step(&step));
             match &step.action {

@@ -455,6 +455,7 @@ mod tests {
                 cached_prompt_tokens: 0,
                 generated_tokens: 10,
                 generation_ms: 10.0,
+                ttft_ms: 0.0,
             })
             .collect();
         if let Some(text) = answer {
@@ -466,6 +467,7 @@ mod tests {
                 cached_prompt_tokens: 0,
                 generated_tokens: 5,
                 generation_ms: 5.0,
+                ttft_ms: 0.0,
             });
         }
         AgentTrace {

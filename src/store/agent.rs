@@ -228,6 +228,7 @@ mod tests {
                 cached_prompt_tokens: 0,
                 generated_tokens: 20,
                 generation_ms: 900.0,
+                ttft_ms: 0.0,
             }],
             answer: None,
             stop: AgentStop::MaxSteps,

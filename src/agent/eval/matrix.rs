@@ -13,6 +13,26 @@ use crate::prompt::RenderedPrompt;
 use crate::run::{CaseInfo, CellResult, Column, RunResult, Timing, assemble};
 use crate::score::assertion::AssertionOutcome;
 
+/// Generated tokens per second after each reply's first token, over all replies (prompt
+/// reading and tool calls left out, as for a generated cell); None for traces recorded
+/// before replies kept their time to first token.
+fn decode_speed(trace: &AgentTrace) -> Option<f64> {
+    if trace.steps.is_empty() || trace.steps.iter().any(|s| s.ttft_ms <= 0.0) {
+        return None;
+    }
+    let tokens: u32 = trace
+        .steps
+        .iter()
+        .map(|s| s.generated_tokens.saturating_sub(1))
+        .sum();
+    let ms: f64 = trace
+        .steps
+        .iter()
+        .map(|s| (s.generation_ms - s.ttft_ms).max(0.0))
+        .sum();
+    (tokens > 0 && ms > 0.0).then(|| f64::from(tokens) * 1000.0 / ms)
+}
+
 /// A question as a row of the matrix: its text is the description and the `question`
 /// variable.
 pub fn case_info(case: &AgentCase) -> CaseInfo {
@@ -70,10 +90,10 @@ pub fn cell(
         },
         prompt_tokens: trace.steps.iter().map(|s| s.prompt_tokens).sum(),
         completion_tokens: generated,
-        ttft_ms: 0.0,
+        // The first reply's: how long the question waited before the model answered.
+        ttft_ms: trace.steps.first().map_or(0.0, |s| s.ttft_ms),
         latency_ms: trace.total_ms,
-        // A step's time includes reading its prompt: no decoding speed to report.
-        tokens_per_s: None,
+        tokens_per_s: decode_speed(trace),
         cached: false,
     }
 }
@@ -121,6 +141,7 @@ mod tests {
             cached_prompt_tokens: 0,
             generated_tokens: tokens,
             generation_ms: 1000.0,
+            ttft_ms: 200.0,
         };
         AgentTrace {
             question: "How many?".into(),
@@ -157,6 +178,9 @@ mod tests {
         assert_eq!(cell.prompt_tokens, 1200);
         assert_eq!(cell.completion_tokens, 48);
         assert_eq!(cell.latency_ms, 2500.0);
+        assert_eq!(cell.ttft_ms, 200.0);
+        // (39 + 7) tokens after the first ones in 2 × 800 ms of decoding.
+        assert_eq!(cell.tokens_per_s, Some(28.75));
         assert_eq!(cell.finish, Some(FinishReason::EndOfText));
         assert_eq!(
             cell.failure_reasons(),

@@ -160,13 +160,14 @@ fn execute(
             | AgentEvalEvent::Step { .. } => {}
             AgentEvalEvent::Question(q) => {
                 eprintln!(
-                    "{} · {}/{} {} {} ({} steps, {:.1} s{})",
+                    "{} · {}/{} {} {} ({} step{}, {:.1} s{})",
                     q.column,
                     q.index + 1,
                     q.total,
                     if q.passed { "✓" } else { "✗" },
                     q.case,
                     q.trace.steps.len(),
+                    if q.trace.steps.len() == 1 { "" } else { "s" },
                     q.trace.total_ms / 1000.0,
                     if q.resumed { ", recorded earlier" } else { "" }
                 );

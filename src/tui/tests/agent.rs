@@ -26,6 +26,7 @@ fn call_step() -> AgentStep {
         cached_prompt_tokens: 0,
         generated_tokens: 31,
         generation_ms: 5900.0,
+        ttft_ms: 0.0,
     }
 }
 
@@ -40,6 +41,7 @@ fn answer_step() -> AgentStep {
         cached_prompt_tokens: 0,
         generated_tokens: 11,
         generation_ms: 2400.0,
+        ttft_ms: 0.0,
     }
 }
 
@@ -65,6 +67,7 @@ fn stored_row() -> AgentRunRow {
             cached_prompt_tokens: 0,
             generated_tokens: 20,
             generation_ms: 3000.0,
+            ttft_ms: 0.0,
         }])
         .unwrap(),
         total_ms: Some(3100.0),
