@@ -176,11 +176,9 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
                     anyhow::anyhow!("--resume {which}: expected a run id or nothing")
                 })?
             };
-            let config = store.run_config(id)?.ok_or_else(|| {
+            let stored = StoredConfig::of_run(store, id)?.ok_or_else(|| {
                 anyhow::anyhow!("--resume {id}: no such run in {}", store.path().display())
             })?;
-            let stored: StoredConfig = serde_json::from_str(&config)
-                .with_context(|| format!("run {id}: unreadable stored configuration"))?;
             if stored.eval_set != eval_set_key {
                 bail!(
                     "run {id} evaluated {}, not {}",

@@ -36,6 +36,20 @@ impl StoredConfig {
             cell_count: plan.cells.len(),
         }
     }
+
+    /// The configuration run `run_id` was started with, for resuming it: None when the
+    /// store has no such run; an error when it was not recorded by a prompt evaluation.
+    pub fn of_run(store: &RunStore, run_id: i64) -> Result<Option<StoredConfig>, StoreError> {
+        let Some(config) = store.run_config(run_id)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&config)
+            .map(Some)
+            .map_err(|e| StoreError::InvalidInput {
+                path: store.path().to_path_buf(),
+                message: format!("run {run_id}: unreadable stored configuration ({e})"),
+            })
+    }
 }
 
 /// A run being recorded.

@@ -155,6 +155,9 @@ pub struct RunRequest {
     pub models: Vec<String>,
     /// An agent eval set (`kind: agent`): each cell is a question the agent answers.
     pub agent: bool,
+    /// Complete this interrupted run, with the prompts, models and options it was started
+    /// with (`prompts` and `models` are then ignored).
+    pub resume: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,7 @@ use crossterm::event::{
 };
 use futures_util::StreamExt;
 use promptlab::agent::eval::runner::{
-    AgentEvalEvent, AgentEvalOptions, AgentEvalPlan, Recording as AgentRecording,
+    AgentEvalEvent, AgentEvalOptions, AgentEvalPlan, Recording as AgentRecording, resume_options,
 };
 use promptlab::compare;
 use promptlab::engine::llama::{LlamaEngine, LlamaOptions, Tokenizer};
@@ -417,22 +417,36 @@ fn run_job(
     }
     let eval_set = EvalSet::load(&request.eval_set)?;
     let project = Project::open(root).context("cannot open the project")?;
-    let options = RunOptions {
-        seed_offset: 0,
-        prompts: request.prompts,
-        models: request.models,
-        tags: Vec::new(),
-        limit: None,
-        judge: None,
-        params: Default::default(),
+    let mut store = RunStore::open(store_path)?;
+    let options = match request.resume {
+        // A resume selects exactly what the interrupted run selected.
+        Some(id) => {
+            StoredConfig::of_run(&store, id)?
+                .with_context(|| format!("no run {id} in {}", store_path.display()))?
+                .options
+        }
+        None => RunOptions {
+            seed_offset: 0,
+            prompts: request.prompts,
+            models: request.models,
+            tags: Vec::new(),
+            limit: None,
+            judge: None,
+            params: Default::default(),
+        },
     };
     let plan = run::plan(&project, eval_set, &options)?;
     let key = std::path::absolute(&request.eval_set)
         .unwrap_or(request.eval_set.clone())
         .display()
         .to_string();
-    let mut store = RunStore::open(store_path)?;
-    let run_id = store.create_run(&StoredConfig::new_run(&plan, &key, &options))?;
+    let run_id = match request.resume {
+        Some(id) => {
+            store.resume_run(id)?;
+            id
+        }
+        None => store.create_run(&StoredConfig::new_run(&plan, &key, &options))?,
+    };
     let _ = tx.send(Event::Run(RunEvent::Started {
         run_id: Some(run_id),
         cells: plan
@@ -473,19 +487,29 @@ fn run_agent_job(
     tx: UnboundedSender<Event>,
     cancel: &CancelToken,
 ) -> Result<RunEvent> {
-    let options = AgentEvalOptions {
-        models: request.models,
-        prompts: request.prompts,
-        ..AgentEvalOptions::default()
+    let (options, recording) = match request.resume {
+        Some(id) => {
+            let store = RunStore::open(&root.join(".promptlab").join("runs.db"))?;
+            let (id, options) = resume_options(&store, &request.eval_set, Some(id))?;
+            (options, AgentRecording::Resume(id))
+        }
+        None => (
+            AgentEvalOptions {
+                models: request.models,
+                prompts: request.prompts,
+                ..AgentEvalOptions::default()
+            },
+            AgentRecording::New,
+        ),
     };
     let plan = AgentEvalPlan::new(root, &request.eval_set, options, true)?;
     let forward = Forward { tx };
     // The runner creates the run; its id comes with `Finished`.
     forward.send(RunEvent::Started {
-        run_id: None,
+        run_id: request.resume,
         cells: plan.cell_labels(),
     });
-    let outcome = plan.run(AgentRecording::New, cancel, &mut |event| {
+    let outcome = plan.run(recording, cancel, &mut |event| {
         match event {
             AgentEvalEvent::Loading { model } => {
                 forward.send(RunEvent::ModelLoading(model.to_string()))

@@ -104,6 +104,11 @@ pub const KEYMAP: &[Binding] = &[
     ),
     bind(
         "History",
+        "R",
+        "resume a run that stopped early (on the run screen)",
+    ),
+    bind(
+        "History",
         "r / Esc",
         "reload the list / close the comparison",
     ),

@@ -4,14 +4,14 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 use promptlab::compare::Comparison;
-use promptlab::store::RunRow;
+use promptlab::store::{RunRow, RunStatus};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Stylize;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
 
-use super::app::{App, Effect, move_selection};
+use super::app::{App, Effect, RunRequest, Screen, move_selection};
 use super::view::{fail_style, pass_style, selected_style, truncate};
 
 #[derive(Debug, Default)]
@@ -76,10 +76,38 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             }
         },
         KeyCode::Char('r') => return vec![Effect::ListRuns],
+        KeyCode::Char('R') => return resume(app),
         KeyCode::Esc => history.comparison = None,
         code => history.selected = move_selection(history.selected, history.runs.len(), code, page),
     }
     Vec::new()
+}
+
+/// Resumes the selected run on the run screen, when it stopped before all its cells.
+fn resume(app: &mut App) -> Vec<Effect> {
+    let Some(run) = app.history.runs.get(app.history.selected) else {
+        return Vec::new();
+    };
+    if run.status == RunStatus::Finished || run.cells_done >= run.cell_count {
+        app.message = Some(format!("run {} is complete: nothing to resume", run.id));
+        return Vec::new();
+    }
+    if app.run_active() {
+        app.message = Some("a run is already going; c on the run screen cancels it".into());
+        return Vec::new();
+    }
+    let path = std::path::PathBuf::from(&run.eval_set_path);
+    let request = RunRequest {
+        agent: promptlab::agent::eval::is_agent_set(&path),
+        eval_set: path,
+        prompts: Vec::new(),
+        models: Vec::new(),
+        resume: Some(run.id),
+    };
+    app.run.active = None;
+    let mut effects = app.open(Screen::Run);
+    effects.push(Effect::StartRun(request));
+    effects
 }
 
 pub fn click(app: &mut App, row: usize) -> Vec<Effect> {

@@ -194,6 +194,7 @@ impl RunState {
             prompts,
             models,
             agent,
+            resume: None,
         })
     }
 }
@@ -376,7 +377,7 @@ pub fn on_run_event(app: &mut App, event: RunEvent) -> Vec<Effect> {
             if cancelled {
                 app.message = Some(match run_id {
                     Some(id) => format!(
-                        "run {id} cancelled; finished cells are stored (resume: promptlab eval … --resume {id})"
+                        "run {id} cancelled; finished cells are stored (resume: R on the history screen, or promptlab eval … --resume {id})"
                     ),
                     None => "run cancelled".into(),
                 });

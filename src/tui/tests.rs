@@ -178,6 +178,7 @@ fn screen_text(app: &App) -> String {
 
 mod agent;
 mod editing;
+mod history;
 mod ranking;
 
 // ---------- state machine ----------
