@@ -20,7 +20,7 @@ use crate::score::assertion::{Assertion, AssertionOutcome};
 use crate::score::classification::ClassificationReport;
 use crate::score::detection::DetectionReport;
 
-pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, execute};
+pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, chat_worker, execute};
 pub use judge::{JudgeAgreement, JudgePlan, JudgeTime};
 pub use pairwise::{PairwisePlan, PairwiseReport, compare_pairwise};
 pub use plan::{PlanError, RunOptions, plan};

@@ -214,23 +214,49 @@ pub fn execute(
     })
 }
 
+/// A worker for one chat conversation with a catalog language model (the TUI's
+/// playground): a remote model, mistral.rs, or llama.cpp keeping the conversation's KV
+/// cache from one message to the next.
+pub fn chat_worker(
+    name: &str,
+    entry: &crate::catalog::ModelEntry,
+) -> Result<EngineWorker, EngineError> {
+    if entry.openai.is_some() {
+        return openai_worker(name, entry);
+    }
+    if !entry.kind.is_gguf() {
+        return Err(EngineError::Load(format!(
+            "`{name}` is not a chat model: a GGUF with a chat template or a `kind: openai` model is"
+        )));
+    }
+    if entry.engine == Some(crate::catalog::EngineChoice::Mistralrs) {
+        return mistralrs_worker(name, &entry.path);
+    }
+    let path = entry.path.clone();
+    let options = LlamaOptions::one_conversation(entry.context_size);
+    EngineWorker::spawn(name, move || {
+        Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
+    })
+}
+
+fn openai_worker(
+    name: &str,
+    entry: &crate::catalog::ModelEntry,
+) -> Result<EngineWorker, EngineError> {
+    let settings = entry.openai.clone();
+    EngineWorker::spawn(name, move || {
+        let settings = settings.ok_or_else(|| EngineError::Load("no `openai:` settings".into()))?;
+        Ok(Box::new(crate::engine::openai::OpenAiEngine::new(settings)?) as Box<dyn Engine>)
+    })
+}
+
 pub(super) fn spawn_worker(
     model: &ModelRef,
     options: &ExecuteOptions,
 ) -> Result<EngineWorker, EngineError> {
     match &model.entry {
         None => EngineWorker::spawn(&model.name, || Ok(Box::new(EchoEngine) as Box<dyn Engine>)),
-        Some(entry) if entry.openai.is_some() => {
-            let settings = entry.openai.clone();
-            EngineWorker::spawn(&model.name, move || {
-                let settings =
-                    settings.ok_or_else(|| EngineError::Load("no `openai:` settings".into()))?;
-                Ok(
-                    Box::new(crate::engine::openai::OpenAiEngine::new(settings)?)
-                        as Box<dyn Engine>,
-                )
-            })
-        }
+        Some(entry) if entry.openai.is_some() => openai_worker(&model.name, entry),
         Some(entry) if entry.kind == crate::catalog::ModelKind::DigitCnn => {
             let path = entry.path.clone();
             EngineWorker::spawn(&model.name, move || {

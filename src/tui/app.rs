@@ -182,9 +182,9 @@ pub enum Effect {
         text: String,
     },
     Chat {
-        model: PathBuf,
+        /// The catalog entry: a local GGUF (llama.cpp or mistral.rs) or a remote model.
+        model: Box<promptlab::catalog::ModelEntry>,
         model_name: String,
-        context_size: Option<u32>,
         messages: Vec<promptlab::prompt::ChatMessage>,
         params: promptlab::params::SamplingParams,
         schema: Option<serde_json::Value>,

@@ -17,9 +17,9 @@ use promptlab::agent::eval::runner::{
     AgentEvalEvent, AgentEvalOptions, AgentEvalPlan, Recording as AgentRecording, resume_options,
 };
 use promptlab::compare;
-use promptlab::engine::llama::{LlamaEngine, LlamaOptions, Tokenizer};
+use promptlab::engine::llama::Tokenizer;
 use promptlab::engine::{CancelToken, Flow};
-use promptlab::engine::{Engine, EngineWorker, GenerationEvent, GenerationRequest, WorkerEvent};
+use promptlab::engine::{EngineWorker, GenerationEvent, GenerationRequest, WorkerEvent};
 use promptlab::evalset::EvalSet;
 use promptlab::project::{self, Project};
 use promptlab::prompt::RenderedPrompt;
@@ -73,9 +73,8 @@ struct Jobs {
 }
 
 struct ChatJob {
-    model: PathBuf,
     model_name: String,
-    context_size: Option<u32>,
+    model: promptlab::catalog::ModelEntry,
     request: GenerationRequest,
     cancel: CancelToken,
 }
@@ -86,17 +85,13 @@ fn spawn_chat(tx: UnboundedSender<Event>) -> std::sync::mpsc::Sender<ChatJob> {
     let (jobs, incoming) = std::sync::mpsc::channel::<ChatJob>();
     std::thread::spawn(move || {
         let send = |event: ChatEvent| tx.send(Event::Chat(event)).is_ok();
-        let mut loaded: Option<(PathBuf, EngineWorker)> = None;
+        let mut loaded: Option<(promptlab::catalog::ModelEntry, EngineWorker)> = None;
         while let Ok(job) = incoming.recv() {
-            if loaded.as_ref().is_none_or(|(path, _)| *path != job.model) {
+            if loaded.as_ref().is_none_or(|(entry, _)| *entry != job.model) {
                 loaded = None;
                 send(ChatEvent::Loading(job.model_name.clone()));
                 let started = Instant::now();
-                let path = job.model.clone();
-                let options = LlamaOptions::one_conversation(job.context_size);
-                match EngineWorker::spawn(&job.model_name, move || {
-                    Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
-                }) {
+                match run::chat_worker(&job.model_name, &job.model) {
                     Ok(worker) => {
                         send(ChatEvent::Loaded {
                             model: job.model_name.clone(),
@@ -306,7 +301,6 @@ impl Jobs {
             Effect::Chat {
                 model,
                 model_name,
-                context_size,
                 messages,
                 params,
                 schema,
@@ -314,9 +308,8 @@ impl Jobs {
                 let cancel = CancelToken::new();
                 self.chat_cancel = Some(cancel.clone());
                 let job = ChatJob {
-                    model,
+                    model: *model,
                     model_name,
-                    context_size,
                     request: GenerationRequest {
                         prompt: RenderedPrompt::Chat(messages),
                         params,

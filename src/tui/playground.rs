@@ -95,14 +95,17 @@ impl Default for PlaygroundState {
     }
 }
 
-/// Models the playground can chat with: loaded and with a chat template.
+/// Models the playground can chat with: local GGUF files with a chat template, and
+/// remote models (whose server applies its own template).
 pub(super) fn chat_models(scan: &ProjectScan) -> Vec<usize> {
     (0..scan.models.len())
         .filter(|&i| {
-            scan.models[i]
-                .info
-                .as_ref()
-                .is_ok_and(|info| info.chat_template().is_some())
+            let model = &scan.models[i];
+            model.entry.openai.is_some()
+                || model
+                    .info
+                    .as_ref()
+                    .is_ok_and(|info| info.chat_template().is_some())
         })
         .collect()
 }
@@ -319,9 +322,8 @@ fn send(app: &mut App) -> Vec<Effect> {
     play.reply = Some(String::new());
     play.status = None;
     vec![Effect::Chat {
-        model: model.entry.path.clone(),
+        model: Box::new(model.entry.clone()),
         model_name: model.name.clone(),
-        context_size: model.entry.context_size,
         messages,
         params: play.params.clone(),
         schema,

@@ -130,7 +130,7 @@ fn playground_chats_streams_and_saves_the_exchange_as_a_case() {
     else {
         panic!("expected a chat request, got {effects:?}");
     };
-    assert!(model.ends_with("tiny.gguf"));
+    assert!(model.path.ends_with("tiny.gguf"));
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].content, "quick?");
     assert_eq!(params.max_tokens, 128);
