@@ -235,3 +235,40 @@ fn playground_parameters_adjust_within_bounds_and_failed_replies_keep_the_messag
             .contains("cannot load")
     );
 }
+
+/// A remote model (`kind: openai`) has no GGUF header, yet the playground offers it: its
+/// server applies the chat template. The request carries the catalog entry.
+#[test]
+fn the_playground_offers_remote_models() {
+    let mut app = app((120, 40));
+    let mut remote = super::tiny_model();
+    remote.name = "fleet".into();
+    remote.entry.openai = Some(
+        serde_json::from_value(serde_json::json!({
+            "model": "qwen", "endpoints": ["http://127.0.0.1:9/v1"]
+        }))
+        .unwrap(),
+    );
+    remote.info = Err("remote model".into());
+    app.scan.models.push(remote);
+    press(&mut app, "6");
+    press(&mut app, "m");
+    assert!(
+        screen_text(&app).contains("Playground · fleet"),
+        "{}",
+        screen_text(&app)
+    );
+    press(&mut app, "i");
+    press(&mut app, "hi");
+    let effects = app.update(key(KeyCode::Enter));
+    let [
+        Effect::Chat {
+            model, model_name, ..
+        },
+    ] = &effects[..]
+    else {
+        panic!("expected a chat request, got {effects:?}");
+    };
+    assert_eq!(model_name, "fleet");
+    assert!(model.openai.is_some());
+}
