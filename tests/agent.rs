@@ -368,3 +368,68 @@ fn an_interrupted_agent_eval_resumes_without_asking_again() {
         text(&again)
     );
 }
+
+/// `--repeat K` on an agent set: K stored runs sampling with seeds seed..seed+K-1 (the
+/// prompt samples at temperature 0.8), and pass@1, pass@K and pass^K per column.
+#[test]
+fn agent_sets_repeat_for_pass_at_k() {
+    let project = agent_project();
+    project.write(
+        "prompts/hot-agent.yaml",
+        "name: hot-agent\ntools: [calculator, detect_objects]\nparams:\n  temperature: 0.8\nmessages:\n  - role: system\n    content: Answer questions about photos and arithmetic; call a tool when the answer depends on one.\n  - role: user\n    content: \"{{ question }}\"\n",
+    );
+    let out = promptlab(
+        &[
+            "eval",
+            "eval-sets/agent-vision.yaml",
+            "--models",
+            "qwen",
+            "--prompts",
+            "hot-agent",
+            "--filter",
+            "ci",
+            "--repeat",
+            "2",
+            "-o",
+            "pass.json",
+            "--min-pass-rate",
+            "0",
+        ],
+        project.root(),
+    );
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    assert!(
+        printed.contains("repeat 2 of 2") && printed.contains("pass^2"),
+        "{printed}"
+    );
+    assert!(!printed.contains("decodes greedily"), "{printed}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("pass.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["repeats"], 2, "{report}");
+    assert_eq!(report["runs"].as_array().map(Vec::len), Some(2), "{report}");
+    let column = &report["columns"][0];
+    assert_eq!(column["column"], "hot-agent @ qwen", "{report}");
+    assert_eq!(column["attempts"], 6, "{report}");
+    // Other report formats hold one run's cells: refused with the reason.
+    let refused = promptlab(
+        &[
+            "eval",
+            "eval-sets/agent-vision.yaml",
+            "--models",
+            "qwen",
+            "--repeat",
+            "2",
+            "-o",
+            "r.html",
+        ],
+        project.root(),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("pass@k summary"),
+        "{}",
+        text(&refused)
+    );
+}

@@ -74,6 +74,8 @@ pub struct Question<'a> {
     /// Overrides of the model's and prompt's sampling.
     pub temperature: Option<f32>,
     pub seed: Option<u32>,
+    /// Added to the sampling seed: repeat r of an evaluation samples with seed + r.
+    pub seed_offset: u32,
     pub ground_numbers: bool,
 }
 
@@ -175,6 +177,7 @@ impl Session {
         if let Some(seed) = question.seed {
             sampling.seed = seed;
         }
+        sampling.seed = sampling.seed.wrapping_add(question.seed_offset);
         let opening = opening_messages(question.prompt, question.text)?;
         let record = self.store.as_ref().zip(record);
         let mut agent = Agent {

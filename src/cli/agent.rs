@@ -157,6 +157,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
         },
         temperature: args.temperature,
         seed: args.seed,
+        seed_offset: 0,
         ground_numbers: !args.free_numbers,
     };
     let record = session.record_question(&loaded, &question)?;

@@ -18,7 +18,7 @@ use promptlab::store::RunStore;
 
 use super::Outcome;
 
-mod repeat;
+pub(crate) mod repeat;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {

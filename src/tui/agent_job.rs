@@ -110,6 +110,7 @@ fn answer(
         limits: AgentLimits::default(),
         temperature: None,
         seed: None,
+        seed_offset: 0,
         ground_numbers: true,
     };
     let cancel = job.cancel.clone();

@@ -54,6 +54,8 @@ pub struct AgentEvalOptions {
     pub max_seconds: u64,
     pub temperature: Option<f32>,
     pub seed: Option<u32>,
+    /// Added to every reply's sampling seed: repeat r of `--repeat` runs with offset r.
+    pub seed_offset: u32,
     /// Optional number arguments only take numbers written in the question.
     pub ground_numbers: bool,
 }
@@ -76,6 +78,7 @@ impl Default for AgentEvalOptions {
             max_seconds: limits.max_wall.as_secs(),
             temperature: None,
             seed: None,
+            seed_offset: 0,
             ground_numbers: true,
         }
     }
@@ -249,6 +252,30 @@ impl AgentEvalPlan {
                     .map(move |&i| (column.clone(), self.set.cases[i].id.clone()))
             })
             .collect()
+    }
+
+    /// Every reply decodes greedily: temperature 0 from the options, else from each
+    /// model's and prompt's parameters.
+    pub fn samples_greedily(&self) -> bool {
+        if let Some(t) = self.options.temperature {
+            return t <= 0.0;
+        }
+        let Some(first) = self.columns.first() else {
+            return true;
+        };
+        self.models.iter().all(|model| {
+            let Ok(resolved) = first.session.project.catalog.resolve(model) else {
+                return true;
+            };
+            let params = resolved.entry.map(|e| e.params.clone()).unwrap_or_default();
+            self.columns.iter().all(|column| {
+                let sampling = match &column.prompt {
+                    Some(prompt) => params.overlay(&prompt.params).resolve(),
+                    None => params.resolve(),
+                };
+                sampling.temperature <= 0.0
+            })
+        })
     }
 
     pub fn cell_count(&self) -> usize {
@@ -476,6 +503,7 @@ impl AgentEvalPlan {
                                 limits: limits.clone(),
                                 temperature: self.options.temperature,
                                 seed: self.options.seed,
+                                seed_offset: self.options.seed_offset,
                                 ground_numbers: self.options.ground_numbers,
                             };
                             let trace =

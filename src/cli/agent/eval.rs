@@ -32,7 +32,6 @@ pub(super) struct Reporting {
 /// on; the ones that only make sense for generated cells are refused.
 pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
     let unsupported = [
-        (eval.repeat > 1, "--repeat"),
         (eval.pairwise, "--pairwise"),
         (eval.judge.is_some(), "--judge"),
         (eval.engine.is_some(), "--engine"),
@@ -74,6 +73,29 @@ pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
         min_pass_rate: eval.min_pass_rate,
         resume,
     };
+    if eval.repeat > 1 {
+        if reporting.resume.is_some() {
+            bail!("--repeat cannot be combined with --resume: resume each repeat's run on its own");
+        }
+        if let Some(bad) = eval
+            .outputs
+            .iter()
+            .find(|p| !matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "md")))
+        {
+            bail!(
+                "{}: with --repeat, -o writes the pass@k summary as .json or .md (each repeat is a stored run: `promptlab runs show RUN`)",
+                bad.display()
+            );
+        }
+        return execute_repeats(
+            &root,
+            &eval.eval_set,
+            options,
+            !eval.no_store,
+            &reporting,
+            eval.repeat,
+        );
+    }
     execute(
         &root,
         &eval.eval_set,
@@ -113,6 +135,7 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
         max_seconds: args.max_seconds,
         temperature: args.temperature,
         seed: args.seed,
+        seed_offset: 0,
         ground_numbers: !args.free_numbers,
     };
     execute(
@@ -123,6 +146,108 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
         &Reporting::default(),
         args.output.as_deref(),
     )
+}
+
+/// Prints a question's line as it is answered and collects its failed checks.
+fn print_progress(event: AgentEvalEvent, failures: &mut Vec<String>) {
+    match event {
+        AgentEvalEvent::Loading { model } => eprintln!("loading {model}"),
+        AgentEvalEvent::Loaded { .. }
+        | AgentEvalEvent::Asking { .. }
+        | AgentEvalEvent::Token { .. }
+        | AgentEvalEvent::Step { .. } => {}
+        AgentEvalEvent::Question(q) => {
+            eprintln!(
+                "{} · {}/{} {} {} ({} step{}, {:.1} s{})",
+                q.column,
+                q.index + 1,
+                q.total,
+                if q.passed { "✓" } else { "✗" },
+                q.case,
+                q.trace.steps.len(),
+                if q.trace.steps.len() == 1 { "" } else { "s" },
+                q.trace.total_ms / 1000.0,
+                if q.resumed { ", recorded earlier" } else { "" }
+            );
+            for check in q.checks.iter().filter(|o| !o.passed) {
+                failures.push(format!(
+                    "  ✗ {} · {} · {}: {}",
+                    q.column,
+                    q.case,
+                    check.check,
+                    check.reason.as_deref().unwrap_or("failed")
+                ));
+            }
+        }
+    }
+}
+
+/// `--repeat K`: the whole set K times, repeat r sampling with seed + r, each repeat its
+/// own stored run; then pass@1, pass@K and pass^K per column.
+fn execute_repeats(
+    root: &Path,
+    path: &Path,
+    base: AgentEvalOptions,
+    store: bool,
+    reporting: &Reporting,
+    k: u32,
+) -> Result<Outcome> {
+    let cancel = cancel_on_interrupt();
+    let mut results = Vec::new();
+    for repeat in 0..k {
+        let options = AgentEvalOptions {
+            seed_offset: repeat,
+            ..base.clone()
+        };
+        let plan = AgentEvalPlan::new(root, path, options, store)?;
+        if repeat == 0 {
+            for (name, why) in plan.left_out_tools() {
+                eprintln!("note: tool {name} is left out: {why}");
+            }
+            if plan.samples_greedily() {
+                eprintln!(
+                    "note: every reply decodes greedily (temperature 0), so the {k} repeats give the same answers; set a temperature in the model or prompt to measure pass@k"
+                );
+            }
+        }
+        let recording = if store {
+            Recording::New
+        } else {
+            Recording::Off
+        };
+        // Each failed question prints its ✗ line as it comes; repeats list no failures.
+        let mut failures = Vec::new();
+        let outcome = plan.run(recording, &cancel, &mut |event| {
+            print_progress(event, &mut failures);
+            Flow::Continue
+        })?;
+        let passed = outcome.result.cells.iter().filter(|c| c.passed).count();
+        eprintln!(
+            "repeat {} of {k}: {passed} of {} cells passed in {:.1} s{}",
+            repeat + 1,
+            outcome.result.cells.len(),
+            outcome.result.duration_s,
+            outcome
+                .run_id
+                .map(|id| format!(" · run {id}"))
+                .unwrap_or_default()
+        );
+        if outcome.cancelled {
+            eprintln!(
+                "interrupted; the finished repeats and questions are in the run store{}",
+                match outcome.run_id {
+                    Some(id) => format!(
+                        " (`promptlab eval {} --resume {id}` completes this repeat)",
+                        path.display()
+                    ),
+                    None => String::new(),
+                }
+            );
+            return Ok(Outcome::Interrupted);
+        }
+        results.push((outcome.result, outcome.run_id));
+    }
+    crate::cli::eval::repeat::report(&results, k, &reporting.outputs, reporting.min_pass_rate)
 }
 
 fn execute(
@@ -152,36 +277,7 @@ fn execute(
     let cancel = cancel_on_interrupt();
     let mut failures = Vec::new();
     let outcome = plan.run(recording, &cancel, &mut |event| {
-        match event {
-            AgentEvalEvent::Loading { model } => eprintln!("loading {model}"),
-            AgentEvalEvent::Loaded { .. }
-            | AgentEvalEvent::Asking { .. }
-            | AgentEvalEvent::Token { .. }
-            | AgentEvalEvent::Step { .. } => {}
-            AgentEvalEvent::Question(q) => {
-                eprintln!(
-                    "{} · {}/{} {} {} ({} step{}, {:.1} s{})",
-                    q.column,
-                    q.index + 1,
-                    q.total,
-                    if q.passed { "✓" } else { "✗" },
-                    q.case,
-                    q.trace.steps.len(),
-                    if q.trace.steps.len() == 1 { "" } else { "s" },
-                    q.trace.total_ms / 1000.0,
-                    if q.resumed { ", recorded earlier" } else { "" }
-                );
-                for check in q.checks.iter().filter(|o| !o.passed) {
-                    failures.push(format!(
-                        "  ✗ {} · {} · {}: {}",
-                        q.column,
-                        q.case,
-                        check.check,
-                        check.reason.as_deref().unwrap_or("failed")
-                    ));
-                }
-            }
-        }
+        print_progress(event, &mut failures);
         Flow::Continue
     })?;
     if outcome.cancelled {

@@ -70,12 +70,23 @@ pub(super) fn run(
         }
         results.push((result, run_id));
     }
+    report(&results, k, &args.outputs, args.min_pass_rate)
+}
+
+/// Writes the pass@k summary of `results` (one per repeat, with its stored run) to the
+/// report files and prints it; the outcome follows the pass rate over every repeat.
+pub(crate) fn report(
+    results: &[(RunResult, Option<i64>)],
+    k: u32,
+    outputs: &[std::path::PathBuf],
+    min_pass_rate: Option<f64>,
+) -> Result<Outcome> {
     let run_ids: Vec<i64> = results.iter().filter_map(|(_, id)| *id).collect();
     let finished: Vec<RunResult> = results.iter().map(|(r, _)| r.clone()).collect();
     let Some(report) = run::repeat_report(&finished, run_ids) else {
         return Ok(Outcome::Failed);
     };
-    for path in &args.outputs {
+    for path in outputs {
         write_report(&report, path)?;
         eprintln!("wrote {}", path.display());
     }
@@ -116,7 +127,7 @@ pub(super) fn run(
     ));
     std::io::stdout().lock().write_all(text.as_bytes())?;
     let rate = all_passed as f64 / all_cells.max(1) as f64;
-    let passed = match args.min_pass_rate {
+    let passed = match min_pass_rate {
         Some(min) => rate >= min,
         None => all_passed == all_cells,
     };
