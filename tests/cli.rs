@@ -399,13 +399,13 @@ fn agent_and_prompt_eval_sets_point_to_each_other() {
         "{stderr}"
     );
     let out = promptlab(
-        &["eval", "eval-sets/agent.yaml", "--repeat", "2"],
+        &["eval", "eval-sets/agent.yaml", "--pairwise"],
         project.root(),
     );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--repeat does not apply to an agent eval set"),
+        stderr.contains("--pairwise does not apply to an agent eval set"),
         "{stderr}"
     );
     let out = promptlab(&["agent", "--eval", "eval-sets/plain.yaml"], project.root());

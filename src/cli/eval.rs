@@ -197,16 +197,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         if args.pairwise {
             bail!("--pairwise cannot be combined with --repeat yet: compare one run at a time");
         }
-        if let Some(bad) = args
-            .outputs
-            .iter()
-            .find(|p| !matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "md")))
-        {
-            bail!(
-                "{}: with --repeat, -o writes the pass@k summary as .json or .md (each repeat is a stored run: `promptlab runs show RUN`)",
-                bad.display()
-            );
-        }
+        repeat::check_outputs(&args.outputs)?;
         return repeat::run(&args, &project, eval_set, options, store, &eval_set_key);
     }
     let plan = run::plan(&project, eval_set, &options)?;

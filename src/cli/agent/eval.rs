@@ -77,16 +77,7 @@ pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
         if reporting.resume.is_some() {
             bail!("--repeat cannot be combined with --resume: resume each repeat's run on its own");
         }
-        if let Some(bad) = eval
-            .outputs
-            .iter()
-            .find(|p| !matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "md")))
-        {
-            bail!(
-                "{}: with --repeat, -o writes the pass@k summary as .json or .md (each repeat is a stored run: `promptlab runs show RUN`)",
-                bad.display()
-            );
-        }
+        crate::cli::eval::repeat::check_outputs(&eval.outputs)?;
         return execute_repeats(
             &root,
             &eval.eval_set,

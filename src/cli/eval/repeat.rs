@@ -138,6 +138,20 @@ pub(crate) fn report(
     })
 }
 
+/// Refuses report files the pass@k summary cannot be written as, before any repeat runs.
+pub(crate) fn check_outputs(outputs: &[std::path::PathBuf]) -> Result<()> {
+    match outputs
+        .iter()
+        .find(|p| !matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "md")))
+    {
+        Some(bad) => anyhow::bail!(
+            "{}: with --repeat, -o writes the pass@k summary as .json or .md (each repeat is a stored run: `promptlab runs show RUN`)",
+            bad.display()
+        ),
+        None => Ok(()),
+    }
+}
+
 /// `.json` (the pass@k summary and each repeat's stored run) or `.md`; other formats
 /// hold one run's cells, so they are written per run with `promptlab runs show`.
 fn write_report(report: &run::RepeatReport, path: &std::path::Path) -> Result<()> {
