@@ -373,6 +373,12 @@ pub fn on_run_event(app: &mut App, event: RunEvent) -> Vec<Effect> {
                 active.cancelled = cancelled;
                 active.duration_s = Some(duration_s);
                 active.run_id = run_id.or(active.run_id);
+                // Cells in flight when the run stopped were not kept: queued again.
+                for cell in &mut active.cells {
+                    if cell.status == CellStatus::Running {
+                        cell.status = CellStatus::Queued;
+                    }
+                }
             }
             if cancelled {
                 app.message = Some(match run_id {

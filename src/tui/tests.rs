@@ -16,6 +16,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::app::{App, CellOutcome, Effect, Event, Popup, RunEvent, Screen};
+use super::run_screen::CellStatus;
 use super::{results, view};
 
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -223,6 +224,21 @@ fn ctrl_c_cancels_the_run_and_never_quits() {
         cells: vec![("c".into(), "1".into())],
     }));
     assert_eq!(app.update(ctrl('c')), [Effect::CancelRun]);
+    // The cell in flight was not kept: it shows as queued, not running, once stopped.
+    app.update(Event::Run(RunEvent::CellStarted(0)));
+    app.update(Event::Run(RunEvent::Finished {
+        run_id: Some(1),
+        cancelled: true,
+        duration_s: 0.5,
+    }));
+    let active = app.run.active.as_ref().unwrap();
+    assert_eq!(active.cells[0].status, CellStatus::Queued);
+    assert!(
+        app.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("R on the history screen")
+    );
 }
 
 #[test]
