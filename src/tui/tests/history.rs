@@ -1,4 +1,4 @@
-//! The history screen resuming a run that stopped early.
+//! The history screen: comparing two runs, and resuming a run that stopped early.
 
 use crossterm::event::KeyCode;
 use promptlab::store::RunStatus;
@@ -40,4 +40,23 @@ fn a_run_that_stopped_early_resumes_on_the_run_screen() {
             resume: Some(2),
         })]
     );
+}
+
+#[test]
+fn history_marks_two_runs_and_compares_older_first() {
+    let mut app = app((120, 40));
+    press(&mut app, "7");
+    app.update(Event::RunsListed(Ok(vec![
+        run_row(3, "greetings", 90, 80),
+        run_row(2, "other", 12, 3),
+        run_row(1, "greetings", 90, 70),
+    ])));
+    // Run 3 against the previous run of its eval set.
+    assert_eq!(press(&mut app, "c"), [Effect::Compare(1, 3)]);
+    press(&mut app, " ");
+    press(&mut app, "j");
+    press(&mut app, " ");
+    assert_eq!(app.history.marked, [3, 2]);
+    assert_eq!(press(&mut app, "c"), [Effect::Compare(2, 3)]);
+    assert_eq!(app.update(key(KeyCode::Enter)), [Effect::LoadRun(2)]);
 }
