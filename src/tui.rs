@@ -16,6 +16,7 @@ mod library;
 mod playground;
 mod ranking;
 mod results;
+mod run_job;
 mod run_screen;
 mod side;
 mod view;

@@ -8,81 +8,22 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{AgentEvalError, AgentEvalSet, AgentScores, CheckOutcome, check_trace};
 use crate::agent::session::{LoadedModel, Question, Session, SessionError, SessionOptions};
-use crate::agent::{
-    AgentEvent, AgentLimits, AgentStep, AgentStop, AgentTrace, DEFAULT_SYSTEM, ToolModels,
-};
+use crate::agent::{AgentEvent, AgentLimits, AgentStep, AgentStop, AgentTrace, DEFAULT_SYSTEM};
 use crate::engine::{CancelToken, Flow};
 use crate::project::{Project, ProjectError};
 use crate::prompt::{ChatMessage, Prompt, RenderedPrompt};
 use crate::run::{RunResult, Timing, stored_cell};
 use crate::store::{RunStatus, RunStore, StoreError};
 
+mod options;
 mod resume;
 
+pub use options::AgentEvalOptions;
 pub use resume::resume_options;
-
-/// What to run and how each question is asked. Stored with the run, so a resume asks the
-/// remaining questions exactly as the first attempt did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AgentEvalOptions {
-    /// Models to compare (empty: the set's `models`).
-    pub models: Vec<String>,
-    /// Agent prompts to compare, one column each (empty: the set's `prompts`, else the
-    /// built-in system prompt).
-    pub prompts: Vec<String>,
-    /// Only cases with one of these tags.
-    pub tags: Vec<String>,
-    /// Only the first N cases (after `tags`).
-    pub limit: Option<usize>,
-    /// Offer only these tools (empty: the prompt's `tools`, else the set's, else all).
-    pub tools: Vec<String>,
-    pub tool_models: ToolModels,
-    pub tool_timeout_s: u64,
-    /// Folders the tools may read (empty: the project).
-    pub allowed: Vec<PathBuf>,
-    /// The system prompt when the set gives none and no agent prompt opens the
-    /// conversation (default: the built-in one).
-    pub system: Option<String>,
-    /// Replies per question, unless the set says `max_steps`.
-    pub max_steps: usize,
-    pub max_tokens: u32,
-    pub max_seconds: u64,
-    pub temperature: Option<f32>,
-    pub seed: Option<u32>,
-    /// Added to every reply's sampling seed: repeat r of `--repeat` runs with offset r.
-    pub seed_offset: u32,
-    /// Optional number arguments only take numbers written in the question.
-    pub ground_numbers: bool,
-}
-
-impl Default for AgentEvalOptions {
-    fn default() -> Self {
-        let limits = AgentLimits::default();
-        AgentEvalOptions {
-            models: Vec::new(),
-            prompts: Vec::new(),
-            tags: Vec::new(),
-            limit: None,
-            tools: Vec::new(),
-            tool_models: ToolModels::default(),
-            tool_timeout_s: 60,
-            allowed: Vec::new(),
-            system: None,
-            max_steps: limits.max_steps,
-            max_tokens: limits.max_tokens,
-            max_seconds: limits.max_wall.as_secs(),
-            temperature: None,
-            seed: None,
-            seed_offset: 0,
-            ground_numbers: true,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentRunError {
@@ -404,6 +345,9 @@ pub struct AnsweredQuestion {
     pub passed: bool,
     pub checks: Vec<CheckOutcome>,
     pub trace: AgentTrace,
+    /// The cell's score: the fraction of checks passed.
+    #[serde(skip)]
+    pub score: f64,
     /// Read back from the run being resumed rather than asked now.
     #[serde(skip)]
     pub resumed: bool,
@@ -558,6 +502,7 @@ impl AgentEvalPlan {
                         case: case.id.clone(),
                         question: case.question.clone(),
                         passed: cell.passed,
+                        score: cell.score,
                         checks: outcomes,
                         trace,
                         resumed,
