@@ -70,6 +70,10 @@ PAIRS = [
     ("Version 2.0.1 fixes bug #17 and #23.", "v2.0.1 fixes bugs 17 and 23."),
     ("Wait... what?!", "Wait, what?"),
     ("naïve naive NAIVE", "naive"),
+    # Python splits on the information separators U+001C-U+001F too (issue 20).
+    ("one\x1ctwo\x1dthree", "one two three"),
+    ("a\x1fb c", "a b\x1ec"),
+    ("tab\tand\u00a0nbsp\u2003em", "tab and nbsp em"),
 ]
 
 

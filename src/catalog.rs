@@ -309,12 +309,14 @@ impl ModelCatalog {
                     }
                 }
             }
-            let problem = match (entry.kind, entry.openai.is_some()) {
-                (ModelKind::Openai, false) => Some("has `kind: openai` but no `openai:` section"),
-                (ModelKind::Openai, true) => None,
-                (_, true) => Some("has an `openai:` section but not `kind: openai`"),
-                (_, false) if path_is_empty(&entry.path) => {
-                    Some("needs a `path:` (or `hub: {repo, file}`)")
+            let problem = match (entry.kind, &entry.openai) {
+                (ModelKind::Openai, None) => {
+                    Some("has `kind: openai` but no `openai:` section".to_string())
+                }
+                (ModelKind::Openai, Some(settings)) => settings.problem(),
+                (_, Some(_)) => Some("has an `openai:` section but not `kind: openai`".into()),
+                (_, None) if path_is_empty(&entry.path) => {
+                    Some("needs a `path:` (or `hub: {repo, file}`)".into())
                 }
                 _ => None,
             };
@@ -322,7 +324,7 @@ impl ModelCatalog {
                 return Err(CatalogError::BadEntry {
                     source_file: path.to_path_buf(),
                     name,
-                    problem: problem.to_string(),
+                    problem,
                 });
             }
             // A CLIP entry may name a hub repo (`openai/clip-vit-base-patch32`) rather

@@ -42,6 +42,10 @@ pub struct Case {
     /// Where the case came from (`file:line`), for error messages.
     #[serde(skip)]
     pub origin: String,
+    /// How many of `assertions` (the first ones) came from the set's `defaults.assert`,
+    /// so an error in one names the eval set, not the case that received it.
+    #[serde(skip)]
+    pub default_assertions: usize,
 }
 
 /// A person's pass/fail verdict on a case's output.
@@ -208,6 +212,12 @@ impl EvalSet {
             path: path.to_path_buf(),
             message,
         };
+        let fraction = |t: f64| t.is_finite() && (0.0..=1.0).contains(&t);
+        if let Some(t) = spec.defaults.threshold.filter(|t| !fraction(*t)) {
+            return Err(invalid(format!(
+                "defaults.threshold {t}: expected a fraction from 0 to 1"
+            )));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let mut cases = spec.cases;
         for (i, case) in cases.iter_mut().enumerate() {
@@ -243,6 +253,13 @@ impl EvalSet {
             let mut assertions = spec.defaults.assertions.clone();
             assertions.append(&mut case.assertions);
             case.assertions = assertions;
+            case.default_assertions = spec.defaults.assertions.len();
+            if let Some(t) = case.threshold.filter(|t| !fraction(*t)) {
+                return Err(invalid(format!(
+                    "{}: threshold {t}: expected a fraction from 0 to 1",
+                    case.origin
+                )));
+            }
             if case.threshold.is_none() {
                 case.threshold = spec.defaults.threshold;
             }

@@ -50,7 +50,20 @@ pub struct GgufInfo {
     /// BOS / EOS token text, resolved while reading because the vocabulary is not kept.
     pub bos_text: Option<String>,
     pub eos_text: Option<String>,
+    /// Each tensor's name and shape, for checking the hyper-parameters against them.
+    #[serde(skip)]
+    pub tensors: Vec<TensorShape>,
 }
+
+/// A tensor's name and dimensions as the header lists them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TensorShape {
+    pub name: String,
+    pub dims: Vec<u64>,
+}
+
+/// llama.cpp asserts (aborting the process) on more layers than this.
+const MAX_LAYERS: u64 = 512;
 
 /// A metadata value; integers are widened so callers need not care about the stored width.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +148,8 @@ pub enum GgufError {
         tensor: String,
         ggml_type: u32,
     },
+    #[error("{}: the header does not match the model it holds: {detail} (the file is damaged or was not written for llama.cpp)", .path.display())]
+    Inconsistent { path: PathBuf, detail: String },
     #[error("{}: corrupt header at byte {offset}: {detail}", .path.display())]
     Corrupt {
         path: PathBuf,
@@ -165,7 +180,13 @@ impl GgufInfo {
             });
         }
         let r = BufReader::with_capacity(64 * 1024, file);
-        Parser::new(r, meta.len(), path.to_path_buf()).parse()
+        let info = Parser::new(r, meta.len(), path.to_path_buf()).parse()?;
+        info.check_hyperparameters()
+            .map_err(|detail| GgufError::Inconsistent {
+                path: path.to_path_buf(),
+                detail,
+            })?;
+        Ok(info)
     }
 
     fn get_str(&self, key: &str) -> Option<&str> {
@@ -183,6 +204,122 @@ impl GgufInfo {
     pub fn context_length(&self) -> Option<u64> {
         let key = format!("{}.context_length", self.architecture()?);
         self.metadata.get(&key)?.as_u64()
+    }
+
+    /// Checks the hyper-parameters llama.cpp trusts against the tensors the file holds: a
+    /// header that is well formed but lies (a layer count patched to 1000, a head count
+    /// that does not divide the embedding) makes llama.cpp abort the whole process, so such
+    /// a file is refused here, with what is wrong.
+    pub fn check_hyperparameters(&self) -> Result<(), String> {
+        // Without these keys llama.cpp refuses the file with an error of its own.
+        let Some(arch) = self.architecture() else {
+            return Ok(());
+        };
+        let key = |name: &str| format!("{arch}.{name}");
+        let number = |name: &str| self.metadata.get(&key(name)).and_then(MetaValue::as_u64);
+        let Some(layers) = number("block_count") else {
+            return Ok(());
+        };
+        if layers == 0 || layers > MAX_LAYERS {
+            return Err(format!(
+                "`{}` is {layers}; expected 1 to {MAX_LAYERS}",
+                key("block_count")
+            ));
+        }
+        let mut blocks = std::collections::BTreeSet::new();
+        for tensor in &self.tensors {
+            if tensor.dims.contains(&0) {
+                return Err(format!("tensor `{}` has a zero dimension", tensor.name));
+            }
+            if let Some(index) = tensor
+                .name
+                .strip_prefix("blk.")
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                blocks.insert(index);
+            }
+        }
+        if !blocks.is_empty()
+            && (blocks.len() as u64 != layers || blocks.last() != Some(&(layers - 1)))
+        {
+            return Err(format!(
+                "`{}` is {layers} but the file has tensors for {} layers",
+                key("block_count"),
+                blocks.len()
+            ));
+        }
+        let embedding = number("embedding_length");
+        if embedding == Some(0) {
+            return Err(format!("`{}` is 0", key("embedding_length")));
+        }
+        // Head counts are one number, or one per layer.
+        let heads = |name: &str| -> Result<Vec<u64>, String> {
+            match self.metadata.get(&key(name)) {
+                None => Ok(Vec::new()),
+                Some(MetaValue::Array {
+                    values: Some(values),
+                    len,
+                    ..
+                }) if *len == layers => Ok(values.iter().filter_map(MetaValue::as_u64).collect()),
+                Some(value) => match value.as_u64() {
+                    Some(n) => Ok(vec![n]),
+                    None => Err(format!(
+                        "`{}` is not a count or a per-layer list",
+                        key(name)
+                    )),
+                },
+            }
+        };
+        let head_count = heads("attention.head_count")?;
+        let head_count_kv = heads("attention.head_count_kv")?;
+        for (i, &q) in head_count.iter().enumerate() {
+            let kv = head_count_kv
+                .get(i)
+                .or(head_count_kv.first())
+                .copied()
+                .unwrap_or(q);
+            if q > 0 && (kv == 0 || q % kv != 0) {
+                return Err(format!(
+                    "{q} attention heads cannot share {kv} key/value heads (`{}`)",
+                    key("attention.head_count_kv")
+                ));
+            }
+            let explicit_head_size = self.metadata.contains_key(&key("attention.key_length"));
+            if let Some(embedding) = embedding
+                && q > 0
+                && !explicit_head_size
+                && embedding % q != 0
+            {
+                return Err(format!(
+                    "`{}` {embedding} is not a multiple of the {q} attention heads",
+                    key("embedding_length")
+                ));
+            }
+        }
+        let vocabulary = match self.metadata.get("tokenizer.ggml.tokens") {
+            Some(MetaValue::Array { len, .. }) => Some(*len),
+            _ => None,
+        };
+        let token_embd = self.tensors.iter().find(|t| t.name == "token_embd.weight");
+        if let (Some(vocabulary), Some(tensor)) = (vocabulary, token_embd) {
+            let rows = tensor.dims.get(1).copied().unwrap_or(1);
+            if rows != vocabulary {
+                return Err(format!(
+                    "the vocabulary has {vocabulary} tokens but `token_embd.weight` has {rows} rows"
+                ));
+            }
+            if let Some(embedding) = embedding
+                && tensor.dims.first() != Some(&embedding)
+            {
+                return Err(format!(
+                    "`{}` is {embedding} but `token_embd.weight` rows have {} values",
+                    key("embedding_length"),
+                    tensor.dims.first().copied().unwrap_or(0)
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn chat_template(&self) -> Option<&str> {

@@ -97,7 +97,7 @@ pub fn is_config(path: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else {
         return false;
     };
-    let Ok(Value::Object(top)) = serde_norway::from_str::<Value>(&text) else {
+    let Ok(Value::Object(top)) = crate::yaml::from_str::<Value>(path, &text) else {
         return false;
     };
     let promptfoo = ["providers", "targets", "tests", "defaultTest", "scenarios"];

@@ -24,9 +24,18 @@ pub fn environment(undefined: Undefined) -> &'static Environment<'static> {
     }
 }
 
+/// Instructions one render may execute: real prompt and chat templates take thousands;
+/// a runaway loop (three nested `range(100000)`, in a prompt or in a downloaded model's
+/// chat template) stops here, within a second or two, instead of hanging.
+pub const MAX_STEPS: u64 = 20_000_000;
+/// Nested calls (macros, includes) a render may make.
+const MAX_NESTING: usize = 100;
+
 /// Builds an environment with the helpers prompt and chat templates rely on.
 fn build(undefined: Undefined) -> Environment<'static> {
     let mut env = Environment::new();
+    env.set_fuel(Some(MAX_STEPS));
+    env.set_recursion_limit(MAX_NESTING);
     env.set_undefined_behavior(match undefined {
         Undefined::Strict => UndefinedBehavior::Strict,
         Undefined::Lenient => UndefinedBehavior::Lenient,
@@ -176,6 +185,9 @@ impl From<&Error> for TemplateFault {
 
 fn kind_text(kind: ErrorKind) -> String {
     match kind {
+        ErrorKind::OutOfFuel => format!(
+            "the template ran more than {MAX_STEPS} steps and was stopped (a runaway loop?)"
+        ),
         ErrorKind::UndefinedError => "undefined value".to_string(),
         ErrorKind::SyntaxError => "syntax error".to_string(),
         ErrorKind::InvalidOperation => "invalid operation".to_string(),
@@ -243,6 +255,31 @@ mod tests {
         let err = render_str(env, "Hello\n{{ nmae }}", &context! { name => "x" }).unwrap_err();
         assert_eq!(err.line, Some(2));
         assert_eq!(err.message, "undefined variable `nmae`");
+    }
+
+    /// Issue 20: a template's loops are bounded, so neither a prompt nor a downloaded
+    /// chat template can hang a run.
+    #[test]
+    fn issue_20_runaway_templates_stop_with_a_clear_error() {
+        let started = std::time::Instant::now();
+        for undefined in [Undefined::Strict, Undefined::Lenient] {
+            let env = environment(undefined);
+            let err = render_str(
+                env,
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}x{% endfor %}{% endfor %}{% endfor %}",
+                &context! {},
+            )
+            .unwrap_err();
+            assert!(err.message.contains("runaway loop"), "{}", err.message);
+            let err = render_str(
+                env,
+                "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+                &context! {},
+            )
+            .unwrap_err();
+            assert!(!err.message.is_empty());
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 
     #[test]

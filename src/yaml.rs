@@ -41,8 +41,56 @@ pub fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, YamlError> {
     from_str(path, &text)
 }
 
+/// Collections nested deeper than this are refused before parsing: the parser takes
+/// quadratic time on deep nesting (100,000 `[` took 50 s) before giving up, and no eval
+/// set, prompt or catalog needs more than a handful of levels.
+pub const MAX_DEPTH: usize = 128;
+
+/// The line where `text` nests collections deeper than [`MAX_DEPTH`], if it does: flow
+/// brackets and braces outside quotes and comments, and block sequences (`- - -`) opened
+/// on one line.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth: usize = 0;
+    for (number, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut block_dashes = 0;
+        let mut leading = true;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match quote {
+                Some('"') if c == '\\' => {
+                    chars.next();
+                }
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' => break,
+                    '"' | '\'' => quote = Some(c),
+                    '[' | '{' => depth += 1,
+                    ']' | '}' => depth = depth.saturating_sub(1),
+                    '-' if leading && chars.peek().is_none_or(|n| *n == ' ') => block_dashes += 1,
+                    ' ' | '\t' => {}
+                    _ => leading = false,
+                },
+            }
+            if depth > MAX_DEPTH || block_dashes > MAX_DEPTH {
+                return Some(number + 1);
+            }
+        }
+    }
+    None
+}
+
 /// Deserializes YAML text that came from `path` (used only for error messages).
 pub fn from_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlError> {
+    if let Some(line) = too_deep(text) {
+        return Err(YamlError::Parse {
+            path: path.to_path_buf(),
+            location: format!(":{line}"),
+            line: Some(line),
+            message: format!("collections nest deeper than {MAX_DEPTH} levels"),
+        });
+    }
     serde_norway::from_str(text).map_err(|err| {
         let (location, line) = match err.location() {
             Some(loc) => (
@@ -77,6 +125,32 @@ fn clean_message(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 20: deep nesting is refused at once, with the line, not after 50 s.
+    #[test]
+    fn issue_20_deep_nesting_is_refused_quickly() {
+        let started = std::time::Instant::now();
+        let path = Path::new("deep.yaml");
+        for text in [
+            format!("cases: {}", "[".repeat(100_000)),
+            format!("a: 1\nb: {}1{}", "{x: ".repeat(5_000), "}".repeat(5_000)),
+            format!("- {}1", "- ".repeat(1_000)),
+        ] {
+            let err = from_str::<serde_json::Value>(path, &text).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains("nest deeper than 128"), "{message}");
+            assert!(message.starts_with("deep.yaml:"), "{message}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Brackets inside quotes and comments do not count; ordinary nesting parses.
+        let fine = format!(
+            "a: '{}'\nb: [[1], {{c: [2]}}] # {}\n",
+            "[".repeat(500),
+            "[".repeat(500)
+        );
+        let value: serde_json::Value = from_str(path, &fine).unwrap();
+        assert_eq!(value["b"][1]["c"][0], 2);
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -112,6 +112,20 @@ async fn completions(
             Json(json!({"error": {"message": "loading model"}})),
         )
             .into_response(),
+        // Issue 20: a broken server's `Retry-After: NaN` once panicked the client.
+        "nan-retry" if hit == 1 => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "NaN")],
+            Json(json!({"error": {"message": "busy"}})),
+        )
+            .into_response(),
+        "inf-retry" if hit == 1 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "inf")],
+            Json(json!({"error": {"message": "slow down"}})),
+        )
+            .into_response(),
+        "nan-retry" | "inf-retry" => good_reply(&answer, stream),
         "reset" if hit == 1 => {
             // One chunk of text, then the connection dies without finishing the body.
             let mut parts = sse(vec![
@@ -297,6 +311,54 @@ fn retries_after_503_and_counts_each_request_once() {
         err.contains("HTTP 503") && err.contains("loading model"),
         "{err}"
     );
+}
+
+#[test]
+fn issue_20_a_nonsense_retry_after_is_retried_not_a_panic() {
+    let server = FaultServer::start();
+    for mode in ["nan-retry", "inf-retry"] {
+        let results = run(settings(&[server.url(mode)]), &["a"]);
+        assert_eq!(text(&results[0]), "echo: a", "{mode}");
+        assert_eq!(server.hits(mode, "a"), 2, "{mode}");
+    }
+}
+
+#[test]
+fn issue_20_unusable_remote_settings_are_refused_when_the_catalog_loads() {
+    for (settings, needle) in [
+        (
+            "endpoints: ['http://127.0.0.1:9/v1']
+      timeout_s: .nan",
+            "timeout_s",
+        ),
+        (
+            "endpoints: ['http://127.0.0.1:9/v1']
+      connect_timeout_s: -1",
+            "connect_timeout_s",
+        ),
+        ("endpoints: ['not a url']", "not an http(s) URL"),
+        ("endpoints: []", "empty"),
+        (
+            "endpoints: ['http://127.0.0.1:9/v1']
+      concurrency: 0",
+            "concurrency",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = dir.path().join("models.yaml");
+        std::fs::write(
+            &catalog,
+            format!("models:\n  remote:\n    kind: openai\n    openai:\n      model: m\n      {settings}\n"),
+        )
+        .unwrap();
+        let err = promptlab::catalog::ModelCatalog::load(&catalog)
+            .expect_err(settings)
+            .to_string();
+        assert!(
+            err.contains(needle) && err.contains("remote"),
+            "{settings}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -97,7 +97,52 @@ fn default_true() -> bool {
     true
 }
 
+/// A duration from seconds written in a file or sent by a server: `NaN`, infinities and
+/// negatives fall back to the bounds instead of panicking.
+fn seconds_between(seconds: f64, min: f64, max: f64) -> Duration {
+    let seconds = if seconds.is_nan() { min } else { seconds };
+    Duration::from_secs_f64(seconds.clamp(min, max))
+}
+
 impl RemoteSettings {
+    /// What is wrong with these settings, if anything: checked when the catalog loads,
+    /// so a typo is a configuration error before a run rather than a failure per cell.
+    pub fn problem(&self) -> Option<String> {
+        if self.endpoints.is_empty() {
+            return Some("`openai.endpoints` is empty: expected at least one URL".into());
+        }
+        for endpoint in &self.endpoints {
+            let url = endpoint.url();
+            let parsed = reqwest::Url::parse(url);
+            if !matches!(parsed.as_ref().map(|u| u.scheme()), Ok("http" | "https")) {
+                return Some(format!(
+                    "`openai.endpoints`: `{url}` is not an http(s) URL (expected e.g. http://127.0.0.1:8080/v1)"
+                ));
+            }
+            if let EndpointSpec::Detailed {
+                concurrency: Some(0),
+                ..
+            } = endpoint
+            {
+                return Some(format!("`openai.endpoints`: `{url}` has concurrency 0"));
+            }
+        }
+        if self.concurrency == 0 {
+            return Some("`openai.concurrency` is 0: expected at least 1".into());
+        }
+        for (key, value) in [
+            ("timeout_s", self.timeout_s),
+            ("connect_timeout_s", self.connect_timeout_s),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Some(format!(
+                    "`openai.{key}` is {value}: expected a number of seconds above 0"
+                ));
+            }
+        }
+        None
+    }
+
     /// Settings for one endpoint with every default.
     pub fn single(model: &str, url: &str) -> RemoteSettings {
         RemoteSettings {
@@ -192,9 +237,8 @@ impl OpenAiEngine {
             };
             endpoints.push(Endpoint::new(url, api_key(key_env)?, limit));
         }
-        let seconds = |s: f64| Duration::from_secs_f64(s.clamp(0.001, 86_400.0));
         let client = reqwest::Client::builder()
-            .connect_timeout(seconds(settings.connect_timeout_s))
+            .connect_timeout(seconds_between(settings.connect_timeout_s, 0.001, 86_400.0))
             .user_agent(concat!("promptlab/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EngineError::Load(format!("cannot build the HTTP client: {e}")))?;
@@ -290,9 +334,7 @@ impl OpenAiEngine {
         let mut builder = self
             .client
             .post(format!("{}/{}", endpoint.url, route.path()))
-            .timeout(Duration::from_secs_f64(
-                self.settings.timeout_s.clamp(0.001, 86_400.0),
-            ))
+            .timeout(seconds_between(self.settings.timeout_s, 0.001, 86_400.0))
             .json(body);
         if let Some(key) = &endpoint.api_key {
             builder = builder.bearer_auth(key);
@@ -306,7 +348,9 @@ impl OpenAiEngine {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .map(|s| Duration::from_secs_f64(s.clamp(0.0, 3600.0)));
+                // `Retry-After: NaN` from a broken server is no reason to wait, or to panic.
+                .filter(|s| s.is_finite())
+                .map(|s| seconds_between(s, 0.0, 3600.0));
             let text = response.text().await.unwrap_or_default();
             let detail = serde_json::from_str(&text)
                 .ok()

@@ -92,12 +92,8 @@ impl DetectEngine {
     fn detect(&mut self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
         let text = prompt.to_plain_text();
         let path = Path::new(image_line(&text));
-        let image = image::open(path).map_err(|e| {
-            EngineError::Generation(format!(
-                "{}: not a readable image (PNG or JPEG expected): {e}",
-                path.display()
-            ))
-        })?;
+        let image = crate::vision::image_input::open_image(path)
+            .map_err(|e| EngineError::Generation(e.to_string()))?;
         let (detections, _) = self
             .detector
             .detect(&image, &self.options)
@@ -184,12 +180,8 @@ impl ClipEngine {
                     .into(),
             ));
         }
-        let image = image::open(path).map_err(|e| {
-            EngineError::Generation(format!(
-                "{}: not a readable image (PNG or JPEG expected): {e}",
-                path.display()
-            ))
-        })?;
+        let image = crate::vision::image_input::open_image(path)
+            .map_err(|e| EngineError::Generation(e.to_string()))?;
         let probabilities = self
             .model
             .classify(&[image], &labels, &self.template)

@@ -193,6 +193,7 @@ fn empty_case() -> Case {
         threshold: None,
         human: None,
         origin: String::new(),
+        default_assertions: 0,
     }
 }
 

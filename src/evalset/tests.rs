@@ -87,3 +87,23 @@ fn missing_cases_file_is_reported() {
     let err = EvalSet::load(&set).unwrap_err().to_string();
     assert!(err.contains("nope.csv"), "{err}");
 }
+
+/// Issue 20: a threshold is a fraction; one out of range is refused where it is written.
+#[test]
+fn issue_20_thresholds_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = write(
+        &dir,
+        "t.yaml",
+        "defaults:\n  threshold: 1.5\ncases:\n  - vars: {a: 1}\n",
+    );
+    let err = EvalSet::load(&set).unwrap_err().to_string();
+    assert!(err.contains("defaults.threshold 1.5"), "{err}");
+    let set = write(
+        &dir,
+        "c.yaml",
+        "cases:\n  - vars: {a: 1}\n  - id: second\n    vars: {a: 2}\n    threshold: -0.1\n",
+    );
+    let err = EvalSet::load(&set).unwrap_err().to_string();
+    assert!(err.contains("case 2 (`second`): threshold -0.1"), "{err}");
+}

@@ -280,6 +280,7 @@ impl<R: Read + Seek> Parser<R> {
 
         let (mut parameter_count, mut data_size) = (0u64, 0u64);
         let mut tensor_types: BTreeMap<String, u64> = BTreeMap::new();
+        let mut tensors = Vec::with_capacity(tensor_count.min(1 << 16) as usize);
         for _ in 0..tensor_count {
             let name = self.string("tensor name")?;
             let n_dims = self.u32("tensor dimension count")?;
@@ -329,6 +330,10 @@ impl<R: Read + Seek> Parser<R> {
                 .ok_or_else(|| self.corrupt(overflow()))?;
             let slot = tensor_types.entry(type_name.to_string()).or_default();
             *slot = slot.saturating_add(elems);
+            tensors.push(super::TensorShape {
+                name,
+                dims: dims[..n_dims as usize].to_vec(),
+            });
         }
 
         let data_offset = self.pos.div_ceil(alignment).checked_mul(alignment);
@@ -365,6 +370,7 @@ impl<R: Read + Seek> Parser<R> {
             tensor_types,
             bos_text,
             eos_text,
+            tensors,
         })
     }
 

@@ -350,3 +350,67 @@ fn corrupt_headers_are_errors_not_panics() {
         assert!(read_bytes(&full[..cut]).0.is_err(), "prefix {cut} accepted");
     }
 }
+
+/// Issue 20: a well-formed header that lies about the model (a layer count patched to
+/// 1000, heads that do not divide the embedding, a vocabulary that does not match the
+/// embedding table) made llama.cpp abort the process; it is refused when read.
+#[test]
+fn issue_20_lying_hyperparameters_are_refused_before_llama_cpp() {
+    let header = |layers: u32, heads: u32| {
+        let mut b = Builder::default()
+            .str("general.architecture", "llama")
+            .u32("llama.block_count", layers)
+            .u32("llama.embedding_length", 64)
+            .u32("llama.attention.head_count", heads)
+            .u32("llama.attention.head_count_kv", 2)
+            .strs("tokenizer.ggml.tokens", &vocab(10))
+            .tensor("token_embd.weight", &[64, 10], 0, 0);
+        for i in 0..2 {
+            b = b.tensor(
+                &format!("blk.{i}.attn_q.weight"),
+                &[64, 64],
+                0,
+                4096 + i * 16384,
+            );
+        }
+        b.build(40_000)
+    };
+    let (ok, _f) = read_bytes(&header(2, 8));
+    ok.expect("a consistent header reads");
+    for (bytes, needle) in [
+        (header(1000, 8), "expected 1 to 512"),
+        (header(3, 8), "tensors for 2 layers"),
+        (header(2, 6), "not a multiple of the 6 attention heads"),
+        (header(2, 7), "cannot share"),
+    ] {
+        let (result, _f) = read_bytes(&bytes);
+        let err = match result {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted a header that should fail with {needle}"),
+        };
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(err.contains("does not match the model"), "{err}");
+    }
+    let bad_vocab = Builder::default()
+        .str("general.architecture", "llama")
+        .u32("llama.block_count", 1)
+        .u32("llama.embedding_length", 64)
+        .strs("tokenizer.ggml.tokens", &vocab(11))
+        .tensor("token_embd.weight", &[64, 10], 0, 0)
+        .tensor("blk.0.attn_q.weight", &[64, 64], 0, 4096);
+    let (result, _f) = read_bytes(&bad_vocab.build(40_000));
+    let err = result.err().expect("refused").to_string();
+    assert!(
+        err.contains("11 tokens") && err.contains("10 rows"),
+        "{err}"
+    );
+
+    // The real models are consistent.
+    for name in [
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    ] {
+        GgufInfo::read(&model(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

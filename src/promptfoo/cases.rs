@@ -146,6 +146,7 @@ pub(super) fn read(
                 threshold: test.threshold,
                 human: None,
                 origin: test.origin.clone(),
+                default_assertions: 0,
             });
         }
     }

@@ -268,10 +268,27 @@ pub fn plan(
             let assertions = case
                 .assertions
                 .iter()
-                .map(|spec| {
-                    build_assertion(spec, case, &project.catalog).and_then(|a| {
-                        with_judge(a, case, options.judge.as_deref(), eval_set.judge.as_deref())
-                    })
+                .enumerate()
+                .map(|(i, spec)| {
+                    build_assertion(spec, case, &project.catalog)
+                        .and_then(|a| {
+                            with_judge(a, case, options.judge.as_deref(), eval_set.judge.as_deref())
+                        })
+                        .map_err(|err| match err {
+                            // The eval set's defaults hold this assertion: say so, and which
+                            // case it failed for.
+                            PlanError::Case { origin, message } if i < case.default_assertions => {
+                                PlanError::Case {
+                                    origin: format!(
+                                        "{}: defaults.assert[{}]",
+                                        eval_set.source.display(),
+                                        i + 1
+                                    ),
+                                    message: format!("{message} (for {origin})"),
+                                }
+                            }
+                            other => other,
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let request = GenerationRequest {

@@ -72,10 +72,16 @@ fn parse_box(item: &Value) -> Result<LabelledRect, String> {
     })
 }
 
+/// Labels compare trimmed and lowercased, Unicode and all (`Café` is `café`), the same
+/// way for matching and for AP's classes.
+fn label_key(label: &str) -> String {
+    label.trim().to_lowercase()
+}
+
 fn same_label(expected: &LabelledRect, found: &LabelledRect) -> bool {
     match (&expected.label, &found.label) {
         (None, _) => true,
-        (Some(a), Some(b)) => a.trim().eq_ignore_ascii_case(b.trim()),
+        (Some(a), Some(b)) => label_key(a) == label_key(b),
         (Some(_), None) => false,
     }
 }
@@ -198,12 +204,13 @@ pub fn detection_report(
     cases: &[(Vec<LabelledRect>, Option<Vec<LabelledRect>>)],
     iou_threshold: f64,
 ) -> DetectionReport {
-    // COCO needs class ids: one per distinct (lowercased) label; unlabelled expected boxes
-    // take the label of the class they are compared with, so they get id 0 when the whole
-    // set is unlabelled.
+    // COCO needs class ids: one per distinct (lowercased) label. An unlabelled expected
+    // box matches any label, so it takes the label of the found box it overlaps most in
+    // its image (the one it would be compared with); with none overlapping it keeps a
+    // class of its own, and counts as missed.
     let mut labels: Vec<String> = Vec::new();
     let mut class_of = |label: &Option<String>| -> usize {
-        let key = label.as_deref().unwrap_or("").trim().to_lowercase();
+        let key = label.as_deref().map(label_key).unwrap_or_default();
         match labels.iter().position(|l| *l == key) {
             Some(i) => i,
             None => {
@@ -223,9 +230,18 @@ pub fn detection_report(
         matched += match_boxes(expected, output, iou_threshold).matched;
         let image = image.to_string();
         for b in expected {
+            let label = match &b.label {
+                Some(label) => Some(label.clone()),
+                None => output
+                    .iter()
+                    .map(|f| (f, iou(&b.bbox, &f.bbox)))
+                    .filter(|(_, overlap)| *overlap > 0.0)
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .and_then(|(f, _)| f.label.clone()),
+            };
             truth.push(LabelledBox {
                 image: image.clone(),
-                class_id: class_of(&b.label),
+                class_id: class_of(&label),
                 bbox: b.bbox,
                 score: 1.0,
             });
@@ -336,6 +352,27 @@ mod tests {
         let alarm = match_boxes(&[], &found[..1], 0.5);
         assert_eq!(alarm.f1(), 0.0);
         assert!(describe_match(&alarm, 0.5).starts_with("no boxes expected; 1 extra: Person"));
+    }
+
+    /// Issue 20: an expected box without a label matches any label in AP as it does in
+    /// matching, and labels compare lowercased beyond ASCII in both.
+    #[test]
+    fn issue_20_unlabelled_boxes_and_unicode_labels_score_alike_everywhere() {
+        let any = LabelledRect {
+            label: None,
+            confidence: 1.0,
+            bbox: [0.0, 0.0, 10.0, 10.0],
+        };
+        let found = vec![rect("person", 0.9, [0.0, 0.0, 10.0, 10.0])];
+        let report = detection_report(&[(vec![any], Some(found))], 0.5);
+        assert_eq!((report.precision, report.recall), (1.0, 1.0));
+        assert!((report.ap_50 - 1.0).abs() < 1e-12, "{report:?}");
+
+        let expected = vec![rect("ÉCOLE", 1.0, [0.0, 0.0, 10.0, 10.0])];
+        let found = vec![rect("école", 0.9, [0.0, 0.0, 10.0, 10.0])];
+        assert_eq!(match_boxes(&expected, &found, 0.5).matched, 1);
+        let report = detection_report(&[(expected, Some(found))], 0.5);
+        assert!((report.ap_50 - 1.0).abs() < 1e-12, "{report:?}");
     }
 
     #[test]

@@ -109,7 +109,18 @@ fn tokenize_13a(text: &str) -> Vec<String> {
     for (rule, replacement) in RULES.iter() {
         line = rule.replace_all(&line, *replacement).into_owned();
     }
-    line.split_whitespace().map(str::to_string).collect()
+    python_split(&line).map(str::to_string).collect()
+}
+
+/// Python's `str.split()` whitespace, which sacrebleu splits on: Rust's
+/// `char::is_whitespace` plus the information separators U+001C–U+001F.
+fn is_python_whitespace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// `text.split()` as Python does it.
+fn python_split(text: &str) -> impl Iterator<Item = &str> {
+    text.split(is_python_whitespace).filter(|s| !s.is_empty())
 }
 
 const BLEU_ORDER: usize = 4;
@@ -173,7 +184,7 @@ const CHRF_BETA: f64 = 2.0;
 /// Sentence chrF (0 to 100), as `sacrebleu.sentence_chrf(output, [reference])`:
 /// character 1- to 6-grams with whitespace removed, recall weighted by β = 2.
 pub fn chrf(output: &str, reference: &str) -> f64 {
-    let squeeze = |s: &str| -> Vec<char> { s.split_whitespace().flat_map(str::chars).collect() };
+    let squeeze = |s: &str| -> Vec<char> { python_split(s).flat_map(str::chars).collect() };
     let (hypothesis, reference) = (squeeze(output), squeeze(reference));
     let factor = CHRF_BETA * CHRF_BETA;
     let (mut precision_sum, mut recall_sum, mut effective_order) = (0.0, 0.0, 0usize);

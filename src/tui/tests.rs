@@ -63,6 +63,7 @@ pub(super) fn tiny_model() -> ModelFile {
             tensor_types: BTreeMap::from([("Q4_1".to_string(), 134_000_000)]),
             bos_text: Some("<|im_start|>".into()),
             eos_text: Some("<|im_end|>".into()),
+            tensors: Vec::new(),
         }),
     }
 }

@@ -10,10 +10,25 @@ use image::{GrayImage, Luma};
 
 use super::VisionError;
 
-/// Pixels in 0..=1, `size`×`size`, ready for [`super::train::DigitClassifier::predict`].
-pub fn digit_from_file(path: &Path, size: usize) -> Result<Vec<f32>, VisionError> {
-    let image = image::ImageReader::open(path)
-        .map_err(|e| VisionError::file(path, format!("cannot open: {e}")))?
+/// Reads a photo (PNG or JPEG), refusing what is not one whole image: a folder, a file
+/// of another kind, or a JPEG cut short (which the decoder would otherwise fill with grey
+/// and pass on as a photo with nothing in it). Every vision path opens images here.
+pub fn open_image(path: &Path) -> Result<image::DynamicImage, VisionError> {
+    if path.is_dir() {
+        return Err(VisionError::file(
+            path,
+            "is a folder; expected an image file (PNG or JPEG)",
+        ));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| VisionError::file(path, format!("cannot open: {e}")))?;
+    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_whole(&bytes) {
+        return Err(VisionError::file(
+            path,
+            "the JPEG is cut short (no end-of-image marker); the file may be truncated",
+        ));
+    }
+    image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| VisionError::file(path, format!("cannot read: {e}")))?
         .decode()
@@ -22,7 +37,19 @@ pub fn digit_from_file(path: &Path, size: usize) -> Result<Vec<f32>, VisionError
                 path,
                 format!("not a readable image (PNG or JPEG expected): {e}"),
             )
-        })?;
+        })
+}
+
+/// Whether a JPEG ends with its end-of-image marker (FF D9), allowing for the padding
+/// some writers add after it.
+fn jpeg_is_whole(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// Pixels in 0..=1, `size`×`size`, ready for [`super::train::DigitClassifier::predict`].
+pub fn digit_from_file(path: &Path, size: usize) -> Result<Vec<f32>, VisionError> {
+    let image = open_image(path)?;
     Ok(prepare_digit(&image.to_luma8(), size))
 }
 
@@ -98,6 +125,39 @@ pub fn prepare_digit(gray: &GrayImage, size: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 20: a folder, and a JPEG cut short, are errors naming the file, not a
+    /// photo with nothing in it.
+    #[test]
+    fn issue_20_folders_and_truncated_jpegs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = open_image(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("is a folder") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+
+        let photo = image::RgbImage::from_fn(160, 120, |x, y| {
+            image::Rgb([(x * 3) as u8, (y * 2) as u8, 90])
+        });
+        let mut jpeg = Vec::new();
+        image::DynamicImage::ImageRgb8(photo)
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        let whole = dir.path().join("whole.jpg");
+        std::fs::write(&whole, &jpeg).unwrap();
+        assert_eq!(open_image(&whole).unwrap().width(), 160);
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, &jpeg[..jpeg.len() / 2]).unwrap();
+        let err = open_image(&cut).unwrap_err().to_string();
+        assert!(
+            err.contains("cut.jpg") && err.contains("cut short"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_dark_stroke_on_white_becomes_a_centred_light_digit() {

@@ -45,11 +45,29 @@ impl Tool for Calculator {
     }
 }
 
+/// Expressions longer than this are refused: a model that writes one is looping.
+const MAX_CHARS: usize = 4096;
+/// Brackets, signs and powers nested deeper than this are refused before they can
+/// exhaust the stack (the arguments come from a model).
+const MAX_DEPTH: usize = 64;
+/// Numerators and denominators may not grow beyond this many bits (about 20,000 decimal
+/// digits): checked before each power and after each operation, so no expression keeps a
+/// core busy or memory growing long after the tool's timeout.
+const MAX_BITS: u64 = 65_536;
+
 /// Evaluates `text`; the error says where parsing stopped and what was expected.
 pub fn evaluate(text: &str) -> Result<BigRational, String> {
+    let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if chars.len() > MAX_CHARS {
+        return Err(format!(
+            "the expression has {} characters; at most {MAX_CHARS} are evaluated",
+            chars.len()
+        ));
+    }
     let mut parser = Parser {
-        chars: text.chars().filter(|c| !c.is_whitespace()).collect(),
+        chars,
         at: 0,
+        depth: 0,
     };
     if parser.chars.is_empty() {
         return Err("the expression is empty".into());
@@ -67,6 +85,18 @@ pub fn evaluate(text: &str) -> Result<BigRational, String> {
 struct Parser {
     chars: Vec<char>,
     at: usize,
+    /// Nesting of the rule being parsed (brackets, signs, exponents).
+    depth: usize,
+}
+
+/// Refuses a value too large to be any answer.
+fn bounded(value: BigRational) -> Result<BigRational, String> {
+    if value.numer().bits() > MAX_BITS || value.denom().bits() > MAX_BITS {
+        return Err(format!(
+            "a result has more than {MAX_BITS} bits (about 20,000 digits); no answer needs that"
+        ));
+    }
+    Ok(value)
 }
 
 /// Powers above this would build numbers no answer needs (and take long to build).
@@ -77,12 +107,29 @@ impl Parser {
         self.chars.get(self.at).copied()
     }
 
+    /// Enters a nested rule, refusing nesting deeper than [`MAX_DEPTH`].
+    fn nested<T>(
+        &mut self,
+        rule: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> Result<T, String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!(
+                "the expression nests deeper than {MAX_DEPTH} levels at character {}",
+                self.at + 1
+            ));
+        }
+        self.depth += 1;
+        let value = rule(self);
+        self.depth -= 1;
+        value
+    }
+
     fn sum(&mut self) -> Result<BigRational, String> {
         let mut value = self.product()?;
         while let Some(op @ ('+' | '-')) = self.peek() {
             self.at += 1;
             let rhs = self.product()?;
-            value = if op == '+' { value + rhs } else { value - rhs };
+            value = bounded(if op == '+' { value + rhs } else { value - rhs })?;
         }
         Ok(value)
     }
@@ -95,14 +142,14 @@ impl Parser {
             if matches!(op, '/' | '%' | '÷') && rhs.is_zero() {
                 return Err("division by zero".into());
             }
-            value = match op {
+            value = bounded(match op {
                 '*' | '×' => value * rhs,
                 '%' => {
                     let quotient = (&value / &rhs).trunc();
                     value - quotient * rhs
                 }
                 _ => value / rhs,
-            };
+            })?;
         }
         Ok(value)
     }
@@ -114,7 +161,7 @@ impl Parser {
             return Ok(base);
         }
         self.at += 1;
-        let exponent = self.unary()?;
+        let exponent = self.nested(Self::unary)?;
         let whole = exponent
             .is_integer()
             .then(|| exponent.to_integer().to_i64())
@@ -124,28 +171,33 @@ impl Parser {
         if base.is_zero() && whole < 0 {
             return Err("division by zero".into());
         }
-        Ok(num_traits::pow::Pow::pow(&base, whole as i32))
+        // The result has about |exponent| times the base's bits: refuse before building it.
+        let widest = base.numer().bits().max(base.denom().bits());
+        if widest.saturating_mul(whole.unsigned_abs()) > MAX_BITS {
+            return Err(format!(
+                "the power would have more than {MAX_BITS} bits (about 20,000 digits); no answer needs that"
+            ));
+        }
+        bounded(num_traits::pow::Pow::pow(&base, whole as i32))
     }
 
+    /// Signs are counted in a loop, not by recursion: a run of thousands of them is
+    /// still a flat expression.
     fn unary(&mut self) -> Result<BigRational, String> {
-        match self.peek() {
-            Some('-') => {
-                self.at += 1;
-                Ok(-self.unary()?)
-            }
-            Some('+') => {
-                self.at += 1;
-                self.unary()
-            }
-            _ => self.power(),
+        let mut negative = false;
+        while let Some(sign @ ('-' | '+')) = self.peek() {
+            self.at += 1;
+            negative ^= sign == '-';
         }
+        let value = self.power()?;
+        Ok(if negative { -value } else { value })
     }
 
     fn primary(&mut self) -> Result<BigRational, String> {
         match self.peek() {
             Some('(') => {
                 self.at += 1;
-                let value = self.sum()?;
+                let value = self.nested(Self::sum)?;
                 if self.peek() != Some(')') {
                     return Err(format!("expected `)` at character {}", self.at + 1));
                 }
@@ -266,6 +318,37 @@ mod tests {
         assert!(evaluate("2 ^ 0.5").unwrap_err().contains("whole powers"));
         assert!(evaluate("1.2.3").unwrap_err().contains("not a number"));
         assert!(evaluate("").unwrap_err().contains("empty"));
+    }
+
+    /// Issue 20: a model controls these arguments; none may overflow the stack or keep a
+    /// core busy. Each runs on a small stack, so a recursion the limits miss would fail.
+    #[test]
+    fn issue_20_hostile_expressions_are_refused_quickly() {
+        let started = std::time::Instant::now();
+        let hostile = [
+            format!("{}1{}", "(".repeat(2000), ")".repeat(2000)),
+            format!("{}1", "-".repeat(8000)),
+            format!("2{}", "^-2".repeat(3000)),
+            "((9^1000)^1000)^1000".to_string(),
+            "(0.5^1000)^1000".to_string(),
+            format!("9^1000{}", "*9^1000".repeat(40)),
+            "1".repeat(5000),
+        ];
+        for expression in hostile {
+            let outcome = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || evaluate(&expression).map(|v| display(&v)))
+                .unwrap()
+                .join()
+                .expect("no stack overflow");
+            assert!(outcome.is_err(), "{outcome:?}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Signs still count: an even run is positive, an odd one negative.
+        assert_eq!(calc(&format!("{}3", "-".repeat(4000))), "3");
+        assert_eq!(calc(&format!("{}3", "-".repeat(3999))), "-3");
+        assert_eq!(calc("--2^2"), "4");
+        assert_eq!(calc("2^1000 / 2^999"), "2");
     }
 
     #[test]

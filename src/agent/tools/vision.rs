@@ -23,8 +23,12 @@ fn image_arg(args: &Value, context: &ToolContext) -> Result<(String, PathBuf), T
 }
 
 fn open_image(path: &str, real: &PathBuf) -> Result<image::DynamicImage, ToolError> {
-    image::open(real)
-        .map_err(|e| ToolError::Failed(format!("`{path}` is not a readable image: {e}")))
+    crate::vision::image_input::open_image(real).map_err(|e| match e {
+        crate::vision::VisionError::File { message, .. } => {
+            ToolError::Failed(format!("`{path}`: {message}"))
+        }
+        other => ToolError::Failed(format!("`{path}`: {other}")),
+    })
 }
 
 fn image_property() -> Value {

@@ -11,16 +11,7 @@ use crate::cli::Outcome;
 
 /// A PNG or JPEG, or an error naming the file.
 fn open_image(path: &Path) -> Result<DynamicImage> {
-    image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .with_guessed_format()?
-        .decode()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a readable image (PNG or JPEG expected): {e}",
-                path.display()
-            )
-        })
+    Ok(promptlab::vision::image_input::open_image(path)?)
 }
 
 #[derive(Debug, clap::Args)]
