@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
+source scripts/llama-build-guard.sh
 cargo build --release --locked --quiet
 bin="$CARGO_TARGET_DIR/release/promptlab"
 

@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
+source scripts/llama-build-guard.sh
 venv="${PROMPTLAB_BENCH_VENV:-$HOME/.cache/promptlab/bench-venv}"
 "$venv/bin/python" -c "import llama_cpp.server" 2>/dev/null || {
   echo "llama-cpp-python's server is not installed in $venv (see the comment at the top)" >&2

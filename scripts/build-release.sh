@@ -15,5 +15,6 @@ if [[ "$(uname -m)" == x86_64 ]] && grep -qw avx2 /proc/cpuinfo && grep -qw fma 
 else
   echo "no AVX2/FMA/BMI2: building for the baseline x86-64"
 fi
+source scripts/llama-build-guard.sh
 cargo build --release --locked "${features[@]}" "$@"
 echo "built $CARGO_TARGET_DIR/release/promptlab"

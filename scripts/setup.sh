@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
+source scripts/llama-build-guard.sh
 
 bash scripts/install-prereqs.sh
 bash scripts/fetch-models.sh

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
+source scripts/llama-build-guard.sh
 bash scripts/fetch-models.sh
 bash scripts/fetch-datasets.sh
 bash scripts/fetch-vision.sh

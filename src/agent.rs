@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::engine::{Engine, EngineError, Flow, GenerationEvent, GenerationRequest, ToolOffer};
+use crate::engine::{EngineError, Flow, GenerationEvent, GenerationRequest, Generator, ToolOffer};
 use crate::params::SamplingParams;
 use crate::prompt::RenderedPrompt;
 pub use convention::Convention;
@@ -228,7 +228,7 @@ pub fn opening_messages(
 }
 
 pub struct Agent<'a> {
-    pub engine: &'a mut dyn Engine,
+    pub engine: &'a mut dyn Generator,
     pub tools: &'a ToolSet,
     pub context: &'a ToolContext,
     pub system: String,
@@ -493,13 +493,13 @@ fn plain_messages(messages: &[Value]) -> Vec<crate::prompt::ChatMessage> {
 }
 
 fn generate_one(
-    engine: &mut dyn Engine,
+    engine: &mut dyn Generator,
     request: &GenerationRequest,
     on_event: &mut dyn FnMut(AgentEvent) -> Flow,
 ) -> (Result<crate::engine::Generation, EngineError>, bool) {
     let mut outcome = Err(EngineError::Generation("the engine gave no result".into()));
     let mut cancelled = false;
-    engine.generate_batch(std::slice::from_ref(request), &mut |event| match event {
+    engine.generate(request, &mut |event| match event {
         GenerationEvent::Token(_, piece) => {
             let flow = on_event(AgentEvent::Token(&piece));
             cancelled |= flow == Flow::Stop;

@@ -3,6 +3,7 @@
 //! engine can do. Each engine runs on its own OS thread ([`EngineWorker`]); llama.cpp is
 //! synchronous and its context borrows its model, so it does not belong on async workers.
 
+pub mod batcher;
 pub mod chat_template;
 pub mod echo;
 pub mod llama;
@@ -18,6 +19,21 @@ use crate::params::SamplingParams;
 use crate::prompt::RenderedPrompt;
 
 pub use worker::{CancelToken, EngineWorker, WorkerEvent};
+
+/// Requests that arrive while others generate: a server's clients, an agent's next steps.
+/// An engine with continuous batching admits each one at its next decoding step; events
+/// name a request by the order it was taken from the feed (0, 1, 2, ...).
+pub trait RequestFeed: Send {
+    /// The next waiting request, if any. With `wait`, blocks until one arrives; `None`
+    /// then means the feed is closed and no more will come.
+    fn next_request(&mut self, wait: bool) -> Option<GenerationRequest>;
+
+    /// Whether request `index` is no longer wanted (its client went away): it stops at its
+    /// next token, finishing as cancelled.
+    fn abandoned(&self, _index: usize) -> bool {
+        false
+    }
+}
 
 /// One generation to perform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,6 +198,97 @@ pub trait Engine {
         requests: &[GenerationRequest],
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     );
+
+    /// Generates every request `feed` yields until it closes. Engines with continuous
+    /// batching admit a request at the next step; this default takes whatever is waiting
+    /// as one batch, then the next. [`Flow::Stop`] ends the feed's run.
+    fn generate_feed(
+        &mut self,
+        feed: &mut dyn RequestFeed,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) {
+        let mut taken = 0;
+        while let Some(first) = feed.next_request(true) {
+            let mut batch = vec![first];
+            let limit = self.capabilities().parallel_sequences.max(1) as usize;
+            while batch.len() < limit {
+                match feed.next_request(false) {
+                    Some(next) => batch.push(next),
+                    None => break,
+                }
+            }
+            let offset = taken;
+            taken += batch.len();
+            let mut stopped = false;
+            self.generate_batch(&batch, &mut |event| {
+                let event = match event {
+                    GenerationEvent::Started(i) => GenerationEvent::Started(offset + i),
+                    GenerationEvent::Token(i, text) => GenerationEvent::Token(offset + i, text),
+                    GenerationEvent::Finished(i, outcome) => {
+                        GenerationEvent::Finished(offset + i, outcome)
+                    }
+                };
+                // An abandoned request runs on here (stopping would stop its whole
+                // batch); nobody hears of it.
+                if feed.abandoned(event.index()) {
+                    return Flow::Continue;
+                }
+                let flow = on_event(event);
+                stopped |= flow == Flow::Stop;
+                flow
+            });
+            if stopped {
+                return;
+            }
+        }
+    }
+}
+
+/// One request at a time, with its events: what a conversation (the agent) needs of a
+/// model, whether it has an engine to itself or shares one with other conversations
+/// through a [`batcher::Batcher`].
+pub trait Generator {
+    /// The model's chat template, for callers that render conversations themselves.
+    fn chat_template(&self) -> Option<&chat_template::ChatTemplate>;
+
+    /// Whether the model takes [`GenerationRequest::tools`] (see [`Engine::calls_tools_itself`]).
+    fn calls_tools_itself(&self) -> bool;
+
+    /// Generates `request`; its events carry index 0.
+    fn generate(
+        &mut self,
+        request: &GenerationRequest,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    );
+}
+
+impl Generator for Box<dyn Engine> {
+    fn chat_template(&self) -> Option<&chat_template::ChatTemplate> {
+        self.as_ref().chat_template()
+    }
+
+    fn calls_tools_itself(&self) -> bool {
+        self.as_ref().calls_tools_itself()
+    }
+
+    fn generate(
+        &mut self,
+        request: &GenerationRequest,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) {
+        self.generate_batch(std::slice::from_ref(request), on_event);
+    }
+}
+
+impl GenerationEvent {
+    /// The request the event is about.
+    pub fn index(&self) -> usize {
+        match self {
+            GenerationEvent::Started(i)
+            | GenerationEvent::Token(i, _)
+            | GenerationEvent::Finished(i, _) => *i,
+        }
+    }
 }
 
 /// Cuts `text` at the earliest stop sequence, if one occurs.

@@ -4,14 +4,13 @@
 //! default; an optional API key; request bodies over a size limit are refused.
 //!
 //! Each model loads on first use into an engine worker and stays loaded. Requests to one
-//! model are batched: whatever is waiting when the model becomes free (up to
-//! `parallel`) is decoded together as parallel sequences, so concurrent clients share
-//! each decode step instead of queueing one by one.
+//! model share its decode steps (up to `parallel` at once): one that arrives while others
+//! generate joins them at the next step, and its reply is the same as if it were alone.
 
 mod queue;
 mod tools;
 
-use queue::{ModelQueue, Pending};
+use queue::ModelQueue;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -217,7 +216,9 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<ModelQueue>, ApiError
         context_size: entry.context_size,
         threads: state.config.threads,
         parallel: Some(parallel),
-        keep_conversation: false,
+        // Each slot keeps its last conversation: a client's next turn decodes only its
+        // new messages.
+        keep_conversation: true,
     };
     let worker = EngineWorker::spawn(model, move || {
         Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
@@ -229,18 +230,8 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<ModelQueue>, ApiError
             e.to_string(),
         )
     })?;
-    let template = crate::gguf::GgufInfo::read(&entry.path)
-        .ok()
-        .and_then(|info| {
-            info.chat_template().map(|source| {
-                ChatTemplate::new(
-                    source,
-                    info.bos_token().unwrap_or_default(),
-                    info.eos_token().unwrap_or_default(),
-                )
-            })
-        });
-    let worker = Arc::new(ModelQueue::start(worker, parallel as usize, template));
+    let template = ChatTemplate::from_gguf(&entry.path);
+    let worker = Arc::new(ModelQueue::start(worker, template));
     workers.insert(model.to_string(), worker.clone());
     Ok(worker)
 }
@@ -402,10 +393,7 @@ async fn chat(
     let id = completion_id();
     let model = request.model.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkerEvent>();
-    if let Err(err) = worker.submit(Pending {
-        request: generation,
-        events: tx,
-    }) {
+    if let Err(err) = worker.submit(generation, tx) {
         return err.into_response();
     }
     if request.stream {

@@ -289,6 +289,7 @@ fn an_interrupted_agent_eval_resumes_without_asking_again() {
     use std::process::{Command, Stdio};
 
     let project = agent_project();
+    // One question at a time, so the first to finish is the first asked.
     let args = [
         "eval",
         "eval-sets/agent-vision.yaml",
@@ -296,6 +297,8 @@ fn an_interrupted_agent_eval_resumes_without_asking_again() {
         "qwen",
         "--filter",
         "ci",
+        "--parallel",
+        "1",
         "-o",
         "r.json",
         "--min-pass-rate",
@@ -367,6 +370,56 @@ fn an_interrupted_agent_eval_resumes_without_asking_again() {
         "{}",
         text(&again)
     );
+}
+
+/// Issue 18: questions asked together (their replies decoded in one batch, each keeping
+/// its own cache between steps) give the same traces as questions asked one after another.
+#[test]
+fn agent_questions_asked_together_answer_as_when_asked_alone() {
+    let project = agent_project();
+    let outputs = |parallel: &str| {
+        let report = format!("p{parallel}.json");
+        let out = promptlab(
+            &[
+                "eval",
+                "eval-sets/agent-vision.yaml",
+                "--models",
+                "qwen",
+                "--filter",
+                "ci",
+                "--parallel",
+                parallel,
+                "--no-store",
+                "-o",
+                &report,
+                "--min-pass-rate",
+                "0",
+            ],
+            project.root(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(project.root().join(&report)).unwrap())
+                .unwrap();
+        let mut cells: Vec<(u64, String, bool)> = report["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["case"].as_u64().unwrap(),
+                    c["output"].as_str().unwrap_or_default().to_string(),
+                    c["passed"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        cells.sort();
+        cells
+    };
+    let alone = outputs("1");
+    let together = outputs("3");
+    assert_eq!(alone.len(), 3);
+    assert_eq!(alone, together);
 }
 
 /// `--repeat K` on an agent set: K stored runs sampling with seeds seed..seed+K-1 (the

@@ -261,6 +261,83 @@ fn serves_chat_completions_over_http() {
     assert_eq!(status, 200, "still up");
 }
 
+/// Issue 18: a reply does not depend on what else the server is doing. Requests sent one
+/// at a time, then 32 clients at once arriving while others decode (continuous batching),
+/// greedy and sampled with a seed, streamed or not: every reply is byte-identical to the
+/// same request served alone.
+#[test]
+fn issue_18_replies_under_load_equal_lone_replies() {
+    let server = start(None);
+    let port = server.port;
+    let body = |i: usize| {
+        let mut body = json!({"model": "smollm2", "max_tokens": 20,
+            "messages": [{"role": "system", "content": "You are a terse assistant. Answer in one sentence."},
+                         {"role": "user", "content": format!("Tell me one fact about the number {}.", i + 2)}]});
+        if i % 4 == 3 {
+            body["temperature"] = json!(0.9);
+            body["seed"] = json!(i);
+        } else {
+            body["temperature"] = json!(0);
+        }
+        body
+    };
+    let content = |(status, reply): (u16, Value)| {
+        assert_eq!(status, 200, "{reply}");
+        reply["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let lone: Vec<String> = (0..8).map(|i| content(chat(port, body(i)))).collect();
+    assert!(lone.iter().all(|t| !t.is_empty()), "{lone:?}");
+
+    let clients: Vec<_> = (0..32)
+        .map(|j| {
+            let request = body(j % 8);
+            std::thread::spawn(move || {
+                // Staggered, so most arrive while others are decoding.
+                std::thread::sleep(Duration::from_millis(25 * j as u64));
+                if j % 5 == 0 {
+                    let mut streamed = request.clone();
+                    streamed["stream"] = json!(true);
+                    let (status, text) = http(
+                        port,
+                        "POST",
+                        "/v1/chat/completions",
+                        streamed.to_string().as_bytes(),
+                        &[],
+                    );
+                    assert_eq!(status, 200, "{text}");
+                    let text: String = text
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data: "))
+                        .filter(|e| *e != "[DONE]")
+                        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+                        .filter_map(|c| {
+                            c["choices"][0]["delta"]["content"]
+                                .as_str()
+                                .map(str::to_string)
+                        })
+                        .collect();
+                    (j, text)
+                } else {
+                    let (status, reply) = chat(port, request);
+                    assert_eq!(status, 200, "{reply}");
+                    let text = reply["choices"][0]["message"]["content"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    (j, text)
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        let (j, text) = client.join().unwrap();
+        assert_eq!(text, lone[j % 8], "client {j} (request {})", j % 8);
+    }
+}
+
 #[test]
 fn an_api_key_is_required_when_set() {
     let server = start(Some("s3cret"));

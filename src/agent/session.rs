@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use super::tools::{ToolContext, ToolSet};
 use super::{
-    Agent, AgentError, AgentEvent, AgentLimits, AgentStop, AgentTrace, Convention, ToolModels,
-    default_roots, load_engine, opening_messages, project_tools,
+    Agent, AgentError, AgentEvent, AgentLimits, AgentStep, AgentStop, AgentTrace, Convention,
+    ToolModels, default_roots, load_engine, opening_messages, project_tools,
 };
 use crate::catalog::CatalogError;
-use crate::engine::{Engine, EngineError, Flow};
+use crate::engine::{Engine, EngineError, Flow, Generator};
 use crate::params::GenerationParams;
 use crate::project::Project;
 use crate::prompt::Prompt;
@@ -141,7 +141,7 @@ impl Session {
     /// session does not record).
     pub fn record_question(
         &self,
-        model: &LoadedModel,
+        model: &str,
         question: &str,
     ) -> Result<Option<i64>, SessionError> {
         let Some(store) = &self.store else {
@@ -151,7 +151,7 @@ impl Session {
         let tool_names: Vec<String> = self.tools.names().iter().map(|s| s.to_string()).collect();
         Ok(Some(store.create_agent_run(
             &started_at,
-            &model.name,
+            model,
             question,
             &tool_names,
         )?))
@@ -167,53 +167,105 @@ impl Session {
         record: Option<i64>,
         on_event: &mut dyn FnMut(AgentEvent) -> Flow,
     ) -> Result<AgentTrace, SessionError> {
-        let mut sampling = match question.prompt {
-            Some(prompt) => model.params.overlay(&prompt.params).resolve(),
-            None => model.params.resolve(),
-        };
-        if let Some(t) = question.temperature {
-            sampling.temperature = t;
-        }
-        if let Some(seed) = question.seed {
-            sampling.seed = seed;
-        }
-        sampling.seed = sampling.seed.wrapping_add(question.seed_offset);
-        let opening = opening_messages(question.prompt, question.text)?;
-        let record = self.store.as_ref().zip(record);
-        let mut agent = Agent {
-            opening,
-            engine: model.engine.as_mut(),
-            tools: &self.tools,
-            context: &self.context,
-            system: question.system.clone(),
-            limits: question.limits.clone(),
-            sampling,
-            ground_numbers: question.ground_numbers,
-        };
-        let mut partial = AgentTrace {
-            question: question.text.to_string(),
-            convention: Convention::Hermes,
-            tools: self.tools.names().iter().map(|s| s.to_string()).collect(),
-            steps: Vec::new(),
-            answer: None,
-            stop: AgentStop::Cancelled,
-            error: None,
-            total_ms: 0.0,
-        };
-        let started = Instant::now();
-        let trace = agent.run(question.text, &mut |event| {
-            if let (AgentEvent::Step(step), Some((store, id))) = (&event, record) {
-                partial.steps.push((*step).clone());
-                partial.total_ms = started.elapsed().as_secs_f64() * 1000.0;
-                // A failed write of a partial trace only costs that record; the final
-                // write below reports its error.
-                let _ = store.update_agent_run(id, &partial, false);
-            }
-            on_event(event)
-        })?;
-        if let Some((store, id)) = record {
-            store.update_agent_run(id, &trace, true)?;
-        }
+        let mut recorder = self.recorder(record, question.text);
+        let trace = ask_with(
+            &mut model.engine,
+            &model.params,
+            &self.tools,
+            &self.context,
+            question,
+            &mut |event| {
+                if let AgentEvent::Step(step) = &event {
+                    recorder.step(step);
+                }
+                on_event(event)
+            },
+        )?;
+        recorder.finish(&trace)?;
         Ok(trace)
+    }
+
+    /// Writes a question's trace to the run store step by step (nothing when `record` is
+    /// `None` or this session does not record).
+    pub fn recorder(&self, record: Option<i64>, question: &str) -> TraceRecorder<'_> {
+        TraceRecorder {
+            target: self.store.as_ref().zip(record),
+            partial: AgentTrace {
+                question: question.to_string(),
+                convention: Convention::Hermes,
+                tools: self.tools.names().iter().map(|s| s.to_string()).collect(),
+                steps: Vec::new(),
+                answer: None,
+                stop: AgentStop::Cancelled,
+                error: None,
+                total_ms: 0.0,
+            },
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Answers one question with `model` (whose catalog parameters are `params`), the tools
+/// and the folders they may read. Shared by a session's own questions and by questions
+/// asked together on threads, which each hold their share of one batched engine.
+pub fn ask_with(
+    model: &mut dyn Generator,
+    params: &GenerationParams,
+    tools: &ToolSet,
+    context: &ToolContext,
+    question: &Question,
+    on_event: &mut dyn FnMut(AgentEvent) -> Flow,
+) -> Result<AgentTrace, SessionError> {
+    let mut sampling = match question.prompt {
+        Some(prompt) => params.overlay(&prompt.params).resolve(),
+        None => params.resolve(),
+    };
+    if let Some(t) = question.temperature {
+        sampling.temperature = t;
+    }
+    if let Some(seed) = question.seed {
+        sampling.seed = seed;
+    }
+    sampling.seed = sampling.seed.wrapping_add(question.seed_offset);
+    let opening = opening_messages(question.prompt, question.text)?;
+    let mut agent = Agent {
+        opening,
+        engine: model,
+        tools,
+        context,
+        system: question.system.clone(),
+        limits: question.limits.clone(),
+        sampling,
+        ground_numbers: question.ground_numbers,
+    };
+    Ok(agent.run(question.text, on_event)?)
+}
+
+/// A question's trace on its way into the run store.
+pub struct TraceRecorder<'s> {
+    target: Option<(&'s RunStore, i64)>,
+    partial: AgentTrace,
+    started: Instant,
+}
+
+impl TraceRecorder<'_> {
+    /// Writes the trace so far with its new step.
+    pub fn step(&mut self, step: &AgentStep) {
+        let Some((store, id)) = self.target else {
+            return;
+        };
+        self.partial.steps.push(step.clone());
+        self.partial.total_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        // A failed write of a partial trace only costs that record; the final write
+        // reports its error.
+        let _ = store.update_agent_run(id, &self.partial, false);
+    }
+
+    /// Writes the finished trace.
+    pub fn finish(self, trace: &AgentTrace) -> Result<(), SessionError> {
+        if let Some((store, id)) = self.target {
+            store.update_agent_run(id, trace, true)?;
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@ mod files;
 mod vision;
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -78,14 +79,25 @@ impl ToolContext {
         let joined = if given.is_absolute() {
             given.to_path_buf()
         } else {
-            self.base.join(given)
+            std::fs::canonicalize(&self.base)
+                .unwrap_or_else(|_| self.base.clone())
+                .join(given)
         };
+        let outside = || {
+            ToolError::Path(format!(
+                "refused `{path}`: it is outside the folders this agent may read"
+            ))
+        };
+        // Checked before the file system is touched: a path outside the roots gets the
+        // same answer whether or not it exists, so a model cannot probe for files.
+        if !self.roots.iter().any(|root| joined.starts_with(root)) {
+            return Err(outside());
+        }
         let real = std::fs::canonicalize(&joined)
             .map_err(|_| ToolError::Path(format!("`{path}` does not exist")))?;
+        // A link inside the roots may still point out of them.
         if !self.roots.iter().any(|root| real.starts_with(root)) {
-            return Err(ToolError::Path(format!(
-                "refused `{path}`: it is outside the folders this agent may read"
-            )));
+            return Err(outside());
         }
         Ok(real)
     }
@@ -100,13 +112,22 @@ impl ToolContext {
     }
 }
 
-/// A tool shared with the thread that runs its call.
-type SharedTool = Arc<Mutex<Box<dyn Tool>>>;
+/// A tool shared with the threads that run its calls (questions asked together call the
+/// same tools), and how many abandoned calls still run.
+struct SharedTool {
+    tool: Mutex<Box<dyn Tool>>,
+    stuck: AtomicUsize,
+}
+
+/// Where one call stands: whichever of the call and the timeout comes first says so.
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const ABANDONED: u8 = 2;
 
 /// The tools offered to the model, and those left out with the reason.
 pub struct ToolSet {
     /// (name, spec for the model, the tool)
-    tools: Vec<(String, Value, SharedTool)>,
+    tools: Vec<(String, Value, Arc<SharedTool>)>,
     pub unavailable: Vec<(String, String)>,
     pub timeout: Duration,
 }
@@ -138,8 +159,12 @@ impl ToolSet {
                 "parameters": tool.parameters(),
             }
         });
-        self.tools
-            .push((tool.name().to_string(), spec, Arc::new(Mutex::new(tool))));
+        let name = tool.name().to_string();
+        let shared = SharedTool {
+            tool: Mutex::new(tool),
+            stuck: AtomicUsize::new(0),
+        };
+        self.tools.push((name, spec, Arc::new(shared)));
     }
 
     pub fn leave_out(&mut self, name: &str, reason: impl Into<String>) {
@@ -161,7 +186,8 @@ impl ToolSet {
     }
 
     /// Runs a tool on its own thread so a slow one can be abandoned after the timeout
-    /// (it is then left out of later calls, since it may still hold its lock).
+    /// (it is then refused to later calls until that call ends). A call made while
+    /// another question's call runs waits for it.
     pub fn call(
         &self,
         name: &str,
@@ -174,20 +200,46 @@ impl ToolSet {
         let tool = Arc::clone(tool);
         let (args, context) = (args.clone(), context.clone());
         let (tx, rx) = mpsc::channel();
+        if tool.stuck.load(Ordering::SeqCst) > 0 {
+            return Err(ToolError::Failed(
+                "the tool is still busy with an earlier call that timed out".into(),
+            ));
+        }
+        let running = Arc::clone(&tool);
+        let state = Arc::new(AtomicU8::new(RUNNING));
+        let call_state = Arc::clone(&state);
         std::thread::spawn(move || {
-            let result = match tool.try_lock() {
-                Ok(mut tool) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    tool.call(&args, &context)
-                }))
-                .unwrap_or_else(|_| Err(ToolError::Failed("the tool crashed".into()))),
-                Err(_) => Err(ToolError::Failed(
-                    "the tool is still busy with an earlier call that timed out".into(),
-                )),
-            };
+            // A panic in an earlier call poisons the lock, not the tool's use.
+            let mut guard = running.tool.lock().unwrap_or_else(|e| e.into_inner());
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                guard.call(&args, &context)
+            }))
+            .unwrap_or_else(|_| Err(ToolError::Failed("the tool crashed".into())));
+            drop(guard);
+            let ended =
+                call_state.compare_exchange(RUNNING, FINISHED, Ordering::SeqCst, Ordering::SeqCst);
+            if ended.is_err() {
+                running.stuck.fetch_sub(1, Ordering::SeqCst);
+            }
             let _ = tx.send(result);
         });
-        rx.recv_timeout(self.timeout)
-            .unwrap_or(Err(ToolError::TimedOut(self.timeout)))
+        match rx.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(_) => {
+                // Counted before the call can see it abandoned, so the count never dips.
+                tool.stuck.fetch_add(1, Ordering::SeqCst);
+                let abandoned =
+                    state.compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst);
+                match abandoned {
+                    Ok(_) => Err(ToolError::TimedOut(self.timeout)),
+                    // It finished just as the time ran out.
+                    Err(_) => {
+                        tool.stuck.fetch_sub(1, Ordering::SeqCst);
+                        rx.recv().unwrap_or(Err(ToolError::TimedOut(self.timeout)))
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -226,6 +278,12 @@ mod tests {
         );
         refused("photos/escape/secret.png", "outside the folders");
         refused("/etc/passwd", "outside the folders");
+        // Issue 20: outside the roots, existing and missing files get the same answer.
+        refused("/etc/no-such-file-here", "outside the folders");
+        refused(
+            outside.path().join("missing.png").to_str().unwrap(),
+            "outside the folders",
+        );
         refused("photos/missing.png", "does not exist");
         refused("  ", "empty");
     }

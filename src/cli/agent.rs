@@ -39,6 +39,10 @@ pub struct AgentArgs {
     /// With --eval: write every trace and check as JSON.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// With --eval: questions asked together on a local model, their replies decoded in
+    /// one batch (default 8; 1 = one after another). The traces are the same either way.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    parallel: Option<u32>,
     /// Offer only these tools (comma-separated; default: every tool whose model is set up).
     #[arg(long, value_delimiter = ',')]
     tools: Vec<String>,
@@ -160,7 +164,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
         seed_offset: 0,
         ground_numbers: !args.free_numbers,
     };
-    let record = session.record_question(&loaded, &question)?;
+    let record = session.record_question(&loaded.name, &question)?;
     let mut err = std::io::stderr().lock();
     let mut at_line_start = true;
     let trace = session.ask(&mut loaded, &asked, record, &mut |event| {

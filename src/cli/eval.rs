@@ -72,7 +72,8 @@ pub struct EvalArgs {
     pub quiet: bool,
     /// Run every cell K times with seeds seed..seed+K-1 (each repeat is its own stored
     /// run) and report pass@1, pass@K and pass^K per column.
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    #[arg(long, default_value_t = 1, value_name = "K",
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
     /// The catalog model that judges model-graded assertions (llm-rubric, factuality,
     /// model-graded-closedqa) that do not name their own `provider`; overrides the eval

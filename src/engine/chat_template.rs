@@ -15,6 +15,17 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
+    /// The chat template a GGUF file carries, if any (read from its header only).
+    pub fn from_gguf(path: &std::path::Path) -> Option<ChatTemplate> {
+        let info = crate::gguf::GgufInfo::read(path).ok()?;
+        let source = info.chat_template()?;
+        Some(ChatTemplate::new(
+            source,
+            info.bos_token().unwrap_or_default(),
+            info.eos_token().unwrap_or_default(),
+        ))
+    }
+
     pub fn new(
         source: impl Into<String>,
         bos_token: impl Into<String>,

@@ -4,12 +4,10 @@
 //! so constrained output always parses.
 
 use std::cell::RefCell;
-use std::num::NonZeroU32;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -18,14 +16,19 @@ use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::{LogOptions, json_schema_to_grammar, send_logs_to_tracing};
 
 pub mod embed;
+mod pool;
 mod scheduler;
 
 use llama_cpp_2::token::LlamaToken;
 
 use super::chat_template::ChatTemplate;
-use super::{Capabilities, Engine, EngineError, Flow, GenerationEvent, GenerationRequest};
+use super::{
+    Capabilities, Engine, EngineError, Flow, GenerationEvent, GenerationRequest, RequestFeed,
+};
 use crate::gguf::GgufInfo;
 use crate::prompt::RenderedPrompt;
+use pool::Pool;
+use scheduler::{Queued, Scheduler};
 
 /// Context size used when the catalog does not set one (capped by the model's own).
 pub const DEFAULT_CONTEXT: u32 = 4096;
@@ -44,9 +47,10 @@ pub struct LlamaOptions {
     pub parallel: Option<u32>,
     /// CPU threads; defaults to the number of cores.
     pub threads: Option<u32>,
-    /// Keep the KV cache of a lone request for the next one, which then decodes only
-    /// what follows their common start: a conversation that grows turn by turn (the
-    /// agent, the playground) re-reads only its new messages.
+    /// Keep each slot's KV cache for the next call, whose prompts then decode only what
+    /// follows the longest start they share with a slot: a conversation that grows turn
+    /// by turn (the agent, the playground, a server's clients) re-reads only its new
+    /// messages. The pool is then sized for whole context windows.
     pub keep_conversation: bool,
 }
 
@@ -129,21 +133,14 @@ impl Tokenizer {
     }
 }
 
-/// The context kept between lone requests, and the tokens its sequence 0 holds.
-struct KeptContext<'m> {
-    ctx: LlamaContext<'m>,
-    cells: u32,
-    tokens: Vec<LlamaToken>,
-}
-
-type KeptSlot<'m> = RefCell<Option<KeptContext<'m>>>;
+type KeptPool<'m> = RefCell<Option<Pool<'m>>>;
 
 self_cell::self_cell!(
-    /// The model, and the context kept for the next request (which borrows the model).
+    /// The model, and the pool of slots kept for the next call (which borrows the model).
     struct ModelCell {
         owner: LlamaModel,
         #[not_covariant]
-        dependent: KeptSlot,
+        dependent: KeptPool,
     }
 );
 
@@ -163,8 +160,14 @@ impl LlamaEngine {
     pub fn load(path: &Path, options: &LlamaOptions) -> Result<LlamaEngine, EngineError> {
         let info = GgufInfo::read(path).map_err(|e| EngineError::Load(e.to_string()))?;
         let backend = backend()?;
-        let params = LlamaModelParams::default();
-        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+        let mut params = std::pin::pin!(LlamaModelParams::default());
+        // Weights stay in llama.cpp's plain CPU layout, memory-mapped. The "repacked"
+        // layouts (Q4_K as 8x8 blocks on AVX2) multiply one row with a gemv kernel and
+        // several with a gemm kernel: a second code path per batch size that batch
+        // invariance would rest on. Measured on Qwen2.5-Coder-0.5B, repacking changed
+        // neither the outputs nor the speed, so the plain layout costs nothing.
+        params.as_mut().add_cpu_buft_override(c".");
+        let model = LlamaModel::load_from_file(backend, path, &*params).map_err(|e| {
             EngineError::Load(format!(
                 "{}: llama.cpp could not load the model: {e}",
                 path.display()
@@ -196,29 +199,77 @@ impl LlamaEngine {
         self.cell.borrow_owner()
     }
 
-    /// A context on `model` whose unified KV cache holds `cells` tokens across `sequences`.
-    fn new_context<'m>(
+    /// The prompt's tokens, checked against the context window.
+    fn prepare(&self, request: &GenerationRequest) -> Result<Vec<LlamaToken>, EngineError> {
+        let text = self.render_prompt(&request.prompt)?;
+        let tokens = self.tokenize(&text);
+        if tokens.is_empty() {
+            Err(EngineError::Generation("the prompt is empty".into()))
+        } else if tokens.len() >= self.context_size as usize {
+            Err(EngineError::PromptTooLong {
+                prompt_tokens: tokens.len(),
+                context_size: self.context_size,
+            })
+        } else {
+            Ok(tokens)
+        }
+    }
+
+    /// Runs the scheduler on a pool of `slots` streams of `cells` cells: the kept one when
+    /// it is large enough, else a new one (kept afterwards when conversations are kept).
+    fn schedule(
         &self,
-        model: &'m LlamaModel,
+        slots: usize,
         cells: u32,
-        sequences: u32,
-    ) -> Result<LlamaContext<'m>, EngineError> {
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(cells.max(256)))
-            .with_n_seq_max(sequences)
-            .with_kv_unified(true)
-            .with_n_batch(BATCH_SIZE)
-            .with_n_ubatch(BATCH_SIZE)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads)
-            .with_no_perf(false)
-            // llama.cpp's AUTO policy turns flash attention on for CPU; for single-token
-            // decoding on these small models it measured ~5% slower (and llama.cpp's own
-            // tools default to off on CPU), so it stays off.
-            .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED);
-        model
-            .new_context(backend()?, params)
-            .map_err(|e| EngineError::Generation(format!("cannot create a llama.cpp context: {e}")))
+        queue: VecDeque<Queued>,
+        mut feed: Option<&mut (dyn RequestFeed + '_)>,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) {
+        let keep = self.keep_conversation;
+        // A kept pool has room for whole conversations, so it can serve any later call.
+        let (slots, cells) = if keep {
+            (self.parallel as usize, self.context_size)
+        } else {
+            (slots, cells)
+        };
+        self.cell.with_dependent(|model, kept| {
+            let mut kept = kept.borrow_mut();
+            if kept.as_ref().is_some_and(|pool| !pool.fits(slots, cells)) {
+                // Free the old context before allocating the larger one.
+                *kept = None;
+            }
+            if kept.is_none() {
+                match Pool::new(model, slots as u32, cells, self.threads) {
+                    Ok(pool) => *kept = Some(pool),
+                    Err(err) => {
+                        for queued in &queue {
+                            let event = GenerationEvent::Finished(queued.index, Err(err.clone()));
+                            if on_event(event) == Flow::Stop {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
+            let Some(pool) = kept.as_mut() else {
+                return;
+            };
+            let taken = queue.len();
+            Scheduler {
+                engine: self,
+                pool,
+                queue,
+                feed: feed.as_deref_mut(),
+                taken,
+                context_size: self.context_size as usize,
+            }
+            .run(on_event);
+            if !keep {
+                // A batch's pool is sized for it; kept, it would only hold memory.
+                *kept = None;
+            }
+        });
     }
 
     fn tokenize(&self, text: &str) -> Vec<llama_cpp_2::token::LlamaToken> {
@@ -356,163 +407,49 @@ impl Engine for LlamaEngine {
         requests: &[GenerationRequest],
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) {
-        // Render and tokenize everything first: prompts that cannot run fail at once,
-        // and the shared prefixes and the KV size are known before the context exists.
-        let mut prepared: Vec<Option<Vec<LlamaToken>>> = Vec::with_capacity(requests.len());
-        for (i, request) in requests.iter().enumerate() {
-            let tokens = self.render_prompt(&request.prompt).and_then(|text| {
-                let tokens = self.tokenize(&text);
-                if tokens.is_empty() {
-                    Err(EngineError::Generation("the prompt is empty".into()))
-                } else if tokens.len() >= self.context_size as usize {
-                    Err(EngineError::PromptTooLong {
-                        prompt_tokens: tokens.len(),
-                        context_size: self.context_size,
-                    })
-                } else {
-                    Ok(tokens)
-                }
-            });
-            match tokens {
-                Ok(tokens) => prepared.push(Some(tokens)),
+        // Render and tokenize everything first: prompts that cannot run fail at once, and
+        // the pool is sized for the longest sequence before it exists.
+        let mut queue = VecDeque::with_capacity(requests.len());
+        for (index, request) in requests.iter().enumerate() {
+            match self.prepare(request) {
+                Ok(tokens) => queue.push_back(Queued {
+                    index,
+                    request: request.clone(),
+                    tokens,
+                }),
                 Err(err) => {
-                    prepared.push(None);
-                    if on_event(GenerationEvent::Finished(i, Err(err))) == Flow::Stop {
+                    if on_event(GenerationEvent::Finished(index, Err(err))) == Flow::Stop {
                         return;
                     }
                 }
             }
         }
-        let views: Vec<Option<&[LlamaToken]>> = prepared.iter().map(|p| p.as_deref()).collect();
-        let (groups, group_of) = scheduler::prefix_groups(&views);
-        let parallel = (self.parallel as usize).clamp(1, requests.len().max(1));
-        // Worst case: every slot holds a whole prompt and its generation (slots of an
-        // earlier group keep that group's prefix alive while the next prefix loads), plus
-        // the prefix sequence itself.
-        let per_slot = requests
+        if queue.is_empty() {
+            return;
+        }
+        let longest = queue
             .iter()
-            .zip(&prepared)
-            .filter_map(|(request, tokens)| {
-                tokens
-                    .as_ref()
-                    .map(|t| t.len() + request.params.max_tokens as usize)
-            })
+            .map(|q| q.tokens.len() + q.request.params.max_tokens as usize)
             .max()
             .unwrap_or(0)
             .min(self.context_size as usize);
-        let longest_prefix = groups.iter().map(|g| g.len).max().unwrap_or(0);
-        let cells = u32::try_from(per_slot * parallel + longest_prefix + BATCH_SIZE as usize)
-            .unwrap_or(u32::MAX);
-        let keep = self.keep_conversation && requests.len() == 1;
-        let prompt: Vec<LlamaToken> = match prepared.first() {
-            Some(Some(tokens)) if keep => tokens.clone(),
-            _ => Vec::new(),
-        };
-        let prepared: Vec<Option<scheduler::Prepared>> = prepared
-            .into_iter()
-            .zip(group_of)
-            .map(|(tokens, group)| tokens.map(|tokens| scheduler::Prepared { tokens, group }))
-            .collect();
-        let this = &*self;
-        this.cell.with_dependent(|model, kept_slot| {
-            let mut kept = kept_slot.borrow_mut();
-            if !keep {
-                // A batch gets a context sized for it; a kept one would only hold memory.
-                *kept = None;
-            }
-            let mut fresh = None;
-            let outcome = if keep {
-                this.kept_context(model, &mut kept, cells, &prompt)
-                    .map(|(kept, resume_from)| (&mut kept.ctx, resume_from))
-            } else {
-                this.new_context(model, cells, parallel as u32 + 1)
-                    .map(|ctx| (fresh.insert(ctx), 0))
-            };
-            let (ctx, resume_from) = match outcome {
-                Ok(found) => found,
-                Err(err) => {
-                    *kept = None;
-                    for i in prepared
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| p.is_some())
-                        .map(|(i, _)| i)
-                    {
-                        if on_event(GenerationEvent::Finished(i, Err(err.clone()))) == Flow::Stop {
-                            return;
-                        }
-                    }
-                    return;
-                }
-            };
-            let in_cache = scheduler::Scheduler {
-                engine: this,
-                ctx,
-                requests,
-                prepared,
-                groups,
-                parallel,
-                context_size: this.context_size as usize,
-                keep,
-                resume_from,
-            }
-            .run(on_event);
-            if let Some(kept) = kept.as_mut() {
-                kept.tokens = in_cache;
-            }
-        });
+        let slots = (self.parallel as usize).clamp(1, queue.len());
+        self.schedule(slots, longest as u32, queue, None, on_event);
     }
-}
 
-impl LlamaEngine {
-    /// The kept context, made ready for `prompt`: what it holds beyond their common start
-    /// is dropped, and the length of that start returned (the prompt's last token is
-    /// always decoded again, since sampling needs its logits). A new context, sized for
-    /// the whole window so that a growing conversation keeps it, when there is none or
-    /// it is too small.
-    fn kept_context<'k, 'm>(
-        &self,
-        model: &'m LlamaModel,
-        kept: &'k mut Option<KeptContext<'m>>,
-        cells: u32,
-        prompt: &[LlamaToken],
-    ) -> Result<(&'k mut KeptContext<'m>, usize), EngineError> {
-        if kept.as_ref().is_none_or(|k| k.cells < cells) {
-            // Free the old context before allocating the larger one.
-            *kept = None;
-            let cells = cells.max(self.context_size.saturating_add(BATCH_SIZE));
-            *kept = Some(KeptContext {
-                ctx: self.new_context(model, cells, 2)?,
-                cells,
-                tokens: Vec::new(),
-            });
-        }
-        let Some(kept) = kept.as_mut() else {
-            return Err(EngineError::Generation("no context".into()));
-        };
-        let common = kept
-            .tokens
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len().saturating_sub(1));
-        let cleared = kept
-            .ctx
-            .clear_kv_cache_seq(Some(0), Some(common as u32), None)
-            .unwrap_or(false)
-            && kept
-                .ctx
-                .clear_kv_cache_seq(Some(1), None, None)
-                .unwrap_or(false);
-        if !cleared {
-            // llama.cpp could not cut the sequence (some model kinds cannot): start over.
-            kept.ctx.clear_kv_cache();
-            kept.tokens.clear();
-            return Ok((kept, 0));
-        }
-        kept.tokens.truncate(common);
-        Ok((kept, common))
+    fn generate_feed(
+        &mut self,
+        feed: &mut dyn RequestFeed,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) {
+        // Requests of any length may come: every slot can hold a whole context window.
+        self.schedule(
+            self.parallel as usize,
+            self.context_size,
+            VecDeque::new(),
+            Some(feed),
+            on_event,
+        );
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
-use super::{Capabilities, Engine, EngineError, Flow, GenerationEvent, GenerationRequest};
+use super::{
+    Capabilities, Engine, EngineError, Flow, GenerationEvent, GenerationRequest, RequestFeed,
+};
 use crate::prompt::RenderedPrompt;
 
 /// Shared flag that asks an engine to stop at the next token.
@@ -38,6 +40,11 @@ pub enum WorkerEvent {
 enum Job {
     Generate {
         requests: Vec<GenerationRequest>,
+        events: Sender<WorkerEvent>,
+        cancel: CancelToken,
+    },
+    Feed {
+        feed: Box<dyn RequestFeed>,
         events: Sender<WorkerEvent>,
         cancel: CancelToken,
     },
@@ -119,6 +126,26 @@ impl EngineWorker {
         rx
     }
 
+    /// Generates every request `feed` yields, admitting each as soon as the engine can
+    /// (continuous batching), until the feed closes or `cancel` is set. Events name a
+    /// request by the order it was taken from the feed; [`WorkerEvent::BatchDone`] ends.
+    pub fn generate_feed(
+        &self,
+        feed: Box<dyn RequestFeed>,
+        cancel: CancelToken,
+    ) -> Receiver<WorkerEvent> {
+        let (events, rx) = mpsc::channel();
+        let job = Job::Feed {
+            feed,
+            events: events.clone(),
+            cancel,
+        };
+        if self.send(job).is_err() {
+            let _ = events.send(WorkerEvent::BatchDone);
+        }
+        rx
+    }
+
     pub fn render_prompt(&self, prompt: RenderedPrompt) -> Result<String, EngineError> {
         let (reply, rx) = mpsc::channel();
         self.send(Job::Render { prompt, reply })?;
@@ -159,30 +186,31 @@ fn serve(mut engine: Box<dyn Engine>, jobs: Receiver<Job>) {
                 events,
                 cancel,
             } => {
-                let mut finished = vec![false; requests.len()];
+                // A batch's requests not yet started fail too; a feed's are its owner's.
+                let mut tracker = Unfinished((0..requests.len()).collect());
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     engine.generate_batch(&requests, &mut |event| {
-                        if let GenerationEvent::Finished(i, _) = &event
-                            && let Some(done) = finished.get_mut(*i)
-                        {
-                            *done = true;
-                        }
-                        // A caller that stopped listening has no use for more tokens.
-                        let listening = events.send(WorkerEvent::Generation(event)).is_ok();
-                        if !listening || cancel.is_cancelled() {
-                            Flow::Stop
-                        } else {
-                            Flow::Continue
-                        }
+                        tracker.forward(event, &events, &cancel)
                     })
                 }));
                 if let Err(panic) = outcome {
-                    // A panic inside the engine fails the unfinished requests, not the run.
-                    let error = EngineError::Crashed(panic_text(&panic));
-                    for (i, _) in finished.iter().enumerate().filter(|(_, done)| !**done) {
-                        let event = GenerationEvent::Finished(i, Err(error.clone()));
-                        let _ = events.send(WorkerEvent::Generation(event));
-                    }
+                    tracker.fail_all(&events, &panic);
+                }
+                let _ = events.send(WorkerEvent::BatchDone);
+            }
+            Job::Feed {
+                mut feed,
+                events,
+                cancel,
+            } => {
+                let mut tracker = Unfinished::default();
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    engine.generate_feed(feed.as_mut(), &mut |event| {
+                        tracker.forward(event, &events, &cancel)
+                    })
+                }));
+                if let Err(panic) = outcome {
+                    tracker.fail_all(&events, &panic);
                 }
                 let _ = events.send(WorkerEvent::BatchDone);
             }
@@ -192,6 +220,45 @@ fn serve(mut engine: Box<dyn Engine>, jobs: Receiver<Job>) {
             Job::CountTokens { text, reply } => {
                 let _ = reply.send(engine.count_tokens(&text));
             }
+        }
+    }
+}
+
+/// The requests not yet finished, so that a panic inside the engine fails them rather
+/// than leaving their callers waiting.
+#[derive(Default)]
+struct Unfinished(std::collections::BTreeSet<usize>);
+
+impl Unfinished {
+    fn forward(
+        &mut self,
+        event: GenerationEvent,
+        events: &Sender<WorkerEvent>,
+        cancel: &CancelToken,
+    ) -> Flow {
+        match &event {
+            GenerationEvent::Started(i) => {
+                self.0.insert(*i);
+            }
+            GenerationEvent::Finished(i, _) => {
+                self.0.remove(i);
+            }
+            GenerationEvent::Token(..) => {}
+        }
+        // A caller that stopped listening has no use for more tokens.
+        let listening = events.send(WorkerEvent::Generation(event)).is_ok();
+        if !listening || cancel.is_cancelled() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn fail_all(&self, events: &Sender<WorkerEvent>, panic: &Box<dyn std::any::Any + Send>) {
+        let error = EngineError::Crashed(panic_text(panic));
+        for &i in &self.0 {
+            let event = GenerationEvent::Finished(i, Err(error.clone()));
+            let _ = events.send(WorkerEvent::Generation(event));
         }
     }
 }

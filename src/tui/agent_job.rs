@@ -92,7 +92,10 @@ fn answer(
         return Err("the model did not load".into());
     };
     // A store that cannot be written only costs the record, not the answer.
-    let run_id = session.record_question(model, &job.question).ok().flatten();
+    let run_id = session
+        .record_question(&model.name, &job.question)
+        .ok()
+        .flatten();
     send(AgentUiEvent::Started {
         run_id,
         tools: session

@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{AgentEvalError, AgentEvalSet, AgentScores, CheckOutcome, check_trace};
-use crate::agent::session::{LoadedModel, Question, Session, SessionError, SessionOptions};
-use crate::agent::{AgentEvent, AgentLimits, AgentStep, AgentStop, AgentTrace, DEFAULT_SYSTEM};
+use crate::agent::session::{Question, Session, SessionError, SessionOptions};
+use crate::agent::{AgentLimits, AgentStep, AgentTrace, DEFAULT_SYSTEM};
 use crate::engine::{CancelToken, Flow};
 use crate::project::{Project, ProjectError};
 use crate::prompt::{ChatMessage, Prompt, RenderedPrompt};
 use crate::run::{RunResult, Timing, stored_cell};
 use crate::store::{RunStatus, RunStore, StoreError};
 
+mod asking;
 mod options;
 mod resume;
 
@@ -51,9 +52,9 @@ pub enum AgentRunError {
 
 /// One column: a prompt (or the built-in system prompt) with the session offering its
 /// tools. Columns repeat for every model.
-struct PromptColumn {
-    prompt: Option<Prompt>,
-    session: Session,
+pub(super) struct PromptColumn {
+    pub prompt: Option<Prompt>,
+    pub session: Session,
 }
 
 /// An agent evaluation ready to run: the set, the selected questions and the columns.
@@ -247,6 +248,21 @@ impl AgentEvalPlan {
         }
     }
 
+    /// How row `row`'s question is asked in `place`.
+    fn question<'p>(&'p self, place: &Place<'p>, row: usize) -> Question<'p> {
+        let case = &self.set.cases[self.cases[row]];
+        Question {
+            text: &case.question,
+            system: self.system_prompt(),
+            prompt: place.column.prompt.as_ref(),
+            limits: self.limits(),
+            temperature: self.options.temperature,
+            seed: self.options.seed,
+            seed_offset: self.options.seed_offset,
+            ground_numbers: self.options.ground_numbers,
+        }
+    }
+
     /// The conversation a question opens with, as the cell's prompt.
     fn opening(
         &self,
@@ -397,127 +413,106 @@ impl AgentEvalPlan {
             }
             _ => (None, HashMap::new()),
         };
-        let total = self.cell_count();
-        let limits = self.limits();
-        let system = self.system_prompt();
-        let mut cells = Vec::new();
-        let mut questions = Vec::new();
+        let mut tally = Tally {
+            store: store.as_mut(),
+            run_id,
+            total: self.cell_count(),
+            cells: Vec::new(),
+            questions: Vec::new(),
+        };
         let mut all_scores = Vec::new();
         let mut cancelled = false;
         'models: for (model_index, model) in self.models.iter().enumerate() {
-            let mut loaded: Option<LoadedModel> = None;
+            let mut loaded: Option<asking::Loaded> = None;
             for (prompt_index, column) in self.columns.iter().enumerate() {
                 let column_index = model_index * self.columns.len() + prompt_index;
-                let column_id = matrix_columns[column_index].id.clone();
-                let specs = column.session.tools.specs();
                 let mut scores = AgentScores {
-                    model: column_id.clone(),
+                    model: matrix_columns[column_index].id.clone(),
                     ..AgentScores::default()
                 };
-                for (row, &case_index) in self.cases.iter().enumerate() {
-                    let case = &self.set.cases[case_index];
-                    let (trace, agent_run, resumed) = match finished.remove(&(column_index, row)) {
-                        Some((agent_run, trace)) => (trace, Some(agent_run), true),
+                let place = Place {
+                    column,
+                    column_index,
+                    column_id: &matrix_columns[column_index].id,
+                    model,
+                };
+                let mut to_ask = Vec::new();
+                for row in 0..self.cases.len() {
+                    match finished.remove(&(column_index, row)) {
+                        Some((agent_run, trace)) => {
+                            let settled = tally.settle(
+                                self,
+                                &place,
+                                row,
+                                trace,
+                                Some(agent_run),
+                                true,
+                                &mut scores,
+                            )?;
+                            if on_event(AgentEvalEvent::Question(settled)) == Flow::Stop {
+                                cancel.cancel();
+                            }
+                        }
+                        None => to_ask.push(row),
+                    }
+                }
+                if !to_ask.is_empty() {
+                    if cancel.is_cancelled() {
+                        cancelled = true;
+                        break 'models;
+                    }
+                    let loaded = match &mut loaded {
+                        Some(loaded) => loaded,
                         None => {
-                            if cancel.is_cancelled() {
-                                cancelled = true;
-                                break 'models;
-                            }
-                            let loaded = match &mut loaded {
-                                Some(loaded) => loaded,
-                                None => {
-                                    on_event(AgentEvalEvent::Loading { model });
-                                    let load_started = Instant::now();
-                                    let model_loaded = column.session.load_model(model)?;
-                                    on_event(AgentEvalEvent::Loaded {
-                                        model,
-                                        load_ms: load_started.elapsed().as_secs_f64() * 1000.0,
-                                    });
-                                    loaded.insert(model_loaded)
-                                }
-                            };
-                            let index = column_index * self.cases.len() + row;
-                            on_event(AgentEvalEvent::Asking { index });
-                            let agent_run =
-                                column.session.record_question(loaded, &case.question)?;
-                            let question = Question {
-                                text: &case.question,
-                                system: system.clone(),
-                                prompt: column.prompt.as_ref(),
-                                limits: limits.clone(),
-                                temperature: self.options.temperature,
-                                seed: self.options.seed,
-                                seed_offset: self.options.seed_offset,
-                                ground_numbers: self.options.ground_numbers,
-                            };
-                            let trace =
-                                column
-                                    .session
-                                    .ask(loaded, &question, agent_run, &mut |event| {
-                                        let flow = match event {
-                                            AgentEvent::Token(text) => {
-                                                on_event(AgentEvalEvent::Token { index, text })
-                                            }
-                                            AgentEvent::Step(step) => {
-                                                on_event(AgentEvalEvent::Step { index, step })
-                                            }
-                                        };
-                                        if flow == Flow::Stop {
-                                            cancel.cancel();
-                                        }
-                                        if cancel.is_cancelled() {
-                                            Flow::Stop
-                                        } else {
-                                            Flow::Continue
-                                        }
-                                    })?;
-                            if trace.stop == AgentStop::Cancelled {
-                                cancelled = true;
-                                break 'models;
-                            }
-                            (trace, agent_run, false)
+                            on_event(AgentEvalEvent::Loading { model });
+                            let load_started = Instant::now();
+                            let slots = self.options.parallel_questions(to_ask.len());
+                            let model_loaded = asking::Loaded::load(&column.session, model, slots)?;
+                            on_event(AgentEvalEvent::Loaded {
+                                model,
+                                load_ms: load_started.elapsed().as_secs_f64() * 1000.0,
+                            });
+                            loaded.insert(model_loaded)
                         }
                     };
-                    let outcomes = check_trace(&case.checks, &trace);
-                    scores.add(&trace, &outcomes, &specs);
-                    let cell = super::matrix::cell(
-                        (column_index, row),
-                        self.opening(column.prompt.as_ref(), &case.question)?,
-                        &trace,
-                        &outcomes,
-                    );
-                    if let (Some(store), Some(run_id), Some(agent_run)) =
-                        (store.as_mut(), run_id, agent_run)
-                    {
-                        // Agent cells are not generated from a cache key: this one names
-                        // the column and case, so it never matches a generation's.
-                        let key = format!("agent:{column_id}:{}", case.id);
-                        let stored = stored_cell(&cell, &column_id, &case.id, &key);
-                        store.record_agent_cell(run_id, &stored, agent_run)?;
+                    let complete =
+                        asking::ask(self, &place, loaded, &to_ask, cancel, &mut |progress| {
+                            match progress {
+                                asking::Answered::Event(event) => Ok(on_event(event)),
+                                asking::Answered::Trace {
+                                    row,
+                                    trace,
+                                    agent_run,
+                                } => {
+                                    let settled = tally.settle(
+                                        self,
+                                        &place,
+                                        row,
+                                        trace,
+                                        agent_run,
+                                        false,
+                                        &mut scores,
+                                    )?;
+                                    Ok(on_event(AgentEvalEvent::Question(settled)))
+                                }
+                            }
+                        })?;
+                    if !complete {
+                        cancelled = true;
+                        break 'models;
                     }
-                    let answered = AnsweredQuestion {
-                        column: column_id.clone(),
-                        model: model.clone(),
-                        prompt: column.prompt.as_ref().map(|p| p.id.clone()),
-                        case: case.id.clone(),
-                        question: case.question.clone(),
-                        passed: cell.passed,
-                        score: cell.score,
-                        checks: outcomes,
-                        trace,
-                        resumed,
-                        index: column_index * self.cases.len() + row,
-                        total,
-                    };
-                    cells.push(cell);
-                    if on_event(AgentEvalEvent::Question(&answered)) == Flow::Stop {
-                        cancel.cancel();
-                    }
-                    questions.push(answered);
                 }
                 all_scores.push(scores);
             }
         }
+        let Tally {
+            mut cells,
+            mut questions,
+            ..
+        } = tally;
+        // Questions asked together finish in any order.
+        questions.sort_by_key(|q| q.index);
+        cells.sort_by_key(|c| (c.column, c.case));
         if let (Some(store), Some(run_id)) = (&store, run_id) {
             let status = if cancelled {
                 RunStatus::Cancelled
@@ -549,5 +544,72 @@ impl AgentEvalPlan {
             run_id,
             cancelled,
         })
+    }
+}
+
+/// Where a question is asked: its column of the matrix, and the model.
+pub(super) struct Place<'p> {
+    pub column: &'p PromptColumn,
+    pub column_index: usize,
+    pub column_id: &'p str,
+    pub model: &'p str,
+}
+
+/// The run's results so far, and where they are recorded.
+struct Tally<'s> {
+    store: Option<&'s mut RunStore>,
+    run_id: Option<i64>,
+    total: usize,
+    cells: Vec<crate::run::CellResult>,
+    questions: Vec<AnsweredQuestion>,
+}
+
+impl Tally<'_> {
+    /// Checks a finished trace, records its cell, and returns the answered question.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &mut self,
+        plan: &AgentEvalPlan,
+        place: &Place,
+        row: usize,
+        trace: AgentTrace,
+        agent_run: Option<i64>,
+        resumed: bool,
+        scores: &mut AgentScores,
+    ) -> Result<&AnsweredQuestion, AgentRunError> {
+        let case = &plan.set.cases[plan.cases[row]];
+        let outcomes = check_trace(&case.checks, &trace);
+        scores.add(&trace, &outcomes, &place.column.session.tools.specs());
+        let cell = super::matrix::cell(
+            (place.column_index, row),
+            plan.opening(place.column.prompt.as_ref(), &case.question)?,
+            &trace,
+            &outcomes,
+        );
+        if let (Some(store), Some(run_id), Some(agent_run)) =
+            (self.store.as_mut(), self.run_id, agent_run)
+        {
+            // Agent cells are not generated from a cache key: this one names the column
+            // and case, so it never matches a generation's.
+            let key = format!("agent:{}:{}", place.column_id, case.id);
+            let stored = stored_cell(&cell, place.column_id, &case.id, &key);
+            store.record_agent_cell(run_id, &stored, agent_run)?;
+        }
+        self.questions.push(AnsweredQuestion {
+            column: place.column_id.to_string(),
+            model: place.model.to_string(),
+            prompt: place.column.prompt.as_ref().map(|p| p.id.clone()),
+            case: case.id.clone(),
+            question: case.question.clone(),
+            passed: cell.passed,
+            score: cell.score,
+            checks: outcomes,
+            trace,
+            resumed,
+            index: place.column_index * plan.cases.len() + row,
+            total: self.total,
+        });
+        self.cells.push(cell);
+        Ok(&self.questions[self.questions.len() - 1])
     }
 }

@@ -35,7 +35,6 @@ pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
         (eval.pairwise, "--pairwise"),
         (eval.judge.is_some(), "--judge"),
         (eval.engine.is_some(), "--engine"),
-        (eval.parallel.is_some(), "--parallel"),
         (eval.store.is_some(), "--store"),
     ];
     if let Some((_, flag)) = unsupported.iter().find(|(used, _)| *used) {
@@ -66,6 +65,7 @@ pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
         prompts: eval.prompts.clone(),
         tags: eval.tags.clone(),
         limit: eval.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        parallel: eval.parallel,
         ..AgentEvalOptions::default()
     };
     let reporting = Reporting {
@@ -128,6 +128,7 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
         seed: args.seed,
         seed_offset: 0,
         ground_numbers: !args.free_numbers,
+        parallel: args.parallel,
     };
     execute(
         &root,

@@ -1,414 +1,446 @@
-//! Continuous batching. Up to `parallel` requests decode together as sequences of one
-//! llama.cpp context: each step sends one batch holding the next token of every
-//! generating sequence plus as many pending prompt tokens as fit, and a finished
-//! sequence frees its slot for the next request at once.
+//! Continuous batching over a [`Pool`]. Each step decodes one batch: the next token of
+//! every generating sequence plus as many waiting prompt tokens as fit. A request is
+//! admitted as soon as a slot is free, at the next step, whether it came with the batch
+//! or arrived later through a [`RequestFeed`].
 //!
-//! Prompt prefixes shared by consecutive requests (the system message and few-shot
-//! examples of one prompt) are decoded once into a prefix sequence and shared into each
-//! slot. The KV cache is unified, so sharing only tags the prefix cells with the slot's
-//! sequence id: nothing is copied or decoded twice.
+//! A new prompt starts from the longest start it shares with what a slot already holds:
+//! its own free slot's last conversation, or the prompt another sequence is decoding
+//! (few-shot examples and system messages are decoded once, then copied). Every token's
+//! arithmetic is the same whatever else is in the batch (one KV stream per sequence, and
+//! kernels that do not change with the number of rows), so where a prompt's start comes
+//! from never changes what it generates.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 
+use super::pool::{Pool, common_start};
 use super::{BATCH_SIZE, LlamaEngine, floor_char, take_utf8};
 use crate::engine::{
-    EngineError, FinishReason, Flow, Generation, GenerationEvent, GenerationRequest, cut_at_stop,
+    EngineError, FinishReason, Flow, Generation, GenerationEvent, GenerationRequest, RequestFeed,
+    cut_at_stop,
 };
 
-/// Shorter common prefixes are not worth a separate sequence.
-const MIN_SHARED_PREFIX: usize = 16;
+/// A shared start shorter than this is decoded again rather than copied from another
+/// slot: copying a stream costs about as much as decoding a few tokens.
+const MIN_COPIED_PREFIX: usize = 16;
 
-/// A request after rendering and tokenizing.
-pub(super) struct Prepared {
+/// A request waiting for a slot, rendered and tokenized.
+pub(super) struct Queued {
+    pub index: usize,
+    pub request: GenerationRequest,
     pub tokens: Vec<LlamaToken>,
-    /// Index into the prefix groups.
-    pub group: usize,
-}
-
-/// Consecutive requests whose prompts start with the same tokens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct PrefixGroup {
-    /// The request whose tokens hold the prefix.
-    pub first: usize,
-    /// Shared tokens (0 when the group has one member).
-    pub len: usize,
-}
-
-/// Groups consecutive token sequences by their common prefix. The prefix always leaves
-/// at least one token of each prompt to decode in its own sequence, since sampling
-/// needs the logits of the prompt's last token.
-pub(super) fn prefix_groups(prompts: &[Option<&[LlamaToken]>]) -> (Vec<PrefixGroup>, Vec<usize>) {
-    let mut groups: Vec<PrefixGroup> = Vec::new();
-    let mut members: Vec<usize> = Vec::new();
-    let mut group_of = vec![0; prompts.len()];
-    for (i, tokens) in prompts.iter().enumerate() {
-        let Some(tokens) = tokens else {
-            continue;
-        };
-        let group_count = groups.len();
-        let joined = groups.last_mut().and_then(|group| {
-            let first = prompts[group.first]?;
-            let limit = if *members.last()? == 1 {
-                first.len().saturating_sub(1)
-            } else {
-                group.len
-            };
-            let common = first
-                .iter()
-                .zip(tokens.iter())
-                .take_while(|(a, b)| a == b)
-                .count()
-                .min(limit)
-                .min(tokens.len().saturating_sub(1));
-            // Joining may shorten the shared prefix a little (cases whose variable text
-            // happens to start alike), but not a lot: the zero-shot and few-shot variants
-            // of a prompt share a system message, yet each has a much longer prefix of its own.
-            let shrinks_a_lot = limit == group.len && common * 4 < group.len * 3;
-            (common >= MIN_SHARED_PREFIX && !shrinks_a_lot).then(|| {
-                group.len = common;
-                group_count - 1
-            })
-        });
-        match joined {
-            Some(index) => {
-                group_of[i] = index;
-                if let Some(count) = members.last_mut() {
-                    *count += 1;
-                }
-            }
-            None => {
-                groups.push(PrefixGroup { first: i, len: 0 });
-                members.push(1);
-                group_of[i] = groups.len() - 1;
-            }
-        }
-    }
-    for (group, count) in groups.iter_mut().zip(&members) {
-        if *count < 2 {
-            group.len = 0;
-        }
-    }
-    (groups, group_of)
 }
 
 /// One request in flight.
-struct Slot {
-    seq: i32,
-    request: usize,
+struct Sequence {
+    slot: usize,
+    queued: Queued,
     sampler: LlamaSampler,
     grammar: Option<LlamaSampler>,
-    /// Tokens of this sequence already in the KV cache (its next position).
-    n_past: usize,
     /// Next prompt token to decode.
     prompt_next: usize,
     /// Sampled token waiting to be decoded.
     next_token: Option<LlamaToken>,
-    /// Generated tokens sent to the KV cache, in order (only when the cache is kept).
-    decoded: Vec<LlamaToken>,
-    /// Batch index of this slot's logits in the current step.
+    /// Batch index of this sequence's logits in the current step.
     logits_at: Option<i32>,
     output: String,
     pending: Vec<u8>,
     completion_tokens: u32,
-    decoded_prompt_tokens: usize,
+    /// Prompt tokens found in the cache (not decoded for this request).
+    reused_prompt_tokens: usize,
+    /// The slot was filled by a copy that llama.cpp performs at the next decode; until
+    /// then its cells are not what the pool says.
+    copy_pending: bool,
     started: Instant,
     prompt_done: Option<Instant>,
     first_token: Option<Instant>,
 }
 
-impl Slot {
-    /// A slot whose sequence already holds `n_past` tokens of its prompt.
-    fn new(
-        seq: i32,
-        request: usize,
-        sampler: LlamaSampler,
-        grammar: Option<LlamaSampler>,
-        n_past: usize,
-    ) -> Slot {
-        Slot {
-            seq,
-            request,
-            sampler,
-            grammar,
-            n_past,
-            prompt_next: n_past,
-            next_token: None,
-            decoded: Vec::new(),
-            logits_at: None,
-            output: String::new(),
-            pending: Vec::new(),
-            completion_tokens: 0,
-            decoded_prompt_tokens: 0,
-            started: Instant::now(),
-            prompt_done: None,
-            first_token: None,
-        }
-    }
+/// Where an admitted prompt's start comes from.
+enum Start {
+    /// The slot's own cache, cut to this many tokens.
+    Own(usize),
+    /// Another slot's cache, copied and cut to this many tokens.
+    Copy { from: usize, keep: usize },
 }
 
-pub(super) struct Scheduler<'a, 'm> {
+/// The two parts of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Prompts,
+    Tokens,
+}
+
+enum Plan {
+    Admit {
+        slot: usize,
+        start: Start,
+    },
+    /// A longer shared start is still being decoded by another sequence: wait a step.
+    Wait,
+    /// No free slot.
+    Full,
+}
+
+pub(super) struct Scheduler<'a, 'm, 'f> {
     pub engine: &'a LlamaEngine,
-    pub ctx: &'a mut LlamaContext<'m>,
-    pub requests: &'a [GenerationRequest],
-    pub prepared: Vec<Option<Prepared>>,
-    pub groups: Vec<PrefixGroup>,
-    pub parallel: usize,
+    pub pool: &'a mut Pool<'m>,
+    /// Requests waiting for a slot, in order.
+    pub queue: VecDeque<Queued>,
+    /// Where later requests come from; `None` for a fixed batch or once the feed closed.
+    pub feed: Option<&'a mut (dyn RequestFeed + 'f)>,
+    /// Requests taken so far: the next one's index.
+    pub taken: usize,
+    /// The most tokens a sequence may hold (the context window).
     pub context_size: usize,
-    /// A lone request whose sequence 0 stays in the cache afterwards, for the next one.
-    pub keep: bool,
-    /// Prompt tokens of the lone request already in sequence 0 (kept from the last one).
-    pub resume_from: usize,
 }
 
-impl Scheduler<'_, '_> {
-    fn prefix_seq(&self) -> i32 {
-        self.parallel as i32
-    }
+type Active = Vec<Option<Box<Sequence>>>;
 
-    /// Runs every prepared request to completion (or until the callback says stop).
-    /// Returns the tokens sequence 0 holds afterwards when it is kept (else none).
-    pub fn run(mut self, on_event: &mut dyn FnMut(GenerationEvent) -> Flow) -> Vec<LlamaToken> {
-        let mut in_cache = match self.prepared.first() {
-            Some(Some(prepared)) if self.keep => prepared.tokens[..self.resume_from].to_vec(),
-            _ => Vec::new(),
-        };
-        self.schedule(&mut in_cache, on_event);
-        in_cache
-    }
-
-    fn schedule(
-        &mut self,
-        in_cache: &mut Vec<LlamaToken>,
-        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
-    ) {
-        let mut batch = LlamaBatch::new(BATCH_SIZE as usize, self.parallel as i32 + 1);
-        let mut slots: Vec<Option<Slot>> = (0..self.parallel).map(|_| None).collect();
-        let runnable: Vec<usize> = (0..self.requests.len())
-            .filter(|i| self.prepared[*i].is_some())
-            .collect();
-        let mut queue = runnable.into_iter();
-        let mut loaded_prefix: Option<usize> = None;
-        let mut stopping = false;
-
+impl Scheduler<'_, '_, '_> {
+    /// Runs until every request is done and the feed (if any) has closed, or the callback
+    /// says stop (every sequence in flight then finishes as cancelled).
+    pub fn run(mut self, on_event: &mut dyn FnMut(GenerationEvent) -> Flow) {
+        let mut batch = LlamaBatch::new(BATCH_SIZE as usize, 1);
+        let mut active: Active = (0..self.pool.slots()).map(|_| None).collect();
         loop {
-            // Admit queued requests into free slots.
-            if !stopping {
-                for (seq, entry) in slots.iter_mut().enumerate() {
-                    if entry.is_some() {
-                        continue;
-                    }
-                    let Some(request) = queue.next() else { break };
-                    if on_event(GenerationEvent::Started(request)) == Flow::Stop {
-                        // Every started request gets a Finished event, even one cancelled
-                        // before its first token.
-                        let _ = on_event(GenerationEvent::Finished(request, Ok(cancelled())));
-                        stopping = true;
-                        break;
-                    }
-                    match self.admit(request, seq, &mut batch, &mut loaded_prefix) {
-                        Ok(slot) => *entry = Some(slot),
-                        Err(err) => {
-                            if on_event(GenerationEvent::Finished(request, Err(err))) == Flow::Stop
-                            {
-                                stopping = true;
-                                break;
-                            }
-                        }
-                    }
-                }
+            let idle = self.queue.is_empty() && active.iter().all(Option::is_none);
+            if self.intake(idle, on_event) == Flow::Stop
+                || self.admit_waiting(&mut active, on_event) == Flow::Stop
+            {
+                return self.cancel_all(&mut active, on_event);
             }
-            if stopping {
-                self.cancel_all(&mut slots, in_cache, on_event);
-                return;
-            }
-            if slots.iter().all(Option::is_none) {
-                return;
-            }
-
-            // One batch: generating sequences first (one token each), then prompt tokens.
-            batch.clear();
-            let mut budget = BATCH_SIZE as usize;
-            let mut add_failed = None;
-            let keep = self.keep;
-            for slot in slots.iter_mut().flatten() {
-                slot.logits_at = None;
-                if let Some(token) = slot.next_token.take() {
-                    if let Err(e) = batch.add(token, slot.n_past as i32, &[slot.seq], true) {
-                        add_failed = Some(e.to_string());
-                    }
-                    if keep {
-                        slot.decoded.push(token);
-                    }
-                    slot.logits_at = Some(batch.n_tokens() - 1);
-                    slot.n_past += 1;
-                    budget -= 1;
-                }
-            }
-            for slot in slots.iter_mut().flatten() {
-                let tokens = &self.prepared[slot.request].as_ref().map(|p| &p.tokens);
-                let Some(tokens) = tokens else { continue };
-                if slot.prompt_next >= tokens.len() || budget == 0 {
-                    continue;
-                }
-                let take = (tokens.len() - slot.prompt_next).min(budget);
-                for (j, token) in tokens[slot.prompt_next..slot.prompt_next + take]
-                    .iter()
-                    .enumerate()
-                {
-                    let last = slot.prompt_next + j + 1 == tokens.len();
-                    if let Err(e) = batch.add(*token, (slot.n_past + j) as i32, &[slot.seq], last) {
-                        add_failed = Some(e.to_string());
-                    }
-                    if last {
-                        slot.logits_at = Some(batch.n_tokens() - 1);
-                    }
-                }
-                slot.prompt_next += take;
-                slot.n_past += take;
-                slot.decoded_prompt_tokens += take;
-                budget -= take;
-            }
-            let decoded = match add_failed {
-                Some(message) => Err(message),
-                None => self.ctx.decode(&mut batch).map_err(|e| e.to_string()),
-            };
-            if let Err(message) = decoded {
-                // The step is lost for every sequence in it; fail them and go on with the rest.
-                in_cache.clear();
-                for entry in slots.iter_mut() {
-                    if let Some(slot) = entry.take() {
-                        self.release(slot.seq);
-                        let err =
-                            EngineError::Generation(format!("llama.cpp decode failed: {message}"));
-                        if on_event(GenerationEvent::Finished(slot.request, Err(err))) == Flow::Stop
-                        {
-                            stopping = true;
-                        }
-                    }
-                }
-                if stopping {
+            if active.iter().all(Option::is_none) {
+                if self.queue.is_empty() && self.feed.is_none() {
                     return;
                 }
                 continue;
             }
+            if self.step(&mut batch, &mut active, on_event) == Flow::Stop {
+                return self.cancel_all(&mut active, on_event);
+            }
+        }
+    }
 
-            let now = Instant::now();
-            for entry in slots.iter_mut() {
-                let Some(slot) = entry.as_mut() else {
-                    continue;
-                };
-                let Some(index) = slot.logits_at else {
-                    continue;
-                };
-                slot.prompt_done.get_or_insert(now);
-                let (finish, flow) = self.sample(slot, index, on_event);
-                if flow == Flow::Stop {
-                    stopping = true;
+    /// Takes what the feed has waiting; when there is nothing else to do, waits for it.
+    fn intake(&mut self, idle: bool, on_event: &mut dyn FnMut(GenerationEvent) -> Flow) -> Flow {
+        let mut wait = idle;
+        loop {
+            let Some(feed) = self.feed.as_mut() else {
+                return Flow::Continue;
+            };
+            let Some(request) = feed.next_request(wait) else {
+                if wait {
+                    self.feed = None;
                 }
-                if let Some(finish) = finish.or(stopping.then_some(FinishReason::Cancelled))
-                    && let Some(slot) = entry.take()
-                    && self.finish(slot, finish, in_cache, on_event) == Flow::Stop
-                {
-                    stopping = true;
+                return Flow::Continue;
+            };
+            wait = false;
+            let index = self.taken;
+            self.taken += 1;
+            match self.engine.prepare(&request) {
+                Ok(tokens) => self.queue.push_back(Queued {
+                    index,
+                    request,
+                    tokens,
+                }),
+                Err(err) => {
+                    if on_event(GenerationEvent::Finished(index, Err(err))) == Flow::Stop {
+                        return Flow::Stop;
+                    }
                 }
             }
         }
     }
 
-    fn admit(
-        &mut self,
-        request: usize,
-        seq: usize,
-        batch: &mut LlamaBatch<'_>,
-        loaded_prefix: &mut Option<usize>,
-    ) -> Result<Slot, EngineError> {
-        let (sampler, grammar) = self.engine.sampler(&self.requests[request])?;
-        let seq = seq as i32;
-        if self.keep && self.resume_from > 0 {
-            // Sequence 0 already holds this prompt's start.
-            return Ok(Slot::new(seq, request, sampler, grammar, self.resume_from));
-        }
-        self.release(seq);
-        let group_index = self.prepared[request]
-            .as_ref()
-            .map(|p| p.group)
-            .unwrap_or(0);
-        let prefix_len = self.groups.get(group_index).map(|g| g.len).unwrap_or(0);
-        let mut n_past = 0;
-        if prefix_len > 0 {
-            if *loaded_prefix != Some(group_index) {
-                self.load_prefix(group_index, batch)?;
-                *loaded_prefix = Some(group_index);
-            }
-            self.ctx
-                .kv_cache_seq_cp(self.prefix_seq(), seq, Some(0), Some(prefix_len as u32))
-                .map_err(|e| {
-                    EngineError::Generation(format!("cannot share the prompt prefix: {e}"))
-                })?;
-            n_past = prefix_len;
-        }
-        Ok(Slot::new(seq, request, sampler, grammar, n_past))
+    fn abandoned(&self, index: usize) -> bool {
+        self.feed.as_ref().is_some_and(|feed| feed.abandoned(index))
     }
 
-    /// Decodes a group's shared prefix into the prefix sequence, replacing the previous one
-    /// (slots that shared it keep their cells: they are tagged with their own ids too).
-    fn load_prefix(
+    /// Admits queued requests into free slots, in order.
+    fn admit_waiting(
         &mut self,
-        group_index: usize,
-        batch: &mut LlamaBatch<'_>,
-    ) -> Result<(), EngineError> {
-        let group = self.groups[group_index].clone();
-        let prefix_seq = self.prefix_seq();
-        self.release(prefix_seq);
-        let Some(Some(first)) = self.prepared.get(group.first) else {
-            return Err(EngineError::Generation(
-                "prefix group without a prompt".into(),
-            ));
+        active: &mut Active,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) -> Flow {
+        while let Some(front) = self.queue.front() {
+            if self.abandoned(front.index) {
+                let index = front.index;
+                self.queue.pop_front();
+                if on_event(GenerationEvent::Finished(index, Ok(cancelled()))) == Flow::Stop {
+                    return Flow::Stop;
+                }
+                continue;
+            }
+            let (slot, start) = match self.plan(&front.tokens, active) {
+                Plan::Admit { slot, start } => (slot, start),
+                Plan::Wait | Plan::Full => return Flow::Continue,
+            };
+            let Some(queued) = self.queue.pop_front() else {
+                break;
+            };
+            let index = queued.index;
+            if on_event(GenerationEvent::Started(index)) == Flow::Stop {
+                // Every started request gets a Finished event, even one cancelled
+                // before its first token.
+                let _ = on_event(GenerationEvent::Finished(index, Ok(cancelled())));
+                return Flow::Stop;
+            }
+            let (sampler, grammar) = match self.engine.sampler(&queued.request) {
+                Ok(samplers) => samplers,
+                Err(err) => {
+                    if on_event(GenerationEvent::Finished(index, Err(err))) == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                    continue;
+                }
+            };
+            let (reused, copy_pending) = match start {
+                Start::Own(keep) => (self.pool.truncate(slot, keep), false),
+                Start::Copy { from, keep } => match self.pool.share(from, slot, keep) {
+                    Ok(kept) => (kept, true),
+                    Err(err) => {
+                        self.pool.clear(slot);
+                        if on_event(GenerationEvent::Finished(index, Err(err))) == Flow::Stop {
+                            return Flow::Stop;
+                        }
+                        continue;
+                    }
+                },
+            };
+            active[slot] = Some(Box::new(Sequence {
+                slot,
+                queued,
+                sampler,
+                grammar,
+                prompt_next: reused,
+                next_token: None,
+                logits_at: None,
+                output: String::new(),
+                pending: Vec::new(),
+                completion_tokens: 0,
+                reused_prompt_tokens: reused,
+                copy_pending,
+                started: Instant::now(),
+                prompt_done: None,
+                first_token: None,
+            }));
+        }
+        Flow::Continue
+    }
+
+    /// Chooses a free slot for a prompt, and where its start comes from.
+    fn plan(&self, tokens: &[LlamaToken], active: &Active) -> Plan {
+        // The prompt's last token is always decoded: sampling needs its logits.
+        let limit = tokens.len().saturating_sub(1);
+        let reusable = |slot: usize| {
+            if self.pool.whole(slot) {
+                common_start(&self.pool.held[slot], tokens).min(limit)
+            } else {
+                0
+            }
         };
-        let tokens = first.tokens[..group.len].to_vec();
-        for (chunk_index, chunk) in tokens.chunks(BATCH_SIZE as usize).enumerate() {
-            batch.clear();
-            for (j, token) in chunk.iter().enumerate() {
-                let pos = chunk_index * BATCH_SIZE as usize + j;
-                batch
-                    .add(*token, pos as i32, &[prefix_seq], false)
-                    .map_err(|e| EngineError::Generation(e.to_string()))?;
+        // The free slot that already holds the most of this prompt; the lowest on a tie,
+        // so that busy slots stay together (llama.cpp splits a batch at gaps in them).
+        let Some((slot, own)) = (0..active.len())
+            .filter(|&slot| active[slot].is_none())
+            .map(|slot| (slot, reusable(slot)))
+            .max_by_key(|&(slot, shared)| (shared, std::cmp::Reverse(slot)))
+        else {
+            return Plan::Full;
+        };
+        let mut copy: Option<(usize, usize)> = None;
+        let mut coming = 0;
+        for sequence in active.iter().flatten() {
+            let shared = reusable(sequence.slot);
+            if copy.is_none_or(|(_, best)| shared > best) {
+                copy = Some((sequence.slot, shared));
             }
-            self.ctx
-                .decode(batch)
-                .map_err(|e| EngineError::Generation(format!("llama.cpp decode failed: {e}")))?;
+            if sequence.prompt_next < sequence.queued.tokens.len() {
+                coming = coming.max(common_start(&sequence.queued.tokens, tokens).min(limit));
+            }
         }
-        Ok(())
+        let best_now = own.max(copy.map_or(0, |(_, shared)| shared));
+        if coming >= best_now + MIN_COPIED_PREFIX {
+            return Plan::Wait;
+        }
+        match copy {
+            Some((from, keep)) if keep >= own + MIN_COPIED_PREFIX => Plan::Admit {
+                slot,
+                start: Start::Copy { from, keep },
+            },
+            _ => Plan::Admit {
+                slot,
+                start: Start::Own(own),
+            },
+        }
     }
 
-    /// Samples the slot's next token and applies the stopping rules.
+    /// One step: the prompts waiting to be read, then the next token of every generating
+    /// sequence. A sequence whose prompt ends in the first part samples its first token
+    /// there and joins the second, so the token batch has no gaps: llama.cpp splits a
+    /// batch into one computation per run of consecutive sequences, and a sequence
+    /// sitting out would split it in two.
+    fn step(
+        &mut self,
+        batch: &mut LlamaBatch<'_>,
+        active: &mut Active,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) -> Flow {
+        let reading = active
+            .iter()
+            .flatten()
+            .any(|s| s.prompt_next < s.queued.tokens.len());
+        if reading && self.decode(batch, active, Part::Prompts, on_event) == Flow::Stop {
+            return Flow::Stop;
+        }
+        if active.iter().flatten().any(|s| s.next_token.is_some()) {
+            return self.decode(batch, active, Part::Tokens, on_event);
+        }
+        Flow::Continue
+    }
+
+    /// Decodes one part of a step and samples every sequence that has logits in it.
+    fn decode(
+        &mut self,
+        batch: &mut LlamaBatch<'_>,
+        active: &mut Active,
+        part: Part,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) -> Flow {
+        batch.clear();
+        let mut budget = BATCH_SIZE as usize;
+        let mut add_failed = None;
+        for sequence in active.iter_mut().flatten() {
+            sequence.logits_at = None;
+            let held = &mut self.pool.held[sequence.slot];
+            match part {
+                Part::Tokens => {
+                    let Some(token) = sequence.next_token.take() else {
+                        continue;
+                    };
+                    if let Err(e) =
+                        batch.add(token, held.len() as i32, &[sequence.slot as i32], true)
+                    {
+                        add_failed = Some(e.to_string());
+                    }
+                    held.push(token);
+                    sequence.logits_at = Some(batch.n_tokens() - 1);
+                }
+                Part::Prompts => {
+                    let tokens = &sequence.queued.tokens;
+                    if sequence.prompt_next >= tokens.len() || budget == 0 {
+                        continue;
+                    }
+                    let take = (tokens.len() - sequence.prompt_next).min(budget);
+                    for &token in &tokens[sequence.prompt_next..sequence.prompt_next + take] {
+                        sequence.prompt_next += 1;
+                        let last = sequence.prompt_next == tokens.len();
+                        if let Err(e) =
+                            batch.add(token, held.len() as i32, &[sequence.slot as i32], last)
+                        {
+                            add_failed = Some(e.to_string());
+                        }
+                        held.push(token);
+                        if last {
+                            sequence.logits_at = Some(batch.n_tokens() - 1);
+                        }
+                    }
+                    budget -= take;
+                }
+            }
+        }
+        let started = Instant::now();
+        let decoded = match add_failed {
+            Some(message) => Err(message),
+            None => self.pool.ctx.decode(batch).map_err(|e| e.to_string()),
+        };
+        tracing::debug!(
+            target: "promptlab::batch",
+            part = ?part,
+            tokens = batch.n_tokens(),
+            sequences = active.iter().flatten().count(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "decoded"
+        );
+        if let Err(message) = decoded {
+            // The step is lost for every sequence in it.
+            let mut flow = Flow::Continue;
+            for entry in active.iter_mut() {
+                if let Some(sequence) = entry.take() {
+                    self.pool.clear(sequence.slot);
+                    let err =
+                        EngineError::Generation(format!("llama.cpp decode failed: {message}"));
+                    if on_event(GenerationEvent::Finished(sequence.queued.index, Err(err)))
+                        == Flow::Stop
+                    {
+                        flow = Flow::Stop;
+                    }
+                }
+            }
+            return flow;
+        }
+
+        let now = Instant::now();
+        let mut flow = Flow::Continue;
+        for entry in active.iter_mut() {
+            let Some(sequence) = entry.as_mut() else {
+                continue;
+            };
+            sequence.copy_pending = false;
+            let finish = match sequence.logits_at.take() {
+                Some(index) => {
+                    sequence.prompt_done.get_or_insert(now);
+                    let (finish, said) = self.sample(sequence, index, on_event);
+                    if said == Flow::Stop {
+                        flow = Flow::Stop;
+                    }
+                    finish
+                }
+                None => None,
+            };
+            let finish = finish.or_else(|| {
+                (part == Part::Tokens && self.abandoned(sequence.queued.index))
+                    .then_some(FinishReason::Cancelled)
+            });
+            if let Some(finish) = finish
+                && let Some(sequence) = entry.take()
+                && self.finish(*sequence, finish, on_event) == Flow::Stop
+            {
+                flow = Flow::Stop;
+            }
+        }
+        flow
+    }
+
+    /// Samples the sequence's next token and applies the stopping rules.
     fn sample(
         &mut self,
-        slot: &mut Slot,
+        sequence: &mut Sequence,
         index: i32,
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) -> (Option<FinishReason>, Flow) {
-        let request = &self.requests[slot.request];
         let vocab = self.engine.model().vocab();
-        let token = pick_token(self.ctx, slot, index, vocab.eos());
-        slot.first_token.get_or_insert_with(Instant::now);
+        let token = pick_token(&self.pool.ctx, sequence, index, vocab.eos());
+        let request = &sequence.queued.request;
+        sequence.first_token.get_or_insert_with(Instant::now);
         if vocab.is_eog(token) && !request.params.ignore_eos {
             return (Some(FinishReason::EndOfText), Flow::Continue);
         }
-        slot.completion_tokens += 1;
+        sequence.completion_tokens += 1;
         // A raw grammar matches special tokens (`<tool_call>`) by their text, so the
         // text returned must show them too, or the caller could not tell what matched.
         let special = request.grammar.is_some();
-        slot.pending
+        sequence
+            .pending
             .extend(vocab.token_to_piece(token, special, None));
-        let piece = take_utf8(&mut slot.pending);
+        let piece = take_utf8(&mut sequence.pending);
         let longest_stop = request
             .params
             .stop
@@ -416,95 +448,88 @@ impl Scheduler<'_, '_> {
             .map(String::len)
             .max()
             .unwrap_or(0);
-        let searched_from =
-            floor_char(&slot.output, slot.output.len().saturating_sub(longest_stop));
-        slot.output.push_str(&piece);
-        if let Some(cut) = cut_at_stop(&slot.output[searched_from..], &request.params.stop) {
-            slot.output.truncate(searched_from + cut);
-            slot.pending.clear();
+        let searched_from = floor_char(
+            &sequence.output,
+            sequence.output.len().saturating_sub(longest_stop),
+        );
+        sequence.output.push_str(&piece);
+        if let Some(cut) = cut_at_stop(&sequence.output[searched_from..], &request.params.stop) {
+            sequence.output.truncate(searched_from + cut);
+            sequence.pending.clear();
             return (Some(FinishReason::StopSequence), Flow::Continue);
         }
         let flow = if piece.is_empty() {
             Flow::Continue
         } else {
-            on_event(GenerationEvent::Token(slot.request, piece))
+            on_event(GenerationEvent::Token(sequence.queued.index, piece))
         };
         if flow == Flow::Stop {
             return (Some(FinishReason::Cancelled), flow);
         }
-        if slot.completion_tokens >= request.params.max_tokens
-            || slot.n_past + 1 >= self.context_size
+        let window = self.context_size.min(self.pool.cells_per_slot as usize);
+        if sequence.completion_tokens >= request.params.max_tokens
+            || self.pool.held[sequence.slot].len() + 1 >= window
         {
             return (Some(FinishReason::Length), flow);
         }
-        slot.next_token = Some(token);
+        sequence.next_token = Some(token);
         (None, flow)
     }
 
+    /// Reports a finished sequence. Its slot keeps what it holds (the prompt as far as
+    /// it was read and the generated tokens decoded) for a later prompt that starts alike.
     fn finish(
         &mut self,
-        mut slot: Slot,
+        mut sequence: Sequence,
         finish: FinishReason,
-        in_cache: &mut Vec<LlamaToken>,
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) -> Flow {
-        if self.keep && slot.seq == 0 {
-            // What the sequence holds: the prompt as far as it was read, then the
-            // generated tokens that were decoded (the last one sampled never is).
-            *in_cache = self.prepared[slot.request]
-                .as_ref()
-                .map(|p| p.tokens.clone())
-                .unwrap_or_default();
-            in_cache.extend(&slot.decoded);
-            in_cache.truncate(slot.n_past);
-        } else {
-            self.release(slot.seq);
+        if sequence.copy_pending {
+            self.pool.clear(sequence.slot);
         }
         if finish != FinishReason::StopSequence {
-            let rest = String::from_utf8_lossy(&slot.pending).into_owned();
-            slot.output.push_str(&rest);
+            let rest = String::from_utf8_lossy(&sequence.pending).into_owned();
+            sequence.output.push_str(&rest);
         }
         let end = Instant::now();
-        let prompt_done = slot.prompt_done.unwrap_or(end);
+        let prompt_done = sequence.prompt_done.unwrap_or(end);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-        let prompt_secs = (prompt_done - slot.started).as_secs_f64();
+        let prompt_secs = (prompt_done - sequence.started).as_secs_f64();
         let gen_secs = (end - prompt_done).as_secs_f64();
-        let prompt_tokens = self.prepared[slot.request]
-            .as_ref()
-            .map(|p| p.tokens.len())
-            .unwrap_or(0);
+        let prompt_tokens = sequence.queued.tokens.len();
+        let decoded_prompt_tokens = sequence
+            .prompt_next
+            .saturating_sub(sequence.reused_prompt_tokens);
         let generation = Generation {
-            text: slot.output,
+            text: sequence.output,
             finish,
             prompt_tokens: prompt_tokens as u32,
-            completion_tokens: slot.completion_tokens,
-            ttft_ms: ms(slot.first_token.unwrap_or(end) - slot.started),
-            total_ms: ms(end - slot.started),
-            prompt_tokens_per_s: (prompt_secs > 0.0 && slot.decoded_prompt_tokens > 0)
-                .then(|| slot.decoded_prompt_tokens as f64 / prompt_secs),
-            tokens_per_s: (gen_secs > 0.0 && slot.completion_tokens > 0)
-                .then(|| slot.completion_tokens as f64 / gen_secs),
-            cached_prompt_tokens: prompt_tokens.saturating_sub(slot.decoded_prompt_tokens) as u32,
+            completion_tokens: sequence.completion_tokens,
+            ttft_ms: ms(sequence.first_token.unwrap_or(end) - sequence.started),
+            total_ms: ms(end - sequence.started),
+            prompt_tokens_per_s: (prompt_secs > 0.0 && decoded_prompt_tokens > 0)
+                .then(|| decoded_prompt_tokens as f64 / prompt_secs),
+            tokens_per_s: (gen_secs > 0.0 && sequence.completion_tokens > 0)
+                .then(|| sequence.completion_tokens as f64 / gen_secs),
+            cached_prompt_tokens: sequence.reused_prompt_tokens as u32,
         };
-        on_event(GenerationEvent::Finished(slot.request, Ok(generation)))
+        on_event(GenerationEvent::Finished(
+            sequence.queued.index,
+            Ok(generation),
+        ))
     }
 
+    /// Every sequence in flight finishes as cancelled; queued requests are not reported.
     fn cancel_all(
         &mut self,
-        slots: &mut [Option<Slot>],
-        in_cache: &mut Vec<LlamaToken>,
+        active: &mut Active,
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) {
-        for slot in slots.iter_mut() {
-            if let Some(slot) = slot.take() {
-                let _ = self.finish(slot, FinishReason::Cancelled, in_cache, on_event);
+        for entry in active.iter_mut() {
+            if let Some(sequence) = entry.take() {
+                let _ = self.finish(*sequence, FinishReason::Cancelled, on_event);
             }
         }
-    }
-
-    /// Frees a sequence's KV cells (shared prefix cells stay for their other owners).
-    fn release(&mut self, seq: i32) {
-        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
     }
 }
 
@@ -515,13 +540,18 @@ fn cancelled() -> Generation {
 /// The chain's choice, constrained by the grammar when there is one. As in llama.cpp's
 /// common sampler, the grammar first only checks the chosen token; the full-vocabulary
 /// mask runs only when that token is not allowed.
-fn pick_token(ctx: &LlamaContext<'_>, slot: &mut Slot, index: i32, eos: LlamaToken) -> LlamaToken {
-    let Some(grammar) = slot.grammar.as_mut() else {
+fn pick_token(
+    ctx: &llama_cpp_2::context::LlamaContext<'_>,
+    sequence: &mut Sequence,
+    index: i32,
+    eos: LlamaToken,
+) -> LlamaToken {
+    let Some(grammar) = sequence.grammar.as_mut() else {
         // sample() applies the chain and accepts the token into it.
-        return slot.sampler.sample(ctx, index);
+        return sequence.sampler.sample(ctx, index);
     };
     let mut candidates = ctx.token_data_array_ith(index);
-    candidates.apply_sampler(&mut slot.sampler);
+    candidates.apply_sampler(&mut sequence.sampler);
     let chosen = candidates.selected_token();
     let allowed = chosen.is_some_and(|token| {
         let mut single =
@@ -534,78 +564,12 @@ fn pick_token(ctx: &LlamaContext<'_>, slot: &mut Slot, index: i32, eos: LlamaTok
         _ => {
             let mut candidates = ctx.token_data_array_ith(index);
             candidates.apply_sampler(grammar);
-            candidates.apply_sampler(&mut slot.sampler);
+            candidates.apply_sampler(&mut sequence.sampler);
             // A grammar always allows some token; end of text is the safe fallback.
             candidates.selected_token().unwrap_or(eos)
         }
     };
     grammar.accept(token);
-    slot.sampler.accept(token);
+    sequence.sampler.accept(token);
     token
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn toks(ids: &[i32]) -> Vec<LlamaToken> {
-        ids.iter().map(|i| LlamaToken(*i)).collect()
-    }
-
-    #[test]
-    fn consecutive_prompts_with_a_long_common_start_share_it() {
-        let base: Vec<i32> = (0..40).collect();
-        let a = toks(&[base.clone(), vec![100, 101]].concat());
-        let b = toks(&[base.clone(), vec![200]].concat());
-        let c = toks(&[base[..35].to_vec(), vec![300, 301]].concat());
-        let other = toks(&(500..530).collect::<Vec<_>>());
-        let prompts = [
-            Some(&a[..]),
-            Some(&b[..]),
-            Some(&c[..]),
-            None,
-            Some(&other[..]),
-        ];
-        let (groups, group_of) = prefix_groups(&prompts);
-        assert_eq!(
-            groups,
-            vec![
-                PrefixGroup { first: 0, len: 35 },
-                PrefixGroup { first: 4, len: 0 }
-            ]
-        );
-        assert_eq!(group_of, vec![0, 0, 0, 0, 1]);
-    }
-
-    #[test]
-    fn a_much_shorter_common_prefix_starts_a_new_group() {
-        let system: Vec<i32> = (0..20).collect();
-        let few_shot =
-            |tail: i32| toks(&[system.clone(), (100..160).collect(), vec![tail, 1]].concat());
-        let zero_shot = |tail: i32| toks(&[system.clone(), vec![tail, 1]].concat());
-        let prompts = [
-            few_shot(7),
-            few_shot(8),
-            few_shot(9),
-            zero_shot(7),
-            zero_shot(8),
-        ];
-        let views: Vec<Option<&[LlamaToken]>> = prompts.iter().map(|p| Some(&p[..])).collect();
-        let (groups, group_of) = prefix_groups(&views);
-        assert_eq!(
-            groups,
-            vec![
-                PrefixGroup { first: 0, len: 80 },
-                PrefixGroup { first: 3, len: 20 }
-            ]
-        );
-        assert_eq!(group_of, vec![0, 0, 0, 1, 1]);
-    }
-
-    #[test]
-    fn a_prompt_never_shares_its_last_token() {
-        let a = toks(&(0..30).collect::<Vec<_>>());
-        let (groups, _) = prefix_groups(&[Some(&a[..]), Some(&a[..])]);
-        assert_eq!(groups[0].len, 29);
-    }
 }

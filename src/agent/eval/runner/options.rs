@@ -39,6 +39,20 @@ pub struct AgentEvalOptions {
     pub seed_offset: u32,
     /// Optional number arguments only take numbers written in the question.
     pub ground_numbers: bool,
+    /// Questions asked together on a local model, their replies decoded in one batch
+    /// (default 8; 1 asks them one after another). The traces are the same either way.
+    pub parallel: Option<u32>,
+}
+
+impl AgentEvalOptions {
+    /// Questions to ask together when `waiting` are left to ask.
+    pub fn parallel_questions(&self, waiting: usize) -> usize {
+        let parallel = self
+            .parallel
+            .unwrap_or(crate::engine::llama::DEFAULT_PARALLEL)
+            .max(1) as usize;
+        parallel.min(waiting).max(1)
+    }
 }
 
 impl Default for AgentEvalOptions {
@@ -61,6 +75,7 @@ impl Default for AgentEvalOptions {
             seed: None,
             seed_offset: 0,
             ground_numbers: true,
+            parallel: None,
         }
     }
 }
