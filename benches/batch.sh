@@ -9,8 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
 source scripts/llama-build-guard.sh
-cargo build --release --locked --quiet
-bin="$CARGO_TARGET_DIR/release/promptlab"
+# PROMPTLAB_BIN=path measures that binary as it is (a test build, say) instead.
+if [ -n "${PROMPTLAB_BIN:-}" ]; then
+  bin="$PROMPTLAB_BIN"
+else
+  cargo build --release --locked --quiet
+  bin="$CARGO_TARGET_DIR/release/promptlab"
+fi
 
 work="$(mktemp -d)"
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT

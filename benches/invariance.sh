@@ -10,13 +10,16 @@
 #   capitals    (completion on the base model)  gemma3-270m
 # Prints one line per run: seconds, speed-up over --parallel 1, cells identical to it.
 # Usage: bash benches/invariance.sh [SET ...]   (after scripts/fetch-models.sh)
-#   PROFILE=debug uses the test build (dependencies optimised) instead of a release build.
+#   PROFILE=debug uses the test build (dependencies optimised) instead of a release build;
+#   PROMPTLAB_BIN=path uses that binary as it is.
 #   PARALLEL="1 8" limits the --parallel values; THREADS=2 sets the threads (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
 source scripts/llama-build-guard.sh
-if [ "${PROFILE:-release}" = debug ]; then
+if [ -n "${PROMPTLAB_BIN:-}" ]; then
+  bin="$PROMPTLAB_BIN"
+elif [ "${PROFILE:-release}" = debug ]; then
   cargo build --locked --quiet
   bin="$CARGO_TARGET_DIR/debug/promptlab"
 else

@@ -11,17 +11,25 @@
 #   python3 -m venv ~/.cache/promptlab/bench-venv
 #   CMAKE_ARGS="-DGGML_NATIVE=OFF" ~/.cache/promptlab/bench-venv/bin/pip install 'llama-cpp-python[server]'
 # Usage: bash benches/remote.sh   (after scripts/fetch-models.sh)
-#   PROFILE=debug uses the test build (dependencies optimised) instead of a release build.
+#   PROFILE=debug uses the test build (dependencies optimised) instead of a release build;
+#   PROMPTLAB_BIN=path uses that binary as it is; NO_REFERENCE=1 leaves out llama-cpp-python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
 source scripts/llama-build-guard.sh
 venv="${PROMPTLAB_BENCH_VENV:-$HOME/.cache/promptlab/bench-venv}"
-"$venv/bin/python" -c "import llama_cpp.server" 2>/dev/null || {
-  echo "llama-cpp-python's server is not installed in $venv (see the comment at the top)" >&2
-  exit 2
-}
-if [ "${PROFILE:-release}" = debug ]; then
+python="$venv/bin/python"
+if [ -n "${NO_REFERENCE:-}" ]; then
+  python=python3
+else
+  "$python" -c "import llama_cpp.server" 2>/dev/null || {
+    echo "llama-cpp-python's server is not installed in $venv (see the comment at the top; NO_REFERENCE=1 skips it)" >&2
+    exit 2
+  }
+fi
+if [ -n "${PROMPTLAB_BIN:-}" ]; then
+  bin="$PROMPTLAB_BIN"
+elif [ "${PROFILE:-release}" = debug ]; then
   cargo build --locked --quiet
   bin="$CARGO_TARGET_DIR/debug/promptlab"
 else
@@ -109,14 +117,18 @@ run serve-1 via-serve-1
 run serve-8 via-serve
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 
-"$venv/bin/python" -m llama_cpp.server --model "$model" --model_alias smollm2 \
-  --n_threads 2 --n_threads_batch 2 --n_ctx 2048 --host 127.0.0.1 --port "$lcp_port" > lcp.log 2>&1 &
-server_pid=$!
-wait_for "$lcp_port"
-run llama-cpp-python-1 via-llama-cpp-python
-kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+version=none
+if [ -z "${NO_REFERENCE:-}" ]; then
+  "$python" -m llama_cpp.server --model "$model" --model_alias smollm2 \
+    --n_threads 2 --n_threads_batch 2 --n_ctx 2048 --host 127.0.0.1 --port "$lcp_port" > lcp.log 2>&1 &
+  server_pid=$!
+  wait_for "$lcp_port"
+  run llama-cpp-python-1 via-llama-cpp-python
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+  version="$("$python" -c 'import llama_cpp; print(llama_cpp.__version__)')"
+fi
 
-"$venv/bin/python" - "$("$venv/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')" <<'PY'
+"$python" - "$version" <<'PY'
 import json, sys
 rows = [line.split() for line in open("results.txt")]
 def cells(label):

@@ -243,6 +243,7 @@ impl Prompt {
         };
         let mut names: Vec<String> = sources
             .into_iter()
+            .filter(|source| template::compilable(source).is_ok())
             .filter_map(|source| env.template_from_str(source).ok())
             .flat_map(|t| t.undeclared_variables(false))
             .collect();

@@ -76,6 +76,39 @@ pub struct RunPlan {
     pub judging: judge::JudgePlan,
 }
 
+impl RunPlan {
+    /// Models whose outputs can depend on how the run was scheduled: remote models sent
+    /// several requests at once, since most servers decode concurrent requests in one batch
+    /// whose arithmetic changes with its make-up (llama-server with several slots does).
+    /// promptlab's own engines give the same output at any `--parallel`.
+    pub fn schedule_dependent_models(&self) -> Vec<&str> {
+        self.models
+            .iter()
+            .filter(|model| {
+                model
+                    .entry
+                    .as_ref()
+                    .and_then(|entry| entry.openai.as_ref())
+                    .is_some_and(|remote| {
+                        let in_flight: usize = remote
+                            .endpoints
+                            .iter()
+                            .map(|endpoint| match endpoint {
+                                crate::engine::openai::EndpointSpec::Detailed {
+                                    concurrency: Some(n),
+                                    ..
+                                } => *n,
+                                _ => remote.concurrency,
+                            })
+                            .sum();
+                        in_flight > 1
+                    })
+            })
+            .map(|model| model.name.as_str())
+            .collect()
+    }
+}
+
 /// The outcome of one cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {

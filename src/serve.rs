@@ -7,9 +7,11 @@
 //! model share its decode steps (up to `parallel` at once): one that arrives while others
 //! generate joins them at the next step, and its reply is the same as if it were alone.
 
+mod listen;
 mod queue;
 mod tools;
 
+pub use listen::{ConnectionLimits, serve_connections};
 use queue::ModelQueue;
 
 use std::collections::HashMap;
@@ -64,6 +66,11 @@ pub fn router(config: ServeConfig) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost, so a request without the key is refused before its body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_key,
+        ))
         .with_state(state)
 }
 
@@ -89,6 +96,17 @@ fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> 
         status,
         kind,
         message: message.into(),
+    }
+}
+
+async fn require_key(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorized(&state, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(denied) => denied.into_response(),
     }
 }
 
@@ -124,10 +142,7 @@ fn chat_models(catalog: &ModelCatalog) -> Vec<String> {
         .collect()
 }
 
-async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorized(&state, &headers) {
-        return denied.into_response();
-    }
+async fn models(State(state): State<Arc<AppState>>) -> Response {
     let data: Vec<Value> = chat_models(&state.config.catalog)
         .into_iter()
         .map(|id| json!({"id": id, "object": "model", "owned_by": "promptlab"}))
@@ -356,12 +371,8 @@ fn finish_reason(finish: FinishReason) -> &'static str {
 
 async fn chat(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Response {
-    if let Err(denied) = authorized(&state, &headers) {
-        return denied.into_response();
-    }
     let Json(request) = match body {
         Ok(body) => body,
         Err(rejection) => {

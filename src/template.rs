@@ -204,18 +204,35 @@ fn undefined_name(err: &Error) -> Option<String> {
     (!text.is_empty() && text.len() < 80).then(|| text.to_string())
 }
 
+/// The longest template line accepted. minijinja counts columns in 16 bits, and its
+/// error for a line past 65,535 columns overflows that count (a panic in debug builds).
+pub const MAX_LINE_CHARS: usize = 60_000;
+
+/// Refuses a source minijinja cannot be given safely.
+pub fn compilable(source: &str) -> Result<(), TemplateFault> {
+    match source.lines().position(|line| line.len() > MAX_LINE_CHARS) {
+        Some(index) => Err(TemplateFault {
+            line: Some(index + 1),
+            message: format!("the line is over {MAX_LINE_CHARS} characters"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Renders one template string with `context`.
 pub fn render_str(
     env: &Environment<'_>,
     source: &str,
     context: &Value,
 ) -> Result<String, TemplateFault> {
+    compilable(source)?;
     env.render_str(source, context)
         .map_err(|err| TemplateFault::from(&err))
 }
 
 /// Checks a template compiles, without rendering it.
 pub fn check_syntax(env: &Environment<'_>, source: &str) -> Result<(), TemplateFault> {
+    compilable(source)?;
     env.template_from_str(source)
         .map(|_| ())
         .map_err(|err| TemplateFault::from(&err))
@@ -225,6 +242,16 @@ pub fn check_syntax(env: &Environment<'_>, source: &str) -> Result<(), TemplateF
 mod tests {
     use super::*;
     use minijinja::context;
+
+    #[test]
+    fn issue_20_a_line_too_long_for_minijinja_is_refused_not_a_panic() {
+        let env = environment(Undefined::Strict);
+        let source = format!("ok\n{{{{ x }}}} {}%}}", "a".repeat(70_000));
+        let fault = check_syntax(env, &source).unwrap_err();
+        assert_eq!(fault.line, Some(2));
+        assert!(fault.message.contains("over 60000 characters"), "{fault}");
+        assert!(render_str(env, &source, &context! {}).is_err());
+    }
 
     #[test]
     fn tojson_writes_what_python_json_dumps_writes() {

@@ -252,6 +252,96 @@ fn corrupt_gguf_file() {
 }
 
 #[test]
+fn chat_template_that_does_not_compile_stops_the_run_before_it_starts() {
+    let project = echo_project();
+    let mut bytes = std::fs::read(real_model(SMOLLM2)).unwrap();
+    // Same length, so the header stays well-formed: only the Jinja breaks.
+    let tag = b"{% for message in messages %}";
+    let at = bytes
+        .windows(tag.len())
+        .position(|w| w == tag)
+        .expect("SmolLM2's ChatML template loops over messages");
+    bytes[at..at + tag.len()].copy_from_slice(b"{% for message in messages %%");
+    std::fs::write(project.root().join("models/broken.gguf"), &bytes).unwrap();
+    project.write(
+        "models/models.yaml",
+        "models:\n  broken:\n    path: broken.gguf\n",
+    );
+    project.write(
+        "prompts/chat.yaml",
+        "name: chat\nmessages:\n  - role: user\n    content: '{{ output }}'\n",
+    );
+    project.write(
+        "eval-sets/b.yaml",
+        "prompts: [chat]\nmodels: [broken]\ncases:\n  - vars: {output: a}\n",
+    );
+    assert_bad_input(
+        &project,
+        "eval-sets/b.yaml",
+        &["broken.gguf", "chat template", "does not compile"],
+    );
+}
+
+#[test]
+fn a_bad_default_assertion_is_named_by_the_eval_set_not_a_csv_row() {
+    let project = echo_project();
+    project.write("eval-sets/rows.csv", "output\nfirst\nsecond\n");
+    project.write(
+        "eval-sets/d.yaml",
+        "prompts: [echo]\nmodels: [echo]\ncases_from: [rows.csv]\ndefaults:\n  assert:\n    - type: contains\n      value: a\n    - type: regex\n      value: '('\n",
+    );
+    let out = promptlab(
+        &["eval", "eval-sets/d.yaml", "-o", "out.json"],
+        project.root(),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(err.contains("d.yaml: defaults.assert[2]"), "{err}");
+    assert!(!err.starts_with("rows.csv"), "{err}");
+}
+
+/// Issue 18: a run says when its outputs can depend on the schedule: only for a remote
+/// model sent several requests at once (local engines are batch-invariant).
+#[test]
+fn a_remote_model_with_concurrent_requests_is_flagged_as_schedule_dependent() {
+    let project = echo_project();
+    let note = "can depend on what else it was decoding";
+    for (concurrency, flagged) in [(4, true), (1, false)] {
+        project.write(
+            "models/models.yaml",
+            &format!(
+                "models:\n  far:\n    kind: openai\n    openai:\n      model: m\n      endpoints: ['http://127.0.0.1:9/v1']\n      concurrency: {concurrency}\n      retries: 0\n      connect_timeout_s: 1\n"
+            ),
+        );
+        project.write(
+            "prompts/chat.yaml",
+            "name: chat\nmessages:\n  - role: user\n    content: '{{ output }}'\n",
+        );
+        project.write(
+            "eval-sets/far.yaml",
+            "prompts: [chat]\nmodels: [far]\ncases:\n  - vars: {output: a}\n",
+        );
+        let out = promptlab(
+            &["eval", "eval-sets/far.yaml", "--no-store"],
+            project.root(),
+        );
+        let err = stderr(&out);
+        assert_eq!(
+            err.contains(note),
+            flagged,
+            "concurrency {concurrency}: {err}"
+        );
+        assert!(err.contains("`far`") || !flagged, "{err}");
+    }
+    // Local engines never are.
+    let out = promptlab(
+        &["eval", "eval-sets/mixed.yaml", "--no-store"],
+        project.root(),
+    );
+    assert!(!stderr(&out).contains(note));
+}
+
+#[test]
 fn empty_eval_set() {
     let project = echo_project();
     project.write(

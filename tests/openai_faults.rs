@@ -126,6 +126,27 @@ async fn completions(
         )
             .into_response(),
         "nan-retry" | "inf-retry" => good_reply(&answer, stream),
+        // Issue 20: a server that never stops sending, in each of the three bodies read.
+        "huge" => {
+            let chunk = Bytes::from(vec![b' '; 1 << 20]);
+            let endless = futures_util::stream::iter(
+                std::iter::repeat_n(chunk, 64).map(Ok::<_, std::io::Error>),
+            );
+            let builder = Response::builder();
+            let builder = if stream {
+                builder.header("content-type", "text/event-stream")
+            } else {
+                builder.header("content-type", "application/json")
+            };
+            builder.body(Body::from_stream(endless)).unwrap()
+        }
+        "huge-error" => Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(Body::from(format!(
+                "{{\"error\": {{\"message\": \"{}\"}}}}",
+                "no ".repeat(8 << 20)
+            )))
+            .unwrap(),
         "reset" if hit == 1 => {
             // One chunk of text, then the connection dies without finishing the body.
             let mut parts = sse(vec![
@@ -321,6 +342,24 @@ fn issue_20_a_nonsense_retry_after_is_retried_not_a_panic() {
         assert_eq!(text(&results[0]), "echo: a", "{mode}");
         assert_eq!(server.hits(mode, "a"), 2, "{mode}");
     }
+}
+
+#[test]
+fn issue_20_an_endless_reply_is_cut_off_not_read_into_memory() {
+    let server = FaultServer::start();
+    for stream in [false, true] {
+        let mut settings = settings(&[server.url("huge")]);
+        settings.stream = stream;
+        settings.timeout_s = 30.0;
+        let err = error(&run(settings, &["a"])[0]);
+        assert!(
+            err.contains("MiB; not read further"),
+            "stream {stream}: {err}"
+        );
+    }
+    let err = error(&run(settings(&[server.url("huge-error")]), &["a"])[0]);
+    assert!(err.contains("HTTP 400"), "{err}");
+    assert!(err.len() < 1000, "{} bytes of error", err.len());
 }
 
 #[test]

@@ -44,6 +44,10 @@ fn start(key: Option<&str>) -> Server {
 }
 
 fn start_with(catalog: &str, key: Option<&str>) -> Server {
+    start_with_args(catalog, key, &[])
+}
+
+fn start_with_args(catalog: &str, key: Option<&str>, extra: &[&str]) -> Server {
     // A test that failed while holding the slot poisons it; the slot itself is still fine.
     let slot = SERVER_SLOT
         .lock()
@@ -53,6 +57,7 @@ fn start_with(catalog: &str, key: Option<&str>) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_promptlab"));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--threads", "2"])
+        .args(extra)
         .current_dir(project.root())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -359,6 +364,76 @@ fn an_api_key_is_required_when_set() {
         &["Authorization: Bearer s3cret"],
     );
     assert_eq!(status, 200, "{text}");
+}
+
+/// Issue 20: clients that connect and send nothing, or half a request, neither keep a
+/// real client waiting nor stay connected past the header deadline, and a request
+/// without the key is refused before its body is read.
+#[test]
+fn idle_and_half_open_connections_do_not_starve_real_clients() {
+    let catalog = format!(
+        "models:\n  smollm2:\n    path: {}\n",
+        real_model(SMOLLM2).display()
+    );
+    let server = start_with_args(&catalog, Some("s3cret"), &["--header-timeout", "3"]);
+    let mut idle = Vec::new();
+    for i in 0..1000 {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        if i % 2 == 1 {
+            // Half a request line, never finished.
+            stream
+                .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x")
+                .unwrap();
+        }
+        idle.push(stream);
+    }
+    let started = Instant::now();
+    let (status, text) = http(
+        server.port,
+        "GET",
+        "/v1/models",
+        b"",
+        &["Authorization: Bearer s3cret"],
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("smollm2"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The wrong key gets its 401 while the (announced, never sent) body is still missing.
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n{")
+        .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 401", "{}", String::from_utf8_lossy(&head));
+
+    // Past the header deadline every idle connection has been closed by the server.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut closed = 0;
+    for stream in &mut idle {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buffer = [0u8; 512];
+        // Closed: end of file, or whatever error response hyper sent first and then EOF.
+        let ended = loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        };
+        closed += usize::from(ended);
+    }
+    assert_eq!(closed, idle.len());
 }
 
 /// The outbound engine and `serve` talk to each other: a catalog model of `kind: openai`

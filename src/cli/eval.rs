@@ -290,6 +290,11 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         return Ok(Outcome::Interrupted);
     }
 
+    for model in plan.schedule_dependent_models() {
+        eprintln!(
+            "note: `{model}` is a remote model sent several requests at once; its server may decode them in one batch, and then its replies can depend on what else it was decoding (promptlab's own engines give the same output at any --parallel)"
+        );
+    }
     // Reports first: they must exist even if printing fails (e.g. output piped to `head`).
     for path in &args.outputs {
         report::write(&result, path)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use promptlab::project::Project;
-use promptlab::serve::{ServeConfig, router};
+use promptlab::serve::{ConnectionLimits, ServeConfig, router, serve_connections};
 
 use super::Outcome;
 
@@ -23,6 +23,13 @@ pub struct ServeArgs {
     /// Requests to one model decoded together as parallel sequences (default 8).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     parallel: Option<u32>,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Seconds a client has to send a request's headers before its connection is closed.
+    #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
     /// Project folder (default: found from the current folder).
     #[arg(long)]
     project: Option<PathBuf>,
@@ -64,12 +71,15 @@ pub fn run(args: ServeArgs) -> Result<Outcome> {
             project.root.display(),
             listener.local_addr()?
         );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("server failed")
+        let limits = ConnectionLimits {
+            max_connections: args.max_connections as usize,
+            header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        };
+        serve_connections(listener, app, limits, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        anyhow::Ok(())
     })?;
     Ok(Outcome::Passed)
 }

@@ -351,7 +351,12 @@ impl OpenAiEngine {
                 // `Retry-After: NaN` from a broken server is no reason to wait, or to panic.
                 .filter(|s| s.is_finite())
                 .map(|s| seconds_between(s, 0.0, 3600.0));
-            let text = response.text().await.unwrap_or_default();
+            // Only the start of an error body is shown; the rest is not worth reading.
+            let body = match read_capped(response, MAX_ERROR_BODY_BYTES).await {
+                Ok(body) | Err(ReadFault::TooLarge(body)) => body,
+                Err(ReadFault::Broken(_)) => Vec::new(),
+            };
+            let text = String::from_utf8_lossy(&body);
             let detail = serde_json::from_str(&text)
                 .ok()
                 .and_then(|v| wire::error_message(&v))
@@ -373,10 +378,15 @@ impl OpenAiEngine {
             let mut decoder = SseDecoder::default();
             let mut bytes = response.bytes_stream();
             let mut done = false;
+            let mut received = 0usize;
             while let Some(chunk) = bytes.next().await {
                 let chunk = chunk.map_err(|e| {
                     retry(format!("the connection broke mid-reply: {}", describe(&e)))
                 })?;
+                received += chunk.len();
+                if received > MAX_REPLY_BYTES {
+                    return Err(too_large());
+                }
                 for data in decoder.feed(&chunk).map_err(retry)? {
                     match data {
                         SseData::Done => done = true,
@@ -395,10 +405,13 @@ impl OpenAiEngine {
                 ));
             }
         } else {
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| retry(format!("the connection broke mid-reply: {}", describe(&e))))?;
+            let bytes = match read_capped(response, MAX_REPLY_BYTES).await {
+                Ok(bytes) => bytes,
+                Err(ReadFault::TooLarge(_)) => return Err(too_large()),
+                Err(ReadFault::Broken(e)) => {
+                    return Err(retry(format!("the connection broke mid-reply: {e}")));
+                }
+            };
             let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
                 let shown: String = String::from_utf8_lossy(&bytes).chars().take(120).collect();
                 retry(format!("malformed JSON reply ({e}): {shown}"))
@@ -409,6 +422,44 @@ impl OpenAiEngine {
             }
         }
         Ok(finish(reply, request, start, first_token))
+    }
+}
+
+/// The most a reply may hold: far beyond any real completion, and a server that sends
+/// more is broken or hostile, so the client stops reading instead of filling memory.
+const MAX_REPLY_BYTES: usize = 16 << 20;
+/// The most of an error reply that is read.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
+fn too_large() -> AttemptError {
+    AttemptError::Fatal(format!(
+        "the server's reply is over {} MiB; not read further",
+        MAX_REPLY_BYTES >> 20
+    ))
+}
+
+enum ReadFault {
+    /// The body is longer than the limit; its first `limit` bytes.
+    TooLarge(Vec<u8>),
+    Broken(String),
+}
+
+/// A body read up to `limit` bytes.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadFault> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    let room = limit - body.len();
+                    body.extend_from_slice(&chunk[..room]);
+                    return Err(ReadFault::TooLarge(body));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(ReadFault::Broken(describe(&e))),
+        }
     }
 }
 

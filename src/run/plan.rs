@@ -407,6 +407,16 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
         )));
     }
     let info = GgufInfo::read(&entry.path).map_err(|e| fail(e.to_string()))?;
+    // A chat template that does not compile would fail every cell; say so before the run.
+    if let Some(source) = info.chat_template() {
+        let env = crate::template::environment(crate::template::Undefined::Lenient);
+        crate::template::check_syntax(env, source).map_err(|e| {
+            fail(format!(
+                "{}: the chat template in the file does not compile ({e})",
+                entry.path.display()
+            ))
+        })?;
+    }
     let mut header = Vec::new();
     std::fs::File::open(&entry.path)
         .and_then(|f| {

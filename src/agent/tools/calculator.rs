@@ -38,7 +38,7 @@ impl Tool for Calculator {
             .ok_or_else(|| ToolError::Arguments("expected `expression`, a string".into()))?;
         let value = evaluate(expression).map_err(ToolError::Arguments)?;
         let mut result = json!({ "expression": expression, "result": display(&value) });
-        if !terminates(&value) {
+        if decimal_places(&value).is_none() {
             result["approximately"] = json!(approximate(&value));
         }
         Ok(result)
@@ -237,16 +237,21 @@ impl Parser {
     }
 }
 
-/// Whether the value has a finite decimal expansion (denominator 2^a·5^b).
-fn terminates(value: &BigRational) -> bool {
-    let mut d = value.denom().clone();
-    for p in [2u32, 5] {
-        let p = BigInt::from(p);
-        while (&d % &p).is_zero() {
-            d /= &p;
-        }
+/// The number of decimal places of the value's expansion when it terminates (its
+/// denominator is 2^a·5^b, and then there are max(a, b) places). Counted by shifting out
+/// the twos at once and dividing out the fives, not by multiplying by ten until the value
+/// is whole, which took seconds for a value such as 0.5^14000.
+fn decimal_places(value: &BigRational) -> Option<u64> {
+    let denom = value.denom();
+    let twos = denom.trailing_zeros().unwrap_or(0);
+    let mut rest: BigInt = denom >> twos;
+    let five = BigInt::from(5);
+    let mut fives = 0u64;
+    while (&rest % &five).is_zero() {
+        rest /= &five;
+        fives += 1;
     }
-    d == BigInt::from(1)
+    (rest == BigInt::from(1)).then_some(twos.max(fives))
 }
 
 /// Exact decimal when it terminates, otherwise the fraction `p/q`.
@@ -254,16 +259,12 @@ pub fn display(value: &BigRational) -> String {
     if value.is_integer() {
         return value.to_integer().to_string();
     }
-    if !terminates(value) {
+    let Some(places) = decimal_places(value) else {
         return format!("{}/{}", value.numer(), value.denom());
-    }
-    let mut places = 0;
-    let mut scaled = value.abs();
-    while !scaled.is_integer() {
-        scaled *= BigRational::from_integer(BigInt::from(10));
-        places += 1;
-    }
-    let digits = scaled.to_integer().to_string();
+    };
+    let places = places as usize;
+    let scaled = value.numer().abs() * num_traits::pow(BigInt::from(10), places) / value.denom();
+    let digits = scaled.to_string();
     let padded = format!("{digits:0>width$}", width = places + 1);
     let (int, frac) = padded.split_at(padded.len() - places);
     let sign = if value.is_negative() { "-" } else { "" };
@@ -271,11 +272,10 @@ pub fn display(value: &BigRational) -> String {
 }
 
 fn approximate(value: &BigRational) -> String {
-    let numer = value.numer().to_f64().unwrap_or(f64::NAN);
-    let denom = value.denom().to_f64().unwrap_or(f64::NAN);
-    format!("{:.12}", numer / denom)
-        .trim_end_matches('0')
-        .to_string()
+    // The ratio's own conversion stays finite where numerator and denominator alone
+    // would both overflow an f64.
+    let approx = value.to_f64().unwrap_or(f64::NAN);
+    format!("{approx:.12}").trim_end_matches('0').to_string()
 }
 
 #[cfg(test)]
@@ -284,6 +284,24 @@ mod tests {
 
     fn calc(text: &str) -> String {
         display(&evaluate(text).unwrap())
+    }
+
+    #[test]
+    fn issue_20_long_exact_decimals_are_written_at_once() {
+        let started = std::time::Instant::now();
+        let half = calc("(0.5 ^ 100) ^ 140");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(half.len(), "0.".len() + 14_000);
+        assert!(half.starts_with("0.000") && half.ends_with("25"), "{half}");
+        assert_eq!(calc("3 / 5^3"), "0.024");
+        assert_eq!(calc("-1 / 2^3"), "-0.125");
+        assert_eq!(calc("7 / 20"), "0.35");
+        let third = evaluate("(1/3) ^ 800").unwrap();
+        assert!(
+            approximate(&third).starts_with('0'),
+            "{}",
+            approximate(&third)
+        );
     }
 
     #[test]

@@ -230,6 +230,16 @@ impl Reply {
     }
 }
 
+/// The longest line an event stream may send: a chunk of a reply is a few hundred bytes.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+fn event_too_large() -> String {
+    format!(
+        "an event in the stream is over {} MiB; not read further",
+        MAX_EVENT_BYTES >> 20
+    )
+}
+
 /// Splits a server-sent-event byte stream into `data:` payloads, across chunk borders.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
@@ -250,6 +260,9 @@ impl SseDecoder {
         self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
         while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            if end > MAX_EVENT_BYTES {
+                return Err(event_too_large());
+            }
             let line: Vec<u8> = self.pending.drain(..=end).collect();
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\r', '\n']);
@@ -267,6 +280,9 @@ impl SseDecoder {
                 format!("malformed JSON in the event stream ({e}): {shown}")
             })?;
             out.push(SseData::Json(value));
+        }
+        if self.pending.len() > MAX_EVENT_BYTES {
+            return Err(event_too_large());
         }
         Ok(out)
     }
@@ -297,6 +313,28 @@ mod tests {
             grammar: None,
             tools: None,
         }
+    }
+
+    #[test]
+    fn an_endless_event_line_is_refused_not_buffered() {
+        let mut decoder = SseDecoder::default();
+        let chunk = vec![b'x'; 64 << 10];
+        let mut fed = 0;
+        let err = loop {
+            match decoder.feed(&chunk) {
+                Ok(events) => assert!(events.is_empty()),
+                Err(err) => break err,
+            }
+            fed += chunk.len();
+            assert!(fed <= MAX_EVENT_BYTES + chunk.len(), "never refused");
+        };
+        assert!(err.contains("over 1 MiB"), "{err}");
+        // A long but legal event still decodes.
+        let mut decoder = SseDecoder::default();
+        let text = "y".repeat(200_000);
+        let line = format!("data: {}\n\n", json!({"t": text}));
+        let events = decoder.feed(line.as_bytes()).unwrap();
+        assert_eq!(events.len(), 1);
     }
 
     #[test]

@@ -137,6 +137,7 @@ fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, Stri
                 && trimmed.matches("{{").count() == 1;
             if single {
                 let expr = &trimmed[2..trimmed.len() - 2];
+                template::compilable(expr).map_err(|f| f.to_string())?;
                 let compiled = env
                     .compile_expression(expr)
                     .map_err(|e| template::TemplateFault::from(&e).to_string())?;
