@@ -76,36 +76,66 @@ pub struct RunPlan {
     pub judging: judge::JudgePlan,
 }
 
+/// Why a model's outputs can depend on how a run was scheduled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleDependence {
+    /// A remote model sent several requests at once: most servers decode concurrent
+    /// requests in one batch whose arithmetic changes with its make-up (llama-server with
+    /// several slots does).
+    RemoteConcurrency,
+    /// A local GGUF model of an architecture whose batched decoding has not been found to
+    /// give the same bytes as one sequence alone (the architecture's name).
+    Architecture(String),
+}
+
 impl RunPlan {
-    /// Models whose outputs can depend on how the run was scheduled: remote models sent
-    /// several requests at once, since most servers decode concurrent requests in one batch
-    /// whose arithmetic changes with its make-up (llama-server with several slots does).
-    /// promptlab's own engines give the same output at any `--parallel`.
-    pub fn schedule_dependent_models(&self) -> Vec<&str> {
-        self.models
-            .iter()
-            .filter(|model| {
-                model
-                    .entry
-                    .as_ref()
-                    .and_then(|entry| entry.openai.as_ref())
-                    .is_some_and(|remote| {
-                        let in_flight: usize = remote
-                            .endpoints
-                            .iter()
-                            .map(|endpoint| match endpoint {
-                                crate::engine::openai::EndpointSpec::Detailed {
-                                    concurrency: Some(n),
-                                    ..
-                                } => *n,
-                                _ => remote.concurrency,
-                            })
-                            .sum();
-                        in_flight > 1
+    /// The models whose outputs can differ from a `--parallel 1` run at `parallel`
+    /// sequences at once, and why. promptlab's llama.cpp engine is batch-invariant for the
+    /// architectures in [`crate::engine::llama::BATCH_INVARIANT_ARCHITECTURES`].
+    pub fn schedule_dependent_models(&self, parallel: u32) -> Vec<(&str, ScheduleDependence)> {
+        let mut found = Vec::new();
+        for model in &self.models {
+            let Some(entry) = model.entry.as_ref() else {
+                continue;
+            };
+            if let Some(remote) = &entry.openai {
+                let in_flight: usize = remote
+                    .endpoints
+                    .iter()
+                    .map(|endpoint| match endpoint {
+                        crate::engine::openai::EndpointSpec::Detailed {
+                            concurrency: Some(n),
+                            ..
+                        } => *n,
+                        _ => remote.concurrency,
                     })
-            })
-            .map(|model| model.name.as_str())
-            .collect()
+                    .sum();
+                if in_flight > 1 {
+                    found.push((model.name.as_str(), ScheduleDependence::RemoteConcurrency));
+                }
+                continue;
+            }
+            let llama = entry.kind == crate::catalog::ModelKind::Gguf
+                && entry
+                    .engine
+                    .is_none_or(|e| e == crate::catalog::EngineChoice::Llama);
+            if !llama || parallel <= 1 {
+                continue;
+            }
+            if let Some(architecture) = crate::gguf::GgufInfo::read(&entry.path)
+                .ok()
+                .and_then(|info| info.architecture().map(str::to_string))
+                .filter(|a| {
+                    !crate::engine::llama::BATCH_INVARIANT_ARCHITECTURES.contains(&a.as_str())
+                })
+            {
+                found.push((
+                    model.name.as_str(),
+                    ScheduleDependence::Architecture(architecture),
+                ));
+            }
+        }
+        found
     }
 }
 

@@ -240,17 +240,58 @@ fn issue_18_smollm2_outputs_do_not_depend_on_the_schedule() {
     assert_same("kept cache, second pass", &sequential, &again);
 }
 
+/// Qwen2 is not batch-invariant yet (decoded beside other sequences, some greedy replies
+/// change; see `BATCH_INVARIANT_ARCHITECTURES`). What holds for it: one sequence at a time
+/// gives the same bytes on 1 thread or 2, and through a kept cache that already holds the
+/// start of each prompt; and a run at `--parallel` above 1 says its outputs can differ.
 #[test]
-fn issue_18_qwen_outputs_do_not_depend_on_the_schedule() {
+fn issue_18_qwen_is_invariant_one_at_a_time_and_says_so_when_batched() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let requests = mix();
     let sequential = texts_of(&mut engine(QWEN, 1, 1, false), &requests);
-    let batched = texts_of(&mut engine(QWEN, 8, 1, false), &requests);
-    assert_same("--parallel 8", &sequential, &batched);
-    let trickled = texts_trickled(&mut engine(QWEN, 4, 1, false), &requests);
-    assert_same(
-        "requests arriving while others decode",
-        &sequential,
-        &trickled,
+    let two_threads = texts_of(&mut engine(QWEN, 1, 2, false), &requests);
+    assert_same("one at a time on 2 threads", &sequential, &two_threads);
+    let mut kept = engine(QWEN, 1, 2, true);
+    let first = texts_of(&mut kept, &requests);
+    let again = texts_of(&mut kept, &requests);
+    assert_same("kept cache, first pass", &sequential, &first);
+    assert_same("kept cache, second pass", &sequential, &again);
+
+    let project = common::TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  qwen:\n    path: {}\n  smol:\n    path: {}\n",
+            real_model(QWEN).display(),
+            real_model(SMOLLM2).display()
+        ),
     );
+    project.write(
+        "prompts/p.yaml",
+        "name: p\nparams: {max_tokens: 2}\nmessages:\n  - role: user\n    content: '{{ q }}'\n",
+    );
+    project.write(
+        "eval-sets/s.yaml",
+        "prompts: [p]\nmodels: [qwen, smol]\ncases:\n  - vars: {q: Hi}\n",
+    );
+    let note = |parallel: &str| {
+        let out = common::promptlab(
+            &[
+                "eval",
+                "eval-sets/s.yaml",
+                "--no-store",
+                "--parallel",
+                parallel,
+            ],
+            project.root(),
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let batched = note("4");
+    assert!(
+        batched.contains("`qwen` (qwen2) is not batch-invariant yet"),
+        "{batched}"
+    );
+    assert!(!batched.contains("`smol`"), "{batched}");
+    assert!(!note("1").contains("batch-invariant"));
 }

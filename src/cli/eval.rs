@@ -12,7 +12,8 @@ use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::report;
 use promptlab::run::{
-    self, CellResult, ExecuteOptions, Recording, RunObserver, RunOptions, StoredConfig,
+    self, CellResult, ExecuteOptions, Recording, RunObserver, RunOptions, ScheduleDependence,
+    StoredConfig,
 };
 use promptlab::store::RunStore;
 
@@ -290,10 +291,18 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         return Ok(Outcome::Interrupted);
     }
 
-    for model in plan.schedule_dependent_models() {
-        eprintln!(
-            "note: `{model}` is a remote model sent several requests at once; its server may decode them in one batch, and then its replies can depend on what else it was decoding (promptlab's own engines give the same output at any --parallel)"
-        );
+    let parallel = args
+        .parallel
+        .unwrap_or(promptlab::engine::llama::DEFAULT_PARALLEL);
+    for (model, why) in plan.schedule_dependent_models(parallel) {
+        match why {
+            ScheduleDependence::RemoteConcurrency => eprintln!(
+                "note: `{model}` is a remote model sent several requests at once; its server may decode them in one batch, and then its replies can depend on what else it was decoding (promptlab's own engines give the same output at any --parallel for the architectures it has verified)"
+            ),
+            ScheduleDependence::Architecture(architecture) => eprintln!(
+                "note: `{model}` ({architecture}) is not batch-invariant yet: at --parallel {parallel} some outputs can differ from a --parallel 1 run; use --parallel 1 for outputs that do not depend on the schedule"
+            ),
+        }
     }
     // Reports first: they must exist even if printing fails (e.g. output piped to `head`).
     for path in &args.outputs {

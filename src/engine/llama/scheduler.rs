@@ -70,10 +70,12 @@ enum Start {
     Copy { from: usize, keep: usize },
 }
 
-/// The two parts of a step.
+/// The parts of a step: each prompt still being read, then the next token of every
+/// generating sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
-    Prompts,
+    /// The prompt of the sequence in this slot (up to one batch of it).
+    Prompt(usize),
     Tokens,
 }
 
@@ -293,12 +295,23 @@ impl Scheduler<'_, '_, '_> {
         active: &mut Active,
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) -> Flow {
-        let reading = active
+        // Each prompt is read in a decode of its own. A batch holding several sequences'
+        // prompts (several tokens in each of several KV streams) is computed with other
+        // arithmetic than one sequence's prompt alone: measured on Qwen2.5-Coder-0.5B, a
+        // greedy JSON reply changed with the prompt it was read beside. One token in each
+        // stream, as in the token part, computes what a lone sequence computes. The cost
+        // is small: reading a prompt is compute-bound, so one pass over the weights per
+        // prompt instead of per step adds little.
+        let reading: Vec<usize> = active
             .iter()
             .flatten()
-            .any(|s| s.prompt_next < s.queued.tokens.len());
-        if reading && self.decode(batch, active, Part::Prompts, on_event) == Flow::Stop {
-            return Flow::Stop;
+            .filter(|s| s.prompt_next < s.queued.tokens.len())
+            .map(|s| s.slot)
+            .collect();
+        for slot in reading {
+            if self.decode(batch, active, Part::Prompt(slot), on_event) == Flow::Stop {
+                return Flow::Stop;
+            }
         }
         if active.iter().flatten().any(|s| s.next_token.is_some()) {
             return self.decode(batch, active, Part::Tokens, on_event);
@@ -315,7 +328,6 @@ impl Scheduler<'_, '_, '_> {
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) -> Flow {
         batch.clear();
-        let mut budget = BATCH_SIZE as usize;
         let mut add_failed = None;
         for sequence in active.iter_mut().flatten() {
             sequence.logits_at = None;
@@ -333,12 +345,12 @@ impl Scheduler<'_, '_, '_> {
                     held.push(token);
                     sequence.logits_at = Some(batch.n_tokens() - 1);
                 }
-                Part::Prompts => {
+                Part::Prompt(slot) => {
                     let tokens = &sequence.queued.tokens;
-                    if sequence.prompt_next >= tokens.len() || budget == 0 {
+                    if sequence.slot != slot || sequence.prompt_next >= tokens.len() {
                         continue;
                     }
-                    let take = (tokens.len() - sequence.prompt_next).min(budget);
+                    let take = (tokens.len() - sequence.prompt_next).min(BATCH_SIZE as usize);
                     for &token in &tokens[sequence.prompt_next..sequence.prompt_next + take] {
                         sequence.prompt_next += 1;
                         let last = sequence.prompt_next == tokens.len();
@@ -352,7 +364,6 @@ impl Scheduler<'_, '_, '_> {
                             sequence.logits_at = Some(batch.n_tokens() - 1);
                         }
                     }
-                    budget -= take;
                 }
             }
         }
