@@ -12,7 +12,8 @@
 # Usage: bash benches/invariance.sh [SET ...]   (after scripts/fetch-models.sh)
 #   PROFILE=debug uses the test build (dependencies optimised) instead of a release build;
 #   PROMPTLAB_BIN=path uses that binary as it is.
-#   PARALLEL="1 8" limits the --parallel values; THREADS=2 sets the threads (default 2).
+#   PARALLEL="1 8" limits the --parallel values; THREADS=2 sets the threads (default 2);
+#   MODELS="smollm2 gemma3-270m" runs only those models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
@@ -54,6 +55,7 @@ for set in "${sets[@]}"; do
     *) models="smollm2 qwen2.5-0.5b" ;;
   esac
   for model in $models; do
+    if [ -n "${MODELS:-}" ] && ! printf '%s\n' $MODELS | grep -qx "$model"; then continue; fi
     for p in $parallels; do
       run "$set-$model-p$p" "$set" "$model" --parallel "$p"
     done
@@ -62,7 +64,7 @@ for set in "${sets[@]}"; do
   done
 done
 # Seeded sampling: temperature 0.9, seed 42, one at a time and 8 together.
-if printf '%s\n' "${sets[@]}" | grep -qx arithmetic; then
+if printf '%s\n' "${sets[@]}" | grep -qx arithmetic && { [ -z "${MODELS:-}" ] || printf '%s\n' $MODELS | grep -qx smollm2; }; then
   for p in 1 8; do
     run "sampled-smollm2-p$p" arithmetic smollm2 --prompts arithmetic-sampled --parallel "$p"
   done

@@ -115,20 +115,10 @@ impl RunPlan {
                 }
                 continue;
             }
-            let llama = entry.kind == crate::catalog::ModelKind::Gguf
-                && entry
-                    .engine
-                    .is_none_or(|e| e == crate::catalog::EngineChoice::Llama);
-            if !llama || parallel <= 1 {
+            if parallel <= 1 {
                 continue;
             }
-            if let Some(architecture) = crate::gguf::GgufInfo::read(&entry.path)
-                .ok()
-                .and_then(|info| info.architecture().map(str::to_string))
-                .filter(|a| {
-                    !crate::engine::llama::BATCH_INVARIANT_ARCHITECTURES.contains(&a.as_str())
-                })
-            {
+            if let Some(architecture) = crate::engine::llama::not_batch_invariant(entry) {
                 found.push((
                     model.name.as_str(),
                     ScheduleDependence::Architecture(architecture),

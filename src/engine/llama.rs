@@ -43,6 +43,23 @@ pub const DEFAULT_PARALLEL: u32 = 8;
 /// change, although every kernel it uses computes each row alone; the cause is not found
 /// yet, so a run at `--parallel` above 1 says so.
 pub const BATCH_INVARIANT_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
+
+/// The architecture of a catalog model run by this engine whose batched outputs can
+/// differ from one sequence at a time (None for every other model).
+pub fn not_batch_invariant(entry: &crate::catalog::ModelEntry) -> Option<String> {
+    let llama = entry.kind == crate::catalog::ModelKind::Gguf
+        && entry
+            .engine
+            .is_none_or(|e| e == crate::catalog::EngineChoice::Llama);
+    if !llama {
+        return None;
+    }
+    crate::gguf::GgufInfo::read(&entry.path)
+        .ok()?
+        .architecture()
+        .filter(|a| !BATCH_INVARIANT_ARCHITECTURES.contains(a))
+        .map(str::to_string)
+}
 /// Tokens the repeat penalty looks back over.
 const PENALTY_WINDOW: i32 = 64;
 

@@ -156,6 +156,26 @@ impl AgentEvalPlan {
     }
 
     /// Tools left out of some column, with the reason (a model not set up, say).
+    /// The models (with their architecture) whose traces can change when questions are
+    /// asked together, as they are at more than one question at a time.
+    pub fn schedule_dependent_models(&self) -> Vec<(String, String)> {
+        if self.options.parallel_questions(usize::MAX) <= 1 {
+            return Vec::new();
+        }
+        let Some(first) = self.columns.first() else {
+            return Vec::new();
+        };
+        self.models
+            .iter()
+            .filter_map(|model| {
+                let resolved = first.session.project.catalog.resolve(model).ok()?;
+                let architecture =
+                    crate::engine::llama::not_batch_invariant(resolved.entry.as_ref()?)?;
+                Some((model.clone(), architecture))
+            })
+            .collect()
+    }
+
     pub fn left_out_tools(&self) -> Vec<(String, String)> {
         let mut left_out: Vec<(String, String)> = Vec::new();
         for column in &self.columns {

@@ -266,6 +266,11 @@ fn execute(
     for (name, why) in plan.left_out_tools() {
         eprintln!("note: tool {name} is left out: {why}");
     }
+    for (model, architecture) in plan.schedule_dependent_models() {
+        eprintln!(
+            "note: `{model}` ({architecture}) is not batch-invariant yet: with questions asked together some traces can differ from asking them one at a time; use --parallel 1 for traces that do not depend on the schedule"
+        );
+    }
     let cancel = cancel_on_interrupt();
     let mut failures = Vec::new();
     let outcome = plan.run(recording, &cancel, &mut |event| {
