@@ -373,10 +373,20 @@ fn an_interrupted_agent_eval_resumes_without_asking_again() {
 }
 
 /// Issue 18: questions asked together (their replies decoded in one batch, each keeping
-/// its own cache between steps) give the same traces as questions asked one after another.
+/// its own cache between steps) give the same traces as questions asked one after another,
+/// on SmolLM2, whose architecture is batch-invariant (it calls tools in the JSON
+/// convention). Qwen2 is not yet, so the run says so.
 #[test]
 fn agent_questions_asked_together_answer_as_when_asked_alone() {
     let project = agent_project();
+    let catalog = std::fs::read_to_string(project.root().join("models/models.yaml")).unwrap();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "{catalog}  smol:\n    path: {}\n",
+            real_model(common::SMOLLM2).display()
+        ),
+    );
     let outputs = |parallel: &str| {
         let report = format!("p{parallel}.json");
         let out = promptlab(
@@ -384,7 +394,7 @@ fn agent_questions_asked_together_answer_as_when_asked_alone() {
                 "eval",
                 "eval-sets/agent-vision.yaml",
                 "--models",
-                "qwen",
+                "smol",
                 "--filter",
                 "ci",
                 "--parallel",
@@ -397,7 +407,8 @@ fn agent_questions_asked_together_answer_as_when_asked_alone() {
             ],
             project.root(),
         );
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+        assert!(!text(&out).contains("batch-invariant"), "{}", text(&out));
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(project.root().join(&report)).unwrap())
                 .unwrap();
@@ -420,6 +431,30 @@ fn agent_questions_asked_together_answer_as_when_asked_alone() {
     let together = outputs("3");
     assert_eq!(alone.len(), 3);
     assert_eq!(alone, together);
+
+    let out = promptlab(
+        &[
+            "eval",
+            "eval-sets/agent-vision.yaml",
+            "--models",
+            "qwen",
+            "--filter",
+            "ci",
+            "--limit",
+            "1",
+            "--parallel",
+            "2",
+            "--no-store",
+            "--min-pass-rate",
+            "0",
+        ],
+        project.root(),
+    );
+    assert!(
+        text(&out).contains("`qwen` (qwen2) is not batch-invariant yet"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// `--repeat K` on an agent set: K stored runs sampling with seeds seed..seed+K-1 (the
