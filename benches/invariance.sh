@@ -42,7 +42,7 @@ run() {
   local label="$1" set="$2" model="$3"; shift 3
   local start end
   start=$(date +%s.%N)
-  "$bin" eval "eval-sets/$set.yaml" --models "$model" --threads "$threads" --quiet \
+  "$bin" eval "eval-sets/$set.yaml" --models "$model" --threads "${run_threads:-$threads}" --quiet \
     --no-store -o "$label.json" "$@" > "$label.log" 2>&1 || [ $? -eq 1 ] || {
     echo "$label failed:" >&2; cat "$label.log" >&2; exit 1; }
   end=$(date +%s.%N)
@@ -60,7 +60,7 @@ for set in "${sets[@]}"; do
       run "$set-$model-p$p" "$set" "$model" --parallel "$p"
     done
     # Threads: the same cells at --parallel 8 with 1 thread.
-    run "$set-$model-p8-t1" "$set" "$model" --parallel 8 --threads 1
+    run_threads=1 run "$set-$model-p8-t1" "$set" "$model" --parallel 8
   done
 done
 # Seeded sampling: temperature 0.9, seed 42, one at a time and 8 together.
