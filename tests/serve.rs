@@ -376,6 +376,18 @@ fn idle_and_half_open_connections_do_not_starve_real_clients() {
         real_model(SMOLLM2).display()
     );
     let server = start_with_args(&catalog, Some("s3cret"), &["--header-timeout", "3"]);
+    // The client side holds 1,000 sockets too: lift a soft limit of 1,024 files.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < 4096 {
+            limit.rlim_cur = limit.rlim_max.min(4096);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
     let mut idle = Vec::new();
     for i in 0..1000 {
         let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
