@@ -362,7 +362,7 @@ fn small_gguf() -> Vec<u8> {
         out.extend(offset.to_le_bytes());
         offset += dims[0] * dims[1] * 4;
     }
-    while out.len() % 32 != 0 {
+    while !out.len().is_multiple_of(32) {
         out.push(0);
     }
     out.extend(std::iter::repeat_n(0u8, offset as usize));

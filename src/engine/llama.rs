@@ -191,7 +191,7 @@ impl LlamaEngine {
         // invariance would rest on. Measured on Qwen2.5-Coder-0.5B, repacking changed
         // neither the outputs nor the speed, so the plain layout costs nothing.
         params.as_mut().add_cpu_buft_override(c".");
-        let model = LlamaModel::load_from_file(backend, path, &*params).map_err(|e| {
+        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             EngineError::Load(format!(
                 "{}: llama.cpp could not load the model: {e}",
                 path.display()
@@ -246,7 +246,7 @@ impl LlamaEngine {
         slots: usize,
         cells: u32,
         queue: VecDeque<Queued>,
-        mut feed: Option<&mut (dyn RequestFeed + '_)>,
+        feed: Option<&mut (dyn RequestFeed + '_)>,
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) {
         let keep = self.keep_conversation;
@@ -284,7 +284,7 @@ impl LlamaEngine {
                 engine: self,
                 pool,
                 queue,
-                feed: feed.as_deref_mut(),
+                feed,
                 taken,
                 context_size: self.context_size as usize,
             }

@@ -399,7 +399,7 @@ fn issue_20_lying_hyperparameters_are_refused_before_llama_cpp() {
         .tensor("token_embd.weight", &[64, 10], 0, 0)
         .tensor("blk.0.attn_q.weight", &[64, 64], 0, 4096);
     let (result, _f) = read_bytes(&bad_vocab.build(40_000));
-    let err = result.err().expect("refused").to_string();
+    let err = result.expect_err("refused").to_string();
     assert!(
         err.contains("11 tokens") && err.contains("10 rows"),
         "{err}"

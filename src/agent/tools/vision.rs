@@ -3,7 +3,7 @@
 //! load on first use, so offering a tool costs nothing until the model calls it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ fn image_arg(args: &Value, context: &ToolContext) -> Result<(String, PathBuf), T
     Ok((path.to_string(), context.resolve(path)?))
 }
 
-fn open_image(path: &str, real: &PathBuf) -> Result<image::DynamicImage, ToolError> {
+fn open_image(path: &str, real: &Path) -> Result<image::DynamicImage, ToolError> {
     crate::vision::image_input::open_image(real).map_err(|e| match e {
         crate::vision::VisionError::File { message, .. } => {
             ToolError::Failed(format!("`{path}`: {message}"))
