@@ -9,17 +9,7 @@
 #   is; PROFILE=debug uses the test build instead of a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
-source scripts/llama-build-guard.sh
-if [ -n "${PROMPTLAB_BIN:-}" ]; then
-  bin="$PROMPTLAB_BIN"
-elif [ "${PROFILE:-release}" = debug ]; then
-  cargo build --locked --quiet
-  bin="$CARGO_TARGET_DIR/debug/promptlab"
-else
-  cargo build --release --locked --quiet
-  bin="$CARGO_TARGET_DIR/release/promptlab"
-fi
+source benches/promptlab-binary.sh
 work="$(mktemp -d)"
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 # The photos in eval-sets/data/photos come along as copies (the agent's file tools refuse

@@ -7,15 +7,8 @@
 # Usage: bash benches/batch.sh   (after scripts/setup.sh or scripts/fetch-models.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
-source scripts/llama-build-guard.sh
 # PROMPTLAB_BIN=path measures that binary as it is (a test build, say) instead.
-if [ -n "${PROMPTLAB_BIN:-}" ]; then
-  bin="$PROMPTLAB_BIN"
-else
-  cargo build --release --locked --quiet
-  bin="$CARGO_TARGET_DIR/release/promptlab"
-fi
+source benches/promptlab-binary.sh
 
 work="$(mktemp -d)"
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT

@@ -16,17 +16,7 @@
 #   MODELS="smollm2 gemma3-270m" runs only those models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
-source scripts/llama-build-guard.sh
-if [ -n "${PROMPTLAB_BIN:-}" ]; then
-  bin="$PROMPTLAB_BIN"
-elif [ "${PROFILE:-release}" = debug ]; then
-  cargo build --locked --quiet
-  bin="$CARGO_TARGET_DIR/debug/promptlab"
-else
-  cargo build --release --locked --quiet
-  bin="$CARGO_TARGET_DIR/release/promptlab"
-fi
+source benches/promptlab-binary.sh
 threads="${THREADS:-2}"
 parallels="${PARALLEL:-1 4 8 16}"
 sets=("$@")

@@ -15,8 +15,6 @@
 #   PROMPTLAB_BIN=path uses that binary as it is; NO_REFERENCE=1 leaves out llama-cpp-python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
-source scripts/llama-build-guard.sh
 venv="${PROMPTLAB_BENCH_VENV:-$HOME/.cache/promptlab/bench-venv}"
 python="$venv/bin/python"
 if [ -n "${NO_REFERENCE:-}" ]; then
@@ -27,15 +25,7 @@ else
     exit 2
   }
 fi
-if [ -n "${PROMPTLAB_BIN:-}" ]; then
-  bin="$PROMPTLAB_BIN"
-elif [ "${PROFILE:-release}" = debug ]; then
-  cargo build --locked --quiet
-  bin="$CARGO_TARGET_DIR/debug/promptlab"
-else
-  cargo build --release --locked --quiet
-  bin="$CARGO_TARGET_DIR/release/promptlab"
-fi
+source benches/promptlab-binary.sh
 model="$(readlink -f models/SmolLM2-135M-Instruct.Q4_1.gguf)"
 
 work="$(mktemp -d)"

@@ -4,9 +4,12 @@
 //! a seeded generator, so a failure names a case that can be run again. The property:
 //! every input gives a value or a typed error, never a panic, a stack overflow or a hang.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::copy_dir;
 use promptlab::agent::convention::{Convention, parse_reply};
 use promptlab::agent::tools::{Calculator, Tool, ToolContext};
 use promptlab::catalog::ModelCatalog;
@@ -170,19 +173,6 @@ fn seeds_in(dir: &str, extension: &str) -> Vec<Vec<u8>> {
         .collect();
     files.sort();
     files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]

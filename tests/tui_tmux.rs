@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{SMOLLM2, TempProject, promptlab, real_model};
+use common::{SMOLLM2, TempProject, copy_dir, promptlab, real_model};
 
 struct Tmux {
     socket: String,
@@ -89,19 +89,6 @@ impl Drop for Tmux {
             .arg("kill-server")
             .stderr(std::process::Stdio::null())
             .status();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! last failed attempt, becomes that cell's error. Only the attempt that succeeded is
 //! counted, so a retried request is never recorded twice.
 
+mod body;
 mod pool;
 pub mod wire;
 
@@ -24,6 +25,7 @@ use super::{
     GenerationRequest, cut_at_stop,
 };
 use crate::prompt::RenderedPrompt;
+use body::{MAX_ERROR_BODY_BYTES, MAX_REPLY_BYTES, ReadFault, read_capped, too_large};
 use pool::{Endpoint, Pool, Slot};
 use wire::{Reply, Route, SseData, SseDecoder};
 
@@ -422,44 +424,6 @@ impl OpenAiEngine {
             }
         }
         Ok(finish(reply, request, start, first_token))
-    }
-}
-
-/// The most a reply may hold: far beyond any real completion, and a server that sends
-/// more is broken or hostile, so the client stops reading instead of filling memory.
-const MAX_REPLY_BYTES: usize = 16 << 20;
-/// The most of an error reply that is read.
-const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
-
-fn too_large() -> AttemptError {
-    AttemptError::Fatal(format!(
-        "the server's reply is over {} MiB; not read further",
-        MAX_REPLY_BYTES >> 20
-    ))
-}
-
-enum ReadFault {
-    /// The body is longer than the limit; its first `limit` bytes.
-    TooLarge(Vec<u8>),
-    Broken(String),
-}
-
-/// A body read up to `limit` bytes.
-async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadFault> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    let room = limit - body.len();
-                    body.extend_from_slice(&chunk[..room]);
-                    return Err(ReadFault::TooLarge(body));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(ReadFault::Broken(describe(&e))),
-        }
     }
 }
 

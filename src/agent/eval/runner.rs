@@ -10,18 +10,21 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{AgentEvalError, AgentEvalSet, AgentScores, CheckOutcome, check_trace};
+use super::{AgentEvalError, AgentEvalSet, AgentScores, CheckOutcome};
 use crate::agent::session::{Question, Session, SessionError, SessionOptions};
 use crate::agent::{AgentLimits, AgentStep, AgentTrace, DEFAULT_SYSTEM};
 use crate::engine::{CancelToken, Flow};
 use crate::project::{Project, ProjectError};
 use crate::prompt::{ChatMessage, Prompt, RenderedPrompt};
-use crate::run::{RunResult, Timing, stored_cell};
+use crate::run::{RunResult, Timing};
 use crate::store::{RunStatus, RunStore, StoreError};
 
 mod asking;
 mod options;
 mod resume;
+mod tally;
+
+use tally::Tally;
 
 pub use options::AgentEvalOptions;
 pub use resume::resume_options;
@@ -573,63 +576,4 @@ pub(super) struct Place<'p> {
     pub column_index: usize,
     pub column_id: &'p str,
     pub model: &'p str,
-}
-
-/// The run's results so far, and where they are recorded.
-struct Tally<'s> {
-    store: Option<&'s mut RunStore>,
-    run_id: Option<i64>,
-    total: usize,
-    cells: Vec<crate::run::CellResult>,
-    questions: Vec<AnsweredQuestion>,
-}
-
-impl Tally<'_> {
-    /// Checks a finished trace, records its cell, and returns the answered question.
-    #[allow(clippy::too_many_arguments)]
-    fn settle(
-        &mut self,
-        plan: &AgentEvalPlan,
-        place: &Place,
-        row: usize,
-        trace: AgentTrace,
-        agent_run: Option<i64>,
-        resumed: bool,
-        scores: &mut AgentScores,
-    ) -> Result<&AnsweredQuestion, AgentRunError> {
-        let case = &plan.set.cases[plan.cases[row]];
-        let outcomes = check_trace(&case.checks, &trace);
-        scores.add(&trace, &outcomes, &place.column.session.tools.specs());
-        let cell = super::matrix::cell(
-            (place.column_index, row),
-            plan.opening(place.column.prompt.as_ref(), &case.question)?,
-            &trace,
-            &outcomes,
-        );
-        if let (Some(store), Some(run_id), Some(agent_run)) =
-            (self.store.as_mut(), self.run_id, agent_run)
-        {
-            // Agent cells are not generated from a cache key: this one names the column
-            // and case, so it never matches a generation's.
-            let key = format!("agent:{}:{}", place.column_id, case.id);
-            let stored = stored_cell(&cell, place.column_id, &case.id, &key);
-            store.record_agent_cell(run_id, &stored, agent_run)?;
-        }
-        self.questions.push(AnsweredQuestion {
-            column: place.column_id.to_string(),
-            model: place.model.to_string(),
-            prompt: place.column.prompt.as_ref().map(|p| p.id.clone()),
-            case: case.id.clone(),
-            question: case.question.clone(),
-            passed: cell.passed,
-            score: cell.score,
-            checks: outcomes,
-            trace,
-            resumed,
-            index: place.column_index * plan.cases.len() + row,
-            total: self.total,
-        });
-        self.cells.push(cell);
-        Ok(&self.questions[self.questions.len() - 1])
-    }
 }
