@@ -1,15 +1,16 @@
 //! Single-stream speed of the llama.cpp engine: prompt processing and generation tokens
-//! per second for a prompt of an exact token length, measured end to end through
-//! [`LlamaEngine`] (tokenizing, sampling and detokenizing included). The CLI compares
+//! per second for a prompt of an exact token length, measured end to end through the
+//! engine a catalog model opens (tokenizing, sampling and detokenizing included). The CLI compares
 //! these figures with llama.cpp's own timings for the same model, measured in the same
 //! benchmark run.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
-use crate::engine::llama::{LlamaEngine, LlamaOptions};
-use crate::engine::{Engine, EngineError, Flow, GenerationEvent, GenerationRequest};
+use crate::catalog::{EngineChoice, ModelKind, ModelRef};
+use crate::engine::{
+    CancelToken, EngineError, EngineWorker, GenerationEvent, GenerationRequest, OpenOptions,
+    WorkerEvent,
+};
 use crate::params::SamplingParams;
 use crate::prompt::RenderedPrompt;
 
@@ -50,7 +51,7 @@ a written answer before the next meeting. ";
 /// Builds a prompt that tokenizes to exactly `tokens` tokens (BOS included) when it can;
 /// returns the text and its real token count.
 pub fn prompt_of_length(
-    engine: &LlamaEngine,
+    engine: &EngineWorker,
     tokens: usize,
 ) -> Result<(String, usize), EngineError> {
     let words: Vec<&str> = FILLER.split_whitespace().collect();
@@ -64,28 +65,37 @@ pub fn prompt_of_length(
     let (mut lo, mut hi) = (1usize, tokens.max(1).saturating_mul(2));
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if engine.count_tokens(&text_of(mid))? <= tokens {
+        if engine.count_tokens(text_of(mid))? <= tokens {
             lo = mid;
         } else {
             hi = mid - 1;
         }
     }
     let text = text_of(lo);
-    let count = engine.count_tokens(&text)?;
+    let count = engine.count_tokens(text.clone())?;
     Ok((text, count))
 }
 
-/// Loads the model and measures `config.runs` generations of the same prompt.
-pub fn run(model: &Path, config: &BenchConfig) -> Result<(String, Vec<BenchRun>), EngineError> {
-    let mut engine = LlamaEngine::load(
-        model,
-        &LlamaOptions {
-            context_size: Some(config.context_size()),
-            threads: Some(config.threads),
-            parallel: Some(1),
-            keep_conversation: false,
-        },
-    )?;
+/// Loads the model (a GGUF file run by llama.cpp) and measures `config.runs`
+/// generations of the same prompt.
+pub fn run(model: &ModelRef, config: &BenchConfig) -> Result<(String, Vec<BenchRun>), EngineError> {
+    let llama = model
+        .entry
+        .as_ref()
+        .filter(|e| e.kind == ModelKind::Gguf && e.engine.is_none_or(|e| e == EngineChoice::Llama));
+    let Some(entry) = llama else {
+        return Err(EngineError::Load(format!(
+            "`{}` is not a GGUF model run by llama.cpp, which is what `bench` compares with llama.cpp's own figures",
+            model.name
+        )));
+    };
+    let mut entry = entry.clone();
+    entry.context_size = Some(config.context_size());
+    let model = ModelRef {
+        name: model.name.clone(),
+        entry: Some(entry),
+    };
+    let engine = crate::engine::open(&model, &OpenOptions::batch(Some(config.threads), Some(1)))?;
     let (text, _) = prompt_of_length(&engine, config.prompt_tokens)?;
     let request = GenerationRequest {
         prompt: RenderedPrompt::Completion(text.clone()),
@@ -102,12 +112,12 @@ pub fn run(model: &Path, config: &BenchConfig) -> Result<(String, Vec<BenchRun>)
     // One unmeasured warm-up run pages the weights in, as llama-bench does.
     for index in 0..=config.runs {
         let mut outcome = None;
-        engine.generate_batch(std::slice::from_ref(&request), &mut |event| {
+        let events = engine.generate(vec![request.clone()], CancelToken::new());
+        while let Ok(WorkerEvent::Generation(event)) = events.recv() {
             if let GenerationEvent::Finished(_, result) = event {
                 outcome = Some(result);
             }
-            Flow::Continue
-        });
+        }
         let generation = outcome.ok_or_else(|| EngineError::Generation("no result".into()))??;
         if index > 0 {
             runs.push(BenchRun {

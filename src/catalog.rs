@@ -85,6 +85,21 @@ fn path_is_empty(path: &Path) -> bool {
 }
 
 impl ModelEntry {
+    /// Whether chat prompts can run on this model: a remote server's model, or a GGUF
+    /// file whose header carries a chat template. The one place this is decided.
+    pub fn is_chat_model(&self) -> bool {
+        self.is_chat_model_with(crate::gguf::GgufInfo::read(&self.path).ok().as_ref())
+    }
+
+    /// [`ModelEntry::is_chat_model`] with the GGUF header already read (None: unreadable).
+    pub fn is_chat_model_with(&self, info: Option<&crate::gguf::GgufInfo>) -> bool {
+        match self.kind {
+            ModelKind::Openai => true,
+            ModelKind::Gguf => info.is_some_and(|info| info.chat_template().is_some()),
+            _ => false,
+        }
+    }
+
     /// The file is absent but the catalog says how to get it.
     pub fn not_fetched(&self) -> Option<&str> {
         self.fetch.as_deref().filter(|_| !self.path.exists())

@@ -1,5 +1,5 @@
 //! Command-line interface: argument parsing, logging set-up and the mapping from errors
-//! to exit codes (0 passed, 1 cases failed, 2 bad input or configuration).
+//! to exit codes (see [`EXIT_CODES`]).
 
 mod agent;
 mod bench;
@@ -20,7 +20,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "promptlab",
     version,
-    about = "Prompt engineering and evaluation on local models"
+    about = "Prompt engineering and evaluation on local models",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// Without a command, opens the terminal workbench when run inside a project.
@@ -69,12 +70,35 @@ enum Command {
 pub enum Outcome {
     Passed,
     Failed,
+    /// Some cells (or the agent's question) could not be generated or judged: their
+    /// engine or judge failed, so the figures are incomplete.
+    Errored,
     /// Stopped by Ctrl-C; exits 130 like other interrupted programs.
     Interrupted,
 }
 
-/// Exit code for bad input or configuration.
+impl Outcome {
+    /// A finished run's outcome: errored cells outrank failed ones.
+    pub fn of_run(passed: bool, errored_cells: usize) -> Outcome {
+        match (errored_cells, passed) {
+            (1.., _) => Outcome::Errored,
+            (0, true) => Outcome::Passed,
+            (0, false) => Outcome::Failed,
+        }
+    }
+}
+
+/// The exit codes, as `--help` shows them.
+const EXIT_CODES: &str = "Exit codes:
+  0    everything passed
+  1    some cells failed their assertions (or the pass rate is below --min-pass-rate)
+  2    bad input: a file, flag or configuration is wrong (the message names it)
+  3    a runtime failure: an engine crashed or failed, a cell could not be generated or
+       judged, memory or disk ran out, or a file could not be read or written
+  130  interrupted (Ctrl-C); finished work is kept";
+
 const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_RUNTIME: u8 = 3;
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -122,14 +146,24 @@ pub fn main() -> ExitCode {
     match result {
         Ok(Outcome::Passed) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
+        Ok(Outcome::Errored) => ExitCode::from(EXIT_RUNTIME),
         Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(err) => {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {}", error_text(&err));
-            ExitCode::from(EXIT_BAD_INPUT)
+            ExitCode::from(exit_code_of(&err))
         }
+    }
+}
+
+/// 3 for a runtime failure anywhere in the error's chain, else 2 (bad input).
+fn exit_code_of(err: &anyhow::Error) -> u8 {
+    let kind = err.chain().find_map(promptlab::failure::classify);
+    match kind {
+        Some(promptlab::failure::Failure::Runtime) => EXIT_RUNTIME,
+        Some(promptlab::failure::Failure::BadInput) | None => EXIT_BAD_INPUT,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod echo;
 pub mod llama;
 #[cfg(feature = "mistralrs")]
 pub mod mistralrs;
+mod open;
 pub mod openai;
 pub mod vision;
 mod worker;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::params::SamplingParams;
 use crate::prompt::RenderedPrompt;
 
+pub use open::{OpenOptions, open};
 pub use worker::{CancelToken, EngineWorker, WorkerEvent};
 
 /// Requests that arrive while others generate: a server's clients, an agent's next steps.
@@ -47,7 +49,7 @@ pub struct GenerationRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grammar: Option<String>,
     /// Tools offered through the server's own tool-calling API, for engines that call
-    /// tools themselves (see [`Engine::calls_tools_itself`]); local engines refuse it.
+    /// tools themselves (see [`Capabilities::tool_calls`]); local engines refuse it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<ToolOffer>,
 }
@@ -127,6 +129,11 @@ pub struct Capabilities {
     pub parallel_sequences: u32,
     /// Context window in tokens (0 when unlimited).
     pub context_size: u32,
+    /// Takes [`GenerationRequest::tools`]: the model's server renders the tools and parses
+    /// the calls, so the agent needs no local chat template. Local engines refuse tools.
+    pub tool_calls: bool,
+    /// Reads an image (its path is the prompt's first line) rather than text.
+    pub image_input: bool,
 }
 
 /// An event from a batch generation, tagged with the request's index in the batch.
@@ -182,12 +189,6 @@ pub trait Engine {
     /// (the agent, whose messages carry tool calls).
     fn chat_template(&self) -> Option<&chat_template::ChatTemplate> {
         None
-    }
-
-    /// Whether the engine takes [`GenerationRequest::tools`]: the model's server renders
-    /// the tools and parses the calls, so the agent needs no local chat template.
-    fn calls_tools_itself(&self) -> bool {
-        false
     }
 
     /// Generates every request, reporting progress through `on_event`. Returning
@@ -251,7 +252,7 @@ pub trait Generator {
     /// The model's chat template, for callers that render conversations themselves.
     fn chat_template(&self) -> Option<&chat_template::ChatTemplate>;
 
-    /// Whether the model takes [`GenerationRequest::tools`] (see [`Engine::calls_tools_itself`]).
+    /// Whether the model takes [`GenerationRequest::tools`] (see [`Capabilities::tool_calls`]).
     fn calls_tools_itself(&self) -> bool;
 
     /// Generates `request`; its events carry index 0.
@@ -268,7 +269,7 @@ impl Generator for Box<dyn Engine> {
     }
 
     fn calls_tools_itself(&self) -> bool {
-        self.as_ref().calls_tools_itself()
+        self.as_ref().capabilities().tool_calls
     }
 
     fn generate(

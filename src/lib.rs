@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod compare;
 pub mod engine;
 pub mod evalset;
+pub mod failure;
 pub mod gguf;
 pub mod hub;
 pub mod params;

@@ -15,6 +15,11 @@ pub struct Project {
     pub catalog: ModelCatalog,
 }
 
+/// Where the project at `root` keeps its run store.
+pub fn store_path(root: &Path) -> PathBuf {
+    root.join(".promptlab").join("runs.db")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
     #[error(
@@ -30,6 +35,11 @@ pub enum ProjectError {
 impl Project {
     /// Finds the project containing `start` (a file or folder) by walking up to the first
     /// folder that has a `prompts/` folder.
+    /// The run store's database file.
+    pub fn store_path(&self) -> PathBuf {
+        store_path(&self.root)
+    }
+
     pub fn discover(start: &Path) -> Result<Project, ProjectError> {
         let absolute = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
         let mut dir = if absolute.is_dir() {

@@ -32,10 +32,7 @@ use serde_json::{Value, json};
 use crate::agent::convention::Convention;
 use crate::catalog::{ModelCatalog, ModelKind};
 use crate::engine::chat_template::ChatTemplate;
-use crate::engine::llama::{LlamaEngine, LlamaOptions};
-use crate::engine::{
-    Engine, EngineWorker, FinishReason, GenerationEvent, GenerationRequest, WorkerEvent,
-};
+use crate::engine::{FinishReason, GenerationEvent, GenerationRequest, WorkerEvent};
 use crate::params::GenerationParams;
 use crate::prompt::{ChatMessage, RenderedPrompt};
 
@@ -134,10 +131,9 @@ fn chat_models(catalog: &ModelCatalog) -> Vec<String> {
     catalog
         .models
         .iter()
+        // Served by the local engine: remote models are other servers' to serve.
         .filter(|(_, e)| e.kind == ModelKind::Gguf && e.not_fetched().is_none())
-        .filter(|(_, e)| {
-            crate::gguf::GgufInfo::read(&e.path).is_ok_and(|info| info.chat_template().is_some())
-        })
+        .filter(|(_, e)| e.is_chat_model())
         .map(|(name, _)| name.clone())
         .collect()
 }
@@ -225,27 +221,25 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<ModelQueue>, ApiError
                 ),
             )
         })?;
-    let path = entry.path.clone();
-    let parallel = state.config.parallel.unwrap_or(8).max(1);
-    let options = LlamaOptions {
-        context_size: entry.context_size,
+    let options = crate::engine::OpenOptions {
         threads: state.config.threads,
-        parallel: Some(parallel),
+        parallel: Some(state.config.parallel.unwrap_or(8).max(1)),
         // Each slot keeps its last conversation: a client's next turn decodes only its
         // new messages.
         keep_conversation: true,
     };
-    let worker = EngineWorker::spawn(model, move || {
-        Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
-    })
-    .map_err(|e| {
+    let model_ref = crate::catalog::ModelRef {
+        name: model.to_string(),
+        entry: Some(entry.clone()),
+    };
+    let worker = crate::engine::open(&model_ref, &options).map_err(|e| {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             e.to_string(),
         )
     })?;
-    let template = ChatTemplate::from_gguf(&entry.path);
+    let template = worker.chat_template().cloned();
     let worker = Arc::new(ModelQueue::start(worker, template));
     workers.insert(model.to_string(), worker.clone());
     Ok(worker)

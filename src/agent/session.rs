@@ -11,7 +11,7 @@ use super::{
     ToolModels, default_roots, load_engine, opening_messages, project_tools,
 };
 use crate::catalog::CatalogError;
-use crate::engine::{Engine, EngineError, Flow, Generator};
+use crate::engine::{EngineError, EngineWorker, Flow, Generator};
 use crate::params::GenerationParams;
 use crate::project::Project;
 use crate::prompt::Prompt;
@@ -60,7 +60,7 @@ pub struct Session {
 /// A language model loaded for the agent.
 pub struct LoadedModel {
     pub name: String,
-    pub engine: Box<dyn Engine>,
+    pub engine: EngineWorker,
     pub params: GenerationParams,
 }
 
@@ -111,9 +111,7 @@ impl Session {
             return Err(SessionError::NoRoots);
         }
         let store = if options.record {
-            Some(RunStore::open(
-                &project.root.join(".promptlab").join("runs.db"),
-            )?)
+            Some(RunStore::open(&project.store_path())?)
         } else {
             None
         };
@@ -132,8 +130,8 @@ impl Session {
         };
         Ok(LoadedModel {
             name: name.to_string(),
-            engine: load_engine(name, entry)?,
             params: entry.params.clone(),
+            engine: load_engine(&model)?,
         })
     }
 

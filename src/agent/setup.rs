@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::catalog::{ModelCatalog, ModelKind};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{EngineError, EngineWorker};
 
 use super::tools::{self, ToolSet};
 
@@ -140,28 +140,20 @@ pub fn project_tools(
     Ok(set)
 }
 
-/// The engine an agent runs on for a catalog entry: a local GGUF chat model through
-/// llama.cpp (one conversation, its KV cache kept between steps) or a remote
-/// `kind: openai` model. `name` is for the error.
-pub fn load_engine(
-    name: &str,
-    entry: &crate::catalog::ModelEntry,
-) -> Result<Box<dyn Engine>, EngineError> {
-    if entry.kind.is_gguf() {
-        let options = crate::engine::llama::LlamaOptions::one_conversation(entry.context_size);
-        return Ok(Box::new(crate::engine::llama::LlamaEngine::load(
-            &entry.path,
-            &options,
-        )?));
+/// The engine an agent runs on for a catalog model: a local GGUF chat model (one
+/// conversation, its KV cache kept between steps) or a remote `kind: openai` model.
+pub fn load_engine(model: &crate::catalog::ModelRef) -> Result<EngineWorker, EngineError> {
+    if !model
+        .entry
+        .as_ref()
+        .is_some_and(|e| e.kind.is_language_model())
+    {
+        return Err(EngineError::Load(format!(
+            "`{}` is not a language model: the agent needs a GGUF chat model or a `kind: openai` model from models/models.yaml",
+            model.name
+        )));
     }
-    match &entry.openai {
-        Some(settings) => Ok(Box::new(crate::engine::openai::OpenAiEngine::new(
-            settings.clone(),
-        )?)),
-        None => Err(EngineError::Load(format!(
-            "`{name}` is not a language model: the agent needs a GGUF chat model or a `kind: openai` model from models/models.yaml"
-        ))),
-    }
+    crate::engine::open(model, &crate::engine::OpenOptions::conversations(1))
 }
 
 /// The folders tools may read by default: the project itself.

@@ -214,10 +214,10 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default()
             );
-            Ok(if stop == AgentStop::Cancelled {
-                Outcome::Interrupted
-            } else {
-                Outcome::Failed
+            Ok(match stop {
+                AgentStop::Cancelled => Outcome::Interrupted,
+                AgentStop::EngineError => Outcome::Errored,
+                _ => Outcome::Failed,
             })
         }
     }

@@ -54,7 +54,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
     let start = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
     let project = Project::discover(&start).context("cannot open the project")?;
     let model = project.catalog.resolve(&args.model)?;
-    let Some(entry) = model.entry else {
+    let Some(entry) = model.entry.clone() else {
         bail!("`echo` has no speed to measure: choose a GGUF model");
     };
     let config = BenchConfig {
@@ -71,7 +71,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
         args.gen_tokens,
         args.threads
     );
-    let (text, mut ours) = bench::run(&entry.path, &config)?;
+    let (text, mut ours) = bench::run(&model, &config)?;
     let rss_after_ours = bench::peak_rss_bytes();
 
     let python = args.reference_python.clone().or_else(default_python);
@@ -86,7 +86,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
         (Some(python), false) => Some(run_reference(python, &entry.path, &text, &args)?),
     };
     if reference.is_some() {
-        let (_, again) = bench::run(&entry.path, &config)?;
+        let (_, again) = bench::run(&model, &config)?;
         ours.extend(again);
     }
 

@@ -155,10 +155,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     let mut store = if args.no_store {
         None
     } else {
-        let path = args
-            .store
-            .clone()
-            .unwrap_or_else(|| project.root.join(".promptlab").join("runs.db"));
+        let path = args.store.clone().unwrap_or_else(|| project.store_path());
         Some(RunStore::open(&path)?)
     };
     // Resuming re-selects exactly what the interrupted run selected.
@@ -365,11 +362,8 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
             Some(min) => rate >= min,
             None => result.failed_cells().next().is_none(),
         };
-    Ok(if passed {
-        Outcome::Passed
-    } else {
-        Outcome::Failed
-    })
+    let errored = result.cells.iter().filter(|c| c.is_error()).count();
+    Ok(Outcome::of_run(passed, errored))
 }
 
 /// The first Ctrl-C stops generation between tokens and keeps every finished cell; a

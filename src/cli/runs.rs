@@ -53,7 +53,7 @@ impl StoreArgs {
             None => {
                 let start = self.project.clone().unwrap_or_else(|| PathBuf::from("."));
                 let project = Project::discover(&start).context("cannot open the project")?;
-                project.root.join(".promptlab").join("runs.db")
+                project.store_path()
             }
         };
         if !path.is_file() {

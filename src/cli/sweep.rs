@@ -83,7 +83,7 @@ pub fn run(args: SweepArgs) -> Result<Outcome> {
         .iter()
         .map(|s| run::plan(&project, eval_set.clone(), &options_for(s.params.clone())))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut store = RunStore::open(&project.root.join(".promptlab").join("runs.db"))?;
+    let mut store = RunStore::open(&project.store_path())?;
     let sweep_id = store.create_sweep(
         &eval_set.name,
         &key,

@@ -216,10 +216,7 @@ pub fn run(command: VisionCommand) -> Result<Outcome> {
 
 pub(super) fn store_path(project: Option<PathBuf>) -> PathBuf {
     let start = project.unwrap_or_else(|| PathBuf::from("."));
-    crate::tui::find_project(&start)
-        .unwrap_or(start)
-        .join(".promptlab")
-        .join("runs.db")
+    promptlab::project::store_path(&crate::tui::find_project(&start).unwrap_or(start))
 }
 
 fn eval_command(model: &Path, data: &DataArgs) -> Result<Outcome> {

@@ -20,6 +20,8 @@ impl Engine for EchoEngine {
             grammar: false,
             parallel_sequences: 1,
             context_size: 0,
+            tool_calls: false,
+            image_input: false,
         }
     }
 

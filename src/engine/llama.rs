@@ -391,6 +391,8 @@ impl Engine for LlamaEngine {
             grammar: true,
             parallel_sequences: self.parallel,
             context_size: self.context_size,
+            tool_calls: false,
+            image_input: false,
         }
     }
 

@@ -292,6 +292,8 @@ impl Engine for MistralRsEngine {
             grammar: true,
             parallel_sequences: 1,
             context_size: 0,
+            tool_calls: false,
+            image_input: false,
         }
     }
 

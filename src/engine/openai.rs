@@ -520,11 +520,9 @@ impl Engine for OpenAiEngine {
             grammar: true,
             parallel_sequences: u32::try_from(self.pool.capacity()).unwrap_or(u32::MAX),
             context_size: 0,
+            tool_calls: true,
+            image_input: false,
         }
-    }
-
-    fn calls_tools_itself(&self) -> bool {
-        true
     }
 
     fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {

@@ -16,39 +16,25 @@ use crate::vision::detect::{DetectOptions, Detection, Detector};
 use crate::vision::image_input;
 use crate::vision::train::DigitClassifier;
 
-/// The digit CNN: answers with the class name of the most probable class.
-pub struct DigitEngine {
-    classifier: DigitClassifier,
+/// A vision model's answer to one prompt; [`VisionEngine`] does the rest.
+pub trait ImageModel {
+    /// The answer for a prompt whose first line is an image path.
+    fn answer(&mut self, prompt: &str) -> Result<String, EngineError>;
 }
 
-impl DigitEngine {
-    pub fn load(weights: &Path) -> Result<DigitEngine, EngineError> {
-        let classifier =
-            DigitClassifier::load(weights).map_err(|e| EngineError::Load(e.to_string()))?;
-        Ok(DigitEngine { classifier })
-    }
+/// Any [`ImageModel`] as an engine: one image at a time, answered as one "token".
+pub struct VisionEngine<M: ImageModel>(pub M);
 
-    fn classify(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
-        let text = prompt.to_plain_text();
-        let size = self.classifier.card.input[1];
-        let pixels = image_input::digit_from_file(Path::new(image_line(&text)), size)
-            .map_err(|e| EngineError::Generation(e.to_string()))?;
-        let probabilities = self
-            .classifier
-            .predict(&pixels)
-            .map_err(|e| EngineError::Generation(e.to_string()))?;
-        let best = probabilities
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i);
-        Ok(self.classifier.card.classes[best].clone())
-    }
-}
-
-impl Engine for DigitEngine {
+impl<M: ImageModel> Engine for VisionEngine<M> {
     fn capabilities(&self) -> Capabilities {
-        one_at_a_time()
+        Capabilities {
+            chat_template: false,
+            grammar: false,
+            parallel_sequences: 1,
+            context_size: 0,
+            tool_calls: false,
+            image_input: true,
+        }
     }
 
     fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
@@ -64,34 +50,88 @@ impl Engine for DigitEngine {
         requests: &[GenerationRequest],
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) {
-        answer_each(requests, on_event, |prompt| self.classify(prompt));
+        for (index, request) in requests.iter().enumerate() {
+            if on_event(GenerationEvent::Started(index)) == Flow::Stop {
+                return;
+            }
+            let started = Instant::now();
+            let result = self.0.answer(&request.prompt.to_plain_text()).map(|text| {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                Generation {
+                    text,
+                    finish: FinishReason::EndOfText,
+                    prompt_tokens: 0,
+                    completion_tokens: 1,
+                    ttft_ms: ms,
+                    total_ms: ms,
+                    prompt_tokens_per_s: None,
+                    tokens_per_s: None,
+                    cached_prompt_tokens: 0,
+                }
+            });
+            if on_event(GenerationEvent::Finished(index, result)) == Flow::Stop {
+                return;
+            }
+        }
+    }
+}
+
+/// The digit CNN: answers with the class name of the most probable class.
+pub struct DigitModel {
+    classifier: DigitClassifier,
+}
+
+impl DigitModel {
+    pub fn load(weights: &Path) -> Result<DigitModel, EngineError> {
+        let classifier =
+            DigitClassifier::load(weights).map_err(|e| EngineError::Load(e.to_string()))?;
+        Ok(DigitModel { classifier })
+    }
+}
+
+impl ImageModel for DigitModel {
+    fn answer(&mut self, text: &str) -> Result<String, EngineError> {
+        let size = self.classifier.card.input[1];
+        let pixels = image_input::digit_from_file(Path::new(image_line(text)), size)
+            .map_err(|e| EngineError::Generation(e.to_string()))?;
+        let probabilities = self
+            .classifier
+            .predict(&pixels)
+            .map_err(|e| EngineError::Generation(e.to_string()))?;
+        let best = probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        Ok(self.classifier.card.classes[best].clone())
     }
 }
 
 /// A YOLO detector with the catalog entry's filters: answers with
 /// `{"objects": [{"label", "confidence", "box": [x1, y1, x2, y2]}]}`.
-pub struct DetectEngine {
+pub struct DetectModel {
     detector: Detector,
     options: DetectOptions,
 }
 
-impl DetectEngine {
+impl DetectModel {
     pub fn load(
         model: &Path,
         settings: &DetectSettings,
         threads: usize,
-    ) -> Result<DetectEngine, EngineError> {
+    ) -> Result<DetectModel, EngineError> {
         let detector = Detector::load(model, settings.names.as_deref(), None, threads)
             .map_err(|e| EngineError::Load(e.to_string()))?;
-        Ok(DetectEngine {
+        Ok(DetectModel {
             detector,
             options: settings.options(),
         })
     }
+}
 
-    fn detect(&mut self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
-        let text = prompt.to_plain_text();
-        let path = Path::new(image_line(&text));
+impl ImageModel for DetectModel {
+    fn answer(&mut self, text: &str) -> Result<String, EngineError> {
+        let path = Path::new(image_line(text));
         let image = crate::vision::image_input::open_image(path)
             .map_err(|e| EngineError::Generation(e.to_string()))?;
         let (detections, _) = self
@@ -121,28 +161,6 @@ pub fn detections_json(detections: &[Detection]) -> String {
     serde_json::json!({ "objects": objects }).to_string()
 }
 
-impl Engine for DetectEngine {
-    fn capabilities(&self) -> Capabilities {
-        one_at_a_time()
-    }
-
-    fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
-        Ok(prompt.to_plain_text())
-    }
-
-    fn count_tokens(&self, _text: &str) -> Result<usize, EngineError> {
-        Ok(0)
-    }
-
-    fn generate_batch(
-        &mut self,
-        requests: &[GenerationRequest],
-        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
-    ) {
-        answer_each(requests, on_event, |prompt| self.detect(prompt));
-    }
-}
-
 /// The image path: the prompt's first line (a CLIP prompt lists labels after it).
 fn image_line(text: &str) -> &str {
     text.lines().next().unwrap_or("").trim()
@@ -150,23 +168,24 @@ fn image_line(text: &str) -> &str {
 
 /// CLIP zero-shot: the prompt is the image path and then one candidate label per line;
 /// the answer is the label whose caption (the entry's `label_template`) fits best.
-pub struct ClipEngine {
+pub struct ClipModel {
     model: crate::vision::clip::ZeroShot,
     template: String,
 }
 
-impl ClipEngine {
-    pub fn load(model: &Path, template: String) -> Result<ClipEngine, EngineError> {
+impl ClipModel {
+    pub fn load(model: &Path, template: String) -> Result<ClipModel, EngineError> {
         let dir = crate::vision::clip::resolve_model(&model.display().to_string())
             .map_err(|e| EngineError::Load(e.to_string()))?;
         let model = crate::vision::clip::ZeroShot::load(&dir)
             .map_err(|e| EngineError::Load(e.to_string()))?;
-        Ok(ClipEngine { model, template })
+        Ok(ClipModel { model, template })
     }
+}
 
-    fn classify(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
-        let text = prompt.to_plain_text();
-        let path = Path::new(image_line(&text));
+impl ImageModel for ClipModel {
+    fn answer(&mut self, text: &str) -> Result<String, EngineError> {
+        let path = Path::new(image_line(text));
         let labels: Vec<String> = text
             .lines()
             .skip(1)
@@ -193,67 +212,5 @@ impl ClipEngine {
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map_or(0, |(i, _)| i);
         Ok(labels[best].clone())
-    }
-}
-
-impl Engine for ClipEngine {
-    fn capabilities(&self) -> Capabilities {
-        one_at_a_time()
-    }
-
-    fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
-        Ok(prompt.to_plain_text())
-    }
-
-    fn count_tokens(&self, _text: &str) -> Result<usize, EngineError> {
-        Ok(0)
-    }
-
-    fn generate_batch(
-        &mut self,
-        requests: &[GenerationRequest],
-        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
-    ) {
-        answer_each(requests, on_event, |prompt| self.classify(prompt));
-    }
-}
-
-fn one_at_a_time() -> Capabilities {
-    Capabilities {
-        chat_template: false,
-        grammar: false,
-        parallel_sequences: 1,
-        context_size: 0,
-    }
-}
-
-/// Runs each request in turn, reporting it as one "token" of output.
-fn answer_each(
-    requests: &[GenerationRequest],
-    on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
-    mut answer: impl FnMut(&RenderedPrompt) -> Result<String, EngineError>,
-) {
-    for (index, request) in requests.iter().enumerate() {
-        if on_event(GenerationEvent::Started(index)) == Flow::Stop {
-            return;
-        }
-        let started = Instant::now();
-        let result = answer(&request.prompt).map(|text| {
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            Generation {
-                text,
-                finish: FinishReason::EndOfText,
-                prompt_tokens: 0,
-                completion_tokens: 1,
-                ttft_ms: ms,
-                total_ms: ms,
-                prompt_tokens_per_s: None,
-                tokens_per_s: None,
-                cached_prompt_tokens: 0,
-            }
-        });
-        if on_event(GenerationEvent::Finished(index, result)) == Flow::Stop {
-            return;
-        }
     }
 }

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
+use super::chat_template::ChatTemplate;
 use super::{
-    Capabilities, Engine, EngineError, Flow, GenerationEvent, GenerationRequest, RequestFeed,
+    Capabilities, Engine, EngineError, Flow, GenerationEvent, GenerationRequest, Generator,
+    RequestFeed,
 };
 use crate::prompt::RenderedPrompt;
 
@@ -64,6 +66,9 @@ pub struct EngineWorker {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     capabilities: Capabilities,
+    /// The model's own chat template, for callers that render conversations themselves
+    /// (the agent, `serve`'s tool calls).
+    chat_template: Option<ChatTemplate>,
 }
 
 impl EngineWorker {
@@ -89,22 +94,28 @@ impl EngineWorker {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(engine.capabilities()));
+                let ready = (engine.capabilities(), engine.chat_template().cloned());
+                let _ = ready_tx.send(Ok(ready));
                 serve(engine, jobs_rx);
             })
             .map_err(|e| EngineError::Load(format!("cannot start engine thread: {e}")))?;
-        let capabilities = ready_rx
+        let (capabilities, chat_template) = ready_rx
             .recv()
             .map_err(|_| EngineError::Crashed("engine thread ended while loading".into()))??;
         Ok(EngineWorker {
             jobs: Some(jobs_tx),
             thread: Some(thread),
             capabilities,
+            chat_template,
         })
     }
 
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
     }
 
     /// Starts generating `requests`; events arrive on the returned receiver, ending with
@@ -164,6 +175,37 @@ impl EngineWorker {
             .ok_or_else(stopped)?
             .send(job)
             .map_err(|_| stopped())
+    }
+}
+
+/// A conversation with a model of its own (the agent, the playground): one request at a
+/// time, each stopped at its next token when the caller says so.
+impl Generator for EngineWorker {
+    fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
+    fn calls_tools_itself(&self) -> bool {
+        self.capabilities.tool_calls
+    }
+
+    fn generate(
+        &mut self,
+        request: &GenerationRequest,
+        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
+    ) {
+        let cancel = CancelToken::new();
+        let events = EngineWorker::generate(self, vec![request.clone()], cancel.clone());
+        let mut finished = false;
+        while let Ok(WorkerEvent::Generation(event)) = events.recv() {
+            finished |= matches!(event, GenerationEvent::Finished(..));
+            if on_event(event) == Flow::Stop {
+                cancel.cancel();
+            }
+        }
+        if !finished {
+            on_event(GenerationEvent::Finished(0, Err(stopped())));
+        }
     }
 }
 

@@ -69,6 +69,12 @@ pub struct ModelFile {
     pub info: Result<GgufInfo, String>,
 }
 
+impl ModelFile {
+    pub fn is_chat_model(&self) -> bool {
+        self.entry.is_chat_model_with(self.info.as_ref().ok())
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ProjectScan {
     pub root: PathBuf,

@@ -7,10 +7,8 @@ use super::record::Recording;
 use super::summary::{classification_reports, detection_reports, summarize};
 use super::{CellResult, RunPlan, RunResult};
 use crate::catalog::ModelRef;
-use crate::engine::echo::EchoEngine;
-use crate::engine::llama::{LlamaEngine, LlamaOptions};
 use crate::engine::{
-    CancelToken, Engine, EngineError, EngineWorker, FinishReason, Generation, GenerationEvent,
+    CancelToken, EngineError, EngineWorker, FinishReason, Generation, GenerationEvent, OpenOptions,
     WorkerEvent,
 };
 use crate::score::assertion::{CheckInput, combine};
@@ -217,109 +215,28 @@ pub fn execute(
 /// A worker for one chat conversation with a catalog language model (the TUI's
 /// playground): a remote model, mistral.rs, or llama.cpp keeping the conversation's KV
 /// cache from one message to the next.
-pub fn chat_worker(
-    name: &str,
-    entry: &crate::catalog::ModelEntry,
-) -> Result<EngineWorker, EngineError> {
-    if entry.openai.is_some() {
-        return openai_worker(name, entry);
-    }
-    if !entry.kind.is_gguf() {
+pub fn chat_worker(model: &ModelRef) -> Result<EngineWorker, EngineError> {
+    if !model
+        .entry
+        .as_ref()
+        .is_some_and(|e| e.kind.is_language_model())
+    {
         return Err(EngineError::Load(format!(
-            "`{name}` is not a chat model: a GGUF with a chat template or a `kind: openai` model is"
+            "`{}` is not a chat model: a GGUF with a chat template or a `kind: openai` model is",
+            model.name
         )));
     }
-    if entry.engine == Some(crate::catalog::EngineChoice::Mistralrs) {
-        return mistralrs_worker(name, &entry.path);
-    }
-    let path = entry.path.clone();
-    let options = LlamaOptions::one_conversation(entry.context_size);
-    EngineWorker::spawn(name, move || {
-        Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
-    })
-}
-
-fn openai_worker(
-    name: &str,
-    entry: &crate::catalog::ModelEntry,
-) -> Result<EngineWorker, EngineError> {
-    let settings = entry.openai.clone();
-    EngineWorker::spawn(name, move || {
-        let settings = settings.ok_or_else(|| EngineError::Load("no `openai:` settings".into()))?;
-        Ok(Box::new(crate::engine::openai::OpenAiEngine::new(settings)?) as Box<dyn Engine>)
-    })
+    crate::engine::open(model, &OpenOptions::conversations(1))
 }
 
 pub(super) fn spawn_worker(
     model: &ModelRef,
     options: &ExecuteOptions,
 ) -> Result<EngineWorker, EngineError> {
-    match &model.entry {
-        None => EngineWorker::spawn(&model.name, || Ok(Box::new(EchoEngine) as Box<dyn Engine>)),
-        Some(entry) if entry.openai.is_some() => openai_worker(&model.name, entry),
-        Some(entry) if entry.kind == crate::catalog::ModelKind::DigitCnn => {
-            let path = entry.path.clone();
-            EngineWorker::spawn(&model.name, move || {
-                Ok(Box::new(crate::engine::vision::DigitEngine::load(&path)?) as Box<dyn Engine>)
-            })
-        }
-        Some(entry) if entry.kind == crate::catalog::ModelKind::Clip => {
-            let path = entry.path.clone();
-            let template = entry
-                .label_template
-                .clone()
-                .unwrap_or_else(|| "a photo of {}".into());
-            EngineWorker::spawn(&model.name, move || {
-                Ok(
-                    Box::new(crate::engine::vision::ClipEngine::load(&path, template)?)
-                        as Box<dyn Engine>,
-                )
-            })
-        }
-        Some(entry) if entry.kind == crate::catalog::ModelKind::YoloDetector => {
-            let path = entry.path.clone();
-            let settings = entry.detect.clone().unwrap_or_default();
-            let threads = options.threads.map_or_else(
-                || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-                |t| t as usize,
-            );
-            EngineWorker::spawn(&model.name, move || {
-                Ok(Box::new(crate::engine::vision::DetectEngine::load(
-                    &path, &settings, threads,
-                )?) as Box<dyn Engine>)
-            })
-        }
-        Some(entry) if entry.engine == Some(crate::catalog::EngineChoice::Mistralrs) => {
-            mistralrs_worker(&model.name, &entry.path)
-        }
-        Some(entry) => {
-            let path = entry.path.clone();
-            let llama_options = LlamaOptions {
-                context_size: entry.context_size,
-                threads: options.threads,
-                parallel: options.parallel,
-                keep_conversation: false,
-            };
-            EngineWorker::spawn(&model.name, move || {
-                Ok(Box::new(LlamaEngine::load(&path, &llama_options)?) as Box<dyn Engine>)
-            })
-        }
-    }
-}
-
-#[cfg(feature = "mistralrs")]
-fn mistralrs_worker(name: &str, path: &std::path::Path) -> Result<EngineWorker, EngineError> {
-    let path = path.to_path_buf();
-    EngineWorker::spawn(name, move || {
-        Ok(Box::new(crate::engine::mistralrs::MistralRsEngine::load(&path)?) as Box<dyn Engine>)
-    })
-}
-
-#[cfg(not(feature = "mistralrs"))]
-fn mistralrs_worker(name: &str, _path: &std::path::Path) -> Result<EngineWorker, EngineError> {
-    Err(EngineError::Load(format!(
-        "`{name}` asks for the mistral.rs engine, but this promptlab was built without it: build with `cargo build --release --features mistralrs`"
-    )))
+    crate::engine::open(
+        model,
+        &OpenOptions::batch(options.threads, options.parallel),
+    )
 }
 
 fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError>) -> CellResult {

@@ -440,7 +440,7 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
     {
         identity.push_str(&format!(":engine={}", engine.name()));
     }
-    Ok((info.chat_template().is_some(), identity))
+    Ok((entry.is_chat_model_with(Some(&info)), identity))
 }
 
 /// The absolute path and content hash of the image a vision cell reads.

@@ -85,7 +85,11 @@ fn spawn_chat(tx: UnboundedSender<Event>) -> std::sync::mpsc::Sender<ChatJob> {
                 loaded = None;
                 send(ChatEvent::Loading(job.model_name.clone()));
                 let started = Instant::now();
-                match run::chat_worker(&job.model_name, &job.model) {
+                let model = promptlab::catalog::ModelRef {
+                    name: job.model_name.clone(),
+                    entry: Some(job.model.clone()),
+                };
+                match run::chat_worker(&model) {
                     Ok(worker) => {
                         send(ChatEvent::Loaded {
                             model: job.model_name.clone(),
@@ -226,7 +230,7 @@ fn convert(event: TermEvent) -> Option<Event> {
 
 impl Jobs {
     fn store_path(&self) -> PathBuf {
-        self.root.join(".promptlab").join("runs.db")
+        promptlab::project::store_path(&self.root)
     }
 
     /// Runs `job` on its own thread and sends what it returns; a panic becomes an error.

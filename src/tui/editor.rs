@@ -71,11 +71,7 @@ impl EditorState {
             })
             .or_else(|| scan.eval_sets.iter().position(|f| f.eval_set.is_ok()));
         if self.model.is_none() {
-            let chat = |m: &&promptlab::project::ModelFile| {
-                m.info
-                    .as_ref()
-                    .is_ok_and(|info| info.chat_template().is_some())
-            };
+            let chat = |m: &&promptlab::project::ModelFile| m.is_chat_model();
             let named: Vec<String> = self
                 .eval_set
                 .and_then(|i| scan.eval_sets.get(i))

@@ -99,14 +99,7 @@ impl Default for PlaygroundState {
 /// remote models (whose server applies its own template).
 pub(super) fn chat_models(scan: &ProjectScan) -> Vec<usize> {
     (0..scan.models.len())
-        .filter(|&i| {
-            let model = &scan.models[i];
-            model.entry.openai.is_some()
-                || model
-                    .info
-                    .as_ref()
-                    .is_ok_and(|info| info.chat_template().is_some())
-        })
+        .filter(|&i| scan.models[i].is_chat_model())
         .collect()
 }
 

@@ -104,7 +104,7 @@ fn run_agent_job(
 ) -> Result<RunEvent> {
     let (options, recording) = match request.resume {
         Some(id) => {
-            let store = RunStore::open(&root.join(".promptlab").join("runs.db"))?;
+            let store = RunStore::open(&promptlab::project::store_path(root))?;
             let (id, options) = resume_options(&store, &request.eval_set, Some(id))?;
             (options, AgentRecording::Resume(id))
         }

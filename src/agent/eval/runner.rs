@@ -249,7 +249,7 @@ impl AgentEvalPlan {
 
     /// The project's run store.
     pub fn open_store(&self) -> Result<RunStore, StoreError> {
-        RunStore::open(&self.root.join(".promptlab").join("runs.db"))
+        RunStore::open(&crate::project::store_path(&self.root))
     }
 
     /// The system prompt a question opens with when no agent prompt does: the set's,

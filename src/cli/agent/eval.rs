@@ -254,7 +254,7 @@ fn execute(
         None if store => Recording::New,
         None => Recording::Off,
         Some(which) => {
-            let store = promptlab::store::RunStore::open(&root.join(".promptlab").join("runs.db"))?;
+            let store = promptlab::store::RunStore::open(&promptlab::project::store_path(root))?;
             // A resume asks the remaining questions as the interrupted run would have.
             let (run_id, stored) = resume_options(&store, path, which)?;
             options = stored;
@@ -326,11 +326,8 @@ fn execute(
         Some(min) => result.pass_rate() >= min,
         None => passed == result.cells.len(),
     };
-    Ok(if all_passed {
-        Outcome::Passed
-    } else {
-        Outcome::Failed
-    })
+    let errored = result.cells.iter().filter(|c| c.is_error()).count();
+    Ok(Outcome::of_run(all_passed, errored))
 }
 
 /// `61% (19/31) [44–76]`: the rate, the counts and the 95% Wilson interval.

@@ -131,11 +131,12 @@ pub(crate) fn report(
         Some(min) => rate >= min,
         None => all_passed == all_cells,
     };
-    Ok(if passed {
-        Outcome::Passed
-    } else {
-        Outcome::Failed
-    })
+    let errored = results
+        .iter()
+        .flat_map(|(r, _)| &r.cells)
+        .filter(|c| c.is_error())
+        .count();
+    Ok(Outcome::of_run(passed, errored))
 }
 
 /// Refuses report files the pass@k summary cannot be written as, before any repeat runs.

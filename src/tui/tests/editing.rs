@@ -243,6 +243,7 @@ fn the_playground_offers_remote_models() {
     let mut app = app((120, 40));
     let mut remote = super::tiny_model();
     remote.name = "fleet".into();
+    remote.entry.kind = promptlab::catalog::ModelKind::Openai;
     remote.entry.openai = Some(
         serde_json::from_value(serde_json::json!({
             "model": "qwen", "endpoints": ["http://127.0.0.1:9/v1"]

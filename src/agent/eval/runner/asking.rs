@@ -14,8 +14,7 @@ use crate::agent::session::{
 use crate::agent::{AgentEvent, AgentStep, AgentStop, AgentTrace};
 use crate::engine::batcher::{Batcher, SharedModel};
 use crate::engine::chat_template::ChatTemplate;
-use crate::engine::llama::{LlamaEngine, LlamaOptions};
-use crate::engine::{CancelToken, Engine, EngineWorker, Flow};
+use crate::engine::{CancelToken, Flow, OpenOptions};
 use crate::params::GenerationParams;
 
 /// A model loaded for a column's questions.
@@ -43,19 +42,11 @@ impl Loaded {
         let Some(entry) = shared else {
             return Ok(Loaded::Own(session.load_model(model)?));
         };
-        let path = entry.path.clone();
-        let options = LlamaOptions {
-            context_size: entry.context_size,
-            parallel: Some(slots as u32),
-            threads: None,
-            keep_conversation: true,
-        };
-        let worker = EngineWorker::spawn(model, move || {
-            Ok(Box::new(LlamaEngine::load(&path, &options)?) as Box<dyn Engine>)
-        })?;
+        let worker = crate::engine::open(&resolved, &OpenOptions::conversations(slots as u32))?;
+        let worker_template = worker.chat_template().cloned();
         Ok(Loaded::Shared {
             batcher: Arc::new(Batcher::start(worker)),
-            template: ChatTemplate::from_gguf(&entry.path),
+            template: worker_template,
             params: entry.params.clone(),
             slots,
         })
