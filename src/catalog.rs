@@ -42,7 +42,7 @@ pub struct ModelEntry {
     pub fetch: Option<String>,
     /// For `kind: openai`: the servers and how to talk to them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub openai: Option<crate::engine::openai::RemoteSettings>,
+    pub openai: Option<remote::RemoteSettings>,
     /// Which engine runs a GGUF model: llama.cpp (default) or mistral.rs (when built with
     /// the `mistralrs` feature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,18 +144,6 @@ impl Default for DetectSettings {
             max_per_class: None,
             rename: BTreeMap::new(),
             names: None,
-        }
-    }
-}
-
-impl DetectSettings {
-    pub fn options(&self) -> crate::vision::detect::DetectOptions {
-        crate::vision::detect::DetectOptions {
-            classes: self.classes.clone(),
-            max_per_class: self.max_per_class,
-            min_confidence: self.min_confidence,
-            iou_threshold: self.iou,
-            rename: self.rename.clone(),
         }
     }
 }
@@ -433,6 +421,7 @@ impl ModelCatalog {
 }
 
 mod edit;
+pub mod remote;
 pub use edit::{add_entry, remove_entry};
 
 #[cfg(test)]

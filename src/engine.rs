@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::params::SamplingParams;
 use crate::prompt::RenderedPrompt;
 
+pub use crate::cancel::CancelToken;
 pub use open::{OpenOptions, open};
-pub use worker::{CancelToken, EngineWorker, WorkerEvent};
+pub use worker::{EngineWorker, WorkerEvent};
 
 /// Requests that arrive while others generate: a server's clients, an agent's next steps.
 /// An engine with continuous batching admits each one at its next decoding step; events

@@ -3,6 +3,7 @@
 
 mod append;
 mod sources;
+pub mod sweep;
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use append::append_case;
 
+use crate::score::ClassificationSpec;
 use crate::score::assertion::AssertionSpec;
 use crate::yaml::{self, YamlError};
 
@@ -68,29 +70,13 @@ pub struct CaseDefaults {
     pub threshold: Option<f64>,
 }
 
-/// How a predicted label is read from an output, for classification metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassificationSpec {
-    /// JSONPath into the output parsed as JSON, e.g. `$.sentiment`.
-    #[serde(default)]
-    pub label_path: Option<String>,
-    /// Regex whose first capture group (or whole match) is the label.
-    #[serde(default)]
-    pub label_regex: Option<String>,
-    /// JSONPath into `expected` when it is an object; otherwise `expected` is the label.
-    #[serde(default)]
-    pub expected_path: Option<String>,
-    /// Fixed label order; by default the sorted union of true and predicted labels.
-    #[serde(default)]
-    pub labels: Option<Vec<String>>,
-    /// Compare labels lowercased and trimmed (default true).
-    #[serde(default = "yes")]
-    pub normalize: bool,
-}
-
-fn yes() -> bool {
-    true
+/// Whether the YAML file is an agent eval set (`kind: agent`), read leniently: a file
+/// that does not parse is not one.
+pub fn is_agent_set(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| yaml::value_from_str(path, &text).ok())
+        .is_some_and(|v| v.get("kind").and_then(serde_json::Value::as_str) == Some("agent"))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -131,7 +117,7 @@ struct EvalSetSpec {
     #[serde(default)]
     pairwise: Option<String>,
     #[serde(default)]
-    sweep: Option<crate::sweep::SweepSpec>,
+    sweep: Option<sweep::SweepSpec>,
     #[serde(default)]
     defaults: CaseDefaults,
     #[serde(default)]
@@ -160,7 +146,7 @@ pub struct EvalSet {
     /// What "better" means for `--pairwise` comparison (a default criterion otherwise).
     pub pairwise: Option<String>,
     /// What `promptlab sweep` varies.
-    pub sweep: Option<crate::sweep::SweepSpec>,
+    pub sweep: Option<sweep::SweepSpec>,
     pub cases: Vec<Case>,
     pub metrics: MetricsSpec,
     pub source: PathBuf,
@@ -198,7 +184,7 @@ pub enum EvalSetError {
 
 impl EvalSet {
     pub fn load(path: &Path) -> Result<EvalSet, EvalSetError> {
-        if crate::agent::eval::is_agent_set(path) {
+        if is_agent_set(path) {
             return Err(EvalSetError::Invalid {
                 path: path.to_path_buf(),
                 message: format!(

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod cancel;
 pub mod catalog;
 pub mod compare;
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod evalset;
 pub mod failure;
 pub mod gguf;
 pub mod hub;
+pub mod metrics;
 pub mod params;
 pub mod project;
 pub mod prompt;

@@ -15,9 +15,9 @@ mod summary;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{FinishReason, GenerationRequest};
+use crate::metrics::classification::ClassificationReport;
 use crate::prompt::RenderedPrompt;
 use crate::score::assertion::{Assertion, AssertionOutcome};
-use crate::score::classification::ClassificationReport;
 use crate::score::detection::DetectionReport;
 
 pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, chat_worker, execute};
@@ -103,7 +103,7 @@ impl RunPlan {
                     .endpoints
                     .iter()
                     .map(|endpoint| match endpoint {
-                        crate::engine::openai::EndpointSpec::Detailed {
+                        crate::catalog::remote::EndpointSpec::Detailed {
                             concurrency: Some(n),
                             ..
                         } => *n,

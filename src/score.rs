@@ -1,8 +1,7 @@
-//! Scoring: assertions on one output (`assertion`), classification metrics over a column
-//! (`classification`), and the glue that reads labels out of outputs.
+//! Scoring: assertions on one output (`assertion`), detection and judge scores, and the
+//! glue that reads labels out of outputs for the classification metrics (`crate::metrics`).
 
 pub mod assertion;
-pub mod classification;
 pub mod detection;
 pub mod judge;
 pub mod pairwise;
@@ -10,9 +9,33 @@ pub mod similarity;
 pub mod stats;
 pub mod text_metrics;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::evalset::ClassificationSpec;
+/// How a predicted label is read from an output, for classification metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassificationSpec {
+    /// JSONPath into the output parsed as JSON, e.g. `$.sentiment`.
+    #[serde(default)]
+    pub label_path: Option<String>,
+    /// Regex whose first capture group (or whole match) is the label.
+    #[serde(default)]
+    pub label_regex: Option<String>,
+    /// JSONPath into `expected` when it is an object; otherwise `expected` is the label.
+    #[serde(default)]
+    pub expected_path: Option<String>,
+    /// Fixed label order; by default the sorted union of true and predicted labels.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// Compare labels lowercased and trimmed (default true).
+    #[serde(default = "yes")]
+    pub normalize: bool,
+}
+
+fn yes() -> bool {
+    true
+}
 
 /// The label given to an output no label could be read from, so it counts as a wrong
 /// prediction instead of disappearing from the metrics.

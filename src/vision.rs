@@ -11,7 +11,6 @@ pub mod dataset;
 pub mod detect;
 mod fused;
 pub mod image_input;
-pub mod metrics;
 pub mod train;
 
 use std::path::PathBuf;

@@ -14,7 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use promptlab::engine::openai::{EndpointSpec, OpenAiEngine, RemoteSettings};
+use promptlab::catalog::remote::{EndpointSpec, RemoteSettings};
+use promptlab::engine::openai::OpenAiEngine;
 use promptlab::engine::{
     Engine, FinishReason, Flow, Generation, GenerationEvent, GenerationRequest,
 };

@@ -130,7 +130,7 @@ pub enum AgentEvalError {
 
 impl AgentEvalSet {
     pub fn load(path: &Path) -> Result<AgentEvalSet, AgentEvalError> {
-        if path.is_file() && !is_agent_set(path) {
+        if path.is_file() && !crate::evalset::is_agent_set(path) {
             return Err(AgentEvalError::Case {
                 path: path.to_path_buf(),
                 case: "-".into(),
@@ -241,15 +241,6 @@ fn parse_check(spec: &AssertionSpec) -> Result<AgentCheck, String> {
             })?)
         }
     })
-}
-
-/// Whether the YAML file is an agent eval set (`kind: agent`), read leniently: a file
-/// that does not parse is not one.
-pub fn is_agent_set(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| yaml::value_from_str(path, &text).ok())
-        .is_some_and(|v| v.get("kind").and_then(Value::as_str) == Some("agent"))
 }
 
 /// `want` is contained in `got`: objects key by key, arrays item by item (same length),

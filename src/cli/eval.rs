@@ -101,7 +101,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     {
         bail!("--min-pass-rate {rate}: expected a fraction between 0 and 1 (e.g. 0.9)");
     }
-    if promptlab::agent::eval::is_agent_set(&args.eval_set) {
+    if promptlab::evalset::is_agent_set(&args.eval_set) {
         return super::agent::run_from_eval(&args);
     }
     report::check_paths(&args.outputs)?;

@@ -124,7 +124,7 @@ impl DetectModel {
             .map_err(|e| EngineError::Load(e.to_string()))?;
         Ok(DetectModel {
             detector,
-            options: settings.options(),
+            options: DetectOptions::from(settings),
         })
     }
 }

@@ -3,8 +3,6 @@
 //! the engine checks between tokens: dropping a channel does not stop llama.cpp.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -13,23 +11,8 @@ use super::{
     Capabilities, Engine, EngineError, Flow, GenerationEvent, GenerationRequest, Generator,
     RequestFeed,
 };
+use crate::cancel::CancelToken;
 use crate::prompt::RenderedPrompt;
-
-/// Shared flag that asks an engine to stop at the next token.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// What a worker reports while it runs a batch.
 #[derive(Debug, Clone, PartialEq)]

@@ -118,7 +118,7 @@ pub fn scan(root: &Path) -> ProjectScan {
     let (agent_paths, set_paths): (Vec<PathBuf>, Vec<PathBuf>) =
         yaml_files(&root.join("eval-sets"))
             .into_iter()
-            .partition(|path| crate::agent::eval::is_agent_set(path));
+            .partition(|path| crate::evalset::is_agent_set(path));
     let eval_sets = set_paths
         .into_iter()
         .map(|path| EvalSetFile {

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::{PromptfooError, Reader};
+use crate::catalog::remote::RemoteSettings;
 use crate::catalog::{ECHO_MODEL, ModelCatalog, ModelEntry, ModelKind};
-use crate::engine::openai::RemoteSettings;
 use crate::params::GenerationParams;
 
 pub(super) struct Providers {

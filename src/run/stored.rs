@@ -49,7 +49,7 @@ pub fn stored_result(store: &RunStore, run_id: i64) -> Result<Option<RunResult>,
     let eval_set = EvalSet::load(eval_set_path)
         .unwrap_or_else(|_| EvalSet::named(&run.eval_set, eval_set_path));
     // An agent evaluation's questions come from its own kind of file.
-    let agent_set = crate::agent::eval::is_agent_set(eval_set_path)
+    let agent_set = crate::evalset::is_agent_set(eval_set_path)
         .then(|| crate::agent::eval::AgentEvalSet::load(eval_set_path).ok())
         .flatten();
     let agent_case = |id: &str| {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{CellResult, RunPlan};
-use crate::score::classification::{ClassificationReport, classification_report};
+use crate::metrics::classification::{ClassificationReport, classification_report};
 use crate::score::detection::{DetectionReport, detection_report, parse_boxes};
 use crate::score::{expected_label, normalize_label, predicted_label};
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::vision::metrics::{LabelledBox, coco_average_precision, iou};
+use crate::metrics::boxes::{LabelledBox, coco_average_precision, iou};
 
 /// One box: `label` None (in an expected box) matches any label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

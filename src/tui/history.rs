@@ -98,7 +98,7 @@ fn resume(app: &mut App) -> Vec<Effect> {
     }
     let path = std::path::PathBuf::from(&run.eval_set_path);
     let request = RunRequest {
-        agent: promptlab::agent::eval::is_agent_set(&path),
+        agent: promptlab::evalset::is_agent_set(&path),
         eval_set: path,
         prompts: Vec::new(),
         models: Vec::new(),

@@ -36,6 +36,18 @@ pub struct DetectOptions {
     pub rename: BTreeMap<String, String>,
 }
 
+impl From<&crate::catalog::DetectSettings> for DetectOptions {
+    fn from(settings: &crate::catalog::DetectSettings) -> Self {
+        DetectOptions {
+            classes: settings.classes.clone(),
+            max_per_class: settings.max_per_class,
+            min_confidence: settings.min_confidence,
+            iou_threshold: settings.iou,
+            rename: settings.rename.clone(),
+        }
+    }
+}
+
 impl Default for DetectOptions {
     fn default() -> Self {
         DetectOptions {

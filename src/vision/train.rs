@@ -18,8 +18,8 @@ use super::augment::Augmentation;
 use super::backprop::{Network, Weights};
 use super::cnn::{DigitCnn, Layer, LayerInfo};
 use super::dataset::{Dataset, DatasetKind};
-use crate::engine::CancelToken;
-use crate::score::classification::{ClassificationReport, classification_report};
+use crate::cancel::CancelToken;
+use crate::metrics::classification::{ClassificationReport, classification_report};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case")]

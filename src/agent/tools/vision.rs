@@ -222,7 +222,7 @@ impl Tool for DetectObjects {
             .and_then(Value::as_u64)
             .map(|n| n.max(1) as usize);
         for backend in &mut self.backends {
-            let mut options = backend.settings.options();
+            let mut options = crate::vision::detect::DetectOptions::from(&backend.settings);
             let asked: Vec<String> = match &requested {
                 Some(names) => backend
                     .classes

@@ -251,7 +251,7 @@ fn m_offers_remote_models_too() {
     let mut remote = tiny_model();
     remote.name = "fleet".into();
     remote.entry.kind = promptlab::catalog::ModelKind::Openai;
-    remote.entry.openai = Some(promptlab::engine::openai::RemoteSettings::single(
+    remote.entry.openai = Some(promptlab::catalog::remote::RemoteSettings::single(
         "qwen",
         "http://127.0.0.1:9/v1",
     ));
