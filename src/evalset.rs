@@ -1,6 +1,7 @@
 //! Evaluation sets (`eval-sets/*.yaml`): which prompts and models to run, default
 //! assertions, and the cases, given inline or loaded from JSONL/CSV files beside the set.
 
+pub mod agent;
 mod append;
 mod sources;
 pub mod sweep;

@@ -27,5 +27,6 @@ pub mod serve;
 pub mod store;
 pub mod sweep;
 pub mod template;
+pub mod trace;
 pub mod vision;
 pub mod yaml;

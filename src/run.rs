@@ -51,6 +51,23 @@ pub struct CaseInfo {
     pub human: Option<crate::evalset::HumanLabel>,
 }
 
+/// A question of an agent set as a row of the matrix: its text is the description and
+/// the `question` variable.
+impl From<&crate::evalset::agent::AgentCase> for CaseInfo {
+    fn from(case: &crate::evalset::agent::AgentCase) -> CaseInfo {
+        let mut vars = serde_json::Map::new();
+        vars.insert("question".into(), serde_json::json!(case.question));
+        CaseInfo {
+            id: case.id.clone(),
+            description: case.question.clone(),
+            tags: case.tags.clone(),
+            vars,
+            expected: None,
+            human: None,
+        }
+    }
+}
+
 /// A cell ready to generate.
 #[derive(Debug, Clone)]
 pub struct PlannedCell {

@@ -29,12 +29,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::agent::convention::Convention;
 use crate::catalog::{ModelCatalog, ModelKind};
 use crate::engine::chat_template::ChatTemplate;
 use crate::engine::{FinishReason, GenerationEvent, GenerationRequest, WorkerEvent};
 use crate::params::GenerationParams;
 use crate::prompt::{ChatMessage, RenderedPrompt};
+use crate::trace::Convention;
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

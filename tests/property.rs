@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::copy_dir;
-use promptlab::agent::convention::{Convention, parse_reply};
+use promptlab::agent::convention::parse_reply;
 use promptlab::agent::tools::{Calculator, Tool, ToolContext};
 use promptlab::catalog::ModelCatalog;
 use promptlab::engine::chat_template::ChatTemplate;
@@ -20,6 +20,7 @@ use promptlab::gguf::GgufInfo;
 use promptlab::prompt::{ChatMessage, Prompt};
 use promptlab::score::judge::Grader;
 use promptlab::template::{self, Undefined};
+use promptlab::trace::Convention;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;

@@ -18,14 +18,7 @@ use serde_json::{Value, json};
 use crate::engine::EngineError;
 use crate::engine::chat_template::ChatTemplate;
 use crate::engine::llama::schema_to_grammar;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Convention {
-    Hermes,
-    Json,
-    Native,
-}
+use crate::trace::Convention;
 
 impl Convention {
     pub fn for_template(template: &ChatTemplate) -> Convention {

@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use promptlab::agent::eval::runner::find_prompt;
 use promptlab::agent::session::{Question, Session, SessionOptions};
-use promptlab::agent::{AgentEvent, AgentLimits, AgentStop, DEFAULT_SYSTEM, ToolModels};
+use promptlab::agent::{AgentEvent, AgentLimits, DEFAULT_SYSTEM, ToolModels};
 use promptlab::engine::Flow;
 use promptlab::project::Project;
+use promptlab::trace::AgentStop;
 
 use super::Outcome;
 
@@ -223,7 +224,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
     }
 }
 
-pub(super) fn describe_step(step: &promptlab::agent::AgentStep) -> String {
+pub(super) fn describe_step(step: &promptlab::trace::AgentStep) -> String {
     match step.outcome() {
         Some(Ok(value)) => format!(
             "{}\n    → {}",

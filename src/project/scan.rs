@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::agent::eval::AgentEvalSet;
 use crate::catalog::{ModelCatalog, ModelEntry};
 use crate::evalset::EvalSet;
+use crate::evalset::agent::AgentEvalSet;
 use crate::gguf::GgufInfo;
 use crate::prompt::Prompt;
 

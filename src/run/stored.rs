@@ -50,12 +50,12 @@ pub fn stored_result(store: &RunStore, run_id: i64) -> Result<Option<RunResult>,
         .unwrap_or_else(|_| EvalSet::named(&run.eval_set, eval_set_path));
     // An agent evaluation's questions come from its own kind of file.
     let agent_set = crate::evalset::is_agent_set(eval_set_path)
-        .then(|| crate::agent::eval::AgentEvalSet::load(eval_set_path).ok())
+        .then(|| crate::evalset::agent::AgentEvalSet::load(eval_set_path).ok())
         .flatten();
     let agent_case = |id: &str| {
         let set = agent_set.as_ref()?;
         let case = set.cases.iter().find(|c| c.id == id)?;
-        Some(crate::agent::eval::matrix::case_info(case))
+        Some(CaseInfo::from(case))
     };
     let cases: Vec<CaseInfo> = case_ids
         .iter()

@@ -6,8 +6,9 @@
 
 use serde_json::{Value, json};
 
-use crate::agent::convention::{self, Convention, Reply};
+use crate::agent::convention::{self, Reply};
 use crate::engine::chat_template::ChatTemplate;
+use crate::trace::Convention;
 
 /// The raw prompt and grammar for a request with tools.
 pub struct ToolPrompt {

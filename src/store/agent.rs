@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{RunStore, StoreError};
-use crate::agent::AgentTrace;
+use crate::trace::AgentTrace;
 
 /// The traces behind an agent evaluation's cells, by (column, case) index: the agent run
 /// holding each, and its trace.
@@ -196,7 +196,7 @@ impl RunStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{AgentStep, AgentStop, Convention, StepAction};
+    use crate::trace::{AgentStep, AgentStop, Convention, StepAction};
 
     #[test]
     fn agent_runs_record_their_steps() {

@@ -4,8 +4,8 @@
 //! result or error, the timings).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use promptlab::agent::{AgentStep, AgentTrace, StepAction};
 use promptlab::store::AgentRunRow;
+use promptlab::trace::{AgentStep, AgentTrace, StepAction};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use promptlab::agent::session::{LoadedModel, Question, Session, SessionOptions};
-use promptlab::agent::{AgentEvent, AgentLimits, AgentTrace, DEFAULT_SYSTEM, ToolModels};
+use promptlab::agent::{AgentEvent, AgentLimits, DEFAULT_SYSTEM, ToolModels};
 use promptlab::engine::{CancelToken, Flow};
 use promptlab::project::Project;
 use promptlab::prompt::Prompt;
+use promptlab::trace::AgentTrace;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::agent::AgentUiEvent;

@@ -3,15 +3,13 @@
 //! assertions. `promptlab eval` writes every report format from it and the run store
 //! keeps it like any other run.
 
-use serde_json::json;
-
-use super::{AgentCase, AgentEvalSet, CheckOutcome};
-use crate::agent::{AgentStop, AgentTrace};
 use crate::engine::FinishReason;
 use crate::evalset::EvalSet;
+use crate::evalset::agent::{AgentEvalSet, CheckOutcome};
 use crate::prompt::RenderedPrompt;
 use crate::run::{CaseInfo, CellResult, Column, RunResult, Timing, assemble};
 use crate::score::assertion::AssertionOutcome;
+use crate::trace::{AgentStop, AgentTrace};
 
 /// Generated tokens per second after each reply's first token, over all replies (prompt
 /// reading and tool calls left out, as for a generated cell); None for traces recorded
@@ -31,21 +29,6 @@ fn decode_speed(trace: &AgentTrace) -> Option<f64> {
         .map(|s| (s.generation_ms - s.ttft_ms).max(0.0))
         .sum();
     (tokens > 0 && ms > 0.0).then(|| f64::from(tokens) * 1000.0 / ms)
-}
-
-/// A question as a row of the matrix: its text is the description and the `question`
-/// variable.
-pub fn case_info(case: &AgentCase) -> CaseInfo {
-    let mut vars = serde_json::Map::new();
-    vars.insert("question".into(), json!(case.question));
-    CaseInfo {
-        id: case.id.clone(),
-        description: case.question.clone(),
-        tags: case.tags.clone(),
-        vars,
-        expected: None,
-        human: None,
-    }
 }
 
 /// One question's trace as a cell: passed when every check passed and the agent did not
@@ -128,7 +111,7 @@ pub fn run_result(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{AgentStep, Convention, StepAction};
+    use crate::trace::{AgentStep, Convention, StepAction};
 
     fn trace(answer: Option<&str>, stop: AgentStop) -> AgentTrace {
         let step = |index, tokens| AgentStep {

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{AgentEvalError, AgentEvalSet, AgentScores, CheckOutcome};
 use crate::agent::session::{Question, Session, SessionError, SessionOptions};
-use crate::agent::{AgentLimits, AgentStep, AgentTrace, DEFAULT_SYSTEM};
+use crate::agent::{AgentLimits, DEFAULT_SYSTEM};
 use crate::engine::{CancelToken, Flow};
+use crate::evalset::agent::{AgentEvalError, AgentEvalSet, AgentScores, CheckOutcome};
 use crate::project::{Project, ProjectError};
 use crate::prompt::{ChatMessage, Prompt, RenderedPrompt};
-use crate::run::{RunResult, Timing};
+use crate::run::{CaseInfo, RunResult, Timing};
 use crate::store::{RunStatus, RunStore, StoreError};
+use crate::trace::{AgentStep, AgentTrace};
 
 mod asking;
 mod options;
@@ -547,7 +548,7 @@ impl AgentEvalPlan {
         let case_infos = self
             .cases
             .iter()
-            .map(|&i| super::matrix::case_info(&self.set.cases[i]))
+            .map(|&i| CaseInfo::from(&self.set.cases[i]))
             .collect();
         let result = super::matrix::run_result(
             &self.set,

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use promptlab::agent::ToolModels;
-use promptlab::agent::eval::AgentScores;
 use promptlab::agent::eval::runner::{
     AgentEvalEvent, AgentEvalOptions, AgentEvalPlan, Recording, resume_options,
 };
 use promptlab::engine::Flow;
+use promptlab::evalset::agent::AgentScores;
 use promptlab::project::Project;
 
 use super::{AgentArgs, Outcome};

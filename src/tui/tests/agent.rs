@@ -2,8 +2,8 @@
 //! through it, stored questions, cancelling; and its snapshots.
 
 use crossterm::event::KeyCode;
-use promptlab::agent::{AgentStep, AgentStop, AgentTrace, Convention, StepAction};
 use promptlab::store::AgentRunRow;
+use promptlab::trace::{AgentStep, AgentStop, AgentTrace, Convention, StepAction};
 use serde_json::json;
 
 use super::{app, ctrl, draw, key, press, screen_text, tiny_model};
@@ -278,7 +278,7 @@ fn m_offers_remote_models_too() {
 /// without a prompt (the built-in system prompt).
 #[test]
 fn an_agent_set_runs_from_the_library() {
-    use promptlab::agent::eval::AgentEvalSet;
+    use promptlab::evalset::agent::AgentEvalSet;
     use promptlab::project::AgentSetFile;
 
     let mut app = app((120, 40));

@@ -8,14 +8,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, mpsc};
 
 use super::{AgentEvalEvent, AgentEvalPlan, AgentRunError, Place};
+use crate::agent::AgentEvent;
 use crate::agent::session::{
     LoadedModel, Question, Session, SessionError, TraceRecorder, ask_with,
 };
-use crate::agent::{AgentEvent, AgentStep, AgentStop, AgentTrace};
 use crate::engine::batcher::{Batcher, SharedModel};
 use crate::engine::chat_template::ChatTemplate;
 use crate::engine::{CancelToken, Flow, OpenOptions};
 use crate::params::GenerationParams;
+use crate::trace::{AgentStep, AgentStop, AgentTrace};
 
 /// A model loaded for a column's questions.
 pub(in crate::agent::eval) enum Loaded {

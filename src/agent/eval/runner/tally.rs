@@ -3,10 +3,10 @@
 //! report.
 
 use super::{AgentEvalPlan, AgentRunError, AnsweredQuestion, Place};
-use crate::agent::AgentTrace;
-use crate::agent::eval::{AgentScores, check_trace};
+use crate::evalset::agent::{AgentScores, check_trace};
 use crate::run::stored_cell;
 use crate::store::RunStore;
+use crate::trace::AgentTrace;
 
 /// The run's results so far, and where they are recorded.
 pub(super) struct Tally<'s> {
