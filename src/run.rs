@@ -4,7 +4,6 @@
 //! and never after an hour of generation. Execution then loads each model once.
 
 mod execute;
-mod judge;
 mod pairwise;
 mod plan;
 mod record;
@@ -20,9 +19,10 @@ use crate::prompt::RenderedPrompt;
 use crate::score::assertion::{Assertion, AssertionOutcome};
 use crate::score::detection::DetectionReport;
 
+pub use execute::judging::{JudgeAgreement, JudgeTime};
 pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, chat_worker, execute};
-pub use judge::{JudgeAgreement, JudgePlan, JudgeTime};
 pub use pairwise::{PairwisePlan, PairwiseReport, compare_pairwise};
+pub use plan::judging::JudgePlan;
 pub use plan::{PlanError, RunOptions, plan};
 pub use record::{Recording, StoredConfig, stored_cell};
 pub use repeat::{RepeatColumn, RepeatReport, repeat_report};
@@ -90,7 +90,7 @@ pub struct RunPlan {
     pub cases: Vec<CaseInfo>,
     pub cells: Vec<PlannedCell>,
     /// The judge models of the model-graded assertions, and their templates.
-    pub judging: judge::JudgePlan,
+    pub judging: JudgePlan,
 }
 
 /// Why a model's outputs can depend on how a run was scheduled.
@@ -236,7 +236,7 @@ pub struct RunResult {
     pub detection: Vec<Option<DetectionReport>>,
     /// Time spent judging model-graded assertions (zero without any).
     #[serde(default)]
-    pub judge_time: judge::JudgeTime,
+    pub judge_time: JudgeTime,
     /// Per column, when cases carry human labels: the verdicts' agreement with them.
     #[serde(default)]
     pub judge_agreement: Vec<Option<JudgeAgreement>>,

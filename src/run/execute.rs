@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+pub(super) mod judging;
+
 use super::record::Recording;
 use super::summary::{classification_reports, detection_reports, summarize};
 use super::{CellResult, RunPlan, RunResult};
@@ -169,7 +171,7 @@ pub fn execute(
         }
     }
 
-    let judge_time = super::judge::judge_cells(
+    let judge_time = judging::judge_cells(
         plan,
         options,
         &mut results,
@@ -193,7 +195,7 @@ pub fn execute(
     let summaries = summarize(plan, &cells);
     let classification = classification_reports(plan, &cells);
     let detection = detection_reports(plan, &cells);
-    let judge_agreement = super::judge::agreements(plan.columns.len(), &plan.cases, &cells);
+    let judge_agreement = judging::agreements(plan.columns.len(), &plan.cases, &cells);
     Ok(RunResult {
         eval_set: plan.eval_set.name.clone(),
         eval_set_path: plan.eval_set.source.display().to_string(),

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::execute::judging::{JudgeRequest, run_judge};
 use super::execute::{ExecuteOptions, RunError, RunObserver};
-use super::judge::{JudgePlan, JudgeRequest, resolve_judge, run_judge};
+use super::plan::judging::{JudgePlan, resolve_judge};
 use super::plan::{PlanError, cache_key};
 use super::record::Recording;
 use super::{RunPlan, RunResult};

@@ -11,6 +11,7 @@ use crate::project::Project;
 use crate::prompt::{Prompt, PromptBody, PromptError};
 
 mod assertions;
+pub(super) mod judging;
 
 use assertions::{build_assertion, with_judge};
 
@@ -320,7 +321,7 @@ pub fn plan(
             human: c.human,
         })
         .collect();
-    let judging = super::judge::plan_judging(project, &eval_set.source, &cells)?;
+    let judging = judging::plan_judging(project, &eval_set.source, &cells)?;
     Ok(RunPlan {
         judging,
         columns,

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::judge::{JudgeTime, agreements};
+use super::execute::judging::{JudgeTime, agreements};
 use super::summary::{classification_reports, detection_reports, summarize};
 use super::{CaseInfo, CellResult, Column, RunPlan, RunResult};
 use crate::engine::FinishReason;

@@ -112,7 +112,7 @@ pub(super) fn with_judge(
 ) -> Result<Assertion, PlanError> {
     let type_name = assertion.type_name();
     if let crate::score::assertion::AssertionKind::ModelGraded { judge, .. } = &mut assertion.kind {
-        *judge = crate::run::judge::choose_judge(judge.as_deref(), run_judge, eval_set_judge);
+        *judge = super::judging::choose_judge(judge.as_deref(), run_judge, eval_set_judge);
         if judge.is_none() {
             return Err(PlanError::Case {
                 origin: case.origin.clone(),

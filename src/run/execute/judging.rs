@@ -8,170 +8,15 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::execute::{ExecuteOptions, RunError, RunObserver, spawn_worker};
-use super::plan::{PlanError, cache_key, check_model_file};
-use super::record::Recording;
-use super::{CaseInfo, CellResult, PlannedCell, RunPlan};
-use crate::catalog::ModelRef;
+use super::{ExecuteOptions, RunError, RunObserver, spawn_worker};
 use crate::engine::{CancelToken, GenerationEvent, GenerationRequest, WorkerEvent};
 use crate::evalset::HumanLabel;
-use crate::project::Project;
-use crate::prompt::Prompt;
+use crate::run::plan::cache_key;
+use crate::run::plan::judging::JudgePlan;
+use crate::run::record::Recording;
+use crate::run::{CaseInfo, CellResult, RunPlan};
 use crate::score::assertion::{AssertionKind, AssertionOutcome, combine};
-use crate::score::judge::{GRADERS, Grader, question_of};
-
-/// The judges a run needs, resolved and checked when the run is planned.
-#[derive(Debug, Clone, Default)]
-pub struct JudgePlan {
-    pub models: Vec<ModelRef>,
-    /// Per model: what identifies it in cache keys.
-    identities: Vec<String>,
-    /// The judge templates in use: the project's `prompts/judge-*.yaml` or the built-in ones.
-    prompts: Vec<(Grader, Prompt)>,
-}
-
-impl JudgePlan {
-    pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
-    }
-
-    pub fn prompt(&self, grader: Grader) -> Option<&Prompt> {
-        self.prompts
-            .iter()
-            .find(|(g, _)| *g == grader)
-            .map(|(_, p)| p)
-    }
-
-    /// The judge model names, for messages.
-    pub fn model_names(&self) -> Vec<&str> {
-        self.models.iter().map(|m| m.name.as_str()).collect()
-    }
-}
-
-/// Which judge an assertion gets: its own `provider`, else `--judge`, else the eval set's
-/// `judge`.
-pub(super) fn choose_judge(
-    own: Option<&str>,
-    run: Option<&str>,
-    eval_set: Option<&str>,
-) -> Option<String> {
-    own.or(run).or(eval_set).map(str::to_string)
-}
-
-/// Resolves and checks the judge models named by the planned cells, and picks the judge
-/// templates. A judge must be a chat model: one without a chat template is a base model
-/// that cannot follow a grading instruction, so it is refused here.
-pub(super) fn plan_judging(
-    project: &Project,
-    eval_set_path: &std::path::Path,
-    cells: &[PlannedCell],
-) -> Result<JudgePlan, PlanError> {
-    let mut names: Vec<String> = Vec::new();
-    let mut graders: Vec<Grader> = Vec::new();
-    for assertion in cells.iter().flat_map(|c| &c.assertions) {
-        if let AssertionKind::ModelGraded { grader, judge, .. } = &assertion.kind {
-            if let Some(name) = judge
-                && !names.contains(name)
-            {
-                names.push(name.clone());
-            }
-            if !graders.contains(grader) {
-                graders.push(*grader);
-            }
-        }
-    }
-    let mut plan = JudgePlan::default();
-    for name in names {
-        let (model, identity) = resolve_judge(project, eval_set_path, &name)?;
-        plan.models.push(model);
-        plan.identities.push(identity);
-    }
-    for grader in GRADERS.into_iter().filter(|g| graders.contains(g)) {
-        let prompt = match project.prompts.select(grader.prompt_name()).first() {
-            Some(p) => (*p).clone(),
-            None => grader.builtin_prompt()?,
-        };
-        if let Some(schema) = &prompt.schema {
-            crate::engine::llama::schema_to_grammar(schema).map_err(|e| PlanError::Invalid {
-                path: prompt.source.clone(),
-                message: format!("judge prompt `{}`: schema: {e}", prompt.id),
-            })?;
-        }
-        plan.prompts.push((grader, prompt));
-    }
-    Ok(plan)
-}
-
-/// Resolves a judge model by catalog name and checks that it can judge: a GGUF chat
-/// model. Returns it with its identity for cache keys.
-pub(super) fn resolve_judge(
-    project: &Project,
-    eval_set_path: &std::path::Path,
-    name: &str,
-) -> Result<(ModelRef, String), PlanError> {
-    let model = project
-        .catalog
-        .resolve(name)
-        .map_err(|source| PlanError::Catalog {
-            path: eval_set_path.to_path_buf(),
-            source,
-        })?;
-    let refuse = |why: &str| PlanError::Model {
-        model: name.to_string(),
-        message: format!("cannot judge: {why}"),
-    };
-    if model
-        .entry
-        .as_ref()
-        .is_some_and(|e| !e.kind.is_language_model())
-    {
-        return Err(refuse("it is not a language model"));
-    }
-    let (has_template, identity) = check_model_file(&model)?;
-    if !has_template {
-        return Err(refuse(
-            "its GGUF has no chat template, so it is a base model, not an instruction-tuned chat model that can follow a grading rubric; choose an -Instruct model",
-        ));
-    }
-    Ok((model, identity))
-}
-
-impl JudgePlan {
-    /// One judge model and no templates (pairwise comparison brings its own).
-    pub(super) fn single(model: ModelRef, identity: String) -> JudgePlan {
-        JudgePlan {
-            models: vec![model],
-            identities: vec![identity],
-            prompts: Vec::new(),
-        }
-    }
-
-    pub(super) fn identity(&self, model: usize) -> &str {
-        &self.identities[model]
-    }
-
-    /// The request for judge `model` with a rendered judge template: the catalog's
-    /// parameters for that model under the template's own, and the template's schema.
-    pub(super) fn request(
-        &self,
-        model: usize,
-        template: &Prompt,
-        rendered: crate::prompt::RenderedPrompt,
-    ) -> GenerationRequest {
-        let model_params = self.models[model]
-            .entry
-            .as_ref()
-            .map(|e| e.params.clone())
-            .unwrap_or_default();
-        GenerationRequest {
-            prompt: rendered,
-            params: model_params.overlay(&template.params).resolve(),
-            schema: template.schema.clone(),
-            grammar: None,
-            tools: None,
-        }
-    }
-}
+use crate::score::judge::question_of;
 
 /// One assertion to judge.
 struct Task {
@@ -184,7 +29,7 @@ struct Task {
 
 /// Judges every unjudged model-graded assertion of the finished cells in `results`,
 /// records the re-scored cells and returns the time spent judging.
-pub(super) fn judge_cells(
+pub(in crate::run) fn judge_cells(
     plan: &RunPlan,
     options: &ExecuteOptions,
     results: &mut [Option<CellResult>],
@@ -231,7 +76,7 @@ pub(super) fn judge_cells(
                 }
             };
             let request = plan.judging.request(model, prompt, rendered);
-            let key = cache_key(&plan.judging.identities[model], &request);
+            let key = cache_key(plan.judging.identity(model), &request);
             tasks.push(Task {
                 cell: id,
                 assertion: index,
@@ -328,7 +173,7 @@ pub(super) fn judge_cells(
 }
 
 /// A request to a judge model, with its cache key.
-pub(super) struct JudgeRequest {
+pub(in crate::run) struct JudgeRequest {
     /// Index into [`JudgePlan::models`].
     pub model: usize,
     pub key: String,
@@ -338,7 +183,7 @@ pub(super) struct JudgeRequest {
 /// Runs judge requests: cached replies first, then each judge model loaded once for all
 /// of its requests. Returns replies by request index; a request missing from the map was
 /// not judged (the run was cancelled).
-pub(super) fn run_judge(
+pub(in crate::run) fn run_judge(
     judging: &JudgePlan,
     tasks: &[JudgeRequest],
     options: &ExecuteOptions,
@@ -434,7 +279,7 @@ pub struct JudgeAgreement {
 }
 
 /// Per column, when some case carries a human label.
-pub(super) fn agreements(
+pub(in crate::run) fn agreements(
     columns: usize,
     cases: &[CaseInfo],
     cells: &[CellResult],
