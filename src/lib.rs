@@ -30,3 +30,6 @@ pub mod template;
 pub mod trace;
 pub mod vision;
 pub mod yaml;
+
+#[cfg(test)]
+mod layers;
