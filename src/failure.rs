@@ -46,6 +46,7 @@ pub fn classify(err: &(dyn Error + 'static)) -> Option<Failure> {
         return Some(match e {
             RunError::Store(e) => store(e),
             RunError::Judge(_) => Failure::Runtime,
+            RunError::Resume { .. } => Failure::BadInput,
         });
     }
     if err.is::<std::io::Error>() {

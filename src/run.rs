@@ -24,7 +24,7 @@ pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, chat_worker, exe
 pub use pairwise::{PairwisePlan, PairwiseReport, compare_pairwise};
 pub use plan::judging::JudgePlan;
 pub use plan::{PlanError, RunOptions, plan};
-pub use record::{Recording, StoredConfig, stored_cell};
+pub use record::{Recording, ResumeFrom, StoredConfig, stored_cell};
 pub use repeat::{RepeatColumn, RepeatReport, repeat_report};
 pub use stored::{Timing, assemble, stored_result};
 pub use summary::ColumnSummary;

@@ -142,6 +142,14 @@ pub struct RunRow {
     pub label: Option<String>,
 }
 
+/// How runs of the eval set at `path` are found in the store: its absolute path.
+pub fn eval_set_key(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// An open run database. One per process is enough; it is `Send` but not
 /// `Sync`, so share it behind a mutex or give it to one writer thread.
 #[derive(Debug)]

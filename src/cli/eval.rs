@@ -12,8 +12,8 @@ use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::report;
 use promptlab::run::{
-    self, CellResult, ExecuteOptions, Recording, RunObserver, RunOptions, ScheduleDependence,
-    StoredConfig,
+    self, CellResult, ExecuteOptions, Recording, ResumeFrom, RunObserver, RunOptions,
+    ScheduleDependence, StoredConfig,
 };
 use promptlab::store::RunStore;
 
@@ -147,11 +147,6 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         judge: args.judge.clone(),
         params: Default::default(),
     };
-    let eval_set_key = std::path::absolute(&args.eval_set)
-        .unwrap_or_else(|_| args.eval_set.clone())
-        .display()
-        .to_string();
-
     let mut store = if args.no_store {
         None
     } else {
@@ -163,29 +158,15 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
         (None, _) => None,
         (Some(_), None) => bail!("--resume needs the run store; drop --no-store"),
         (Some(which), Some(store)) => {
-            let id = if which == "latest" {
-                store.latest_resumable(&eval_set_key)?.ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{}: no interrupted run of this eval set to resume",
-                        args.eval_set.display()
-                    )
-                })?
+            let which = if which == "latest" {
+                ResumeFrom::Latest
             } else {
-                which.parse::<i64>().map_err(|_| {
+                ResumeFrom::Run(which.parse::<i64>().map_err(|_| {
                     anyhow::anyhow!("--resume {which}: expected a run id or nothing")
-                })?
+                })?)
             };
-            let stored = StoredConfig::of_run(store, id)?.ok_or_else(|| {
-                anyhow::anyhow!("--resume {id}: no such run in {}", store.path().display())
-            })?;
-            if stored.eval_set != eval_set_key {
-                bail!(
-                    "run {id} evaluated {}, not {}",
-                    stored.eval_set,
-                    eval_set_key
-                );
-            }
-            options = stored.options;
+            let (id, stored_options) = StoredConfig::to_resume(store, &args.eval_set, which)?;
+            options = stored_options;
             Some(id)
         }
     };
@@ -197,7 +178,7 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
             bail!("--pairwise cannot be combined with --repeat yet: compare one run at a time");
         }
         repeat::check_outputs(&args.outputs)?;
-        return repeat::run(&args, &project, eval_set, options, store, &eval_set_key);
+        return repeat::run(&args, &project, eval_set, options, store);
     }
     let plan = run::plan(&project, eval_set, &options)?;
     let pairwise = if args.pairwise {
@@ -224,19 +205,17 @@ pub fn run(args: EvalArgs) -> Result<Outcome> {
     let recording = match store.as_mut() {
         None => None,
         Some(store) => {
-            let run_id = match resume_id {
-                Some(id) => {
-                    store.resume_run(id)?;
-                    eprintln!("resuming run {id}");
-                    id
-                }
-                None => store.create_run(&StoredConfig::new_run(&plan, &eval_set_key, &options))?,
-            };
-            Some(Recording {
+            if let Some(id) = resume_id {
+                eprintln!("resuming run {id}");
+            }
+            Some(Recording::begin(
                 store,
-                run_id,
-                use_cache: !args.no_cache,
-            })
+                &plan,
+                &args.eval_set,
+                &options,
+                resume_id,
+                !args.no_cache,
+            )?)
         }
     };
     let run_id = recording.as_ref().map(|r| r.run_id);

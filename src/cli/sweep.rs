@@ -65,10 +65,7 @@ pub fn run(args: SweepArgs) -> Result<Outcome> {
         .settings()
         .with_context(|| args.eval_set.display().to_string())?;
     let project = Project::discover(&args.eval_set).context("cannot open the project")?;
-    let key = std::path::absolute(&args.eval_set)
-        .unwrap_or_else(|_| args.eval_set.clone())
-        .display()
-        .to_string();
+    let key = promptlab::store::eval_set_key(&args.eval_set);
     let options_for = |params| RunOptions {
         prompts: spec.prompts.clone(),
         models: spec.models.clone(),

@@ -22,6 +22,9 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("judge: {0}")]
     Judge(String),
+    /// The run asked for with `--resume` cannot be picked up again.
+    #[error("{}{message}", run.map(|id| format!("--resume {id}: ")).unwrap_or_default())]
+    Resume { run: Option<i64>, message: String },
 }
 
 #[derive(Debug, Clone, Default)]

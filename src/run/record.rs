@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CellResult, RunOptions, RunPlan};
+use super::{CellResult, RunError, RunOptions, RunPlan};
 use crate::engine::{FinishReason, Generation};
 use crate::store::{CachedGeneration, NewRun, RunStore, StoreError, StoredCell};
 
@@ -52,6 +52,51 @@ impl StoredConfig {
     }
 }
 
+/// Which interrupted run to pick up again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeFrom {
+    /// The newest run of the eval set that did not finish.
+    Latest,
+    Run(i64),
+}
+
+impl StoredConfig {
+    /// The run to resume and the options it was started with, so the resumed run selects
+    /// exactly the same cells; it must be a run of the eval set at `eval_set_path`.
+    pub fn to_resume(
+        store: &RunStore,
+        eval_set_path: &std::path::Path,
+        which: ResumeFrom,
+    ) -> Result<(i64, RunOptions), RunError> {
+        let key = crate::store::eval_set_key(eval_set_path);
+        let run_id = match which {
+            ResumeFrom::Run(id) => id,
+            ResumeFrom::Latest => {
+                store
+                    .latest_resumable(&key)?
+                    .ok_or_else(|| RunError::Resume {
+                        run: None,
+                        message: format!(
+                            "{}: no interrupted run of this eval set to resume",
+                            eval_set_path.display()
+                        ),
+                    })?
+            }
+        };
+        let stored = StoredConfig::of_run(store, run_id)?.ok_or_else(|| RunError::Resume {
+            run: Some(run_id),
+            message: format!("no such run in {}", store.path().display()),
+        })?;
+        if stored.eval_set != key {
+            return Err(RunError::Resume {
+                run: Some(run_id),
+                message: format!("evaluated {}, not {key}", stored.eval_set),
+            });
+        }
+        Ok((run_id, stored.options))
+    }
+}
+
 /// A run being recorded.
 pub struct Recording<'a> {
     pub store: &'a mut RunStore,
@@ -60,7 +105,35 @@ pub struct Recording<'a> {
     pub use_cache: bool,
 }
 
-impl Recording<'_> {
+impl<'a> Recording<'a> {
+    /// Starts recording `plan`, run with `options` on the eval set at `eval_set_path`: a
+    /// new run, or the interrupted run `resume` picked up again. How `eval` and the TUI
+    /// both start a recorded run.
+    pub fn begin(
+        store: &'a mut RunStore,
+        plan: &RunPlan,
+        eval_set_path: &std::path::Path,
+        options: &RunOptions,
+        resume: Option<i64>,
+        use_cache: bool,
+    ) -> Result<Recording<'a>, StoreError> {
+        let run_id = match resume {
+            Some(id) => {
+                store.resume_run(id)?;
+                id
+            }
+            None => {
+                let key = crate::store::eval_set_key(eval_set_path);
+                store.create_run(&StoredConfig::new_run(plan, &key, options))?
+            }
+        };
+        Ok(Recording {
+            store,
+            run_id,
+            use_cache,
+        })
+    }
+
     /// Generations this run already recorded (when resuming), by plan cell index, to be
     /// scored again with the current assertions. A stored cell counts only when it is the
     /// same column and case with the same request; cells that ended in an engine error

@@ -12,7 +12,7 @@ use promptlab::engine::{CancelToken, Flow};
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::run::{
-    self, CellResult, ExecuteOptions, Recording, RunObserver, RunOptions, StoredConfig,
+    self, CellResult, ExecuteOptions, Recording, ResumeFrom, RunObserver, RunOptions, StoredConfig,
 };
 use promptlab::store::RunStore;
 use tokio::sync::mpsc::UnboundedSender;
@@ -35,11 +35,7 @@ pub fn run_job(
     let mut store = RunStore::open(store_path)?;
     let options = match request.resume {
         // A resume selects exactly what the interrupted run selected.
-        Some(id) => {
-            StoredConfig::of_run(&store, id)?
-                .with_context(|| format!("no run {id} in {}", store_path.display()))?
-                .options
-        }
+        Some(id) => StoredConfig::to_resume(&store, &request.eval_set, ResumeFrom::Run(id))?.1,
         None => RunOptions {
             seed_offset: 0,
             prompts: request.prompts,
@@ -51,17 +47,15 @@ pub fn run_job(
         },
     };
     let plan = run::plan(&project, eval_set, &options)?;
-    let key = std::path::absolute(&request.eval_set)
-        .unwrap_or(request.eval_set.clone())
-        .display()
-        .to_string();
-    let run_id = match request.resume {
-        Some(id) => {
-            store.resume_run(id)?;
-            id
-        }
-        None => store.create_run(&StoredConfig::new_run(&plan, &key, &options))?,
-    };
+    let recording = Recording::begin(
+        &mut store,
+        &plan,
+        &request.eval_set,
+        &options,
+        request.resume,
+        true,
+    )?;
+    let run_id = recording.run_id;
     let _ = tx.send(Event::Run(RunEvent::Started {
         run_id: Some(run_id),
         cells: plan
@@ -81,11 +75,7 @@ pub fn run_job(
         &ExecuteOptions::default(),
         &mut observer,
         cancel,
-        Some(Recording {
-            store: &mut store,
-            run_id,
-            use_cache: true,
-        }),
+        Some(recording),
     )?;
     Ok(RunEvent::Finished {
         run_id: Some(run_id),

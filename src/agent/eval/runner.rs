@@ -144,10 +144,7 @@ impl AgentEvalPlan {
             )?;
             columns.push(PromptColumn { prompt, session });
         }
-        let set_key = std::path::absolute(path)
-            .unwrap_or_else(|_| path.to_path_buf())
-            .display()
-            .to_string();
+        let set_key = crate::store::eval_set_key(path);
         Ok(AgentEvalPlan {
             set,
             set_key,

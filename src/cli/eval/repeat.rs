@@ -8,7 +8,7 @@ use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
-use promptlab::run::{self, Recording, RunOptions, RunResult, StoredConfig};
+use promptlab::run::{self, Recording, RunOptions, RunResult};
 use promptlab::score::stats::format_rate;
 use promptlab::store::RunStore;
 
@@ -21,7 +21,6 @@ pub(super) fn run(
     eval_set: EvalSet,
     base: RunOptions,
     mut store: Option<RunStore>,
-    eval_set_key: &str,
 ) -> Result<Outcome> {
     let k = args.repeat;
     let cancel = cancel_on_interrupt();
@@ -44,15 +43,14 @@ pub(super) fn run(
         }
         let recording = match store.as_mut() {
             None => None,
-            Some(store) => {
-                let run_id =
-                    store.create_run(&StoredConfig::new_run(&plan, eval_set_key, &options))?;
-                Some(Recording {
-                    store,
-                    run_id,
-                    use_cache: !args.no_cache,
-                })
-            }
+            Some(store) => Some(Recording::begin(
+                store,
+                &plan,
+                &args.eval_set,
+                &options,
+                None,
+                !args.no_cache,
+            )?),
         };
         let run_id = recording.as_ref().map(|r| r.run_id);
         let result = execute_with_progress(&plan, args, &cancel, recording)?;

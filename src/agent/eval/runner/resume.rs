@@ -76,10 +76,7 @@ pub fn resume_options(
     set_path: &Path,
     which: Option<i64>,
 ) -> Result<(i64, AgentEvalOptions), AgentRunError> {
-    let set_key = std::path::absolute(set_path)
-        .unwrap_or_else(|_| set_path.to_path_buf())
-        .display()
-        .to_string();
+    let set_key = crate::store::eval_set_key(set_path);
     let run_id = match which {
         Some(id) => id,
         None => store
