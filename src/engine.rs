@@ -247,8 +247,8 @@ pub trait Engine {
 }
 
 /// One request at a time, with its events: what a conversation (the agent) needs of a
-/// model, whether it has an engine to itself or shares one with other conversations
-/// through a [`batcher::Batcher`].
+/// model, whether it has an engine worker to itself ([`EngineWorker`]) or shares one with
+/// other conversations through a [`batcher::Batcher`] ([`batcher::SharedModel`]).
 pub trait Generator {
     /// The model's chat template, for callers that render conversations themselves.
     fn chat_template(&self) -> Option<&chat_template::ChatTemplate>;
@@ -262,24 +262,6 @@ pub trait Generator {
         request: &GenerationRequest,
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     );
-}
-
-impl Generator for Box<dyn Engine> {
-    fn chat_template(&self) -> Option<&chat_template::ChatTemplate> {
-        self.as_ref().chat_template()
-    }
-
-    fn calls_tools_itself(&self) -> bool {
-        self.as_ref().capabilities().tool_calls
-    }
-
-    fn generate(
-        &mut self,
-        request: &GenerationRequest,
-        on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
-    ) {
-        self.generate_batch(std::slice::from_ref(request), on_event);
-    }
 }
 
 impl GenerationEvent {
