@@ -210,7 +210,7 @@ impl GgufInfo {
     /// header that is well formed but lies (a layer count patched to 1000, a head count
     /// that does not divide the embedding) makes llama.cpp abort the whole process, so such
     /// a file is refused here, with what is wrong.
-    pub fn check_hyperparameters(&self) -> Result<(), String> {
+    fn check_hyperparameters(&self) -> Result<(), String> {
         // Without these keys llama.cpp refuses the file with an error of its own.
         let Some(arch) = self.architecture() else {
             return Ok(());

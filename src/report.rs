@@ -78,7 +78,7 @@ pub fn write_sweep(report: &crate::sweep::SweepReport, path: &Path) -> Result<()
 }
 
 /// Renders the report in memory.
-pub fn render(result: &RunResult, format: Format) -> Result<Vec<u8>, String> {
+fn render(result: &RunResult, format: Format) -> Result<Vec<u8>, String> {
     match format {
         Format::Json => serde_json::to_vec_pretty(result).map_err(|e| e.to_string()),
         Format::Jsonl => data::jsonl(result),

@@ -1,5 +1,5 @@
 //! GGUF headers of downloaded model files: read and checked (hyper-parameters, tensor
-//! shapes) before llama.cpp ever sees the file.
+//! shapes, as `GgufInfo::read` does) before llama.cpp ever sees the file.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,6 +12,5 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(info) = promptlab::gguf::GgufInfo::read(&path)
     {
         let _ = (info.chat_template(), info.quantization(), info.context_length());
-        let _ = info.check_hyperparameters();
     }
 });
