@@ -207,7 +207,8 @@ fn letter(index: usize) -> String {
     text
 }
 
-/// Latencies of each column bucketed on one scale from the fastest to the slowest cell.
+/// Latencies of each column bucketed on one scale from the fastest to the slowest cell;
+/// no histograms when the run generated nothing (every cell came from the cache).
 pub fn latency_histograms(matrix: &RunMatrix) -> (f64, f64, Vec<Vec<u64>>) {
     let latencies: Vec<Vec<f64>> = (0..matrix.columns.len())
         .map(|column| {
@@ -222,7 +223,7 @@ pub fn latency_histograms(matrix: &RunMatrix) -> (f64, f64, Vec<Vec<u64>>) {
     let low = all.clone().copied().fold(f64::INFINITY, f64::min);
     let high = all.copied().fold(f64::NEG_INFINITY, f64::max);
     if !low.is_finite() {
-        return (0.0, 0.0, vec![Vec::new(); latencies.len()]);
+        return (0.0, 0.0, Vec::new());
     }
     let span = (high - low).max(1e-9);
     let histograms = latencies
@@ -299,14 +300,20 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         .render(legend_area, buf);
 
     let (low, high, histograms) = latency_histograms(matrix);
+    if histograms.is_empty() {
+        Paragraph::new(
+            "Every cell of this run came from the cache, so it measured no latency; open a run that generated its cells.",
+        )
+        .wrap(ratatui::widgets::Wrap { trim: true })
+        .block(Block::bordered().title(" Latency distribution per column "))
+        .render(latency_area, buf);
+        return;
+    }
     let block = Block::bordered().title(format!(
         " Latency distribution per column, {low:.0} ms … {high:.0} ms (generated cells only) "
     ));
     let inner = block.inner(latency_area);
     block.render(latency_area, buf);
-    if histograms.is_empty() {
-        return;
-    }
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints(vec![Constraint::Length(2); histograms.len()])

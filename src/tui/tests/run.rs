@@ -1,9 +1,12 @@
 //! The run screen: starting a run, its progress and results, cancelling, and engine
 //! errors.
 
-use crossterm::event::KeyCode;
+use std::collections::HashMap;
 
-use super::{app, ctrl, key, matrix, press};
+use crossterm::event::KeyCode;
+use promptlab::results::RunMatrix;
+
+use super::{app, cells, ctrl, draw, key, matrix, press, run_row, screen_text};
 use crate::tui::app::{CellOutcome, Effect, Event, Popup, RunEvent, Screen};
 use crate::tui::run_screen::CellStatus;
 
@@ -133,4 +136,25 @@ fn a_failed_run_shows_why_and_frees_the_screen() {
     assert!(matches!(&app.popup, Some(Popup::Error(e)) if e.contains("cannot load")));
     app.update(key(KeyCode::Enter));
     assert_eq!(app.popup, None);
+}
+
+/// A run whose every cell came from the cache measured no latency: the charts screen says
+/// so instead of indexing an empty histogram (it panicked after `eval` ran twice).
+#[test]
+fn charts_of_a_fully_cached_run_say_nothing_was_measured() {
+    let mut app = app((120, 40));
+    let mut all_cached = cells(12, 0);
+    for cell in &mut all_cached {
+        cell.cached = true;
+    }
+    let matrix = RunMatrix::from_cells(run_row(9, "greetings", 36, 0), all_cached, &HashMap::new());
+    app.update(Event::RunLoaded(Ok(matrix)));
+    press(&mut app, "8");
+    let screen = screen_text(&app);
+    assert!(screen.contains("Pass rate per column"), "{screen}");
+    assert!(screen.contains("came from the cache"), "{screen}");
+    for size in [(80, 24), (200, 60), (40, 12)] {
+        app.update(Event::Resize(size.0, size.1));
+        draw(&app);
+    }
 }
