@@ -15,30 +15,16 @@ use serde_json::{Value, json};
 
 mod parse;
 mod pass_fail;
+pub mod registry;
 mod scored;
 #[cfg(test)]
 mod tests;
 mod text;
 
 use parse::*;
+pub use registry::ASSERTION_TYPES;
 pub use scored::TextMetric;
 use text::*;
-
-/// Every supported base type name (any may be prefixed with `not-`).
-/// `length` is an alias of promptfoo's `character-count`.
-#[rustfmt::skip]
-pub const ASSERTION_TYPES: &[&str] = &[
-    "equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any",
-    "icontains-all", "starts-with", "regex", "is-json", "contains-json", "json-path",
-    "word-count", "character-count", "length", "levenshtein", "latency", "boxes-match",
-    "rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf", "similar",
-    "llm-rubric", "factuality", "model-graded-closedqa",
-];
-
-/// The reference-based text metrics: scored 0 to 1 against `value` (or the case's
-/// `expected`), passing at or above the threshold.
-pub const TEXT_METRIC_TYPES: &[&str] =
-    &["rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf"];
 
 /// promptfoo's default minimum cosine for `similar`.
 const DEFAULT_SIMILARITY: f64 = 0.75;
@@ -310,51 +296,48 @@ impl AssertionKind {
             ModelGraded { grader, .. } => grader.name(),
         }
     }
+
+    /// The catalog model the assertion names with `provider`: `similar`'s embedding model,
+    /// a model-graded assertion's judge (once planned: the judge chosen for it).
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            AssertionKind::Similar { provider, .. } => provider.as_deref(),
+            AssertionKind::ModelGraded { judge, .. } => judge.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Gives an assertion that [needs](registry::Needs::EmbeddingModel) an embedding model
+    /// the model's folder; other kinds have no use for one.
+    pub fn set_embedding_model(&mut self, folder: std::path::PathBuf) {
+        if let AssertionKind::Similar { model, .. } = self {
+            *model = Some(folder);
+        }
+    }
+
+    /// Gives an assertion that [needs](registry::Needs::JudgeModel) a judge its judge;
+    /// other kinds have no use for one.
+    pub fn set_judge(&mut self, name: String) {
+        if let AssertionKind::ModelGraded { judge, .. } = self {
+            *judge = Some(name);
+        }
+    }
 }
 
 impl Assertion {
     pub fn from_spec(spec: &AssertionSpec) -> Result<Assertion, AssertionError> {
-        let (negated, base) = match spec.kind.strip_prefix("not-") {
-            Some(base) => (true, base),
-            None => (false, spec.kind.as_str()),
-        };
-        let base = match base {
-            "length" => "character-count",
-            b if ASSERTION_TYPES.contains(&b) => b,
-            _ => return Err(unknown_type(&spec.kind, negated, base)),
-        };
+        let (assertion_type, negated) = registry::resolve(&spec.kind)?;
+        let name = assertion_type.name;
         let weight = spec.weight.unwrap_or(1.0);
         if !(weight.is_finite() && weight >= 0.0) {
             return Err(AssertionError::InvalidWeight(weight));
         }
-        // A key the type ignores (say, `threshold` on `contains`) is a config mistake that
-        // would otherwise pass silently.
-        let takes: &[&str] = match base {
-            "levenshtein" | "latency" => &["threshold"],
-            "json-path" => &["path"],
-            "word-count" | "character-count" => &["min", "max"],
-            "boxes-match" => &["threshold", "iou"],
-            b if TEXT_METRIC_TYPES.contains(&b) => &["threshold"],
-            "similar" => &["threshold", "provider"],
-            b if crate::score::judge::Grader::from_name(b).is_some() => &["threshold", "provider"],
-            _ => &[],
-        };
-        let given = [
-            ("threshold", spec.threshold.is_some()),
-            ("path", spec.path.is_some()),
-            ("min", spec.min.is_some()),
-            ("max", spec.max.is_some()),
-            ("iou", spec.iou.is_some()),
-            ("provider", spec.provider.is_some()),
-        ];
-        if let Some((field, _)) = given.iter().find(|(f, set)| *set && !takes.contains(f)) {
-            return Err(AssertionError::UnexpectedField(base.into(), field));
-        }
+        assertion_type.check_fields(spec)?;
         if let Some(t) = spec.threshold.filter(|t| !(t.is_finite() && *t >= 0.0)) {
-            return Err(AssertionError::InvalidThreshold(base.into(), t));
+            return Err(AssertionError::InvalidThreshold(name.into(), t));
         }
         Ok(Assertion {
-            kind: parse_kind(base, spec)?,
+            kind: (assertion_type.parse)(&Parser { name, spec })?,
             negated,
             weight,
             threshold: spec.threshold,
@@ -407,15 +390,6 @@ impl Assertion {
             judge_error: None,
         }
     }
-}
-
-fn boxes_value(boxes: &[crate::score::detection::LabelledRect]) -> Value {
-    Value::Array(
-        boxes
-            .iter()
-            .map(|b| json!({"label": b.label, "box": b.bbox}))
-            .collect(),
-    )
 }
 
 /// Combine outcomes: score = weighted mean of scores (weight-0 assertions don't count; with
