@@ -1,4 +1,4 @@
-//! The registry agrees with the kinds it builds.
+//! The registry agrees with the kinds it builds, and the README shows its table.
 use super::*;
 use crate::score::assertion::Assertion;
 
@@ -166,4 +166,39 @@ fn help_states_the_defaults_the_checks_use() {
     ] {
         has(metric.name(), metric.default_threshold());
     }
+}
+
+/// The markers around the table, the first saying how to regenerate it.
+const START: &str = "<!-- assertion-table:start: generated from src/score/assertion/registry.rs \
+                     by `UPDATE_README=1 cargo test --lib readme_shows_the_generated_table` -->\n";
+const END: &str = "<!-- assertion-table:end -->\n";
+
+/// The README's table is [`help_table`]'s; `UPDATE_README=1` rewrites it.
+#[test]
+fn readme_shows_the_generated_table() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md is readable");
+    let (Some(start), Some(end)) = (readme.find(START), readme.find(END)) else {
+        panic!("README.md lacks the lines {START:?} and {END:?} around the assertion table");
+    };
+    let table = help_table();
+    for row in table.lines() {
+        assert_eq!(row.matches('|').count(), 5, "a `|` in a cell: {row}");
+    }
+    let wanted = format!("{START}\n{table}\n");
+    let start_end = start..end;
+    if readme[start_end.clone()] == wanted {
+        return;
+    }
+    if std::env::var_os("UPDATE_README").is_some() {
+        let mut updated = readme.clone();
+        updated.replace_range(start_end, &wanted);
+        std::fs::write(path, updated).expect("README.md is writable");
+        return;
+    }
+    panic!(
+        "README.md's assertion table is not the registry's (src/score/assertion/registry.rs); \
+         regenerate it with `UPDATE_README=1 cargo test --locked --features mistralrs --lib \
+         readme_shows_the_generated_table`"
+    );
 }
