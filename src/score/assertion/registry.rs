@@ -4,8 +4,10 @@
 //! check, `not-` forms, the run's planning (`run::plan::assertions`) and the README's table
 //! ([`help_table`]).
 //!
-//! Adding a type: an entry below, an [`AssertionKind`] variant with the arms the compiler
-//! then asks for (name, check, expectation, spec), and a row in the tests.
+//! Adding a type: an entry below (its parser included); an [`AssertionKind`] variant and the
+//! match arms the compiler then asks for (`name` in assertion.rs, `evaluate`/`expectation`
+//! in pass_fail.rs or a scored check, `to_spec` in parse.rs); an example in
+//! registry/tests.rs and cases in tests.rs; then `UPDATE_README=1` for the README's table.
 
 use std::fmt::Write as _;
 use std::sync::LazyLock;
