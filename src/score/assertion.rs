@@ -14,30 +14,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 mod parse;
+mod pass_fail;
+pub mod registry;
 mod scored;
 #[cfg(test)]
 mod tests;
 mod text;
 
 use parse::*;
+pub use registry::ASSERTION_TYPES;
 pub use scored::TextMetric;
 use text::*;
-
-/// Every supported base type name (any may be prefixed with `not-`).
-/// `length` is an alias of promptfoo's `character-count`.
-#[rustfmt::skip]
-pub const ASSERTION_TYPES: &[&str] = &[
-    "equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any",
-    "icontains-all", "starts-with", "regex", "is-json", "contains-json", "json-path",
-    "word-count", "character-count", "length", "levenshtein", "latency", "boxes-match",
-    "rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf", "similar",
-    "llm-rubric", "factuality", "model-graded-closedqa",
-];
-
-/// The reference-based text metrics: scored 0 to 1 against `value` (or the case's
-/// `expected`), passing at or above the threshold.
-pub const TEXT_METRIC_TYPES: &[&str] =
-    &["rouge-n", "rouge-1", "rouge-2", "rouge-l", "bleu", "chrf"];
 
 /// promptfoo's default minimum cosine for `similar`.
 const DEFAULT_SIMILARITY: f64 = 0.75;
@@ -309,51 +296,48 @@ impl AssertionKind {
             ModelGraded { grader, .. } => grader.name(),
         }
     }
+
+    /// The catalog model the assertion names with `provider`: `similar`'s embedding model,
+    /// a model-graded assertion's judge (once planned: the judge chosen for it).
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            AssertionKind::Similar { provider, .. } => provider.as_deref(),
+            AssertionKind::ModelGraded { judge, .. } => judge.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Gives an assertion that [needs](registry::Needs::EmbeddingModel) an embedding model
+    /// the model's folder; other kinds have no use for one.
+    pub fn set_embedding_model(&mut self, folder: std::path::PathBuf) {
+        if let AssertionKind::Similar { model, .. } = self {
+            *model = Some(folder);
+        }
+    }
+
+    /// Gives an assertion that [needs](registry::Needs::JudgeModel) a judge its judge;
+    /// other kinds have no use for one.
+    pub fn set_judge(&mut self, name: String) {
+        if let AssertionKind::ModelGraded { judge, .. } = self {
+            *judge = Some(name);
+        }
+    }
 }
 
 impl Assertion {
     pub fn from_spec(spec: &AssertionSpec) -> Result<Assertion, AssertionError> {
-        let (negated, base) = match spec.kind.strip_prefix("not-") {
-            Some(base) => (true, base),
-            None => (false, spec.kind.as_str()),
-        };
-        let base = match base {
-            "length" => "character-count",
-            b if ASSERTION_TYPES.contains(&b) => b,
-            _ => return Err(unknown_type(&spec.kind, negated, base)),
-        };
+        let (assertion_type, negated) = registry::resolve(&spec.kind)?;
+        let name = assertion_type.name;
         let weight = spec.weight.unwrap_or(1.0);
         if !(weight.is_finite() && weight >= 0.0) {
             return Err(AssertionError::InvalidWeight(weight));
         }
-        // A key the type ignores (say, `threshold` on `contains`) is a config mistake that
-        // would otherwise pass silently.
-        let takes: &[&str] = match base {
-            "levenshtein" | "latency" => &["threshold"],
-            "json-path" => &["path"],
-            "word-count" | "character-count" => &["min", "max"],
-            "boxes-match" => &["threshold", "iou"],
-            b if TEXT_METRIC_TYPES.contains(&b) => &["threshold"],
-            "similar" => &["threshold", "provider"],
-            b if crate::score::judge::Grader::from_name(b).is_some() => &["threshold", "provider"],
-            _ => &[],
-        };
-        let given = [
-            ("threshold", spec.threshold.is_some()),
-            ("path", spec.path.is_some()),
-            ("min", spec.min.is_some()),
-            ("max", spec.max.is_some()),
-            ("iou", spec.iou.is_some()),
-            ("provider", spec.provider.is_some()),
-        ];
-        if let Some((field, _)) = given.iter().find(|(f, set)| *set && !takes.contains(f)) {
-            return Err(AssertionError::UnexpectedField(base.into(), field));
-        }
+        assertion_type.check_fields(spec)?;
         if let Some(t) = spec.threshold.filter(|t| !(t.is_finite() && *t >= 0.0)) {
-            return Err(AssertionError::InvalidThreshold(base.into(), t));
+            return Err(AssertionError::InvalidThreshold(name.into(), t));
         }
         Ok(Assertion {
-            kind: parse_kind(base, spec)?,
+            kind: (assertion_type.parse)(&Parser { name, spec })?,
             negated,
             weight,
             threshold: spec.threshold,
@@ -406,190 +390,6 @@ impl Assertion {
             judge_error: None,
         }
     }
-
-    /// Whether the un-negated assertion holds, and what was found (for a reason).
-    /// `Err` means the output cannot be judged either way.
-    fn evaluate(&self, input: &CheckInput) -> Result<(bool, String), String> {
-        use AssertionKind::*;
-        let out = input.output;
-        let seen = |at: Option<usize>| format!("output was {}", excerpt_at(out, at.unwrap_or(0)));
-        let has = |needle: &String, ignore_case: bool| match ignore_case {
-            true => out.to_lowercase().contains(&needle.to_lowercase()),
-            false => out.contains(needle.as_str()),
-        };
-        Ok(match &self.kind {
-            Equals(want @ (Value::Object(_) | Value::Array(_))) => {
-                match serde_json::from_str(out) {
-                    Ok(got) => (json_eq(&got, want), format!("got {}", describe(&got))),
-                    Err(e) => (false, format!("output is not JSON ({e}): {}", excerpt(out))),
-                }
-            }
-            Equals(want) => (out == scalar_text(want), format!("got {}", excerpt(out))),
-            Contains(s) => (out.contains(s.as_str()), seen(out.find(s.as_str()))),
-            IContains(s) => (has(s, true), seen(None)),
-            ContainsAny(list) | IContainsAny(list) => {
-                match list
-                    .iter()
-                    .find(|s| has(s, matches!(self.kind, IContainsAny(_))))
-                {
-                    Some(s) => (true, format!("found {}", excerpt(s))),
-                    None => (false, seen(None)),
-                }
-            }
-            ContainsAll(list) | IContainsAll(list) => {
-                let ignore_case = matches!(self.kind, IContainsAll(_));
-                let missing: Vec<String> = list
-                    .iter()
-                    .filter(|s| !has(s, ignore_case))
-                    .cloned()
-                    .collect();
-                match missing.is_empty() {
-                    true => (true, seen(None)),
-                    false => (
-                        false,
-                        format!("missing {}; {}", quote_list(&missing), seen(None)),
-                    ),
-                }
-            }
-            StartsWith(s) => (out.starts_with(s.as_str()), seen(None)),
-            Regex(re) => match re.0.find(out) {
-                Some(m) => (true, format!("it matched {}", excerpt(m.as_str()))),
-                None => (false, seen(None)),
-            },
-            IsJson(schema) => match serde_json::from_str::<Value>(out) {
-                Ok(value) => match schema.as_ref().and_then(|s| schema_violation(s, &value)) {
-                    Some(violation) => (false, violation),
-                    None => (true, format!("got {}", describe(&value))),
-                },
-                Err(e) => {
-                    let fenced = out.trim_start().starts_with("```");
-                    let hint = if fenced {
-                        " (fenced; contains-json allows that)"
-                    } else {
-                        ""
-                    };
-                    (false, format!("not JSON: {e}{hint}; {}", seen(None)))
-                }
-            },
-            ContainsJson(schema) => {
-                let found = embedded_json(out, false);
-                let Some(first) = found.first() else {
-                    return Ok((false, format!("no JSON object found; {}", seen(None))));
-                };
-                let Some(schema) = schema else {
-                    return Ok((true, format!("found {}", describe(first))));
-                };
-                match found.iter().find(|v| schema_violation(schema, v).is_none()) {
-                    Some(valid) => (true, format!("found {}", describe(valid))),
-                    None => {
-                        let why = schema_violation(schema, first).unwrap_or_default();
-                        (
-                            false,
-                            format!("{} JSON object(s), none valid; first: {why}", found.len()),
-                        )
-                    }
-                }
-            }
-            JsonPath { path, value } => json_path_check(out, path, value.as_ref()),
-            WordCount { min, max } | Length { min, max } => {
-                let (n, unit) = match self.kind {
-                    WordCount { .. } => (out.split_whitespace().count(), "word"),
-                    _ => (out.chars().count(), "character"),
-                };
-                (
-                    in_bounds(n, *min, *max),
-                    format!("it has {n} {unit}{}", plural(n)),
-                )
-            }
-            Levenshtein { value } => {
-                let max = self.threshold.unwrap_or(DEFAULT_LEVENSHTEIN_DISTANCE);
-                // The length difference is a lower bound: it skips the O(n·m) comparison when
-                // a long output is checked against a short value.
-                let gap = out.chars().count().abs_diff(value.chars().count());
-                let (d, at_least) = match gap as f64 > max {
-                    true => (gap, "at least "),
-                    false => (strsim::levenshtein(out, value), ""),
-                };
-                (
-                    d as f64 <= max,
-                    format!("the distance is {at_least}{d}; {}", seen(None)),
-                )
-            }
-            Latency => {
-                let Some(ms) = input.latency_ms else {
-                    return Err("latency was not measured (a cached response?)".to_owned());
-                };
-                (
-                    ms <= self.threshold.unwrap_or(0.0),
-                    format!("it took {ms} ms"),
-                )
-            }
-            BoxesMatch { .. } => return Err("boxes are checked by check_boxes".into()),
-            TextMetric { .. } => return Err("text metrics are checked by check_text_metric".into()),
-            Similar { .. } => return Err("similarity is checked by check_similar".into()),
-            ModelGraded { .. } => {
-                return Err("model-graded assertions are judged by a model".into());
-            }
-        })
-    }
-
-    /// (subject, predicate) of what the un-negated assertion expects.
-    fn expectation(&self) -> (&'static str, String) {
-        use AssertionKind::*;
-        let predicate = match &self.kind {
-            Equals(v @ (Value::Object(_) | Value::Array(_))) => {
-                format!("equal JSON {}", describe(v))
-            }
-            Equals(v) => format!("equal {}", excerpt(&scalar_text(v))),
-            Contains(s) => format!("contain {}", excerpt(s)),
-            IContains(s) => format!("contain {} (ignoring case)", excerpt(s)),
-            ContainsAny(l) => format!("contain any of {}", quote_list(l)),
-            ContainsAll(l) => format!("contain all of {}", quote_list(l)),
-            IContainsAny(l) => format!("contain any of {} (ignoring case)", quote_list(l)),
-            IContainsAll(l) => format!("contain all of {} (ignoring case)", quote_list(l)),
-            StartsWith(s) => format!("start with {}", excerpt(s)),
-            Regex(re) => format!("match regex {}", excerpt(re.as_str())),
-            IsJson(None) => "be valid JSON".to_owned(),
-            IsJson(Some(_)) => "be JSON matching the schema".to_owned(),
-            ContainsJson(None) => "contain a JSON object".to_owned(),
-            ContainsJson(Some(_)) => "contain a JSON object matching the schema".to_owned(),
-            JsonPath { path, value: None } => format!("have a match for {}", path.source),
-            JsonPath {
-                path,
-                value: Some(v),
-            } => format!("have {} = {}", path.source, describe(v)),
-            WordCount { min, max } => bounds_text(*min, *max, "word"),
-            Length { min, max } => bounds_text(*min, *max, "character"),
-            Levenshtein { value } => {
-                let max = self.threshold.unwrap_or(DEFAULT_LEVENSHTEIN_DISTANCE);
-                format!("be within edit distance {max} of {}", excerpt(value))
-            }
-            Latency => {
-                let max = self.threshold.unwrap_or(0.0);
-                return ("latency", format!("be at most {max} ms"));
-            }
-            BoxesMatch { expected, .. } => format!("match {} boxes", expected.len()),
-            TextMetric { metric, reference } => {
-                format!(
-                    "score {} ≥ threshold against {}",
-                    metric.name(),
-                    excerpt(reference)
-                )
-            }
-            Similar { reference, .. } => format!("be similar to {}", excerpt(reference)),
-            ModelGraded { grader, .. } => grader.expectation().to_owned(),
-        };
-        ("output", predicate)
-    }
-}
-
-fn boxes_value(boxes: &[crate::score::detection::LabelledRect]) -> Value {
-    Value::Array(
-        boxes
-            .iter()
-            .map(|b| json!({"label": b.label, "box": b.bbox}))
-            .collect(),
-    )
 }
 
 /// Combine outcomes: score = weighted mean of scores (weight-0 assertions don't count; with

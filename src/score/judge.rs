@@ -92,11 +92,6 @@ impl Grader {
         }
     }
 
-    /// Whether a missing `value` falls back to the case's `expected`.
-    pub fn uses_expected(self) -> bool {
-        !matches!(self, Grader::Rubric)
-    }
-
     pub fn expectation(self) -> &'static str {
         match self {
             Grader::Rubric => "satisfy the rubric",

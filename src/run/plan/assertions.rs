@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::PlanError;
 use crate::evalset::Case;
+use crate::score::assertion::registry::{self, Needs};
 use crate::score::assertion::{Assertion, AssertionSpec};
 use crate::template::{self, Undefined};
 
@@ -22,26 +23,14 @@ pub(super) fn build_assertion(
     }
     let context = minijinja::Value::from_serialize(&context);
     let mut spec = spec.clone();
-    // A text metric without `value` compares with the case's expected answer.
-    let base = spec.kind.strip_prefix("not-").unwrap_or(&spec.kind);
-    let judged_against_expected =
-        crate::score::judge::Grader::from_name(base).is_some_and(|g| g.uses_expected());
-    if spec.value.is_none()
-        && (crate::score::assertion::TEXT_METRIC_TYPES.contains(&base)
-            || base == "similar"
-            || judged_against_expected)
+    let assertion_type = registry::find(&spec.kind);
+    // A type compared with a reference, given no `value`, uses the case's expected answer.
+    if let Some(reference) = assertion_type.and_then(|t| t.reference)
+        && spec.value.is_none()
     {
         match &case.expected {
-            // closedqa judges against a criterion; an answer becomes one.
-            Some(Value::String(expected))
-                if !expected.is_empty() && base == "model-graded-closedqa" =>
-            {
-                spec.value = Some(Value::String(format!(
-                    "The submission gives the same answer as this reference answer: {expected}"
-                )));
-            }
             Some(Value::String(expected)) if !expected.is_empty() => {
-                spec.value = Some(Value::String(expected.clone()));
+                spec.value = Some(Value::String(reference.value_from(expected)));
             }
             _ => {
                 return Err(PlanError::Case {
@@ -66,39 +55,9 @@ pub(super) fn build_assertion(
         origin: case.origin.clone(),
         message: e.to_string(),
     })?;
-    if let crate::score::assertion::AssertionKind::Similar {
-        model, provider, ..
-    } = &mut assertion.kind
-    {
-        let embedding =
-            |e: &&crate::catalog::ModelEntry| e.kind == crate::catalog::ModelKind::Embedding;
-        let found = match provider.as_deref() {
-            Some(name) => match catalog.models.get(name) {
-                Some(entry) if embedding(&entry) => Some(entry),
-                _ => {
-                    return Err(PlanError::Case {
-                        origin: case.origin.clone(),
-                        message: format!(
-                            "assertion `{}`: provider `{name}` is not a `kind: embedding` model in models/models.yaml",
-                            spec.kind
-                        ),
-                    });
-                }
-            },
-            None => catalog.models.values().find(embedding),
-        };
-        match found {
-            Some(entry) => *model = Some(entry.path.clone()),
-            None => {
-                return Err(PlanError::Case {
-                    origin: case.origin.clone(),
-                    message: format!(
-                        "assertion `{}` needs a `kind: embedding` model in models/models.yaml (scripts/fetch-models.sh fetches all-MiniLM-L6-v2)",
-                        spec.kind
-                    ),
-                });
-            }
-        }
+    if assertion_type.is_some_and(|t| t.needs == Needs::EmbeddingModel) {
+        let folder = embedding_model(catalog, assertion.kind.provider(), case, &spec.kind)?;
+        assertion.kind.set_embedding_model(folder);
     }
     Ok(assertion)
 }
@@ -110,19 +69,56 @@ pub(super) fn with_judge(
     run_judge: Option<&str>,
     eval_set_judge: Option<&str>,
 ) -> Result<Assertion, PlanError> {
-    let type_name = assertion.type_name();
-    if let crate::score::assertion::AssertionKind::ModelGraded { judge, .. } = &mut assertion.kind {
-        *judge = super::judging::choose_judge(judge.as_deref(), run_judge, eval_set_judge);
-        if judge.is_none() {
+    let needs = assertion.kind.assertion_type().map(|t| t.needs);
+    if needs == Some(Needs::JudgeModel) {
+        let own = assertion.kind.provider();
+        let Some(judge) = super::judging::choose_judge(own, run_judge, eval_set_judge) else {
             return Err(PlanError::Case {
                 origin: case.origin.clone(),
                 message: format!(
-                    "assertion `{type_name}` needs a judge model: set `judge:` in the eval set, `provider:` on the assertion, or pass --judge NAME (an instruction-tuned model from models/models.yaml)"
+                    "assertion `{}` needs a judge model: set `judge:` in the eval set, `provider:` on the assertion, or pass --judge NAME (an instruction-tuned model from models/models.yaml)",
+                    assertion.type_name()
                 ),
             });
-        }
+        };
+        assertion.kind.set_judge(judge);
     }
     Ok(assertion)
+}
+
+/// The folder of the `kind: embedding` catalog model named `provider` (default: the first
+/// one), or why there is none.
+fn embedding_model(
+    catalog: &crate::catalog::ModelCatalog,
+    provider: Option<&str>,
+    case: &Case,
+    kind: &str,
+) -> Result<std::path::PathBuf, PlanError> {
+    let embedding =
+        |e: &&crate::catalog::ModelEntry| e.kind == crate::catalog::ModelKind::Embedding;
+    let found = match provider {
+        Some(name) => match catalog.models.get(name) {
+            Some(entry) if embedding(&entry) => Some(entry),
+            _ => {
+                return Err(PlanError::Case {
+                    origin: case.origin.clone(),
+                    message: format!(
+                        "assertion `{kind}`: provider `{name}` is not a `kind: embedding` model in models/models.yaml"
+                    ),
+                });
+            }
+        },
+        None => catalog.models.values().find(embedding),
+    };
+    match found {
+        Some(entry) => Ok(entry.path.clone()),
+        None => Err(PlanError::Case {
+            origin: case.origin.clone(),
+            message: format!(
+                "assertion `{kind}` needs a `kind: embedding` model in models/models.yaml (scripts/fetch-models.sh fetches all-MiniLM-L6-v2)"
+            ),
+        }),
+    }
 }
 
 fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, String> {

@@ -2,168 +2,150 @@
 
 use super::*;
 
-pub(super) fn unknown_type(name: &str, negated: bool, base: &str) -> AssertionError {
-    let wanted = base.to_lowercase().replace('_', "-");
-    let suggestion = ASSERTION_TYPES
-        .iter()
-        .map(|t| (strsim::levenshtein(&wanted, t), *t))
-        .min()
-        .filter(|(d, t)| *d <= 2 || *d * 3 <= t.len())
-        .map(|(_, t)| format!("{}{t}", if negated { "not-" } else { "" }));
-    let name = name.to_owned();
-    AssertionError::UnknownType { name, suggestion }
+/// A spec being parsed as one registered type: the readings of its fields that the
+/// registry's parsers share. Errors name the type by its canonical name.
+pub(super) struct Parser<'a> {
+    pub name: &'static str,
+    pub spec: &'a AssertionSpec,
 }
 
-pub(super) fn parse_kind(
-    base: &str,
-    spec: &AssertionSpec,
-) -> Result<AssertionKind, AssertionError> {
-    use AssertionKind::*;
-    let value = spec.value.as_ref().filter(|v| !v.is_null());
-    let invalid = |expected: &str| AssertionError::InvalidValue(base.into(), expected.into());
-    // promptfoo stringifies numbers (and booleans, in lists), so `value: 0` looks for "0".
-    let text = |v: &Value| match v {
+impl Parser<'_> {
+    /// `value`; null counts as missing.
+    pub fn value(&self) -> Option<&Value> {
+        self.spec.value.as_ref().filter(|v| !v.is_null())
+    }
+
+    pub fn invalid(&self, expected: &str) -> AssertionError {
+        AssertionError::InvalidValue(self.name.into(), expected.into())
+    }
+
+    /// `value` as one non-empty string (a number counts: promptfoo stringifies it).
+    pub fn string(&self) -> Result<String, AssertionError> {
+        self.text("a non-empty string (or number) value")
+    }
+
+    /// The reference text to compare with (planning puts the case's `expected` here when
+    /// `value` is left out).
+    pub fn reference(&self) -> Result<String, AssertionError> {
+        self.text("a reference text (or leave `value` out to use the case's `expected`)")
+    }
+
+    fn text(&self, expected: &str) -> Result<String, AssertionError> {
+        let text = self.value().filter(|v| !v.is_boolean()).and_then(item_text);
+        text.ok_or_else(|| self.invalid(expected))
+    }
+
+    /// `value` as a non-empty list of non-empty strings: a list, or a comma-separated string.
+    pub fn list(&self) -> Result<Vec<String>, AssertionError> {
+        let expected = "a non-empty list of non-empty strings or a comma-separated string";
+        let list = match self.value() {
+            Some(Value::Array(items)) => items.iter().map(item_text).collect::<Option<Vec<_>>>(),
+            // promptfoo also lets quotes protect commas; rather than misread such a
+            // string, ask for a list.
+            Some(Value::String(s)) if s.contains('"') => {
+                return Err(self.invalid(&format!("{expected} (with quotes or commas: a list)")));
+            }
+            Some(Value::String(s)) => {
+                let fields = s.split(',').map(str::trim).filter(|f| !f.is_empty());
+                Some(fields.map(str::to_owned).collect())
+            }
+            _ => None,
+        };
+        list.filter(|l| !l.is_empty())
+            .ok_or_else(|| self.invalid(expected))
+    }
+
+    pub fn regex(&self) -> Result<RegexPattern, AssertionError> {
+        let source = self
+            .value()
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let source = source.ok_or_else(|| self.invalid("a regular expression string"))?;
+        let re = regex::Regex::new(source);
+        Ok(RegexPattern(re.map_err(|e| {
+            AssertionError::InvalidRegex(e.to_string())
+        })?))
+    }
+
+    pub fn schema(&self) -> Result<Option<JsonSchema>, AssertionError> {
+        parse_schema(self.name, self.value())
+    }
+
+    pub fn bounds(&self) -> Result<Bounds, AssertionError> {
+        parse_bounds(self.value(), self.spec).map_err(|e| self.invalid(&e))
+    }
+
+    /// `provider`; blank counts as missing.
+    pub fn provider(&self) -> Option<String> {
+        self.spec.provider.clone().filter(|p| !p.trim().is_empty())
+    }
+
+    pub fn json_path(&self) -> Result<AssertionKind, AssertionError> {
+        let source = self.spec.path.clone().filter(|p| !p.trim().is_empty());
+        let source = source.ok_or_else(|| self.invalid("`path`, a JSONPath such as $.items[0]"))?;
+        let compiled = serde_json_path::JsonPath::parse(&source)
+            .map_err(|e| AssertionError::InvalidJsonPath(source.clone(), e.to_string()))?;
+        Ok(AssertionKind::JsonPath {
+            path: JsonPathExpr { source, compiled },
+            value: self.value().cloned(),
+        })
+    }
+
+    pub fn boxes(&self) -> Result<AssertionKind, AssertionError> {
+        let expected =
+            "a list of boxes `{label, box: [x1, y1, x2, y2]}` (e.g. `value: \"{{ expected }}\"`)";
+        let boxes = self.value().ok_or_else(|| self.invalid(expected))?;
+        let boxes = crate::score::detection::parse_boxes(boxes)
+            .map_err(|e| self.invalid(&format!("{expected}: {e}")))?;
+        let iou = self.spec.iou.unwrap_or(DEFAULT_BOX_IOU);
+        if !(iou > 0.0 && iou <= 1.0) {
+            return Err(self.invalid(&format!("`iou` between 0 and 1, got {iou}")));
+        }
+        if self.spec.threshold.is_some_and(|t| t > 1.0) {
+            return Err(self.invalid("a `threshold` (minimum F1) between 0 and 1"));
+        }
+        Ok(AssertionKind::BoxesMatch {
+            expected: boxes,
+            iou,
+        })
+    }
+
+    pub fn text_metric(&self, metric: TextMetric) -> Result<AssertionKind, AssertionError> {
+        Ok(AssertionKind::TextMetric {
+            metric,
+            reference: self.reference()?,
+        })
+    }
+
+    pub fn model_graded(
+        &self,
+        grader: crate::score::judge::Grader,
+    ) -> Result<AssertionKind, AssertionError> {
+        let criterion = self.value().filter(|v| !v.is_boolean()).and_then(item_text);
+        let criterion = criterion
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| self.invalid(grader.value_expected()))?;
+        Ok(AssertionKind::ModelGraded {
+            grader,
+            criterion,
+            judge: self.provider(),
+        })
+    }
+}
+
+/// A string or scalar as text: non-empty strings as they are, numbers and booleans as
+/// promptfoo stringifies them (so `value: 0` looks for "0").
+fn item_text(v: &Value) -> Option<String> {
+    match v {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(_) | Value::Bool(_) => Some(scalar_text(v)),
         _ => None,
-    };
-    Ok(match base {
-        "equals" => Equals(value.cloned().ok_or_else(|| {
-            invalid("a value (a string, or a JSON object/array to compare with the parsed output)")
-        })?),
-        "contains" | "icontains" | "starts-with" | "levenshtein" => {
-            let s = value.filter(|v| !v.is_boolean()).and_then(text);
-            let s = s.ok_or_else(|| invalid("a non-empty string (or number) value"))?;
-            match base {
-                "contains" => Contains(s),
-                "icontains" => IContains(s),
-                "starts-with" => StartsWith(s),
-                _ => Levenshtein { value: s },
-            }
-        }
-        "contains-any" | "contains-all" | "icontains-any" | "icontains-all" => {
-            let expected = "a non-empty list of non-empty strings or a comma-separated string";
-            let list = match value {
-                Some(Value::Array(items)) => items.iter().map(text).collect::<Option<Vec<_>>>(),
-                // promptfoo also lets quotes protect commas; rather than misread such a
-                // string, ask for a list.
-                Some(Value::String(s)) if s.contains('"') => {
-                    return Err(invalid(&format!(
-                        "{expected} (with quotes or commas: a list)"
-                    )));
-                }
-                Some(Value::String(s)) => {
-                    let fields = s.split(',').map(str::trim).filter(|f| !f.is_empty());
-                    Some(fields.map(str::to_owned).collect())
-                }
-                _ => None,
-            };
-            let list = list.filter(|l| !l.is_empty());
-            let list = list.ok_or_else(|| invalid(expected))?;
-            match base {
-                "contains-any" => ContainsAny(list),
-                "contains-all" => ContainsAll(list),
-                "icontains-any" => IContainsAny(list),
-                _ => IContainsAll(list),
-            }
-        }
-        "rouge-n" | "rouge-1" | "rouge-2" | "rouge-l" | "bleu" | "chrf" => {
-            let reference = value.filter(|v| !v.is_boolean()).and_then(text);
-            let reference = reference.ok_or_else(|| {
-                invalid("a reference text (or leave `value` out to use the case's `expected`)")
-            })?;
-            let metric = match base {
-                "rouge-2" => self::TextMetric::Rouge(2),
-                "rouge-l" => self::TextMetric::RougeL,
-                "bleu" => self::TextMetric::Bleu,
-                "chrf" => self::TextMetric::Chrf,
-                _ => self::TextMetric::Rouge(1),
-            };
-            TextMetric { metric, reference }
-        }
-        "similar" => {
-            let reference = value.filter(|v| !v.is_boolean()).and_then(text);
-            let reference = reference.ok_or_else(|| {
-                invalid("a reference text (or leave `value` out to use the case's `expected`)")
-            })?;
-            Similar {
-                reference,
-                model: None,
-                provider: spec.provider.clone().filter(|p| !p.trim().is_empty()),
-            }
-        }
-        b if crate::score::judge::Grader::from_name(b).is_some() => {
-            let grader = crate::score::judge::Grader::from_name(b).unwrap_or_default();
-            let criterion = value.filter(|v| !v.is_boolean()).and_then(text);
-            let criterion = criterion
-                .filter(|c| !c.trim().is_empty())
-                .ok_or_else(|| invalid(grader.value_expected()))?;
-            ModelGraded {
-                grader,
-                criterion,
-                judge: spec.provider.clone().filter(|p| !p.trim().is_empty()),
-            }
-        }
-        "regex" => {
-            let source = value.and_then(Value::as_str).filter(|s| !s.is_empty());
-            let source = source.ok_or_else(|| invalid("a regular expression string"))?;
-            let re = regex::Regex::new(source);
-            Regex(RegexPattern(
-                re.map_err(|e| AssertionError::InvalidRegex(e.to_string()))?,
-            ))
-        }
-        "is-json" => IsJson(parse_schema(base, value)?),
-        "contains-json" => ContainsJson(parse_schema(base, value)?),
-        "json-path" => {
-            let source = spec.path.clone().filter(|p| !p.trim().is_empty());
-            let source = source.ok_or_else(|| invalid("`path`, a JSONPath such as $.items[0]"))?;
-            let compiled = serde_json_path::JsonPath::parse(&source)
-                .map_err(|e| AssertionError::InvalidJsonPath(source.clone(), e.to_string()))?;
-            let path = JsonPathExpr { source, compiled };
-            JsonPath {
-                path,
-                value: value.cloned(),
-            }
-        }
-        "word-count" | "character-count" => {
-            let (min, max) = parse_bounds(value, spec).map_err(|e| invalid(&e))?;
-            match base {
-                "word-count" => WordCount { min, max },
-                _ => Length { min, max },
-            }
-        }
-        "latency" if value.is_some() => {
-            return Err(AssertionError::UnexpectedField(base.into(), "value"));
-        }
-        "latency" if spec.threshold.is_none() => return Err(AssertionError::MissingThreshold),
-        "latency" => Latency,
-        "boxes-match" => {
-            let expected = "a list of boxes `{label, box: [x1, y1, x2, y2]}` (e.g. `value: \"{{ expected }}\"`)";
-            let boxes = value.ok_or_else(|| invalid(expected))?;
-            let boxes = crate::score::detection::parse_boxes(boxes)
-                .map_err(|e| invalid(&format!("{expected}: {e}")))?;
-            let iou = spec.iou.unwrap_or(DEFAULT_BOX_IOU);
-            if !(iou > 0.0 && iou <= 1.0) {
-                return Err(invalid(&format!("`iou` between 0 and 1, got {iou}")));
-            }
-            if spec.threshold.is_some_and(|t| t > 1.0) {
-                return Err(invalid("a `threshold` (minimum F1) between 0 and 1"));
-            }
-            BoxesMatch {
-                expected: boxes,
-                iou,
-            }
-        }
-        _ => return Err(unknown_type(&spec.kind, false, base)),
-    })
+    }
 }
 
 /// An optional schema: an object or boolean, or JSON text holding one (promptfoo would also
 /// take YAML text or a file:// reference). An empty string or null means no schema.
-pub(super) fn parse_schema(
-    base: &str,
-    value: Option<&Value>,
-) -> Result<Option<JsonSchema>, AssertionError> {
+fn parse_schema(base: &str, value: Option<&Value>) -> Result<Option<JsonSchema>, AssertionError> {
     let invalid = |message: String| AssertionError::InvalidSchema(base.into(), message);
     let schema = match value {
         None => return Ok(None),
@@ -188,7 +170,7 @@ pub(super) fn parse_schema(
 type Bounds = (Option<usize>, Option<usize>);
 
 /// `value` as a number (exact) or `{min, max}`, or top-level `min`/`max`.
-pub(super) fn parse_bounds(value: Option<&Value>, spec: &AssertionSpec) -> Result<Bounds, String> {
+fn parse_bounds(value: Option<&Value>, spec: &AssertionSpec) -> Result<Bounds, String> {
     let expected = "a non-negative whole number, or `min` and/or `max`";
     let whole = |v: Option<&Value>| -> Result<Option<usize>, String> {
         let n = match v {
@@ -268,4 +250,13 @@ impl Assertion {
             provider,
         }
     }
+}
+
+fn boxes_value(boxes: &[crate::score::detection::LabelledRect]) -> Value {
+    Value::Array(
+        boxes
+            .iter()
+            .map(|b| json!({"label": b.label, "box": b.bbox}))
+            .collect(),
+    )
 }

@@ -23,7 +23,7 @@ impl TextMetric {
         }
     }
 
-    fn default_threshold(self) -> f64 {
+    pub(super) fn default_threshold(self) -> f64 {
         match self {
             TextMetric::Rouge(_) | TextMetric::RougeL => 0.75,
             TextMetric::Bleu | TextMetric::Chrf => 0.5,

@@ -1,0 +1,181 @@
+//! Assertions that pass or fail outright: whether the output holds, and the wording of
+//! what was expected (the scored ones are in `scored.rs`).
+
+use super::*;
+
+impl Assertion {
+    /// Whether the un-negated assertion holds, and what was found (for a reason).
+    /// `Err` means the output cannot be judged either way.
+    pub(super) fn evaluate(&self, input: &CheckInput) -> Result<(bool, String), String> {
+        use AssertionKind::*;
+        let out = input.output;
+        let seen = |at: Option<usize>| format!("output was {}", excerpt_at(out, at.unwrap_or(0)));
+        let has = |needle: &String, ignore_case: bool| match ignore_case {
+            true => out.to_lowercase().contains(&needle.to_lowercase()),
+            false => out.contains(needle.as_str()),
+        };
+        Ok(match &self.kind {
+            Equals(want @ (Value::Object(_) | Value::Array(_))) => {
+                match serde_json::from_str(out) {
+                    Ok(got) => (json_eq(&got, want), format!("got {}", describe(&got))),
+                    Err(e) => (false, format!("output is not JSON ({e}): {}", excerpt(out))),
+                }
+            }
+            Equals(want) => (out == scalar_text(want), format!("got {}", excerpt(out))),
+            Contains(s) => (out.contains(s.as_str()), seen(out.find(s.as_str()))),
+            IContains(s) => (has(s, true), seen(None)),
+            ContainsAny(list) | IContainsAny(list) => {
+                match list
+                    .iter()
+                    .find(|s| has(s, matches!(self.kind, IContainsAny(_))))
+                {
+                    Some(s) => (true, format!("found {}", excerpt(s))),
+                    None => (false, seen(None)),
+                }
+            }
+            ContainsAll(list) | IContainsAll(list) => {
+                let ignore_case = matches!(self.kind, IContainsAll(_));
+                let missing: Vec<String> = list
+                    .iter()
+                    .filter(|s| !has(s, ignore_case))
+                    .cloned()
+                    .collect();
+                match missing.is_empty() {
+                    true => (true, seen(None)),
+                    false => (
+                        false,
+                        format!("missing {}; {}", quote_list(&missing), seen(None)),
+                    ),
+                }
+            }
+            StartsWith(s) => (out.starts_with(s.as_str()), seen(None)),
+            Regex(re) => match re.0.find(out) {
+                Some(m) => (true, format!("it matched {}", excerpt(m.as_str()))),
+                None => (false, seen(None)),
+            },
+            IsJson(schema) => match serde_json::from_str::<Value>(out) {
+                Ok(value) => match schema.as_ref().and_then(|s| schema_violation(s, &value)) {
+                    Some(violation) => (false, violation),
+                    None => (true, format!("got {}", describe(&value))),
+                },
+                Err(e) => {
+                    let fenced = out.trim_start().starts_with("```");
+                    let hint = if fenced {
+                        " (fenced; contains-json allows that)"
+                    } else {
+                        ""
+                    };
+                    (false, format!("not JSON: {e}{hint}; {}", seen(None)))
+                }
+            },
+            ContainsJson(schema) => {
+                let found = embedded_json(out, false);
+                let Some(first) = found.first() else {
+                    return Ok((false, format!("no JSON object found; {}", seen(None))));
+                };
+                let Some(schema) = schema else {
+                    return Ok((true, format!("found {}", describe(first))));
+                };
+                match found.iter().find(|v| schema_violation(schema, v).is_none()) {
+                    Some(valid) => (true, format!("found {}", describe(valid))),
+                    None => {
+                        let why = schema_violation(schema, first).unwrap_or_default();
+                        (
+                            false,
+                            format!("{} JSON object(s), none valid; first: {why}", found.len()),
+                        )
+                    }
+                }
+            }
+            JsonPath { path, value } => json_path_check(out, path, value.as_ref()),
+            WordCount { min, max } | Length { min, max } => {
+                let (n, unit) = match self.kind {
+                    WordCount { .. } => (out.split_whitespace().count(), "word"),
+                    _ => (out.chars().count(), "character"),
+                };
+                (
+                    in_bounds(n, *min, *max),
+                    format!("it has {n} {unit}{}", plural(n)),
+                )
+            }
+            Levenshtein { value } => {
+                let max = self.threshold.unwrap_or(DEFAULT_LEVENSHTEIN_DISTANCE);
+                // The length difference is a lower bound: it skips the O(n·m) comparison when
+                // a long output is checked against a short value.
+                let gap = out.chars().count().abs_diff(value.chars().count());
+                let (d, at_least) = match gap as f64 > max {
+                    true => (gap, "at least "),
+                    false => (strsim::levenshtein(out, value), ""),
+                };
+                (
+                    d as f64 <= max,
+                    format!("the distance is {at_least}{d}; {}", seen(None)),
+                )
+            }
+            Latency => {
+                let Some(ms) = input.latency_ms else {
+                    return Err("latency was not measured (a cached response?)".to_owned());
+                };
+                (
+                    ms <= self.threshold.unwrap_or(0.0),
+                    format!("it took {ms} ms"),
+                )
+            }
+            BoxesMatch { .. } => return Err("boxes are checked by check_boxes".into()),
+            TextMetric { .. } => return Err("text metrics are checked by check_text_metric".into()),
+            Similar { .. } => return Err("similarity is checked by check_similar".into()),
+            ModelGraded { .. } => {
+                return Err("model-graded assertions are judged by a model".into());
+            }
+        })
+    }
+
+    /// (subject, predicate) of what the un-negated assertion expects.
+    pub(super) fn expectation(&self) -> (&'static str, String) {
+        use AssertionKind::*;
+        let predicate = match &self.kind {
+            Equals(v @ (Value::Object(_) | Value::Array(_))) => {
+                format!("equal JSON {}", describe(v))
+            }
+            Equals(v) => format!("equal {}", excerpt(&scalar_text(v))),
+            Contains(s) => format!("contain {}", excerpt(s)),
+            IContains(s) => format!("contain {} (ignoring case)", excerpt(s)),
+            ContainsAny(l) => format!("contain any of {}", quote_list(l)),
+            ContainsAll(l) => format!("contain all of {}", quote_list(l)),
+            IContainsAny(l) => format!("contain any of {} (ignoring case)", quote_list(l)),
+            IContainsAll(l) => format!("contain all of {} (ignoring case)", quote_list(l)),
+            StartsWith(s) => format!("start with {}", excerpt(s)),
+            Regex(re) => format!("match regex {}", excerpt(re.as_str())),
+            IsJson(None) => "be valid JSON".to_owned(),
+            IsJson(Some(_)) => "be JSON matching the schema".to_owned(),
+            ContainsJson(None) => "contain a JSON object".to_owned(),
+            ContainsJson(Some(_)) => "contain a JSON object matching the schema".to_owned(),
+            JsonPath { path, value: None } => format!("have a match for {}", path.source),
+            JsonPath {
+                path,
+                value: Some(v),
+            } => format!("have {} = {}", path.source, describe(v)),
+            WordCount { min, max } => bounds_text(*min, *max, "word"),
+            Length { min, max } => bounds_text(*min, *max, "character"),
+            Levenshtein { value } => {
+                let max = self.threshold.unwrap_or(DEFAULT_LEVENSHTEIN_DISTANCE);
+                format!("be within edit distance {max} of {}", excerpt(value))
+            }
+            Latency => {
+                let max = self.threshold.unwrap_or(0.0);
+                return ("latency", format!("be at most {max} ms"));
+            }
+            BoxesMatch { expected, .. } => format!("match {} boxes", expected.len()),
+            TextMetric { metric, reference } => {
+                format!(
+                    "score {} ≥ threshold against {}",
+                    metric.name(),
+                    excerpt(reference)
+                )
+            }
+            Similar { reference, .. } => format!("be similar to {}", excerpt(reference)),
+            ModelGraded { grader, .. } => grader.expectation().to_owned(),
+        };
+        ("output", predicate)
+    }
+}
