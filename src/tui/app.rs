@@ -210,6 +210,21 @@ pub enum Effect {
 pub enum Popup {
     Error(String),
     ConfirmQuit,
+    /// The editor's prompt has unsaved edits and the user asked for something that would
+    /// drop them: `y` goes ahead, any other key stays.
+    DiscardEdits(Discard),
+}
+
+/// What discarding the editor's unsaved edits is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    Quit,
+    /// Open another prompt file (index into the scan's prompts) in the editor, or in
+    /// `$EDITOR` with `external`.
+    OpenPrompt {
+        file: usize,
+        external: bool,
+    },
 }
 
 pub struct App {
@@ -272,6 +287,16 @@ impl App {
             Screen::Charts => vec![Effect::ListTrainingRuns],
             Screen::Agent => vec![Effect::ListAgentRuns],
             _ => Vec::new(),
+        }
+    }
+
+    /// Quits, asking first while a run is active.
+    fn quit(&mut self) -> Vec<Effect> {
+        if self.run_active() {
+            self.popup = Some(Popup::ConfirmQuit);
+            Vec::new()
+        } else {
+            vec![Effect::Quit]
         }
     }
 
@@ -403,6 +428,21 @@ impl App {
                     self.popup = None;
                     vec![Effect::CancelRun, Effect::Quit]
                 }
+                (Popup::DiscardEdits(discard), KeyCode::Char('y')) => {
+                    let discard = *discard;
+                    self.popup = None;
+                    match discard {
+                        Discard::Quit => self.quit(),
+                        Discard::OpenPrompt { file, external } => {
+                            library::open_prompt(self, file, external)
+                        }
+                    }
+                }
+                (Popup::DiscardEdits(_), _) => {
+                    self.popup = None;
+                    self.message = Some("kept the edits (Ctrl-S saves them)".into());
+                    Vec::new()
+                }
                 (Popup::ConfirmQuit, _) | (Popup::Error(_), KeyCode::Esc | KeyCode::Enter) => {
                     self.popup = None;
                     Vec::new()
@@ -431,11 +471,11 @@ impl App {
         }
         match key.code {
             KeyCode::Char('q') => {
-                if self.run_active() {
-                    self.popup = Some(Popup::ConfirmQuit);
+                if self.editor.dirty() {
+                    self.popup = Some(Popup::DiscardEdits(Discard::Quit));
                     Vec::new()
                 } else {
-                    vec![Effect::Quit]
+                    self.quit()
                 }
             }
             KeyCode::Char('?') => {

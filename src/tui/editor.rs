@@ -297,7 +297,10 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     Vec::new()
 }
 
+/// Saves, and leaves typing mode: the next key is a command again (`3`, `r`: run), not
+/// text typed into the prompt.
 fn save(app: &mut App) -> Vec<Effect> {
+    app.editor.editing = false;
     match &app.editor.path {
         Some(path) => vec![Effect::Save {
             path: path.clone(),

@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, StatefulWidget, Widget, Wrap};
 
-use super::app::{App, Effect, Screen, move_selection};
+use super::app::{App, Discard, Effect, Popup, Screen, move_selection};
 use super::view::{error_style, selected_style};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,14 +44,43 @@ pub fn selected_item(app: &App) -> Option<Item> {
     items(&app.scan).get(app.library.selected).copied()
 }
 
+/// Opens prompt file `file` in the editor (or in `$EDITOR` with `external`), first asking
+/// before unsaved edits of another prompt are dropped.
+fn open_prompt_or_ask(app: &mut App, file: usize, external: bool) -> Vec<Effect> {
+    let same = app.editor.file == Some(file);
+    // `$EDITOR` gets the file as saved, so its edits in progress would be lost too.
+    if app.editor.dirty() && (!same || external) {
+        app.popup = Some(Popup::DiscardEdits(Discard::OpenPrompt { file, external }));
+        return Vec::new();
+    }
+    if same && !external {
+        // Back to the edits in progress, not the file as saved.
+        return app.open(Screen::Editor);
+    }
+    open_prompt(app, file, external)
+}
+
+/// Opens prompt file `file` in the editor, and in `$EDITOR` with `external`.
+pub fn open_prompt(app: &mut App, file: usize, external: bool) -> Vec<Effect> {
+    app.editor.open(file, &app.scan);
+    if !external {
+        return app.open(Screen::Editor);
+    }
+    app.screen = Screen::Editor;
+    let Some(prompt) = app.scan.prompts.get(file) else {
+        return Vec::new();
+    };
+    vec![Effect::EditExternally {
+        path: prompt.path.clone(),
+        text: prompt.text.clone(),
+    }]
+}
+
 pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     let count = items(&app.scan).len();
     match key.code {
         KeyCode::Enter => match selected_item(app) {
-            Some(Item::Prompt(index)) => {
-                app.editor.open(index, &app.scan);
-                app.open(Screen::Editor)
-            }
+            Some(Item::Prompt(index)) => open_prompt_or_ask(app, index, false),
             Some(Item::EvalSet(index)) => {
                 app.run.choose_eval_set(index, &app.scan);
                 app.open(Screen::Run)
@@ -65,15 +94,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             _ => Vec::new(),
         },
         KeyCode::Char('e') => match selected_item(app) {
-            Some(Item::Prompt(index)) => {
-                app.editor.open(index, &app.scan);
-                app.screen = Screen::Editor;
-                let file = &app.scan.prompts[index];
-                vec![Effect::EditExternally {
-                    path: file.path.clone(),
-                    text: file.text.clone(),
-                }]
-            }
+            Some(Item::Prompt(index)) => open_prompt_or_ask(app, index, true),
             _ => Vec::new(),
         },
         KeyCode::Char('r') => vec![Effect::Rescan],

@@ -314,6 +314,8 @@ fn send(app: &mut App) -> Vec<Effect> {
     play.input = TextArea::default();
     play.reply = Some(String::new());
     play.status = None;
+    // Sent: keys are commands again until `i` (the next `i` is not typed into the message).
+    play.typing = false;
     vec![Effect::Chat {
         model: Box::new(model.entry.clone()),
         model_name: model.name.clone(),

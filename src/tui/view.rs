@@ -115,6 +115,27 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             &format!("{}\n\nEnter or Esc closes this.", app.shorten(message)),
             Color::Red,
         ),
+        Some(Popup::DiscardEdits(discard)) => {
+            let what = match discard {
+                super::app::Discard::Quit => "quit",
+                super::app::Discard::OpenPrompt { .. } => "open the other prompt",
+            };
+            let file = app
+                .editor
+                .path
+                .as_deref()
+                .map(|p| app.relative(p))
+                .unwrap_or_default();
+            popup(
+                area,
+                buf,
+                " Unsaved edits ",
+                &format!(
+                    "{file} has unsaved edits.\n\ny: discard them and {what} · any other key: stay (Ctrl-S saves)"
+                ),
+                Color::Yellow,
+            )
+        }
         Some(Popup::ConfirmQuit) => popup(
             area,
             buf,

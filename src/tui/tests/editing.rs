@@ -4,7 +4,7 @@
 use crossterm::event::KeyCode;
 
 use super::{app, ctrl, key, press, screen_text};
-use crate::tui::app::{Effect, Event, Screen};
+use crate::tui::app::{Discard, Effect, Event, Popup, Screen};
 
 #[test]
 fn editing_keeps_the_text_shows_template_errors_and_saves() {
@@ -272,4 +272,98 @@ fn the_playground_offers_remote_models() {
     };
     assert_eq!(model_name, "fleet");
     assert!(model.openai.is_some());
+}
+
+/// Saving leaves typing mode, so the README's "Ctrl-S; `3`, `r`" switches to the run
+/// screen instead of typing "3r" into the prompt.
+#[test]
+fn saving_leaves_typing_mode() {
+    let mut app = app((120, 40));
+    app.editor.open(1, &app.scan);
+    app.screen = Screen::Editor;
+    press(&mut app, "i");
+    press(&mut app, "x");
+    assert!(app.editor.dirty());
+    let effects = app.update(ctrl('s'));
+    assert!(matches!(&effects[..], [Effect::Save { .. }]), "{effects:?}");
+    assert!(!app.editor.editing);
+    press(&mut app, "3");
+    assert_eq!(app.screen, Screen::Run);
+    assert!(!app.editor.text().contains("x3"));
+}
+
+/// Quitting, or opening another prompt from the library, with unsaved edits asks first;
+/// any key but `y` keeps the edits.
+#[test]
+fn unsaved_edits_are_never_dropped_without_asking() {
+    let mut app = app((120, 40));
+    app.editor.open(1, &app.scan);
+    app.screen = Screen::Editor;
+    press(&mut app, "i");
+    press(&mut app, "x");
+    app.update(key(KeyCode::Esc));
+    assert!(app.editor.dirty());
+
+    assert!(press(&mut app, "q").is_empty());
+    assert_eq!(app.popup, Some(Popup::DiscardEdits(Discard::Quit)));
+    let screen = screen_text(&app);
+    assert!(screen.contains("unsaved edits"), "{screen}");
+    assert!(screen.contains("greet.yaml"), "{screen}");
+    assert!(app.update(key(KeyCode::Esc)).is_empty());
+    assert_eq!(app.popup, None);
+    assert!(app.editor.dirty());
+
+    // Back in the library, Enter on the other prompt asks; `n` stays.
+    press(&mut app, "1");
+    assert_eq!(app.screen, Screen::Library);
+    assert_eq!(app.library.selected, 0);
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(
+        app.popup,
+        Some(Popup::DiscardEdits(Discard::OpenPrompt {
+            file: 0,
+            external: false
+        }))
+    );
+    press(&mut app, "n");
+    assert_eq!(app.editor.file, Some(1));
+    assert!(app.editor.dirty());
+    // Enter on the prompt being edited goes back to the edits without asking.
+    press(&mut app, "j");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.popup, None);
+    assert_eq!(app.screen, Screen::Editor);
+    assert!(app.editor.dirty());
+
+    // `y` drops them: the other prompt opens, and nothing holds the quit back.
+    press(&mut app, "1");
+    press(&mut app, "k");
+    app.update(key(KeyCode::Enter));
+    press(&mut app, "y");
+    assert_eq!(app.editor.file, Some(0));
+    assert_eq!(app.screen, Screen::Editor);
+    assert!(!app.editor.dirty());
+    assert_eq!(press(&mut app, "q"), [Effect::Quit]);
+}
+
+/// A sent message leaves typing mode: the `i` that starts the next message is not typed.
+#[test]
+fn sending_a_message_leaves_typing_mode() {
+    let mut app = app((120, 40));
+    press(&mut app, "6");
+    press(&mut app, "i");
+    press(&mut app, "Capital of France?");
+    let effects = app.update(key(KeyCode::Enter));
+    assert!(matches!(&effects[..], [Effect::Chat { .. }]), "{effects:?}");
+    assert!(!app.playground.typing);
+    app.update(Event::Chat(crate::tui::playground::ChatEvent::Done(Ok(
+        crate::tui::playground::ChatReply {
+            text: "Paris".into(),
+            completion_tokens: 1,
+            tokens_per_s: None,
+        },
+    ))));
+    press(&mut app, "i");
+    press(&mut app, "And of Italy?");
+    assert_eq!(app.playground.input.lines(), ["And of Italy?"]);
 }
