@@ -185,6 +185,20 @@ impl ModelKind {
         matches!(self, ModelKind::Gguf | ModelKind::Openai)
     }
 
+    /// What a model of this kind is, for people: "a YOLO detector (vision)".
+    pub fn description(&self) -> &'static str {
+        match self {
+            ModelKind::Gguf => "a GGUF language model",
+            ModelKind::DigitCnn => "a digit CNN (vision: reads an image path as its prompt)",
+            ModelKind::YoloDetector => {
+                "a YOLO detector (vision: reads an image path, answers with boxes)"
+            }
+            ModelKind::Clip => "CLIP zero-shot classification (vision)",
+            ModelKind::Embedding => "sentence embeddings for the `similar` assertion",
+            ModelKind::Openai => "a chat model on OpenAI-compatible servers",
+        }
+    }
+
     /// The name written after `kind:` in the catalog.
     pub fn yaml_name(&self) -> &'static str {
         match self {

@@ -4,7 +4,7 @@ mod scan;
 
 use std::path::{Path, PathBuf};
 
-pub use scan::{AgentSetFile, EvalSetFile, ModelFile, ProjectScan, PromptFile, scan};
+pub use scan::{AgentSetFile, EvalSetFile, ModelFile, ModelStatus, ProjectScan, PromptFile, scan};
 
 use crate::catalog::{CatalogError, ModelCatalog};
 use crate::prompt::{PromptError, PromptLibrary};

@@ -122,6 +122,20 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             ]);
             continue;
         }
+        // Absent but fetchable is a normal state (a fresh clone), not a broken file.
+        if let Some(command) = entry.not_fetched() {
+            table.add_row([
+                name.clone(),
+                format!("not fetched: {command}"),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                entry.path.display().to_string(),
+            ]);
+            continue;
+        }
         // Folders of weights without a GGUF header to read: named and located only.
         let folder_kind = match entry.kind {
             promptlab::catalog::ModelKind::Embedding => {

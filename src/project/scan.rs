@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{ModelCatalog, ModelEntry};
+use crate::catalog::{ModelCatalog, ModelEntry, ModelKind};
 use crate::evalset::EvalSet;
 use crate::evalset::agent::AgentEvalSet;
 use crate::gguf::GgufInfo;
@@ -69,9 +69,38 @@ pub struct ModelFile {
     pub info: Result<GgufInfo, String>,
 }
 
+/// Whether a catalog model can be used here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelStatus {
+    /// Its file or folder is there (a remote model always is).
+    Ready,
+    /// Absent, and the catalog names the command that fetches it.
+    NotFetched(String),
+    /// Absent, with no command given to fetch it (a digit CNN not trained yet too).
+    Missing,
+    /// There, but not readable as what the catalog says it is.
+    Unreadable(String),
+}
+
 impl ModelFile {
     pub fn is_chat_model(&self) -> bool {
         self.entry.is_chat_model_with(self.info.as_ref().ok())
+    }
+
+    pub fn status(&self) -> ModelStatus {
+        if self.entry.kind == ModelKind::Openai {
+            return ModelStatus::Ready;
+        }
+        if let Some(command) = self.entry.not_fetched() {
+            return ModelStatus::NotFetched(command.to_string());
+        }
+        if !self.entry.path.exists() {
+            return ModelStatus::Missing;
+        }
+        match (&self.info, self.entry.kind) {
+            (Err(error), ModelKind::Gguf) => ModelStatus::Unreadable(error.clone()),
+            _ => ModelStatus::Ready,
+        }
     }
 }
 
@@ -147,13 +176,18 @@ pub fn scan(root: &Path) -> ProjectScan {
                             Err(format!(
                                 "remote model `{}` on OpenAI-compatible servers ({})",
                                 remote.model,
-                                remote.endpoints.iter().map(|e| e.url()).collect::<Vec<_>>().join(", ")
+                                remote
+                                    .endpoints
+                                    .iter()
+                                    .map(|e| e.url())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ))
                         } else {
                             Err(format!(
-                                "{}: a vision model ({:?}), used by eval sets whose prompt is an image path",
+                                "{}: {}",
                                 entry.path.display(),
-                                entry.kind
+                                entry.kind.description()
                             ))
                         },
                         name,

@@ -2,7 +2,8 @@
 //! selected one. Broken files are listed with their error instead of hiding the rest.
 
 use crossterm::event::{KeyCode, KeyEvent};
-use promptlab::project::ProjectScan;
+use promptlab::catalog::ModelKind;
+use promptlab::project::{ModelStatus, ProjectScan};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -174,18 +175,25 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     }
     lines.push(header(&format!("Models ({})", scan.models.len())));
     for model in &scan.models {
-        let vision = model.entry.kind.is_vision();
-        let label = match &model.info {
-            Ok(_) => format!("  {}", model.name),
-            Err(_) if model.entry.openai.is_some() => format!("  {} (remote)", model.name),
-            Err(_) if vision => format!("  {} (vision)", model.name),
-            Err(_) => format!("  {} ✗ missing", model.name),
+        let (label, usable) = match model.status() {
+            ModelStatus::Ready => {
+                let tag = match model.entry.kind {
+                    ModelKind::Gguf => "",
+                    ModelKind::Openai => " (remote)",
+                    ModelKind::Embedding => " (embeddings)",
+                    _ => " (vision)",
+                };
+                (format!("  {}{tag}", model.name), true)
+            }
+            // Normal states, not errors: the preview says what to run.
+            ModelStatus::NotFetched(_) => (format!("  {} (not fetched)", model.name), true),
+            ModelStatus::Missing if model.entry.kind == ModelKind::DigitCnn => {
+                (format!("  {} (not trained yet)", model.name), true)
+            }
+            ModelStatus::Missing => (format!("  {} ✗ missing", model.name), false),
+            ModelStatus::Unreadable(_) => (format!("  {} ✗ unreadable", model.name), false),
         };
-        push(
-            label,
-            model.info.is_ok() || vision || model.entry.openai.is_some(),
-            &mut lines,
-        );
+        push(label, usable, &mut lines);
     }
     let mut state = ListState::default().with_selected(Some(selected_line));
     StatefulWidget::render(
@@ -308,6 +316,13 @@ fn preview(app: &App, area: Rect, buf: &mut Buffer) {
         Some(Item::Model(index)) => {
             let model = &scan.models[index];
             let mut lines = vec![field("file", app.relative(&model.entry.path))];
+            match model.status() {
+                ModelStatus::NotFetched(command) => {
+                    lines.push(field("status", format!("not fetched yet: run `{command}`")))
+                }
+                ModelStatus::Missing => lines.push(field("status", "the file is missing".into())),
+                ModelStatus::Ready | ModelStatus::Unreadable(_) => {}
+            }
             if !model.entry.description.is_empty() {
                 lines.push(field("about", model.entry.description.clone()));
             }
