@@ -2,7 +2,7 @@
 # Runs every fuzz target in fuzz/ (cargo fuzz, libFuzzer, AddressSanitizer) for a fixed
 # time each, starting from a seed corpus of the shipped files, and prints how many inputs
 # each ran. Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
-# Not part of CI: the stable property tests (tests/property.rs) cover the same entry points.
+# Not part of CI: the stable property tests (tests/integration/property.rs) cover the same entry points.
 #
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 set -euo pipefail

@@ -1,6 +1,6 @@
 """Writes a small but complete GGUF (version 3): llama architecture, two layers, a chat
 template, three F32 tensors and their data; the seed of the `gguf` fuzz target (the same
-file tests/property.rs builds)."""
+file tests/integration/property.rs builds)."""
 import struct
 import sys
 

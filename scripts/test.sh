@@ -10,8 +10,8 @@ bash scripts/fetch-models.sh
 bash scripts/fetch-datasets.sh
 bash scripts/fetch-vision.sh
 # One test at a time: the real-model tests each decode on every core, and two at once on a
-# 2-core machine took twice as long as one after the other (tests/agent.rs: 117 s against
-# 62 s) and starved a 100-client serve test past its timeout.
+# 2-core machine took twice as long as one after the other (tests/integration/agent.rs:
+# 117 s against 62 s) and starved a 100-client serve test past its timeout.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"
 # With the mistral.rs engine too (its first build takes about 20 minutes).
 cargo test --locked --features mistralrs "$@"

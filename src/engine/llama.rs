@@ -38,7 +38,8 @@ const BATCH_SIZE: u32 = 512;
 pub const DEFAULT_PARALLEL: u32 = 8;
 
 /// Architectures whose outputs were measured identical at any `--parallel` (byte for
-/// byte against one sequence at a time; `benches/invariance.sh`, `tests/batch_invariance.rs`).
+/// byte against one sequence at a time; `benches/invariance.sh`,
+/// `tests/integration/batch_invariance.rs`).
 /// Qwen2 is not among them: decoded beside other sequences, some of its greedy replies
 /// change, although every kernel it uses computes each row alone; the cause is not found
 /// yet, so a run at `--parallel` above 1 says so.

@@ -14,6 +14,9 @@ use promptlab::results::RunMatrix;
 use promptlab::store::{RunRow, RunStatus, StoredCell};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use ratatui::buffer::{Buffer, Cell};
+use ratatui::layout::Rect;
+use ratatui::style::Color;
 
 use super::app::{App, CellOutcome, Effect, Event, Popup, RunEvent, Screen};
 use super::{results, view};
@@ -361,16 +364,118 @@ fn mouse_clicks_tabs_and_rows_and_scrolls() {
     assert_eq!(app.results.selected, 3);
 }
 
+/// Draws `app` into an area inset in a larger buffer filled with a marker, as it would be
+/// inside another layout; panics if any cell outside the area changed. Returns the buffer
+/// and the area.
+fn draw_inset(app: &App) -> (Buffer, Rect) {
+    const MARGIN: u16 = 2;
+    let (width, height) = app.size;
+    let area = Rect::new(MARGIN, MARGIN, width, height);
+    let outer = Rect::new(0, 0, width + 2 * MARGIN, height + 2 * MARGIN);
+    let marker = Cell::new("▒");
+    let mut buf = Buffer::filled(outer, marker.clone());
+    for position in area.positions() {
+        buf[position].reset();
+    }
+    view::render(app, area, &mut buf);
+    for position in outer.positions().filter(|p| !area.contains(*p)) {
+        assert_eq!(
+            buf[position], marker,
+            "{:?} (help {}) at {width}×{height} drew outside its area at {position:?}",
+            app.screen, app.help
+        );
+    }
+    (buf, area)
+}
+
+/// Row `y` of `area` (0 is its top) as text.
+fn area_row(buf: &Buffer, area: Rect, y: u16) -> String {
+    (area.left()..area.right())
+        .map(|x| buf[(x, area.top() + y)].symbol())
+        .collect()
+}
+
 #[test]
-fn drawing_never_panics_at_any_size() {
-    for (width, height) in [(1, 1), (10, 3), (20, 5), (40, 12), (80, 24), (200, 60)] {
+fn drawing_stays_in_its_area_and_shows_the_screen_at_any_size() {
+    const TOO_SMALL: &str = "promptlab: enlarge the terminal";
+    let sizes = [
+        (1, 1),
+        (10, 3),
+        (19, 5),
+        (20, 4),
+        (20, 5),
+        (40, 12),
+        (80, 24),
+        (200, 60),
+    ];
+    for (width, height) in sizes {
         let mut app = app_with_run((width, height));
         for screen in Screen::ALL {
-            app.screen = screen;
-            let _ = screen_text(&app);
+            for help in [false, true] {
+                app.screen = screen;
+                app.help = help;
+                let (buf, area) = draw_inset(&app);
+                let rows: Vec<String> = (0..height).map(|y| area_row(&buf, area, y)).collect();
+                let at = format!(
+                    "{screen:?} (help {help}) at {width}×{height}:\n{}",
+                    rows.join("\n")
+                );
+                if width < 20 || height < 5 {
+                    // Only the request to enlarge, from its first word on.
+                    let first = rows[0].trim_end();
+                    assert!(!first.is_empty() && TOO_SMALL.starts_with(first), "{at}");
+                    continue;
+                }
+                // The tab bar starts with the first tab; the current tab, where it fits
+                // whole, is the only one highlighted, at the columns a click maps to it.
+                assert!(rows[0].trim_start().starts_with("1 Library"), "{at}");
+                let columns: Vec<u16> = (0..400)
+                    .filter(|&x| view::tab_at(x, width) == Some(screen))
+                    .collect();
+                let (first, last) = (columns[0], *columns.last().unwrap());
+                if last < width {
+                    let label: String = (first..=last)
+                        .map(|x| buf[(area.left() + x, area.top())].symbol())
+                        .collect();
+                    let expected = format!("{} {}", screen.key(), screen.short_title());
+                    assert!(label.trim().starts_with(&expected), "{label:?}; {at}");
+                    let highlighted: Vec<u16> = (0..width)
+                        .filter(|&x| buf[(area.left() + x, area.top())].bg == Color::Cyan)
+                        .collect();
+                    assert_eq!(highlighted, columns, "{at}");
+                }
+                // The status bar on the last row, also while the help overlay is open.
+                assert!(
+                    rows[usize::from(height) - 1].contains("? help · q quit"),
+                    "{at}"
+                );
+                if !help {
+                    let body = &rows[1..usize::from(height) - 1];
+                    assert!(body.iter().any(|row| !row.trim().is_empty()), "{at}");
+                } else if width >= 40 && height >= 12 {
+                    // The help overlay, this screen's keys first (or the global ones).
+                    assert!(
+                        rows.iter()
+                            .any(|row| row.contains("Keys (? or Esc closes)")),
+                        "{at}"
+                    );
+                    let (header, column) = rows
+                        .iter()
+                        .enumerate()
+                        .find_map(|(y, row)| {
+                            let x = row.find("screen").filter(|_| row.contains("keys"))?;
+                            Some((y, row[..x].chars().count()))
+                        })
+                        .unwrap_or_else(|| panic!("no key table; {at}"));
+                    let first_binding = super::help::KEYMAP
+                        .iter()
+                        .find(|b| b.screen == screen.title())
+                        .map_or("all", |b| b.screen);
+                    let under: String = rows[header + 1].chars().skip(column).collect();
+                    assert!(under.starts_with(first_binding), "{at}");
+                }
+            }
         }
-        app.help = true;
-        let _ = screen_text(&app);
     }
 }
 

@@ -174,7 +174,7 @@ const CASES: &str = r#"
 - {assert: {type: chrf, value: abc}, output: xyz, pass: false, reason: it was 0.000}
 
 # similar: without an embedding model (filled in from the catalog when a run is planned)
-# it cannot be judged; tests/similarity.rs checks it with the real model
+# it cannot be judged; tests/integration/similarity.rs checks it with the real model
 - {assert: {type: similar, value: hi}, output: hi, pass: false, unjudgeable: true, reason: no embedding model}
 "#;
 
@@ -250,7 +250,7 @@ fn table_of_cases_in_both_polarities() {
         .iter()
         .copied()
         .filter(|t| *t != "length" && *t != "rouge-1")
-        // Judged by a model in the run (tests/judge.rs), not by `check`.
+        // Judged by a model in the run (tests/integration/judge.rs), not by `check`.
         .filter(|t| promptlab_judge(t).is_none())
         .collect();
     assert_eq!(

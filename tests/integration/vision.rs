@@ -2,11 +2,9 @@
 //! scripts/fetch-datasets.sh): training on the 8×8 digits and a slice of MNIST,
 //! evaluation, prediction on drawn images, the run store, and bad input.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{TempProject, promptlab, text};
+use crate::common::{TempProject, promptlab, text};
 
 fn datasets() -> PathBuf {
     std::env::var_os("PROMPTLAB_DATASETS")

@@ -4,13 +4,11 @@
 //! checksum, catalog `hub:` entries resolve from it, and `models add`/`rm` edit the
 //! catalog. Downloading itself needs huggingface.co, which is not reachable here.
 
-mod common;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{SMOLLM2, TempProject, real_model, text};
+use crate::common::{SMOLLM2, TempProject, real_model, text};
 use sha2::{Digest, Sha256};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";

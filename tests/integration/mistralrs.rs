@@ -2,11 +2,8 @@
 //! generation through `promptlab eval --engine mistralrs`, JSON-schema output that parses,
 //! both engines in one run, and what it cannot run refused with a reason: Gemma 3 (which
 //! mistral.rs 0.8 panics on) before loading, a completion prompt, a missing file.
-#![cfg(feature = "mistralrs")]
 
-mod common;
-
-use common::{GEMMA, SMOLLM2, TempProject, promptlab, real_model, text};
+use crate::common::{GEMMA, SMOLLM2, TempProject, promptlab, real_model, text};
 use serde_json::Value;
 
 fn project() -> TempProject {

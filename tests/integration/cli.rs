@@ -2,11 +2,9 @@
 //! and every kind of bad input (clear message naming the file, exit code 2, no panic,
 //! no output file left behind).
 
-mod common;
-
 use std::process::Output;
 
-use common::{SMOLLM2, TempProject, promptlab, real_model};
+use crate::common::{self, SMOLLM2, TempProject, promptlab, real_model};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

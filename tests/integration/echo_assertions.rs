@@ -2,9 +2,7 @@
 //! case's `output` variable verbatim, so each assertion sees exactly the text we chose.
 //! Each row runs plain and with `not-`, which must give the opposite result.
 
-mod common;
-
-use common::TempProject;
+use crate::common::TempProject;
 use promptlab::engine::CancelToken;
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;

@@ -4,11 +4,9 @@
 //! They run one at a time with one thread: two decoders fighting over two cores slow
 //! each other down by orders of magnitude.
 
-mod common;
-
 use std::sync::Mutex;
 
-use common::{GEMMA, SMOLLM2, real_model};
+use crate::common::{GEMMA, SMOLLM2, real_model};
 use promptlab::engine::llama::{LlamaEngine, LlamaOptions};
 use promptlab::engine::{
     Engine, FinishReason, Flow, Generation, GenerationEvent, GenerationRequest,

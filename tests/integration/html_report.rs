@@ -4,12 +4,10 @@
 //! no network request (Chromium's own network log is checked). Screenshots are kept under
 //! the target directory as test artifacts.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{TempProject, promptlab, text};
+use crate::common::{self, TempProject, promptlab, text};
 
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser", "google-chrome"] {

@@ -3,15 +3,13 @@
 //! oversized requests with their status codes, and 100 concurrent clients; tools, and the
 //! agent on a remote model talking to it.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{GEMMA, SMOLLM2, TempProject, real_model, served_port};
+use crate::common::{GEMMA, SMOLLM2, TempProject, real_model, served_port};
 use serde_json::{Value, json};
 
 struct Server {

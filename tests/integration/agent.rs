@@ -3,11 +3,9 @@
 //! run store, the CI subset of the shipped agent eval set, and paths that escape the
 //! project refused with an error the model sees.
 
-mod common;
-
 use std::path::Path;
 
-use common::{TempProject, promptlab, real_model, text, vision_asset};
+use crate::common::{self, TempProject, promptlab, real_model, text, vision_asset};
 
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 

@@ -2,13 +2,11 @@
 //! sentiment set on SmolLM2, open the TUI, open that run from the history, jump to a
 //! failing case and open its side-by-side view, then check the captured screen.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{SMOLLM2, TempProject, copy_dir, promptlab, real_model};
+use crate::common::{SMOLLM2, TempProject, copy_dir, promptlab, real_model};
 
 struct Tmux {
     socket: String,

@@ -2,12 +2,10 @@
 //! and bad input; `vision classify` against the reference CLIP; and the shipped
 //! people-detection eval set through `promptlab eval` (assets from scripts/fetch-vision.sh).
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::{TempProject, promptlab, text, vision_asset};
+use crate::common::{TempProject, promptlab, text, vision_asset};
 
 fn iou(a: &[f64], b: &[f64]) -> f64 {
     let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
@@ -56,7 +54,7 @@ fn detection_on_bus_jpg_matches_onnxruntime_and_honours_the_filters() {
         serde_json::from_str(&std::fs::read_to_string(project.root().join("boxes.json")).unwrap())
             .unwrap();
     let reference: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/detect/bus-reference.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/detect/bus-reference.json")).unwrap();
     let (ours_boxes, reference_boxes) = (boxes(&ours), boxes(&reference));
     assert_eq!(ours_boxes.len(), reference_boxes.len(), "{}", text(&out));
     for r in &reference_boxes {

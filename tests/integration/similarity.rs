@@ -3,9 +3,7 @@
 //! tests/fixtures/minilm-golden.json (scripts/minilm_golden.py), and the assertion
 //! through a run with the shipped catalog's embedding model.
 
-mod common;
-
-use common::{TempProject, models_cache};
+use crate::common::{self, TempProject, models_cache};
 use promptlab::score::similarity::Embedder;
 
 fn minilm() -> std::path::PathBuf {

@@ -3,13 +3,11 @@
 //! leaves a sound database, and resumes to the same results as an uninterrupted run
 //! (issue 3).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{SMOLLM2, TempProject, promptlab, real_model};
+use crate::common::{SMOLLM2, TempProject, promptlab, real_model};
 
 /// Real-model runs one at a time: two decoders on two cores distort the kill timings.
 static REAL_MODEL: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -4,11 +4,9 @@
 //! an unreadable reply is a judge error (not a failure, not a crash); a missing judge is a
 //! configuration error naming the case.
 
-mod common;
-
 use std::path::Path;
 
-use common::{GEMMA, TempProject, promptlab, real_model, text};
+use crate::common::{GEMMA, TempProject, promptlab, real_model, text};
 use serde_json::Value;
 
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";

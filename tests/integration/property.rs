@@ -4,12 +4,10 @@
 //! a seeded generator, so a failure names a case that can be run again. The property:
 //! every input gives a value or a typed error, never a panic, a stack overflow or a hang.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::copy_dir;
+use crate::common::copy_dir;
 use promptlab::agent::convention::parse_reply;
 use promptlab::agent::tools::{Calculator, Tool, ToolContext};
 use promptlab::catalog::ModelCatalog;

@@ -6,13 +6,11 @@
 //! prompt longer than one 512-token batch, a JSON schema, sampled decoding with seeds,
 //! and stop sequences.
 
-mod common;
-
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{SMOLLM2, real_model};
+use crate::common::{self, SMOLLM2, real_model};
 use promptlab::engine::llama::{LlamaEngine, LlamaOptions};
 use promptlab::engine::{Engine, Flow, GenerationEvent, GenerationRequest, RequestFeed};
 use promptlab::params::SamplingParams;

@@ -4,12 +4,10 @@
 //! cell, catalog models under ollama ids, a local judge, and a config pointing at a
 //! running `promptlab serve`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{SMOLLM2, TempProject, real_model, served_port, text};
+use crate::common::{SMOLLM2, TempProject, real_model, served_port, text};
 use serde_json::Value;
 
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
