@@ -63,6 +63,14 @@ pub enum EngineChoice {
 }
 
 impl EngineChoice {
+    /// Whether this build has the engine (mistral.rs is a cargo feature).
+    pub fn built_in(self) -> bool {
+        match self {
+            EngineChoice::Llama => true,
+            EngineChoice::Mistralrs => cfg!(feature = "mistralrs"),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             EngineChoice::Llama => "llama",

@@ -4,6 +4,7 @@
 mod agent;
 mod bench;
 mod eval;
+mod init;
 mod models;
 mod report;
 mod runs;
@@ -31,6 +32,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a starter project (a model entry, a prompt, an eval set) and say what to run.
+    Init(init::InitArgs),
     /// Run an evaluation set: prompts × models × cases, scored.
     Eval(eval::EvalArgs),
     /// Ask a question; a local model answers by calling the vision tools.
@@ -58,6 +61,16 @@ enum Command {
     Vision {
         #[command(subcommand)]
         command: vision::VisionCommand,
+    },
+    /// Print a shell completion script: `promptlab completions bash >
+    /// ~/.local/share/bash-completion/completions/promptlab` (zsh, fish, elvish, powershell
+    /// too).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (`promptlab man | man -l -`), or write one page per command
+    /// into a folder with --dir.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// The terminal workbench: browse, edit, run, compare (what a bare `promptlab` opens).
     Tui {
@@ -133,6 +146,13 @@ pub fn main() -> ExitCode {
     init_logging(tui_log);
     let result = match command {
         Command::Tui { project } => crate::tui::run(project).map(|()| Outcome::Passed),
+        Command::Init(args) => init::run(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "promptlab", &mut std::io::stdout());
+            Ok(Outcome::Passed)
+        }
+        Command::Man { dir } => write_man(dir),
         Command::Eval(args) => eval::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Models { command } => models::run(command),
@@ -156,6 +176,21 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit_code_of(&err))
         }
     }
+}
+
+/// The manual page on stdout, or a page per command in `dir`.
+fn write_man(dir: Option<PathBuf>) -> anyhow::Result<Outcome> {
+    use anyhow::Context;
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+            clap_mangen::generate_to(command, &dir).with_context(|| dir.display().to_string())?;
+            println!("manual pages written to {}", dir.display());
+        }
+    }
+    Ok(Outcome::Passed)
 }
 
 /// 3 for a runtime failure anywhere in the error's chain, else 2 (bad input).

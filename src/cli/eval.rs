@@ -23,7 +23,7 @@ pub(crate) mod repeat;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The eval set file (eval-sets/NAME.yaml).
+    /// The eval set: a file, or NAME for the project's eval-sets/NAME.yaml.
     pub eval_set: PathBuf,
     /// Project folder (default: found from the eval set's location).
     #[arg(long)]
@@ -95,7 +95,8 @@ pub struct EvalArgs {
     pub skip_unsupported: bool,
 }
 
-pub fn run(args: EvalArgs) -> Result<Outcome> {
+pub fn run(mut args: EvalArgs) -> Result<Outcome> {
+    args.eval_set = resolve_eval_set(&args.eval_set, args.project.as_deref())?;
     if let Some(rate) = args.min_pass_rate
         && !(0.0..=1.0).contains(&rate)
     {
@@ -425,4 +426,17 @@ impl RunObserver for Progress {
     fn judged(&mut self, count: usize) {
         self.bar.inc(count as u64);
     }
+}
+
+/// A bare NAME means `eval-sets/NAME.yaml` in the project (`--project`, or the one holding
+/// the current folder).
+pub(crate) fn resolve_eval_set(
+    arg: &std::path::Path,
+    project: Option<&std::path::Path>,
+) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    Ok(promptlab::project::resolve_eval_set(
+        arg,
+        project.unwrap_or(&cwd),
+    )?)
 }

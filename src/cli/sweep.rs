@@ -20,7 +20,7 @@ use super::eval::{EvalArgs, cancel_on_interrupt, execute_with_progress};
 
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
-    /// An eval set with a `sweep:` section.
+    /// An eval set with a `sweep:` section (a file, or NAME for eval-sets/NAME.yaml).
     pub eval_set: PathBuf,
     /// Run only cases with this tag (repeatable).
     #[arg(long = "filter", value_name = "TAG")]
@@ -45,7 +45,8 @@ pub struct SweepArgs {
     pub quiet: bool,
 }
 
-pub fn run(args: SweepArgs) -> Result<Outcome> {
+pub fn run(mut args: SweepArgs) -> Result<Outcome> {
+    args.eval_set = super::eval::resolve_eval_set(&args.eval_set, None)?;
     for path in &args.outputs {
         if !matches!(
             path.extension().and_then(|e| e.to_str()),

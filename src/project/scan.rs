@@ -87,8 +87,17 @@ impl ModelFile {
         self.entry.is_chat_model_with(self.info.as_ref().ok())
     }
 
+    /// Whether it can run now: there (or remote) and its engine built into this binary.
+    pub fn runnable_here(&self) -> bool {
+        self.status() == ModelStatus::Ready
+            && self.entry.engine.is_none_or(|engine| engine.built_in())
+    }
+
     pub fn status(&self) -> ModelStatus {
-        if self.entry.kind == ModelKind::Openai {
+        // A remote model is always there; a GGUF whose header was read was there.
+        if self.entry.kind == ModelKind::Openai
+            || (self.entry.kind == ModelKind::Gguf && self.info.is_ok())
+        {
             return ModelStatus::Ready;
         }
         if let Some(command) = self.entry.not_fetched() {

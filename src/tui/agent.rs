@@ -25,6 +25,11 @@ pub enum AgentUiEvent {
         model: String,
         load_ms: f64,
     },
+    /// The model was let go after sitting idle, to give its memory back.
+    Unloaded {
+        model: String,
+        idle: std::time::Duration,
+    },
     Started {
         run_id: Option<i64>,
         tools: Vec<String>,
@@ -224,7 +229,10 @@ fn ask(app: &mut App) -> Vec<Effect> {
 /// whose servers apply their own templates.
 fn agent_models(scan: &promptlab::project::ProjectScan) -> Vec<usize> {
     let mut models = chat_models(scan);
-    models.extend((0..scan.models.len()).filter(|&i| scan.models[i].entry.openai.is_some()));
+    models.extend(
+        (0..scan.models.len())
+            .filter(|&i| scan.models[i].entry.openai.is_some() && scan.models[i].runnable_here()),
+    );
     models.sort_unstable();
     models
 }
@@ -247,6 +255,12 @@ pub fn on_agent_event(app: &mut App, event: AgentUiEvent) {
         AgentUiEvent::Loading(model) => state.status = Some(format!("loading {model}…")),
         AgentUiEvent::Loaded { model, load_ms } => {
             state.status = Some(format!("{model} loaded in {load_ms:.0} ms"))
+        }
+        AgentUiEvent::Unloaded { model, idle } => {
+            state.status = Some(format!(
+                "{model} unloaded after {} s idle to free its memory; the next question loads it again",
+                idle.as_secs()
+            ))
         }
         AgentUiEvent::Started {
             run_id,

@@ -25,12 +25,32 @@ pub struct AgentJob {
     pub cancel: CancelToken,
 }
 
-pub fn spawn(tx: UnboundedSender<Event>, root: PathBuf) -> std::sync::mpsc::Sender<AgentJob> {
+/// The worker thread; a model left idle for `idle` is unloaded.
+pub fn spawn(
+    tx: UnboundedSender<Event>,
+    root: PathBuf,
+    idle: Duration,
+) -> std::sync::mpsc::Sender<AgentJob> {
     let (jobs, incoming) = std::sync::mpsc::channel::<AgentJob>();
     std::thread::spawn(move || {
         let send = |event: AgentUiEvent| tx.send(Event::Agent(event)).is_ok();
         let mut loaded: Option<LoadedModel> = None;
-        while let Ok(job) = incoming.recv() {
+        loop {
+            let job = match incoming.recv_timeout(idle) {
+                Ok(job) => job,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(model) = loaded.take()
+                        && !send(AgentUiEvent::Unloaded {
+                            model: model.name.clone(),
+                            idle,
+                        })
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             // A panic in a tool or the engine ends this question, not the app.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 answer(&root, &job, &mut loaded, &send)

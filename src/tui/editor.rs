@@ -71,7 +71,7 @@ impl EditorState {
             })
             .or_else(|| scan.eval_sets.iter().position(|f| f.eval_set.is_ok()));
         if self.model.is_none() {
-            let chat = |m: &&promptlab::project::ModelFile| m.is_chat_model();
+            let chat = |m: &&promptlab::project::ModelFile| m.is_chat_model() && m.runnable_here();
             let named: Vec<String> = self
                 .eval_set
                 .and_then(|i| scan.eval_sets.get(i))
@@ -83,7 +83,11 @@ impl EditorState {
                 .models
                 .iter()
                 .position(|m| named.contains(&m.name) && chat(&m))
-                .or_else(|| scan.models.iter().position(|m| named.contains(&m.name)))
+                .or_else(|| {
+                    scan.models
+                        .iter()
+                        .position(|m| named.contains(&m.name) && m.runnable_here())
+                })
                 .or_else(|| scan.models.iter().position(|m| chat(&m)));
         }
         self.refresh_preview(scan);
@@ -285,9 +289,14 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             }
         }
         KeyCode::Char('m') => {
+            // The next model this build can run now; others would only fail.
             let n = app.scan.models.len();
-            if n > 0 {
-                editor.model = Some(editor.model.map_or(0, |i| (i + 1) % n));
+            let start = editor.model.map_or(0, |i| i + 1);
+            if let Some(next) = (0..n)
+                .map(|step| (start + step) % n)
+                .find(|&i| app.scan.models[i].runnable_here())
+            {
+                editor.model = Some(next);
             }
         }
         KeyCode::Esc => app.screen = Screen::Library,

@@ -23,7 +23,15 @@ use super::view::{error_style, selected_style};
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
     Loading(String),
-    Loaded { model: String, load_ms: f64 },
+    Loaded {
+        model: String,
+        load_ms: f64,
+    },
+    /// The model was let go after sitting idle, to give its memory back.
+    Unloaded {
+        model: String,
+        idle: std::time::Duration,
+    },
     Token(String),
     Done(Result<ChatReply, String>),
 }
@@ -96,10 +104,11 @@ impl Default for PlaygroundState {
 }
 
 /// Models the playground can chat with: local GGUF files with a chat template, and
-/// remote models (whose server applies its own template).
+/// remote models (whose server applies its own template); only those this build can run
+/// now (not an unfetched file, nor a mistral.rs entry in a build without it).
 pub(super) fn chat_models(scan: &ProjectScan) -> Vec<usize> {
     (0..scan.models.len())
-        .filter(|&i| scan.models[i].is_chat_model())
+        .filter(|&i| scan.models[i].is_chat_model() && scan.models[i].runnable_here())
         .collect()
 }
 
@@ -365,6 +374,13 @@ pub fn on_chat_event(app: &mut App, event: ChatEvent) {
         ChatEvent::Loaded { model, load_ms } => {
             play.status = Some(format!("{model} loaded in {load_ms:.0} ms"));
             play.loaded = Some(model);
+        }
+        ChatEvent::Unloaded { model, idle } => {
+            play.status = Some(format!(
+                "{model} unloaded after {} s idle to free its memory; the next message loads it again",
+                idle.as_secs()
+            ));
+            play.loaded = None;
         }
         ChatEvent::Token(text) => {
             if let Some(reply) = play.reply.as_mut() {

@@ -666,3 +666,88 @@ fn report_writes_any_stored_run() {
     assert!(markdown.contains("### Fixes (1)"), "{markdown}");
     assert!(!markdown.contains("### Regressions"), "{markdown}");
 }
+
+/// `init` then `eval NAME`, as the README's tutorial does: a new project runs on the real
+/// SmolLM2 and is recorded; a second `init` in the same folder changes nothing.
+#[test]
+fn init_scaffolds_a_project_that_runs_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = real_model(SMOLLM2);
+    let out = promptlab(
+        &["init", "demo", "--model", model.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("cd demo"), "{text}");
+    assert!(text.contains("promptlab eval capitals"), "{text}");
+    let root = dir.path().join("demo");
+    let catalog = std::fs::read_to_string(root.join("models/models.yaml")).unwrap();
+    assert!(catalog.contains("smollm2-135m-instruct.q4-1:"), "{catalog}");
+
+    // From a sub-folder, by name; the models list says the model is ready.
+    std::fs::create_dir(root.join("notes")).unwrap();
+    let out = promptlab(&["eval", "capitals", "--quiet"], &root.join("notes"));
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("capital @ smollm2-135m-instruct.q4-1"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(root.join(".promptlab/runs.db").is_file());
+    let out = promptlab(&["eval", "capitols"], &root);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("eval sets here: capitals"),
+        "{}",
+        stderr(&out)
+    );
+
+    let before = std::fs::read_to_string(root.join("prompts/capital.yaml")).unwrap();
+    let out = promptlab(&["init", "."], &root);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(root.join("prompts/capital.yaml")).unwrap(),
+        before
+    );
+}
+
+/// Without --model, the catalog names SmolLM2 where scripts/fetch-models.sh puts it, and
+/// `models list` treats an absent file as not fetched rather than an error.
+#[test]
+fn init_without_a_model_points_at_the_fetched_smollm2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args(["init"])
+        .current_dir(dir.path())
+        .env("PROMPTLAB_MODELS_CACHE", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("fetch-models.sh"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("cd "), "{}", stdout(&out));
+    let out = promptlab(&["models", "list"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("not fetched"), "{}", stdout(&out));
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = promptlab(&["completions", "bash"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("promptlab__eval"), "{}", stdout(&out));
+    let out = promptlab(&["man"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(".ie"),
+        "roff: {}",
+        &stdout(&out)[..40.min(stdout(&out).len())]
+    );
+    assert!(stdout(&out).contains("promptlab"));
+    let out = promptlab(&["man", "--dir", "man"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(dir.path().join("man/promptlab-eval.1").is_file());
+}

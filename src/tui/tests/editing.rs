@@ -367,3 +367,29 @@ fn sending_a_message_leaves_typing_mode() {
     press(&mut app, "And of Italy?");
     assert_eq!(app.playground.input.lines(), ["And of Italy?"]);
 }
+
+/// Models this build cannot run now (an unfetched file, a mistral.rs entry without the
+/// feature) are not offered by the playground nor picked by `m` in the editor.
+#[test]
+fn only_models_that_can_run_here_are_offered() {
+    let mut app = app((120, 40));
+    let mut unfetched = super::tiny_model();
+    unfetched.name = "unfetched".into();
+    unfetched.entry.path = "/nonexistent/model.gguf".into();
+    unfetched.entry.fetch = Some("bash scripts/fetch-models.sh".into());
+    unfetched.info = Err("no such file".into());
+    app.scan.models.insert(0, unfetched);
+    assert_eq!(super::super::playground::chat_models(&app.scan), vec![1]);
+    press(&mut app, "6");
+    assert!(
+        screen_text(&app).contains("Playground · tiny"),
+        "{}",
+        screen_text(&app)
+    );
+    press(&mut app, "m");
+    assert!(
+        !screen_text(&app).contains("unfetched"),
+        "{}",
+        screen_text(&app)
+    );
+}
