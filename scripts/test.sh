@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests, CLI tests with the echo engine, and real-model
+# Runs the whole test suite: the user guide's build and links, unit tests, CLI tests with the echo engine, and real-model
 # tests on SmolLM2-135M and Gemma-3-270M (llama.cpp and mistral.rs), and vision tests on MNIST and the 8×8 digits
 # (models and datasets fetched into the cache if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
 source scripts/llama-build-guard.sh
+# The user guide builds and its internal links hold (quick, so first).
+bash scripts/docs.sh
 bash scripts/fetch-models.sh
 bash scripts/fetch-datasets.sh
 bash scripts/fetch-vision.sh

@@ -1,6 +1,6 @@
 //! The library's layers, checked against the code: a module may use modules of its own
 //! layer or below, never above, and the modules never import each other in a cycle.
-//! `docs/dev/architecture.md` shows the same table; a test keeps the two equal.
+//! `docs/src/dev/architecture.md` shows the same table; a test keeps the two equal.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ fn layer_of(module: &str) -> Option<usize> {
         .position(|(_, modules)| modules.contains(&module))
 }
 
-/// The table as `docs/dev/architecture.md` shows it, top layer first.
+/// The table as `docs/src/dev/architecture.md` shows it, top layer first.
 fn markdown_table() -> String {
     let mut table = String::from("| layer | modules |\n|---|---|\n");
     for (name, modules) in LAYERS.iter().rev() {
@@ -116,7 +116,7 @@ fn every_library_module_has_a_layer() {
     for module in declared {
         assert!(
             layer_of(module).is_some(),
-            "`{module}` is in no layer: add it to LAYERS in src/layers.rs and to docs/dev/architecture.md"
+            "`{module}` is in no layer: add it to LAYERS in src/layers.rs and to docs/src/dev/architecture.md"
         );
     }
 }
@@ -201,11 +201,11 @@ fn run_planning_does_not_import_execution() {
 
 #[test]
 fn the_architecture_page_shows_these_layers() {
-    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dev/architecture.md");
-    let text = std::fs::read_to_string(&page).expect("docs/dev/architecture.md");
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/dev/architecture.md");
+    let text = std::fs::read_to_string(&page).expect("docs/src/dev/architecture.md");
     let table = markdown_table();
     assert!(
         text.contains(&table),
-        "docs/dev/architecture.md does not show the layers of src/layers.rs; expected the table:\n{table}"
+        "docs/src/dev/architecture.md does not show the layers of src/layers.rs; expected the table:\n{table}"
     );
 }

@@ -79,7 +79,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
         (_, true) => None,
         (None, false) => {
             eprintln!(
-                "no reference: install llama-cpp-python into ~/.cache/promptlab/bench-venv (see README) or pass --reference-python"
+                "no reference: install llama-cpp-python into ~/.cache/promptlab/bench-venv (see docs/src/benchmarks.md) or pass --reference-python"
             );
             None
         }

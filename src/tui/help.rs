@@ -1,4 +1,4 @@
-//! The key map: one table that the help overlay shows and the README copies.
+//! The key map: one table that the help overlay shows and the guide's TUI page copies.
 
 pub struct Binding {
     pub screen: &'static str,

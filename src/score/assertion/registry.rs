@@ -1,13 +1,14 @@
 //! The one list of assertion types. Each type is declared here once: its names, the fields it
 //! takes, what a run must supply to check it, its help, and its parser. Whatever asks "which
 //! types ..." asks this list: the unknown-type error and its suggestion, the unexpected-field
-//! check, `not-` forms, the run's planning (`run::plan::assertions`) and the README's table
+//! check, `not-` forms, the run's planning (`run::plan::assertions`) and the guide's table
 //! ([`help_table`]).
 //!
 //! Adding a type: an entry below (its parser included); an [`AssertionKind`] variant and the
 //! match arms the compiler then asks for (`name` in assertion.rs, `evaluate`/`expectation`
 //! in pass_fail.rs or a scored check, `to_spec` in parse.rs); an example in
-//! registry/tests.rs and cases in tests.rs; then `UPDATE_README=1` for the README's table.
+//! registry/tests.rs and cases in tests.rs; then `UPDATE_DOCS=1` for the table in
+//! docs/src/assertions.md.
 
 use std::fmt::Write as _;
 use std::sync::LazyLock;
@@ -524,7 +525,7 @@ impl AssertionKind {
     }
 }
 
-/// The supported types as a markdown table (the README's, between its
+/// The supported types as a markdown table (docs/src/assertions.md's, between its
 /// `assertion-table` markers).
 pub fn help_table() -> String {
     let mut table = String::from("| type | value | passes when | needs |\n|---|---|---|---|\n");

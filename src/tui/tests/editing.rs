@@ -274,7 +274,7 @@ fn the_playground_offers_remote_models() {
     assert!(model.openai.is_some());
 }
 
-/// Saving leaves typing mode, so the README's "Ctrl-S; `3`, `r`" switches to the run
+/// Saving leaves typing mode, so the guide's "Ctrl-S; `3`, `r`" switches to the run
 /// screen instead of typing "3r" into the prompt.
 #[test]
 fn saving_leaves_typing_mode() {

@@ -1,4 +1,4 @@
-//! The registry agrees with the kinds it builds, and the README shows its table.
+//! The registry agrees with the kinds it builds, and the guide's assertions page shows its table.
 use super::*;
 use crate::score::assertion::Assertion;
 
@@ -170,16 +170,18 @@ fn help_states_the_defaults_the_checks_use() {
 
 /// The markers around the table, the first saying how to regenerate it.
 const START: &str = "<!-- assertion-table:start: generated from src/score/assertion/registry.rs \
-                     by `UPDATE_README=1 cargo test --lib readme_shows_the_generated_table` -->\n";
+                     by `UPDATE_DOCS=1 cargo test --lib assertions_page_shows_the_generated_table` -->\n";
 const END: &str = "<!-- assertion-table:end -->\n";
 
-/// The README's table is [`help_table`]'s; `UPDATE_README=1` rewrites it.
+/// The guide's assertions page shows [`help_table`]'s table; `UPDATE_DOCS=1` rewrites it.
 #[test]
-fn readme_shows_the_generated_table() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let readme = std::fs::read_to_string(path).expect("README.md is readable");
-    let (Some(start), Some(end)) = (readme.find(START), readme.find(END)) else {
-        panic!("README.md lacks the lines {START:?} and {END:?} around the assertion table");
+fn assertions_page_shows_the_generated_table() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/src/assertions.md");
+    let page = std::fs::read_to_string(path).expect("docs/src/assertions.md is readable");
+    let (Some(start), Some(end)) = (page.find(START), page.find(END)) else {
+        panic!(
+            "docs/src/assertions.md lacks the lines {START:?} and {END:?} around the assertion table"
+        );
     };
     let table = help_table();
     for row in table.lines() {
@@ -187,18 +189,18 @@ fn readme_shows_the_generated_table() {
     }
     let wanted = format!("{START}\n{table}\n");
     let start_end = start..end;
-    if readme[start_end.clone()] == wanted {
+    if page[start_end.clone()] == wanted {
         return;
     }
-    if std::env::var_os("UPDATE_README").is_some() {
-        let mut updated = readme.clone();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        let mut updated = page.clone();
         updated.replace_range(start_end, &wanted);
-        std::fs::write(path, updated).expect("README.md is writable");
+        std::fs::write(path, updated).expect("docs/src/assertions.md is writable");
         return;
     }
     panic!(
-        "README.md's assertion table is not the registry's (src/score/assertion/registry.rs); \
-         regenerate it with `UPDATE_README=1 cargo test --locked --features mistralrs --lib \
-         readme_shows_the_generated_table`"
+        "docs/src/assertions.md's assertion table is not the registry's \
+         (src/score/assertion/registry.rs); regenerate it with `UPDATE_DOCS=1 cargo test \
+         --locked --features mistralrs --lib assertions_page_shows_the_generated_table`"
     );
 }
