@@ -105,9 +105,9 @@ impl Outcome {
 const EXIT_CODES: &str = "Exit codes:
   0    everything passed
   1    some cells failed their assertions (or the pass rate is below --min-pass-rate)
-  2    bad input: a file, flag or configuration is wrong (the message names it)
+  2    bad input: a file, flag or configuration is wrong or missing (the message names it)
   3    a runtime failure: an engine crashed or failed, a cell could not be generated or
-       judged, memory or disk ran out, or a file could not be read or written
+       judged, memory or disk ran out, or a file that is there could not be read or written
   130  interrupted (Ctrl-C); finished work is kept";
 
 const EXIT_BAD_INPUT: u8 = 2;
@@ -176,6 +176,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit_code_of(&err))
         }
     }
+}
+
+/// Writes a report file, or with `-` the JSON report to standard output.
+fn write_report(result: &promptlab::run::RunResult, path: &std::path::Path) -> anyhow::Result<()> {
+    use promptlab::report;
+    use std::io::Write;
+    if report::is_stdout(path) {
+        let bytes = report::to_bytes(result, report::Format::Json)?;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&bytes)?;
+        stdout.write_all(b"\n")?;
+        stdout.flush()?;
+    } else {
+        report::write(result, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// The manual page on stdout, or a page per command in `dir`.

@@ -49,10 +49,24 @@ pub fn classify(err: &(dyn Error + 'static)) -> Option<Failure> {
             RunError::Resume { .. } => Failure::BadInput,
         });
     }
-    if err.is::<std::io::Error>() {
-        return Some(Failure::Runtime);
+    if let Some(e) = err.downcast_ref::<std::io::Error>() {
+        return Some(io(e));
     }
     None
+}
+
+/// A file named by the user that is absent or not what it should be is bad input; the
+/// rest (a full disk, a denied write, a device error) is the machine's.
+fn io(err: &std::io::Error) -> Failure {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::NotFound
+        | ErrorKind::IsADirectory
+        | ErrorKind::NotADirectory
+        | ErrorKind::InvalidData
+        | ErrorKind::InvalidInput => Failure::BadInput,
+        _ => Failure::Runtime,
+    }
 }
 
 fn engine(err: &EngineError) -> Failure {
@@ -122,5 +136,13 @@ mod tests {
         assert_eq!(classify(&missing), Some(Failure::BadInput));
         let unknown = std::fmt::Error;
         assert_eq!(classify(&unknown), None);
+    }
+
+    #[test]
+    fn a_missing_input_file_is_bad_input_a_full_disk_is_not() {
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(classify(&missing), Some(Failure::BadInput));
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert_eq!(classify(&full), Some(Failure::Runtime));
     }
 }

@@ -34,7 +34,11 @@ pub enum Format {
 impl Format {
     pub const EXTENSIONS: &'static str = ".json, .jsonl, .csv, .md, .xml (JUnit), .html";
 
+    /// The format a path asks for; `-` (standard output) is JSON.
     pub fn from_path(path: &Path) -> Option<Format> {
+        if is_stdout(path) {
+            return Some(Format::Json);
+        }
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "json" => Some(Format::Json),
             "jsonl" => Some(Format::Jsonl),
@@ -54,6 +58,8 @@ pub enum ReportError {
         Format::EXTENSIONS
     )]
     UnknownFormat { path: PathBuf },
+    #[error("-o - given twice: standard output can take one report")]
+    StdoutTwice,
     #[error("{path}: cannot write report: {message}")]
     Write { path: PathBuf, message: String },
 }
@@ -87,6 +93,19 @@ fn render(result: &RunResult, format: Format) -> Result<Vec<u8>, String> {
         Format::Junit => junit::render(result),
         Format::Html => html::render(result).map(String::into_bytes),
     }
+}
+
+/// Whether an output path means standard output (`-o -`).
+pub fn is_stdout(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// The report as bytes, for a caller that writes it somewhere other than a file.
+pub fn to_bytes(result: &RunResult, format: Format) -> Result<Vec<u8>, ReportError> {
+    render(result, format).map_err(|message| ReportError::Write {
+        path: PathBuf::from("-"),
+        message,
+    })
 }
 
 /// Writes the report to `path` atomically.
@@ -126,8 +145,12 @@ fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     Ok(())
 }
 
-/// Checks every output path has a known format before a run starts.
+/// Checks every output path has a known format before a run starts, and that standard
+/// output is asked for at most once.
 pub fn check_paths(paths: &[PathBuf]) -> Result<(), ReportError> {
+    if paths.iter().filter(|path| is_stdout(path)).count() > 1 {
+        return Err(ReportError::StdoutTwice);
+    }
     for path in paths {
         if Format::from_path(path).is_none() {
             return Err(ReportError::UnknownFormat { path: path.clone() });

@@ -41,7 +41,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// Write the results to FILE; the format follows the extension
-    /// (.json, .jsonl, .csv, .md, .xml for JUnit). Repeatable.
+    /// (.json, .jsonl, .csv, .md, .xml for JUnit, .html). Repeatable. `-o -` writes the JSON
+    /// report to standard output (the summary then goes to stderr).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub outputs: Vec<PathBuf>,
     /// Exit 0 when at least this fraction (0–1) of cells pass, instead of requiring all.
@@ -283,8 +284,7 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
     }
     // Reports first: they must exist even if printing fails (e.g. output piped to `head`).
     for path in &args.outputs {
-        report::write(&result, path)?;
-        eprintln!("wrote {}", path.display());
+        super::write_report(&result, path)?;
     }
 
     let mut text = report::summary_table(&result, if args.quiet { 0 } else { args.rows });
@@ -335,7 +335,12 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         },
         run_id.map(|id| format!(" · run {id}")).unwrap_or_default()
     ));
-    std::io::stdout().lock().write_all(text.as_bytes())?;
+    // With `-o -` standard output is the report's: the summary goes to stderr.
+    if args.outputs.iter().any(|path| report::is_stdout(path)) {
+        std::io::stderr().lock().write_all(text.as_bytes())?;
+    } else {
+        std::io::stdout().lock().write_all(text.as_bytes())?;
+    }
 
     let passed = !result.cancelled
         && match args.min_pass_rate {

@@ -18,7 +18,8 @@ pub struct ReportArgs {
     #[arg(default_value = "latest")]
     run: String,
     /// Write the report to FILE; the format follows the extension (.json, .jsonl, .csv,
-    /// .md, .xml for JUnit, .html). Repeatable. Without it, prints the summary.
+    /// .md, .xml for JUnit, .html). Repeatable. `-o -` writes a run's JSON report to
+    /// standard output. Without it, prints the summary.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     outputs: Vec<PathBuf>,
     /// Compare with this earlier run: the Markdown report (and the terminal summary) gains
@@ -68,6 +69,10 @@ pub fn run(args: ReportArgs) -> Result<Outcome> {
         }
     };
     for path in &args.outputs {
+        if report::is_stdout(path) {
+            super::write_report(&result, path)?;
+            continue;
+        }
         report::write(&result, path)?;
         if let (Some(section), Some("md")) = (&against, path.extension().and_then(|e| e.to_str())) {
             let mut text = std::fs::read_to_string(path)?;

@@ -129,3 +129,51 @@ pub const KEYMAP: &[Binding] = &[
         "next model / cancel / reload the questions",
     ),
 ];
+
+/// The keys as a Markdown table, for the guide's TUI page.
+#[cfg(test)]
+fn markdown_table() -> String {
+    let cell = |text: &str| text.replace('|', "\\|");
+    let mut table = String::from("| screen | keys | action |\n|---|---|---|\n");
+    for binding in KEYMAP {
+        table.push_str(&format!(
+            "| {} | `{}` | {} |\n",
+            cell(binding.screen),
+            cell(binding.keys),
+            cell(binding.action)
+        ));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    const START: &str = "<!-- keys-table:start: generated from src/tui/help.rs by \
+                         `UPDATE_DOCS=1 cargo test --bin promptlab keys_page_shows_the_keymap` -->\n";
+    const END: &str = "<!-- keys-table:end -->\n";
+
+    /// The guide lists every binding the help overlay shows, from the same table;
+    /// `UPDATE_DOCS=1` rewrites it.
+    #[test]
+    fn keys_page_shows_the_keymap() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/src/tui.md");
+        let page = std::fs::read_to_string(path).expect("docs/src/tui.md is readable");
+        let (Some(start), Some(end)) = (page.find(START), page.find(END)) else {
+            panic!("docs/src/tui.md lacks the lines {START:?} and {END:?} around the keys table");
+        };
+        let wanted = format!("{START}\n{}\n", super::markdown_table());
+        if page[start..end] == wanted {
+            return;
+        }
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let mut updated = page.clone();
+            updated.replace_range(start..end, &wanted);
+            std::fs::write(path, updated).expect("docs/src/tui.md is writable");
+            return;
+        }
+        panic!(
+            "docs/src/tui.md's keys table is not src/tui/help.rs's KEYMAP; regenerate it with \
+             `UPDATE_DOCS=1 cargo test --locked --features mistralrs --bin promptlab keys_page_shows_the_keymap`"
+        );
+    }
+}

@@ -738,7 +738,12 @@ fn completions_and_man_page_are_generated() {
     let dir = tempfile::tempdir().unwrap();
     let out = promptlab(&["completions", "bash"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("promptlab__eval"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("complete -F _promptlab"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("--min-pass-rate"), "{}", stdout(&out));
     let out = promptlab(&["man"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -750,4 +755,29 @@ fn completions_and_man_page_are_generated() {
     let out = promptlab(&["man", "--dir", "man"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(dir.path().join("man/promptlab-eval.1").is_file());
+}
+
+/// `-o -` puts the JSON report on standard output (for `jq`) and the summary on stderr.
+#[test]
+fn dash_output_writes_json_to_stdout() {
+    let project = echo_project();
+    let out = promptlab(&["eval", "eval-sets/mixed.yaml", "-o", "-"], project.root());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(json["cells"].as_array().unwrap().len(), 2);
+    assert!(
+        stderr(&out).contains("1 of 2 cells passed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = promptlab(&["report", "latest", "-o", "-"], project.root());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(json["cells"].as_array().unwrap().len(), 2);
+    let out = promptlab(
+        &["eval", "eval-sets/mixed.yaml", "-o", "-", "-o", "-"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("given twice"), "{}", stderr(&out));
 }
