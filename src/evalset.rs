@@ -51,6 +51,30 @@ pub struct Case {
     pub default_assertions: usize,
 }
 
+impl Case {
+    /// What people call this case: its description, or else its first variable's value.
+    pub fn label(&self) -> String {
+        case_label(&self.description, &self.vars)
+    }
+}
+
+/// A case's description, or else the value of its first variable (the part of a case
+/// that tells it apart when it has no description).
+pub fn case_label(description: &str, vars: &serde_json::Map<String, serde_json::Value>) -> String {
+    if !description.is_empty() {
+        return description.to_string();
+    }
+    vars.values()
+        .next()
+        .map(|value| {
+            value
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| value.to_string())
+        })
+        .unwrap_or_default()
+}
+
 /// A person's pass/fail verdict on a case's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

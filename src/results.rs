@@ -17,6 +17,9 @@ pub struct MatrixCase {
     /// From the eval set file as it is now (runs store case ids, not tags); empty when the
     /// file is gone or no longer parses.
     pub tags: Vec<String>,
+    /// Its description or first variable, from the eval set file as it is now; empty when
+    /// that is gone (or an agent set, whose questions the trace holds).
+    pub label: String,
 }
 
 /// Pass counts and means over one column's recorded cells.
@@ -76,8 +79,16 @@ impl RunMatrix {
             return Ok(None);
         };
         let cells = store.cells(run_id)?;
-        let tags = case_tags(Path::new(&run.eval_set_path));
+        let eval_set = EvalSet::load(Path::new(&run.eval_set_path)).ok();
+        let tags = case_tags(eval_set.as_ref());
         let mut matrix = RunMatrix::from_cells(run, cells, &tags);
+        if let Some(eval_set) = &eval_set {
+            for case in &mut matrix.cases {
+                if let Some(found) = eval_set.cases.iter().find(|c| c.id == case.id) {
+                    case.label = found.label();
+                }
+            }
+        }
         // A ranking written by another version that no longer reads is left out, not fatal.
         matrix.pairwise = store
             .pairwise_json(run_id)?
@@ -97,6 +108,7 @@ impl RunMatrix {
             .map(|_| MatrixCase {
                 id: String::new(),
                 tags: Vec::new(),
+                label: String::new(),
             })
             .collect();
         let mut grid: Vec<Option<StoredCell>> = vec![None; column_count * case_count];
@@ -237,8 +249,8 @@ pub fn word_diff(left: &str, right: &str) -> Vec<(WordChange, String)> {
     parts
 }
 
-fn case_tags(eval_set_path: &Path) -> HashMap<String, Vec<String>> {
-    let Ok(eval_set) = EvalSet::load(eval_set_path) else {
+fn case_tags(eval_set: Option<&EvalSet>) -> HashMap<String, Vec<String>> {
+    let Some(eval_set) = eval_set else {
         return HashMap::new();
     };
     eval_set

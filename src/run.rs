@@ -51,6 +51,13 @@ pub struct CaseInfo {
     pub human: Option<crate::evalset::HumanLabel>,
 }
 
+impl CaseInfo {
+    /// Its description, or else its first variable's value.
+    pub fn label(&self) -> String {
+        crate::evalset::case_label(&self.description, &self.vars)
+    }
+}
+
 /// A question of an agent set as a row of the matrix: its text is the description and
 /// the `question` variable.
 impl From<&crate::evalset::agent::AgentCase> for CaseInfo {

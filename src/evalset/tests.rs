@@ -107,3 +107,22 @@ fn issue_20_thresholds_out_of_range_are_refused() {
     let err = EvalSet::load(&set).unwrap_err().to_string();
     assert!(err.contains("case 2 (`second`): threshold -0.1"), "{err}");
 }
+
+/// Issue 21: a case is named by its description, or else by its first variable.
+#[test]
+fn cases_are_labelled_by_description_or_first_variable() {
+    let vars = |json: serde_json::Value| json.as_object().unwrap().clone();
+    assert_eq!(
+        case_label(
+            "the tricky one",
+            &vars(serde_json::json!({"country": "France"}))
+        ),
+        "the tricky one"
+    );
+    assert_eq!(
+        case_label("", &vars(serde_json::json!({"country": "France", "z": 1}))),
+        "France"
+    );
+    assert_eq!(case_label("", &vars(serde_json::json!({"n": 42}))), "42");
+    assert_eq!(case_label("", &serde_json::Map::new()), "");
+}

@@ -81,7 +81,7 @@ fn data(result: &RunResult) -> serde_json::Value {
     }
     json!({
         "columns": result.columns.iter().map(|c| json!({"id": c.id})).collect::<Vec<_>>(),
-        "cases": result.cases.iter().map(|c| json!({"id": c.id, "description": c.description})).collect::<Vec<_>>(),
+        "cases": result.cases.iter().map(|c| json!({"id": c.id, "description": c.label()})).collect::<Vec<_>>(),
         "cells": cells,
     })
 }

@@ -11,10 +11,9 @@ pub(super) fn render(result: &RunResult) -> Result<Vec<u8>, String> {
         let mut suite = TestSuite::new(column.id.clone());
         for cell in result.cells.iter().filter(|c| c.column == index) {
             let case = &result.cases[cell.case];
-            let name = if case.description.is_empty() {
-                format!("case {}", case.id)
-            } else {
-                format!("case {}: {}", case.id, case.description)
+            let name = match case.label() {
+                label if label.is_empty() => format!("case {}", case.id),
+                label => format!("case {}: {label}", case.id),
             };
             let status = if cell.passed {
                 TestCaseStatus::success()

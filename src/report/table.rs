@@ -31,20 +31,7 @@ fn matrix(result: &RunResult, max_rows: usize) -> String {
     header.extend((0..result.columns.len()).map(short_name));
     table.set_header(header);
     for (case_index, case) in result.cases.iter().enumerate().take(max_rows) {
-        let label = if case.description.is_empty() {
-            // Without a description, the first variable says which case this is.
-            case.vars
-                .values()
-                .next()
-                .map(|v| {
-                    v.as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .unwrap_or_default()
-        } else {
-            case.description.clone()
-        };
+        let label = case.label();
         let mut row = vec![format!("{} {}", case.id, excerpt(&label, 28))];
         for column in 0..result.columns.len() {
             row.push(match result.cell(column, case_index) {
@@ -185,10 +172,9 @@ pub fn failures_text(result: &RunResult, max: usize) -> String {
             if cell.is_error() { "E" } else { "✗" },
             column.id,
             case.id,
-            if case.description.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", excerpt(&case.description, 50))
+            match case.label() {
+                label if label.is_empty() => String::new(),
+                label => format!(" ({})", excerpt(&label, 50)),
             }
         ));
         out.push_str(&format!("      output: {}\n", excerpt(&cell.output, 100)));

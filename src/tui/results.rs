@@ -237,10 +237,13 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         .skip(start)
         .take(visible)
         .map(|(position, &case)| {
-            let mut cells = vec![Line::from(truncate(
-                &matrix.cases[case].id,
-                usize::from(CASE_WIDTH),
-            ))];
+            let case_info = &matrix.cases[case];
+            let name = if case_info.label.is_empty() {
+                case_info.id.clone()
+            } else {
+                format!("{} {}", case_info.id, case_info.label)
+            };
+            let mut cells = vec![Line::from(truncate(&name, usize::from(CASE_WIDTH)))];
             for &column in &columns {
                 cells.push(match matrix.cell(case, column) {
                     None => Line::styled("·", Style::new().fg(Color::DarkGray)),

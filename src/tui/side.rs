@@ -115,7 +115,11 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     let [header_area, panes_area] =
         Layout::vertical([Constraint::Length(4), Constraint::Min(0)]).areas(area);
     let mut header = vec![Span::styled(
-        format!("case {}", case.id),
+        if case.label.is_empty() {
+            format!("case {}", case.id)
+        } else {
+            format!("case {} · {}", case.id, case.label)
+        },
         Style::new().bold(),
     )];
     if !case.tags.is_empty() {
