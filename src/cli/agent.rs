@@ -26,7 +26,7 @@ pub struct AgentArgs {
     question: Option<String>,
     /// Catalog name of the language model (a GGUF with a chat template); with --eval, a
     /// comma-separated list (default: the set's `models`).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', visible_alias = "models")]
     model: Vec<String>,
     /// Run an agent evaluation set instead of one question.
     #[arg(long, value_name = "FILE", conflicts_with = "question")]

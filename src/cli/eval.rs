@@ -29,10 +29,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub project: Option<PathBuf>,
     /// Prompts to run instead of the eval set's (`name` or `name:variant`), comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', visible_alias = "prompt")]
     pub prompts: Vec<String>,
     /// Models to run instead of the eval set's, comma-separated (`echo` is built in).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', visible_alias = "model")]
     pub models: Vec<String>,
     /// Run only cases with this tag (repeatable).
     #[arg(long = "filter", value_name = "TAG")]
