@@ -3,7 +3,8 @@
 # benchmarks and fixture generators (not needed for the tests, which use committed
 # fixtures): PyTorch 2.15 (CPU use), onnxruntime 1.32, pycocotools, transformers.
 #   benches/digits_torch.py, benches/detect_reference.py,
-#   tests/fixtures/detect/make_coco_fixture.py, tests/fixtures/clip/make_tiny_clip.py
+#   tests/fixtures/detect/make_coco_fixture.py, tests/fixtures/clip/make_tiny_clip.py,
+#   scripts/cnn_gradients_fixture.py
 # The PyPI torch wheel pulls in the CUDA libraries (several GB) even for CPU use.
 #
 #   PROMPTLAB_REFERENCE_VENV  where (default: ~/.cache/promptlab/torch-venv)

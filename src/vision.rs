@@ -1,16 +1,15 @@
-//! Vision models: a digit CNN trained and evaluated here (candle), with its datasets,
-//! augmentation and image preprocessing. They run on the CPU in-process, so they can be
+//! Vision models: a digit CNN trained and evaluated here (our own layers), YOLO detection
+//! (ONNX Runtime) and CLIP (candle), with the datasets, augmentation and image
+//! preprocessing. They run on the CPU in-process, so they can be
 //! evaluated like prompts and called as tools.
 
 pub mod augment;
-mod backprop;
 pub mod clip;
 pub mod cnn;
-mod conv;
 pub mod dataset;
 pub mod detect;
-mod fused;
 pub mod image_input;
+mod network;
 pub mod train;
 
 use std::path::PathBuf;

@@ -220,7 +220,7 @@ pub(super) fn store_path(project: Option<PathBuf>) -> PathBuf {
 }
 
 fn eval_command(model: &Path, data: &DataArgs) -> Result<Outcome> {
-    let classifier = DigitClassifier::load(model)?;
+    let mut classifier = DigitClassifier::load(model)?;
     let kind = data.kind()?;
     if kind != classifier.card.config.dataset {
         eprintln!(
@@ -249,8 +249,8 @@ fn eval_command(model: &Path, data: &DataArgs) -> Result<Outcome> {
 }
 
 fn predict_command(model: &Path, images: &[PathBuf], json: bool) -> Result<Outcome> {
-    let classifier = DigitClassifier::load(model)?;
-    let card: &ModelCard = &classifier.card;
+    let mut classifier = DigitClassifier::load(model)?;
+    let card: ModelCard = classifier.card.clone();
     if card.input[1] != card.input[2] {
         bail!("{}: the model's input is not square", model.display());
     }

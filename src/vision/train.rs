@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::collections::HashMap;
+
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -15,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::VisionError;
 use super::augment::Augmentation;
-use super::backprop::{Network, Weights};
-use super::cnn::{DigitCnn, Layer, LayerInfo};
+use super::cnn::{Layer, LayerInfo};
 use super::dataset::{Dataset, DatasetKind};
+use super::network::{Network, Weights};
 use crate::cancel::CancelToken;
 use crate::metrics::classification::{ClassificationReport, classification_report};
 
@@ -126,8 +127,7 @@ impl TrainObserver for QuietTraining {}
 /// A trained (or loaded) classifier with its card.
 pub struct DigitClassifier {
     pub card: ModelCard,
-    model: DigitCnn,
-    varmap: VarMap,
+    network: Network,
 }
 
 /// Normalised pixels (`[batch × C·H·W]`) and labels of `indices`, augmented when asked.
@@ -160,23 +160,6 @@ fn batch_pixels(
     (pixels, labels)
 }
 
-fn batch_tensor(
-    data: &Dataset,
-    indices: &[usize],
-    mean: f32,
-    std: f32,
-) -> candle_core::Result<(Tensor, Tensor)> {
-    let (pixels, labels) = batch_pixels(data, indices, mean, std, None);
-    let images = Tensor::from_vec(
-        pixels,
-        (indices.len(), 1, data.height, data.width),
-        &Device::Cpu,
-    )?;
-    let labels: Vec<u32> = labels.into_iter().map(u32::from).collect();
-    let labels = Tensor::from_vec(labels, indices.len(), &Device::Cpu)?;
-    Ok((images, labels))
-}
-
 /// Mean loss and accuracy of the training network, in inference mode, over `indices`.
 fn validate(
     network: &mut Network,
@@ -194,34 +177,6 @@ fn validate(
     }
     let n = indices.len().max(1) as f64;
     (loss_sum / n, correct as f64 / n)
-}
-
-/// Mean loss, accuracy and predicted classes over `indices` of `data`.
-fn evaluate(
-    model: &DigitCnn,
-    data: &Dataset,
-    indices: &[usize],
-    mean: f32,
-    std: f32,
-    batch_size: usize,
-) -> candle_core::Result<(f64, f64, Vec<u8>)> {
-    let mut loss_sum = 0.0;
-    let mut predictions = Vec::with_capacity(indices.len());
-    for chunk in indices.chunks(batch_size.max(1)) {
-        let (images, labels) = batch_tensor(data, chunk, mean, std)?;
-        let logits = model.forward(&images, false)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &labels)?.to_scalar::<f32>()?;
-        loss_sum += f64::from(loss) * chunk.len() as f64;
-        let predicted: Vec<u32> = logits.argmax(1)?.to_vec1()?;
-        predictions.extend(predicted.into_iter().map(|p| p as u8));
-    }
-    let correct = indices
-        .iter()
-        .zip(&predictions)
-        .filter(|(i, p)| data.labels[**i] == **p)
-        .count();
-    let n = indices.len().max(1) as f64;
-    Ok((loss_sum / n, correct as f64 / n, predictions))
 }
 
 /// Trains on `train` (minus the validation split), keeps the weights of the epoch with
@@ -272,16 +227,8 @@ pub fn train(
 
     let classes = train_set.classes.clone();
     let input = [1, train_set.height, train_set.width];
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let (model, layers) = DigitCnn::new(&config.layers, input, classes.len(), vb)?;
-    seed_weights(&varmap, &mut rng)?;
-    // candle's model holds the weights for saving and inference; the hand-written network
-    // trains them (see backprop.rs) and hands them back at the end.
-    let mut network = Network::new(&config.layers, input, classes.len(), config.seed)?;
-    for (name, values) in varmap_values(&varmap)? {
-        network.set(&name, &values)?;
-    }
+    let (mut network, layers) = Network::new(&config.layers, input, classes.len(), config.seed)?;
+    network.initialise(&mut rng);
     observer.started(&layers, training.len(), validation.len());
 
     let started = Instant::now();
@@ -357,7 +304,7 @@ pub fn train(
         // Cancelled before the first epoch ended: what was learned so far.
         None => (0, network.values()),
     };
-    restore(&varmap, &weights)?;
+    network.restore(&weights)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let parameters = layers.iter().map(|l| l.params).sum();
     let card = ModelCard {
@@ -375,71 +322,11 @@ pub fn train(
         test: None,
         train_seconds,
     };
-    let mut classifier = DigitClassifier {
-        card,
-        model,
-        varmap,
-    };
+    let mut classifier = DigitClassifier { card, network };
     if !test_set.is_empty() && !cancel.is_cancelled() {
         classifier.card.test = Some(classifier.evaluate(test_set)?.0);
     }
     Ok(classifier)
-}
-
-/// Re-draws the initial weights from the run's seeded generator (candle's CPU initialisers
-/// cannot be seeded), as PyTorch initialises its layers: weights and biases uniform in
-/// ±1/√fan-in for convolutions and dense layers; batch-norm parameters keep 1 and 0.
-fn seed_weights(varmap: &VarMap, rng: &mut StdRng) -> candle_core::Result<()> {
-    use rand::Rng;
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("weights lock poisoned".into()))?;
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let fan_in = |name: &str| -> Option<usize> {
-        let weight = data.get(&format!("{}.weight", name.rsplit_once('.')?.0))?;
-        let dims = weight.dims();
-        (dims.len() >= 2).then(|| dims[1..].iter().product())
-    };
-    for name in names {
-        let var = &data[name];
-        let Some(fan) = fan_in(name) else { continue };
-        let bound = 1.0 / (fan as f32).sqrt();
-        let values: Vec<f32> = (0..var.elem_count())
-            .map(|_| rng.random_range(-bound..=bound))
-            .collect();
-        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu)?)?;
-    }
-    Ok(())
-}
-
-/// Every variable's values, by name.
-fn varmap_values(varmap: &VarMap) -> candle_core::Result<Weights> {
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("weights lock poisoned".into()))?;
-    data.iter()
-        .map(|(name, var)| Ok((name.clone(), var.as_tensor().flatten_all()?.to_vec1()?)))
-        .collect()
-}
-
-fn restore(varmap: &VarMap, weights: &Weights) -> candle_core::Result<()> {
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("weights lock poisoned".into()))?;
-    for (name, values) in weights {
-        if let Some(var) = data.get(name) {
-            var.set(&Tensor::from_vec(
-                values.clone(),
-                var.shape(),
-                &Device::Cpu,
-            )?)?;
-        }
-    }
-    Ok(())
 }
 
 /// `NAME.json` for `NAME.safetensors`.
@@ -453,8 +340,17 @@ impl DigitClassifier {
         if let Some(dir) = weights.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| VisionError::file(dir, e.to_string()))?;
         }
-        self.varmap
-            .save(weights)
+        // Every parameter under its name with PyTorch's shape, as float32 safetensors.
+        let tensors = self
+            .network
+            .params
+            .iter()
+            .map(|p| {
+                let tensor = Tensor::from_slice(&p.value, p.shape.as_slice(), &Device::Cpu)?;
+                Ok((p.name.clone(), tensor))
+            })
+            .collect::<candle_core::Result<HashMap<String, Tensor>>>()?;
+        candle_core::safetensors::save(&tensors, weights)
             .map_err(|e| VisionError::file(weights, format!("cannot write the weights: {e}")))?;
         let card = card_path(weights);
         let json = serde_json::to_string_pretty(&self.card)
@@ -490,27 +386,47 @@ impl DigitClassifier {
                 format!("card format `{}`, expected `{CARD_FORMAT}`", card.format),
             ));
         }
-        let mut varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let (model, _) = DigitCnn::new(&card.config.layers, card.input, card.classes.len(), vb)?;
-        varmap.load(weights).map_err(|e| {
+        let (mut network, _) = Network::new(
+            &card.config.layers,
+            card.input,
+            card.classes.len(),
+            card.config.seed,
+        )?;
+        let tensors = candle_core::safetensors::load(weights, &Device::Cpu).map_err(|e| {
+            VisionError::file(weights, format!("not a safetensors weights file: {e}"))
+        })?;
+        let mismatch = |detail: String| {
             VisionError::file(
                 weights,
                 format!(
-                    "the weights do not match the architecture in {}: {e}",
+                    "the weights do not match the architecture in {}: {detail}",
                     card_file.display()
                 ),
             )
-        })?;
-        Ok(DigitClassifier {
-            card,
-            model,
-            varmap,
-        })
+        };
+        // Every parameter the architecture has, with its shape; other tensors are ignored.
+        for param in &mut network.params {
+            let tensor = tensors
+                .get(&param.name)
+                .ok_or_else(|| mismatch(format!("no tensor `{}`", param.name)))?;
+            if tensor.dims() != param.shape.as_slice() {
+                return Err(mismatch(format!(
+                    "`{}` has shape {:?}, expected {:?}",
+                    param.name,
+                    tensor.dims(),
+                    param.shape
+                )));
+            }
+            param.value = tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        }
+        Ok(DigitClassifier { card, network })
     }
 
     /// Test-set report (sklearn-style) and the predicted class of every image.
-    pub fn evaluate(&self, test: &Dataset) -> Result<(ClassificationReport, Vec<u8>), VisionError> {
+    pub fn evaluate(
+        &mut self,
+        test: &Dataset,
+    ) -> Result<(ClassificationReport, Vec<u8>), VisionError> {
         if [1, test.height, test.width] != self.card.input {
             return Err(VisionError::Invalid(format!(
                 "the model takes {}×{} images, the test set has {}×{}",
@@ -518,14 +434,12 @@ impl DigitClassifier {
             )));
         }
         let indices: Vec<usize> = (0..test.len()).collect();
-        let (_, _, predicted) = evaluate(
-            &self.model,
-            test,
-            &indices,
-            self.card.mean,
-            self.card.std,
-            512,
-        )?;
+        let mut predicted = Vec::with_capacity(test.len());
+        // Batches of the size validation uses, so the buffers do not grow past training's.
+        for chunk in indices.chunks(256) {
+            let (pixels, labels) = batch_pixels(test, chunk, self.card.mean, self.card.std, None);
+            predicted.extend(self.network.score(&pixels, &labels).predictions);
+        }
         let names = |labels: &[u8]| -> Vec<String> {
             labels
                 .iter()
@@ -541,7 +455,7 @@ impl DigitClassifier {
     }
 
     /// Class probabilities for one image already at the model's size, pixels in 0..=1.
-    pub fn predict(&self, pixels: &[f32]) -> Result<Vec<f32>, VisionError> {
+    pub fn predict(&mut self, pixels: &[f32]) -> Result<Vec<f32>, VisionError> {
         let [c, h, w] = self.card.input;
         if pixels.len() != c * h * w {
             return Err(VisionError::Invalid(format!(
@@ -553,8 +467,7 @@ impl DigitClassifier {
             .iter()
             .map(|p| (p - self.card.mean) / self.card.std)
             .collect();
-        let input = Tensor::from_vec(normalised, (1, c, h, w), &Device::Cpu)?;
-        Ok(self.model.probabilities(&input)?.squeeze(0)?.to_vec1()?)
+        Ok(self.network.probabilities(&normalised))
     }
 }
 

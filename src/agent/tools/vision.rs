@@ -78,7 +78,7 @@ impl Tool for ClassifyDigit {
                 .map_err(|e| ToolError::Failed(e.to_string()))?;
             self.model = Some(loaded);
         }
-        let Some(model) = &self.model else {
+        let Some(model) = &mut self.model else {
             return Err(ToolError::Failed("the digit model did not load".into()));
         };
         let size = model.card.input[1];

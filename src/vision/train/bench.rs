@@ -1,30 +1,22 @@
-//! Where a training step's time goes: the hand-written network against candle's autograd
-//! on the `mnist` preset (run by hand, ignored in the test suite).
+//! Where the digit CNN's time goes: a training step and an inference batch of the `mnist`
+//! preset on random images (run by hand, ignored in the test suite). The end-to-end figure
+//! against PyTorch is `promptlab vision digits train` beside `benches/digits_torch.py`.
 
 use super::*;
 
-/// A training step of the `mnist` preset, the hand-written network against candle's
-/// autograd (`cargo test --release --lib bench_training_step -- --ignored --nocapture`).
+/// `cargo test --release --lib bench_network_step -- --ignored --nocapture`
 #[test]
 #[ignore]
-fn bench_training_step() {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+fn bench_network_step() {
+    use rand::Rng;
     let layers = super::super::cnn::preset("mnist").unwrap();
-    let (model, _) = DigitCnn::new(&layers, [1, 28, 28], 10, vb).unwrap();
-    let mut network = Network::new(&layers, [1, 28, 28], 10, 1).unwrap();
-    for (name, values) in varmap_values(&varmap).unwrap() {
-        network.set(&name, &values).unwrap();
-    }
-    let x = Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &Device::Cpu).unwrap();
-    let labels: Vec<u8> = (0..64u8).map(|i| i % 10).collect();
-    let y = Tensor::from_vec(
-        labels.iter().map(|&l| u32::from(l)).collect::<Vec<_>>(),
-        64,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let pixels: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let (mut network, _) = Network::new(&layers, [1, 28, 28], 10, 1).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    network.initialise(&mut rng);
+    let pixels: Vec<f32> = (0..256 * 784)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let labels: Vec<u8> = (0..256usize).map(|i| (i % 10) as u8).collect();
     let time = |f: &mut dyn FnMut()| {
         f();
         let t = Instant::now();
@@ -33,17 +25,21 @@ fn bench_training_step() {
         }
         t.elapsed().as_secs_f64() * 1000.0 / 30.0
     };
-    let candle = time(&mut || {
-        let logits = model.forward(&x, true).unwrap();
-        let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
-        loss.backward().unwrap();
+    let train = time(&mut || {
+        network.train_step(
+            &pixels[..64 * 784],
+            &labels[..64],
+            OptimizerKind::Adam,
+            1e-3,
+        );
     });
-    let native = time(&mut || {
-        network.train_step(&pixels, &labels, OptimizerKind::Adam, 1e-3);
+    let infer = time(&mut || {
+        network.score(&pixels, &labels);
     });
     println!(
-        "per batch of 64: candle forward+backward {candle:.2} ms, \
-         backprop.rs forward+backward+Adam {native:.2} ms ({:.0} images/s)",
-        64_000.0 / native
+        "training step, batch of 64 (forward+backward+Adam): {train:.2} ms ({:.0} images/s); \
+         inference, batch of 256: {infer:.2} ms ({:.0} images/s)",
+        64_000.0 / train,
+        256_000.0 / infer
     );
 }

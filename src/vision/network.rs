@@ -1,24 +1,25 @@
-//! The digit CNN's training engine: forward and backward passes written out by hand over
-//! flat NCHW buffers, the matrix products done by `gemm`, the images of a batch split
-//! across threads. candle's autograd allocates, walks and zero-fills a fresh tensor for
-//! every operation and every gradient, which on two cores made a training step three times
-//! slower than PyTorch's; here every buffer is kept from one batch to the next.
+//! The digit CNN itself, for training and for inference: forward and backward passes
+//! written out by hand over flat NCHW buffers, the matrix products done by `gemm`, the
+//! images of a batch split across threads, every buffer kept from one batch to the next.
+//! It replaced a candle graph: candle's autograd allocates, walks and zero-fills a fresh
+//! tensor for every operation and every gradient, which on two cores made a training step
+//! three times slower than PyTorch's.
 //!
-//! The candle model (`cnn.rs`) stays the reference and the inference path: the network is
-//! built from the same layer list, reads and writes the same named weights, and the tests
-//! check that both compute the same outputs and gradients.
+//! The tests check the loss, every gradient, the batch-norm statistics and the optimizer
+//! step against PyTorch's on fixed weights and batches (`tests/fixtures/cnn-gradients.json`,
+//! written by `scripts/cnn_gradients_fixture.py`).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use super::VisionError;
-use super::cnn::Layer;
 use super::train::OptimizerKind;
 
+mod build;
 mod layers;
 
-use layers::{BatchNorm, Conv, Dense, MaxPool, Shape};
+use layers::{BatchNorm, Conv, Dense, MaxPool};
 
 const BATCH_NORM_EPS: f32 = 1e-5;
 const BATCH_NORM_MOMENTUM: f32 = 0.1;
@@ -30,6 +31,8 @@ const ADAM_EPS: f32 = 1e-8;
 /// file (`l0.weight`, …).
 pub struct Param {
     pub name: String,
+    /// PyTorch's shape: `[out, in, k, k]` for a convolution, `[out, in]` for a dense layer.
+    pub shape: Vec<usize>,
     pub value: Vec<f32>,
     grad: Vec<f32>,
     /// Adam's first moment, or SGD's velocity.
@@ -38,11 +41,12 @@ pub struct Param {
 }
 
 impl Param {
-    fn new(name: String, value: Vec<f32>) -> Param {
-        let len = value.len();
+    fn new(name: String, shape: Vec<usize>, fill: f32) -> Param {
+        let len = shape.iter().product();
         Param {
             name,
-            value,
+            shape,
+            value: vec![fill; len],
             grad: vec![0.0; len],
             first: vec![0.0; len],
             second: vec![0.0; len],
@@ -79,6 +83,9 @@ impl StepResult {
     }
 }
 
+/// The digit CNN built from a layer list ([`Network::new`]), with the buffers of its last
+/// batch: a training step ([`Network::train_step`]) and inference ([`Network::score`],
+/// [`Network::probabilities`]) run the same layers.
 pub struct Network {
     nodes: Vec<Node>,
     pub params: Vec<Param>,
@@ -95,141 +102,6 @@ pub struct Network {
 }
 
 impl Network {
-    /// The network for `layers` plus a final dense layer to `classes`, with the parameter
-    /// names candle's `DigitCnn` uses. Values start at zero (batch-norm scale and running
-    /// variance at one): copy them in with [`Network::set`].
-    pub fn new(
-        layers: &[Layer],
-        input: [usize; 3],
-        classes: usize,
-        seed: u64,
-    ) -> Result<Network, VisionError> {
-        let mut shape = Shape {
-            channels: input[0],
-            height: input[1],
-            width: input[2],
-        };
-        let mut flat = false;
-        let mut nodes = Vec::new();
-        let mut params = Vec::new();
-        let add = |params: &mut Vec<Param>, name: String, len: usize, fill: f32| {
-            params.push(Param::new(name, vec![fill; len]));
-            params.len() - 1
-        };
-        let all = layers
-            .iter()
-            .cloned()
-            .chain([Layer::Dense { units: classes }]);
-        for (index, layer) in all.enumerate() {
-            let name = |what: &str| format!("l{index}.{what}");
-            let node = match layer {
-                Layer::Conv {
-                    channels,
-                    kernel,
-                    padding,
-                } => {
-                    let output = Shape {
-                        channels,
-                        height: (shape.height + 2 * padding + 1).saturating_sub(kernel),
-                        width: (shape.width + 2 * padding + 1).saturating_sub(kernel),
-                    };
-                    if flat || output.height == 0 || output.width == 0 {
-                        return Err(VisionError::Invalid(format!(
-                            "layer {}: the convolution does not fit its input",
-                            index + 1
-                        )));
-                    }
-                    let patch = shape.channels * kernel * kernel;
-                    let conv = Conv {
-                        input: shape,
-                        output,
-                        kernel,
-                        padding,
-                        weight: add(&mut params, name("weight"), channels * patch, 0.0),
-                        bias: add(&mut params, name("bias"), channels, 0.0),
-                        first: nodes.is_empty(),
-                        columns: Vec::new(),
-                    };
-                    shape = output;
-                    Node::Conv(conv)
-                }
-                Layer::BatchNorm => Node::BatchNorm(BatchNorm {
-                    shape,
-                    weight: add(&mut params, name("weight"), shape.channels, 1.0),
-                    bias: add(&mut params, name("bias"), shape.channels, 0.0),
-                    running_mean: add(&mut params, name("running_mean"), shape.channels, 0.0),
-                    running_var: add(&mut params, name("running_var"), shape.channels, 1.0),
-                    normalized: Vec::new(),
-                    inv_std: Vec::new(),
-                }),
-                Layer::Relu => Node::Relu,
-                Layer::MaxPool { size } => {
-                    if flat || size == 0 || shape.height / size == 0 || shape.width / size == 0 {
-                        return Err(VisionError::Invalid(format!(
-                            "layer {}: the pool does not fit its input",
-                            index + 1
-                        )));
-                    }
-                    let pool = MaxPool {
-                        input: shape,
-                        size,
-                        argmax: Vec::new(),
-                    };
-                    shape = Shape {
-                        channels: shape.channels,
-                        height: shape.height / size,
-                        width: shape.width / size,
-                    };
-                    Node::MaxPool(pool)
-                }
-                Layer::Dropout { rate } => Node::Dropout {
-                    rate,
-                    mask: Vec::new(),
-                },
-                Layer::Flatten => {
-                    flat = true;
-                    shape = Shape {
-                        channels: shape.len(),
-                        height: 1,
-                        width: 1,
-                    };
-                    continue;
-                }
-                Layer::Dense { units } => {
-                    let inputs = shape.len();
-                    flat = true;
-                    let dense = Dense {
-                        inputs,
-                        units,
-                        weight: add(&mut params, name("weight"), units * inputs, 0.0),
-                        bias: add(&mut params, name("bias"), units, 0.0),
-                    };
-                    shape = Shape {
-                        channels: units,
-                        height: 1,
-                        width: 1,
-                    };
-                    Node::Dense(dense)
-                }
-            };
-            nodes.push(node);
-        }
-        // Flatten is free in NCHW: it has no node.
-        let sizes = rebuild_sizes(&nodes, input);
-        Ok(Network {
-            activations: vec![Vec::new(); nodes.len() + 1],
-            nodes,
-            params,
-            sizes,
-            gradient: Vec::new(),
-            gradient_next: Vec::new(),
-            classes,
-            seed,
-            dropout_calls: 0,
-            steps: 0,
-        })
-    }
-
     /// Copies a named tensor's values in.
     pub fn set(&mut self, name: &str, values: &[f32]) -> Result<(), VisionError> {
         let param = self
@@ -317,12 +189,38 @@ impl Network {
         softmax_cross_entropy(logits, labels, classes, None)
     }
 
+    /// Class probabilities `[batch × classes]` for `images`, in inference mode.
+    pub fn probabilities(&mut self, images: &[f32]) -> Vec<f32> {
+        let classes = self.classes;
+        let mut probabilities = self.forward(images, false).to_vec();
+        for row in probabilities.chunks_mut(classes) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            for v in row.iter_mut() {
+                *v /= sum;
+            }
+        }
+        probabilities
+    }
+
     /// Every parameter's current values, by name (a snapshot of the model).
     pub fn values(&self) -> Weights {
         self.params
             .iter()
             .map(|p| (p.name.clone(), p.value.clone()))
             .collect()
+    }
+
+    /// Puts back a snapshot taken with [`Network::values`].
+    pub fn restore(&mut self, weights: &Weights) -> Result<(), VisionError> {
+        for (name, values) in weights {
+            self.set(name, values)?;
+        }
+        Ok(())
     }
 
     /// Forward and backward: leaves the loss's gradient in every parameter's `grad`.
