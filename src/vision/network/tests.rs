@@ -155,7 +155,7 @@ fn dropout_routes_gradients_through_the_mask_it_applied() {
         softmax_cross_entropy(&logits, &labels, 4, None).loss
     };
     let h = 1e-2;
-    for i in 0..analytic.len() {
+    for (i, &expected) in analytic.iter().enumerate() {
         let value = network.params[0].value[i];
         network.params[0].value[i] = value + h;
         let up = loss(&mut network);
@@ -164,9 +164,8 @@ fn dropout_routes_gradients_through_the_mask_it_applied() {
         network.params[0].value[i] = value;
         let numeric = (up - down) / (2.0 * h);
         assert!(
-            (numeric - analytic[i]).abs() < 2e-3,
-            "l0.weight[{i}]: backward {} against finite differences {numeric}",
-            analytic[i]
+            (numeric - expected).abs() < 2e-3,
+            "l0.weight[{i}]: backward {expected} against finite differences {numeric}"
         );
     }
 }
