@@ -48,7 +48,8 @@ pub fn compact_diff(left: &str, right: &str) -> Vec<(WordChange, String)> {
         if *kind == WordChange::Same {
             let keep_head = if index > 0 { CONTEXT_WORDS } else { 0 };
             let keep_tail = if index < last { CONTEXT_WORDS } else { 0 };
-            if words.len() > keep_head + keep_tail + 1 {
+            // Text with no change at all is shown whole.
+            if keep_head + keep_tail > 0 && words.len() > keep_head + keep_tail + 1 {
                 let tail = words.split_off(words.len() - keep_tail);
                 words.truncate(keep_head);
                 words.push("…");

@@ -200,7 +200,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
                         Line::from(if empty {
                             " no runs yet: start one on the run screen (3) "
                         } else {
-                            " Enter: open · Space: mark · c: compare (two marked, or with the last run configured differently) · r: reload "
+                            " Enter: open · Space: mark · c: compare (two marked, or with the last other config) · r: reload "
                         })
                         .dim(),
                     ),
@@ -274,25 +274,30 @@ fn draw_comparison(a: i64, b: i64, comparison: &Comparison, area: Rect, buf: &mu
         .render(area, buf);
 }
 
-/// The case, then its outputs' word diff: run A's own words struck through in red, run
-/// B's in green.
+/// The case, then its outputs' word diff as `runs compare` prints it: run A's own words
+/// in red within `[-…-]`, run B's in green within `{+…+}` (the markers keep it readable
+/// without colour).
 fn diff_line(change: &CaseChange) -> Line<'static> {
     let mut spans = vec![Span::raw(format!(
         "  {} · {}: ",
         change.column, change.case
     ))];
-    let mut previous = WordChange::Same;
     for (kind, text) in compact_diff(&change.output_a, &change.output_b) {
-        // A replacement's two sides would otherwise run together.
-        if previous == WordChange::Removed && kind == WordChange::Added && !text.starts_with(' ') {
+        let (open, close, style) = match kind {
+            WordChange::Same => {
+                spans.push(Span::raw(text));
+                continue;
+            }
+            WordChange::Removed => ("[-", "-]", fail_style()),
+            WordChange::Added => ("{+", "+}", pass_style().bold()),
+        };
+        if text.starts_with(' ') {
             spans.push(Span::raw(" "));
         }
-        previous = kind;
-        spans.push(match kind {
-            WordChange::Same => Span::raw(text),
-            WordChange::Removed => Span::styled(text, fail_style().crossed_out()),
-            WordChange::Added => Span::styled(text, pass_style().bold()),
-        });
+        spans.push(Span::styled(format!("{open}{}{close}", text.trim()), style));
+        if text.ends_with(' ') {
+            spans.push(Span::raw(" "));
+        }
     }
     Line::from(spans)
 }
