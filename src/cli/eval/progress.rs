@@ -73,10 +73,11 @@ impl Pace {
         let Some(per_cell) = self.seconds_per_cell else {
             return format!("ETA: measuring ({}/{MIN_CELLS} cells)", self.generated);
         };
-        let speed = if per_cell > 0.0 && per_cell < 1.0 {
-            format!("{:.1} cells/s", 1.0 / per_cell)
+        let rate = 1.0 / per_cell.max(1e-9);
+        let speed = if rate >= 1.0 {
+            format!("{rate:.1} cells/s")
         } else {
-            format!("{per_cell:.1} s/cell")
+            format!("{rate:.2} cells/s")
         };
         let left = match (self.finish_at, self.paused_left) {
             (Some(finish), _) => finish.saturating_duration_since(now),
@@ -220,10 +221,10 @@ mod tests {
             done += 1;
             pace.cell_finished(false, total - done, at(start, 35.0));
         }
-        assert_eq!(pace.text(at(start, 35.0)), "3.0 s/cell · ETA 1m 06s");
+        assert_eq!(pace.text(at(start, 35.0)), "0.33 cells/s · ETA 1m 06s");
         // Between batches it counts down.
-        assert_eq!(pace.text(at(start, 50.0)), "3.0 s/cell · ETA 51s");
-        assert_eq!(pace.text(at(start, 200.0)), "3.0 s/cell · ETA any moment");
+        assert_eq!(pace.text(at(start, 50.0)), "0.33 cells/s · ETA 51s");
+        assert_eq!(pace.text(at(start, 200.0)), "0.33 cells/s · ETA any moment");
     }
 
     #[test]
