@@ -1,11 +1,18 @@
 //! Comparing two stored runs: per prompt × model column, the pass-rate and score deltas,
-//! and the cases that regressed (passed before, fail now) or were fixed. Cells are matched
-//! by column id and case id, so runs with different selections compare on what they share.
-//! Each column's change is tested: exact McNemar on pass/fail, paired bootstrap on scores.
+//! the cases that regressed (passed before, fail now) or were fixed, and the cases whose
+//! output changed while their verdict did not (a prompt edit that turns "Rio de Janeiro"
+//! into "Rio" passes `contains: Rio` both times, and is still a change worth reading).
+//! Cells are matched by column id and case id, so runs with different selections compare
+//! on what they share. Each column's change is tested: exact McNemar on pass/fail, paired
+//! bootstrap on scores.
+
+mod words;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
+
+pub use words::{WordChange, compact_diff, inline_diff, word_diff};
 
 use crate::score::stats::{self, PairedBootstrap};
 use crate::store::StoredCell;
@@ -24,6 +31,8 @@ pub struct ColumnDelta {
     /// Shared cases passed in A only (regressions) and in B only (fixes).
     pub passed_only_a: usize,
     pub passed_only_b: usize,
+    /// Shared cases whose output text differs, whatever their verdicts.
+    pub outputs_changed: usize,
     /// Exact McNemar p-value of the pass/fail change.
     pub mcnemar_p: f64,
     /// Paired bootstrap of the score change (B − A).
@@ -31,13 +40,19 @@ pub struct ColumnDelta {
 }
 
 impl ColumnDelta {
-    /// The pass-rate change in words, with its test.
+    /// The change in words: verdicts that flipped, with their test, and how many outputs
+    /// changed. "No case changed" only when every shared output is the same text.
     pub fn verdict(&self) -> String {
+        let outputs = format!("outputs changed: {}", self.outputs_changed);
         if self.passed_only_a == 0 && self.passed_only_b == 0 {
-            return "no case changed".into();
+            return if self.outputs_changed == 0 {
+                "no case changed".into()
+            } else {
+                format!("{outputs}, no pass/fail change")
+            };
         }
         format!(
-            "{} fixed, {} regressed: {} (McNemar p = {:.3})",
+            "{} fixed, {} regressed: {} (McNemar p = {:.3}); {outputs}",
             self.passed_only_b,
             self.passed_only_a,
             stats::significance(self.mcnemar_p),
@@ -60,6 +75,18 @@ pub struct CaseChange {
     pub score_b: f64,
 }
 
+impl CaseChange {
+    /// The two outputs' word diff on one line (see [`inline_diff`]).
+    pub fn inline_diff(&self) -> String {
+        inline_diff(&self.output_a, &self.output_b)
+    }
+
+    /// The two outputs' word diff, for highlighting.
+    pub fn word_diff(&self) -> Vec<(WordChange, String)> {
+        word_diff(&self.output_a, &self.output_b)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Comparison {
     pub columns: Vec<ColumnDelta>,
@@ -67,6 +94,8 @@ pub struct Comparison {
     pub regressions: Vec<CaseChange>,
     /// Failed in A, passed in B.
     pub fixes: Vec<CaseChange>,
+    /// The same verdict in both runs, a different output.
+    pub changed_outputs: Vec<CaseChange>,
 }
 
 pub fn compare(a: &[StoredCell], b: &[StoredCell]) -> Comparison {
@@ -106,6 +135,7 @@ pub fn compare(a: &[StoredCell], b: &[StoredCell]) -> Comparison {
             passed_b: pairs.iter().filter(|p| p.1.passed).count(),
             passed_only_a,
             passed_only_b,
+            outputs_changed: pairs.iter().filter(|p| p.0.output != p.1.output).count(),
             mcnemar_p: stats::mcnemar_exact(passed_only_a, passed_only_b),
             score_change: stats::paired_bootstrap(
                 &scores_a,
@@ -126,6 +156,7 @@ pub fn compare(a: &[StoredCell], b: &[StoredCell]) -> Comparison {
             match (cell_a.passed, cell_b.passed) {
                 (true, false) => comparison.regressions.push(change()),
                 (false, true) => comparison.fixes.push(change()),
+                _ if cell_a.output != cell_b.output => comparison.changed_outputs.push(change()),
                 _ => {}
             }
         }
@@ -206,7 +237,7 @@ mod tests {
         assert!((column.mcnemar_p - 0.03857421875).abs() < 1e-12);
         assert_eq!(
             column.verdict(),
-            "10 fixed, 2 regressed: significant (p < 0.05) (McNemar p = 0.039)"
+            "10 fixed, 2 regressed: significant (p < 0.05) (McNemar p = 0.039); outputs changed: 12"
         );
         let scores = column.score_change.as_ref().unwrap();
         assert!((scores.mean_difference - 0.4).abs() < 1e-12);
@@ -214,5 +245,35 @@ mod tests {
 
         let small = compare(&a[9..11], &b[9..11]);
         assert!(small.columns[0].verdict().contains("not significant"));
+    }
+
+    /// Issue 21: a prompt edit changed "Rio de Janeiro" to "Rio"; both pass `contains:
+    /// Rio`, and the comparison said "no case changed".
+    #[test]
+    fn changed_outputs_with_the_same_verdict_are_counted_and_diffed() {
+        let mut before = cell("capital @ echo", "2", true);
+        before.output = "The capital is Rio de Janeiro.".into();
+        let mut after = before.clone();
+        after.output = "The capital is Rio.".into();
+        let same = cell("capital @ echo", "1", true);
+        let c = compare(&[same.clone(), before], &[same, after]);
+        let column = &c.columns[0];
+        assert_eq!(column.outputs_changed, 1);
+        assert_eq!(column.verdict(), "outputs changed: 1, no pass/fail change");
+        assert!(c.regressions.is_empty() && c.fixes.is_empty());
+        assert_eq!(c.changed_outputs.len(), 1);
+        assert_eq!(c.changed_outputs[0].case, "2");
+        assert_eq!(
+            c.changed_outputs[0].inline_diff(),
+            "The capital is [-Rio de Janeiro.-]{+Rio.+}"
+        );
+
+        let identical = compare(&c_cells(), &c_cells());
+        assert_eq!(identical.columns[0].verdict(), "no case changed");
+        assert!(identical.changed_outputs.is_empty());
+    }
+
+    fn c_cells() -> Vec<StoredCell> {
+        vec![cell("p @ m", "1", true), cell("p @ m", "2", false)]
     }
 }

@@ -11,6 +11,10 @@ use crate::params::GenerationParams;
 use crate::template::{self, TemplateFault, Undefined};
 use crate::yaml::{self, YamlError};
 
+mod library;
+
+pub use library::{BrokenPromptFile, PromptLibrary};
+
 /// One chat message as written in a prompt file (content is a template).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -350,55 +354,6 @@ fn body_from(
         (Some(m), None) => Ok(Some(PromptBody::Chat(m))),
         (None, Some(c)) => Ok(Some(PromptBody::Completion(c))),
         (None, None) => Ok(None),
-    }
-}
-
-/// Every prompt of a project's `prompts/` folder, variants expanded.
-#[derive(Debug, Clone, Default)]
-pub struct PromptLibrary {
-    pub prompts: Vec<Prompt>,
-}
-
-impl PromptLibrary {
-    pub fn load_dir(dir: &Path) -> Result<PromptLibrary, PromptError> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| PromptError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            .collect();
-        files.sort();
-        let mut prompts: Vec<Prompt> = Vec::new();
-        for file in files {
-            for prompt in Prompt::load_file(&file)? {
-                if let Some(other) = prompts.iter().find(|p| p.id == prompt.id) {
-                    return Err(PromptError::Invalid {
-                        path: file.clone(),
-                        message: format!(
-                            "prompt `{}` is also defined in {}",
-                            prompt.id,
-                            other.source.display()
-                        ),
-                    });
-                }
-                prompts.push(prompt);
-            }
-        }
-        Ok(PromptLibrary { prompts })
-    }
-
-    /// Prompts selected by `selector`: a prompt name (all its variants) or `name:variant`.
-    pub fn select(&self, selector: &str) -> Vec<&Prompt> {
-        self.prompts
-            .iter()
-            .filter(|p| p.id == selector || p.name == selector)
-            .collect()
-    }
-
-    pub fn names(&self) -> Vec<&str> {
-        self.prompts.iter().map(|p| p.id.as_str()).collect()
     }
 }
 

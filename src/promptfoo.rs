@@ -264,9 +264,7 @@ pub fn open_project(
             Ok(project) => project,
             Err(ProjectError::NotFound { .. }) => Project {
                 root: config.parent().unwrap_or(Path::new(".")).to_path_buf(),
-                prompts: PromptLibrary {
-                    prompts: Vec::new(),
-                },
+                prompts: PromptLibrary::default(),
                 catalog: ModelCatalog::default(),
             },
             Err(other) => return Err(other.into()),
@@ -278,6 +276,10 @@ pub fn open_project(
         .prompts
         .prompts
         .retain(|p| !imported.prompts.iter().any(|q| q.id == p.id));
+    project
+        .prompts
+        .broken
+        .retain(|b| !imported.prompts.iter().any(|q| b.names.contains(&q.name)));
     project.prompts.prompts.extend(imported.prompts.clone());
     for (name, entry) in &imported.models {
         project.catalog.models.insert(name.clone(), entry.clone());

@@ -221,34 +221,6 @@ pub fn assertions(cell: &StoredCell) -> Vec<AssertionOutcome> {
     serde_json::from_str(&cell.assertions_json).unwrap_or_default()
 }
 
-/// How a word of one output relates to another output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WordChange {
-    Same,
-    /// Only in the left text.
-    Removed,
-    /// Only in the right text.
-    Added,
-}
-
-/// A word-level diff of two outputs (whitespace kept with the words), for highlighting.
-pub fn word_diff(left: &str, right: &str) -> Vec<(WordChange, String)> {
-    let diff = similar::TextDiff::from_words(left, right);
-    let mut parts: Vec<(WordChange, String)> = Vec::new();
-    for change in diff.iter_all_changes() {
-        let kind = match change.tag() {
-            similar::ChangeTag::Equal => WordChange::Same,
-            similar::ChangeTag::Delete => WordChange::Removed,
-            similar::ChangeTag::Insert => WordChange::Added,
-        };
-        match parts.last_mut() {
-            Some((last, text)) if *last == kind => text.push_str(change.value()),
-            _ => parts.push((kind, change.value().to_string())),
-        }
-    }
-    parts
-}
-
 fn case_tags(eval_set: Option<&EvalSet>) -> HashMap<String, Vec<String>> {
     let Some(eval_set) = eval_set else {
         return HashMap::new();

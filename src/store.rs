@@ -13,6 +13,7 @@
 //! loses at most the cell in flight, and never leaves half of one.
 
 pub mod agent;
+mod digest;
 mod error;
 mod rows;
 mod schema;
@@ -140,6 +141,9 @@ pub struct RunRow {
     pub passed: usize,
     /// A name the user gave the run, if any (see [`RunStore::set_label`]).
     pub label: Option<String>,
+    /// A digest of what the run asked its models (prompts, models, parameters, cases):
+    /// equal for a cached re-run, different after an edit. None before its first cell.
+    pub config_digest: Option<String>,
 }
 
 /// How runs of the eval set at `path` are found in the store: its absolute path.
@@ -504,15 +508,27 @@ impl RunStore {
             ))
             .map_err(self.err(action))?;
         let rows = stmt.query_map([], run_from_row).map_err(self.err(action))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(self.err(action))
+        let mut runs = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err(action))?;
+        let mut digests = self.config_digests(None)?;
+        for run in &mut runs {
+            run.config_digest = digests.remove(&run.id);
+        }
+        Ok(runs)
     }
 
     pub fn run(&self, id: i64) -> Result<Option<RunRow>, StoreError> {
-        self.conn
+        let run = self
+            .conn
             .prepare_cached(&format!("{RUN_ROW_SELECT} WHERE r.id = ?1 GROUP BY r.id"))
             .and_then(|mut stmt| stmt.query_row([id], run_from_row).optional())
-            .map_err(self.err(&format!("reading run {id}")))
+            .map_err(self.err(&format!("reading run {id}")))?;
+        let Some(mut run) = run else {
+            return Ok(None);
+        };
+        run.config_digest = self.config_digests(Some(id))?.remove(&id);
+        Ok(Some(run))
     }
 
     /// The resolved configuration the run was started with, as given to

@@ -5,8 +5,11 @@
 //! cache. A sweep point (one setting on one column) is one line of the
 //! parallel-coordinates plot.
 
+mod best;
+
 use std::collections::BTreeMap;
 
+pub use best::Best;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -126,15 +129,6 @@ impl SweepReport {
             params,
             points,
         }
-    }
-
-    /// The point with the highest pass rate (then mean score).
-    pub fn best(&self) -> Option<&SweepPoint> {
-        self.points.iter().max_by(|a, b| {
-            a.pass_rate
-                .total_cmp(&b.pass_rate)
-                .then(a.mean_score.total_cmp(&b.mean_score))
-        })
     }
 }
 

@@ -6,20 +6,21 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use promptlab::engine::CancelToken;
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::report;
 use promptlab::run::{
-    self, CellResult, ExecuteOptions, Recording, ResumeFrom, RunObserver, RunOptions,
-    ScheduleDependence, StoredConfig,
+    self, ExecuteOptions, Recording, ResumeFrom, RunOptions, ScheduleDependence, StoredConfig,
 };
 use promptlab::store::RunStore;
 
 use super::Outcome;
 
+mod progress;
 pub(crate) mod repeat;
+
+use progress::Progress;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -183,6 +184,13 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         return repeat::run(&args, &project, eval_set, options, store);
     }
     let plan = run::plan(&project, eval_set, &options)?;
+    // The plan refused any broken file the set uses; the others only get a word.
+    for broken in &project.prompts.broken {
+        eprintln!(
+            "warning: a prompt file does not load (this eval set does not use it): {}",
+            broken.error
+        );
+    }
     let pairwise = if args.pairwise {
         let judge = options
             .judge
@@ -391,48 +399,6 @@ pub(super) fn execute_with_progress(
     progress.bar.finish_and_clear();
     Ok(result)
 }
-
-struct Progress {
-    bar: ProgressBar,
-}
-
-impl Progress {
-    fn new(cells: u64, quiet: bool) -> Progress {
-        let bar = if quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::with_draw_target(Some(cells), ProgressDrawTarget::stderr())
-        };
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} cells · ETA {eta} · {msg}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        Progress { bar }
-    }
-}
-
-impl RunObserver for Progress {
-    fn model_loading(&mut self, model: &str) {
-        self.bar.set_message(format!("loading {model}"));
-    }
-    fn model_loaded(&mut self, model: &str, load_ms: f64) {
-        self.bar
-            .set_message(format!("{model} (loaded in {load_ms:.0} ms)"));
-    }
-    fn cell_finished(&mut self, _cell: usize, _result: &CellResult) {
-        self.bar.inc(1);
-    }
-    fn judging(&mut self, assertions: usize) {
-        self.bar.set_position(0);
-        self.bar.set_length(assertions as u64);
-        self.bar.set_message("judging");
-    }
-    fn judged(&mut self, count: usize) {
-        self.bar.inc(count as u64);
-    }
-}
-
 /// A bare NAME means `eval-sets/NAME.yaml` in the project (`--project`, or the one holding
 /// the current folder).
 pub(crate) fn resolve_eval_set(

@@ -121,15 +121,7 @@ fn sweep_report(args: &ReportArgs, which: &str) -> Result<Outcome> {
         eprintln!("wrote {}", path.display());
     }
     if args.outputs.is_empty() {
-        let best = sweep.best().map(|b| {
-            format!(
-                "best: {} @ {} with {:?} ({:.1}%)",
-                b.prompt,
-                b.model,
-                b.values,
-                b.pass_rate * 100.0
-            )
-        });
+        let best = sweep.best_text();
         println!(
             "sweep {id} · {} · {} points\n{}",
             sweep.eval_set,

@@ -24,7 +24,8 @@ pub enum RunsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Run B against baseline run A: deltas per column, regressions and fixes.
+    /// Run B against baseline run A: deltas per column, regressions, fixes and changed
+    /// outputs, each with a word diff ([-run A's words-]{+run B's words+}).
     Compare {
         a: i64,
         b: i64,
@@ -198,15 +199,18 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                     &comparison.regressions,
                 ),
                 ("Fixes (failed in A, pass in B)", &comparison.fixes),
+                ("Outputs changed, same verdict", &comparison.changed_outputs),
             ] {
                 out.push_str(&format!("\n{title}: {}\n", changes.len()));
                 for change in changes {
+                    // The word diff says what changed; `runs show` has the whole outputs.
                     out.push_str(&format!(
-                        "  {} · case {}\n      {a}: {}\n      {b}: {}\n",
+                        "  {} · case {} (score {:.2} → {:.2})\n      {}\n",
                         change.column,
                         change.case,
-                        one_line(&change.output_a),
-                        one_line(&change.output_b)
+                        change.score_a,
+                        change.score_b,
+                        change.inline_diff()
                     ));
                 }
             }

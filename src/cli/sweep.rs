@@ -173,14 +173,8 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         table.add_row(row);
     }
     let mut text = format!("{table}\n");
-    if let Some(best) = report.best() {
-        text.push_str(&format!(
-            "best: {} @ {} with {} ({}) · sweep {sweep_id}\n",
-            best.prompt,
-            best.model,
-            setting_text(&best.values),
-            promptlab::score::stats::format_rate(best.passed, best.cases)
-        ));
+    if let Some(best) = report.best_text() {
+        text.push_str(&format!("{best} · sweep {sweep_id}\n"));
     }
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(Outcome::Passed)

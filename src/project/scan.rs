@@ -1,6 +1,7 @@
 //! Reads every file of a project on its own, so one broken file shows up with its error
 //! next to the good ones instead of hiding them all (what a browsing view such as the
-//! TUI's library needs; a run still refuses a project with a broken prompt).
+//! TUI's library needs; a run refuses a broken prompt only when it uses it, see
+//! `prompt::PromptLibrary`).
 
 use std::path::{Path, PathBuf};
 

@@ -48,6 +48,13 @@ pub enum PlanError {
     Invalid { path: PathBuf, message: String },
     #[error(transparent)]
     Prompt(#[from] PromptError),
+    /// The eval set uses a prompt whose file does not load.
+    #[error("prompt `{selector}` comes from a file that does not load: {source}")]
+    BrokenPrompt {
+        selector: String,
+        #[source]
+        source: std::sync::Arc<PromptError>,
+    },
     #[error("{path}: {source}")]
     Catalog {
         path: PathBuf,
@@ -82,10 +89,24 @@ pub fn plan(
     }
     let mut prompts: Vec<&Prompt> = Vec::new();
     for selector in &prompt_selectors {
+        if let Some(broken) = project.prompts.broken_for(selector) {
+            return Err(PlanError::BrokenPrompt {
+                selector: selector.clone(),
+                source: broken.error.clone(),
+            });
+        }
         let found = project.prompts.select(selector);
         if found.is_empty() {
+            let not_loaded = if project.prompts.broken.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; these prompt files did not load:\n{}",
+                    project.prompts.broken_text()
+                )
+            };
             return Err(invalid(format!(
-                "unknown prompt `{selector}`: expected one of {} (from {})",
+                "unknown prompt `{selector}`: expected one of {} (from {}){not_loaded}",
                 project.prompts.names().join(", "),
                 project.root.join("prompts").display()
             )));

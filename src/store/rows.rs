@@ -61,6 +61,8 @@ pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         cells_done: get_usize(row, 7)?,
         passed: get_usize(row, 8)?,
         label: row.get(9)?,
+        // Computed from the run's cells by `RunStore::config_digests`.
+        config_digest: None,
     })
 }
 

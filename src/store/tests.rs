@@ -63,6 +63,54 @@ fn generation_of(cell: &StoredCell) -> CachedGeneration {
     }
 }
 
+/// Issue 21: History's `c` needs to tell a cached re-run (the same requests) from a run
+/// after an edit; the digest of the cells' cache keys does, in any recording order.
+#[test]
+fn config_digest_is_equal_for_copies_and_differs_after_an_edit() {
+    let (_dir, _path, mut store) = temp_store();
+    let cells = [cell(0, 0), cell(0, 1), cell(1, 0)];
+    let original = store.create_run(&new_run("e.yaml", 3)).unwrap();
+    for c in &cells {
+        store.record_cell(original, c).unwrap();
+    }
+    let copy = store.create_run(&new_run("e.yaml", 3)).unwrap();
+    for c in cells.iter().rev() {
+        let mut cached = c.clone();
+        cached.cached = true;
+        store.record_cell(copy, &cached).unwrap();
+    }
+    let edited = store.create_run(&new_run("e.yaml", 3)).unwrap();
+    for (i, c) in cells.iter().enumerate() {
+        let mut c = c.clone();
+        if i == 1 {
+            c.cache_key = "key-after-an-edit".into();
+        }
+        store.record_cell(edited, &c).unwrap();
+    }
+    let empty = store.create_run(&new_run("e.yaml", 3)).unwrap();
+
+    let digest = |id| store.run(id).unwrap().unwrap().config_digest;
+    assert!(digest(original).is_some());
+    assert_eq!(digest(copy), digest(original));
+    assert_ne!(digest(edited), digest(original));
+    assert_eq!(digest(empty), None);
+    let listed: Vec<Option<String>> = store
+        .runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.config_digest)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            digest(empty),
+            digest(edited),
+            digest(copy),
+            digest(original)
+        ]
+    );
+}
+
 #[test]
 fn run_with_cells_round_trips() {
     let (_dir, _path, mut store) = temp_store();
@@ -90,6 +138,7 @@ fn run_with_cells_round_trips() {
         Some(r#"{"models":["tiny.gguf"],"seed":42}"#)
     );
     let row = store.run(id).unwrap().expect("the run exists");
+    assert!(row.config_digest.is_some());
     assert_eq!(
         row,
         RunRow {
@@ -103,6 +152,7 @@ fn run_with_cells_round_trips() {
             cells_done: 4,
             passed: 1,
             label: None,
+            config_digest: row.config_digest.clone(),
         }
     );
 

@@ -100,7 +100,7 @@ pub const KEYMAP: &[Binding] = &[
     bind(
         "History",
         "c",
-        "compare: the two marked, or with the previous run",
+        "compare: the two marked, or the last other config",
     ),
     bind(
         "History",

@@ -1,9 +1,11 @@
 //! History: every run in the run store, newest first. Enter opens one in the results
-//! screen; two marked runs (or a run and the previous run of its eval set) are compared
-//! as `promptlab runs compare` does, regressions and fixes highlighted.
+//! screen; two marked runs (or a run and the last earlier run of its eval set that asked
+//! something else: another prompt, model or parameter, not a cached copy of itself) are
+//! compared as `promptlab runs compare` does, regressions, fixes and changed outputs
+//! shown with their word diffs.
 
 use crossterm::event::{KeyCode, KeyEvent};
-use promptlab::compare::Comparison;
+use promptlab::compare::{CaseChange, Comparison, WordChange, compact_diff};
 use promptlab::store::{RunRow, RunStatus};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -12,7 +14,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
 
 use super::app::{App, Effect, RunRequest, Screen, move_selection};
-use super::view::{fail_style, pass_style, selected_style, truncate};
+use super::view::{fail_style, pass_style, selected_style};
 
 #[derive(Debug, Default)]
 pub struct HistoryState {
@@ -30,8 +32,9 @@ impl HistoryState {
         self.runs = runs;
     }
 
-    /// The runs to compare: the two marked ones, else the selected run against the
-    /// previous run of the same eval set. Older first.
+    /// The runs to compare: the two marked ones, else the selected run against the last
+    /// earlier run of the same eval set whose configuration differs (a cached re-run has
+    /// the same digest and would compare as "no case changed"). Older first.
     fn pair(&self) -> Option<(i64, i64)> {
         if let [a, b] = self.marked[..] {
             return Some((a.min(b), a.max(b)));
@@ -40,7 +43,12 @@ impl HistoryState {
         let previous = self
             .runs
             .iter()
-            .filter(|r| r.eval_set_path == run.eval_set_path && r.id < run.id)
+            .filter(|r| {
+                r.eval_set_path == run.eval_set_path
+                    && r.id < run.id
+                    && r.config_digest.is_some()
+                    && (run.config_digest.is_none() || r.config_digest != run.config_digest)
+            })
             .map(|r| r.id)
             .max()?;
         Some((previous, run.id))
@@ -71,8 +79,10 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('c') => match history.pair() {
             Some((a, b)) => return vec![Effect::Compare(a, b)],
             None => {
-                app.message =
-                    Some("mark two runs with Space, or pick a run that has an earlier one".into())
+                app.message = Some(
+                    "no earlier run of this eval set with other prompts, models or parameters; mark two runs with Space to compare any two"
+                        .into(),
+                )
             }
         },
         KeyCode::Char('r') => return vec![Effect::ListRuns],
@@ -190,7 +200,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
                         Line::from(if empty {
                             " no runs yet: start one on the run screen (3) "
                         } else {
-                            " Enter: open · Space: mark · c: compare (two marked, or with the previous run) · r: reload "
+                            " Enter: open · Space: mark · c: compare (two marked, or with the last other config) · r: reload "
                         })
                         .dim(),
                     ),
@@ -243,6 +253,11 @@ fn draw_comparison(a: i64, b: i64, comparison: &Comparison, area: Rect, buf: &mu
             &comparison.fixes,
             pass_style(),
         ),
+        (
+            "outputs changed, same verdict",
+            &comparison.changed_outputs,
+            ratatui::style::Style::new().bold(),
+        ),
     ];
     for (heading, changes, style) in sections {
         let heading = heading
@@ -250,17 +265,39 @@ fn draw_comparison(a: i64, b: i64, comparison: &Comparison, area: Rect, buf: &mu
             .replace("{b}", &b.to_string());
         lines.push(Line::styled(format!("{} {heading}", changes.len()), style));
         for change in changes {
-            lines.push(Line::raw(format!(
-                "  {} · {}: {:?} → {:?}",
-                change.column,
-                change.case,
-                truncate(&change.output_a, 40),
-                truncate(&change.output_b, 40)
-            )));
+            lines.push(diff_line(change));
         }
     }
     Paragraph::new(Text::from(lines))
         .wrap(Wrap { trim: false })
         .block(Block::bordered().title(format!(" Run {a} → run {b} · Esc: close ")))
         .render(area, buf);
+}
+
+/// The case, then its outputs' word diff as `runs compare` prints it: run A's own words
+/// in red within `[-…-]`, run B's in green within `{+…+}` (the markers keep it readable
+/// without colour).
+fn diff_line(change: &CaseChange) -> Line<'static> {
+    let mut spans = vec![Span::raw(format!(
+        "  {} · {}: ",
+        change.column, change.case
+    ))];
+    for (kind, text) in compact_diff(&change.output_a, &change.output_b) {
+        let (open, close, style) = match kind {
+            WordChange::Same => {
+                spans.push(Span::raw(text));
+                continue;
+            }
+            WordChange::Removed => ("[-", "-]", fail_style()),
+            WordChange::Added => ("{+", "+}", pass_style().bold()),
+        };
+        if text.starts_with(' ') {
+            spans.push(Span::raw(" "));
+        }
+        spans.push(Span::styled(format!("{open}{}{close}", text.trim()), style));
+        if text.ends_with(' ') {
+            spans.push(Span::raw(" "));
+        }
+    }
+    Line::from(spans)
 }

@@ -3,7 +3,8 @@
 //! results, latency and token counts.
 
 use crossterm::event::{KeyCode, KeyEvent};
-use promptlab::results::{self, WordChange};
+use promptlab::compare::{WordChange, word_diff};
+use promptlab::results;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -151,7 +152,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
             .map(|c| c.output.clone())
     };
     let diff = match (output(side.diff.0), output(side.diff.1)) {
-        (Some(a), Some(b)) => Some(results::word_diff(&a, &b)),
+        (Some(a), Some(b)) => Some(word_diff(&a, &b)),
         _ => None,
     };
     for (pane, (&column, &pane_area)) in columns.iter().zip(panes.iter()).enumerate() {

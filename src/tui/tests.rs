@@ -103,6 +103,8 @@ fn run_row(id: i64, eval_set: &str, done: usize, passed: usize) -> RunRow {
         cells_done: done,
         passed,
         label: None,
+        // Every run asked something else, unless a test says otherwise.
+        config_digest: Some(format!("config-{id}")),
     }
 }
 

@@ -144,15 +144,61 @@ fn unknown_key_names_file_line_and_key() {
     );
 }
 
+/// A set that uses the broken prompt stops with the file, line and key.
 #[test]
 fn unknown_key_in_prompt_file() {
     let project = echo_project();
     project.write("prompts/bad.yaml", "name: bad\ncompletion: x\nparms: {}\n");
+    project.write(
+        "eval-sets/uses-bad.yaml",
+        "prompts: [echo, bad]\nmodels: [echo]\ncases:\n  - vars: {output: a}\n",
+    );
     assert_bad_input(
         &project,
-        "eval-sets/mixed.yaml",
-        &["bad.yaml:3:1", "unknown field `parms`"],
+        "eval-sets/uses-bad.yaml",
+        &["prompt `bad`", "bad.yaml:3:1", "unknown field `parms`"],
     );
+}
+
+/// Issue 21: one broken prompt file blocked every eval, even of sets that do not use it.
+/// They run (with a warning naming the file); a set using a prompt the broken file
+/// declares by `name:` under another file name, or a variant of it, still stops.
+#[test]
+fn a_broken_prompt_file_does_not_block_sets_that_do_not_use_it() {
+    let project = echo_project();
+    project.write("prompts/bad.yaml", "name: bad\ncompletion: x\nparms: {}\n");
+    project.write("prompts/unreadable.yaml", "name: other\ncompletion: [\n");
+    project.write("prompts/renamed.yaml", "name: shiny\ncompletion: '{{ x'\n");
+    let out = promptlab(
+        &["eval", "eval-sets/mixed.yaml", "--no-store"],
+        project.root(),
+    );
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one case fails, none is bad input: {err}"
+    );
+    assert!(
+        stdout(&out).contains("1 of 2 cells passed"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        err.contains("warning: a prompt file does not load") && err.contains("bad.yaml:3:1"),
+        "{err}"
+    );
+    for (selector, expected) in [
+        ("shiny", "renamed.yaml"),
+        ("bad:loud", "bad.yaml:3:1"),
+        ("unreadable", "unreadable.yaml:"),
+    ] {
+        project.write(
+            "eval-sets/uses.yaml",
+            &format!("prompts: [{selector}]\nmodels: [echo]\ncases:\n  - vars: {{output: a}}\n"),
+        );
+        assert_bad_input(&project, "eval-sets/uses.yaml", &[expected]);
+    }
 }
 
 #[test]
@@ -780,4 +826,53 @@ fn dash_output_writes_json_to_stdout() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("given twice"), "{}", stderr(&out));
+}
+
+/// Issue 21: a prompt edit changed "Rio de Janeiro" to "Rio"; both pass `contains: Rio`,
+/// and `runs compare` said "no case changed". It counts the changed output and shows its
+/// word diff; the cached re-run after the edit does change nothing.
+#[test]
+fn runs_compare_counts_outputs_that_changed_with_the_same_verdict() {
+    let project = TempProject::new();
+    project.write(
+        "prompts/capital.yaml",
+        "name: capital\ncompletion: 'The capital is {{ city }}.'\n",
+    );
+    project.write(
+        "eval-sets/capitals.yaml",
+        "prompts: [capital]\nmodels: [echo]\ncases:\n  - vars: {city: Paris}\n    assert: [{type: contains, value: Paris}]\n  - vars: {city: Rio de Janeiro}\n    assert: [{type: contains, value: Rio}]\n",
+    );
+    let run = |project: &TempProject| {
+        let out = promptlab(
+            &["eval", "eval-sets/capitals.yaml", "--quiet"],
+            project.root(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    run(&project);
+    project.write(
+        "prompts/capital.yaml",
+        "name: capital\ncompletion: \"The capital is {{ city | replace(' de Janeiro', '') }}.\"\n",
+    );
+    run(&project);
+    run(&project);
+    let out = promptlab(&["runs", "compare", "1", "2"], project.root());
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}{}", stderr(&out));
+    assert!(
+        report.contains("capital @ echo: outputs changed: 1, no pass/fail change"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Outputs changed, same verdict: 1")
+            && report.contains("capital @ echo · case 2 (score 1.00 → 1.00)")
+            && report.contains("The capital is [-Rio de Janeiro.-]{+Rio.+}"),
+        "{report}"
+    );
+    let cached = promptlab(&["runs", "compare", "2", "3"], project.root());
+    assert!(
+        stdout(&cached).contains("capital @ echo: no case changed"),
+        "{}",
+        stdout(&cached)
+    );
 }

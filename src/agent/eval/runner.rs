@@ -44,6 +44,12 @@ pub enum AgentRunError {
     Selection { path: PathBuf, message: String },
     #[error("unknown prompt `{selector}`: expected one of {known}")]
     UnknownPrompt { selector: String, known: String },
+    #[error("prompt `{selector}` comes from a file that does not load: {source}")]
+    BrokenPrompt {
+        selector: String,
+        #[source]
+        source: std::sync::Arc<crate::prompt::PromptError>,
+    },
     #[error("`{selector}` names {count} variants ({ids}); pick one as name:variant")]
     AmbiguousPrompt {
         selector: String,
@@ -310,6 +316,12 @@ impl AgentEvalPlan {
 
 /// The one prompt `selector` names in the project's prompts/.
 pub fn find_prompt(project: &Project, selector: &str) -> Result<Prompt, AgentRunError> {
+    if let Some(broken) = project.prompts.broken_for(selector) {
+        return Err(AgentRunError::BrokenPrompt {
+            selector: selector.to_string(),
+            source: broken.error.clone(),
+        });
+    }
     match project.prompts.select(selector).as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(AgentRunError::UnknownPrompt {

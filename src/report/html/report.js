@@ -1,19 +1,48 @@
 // Renders the report from the JSON in #data: the matrix is paged (100 rows) so a run of
 // thousands of cases stays responsive. Clicking a column header sorts the cases by that
 // column's score (again: the other way; the case header: back to file order). The URL's
-// fragment can hold a filter, a sort (column k from 1, negative for descending) and an
-// open case (#filter=failures&sort=2&case=12), so views can be linked, and checked headless.
+// fragment holds the filter, the sort (column k from 1, negative for descending) and the
+// open case by its id as the matrix shows it (#filter=failures&sort=2&case=12; a number
+// that is no case's id counts cases from 1), and follows every click, so the view in the
+// address bar can be linked, and checked headless.
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("data").textContent);
   var PAGE = 100;
   var state = { filter: "all", page: 0, selected: -1, sort: 0 };
-  var match = /filter=(all|failures|disagreements|errors)/.exec(location.hash);
-  if (match) state.filter = match[1];
-  var sorted = /sort=(-?\d+)/.exec(location.hash);
-  if (sorted && Math.abs(+sorted[1]) <= data.columns.length) state.sort = +sorted[1];
-  var opened = /case=(\d+)/.exec(location.hash);
-  if (opened && +opened[1] < data.cases.length) state.selected = +opened[1];
+
+  // A case by its id, else by its position counted from 1 (as the default ids count).
+  function caseIndex(key) {
+    for (var i = 0; i < data.cases.length; i++) if (data.cases[i].id === key) return i;
+    var n = /^\d+$/.test(key) ? +key : 0;
+    return n >= 1 && n <= data.cases.length ? n - 1 : -1;
+  }
+
+  function readHash() {
+    var match = /filter=(all|failures|disagreements|errors)/.exec(location.hash);
+    state.filter = match ? match[1] : "all";
+    var sorted = /sort=(-?\d+)/.exec(location.hash);
+    state.sort = sorted && Math.abs(+sorted[1]) <= data.columns.length ? +sorted[1] : 0;
+    var opened = /case=([^&]*)/.exec(location.hash), key = "";
+    try { key = opened ? decodeURIComponent(opened[1]) : ""; } catch (e) { key = ""; }
+    state.selected = key ? caseIndex(key) : -1;
+  }
+
+  // The view into the address bar, replacing the entry so Back leaves the report.
+  function writeHash() {
+    var parts = [];
+    if (state.filter !== "all") parts.push("filter=" + state.filter);
+    if (state.sort) parts.push("sort=" + state.sort);
+    if (state.selected >= 0) parts.push("case=" + encodeURIComponent(data.cases[state.selected].id));
+    var hash = parts.length ? "#" + parts.join("&") : "";
+    if (location.hash === hash) return;
+    try {
+      history.replaceState(null, "", hash || location.pathname + location.search);
+    } catch (e) {
+      location.hash = hash;
+    }
+  }
+  readHash();
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -74,7 +103,7 @@
         var mark = { pass: "✓", fail: "✗", error: "E", none: "·" }[s];
         tr.appendChild(el("td", { "class": s + " num" }, [cell ? mark + " " + cell[1].toFixed(2) : mark]));
       });
-      tr.addEventListener("click", function () { state.selected = i; renderDetail(); });
+      tr.addEventListener("click", function () { state.selected = i; writeHash(); renderDetail(); });
       body.appendChild(tr);
     });
     document.getElementById("shown").textContent =
@@ -143,15 +172,20 @@
   var select = document.getElementById("filter");
   select.value = state.filter;
   select.addEventListener("change", function () {
-    state.filter = select.value; state.page = 0; renderMatrix();
+    state.filter = select.value; state.page = 0; writeHash(); renderMatrix();
   });
   document.getElementById("prev").addEventListener("click", function () { state.page--; renderMatrix(); });
   document.getElementById("next").addEventListener("click", function () { state.page++; renderMatrix(); });
   Array.prototype.forEach.call(document.querySelectorAll("#matrix thead th"), function (th, k) {
     th.addEventListener("click", function () {
       state.sort = k === 0 ? 0 : state.sort === k ? -k : k;
-      state.page = 0; markSort(); renderMatrix();
+      state.page = 0; writeHash(); markSort(); renderMatrix();
     });
+  });
+  // An edited address, or Back and Forward between linked views.
+  window.addEventListener("hashchange", function () {
+    readHash(); select.value = state.filter; state.page = 0;
+    markSort(); renderMatrix(); renderDetail();
   });
   markSort();
   renderMatrix();
