@@ -297,7 +297,7 @@ fn case_links_name_the_case_id_and_clicks_update_the_url() {
             .to_string()
     };
     let dom = headless(&["--dump-dom".into(), format!("{url}#case=6")], &netlog);
-    assert_eq!(title(&dom), "Case 6", "{dom:.3000}");
+    assert_eq!(title(&dom), "Case 6 · answer 6", "{dom:.3000}");
 
     let html = std::fs::read_to_string(&report).unwrap();
     let clicked = project.root().join("clicked.html");
@@ -317,7 +317,7 @@ fn case_links_name_the_case_id_and_clicks_update_the_url() {
     click("tr.case-row[data-case=\"2\"]");
     let dom = headless(&["--dump-dom".into(), clicked_url.clone()], &netlog);
     assert!(dom.contains("data-hash=\"#case=3\""), "{dom:.3000}");
-    assert_eq!(title(&dom), "Case 3");
+    assert_eq!(title(&dom), "Case 3 · answer 3");
     // The filter and the sort stay in the URL beside the case (case 2 fails, so the
     // failures filter shows it).
     click("tr.case-row[data-case=\"1\"]");
