@@ -211,18 +211,6 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
                     entry.path.display().to_string(),
                 ]);
             }
-            Err(_) if entry.not_fetched().is_some() => {
-                table.add_row([
-                    name.clone(),
-                    format!("not fetched: {}", entry.not_fetched().unwrap_or_default()),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    entry.path.display().to_string(),
-                ]);
-            }
             Err(err) => {
                 table.add_row([
                     name.clone(),
