@@ -129,8 +129,12 @@ fn resolve(
     };
     let name = label.unwrap_or(&id).to_string();
     if id == ECHO_MODEL {
+        // A labelled echo is a column of its own, named by its label.
+        if name != ECHO_MODEL {
+            reader.echoes.push(name.clone());
+        }
         return Ok(Some(Resolved {
-            name: ECHO_MODEL.into(),
+            name,
             entry: None,
         }));
     }
