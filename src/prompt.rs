@@ -128,8 +128,9 @@ pub fn render_strings(
 fn check_promptfoo(raw: &str) -> Result<(), TemplateFault> {
     let dialect = Dialect::Promptfoo;
     match js::json_parse(raw) {
-        Ok(parsed) => render_strings(&parsed, &|s| dialect.check_syntax(s).map(|_| String::new()))
-            .map(|_| ()),
+        Ok(parsed) => {
+            render_strings(&parsed, &|s| dialect.check_syntax(s).map(|_| String::new())).map(|_| ())
+        }
         Err(_) => dialect.check_syntax(raw),
     }
 }
@@ -364,8 +365,9 @@ impl Prompt {
         match &self.body {
             PromptBody::Completion(text) => template::check_syntax(env, text)
                 .map_err(|fault| self.template_error("completion".into(), fault)),
-            PromptBody::Promptfoo(text) => check_promptfoo(text)
-                .map_err(|fault| self.template_error("prompt".into(), fault)),
+            PromptBody::Promptfoo(text) => {
+                check_promptfoo(text).map_err(|fault| self.template_error("prompt".into(), fault))
+            }
             PromptBody::Chat(messages) => {
                 for (i, m) in messages.iter().enumerate() {
                     if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {

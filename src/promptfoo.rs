@@ -314,7 +314,10 @@ pub fn open_project(
     for (name, entry) in &imported.models {
         project.catalog.models.insert(name.clone(), entry.clone());
     }
-    project.catalog.echoes.extend(imported.echoes.iter().cloned());
+    project
+        .catalog
+        .echoes
+        .extend(imported.echoes.iter().cloned());
     Ok((project, imported))
 }
 

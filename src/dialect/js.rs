@@ -468,7 +468,16 @@ mod tests {
             json_parse(r#"{"a": [1, {"b": null}], "c": -0.5e1}"#).unwrap(),
             json!({"a": [1, {"b": null}], "c": -5.0})
         );
-        for bad in ["", "[1,]", "{\"a\" 1}", "01", "'a'", "[1] x", "\"\t\"", "nul"] {
+        for bad in [
+            "",
+            "[1,]",
+            "{\"a\" 1}",
+            "01",
+            "'a'",
+            "[1] x",
+            "\"\t\"",
+            "nul",
+        ] {
             assert!(json_parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -73,19 +73,16 @@ fn prepare(source: &str) -> String {
         )
         .expect("valid regex")
     });
-    static ELSEIF: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r"\{%(-?)\s*elseif\b").expect("valid regex")
-    });
+    static ELSEIF: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"\{%(-?)\s*elseif\b").expect("valid regex"));
     // promptfoo's autoWrapRawIfPartialNunjucks, as written there.
     static PARTIAL: LazyLock<regress::Regex> = LazyLock::new(|| {
         regress::Regex::with_flags(r"({%[^%]*$|{{[^}]*$|{#[^#]*$)", "m").expect("valid regex")
     });
-    static RAW: LazyLock<regress::Regex> = LazyLock::new(|| {
-        regress::Regex::new(r"{\%\s*raw\s*\%}").expect("valid regex")
-    });
-    static ENDRAW: LazyLock<regress::Regex> = LazyLock::new(|| {
-        regress::Regex::new(r"{\%\s*endraw\s*\%}").expect("valid regex")
-    });
+    static RAW: LazyLock<regress::Regex> =
+        LazyLock::new(|| regress::Regex::new(r"{\%\s*raw\s*\%}").expect("valid regex"));
+    static ENDRAW: LazyLock<regress::Regex> =
+        LazyLock::new(|| regress::Regex::new(r"{\%\s*endraw\s*\%}").expect("valid regex"));
     let wrapped = RAW.find(source).is_some() && ENDRAW.find(source).is_some();
     if PARTIAL.find(source).is_some() && !wrapped {
         return format!("{{% raw %}}{source}{{% endraw %}}");
@@ -254,9 +251,7 @@ fn center(value: Value, width: Option<usize>) -> String {
 }
 
 fn nl2br(value: Value) -> String {
-    text(&value)
-        .replace("\r\n", "\n")
-        .replace('\n', "<br />\n")
+    text(&value).replace("\r\n", "\n").replace('\n', "<br />\n")
 }
 
 /// `title`: each space-separated word capitalized (the rest lower-cased).
@@ -266,11 +261,7 @@ fn title(value: Value) -> String {
         .map(|word| {
             let mut chars = word.chars();
             match chars.next() {
-                Some(first) => format!(
-                    "{}{}",
-                    first.to_uppercase(),
-                    chars.as_str().to_lowercase()
-                ),
+                Some(first) => format!("{}{}", first.to_uppercase(), chars.as_str().to_lowercase()),
                 None => String::new(),
             }
         })
@@ -438,7 +429,10 @@ mod tests {
         let vars = serde_json::json!({"s": "Hello brave new world", "html": "<p>Hi <b>there</b></p>",
             "m": {"a": 1, "b": 2}, "x": 2});
         assert_eq!(
-            render("{{ s | truncate(9) }}|{{ s | truncate(9, true) }}", vars.clone()),
+            render(
+                "{{ s | truncate(9) }}|{{ s | truncate(9, true) }}",
+                vars.clone()
+            ),
             "Hello...|Hello bra..."
         );
         assert_eq!(
@@ -457,11 +451,17 @@ mod tests {
             "[  ab   ] A B"
         );
         assert_eq!(
-            render("{{ m | dump }} {{ '3.7' | int }} {{ 2.5 | round }} {{ 'x' | int }}", vars),
+            render(
+                "{{ m | dump }} {{ '3.7' | int }} {{ 2.5 | round }} {{ 'x' | int }}",
+                vars
+            ),
             r#"{"a":1,"b":2} 3 3 "#
         );
         // An unclosed tag renders as text, as promptfoo wraps it in raw.
-        assert_eq!(render("Use {{ like this", serde_json::json!({})), "Use {{ like this");
+        assert_eq!(
+            render("Use {{ like this", serde_json::json!({})),
+            "Use {{ like this"
+        );
         let out = render_str("{{ a }}", &context! {}).unwrap();
         assert_eq!(out, "");
     }

@@ -68,7 +68,10 @@ fn treebank(text: &str) -> Vec<String> {
     while let Some(at) = rest.find('"') {
         let before = &rest[..at];
         let opens = OPEN_QUOTE
-            .find(&format!("{}\"", before.chars().last().map(String::from).unwrap_or_default()))
+            .find(&format!(
+                "{}\"",
+                before.chars().last().map(String::from).unwrap_or_default()
+            ))
             .is_some()
             || (before.is_empty() && r.is_empty());
         r.push_str(before);
@@ -177,12 +180,13 @@ pub fn bleu(candidate: &str, references: &[String]) -> Option<f64> {
     }
     let cand = js_words(candidate);
     let refs: Vec<Vec<String>> = references.iter().map(|r| js_words(r)).collect();
-    let closest = refs.iter().map(Vec::len).fold(None, |best: Option<usize>, len| {
-        match best {
+    let closest = refs
+        .iter()
+        .map(Vec::len)
+        .fold(None, |best: Option<usize>, len| match best {
             Some(b) if len.abs_diff(cand.len()) >= b.abs_diff(cand.len()) => Some(b),
             _ => Some(len),
-        }
-    })?;
+        })?;
     let mut log_sum = 0.0;
     for n in 1..=4 {
         let grams = ngrams(&cand, n);
@@ -232,13 +236,18 @@ mod tests {
         assert_eq!(rouge_n(" ", "x", 1), None);
         assert_eq!(
             treebank("He said, \"don't go!\" (ok)."),
-            ["He", "said", ",", "``", "do", "n't", "go", "!", "''", "(", "ok", ")", "."]
+            [
+                "He", "said", ",", "``", "do", "n't", "go", "!", "''", "(", "ok", ")", "."
+            ]
         );
     }
 
     #[test]
     fn bleu_takes_the_best_reference() {
-        let refs = ["a completely different text".to_string(), "the cat is on the mat".to_string()];
+        let refs = [
+            "a completely different text".to_string(),
+            "the cat is on the mat".to_string(),
+        ];
         assert!((bleu("the cat is on the mat", &refs).unwrap() - 1.0).abs() < 1e-9);
         assert!(bleu("the cat", &refs[1..]).unwrap() < 0.01);
         assert_eq!(bleu("", &refs), None);

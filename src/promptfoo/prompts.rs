@@ -195,8 +195,15 @@ fn csv_prompts(
     let text = text.trim_start_matches('\u{feff}');
     let lines = || {
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        let start = usize::from(lines.first().is_some_and(|l| l.trim().eq_ignore_ascii_case("prompt")));
-        lines[start..].iter().map(|l| (l.to_string(), None)).collect::<Vec<_>>()
+        let start = usize::from(
+            lines
+                .first()
+                .is_some_and(|l| l.trim().eq_ignore_ascii_case("prompt")),
+        );
+        lines[start..]
+            .iter()
+            .map(|l| (l.to_string(), None))
+            .collect::<Vec<_>>()
     };
     if !text.contains(',') {
         return Ok(lines());

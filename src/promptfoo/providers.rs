@@ -133,10 +133,7 @@ fn resolve(
         if name != ECHO_MODEL {
             reader.echoes.push(name.clone());
         }
-        return Ok(Some(Resolved {
-            name,
-            entry: None,
-        }));
+        return Ok(Some(Resolved { name, entry: None }));
     }
     let (params, schema) = params(reader, config, &format!("{at}.config"))?;
     if schema.is_some() {

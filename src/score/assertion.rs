@@ -341,7 +341,10 @@ impl Assertion {
     }
 
     /// An assertion checked with `dialect`'s semantics.
-    pub fn from_spec_in(spec: &AssertionSpec, dialect: Dialect) -> Result<Assertion, AssertionError> {
+    pub fn from_spec_in(
+        spec: &AssertionSpec,
+        dialect: Dialect,
+    ) -> Result<Assertion, AssertionError> {
         let (assertion_type, negated) = registry::resolve(&spec.kind)?;
         // promptfoo ignores a `threshold` that its pass/fail types do not read.
         let cleared;

@@ -109,9 +109,18 @@ pub(in crate::promptfoo) fn expected_assertion(cell: &str) -> Value {
             // has none (so `levenshtein:` allows a distance of 0.75, not 5).
             let default = match kind {
                 "similar" => Some(0.8),
-                "answer-relevance" | "classifier" | "context-faithfulness" | "context-recall"
-                | "context-relevance" | "cost" | "latency" | "levenshtein"
-                | "perplexity-score" | "perplexity" | "rouge-n" | "starts-with" => Some(0.75),
+                "answer-relevance"
+                | "classifier"
+                | "context-faithfulness"
+                | "context-recall"
+                | "context-relevance"
+                | "cost"
+                | "latency"
+                | "levenshtein"
+                | "perplexity-score"
+                | "perplexity"
+                | "rouge-n"
+                | "starts-with" => Some(0.75),
                 _ => None,
             };
             if let Some(threshold) = threshold.or(default) {

@@ -5,10 +5,10 @@
 use serde_json::Value;
 
 use super::PlanError;
+use crate::dialect::Dialect;
 use crate::evalset::Case;
 use crate::score::assertion::registry::{self, Needs};
 use crate::score::assertion::{Assertion, AssertionSpec};
-use crate::dialect::Dialect;
 use crate::template::{self, Undefined};
 
 /// Assertion values may use the case's variables and `expected`, e.g.
@@ -51,12 +51,10 @@ pub(super) fn build_assertion(
         } else {
             render_value(value, &context)
         };
-        spec.value = Some(
-            rendered.map_err(|message| PlanError::Case {
-                origin: case.origin.clone(),
-                message: format!("assertion `{}`: {message}", spec.kind),
-            })?,
-        );
+        spec.value = Some(rendered.map_err(|message| PlanError::Case {
+            origin: case.origin.clone(),
+            message: format!("assertion `{}`: {message}", spec.kind),
+        })?);
     }
     let mut assertion = Assertion::from_spec_in(&spec, dialect).map_err(|e| PlanError::Case {
         origin: case.origin.clone(),
