@@ -82,7 +82,7 @@ pub fn opening_messages(
     };
     let vars = minijinja::Value::from_serialize(json!({ "question": question }));
     match prompt.render(&vars)? {
-        RenderedPrompt::Chat(messages) => Ok(messages),
+        RenderedPrompt::Chat(messages) | RenderedPrompt::Promptfoo { messages, .. } => Ok(messages),
         RenderedPrompt::Completion(_) => Err(AgentError::CompletionPrompt {
             id: prompt.id.clone(),
             path: prompt.source.display().to_string(),

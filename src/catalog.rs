@@ -281,6 +281,9 @@ pub struct ModelCatalog {
     pub models: BTreeMap<String, ModelEntry>,
     pub tools: ToolAssignments,
     pub source: Option<PathBuf>,
+    /// More names for the echo engine (a promptfoo config's labelled `echo` providers,
+    /// each its own column).
+    pub echoes: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -398,6 +401,7 @@ impl ModelCatalog {
             models,
             tools: spec.tools,
             source: Some(path.to_path_buf()),
+            echoes: Default::default(),
         })
     }
 
@@ -405,6 +409,12 @@ impl ModelCatalog {
     pub fn resolve(&self, name: &str) -> Result<ModelRef, CatalogError> {
         if name == ECHO_MODEL {
             return Ok(ModelRef::echo());
+        }
+        if self.echoes.contains(name) {
+            return Ok(ModelRef {
+                name: name.to_string(),
+                entry: None,
+            });
         }
         if let Some(entry) = self.models.get(name) {
             return Ok(ModelRef {

@@ -175,6 +175,14 @@ pub struct EvalSet {
     pub cases: Vec<Case>,
     pub metrics: MetricsSpec,
     pub source: PathBuf,
+    /// How its templates render and its assertions check: promptlab's strict semantics,
+    /// or promptfoo's for an imported promptfoo config.
+    #[serde(default, skip_serializing_if = "is_promptlab")]
+    pub dialect: crate::dialect::Dialect,
+}
+
+fn is_promptlab(dialect: &crate::dialect::Dialect) -> bool {
+    *dialect == crate::dialect::Dialect::Promptlab
 }
 
 impl EvalSet {
@@ -193,6 +201,7 @@ impl EvalSet {
             cases: Vec::new(),
             metrics: Default::default(),
             source: source.to_path_buf(),
+            dialect: Default::default(),
         }
     }
 }
@@ -300,6 +309,7 @@ impl EvalSet {
             cases,
             metrics: spec.metrics,
             source: path.to_path_buf(),
+            dialect: Default::default(),
         })
     }
 

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cancel;
 pub mod catalog;
 pub mod compare;
+pub mod dialect;
 pub mod engine;
 pub mod evalset;
 pub mod failure;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dialect::{Dialect, js};
 use crate::params::GenerationParams;
 use crate::template::{self, TemplateFault, Undefined};
 use crate::yaml::{self, YamlError};
@@ -62,9 +63,76 @@ struct VariantSpec {
 pub enum PromptBody {
     Chat(Vec<MessageTemplate>),
     Completion(String),
-    /// A promptfoo prompt: one template rendered whole; if the result is a JSON array of
-    /// `{role, content}` messages it is that conversation, otherwise one user message.
+    /// A promptfoo prompt, rendered as promptfoo renders it (see [`render_promptfoo`]); if
+    /// the result is a JSON array of `{role, content}` messages it is that conversation,
+    /// otherwise one user message.
     Promptfoo(String),
+}
+
+/// promptfoo's `renderPrompt`: a prompt that is JSON (a chat prompt, or a YAML one
+/// converted) has each of its strings rendered, so a variable holding quotes or newlines
+/// is escaped into each message, and is written back with `JSON.stringify(value, null,
+/// 2)`; any other prompt is rendered whole, after its string variables are themselves
+/// rendered as templates.
+pub fn render_promptfoo(raw: &str, vars: &minijinja::Value) -> Result<String, TemplateFault> {
+    let dialect = Dialect::Promptfoo;
+    if let Ok(parsed) = js::json_parse(raw) {
+        let rendered = render_strings(&parsed, &|s| dialect.render_str(s, vars))?;
+        return Ok(js::stringify(&rendered, 2));
+    }
+    let json = serde_json::to_value(vars).unwrap_or_default();
+    let rendered_vars = match json {
+        serde_json::Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, value) in &map {
+                let value = match value {
+                    serde_json::Value::String(s) => {
+                        serde_json::Value::String(dialect.render_str(s, vars)?)
+                    }
+                    other => other.clone(),
+                };
+                out.insert(key.clone(), value);
+            }
+            minijinja::Value::from_serialize(&out)
+        }
+        _ => vars.clone(),
+    };
+    dialect.render_str(raw, &rendered_vars)
+}
+
+/// Every string inside a JSON value rendered with `render` (promptfoo's
+/// `renderVarsInObject`).
+pub fn render_strings(
+    value: &serde_json::Value,
+    render: &dyn Fn(&str) -> Result<String, TemplateFault>,
+) -> Result<serde_json::Value, TemplateFault> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(s) => Value::String(render(s)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_strings(v, render))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_strings(v, render)?)))
+                .collect::<Result<_, TemplateFault>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Checks what [`render_promptfoo`] will render compiles.
+fn check_promptfoo(raw: &str) -> Result<(), TemplateFault> {
+    let dialect = Dialect::Promptfoo;
+    match js::json_parse(raw) {
+        Ok(parsed) => {
+            render_strings(&parsed, &|s| dialect.check_syntax(s).map(|_| String::new())).map(|_| ())
+        }
+        Err(_) => dialect.check_syntax(raw),
+    }
 }
 
 /// How promptfoo sends a rendered prompt to a chat model: a JSON array of messages with
@@ -106,6 +174,12 @@ pub struct Prompt {
 pub enum RenderedPrompt {
     Chat(Vec<ChatMessage>),
     Completion(String),
+    /// A promptfoo prompt: the text promptfoo hands its provider (what its `echo`
+    /// returns), and the conversation a chat model is sent.
+    Promptfoo {
+        text: String,
+        messages: Vec<ChatMessage>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +192,9 @@ impl RenderedPrompt {
     /// A readable single-string form, used by the echo engine and in reports.
     pub fn to_plain_text(&self) -> String {
         match self {
-            RenderedPrompt::Completion(text) => text.clone(),
+            RenderedPrompt::Completion(text) | RenderedPrompt::Promptfoo { text, .. } => {
+                text.clone()
+            }
             RenderedPrompt::Chat(messages) => messages
                 .iter()
                 .map(|m| format!("{}: {}", m.role, m.content))
@@ -262,8 +338,11 @@ impl Prompt {
             PromptBody::Completion(text) => template::render_str(env, text, vars)
                 .map(RenderedPrompt::Completion)
                 .map_err(|fault| self.template_error("completion".into(), fault)),
-            PromptBody::Promptfoo(text) => template::render_str(env, text, vars)
-                .map(|rendered| RenderedPrompt::Chat(promptfoo_messages(rendered)))
+            PromptBody::Promptfoo(text) => render_promptfoo(text, vars)
+                .map(|text| RenderedPrompt::Promptfoo {
+                    messages: promptfoo_messages(text.clone()),
+                    text,
+                })
                 .map_err(|fault| self.template_error("prompt".into(), fault)),
             PromptBody::Chat(messages) => messages
                 .iter()
@@ -286,8 +365,9 @@ impl Prompt {
         match &self.body {
             PromptBody::Completion(text) => template::check_syntax(env, text)
                 .map_err(|fault| self.template_error("completion".into(), fault)),
-            PromptBody::Promptfoo(text) => template::check_syntax(env, text)
-                .map_err(|fault| self.template_error("prompt".into(), fault)),
+            PromptBody::Promptfoo(text) => {
+                check_promptfoo(text).map_err(|fault| self.template_error("prompt".into(), fault))
+            }
             PromptBody::Chat(messages) => {
                 for (i, m) in messages.iter().enumerate() {
                     if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::catalog::{ModelCatalog, ModelEntry};
+use crate::dialect::Dialect;
 use crate::evalset::{EvalSet, MetricsSpec};
 use crate::project::{Project, ProjectError};
 use crate::prompt::{Prompt, PromptLibrary};
@@ -31,6 +32,10 @@ pub struct Imported {
     pub models: Vec<(String, ModelEntry)>,
     /// What was dropped because promptlab lacks it (only with `skip_unsupported`).
     pub skipped: Vec<String>,
+    /// Settings promptfoo ignores or that change nothing evaluated, accepted as they are.
+    pub warnings: Vec<String>,
+    /// Labels of `echo` providers, each a column run by the echo engine.
+    pub echoes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,10 @@ pub enum PromptfooError {
     )]
     Unsupported { path: PathBuf, items: Vec<String> },
 }
+
+/// Top-level keys promptfoo accepts without evaluating them differently (`outputs` and
+/// `vars` are not read by its evaluator): accepted, with a warning.
+const WARNED_KEYS: &[&str] = &["outputs", "vars", "options"];
 
 /// Top-level keys that change nothing about what is evaluated.
 const IGNORED_KEYS: &[&str] = &[
@@ -113,6 +122,10 @@ pub(crate) struct Reader<'a> {
     pub unsupported: Vec<String>,
     /// `assertionTemplates`, which assertions name with `$ref`.
     pub assertion_templates: serde_json::Map<String, Value>,
+    /// Settings accepted but ignored, each said once.
+    pub warnings: Vec<String>,
+    /// Labels of `echo` providers: names for the echo engine.
+    pub echoes: Vec<String>,
 }
 
 impl Reader<'_> {
@@ -120,6 +133,14 @@ impl Reader<'_> {
         PromptfooError::Invalid {
             path: self.path.to_path_buf(),
             message: message.into(),
+        }
+    }
+
+    /// Says once that a setting is accepted and ignored.
+    pub fn warn(&mut self, what: impl Into<String>) {
+        let what = what.into();
+        if !self.warnings.contains(&what) {
+            self.warnings.push(what);
         }
     }
 
@@ -171,6 +192,8 @@ pub fn import(
         base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         unsupported: Vec::new(),
         assertion_templates: serde_json::Map::new(),
+        warnings: Vec::new(),
+        echoes: Vec::new(),
     };
     let mut rest = spec.rest;
     if let Some(templates) = rest.remove("assertionTemplates") {
@@ -180,7 +203,11 @@ pub fn import(
         }
     }
     for key in rest.keys() {
-        if !IGNORED_KEYS.contains(&key.as_str()) {
+        if WARNED_KEYS.contains(&key.as_str()) {
+            reader.warn(format!(
+                "top-level `{key}` is not read by promptfoo's evaluation; ignored"
+            ));
+        } else if !IGNORED_KEYS.contains(&key.as_str()) {
             reader.unsupported(format!("top-level `{key}`"));
         }
     }
@@ -239,12 +266,15 @@ pub fn import(
         cases: cases.cases,
         metrics: MetricsSpec::default(),
         source: path.to_path_buf(),
+        dialect: Dialect::Promptfoo,
     };
     Ok(Imported {
         eval_set,
         prompts,
         models,
         skipped: reader.unsupported,
+        warnings: reader.warnings,
+        echoes: reader.echoes,
     })
 }
 
@@ -284,6 +314,10 @@ pub fn open_project(
     for (name, entry) in &imported.models {
         project.catalog.models.insert(name.clone(), entry.clone());
     }
+    project
+        .catalog
+        .echoes
+        .extend(imported.echoes.iter().cloned());
     Ok((project, imported))
 }
 

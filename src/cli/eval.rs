@@ -116,6 +116,9 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
             &cwd,
             args.skip_unsupported,
         )?;
+        for warning in &imported.warnings {
+            eprintln!("warning: {warning}");
+        }
         for skipped in &imported.skipped {
             eprintln!("skipped (promptlab lacks it): {skipped}");
         }

@@ -45,6 +45,8 @@ impl Engine for EchoEngine {
                 return;
             }
             let mut text = match &request.prompt {
+                // promptfoo's echo returns the rendered prompt text, JSON chats included.
+                RenderedPrompt::Promptfoo { text, .. } => text.clone(),
                 // As promptfoo's echo: a prompt that is one user message comes back as its text.
                 RenderedPrompt::Chat(messages)
                     if messages.len() == 1 && messages[0].role == "user" =>

@@ -400,7 +400,7 @@ impl Engine for LlamaEngine {
     fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
         match prompt {
             RenderedPrompt::Completion(text) => Ok(text.clone()),
-            RenderedPrompt::Chat(messages) => {
+            RenderedPrompt::Chat(messages) | RenderedPrompt::Promptfoo { messages, .. } => {
                 let template = self.chat_template.as_ref().ok_or_else(|| {
                     EngineError::ChatTemplate("the model has no chat template".into())
                 })?;

@@ -300,7 +300,7 @@ impl Engine for MistralRsEngine {
     fn render_prompt(&self, prompt: &RenderedPrompt) -> Result<String, EngineError> {
         match prompt {
             RenderedPrompt::Completion(text) => Ok(text.clone()),
-            RenderedPrompt::Chat(messages) => self
+            RenderedPrompt::Chat(messages) | RenderedPrompt::Promptfoo { messages, .. } => self
                 .chat_template
                 .as_ref()
                 .ok_or_else(|| EngineError::ChatTemplate("the model has no chat template".into()))?

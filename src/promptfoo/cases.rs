@@ -15,6 +15,7 @@ use csv::csv_tests;
 pub(super) use csv::expected_assertion;
 
 use super::{PromptfooError, Reader};
+use crate::dialect::{Dialect, js};
 use crate::evalset::Case;
 use crate::score::assertion::{Assertion, AssertionError, AssertionSpec};
 
@@ -91,6 +92,11 @@ struct RawTest {
     /// Metric for every assertion that names none (CSV `__metric`).
     metric: Option<String>,
     origin: String,
+    /// `options.disableVarExpansion`: list variables stay lists.
+    no_expansion: bool,
+    /// The test's output is transformed by what promptlab lacks: with
+    /// `--skip-unsupported` its assertions are skipped, not run on the untransformed text.
+    transform_dropped: bool,
 }
 
 pub(super) fn read(
@@ -127,10 +133,22 @@ pub(super) fn read(
     let mut cases = Vec::new();
     for test in raw {
         let test = merge(&defaults, test);
-        for vars in expand(&test.vars) {
+        let combos = match test.no_expansion {
+            false => expand(reader, &test.vars, &test.origin)?,
+            true => vec![test.vars.clone()],
+        };
+        for vars in combos {
             let vars = load_var_files(reader, vars, &test.origin)?;
+            let vars = prepare_vars(vars);
             let mut assertions = Vec::new();
-            for (i, value) in test.assertions.iter().enumerate() {
+            // The output these assertions would see is transformed by what promptlab
+            // lacks: checking the raw text instead would give wrong verdicts.
+            let checked = if test.transform_dropped {
+                &[][..]
+            } else {
+                &test.assertions[..]
+            };
+            for (i, value) in checked.iter().enumerate() {
                 let at = format!("{}: assert[{i}]", test.origin);
                 if let Some(spec) = assertion(reader, value, test.metric.as_deref(), &at)? {
                     assertions.push(spec);
@@ -169,15 +187,32 @@ fn merge(defaults: &RawTest, test: RawTest) -> RawTest {
         threshold: test.threshold.or(defaults.threshold),
         metric: test.metric.or_else(|| defaults.metric.clone()),
         origin: test.origin,
+        no_expansion: test.no_expansion || defaults.no_expansion,
+        transform_dropped: test.transform_dropped || defaults.transform_dropped,
     }
 }
 
-/// Every combination of the values of array variables (promptfoo's expansion).
-fn expand(vars: &Map<String, Value>) -> Vec<Map<String, Value>> {
+/// Every combination of the values of array variables (promptfoo's
+/// `generateVarCombinations`): a list expands only when its first item is a string, and a
+/// `file://` glob gives one value per file.
+fn expand(
+    reader: &Reader,
+    vars: &Map<String, Value>,
+    at: &str,
+) -> Result<Vec<Map<String, Value>>, PromptfooError> {
     let mut combos = vec![Map::new()];
     for (key, value) in vars {
         let choices: Vec<Value> = match value {
-            Value::Array(items) if !items.is_empty() => items.clone(),
+            Value::Array(items) if items.first().is_some_and(Value::is_string) => items.clone(),
+            Value::String(reference)
+                if reference.starts_with("file://") && reference.contains(['*', '?', '[']) =>
+            {
+                let files = reader.files(reference, &format!("{at}: vars.{key}"))?;
+                files
+                    .iter()
+                    .map(|f| Value::String(format!("file://{}", f.display())))
+                    .collect()
+            }
             other => vec![other.clone()],
         };
         combos = combos
@@ -191,7 +226,7 @@ fn expand(vars: &Map<String, Value>) -> Vec<Map<String, Value>> {
             })
             .collect();
     }
-    combos
+    Ok(combos)
 }
 
 /// `file://` variable values: text files as text, JSON and YAML parsed.
@@ -235,6 +270,40 @@ fn file_value(
             ));
             Ok(None)
         }
+        // promptfoo's renderPrompt: YAML becomes compact JSON text; every other file,
+        // JSON included, is its text trimmed at both ends.
+        "yaml" | "yml" => {
+            let text = reader.read_text(file, at)?;
+            let value: Value = crate::yaml::from_str(file, &text)?;
+            Ok(Some(Value::String(js::stringify(&value, 0))))
+        }
+        _ => Ok(Some(Value::String(
+            reader.read_text(file, at)?.trim().to_string(),
+        ))),
+    }
+}
+
+/// A file referenced by an assertion's `value` or a test's `vars`: JSON and YAML parsed,
+/// text as it is (promptfoo's `processFileReference`).
+fn assertion_file_value(
+    reader: &mut Reader,
+    reference: &str,
+    at: &str,
+) -> Result<Option<Value>, PromptfooError> {
+    let (path, function) = split_function(reference);
+    let files = reader.files(path, at)?;
+    let [file] = files.as_slice() else {
+        return Err(reader.invalid(format!("{at}: `{reference}` matches several files")));
+    };
+    match extension(file).as_str() {
+        "js" | "cjs" | "mjs" | "ts" | "py" | "rb" => {
+            let what = match function {
+                Some(f) => format!("function `{f}` of {}", file.display()),
+                None => file.display().to_string(),
+            };
+            reader.unsupported(format!("{at}: assertion values computed by {what}"));
+            Ok(None)
+        }
         "json" => {
             let text = reader.read_text(file, at)?;
             serde_json::from_str(&text)
@@ -245,14 +314,62 @@ fn file_value(
             let text = reader.read_text(file, at)?;
             Ok(Some(crate::yaml::from_str(file, &text)?))
         }
-        // A text file's final newline is an artifact of saving it, not part of the value.
-        _ => Ok(Some(Value::String(
-            reader
-                .read_text(file, at)?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
-        ))),
+        _ => Ok(Some(Value::String(reader.read_text(file, at)?))),
     }
+}
+
+/// `file://x.js:fn` names a function in a file.
+fn split_function(reference: &str) -> (&str, Option<&str>) {
+    let path = reference.trim_start_matches("file://");
+    match path.rsplit_once(':') {
+        Some((_, function)) if !function.is_empty() && !function.contains(['/', '\\', '.']) => (
+            &reference[..reference.len() - function.len() - 1],
+            Some(function),
+        ),
+        _ => (reference, None),
+    }
+}
+
+/// What promptfoo's renderPrompt does to the variables before rendering (in place, so
+/// assertions see it too): one trailing newline is removed from each string, then
+/// `{{ name }}` references between variables are substituted (five rounds at most).
+fn prepare_vars(mut vars: Map<String, Value>) -> Map<String, Value> {
+    static REFERENCE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\{\{\s*(\w+)\s*\}\}").expect("valid regex")
+    });
+    for value in vars.values_mut() {
+        if let Value::String(s) = value
+            && s.ends_with('\n')
+        {
+            s.pop();
+        }
+    }
+    for _ in 0..5 {
+        let mut changed = false;
+        let keys: Vec<String> = vars.keys().cloned().collect();
+        for key in keys {
+            let Some(Value::String(text)) = vars.get(&key) else {
+                continue;
+            };
+            let Some(caps) = REFERENCE.captures(text) else {
+                continue;
+            };
+            let (Some(whole), Some(name)) = (caps.get(0), caps.get(1)) else {
+                continue;
+            };
+            let Some(replacement) = vars.get(name.as_str()).map(js::string) else {
+                continue;
+            };
+            let mut updated = text.clone();
+            updated.replace_range(whole.range(), &replacement);
+            vars.insert(key, Value::String(updated));
+            changed = true;
+        }
+        if !changed {
+            break;
+        }
+    }
+    vars
 }
 
 fn extension(file: &Path) -> String {
@@ -354,7 +471,7 @@ fn test_object(reader: &mut Reader, value: &Value, at: &str) -> Result<RawTest, 
                 test.vars = match value {
                     Value::Object(vars) => vars.clone(),
                     Value::String(reference) if reference.starts_with("file://") => {
-                        match file_value(reader, reference, &format!("{at}.vars"))? {
+                        match assertion_file_value(reader, reference, &format!("{at}.vars"))? {
                             Some(Value::Object(vars)) => vars,
                             Some(_) => {
                                 return Err(reader.invalid(format!(
@@ -382,10 +499,8 @@ fn test_object(reader: &mut Reader, value: &Value, at: &str) -> Result<RawTest, 
             }
             "options" => {
                 if let Value::Object(options) = value {
-                    for option in options.keys() {
-                        if !(option == "provider" && at == "defaultTest") {
-                            reader.unsupported(format!("{at}: option `{option}`"));
-                        }
+                    for (option, setting) in options {
+                        test_option(reader, &mut test, option, setting, at);
                     }
                 }
             }
@@ -394,6 +509,30 @@ fn test_object(reader: &mut Reader, value: &Value, at: &str) -> Result<RawTest, 
         }
     }
     Ok(test)
+}
+
+/// One of a test's `options`: applied, ignored with a warning (what changes nothing
+/// promptfoo evaluates), or unsupported.
+fn test_option(reader: &mut Reader, test: &mut RawTest, option: &str, setting: &Value, at: &str) {
+    match option {
+        // Read by `read` from `defaultTest` (the judge).
+        "provider" if at == "defaultTest" => {}
+        "disableVarExpansion" => test.no_expansion = setting.as_bool().unwrap_or(false),
+        // Needs prompts rendered as earlier outputs arrive: not implemented yet.
+        "storeOutputAs" => reader.unsupported(format!("{at}: option `storeOutputAs`")),
+        "transform" | "postprocess" => {
+            test.transform_dropped = true;
+            reader.unsupported(format!("{at}: option `{option}`"));
+        }
+        // promptfoo's test options do not set sampling, and running serially changes no
+        // verdict here (tests that chain outputs run in order anyway).
+        "runSerially" | "temperature" | "maxTokens" | "max_tokens" | "disableConversationVar" => {
+            reader.warn(format!(
+                "`options.{option}` on a test changes nothing promptfoo evaluates; ignored"
+            ));
+        }
+        other => reader.unsupported(format!("{at}: option `{other}`")),
+    }
 }
 
 /// `scenarios`: each `config` entry crossed with each of the scenario's tests.
@@ -478,7 +617,7 @@ fn assertion(
         .filter(|s| s.starts_with("file://"))
         .map(str::to_string)
     {
-        match file_value(reader, &reference, &format!("{at}.value"))? {
+        match assertion_file_value(reader, &reference, &format!("{at}.value"))? {
             Some(loaded) => value = Some(loaded),
             None => return Ok(None),
         }
@@ -502,17 +641,43 @@ fn assertion(
             .and_then(Value::as_str)
             .map(str::to_string),
     };
+    let mut dropped = false;
     for key in object.keys() {
         if !["type", "value", "threshold", "weight", "metric", "provider"].contains(&key.as_str()) {
             reader.unsupported(format!("{at}: assertion field `{key}`"));
+            // A `transform` or other unread field changes what the assertion checks.
+            dropped = true;
         }
     }
-    match Assertion::from_spec(&spec) {
+    if dropped {
+        return Ok(None);
+    }
+    // A templated value (`^Hello {{name}}`) is checked once rendered, per test.
+    if spec.value.as_ref().is_some_and(templated) {
+        return match crate::score::assertion::registry::find(&kind) {
+            Some(_) => Ok(Some(spec)),
+            None => {
+                reader.unsupported(format!("assertion type `{kind}`"));
+                Ok(None)
+            }
+        };
+    }
+    match Assertion::from_spec_in(&spec, Dialect::Promptfoo) {
         Ok(_) => Ok(Some(spec)),
         Err(AssertionError::UnknownType { .. }) => {
             reader.unsupported(format!("assertion type `{kind}`"));
             Ok(None)
         }
         Err(err) => Err(reader.invalid(format!("{at}: {err}"))),
+    }
+}
+
+/// Whether a value holds template syntax anywhere.
+fn templated(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("{{") || s.contains("{%"),
+        Value::Array(items) => items.iter().any(templated),
+        Value::Object(map) => map.values().any(templated),
+        _ => false,
     }
 }

@@ -134,9 +134,9 @@ fn entry(
             .unwrap_or_else(|| "prompt".into());
         let texts = file_prompts(reader, &file, at)?;
         let one = single && texts.len() == 1;
-        for text in texts {
+        for (text, own_label) in texts {
             drafts.push(Draft {
-                label: label.filter(|_| one).map(str::to_string),
+                label: own_label.or_else(|| label.filter(|_| one).map(str::to_string)),
                 stem: stem.clone(),
                 text,
                 messages: None,
@@ -149,8 +149,13 @@ fn entry(
     Ok(())
 }
 
-/// The prompt texts in one file.
-fn file_prompts(reader: &mut Reader, file: &Path, at: &str) -> Result<Vec<String>, PromptfooError> {
+/// The prompt texts in one file, with the labels the file gives them.
+fn file_prompts(
+    reader: &mut Reader,
+    file: &Path,
+    at: &str,
+) -> Result<Vec<(String, Option<String>)>, PromptfooError> {
+    let unlabelled = |texts: Vec<String>| texts.into_iter().map(|t| (t, None)).collect();
     let extension = file
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
@@ -163,25 +168,85 @@ fn file_prompts(reader: &mut Reader, file: &Path, at: &str) -> Result<Vec<String
             ));
             Ok(Vec::new())
         }
-        "json" => Ok(vec![reader.read_text(file, at)?]),
+        "json" => Ok(unlabelled(vec![reader.read_text(file, at)?])),
         "yaml" | "yml" => {
             // A YAML message list is sent as JSON, as promptfoo does.
             let text = reader.read_text(file, at)?;
             let value: Value = crate::yaml::from_str(file, &text)?;
-            Ok(vec![value.to_string()])
+            Ok(unlabelled(vec![value.to_string()]))
         }
+        "csv" => csv_prompts(reader, file, at),
         _ => {
             let text = reader.read_text(file, at)?;
-            Ok(split_separators(&text))
+            Ok(unlabelled(split_separators(&text)))
         }
     }
 }
 
-/// promptfoo splits text prompt files on lines that are exactly `---`.
+/// promptfoo's CSV prompt files: a `prompt` column (values trimmed) and an optional
+/// `label` column, a row per prompt; a file without commas is a prompt per line (after an
+/// optional `prompt` header).
+fn csv_prompts(
+    reader: &mut Reader,
+    file: &Path,
+    at: &str,
+) -> Result<Vec<(String, Option<String>)>, PromptfooError> {
+    let text = reader.read_text(file, at)?;
+    let text = text.trim_start_matches('\u{feff}');
+    let lines = || {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let start = usize::from(
+            lines
+                .first()
+                .is_some_and(|l| l.trim().eq_ignore_ascii_case("prompt")),
+        );
+        lines[start..]
+            .iter()
+            .map(|l| (l.to_string(), None))
+            .collect::<Vec<_>>()
+    };
+    if !text.contains(',') {
+        return Ok(lines());
+    }
+    let mut csv = ::csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(::csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = match csv.headers() {
+        Ok(h) => h.clone(),
+        Err(_) => return Ok(lines()),
+    };
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let Some(prompt) = column("prompt") else {
+        return Err(reader.invalid(format!(
+            "{}: a CSV prompt file needs a `prompt` column (and may have `label`)",
+            file.display()
+        )));
+    };
+    let label = column("label");
+    let mut out = Vec::new();
+    for record in csv.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            reader.invalid(format!("{}:{line}: {e}", file.display()))
+        })?;
+        let Some(text) = record.get(prompt).filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        let label = label
+            .and_then(|i| record.get(i))
+            .filter(|l| !l.is_empty())
+            .map(str::to_string);
+        out.push((text.to_string(), label));
+    }
+    Ok(out)
+}
+
+/// promptfoo splits text prompt files on lines that are `---`, spaces around allowed.
 fn split_separators(text: &str) -> Vec<String> {
     let mut prompts = vec![String::new()];
     for line in text.split_inclusive('\n') {
-        if line.trim_end_matches(['\r', '\n']) == "---" {
+        if line.trim() == "---" {
             prompts.push(String::new());
         } else if let Some(last) = prompts.last_mut() {
             last.push_str(line);
@@ -318,7 +383,7 @@ mod tests {
     #[test]
     fn text_files_split_on_separator_lines() {
         assert_eq!(
-            split_separators("One {{x}}\n---\nTwo\n--- not a separator\n---\n\n"),
+            split_separators("One {{x}}\n  ---  \nTwo\n--- not a separator\n---\n\n"),
             ["One {{x}}", "Two\n--- not a separator"]
         );
     }

@@ -129,10 +129,11 @@ fn resolve(
     };
     let name = label.unwrap_or(&id).to_string();
     if id == ECHO_MODEL {
-        return Ok(Some(Resolved {
-            name: ECHO_MODEL.into(),
-            entry: None,
-        }));
+        // A labelled echo is a column of its own, named by its label.
+        if name != ECHO_MODEL {
+            reader.echoes.push(name.clone());
+        }
+        return Ok(Some(Resolved { name, entry: None }));
     }
     let (params, schema) = params(reader, config, &format!("{at}.config"))?;
     if schema.is_some() {

@@ -292,7 +292,7 @@ pub fn plan(
                 .iter()
                 .enumerate()
                 .map(|(i, spec)| {
-                    build_assertion(spec, case, &project.catalog)
+                    build_assertion(spec, case, &project.catalog, eval_set.dialect)
                         .and_then(|a| {
                             with_judge(a, case, options.judge.as_deref(), eval_set.judge.as_deref())
                         })
@@ -473,7 +473,8 @@ fn image_for_case(
 ) -> Result<(String, String), PlanError> {
     let text = match rendered {
         crate::prompt::RenderedPrompt::Completion(text) => text.trim().to_string(),
-        crate::prompt::RenderedPrompt::Chat(_) => String::new(),
+        crate::prompt::RenderedPrompt::Chat(_)
+        | crate::prompt::RenderedPrompt::Promptfoo { .. } => String::new(),
     };
     // The first line is the image; any further lines (CLIP's candidate labels) follow it.
     let (text, rest) = text.split_once('\n').unwrap_or((text.as_str(), ""));

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::dialect::Dialect;
+
 mod parse;
 mod pass_fail;
 pub mod registry;
@@ -75,6 +77,8 @@ pub struct Assertion {
     /// `levenshtein`: maximum distance (default 5); `latency`: maximum milliseconds.
     pub threshold: Option<f64>,
     pub metric: Option<String>,
+    /// Whose semantics it checks with (promptfoo configs: JavaScript's).
+    pub dialect: Dialect,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +126,8 @@ pub enum AssertionKind {
     TextMetric {
         metric: TextMetric,
         reference: String,
+        /// More references (promptfoo's `bleu` takes a list and keeps the best match).
+        others: Vec<String>,
     },
     /// Cosine similarity of sentence embeddings, output against reference; the threshold
     /// is the minimum (default 0.75, as promptfoo). `model` is the embedding model's
@@ -143,16 +149,20 @@ pub enum AssertionKind {
     },
 }
 
-/// A compiled regex; equality is by source text.
+/// A compiled regex in its dialect's engine; equality is by source text.
 #[derive(Debug, Clone)]
-pub struct RegexPattern(regex::Regex);
+pub struct RegexPattern {
+    source: String,
+    compiled: crate::dialect::Regex,
+}
 
 impl RegexPattern {
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.source
     }
-    pub fn regex(&self) -> &regex::Regex {
-        &self.0
+    /// The first match's byte range in `text`.
+    pub fn find(&self, text: &str) -> Option<std::ops::Range<usize>> {
+        self.compiled.find(text)
     }
 }
 
@@ -325,8 +335,31 @@ impl AssertionKind {
 }
 
 impl Assertion {
+    /// An assertion of a promptlab eval set.
     pub fn from_spec(spec: &AssertionSpec) -> Result<Assertion, AssertionError> {
+        Assertion::from_spec_in(spec, Dialect::Promptlab)
+    }
+
+    /// An assertion checked with `dialect`'s semantics.
+    pub fn from_spec_in(
+        spec: &AssertionSpec,
+        dialect: Dialect,
+    ) -> Result<Assertion, AssertionError> {
         let (assertion_type, negated) = registry::resolve(&spec.kind)?;
+        // promptfoo ignores a `threshold` that its pass/fail types do not read.
+        let cleared;
+        let spec = if dialect.ignores_stray_threshold()
+            && spec.threshold.is_some()
+            && assertion_type.check_fields(spec).is_err()
+        {
+            cleared = AssertionSpec {
+                threshold: None,
+                ..spec.clone()
+            };
+            &cleared
+        } else {
+            spec
+        };
         let name = assertion_type.name;
         let weight = spec.weight.unwrap_or(1.0);
         if !(weight.is_finite() && weight >= 0.0) {
@@ -337,11 +370,16 @@ impl Assertion {
             return Err(AssertionError::InvalidThreshold(name.into(), t));
         }
         Ok(Assertion {
-            kind: (assertion_type.parse)(&Parser { name, spec })?,
+            kind: (assertion_type.parse)(&Parser {
+                name,
+                spec,
+                dialect,
+            })?,
             negated,
             weight,
             threshold: spec.threshold,
             metric: spec.metric.clone(),
+            dialect,
         })
     }
 
@@ -355,8 +393,13 @@ impl Assertion {
         if let AssertionKind::BoxesMatch { expected, iou } = &self.kind {
             return self.check_boxes(expected, *iou, input);
         }
-        if let AssertionKind::TextMetric { metric, reference } = &self.kind {
-            return self.check_text_metric(*metric, reference, input);
+        if let AssertionKind::TextMetric {
+            metric,
+            reference,
+            others,
+        } = &self.kind
+        {
+            return self.check_text_metric(*metric, reference, others, input);
         }
         if let AssertionKind::Similar {
             reference, model, ..

@@ -224,7 +224,7 @@ pub fn pairwise_winner(reply: &str) -> Result<(crate::score::pairwise::Shown, St
 pub fn question_of(prompt: &RenderedPrompt) -> String {
     match prompt {
         RenderedPrompt::Completion(text) => text.clone(),
-        RenderedPrompt::Chat(messages) => messages
+        RenderedPrompt::Chat(messages) | RenderedPrompt::Promptfoo { messages, .. } => messages
             .iter()
             .rev()
             .find(|m| m.role == "user")

@@ -210,7 +210,7 @@ fn render_preview(state: &EditorState, path: &std::path::Path, scan: &ProjectSca
             }
             Ok(text)
         }
-        Ok(RenderedPrompt::Chat(messages)) => {
+        Ok(RenderedPrompt::Chat(messages) | RenderedPrompt::Promptfoo { messages, .. }) => {
             let template = model.and_then(|m| {
                 let info = m.info.as_ref().ok()?;
                 Some((

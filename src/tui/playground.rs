@@ -147,7 +147,7 @@ impl PlaygroundState {
             .render(&minijinja::Value::from_serialize(&vars))
             .map_err(|e| e.to_string())?
         {
-            RenderedPrompt::Chat(messages) => messages,
+            RenderedPrompt::Chat(messages) | RenderedPrompt::Promptfoo { messages, .. } => messages,
             RenderedPrompt::Completion(_) => return Err(format!("`{id}` is a completion prompt")),
         };
         if prompt.variables().is_empty() {

@@ -261,7 +261,8 @@ fn prompt_summary(prompt_json: &str) -> String {
         return String::new();
     };
     let text = match prompt {
-        promptlab::prompt::RenderedPrompt::Chat(messages) => messages
+        promptlab::prompt::RenderedPrompt::Chat(messages)
+        | promptlab::prompt::RenderedPrompt::Promptfoo { messages, .. } => messages
             .iter()
             .rev()
             .find(|m| m.role == "user")

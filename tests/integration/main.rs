@@ -17,6 +17,7 @@ mod mistralrs;
 mod openai_faults;
 mod photos;
 mod promptfoo;
+mod promptfoo_dialect;
 mod property;
 mod real_models;
 mod resume;

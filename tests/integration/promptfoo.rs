@@ -108,8 +108,11 @@ fn echo_configs_give_exactly_the_expected_verdicts() {
         (
             "support-rubric",
             3,
-            // promptlab has one echo engine: the provider's label does not rename it.
-            &[("prompt @ echo", 0), ("prompt @ echo", 2)],
+            // A labelled echo provider is a column named by its label, as in promptfoo.
+            &[
+                ("prompt @ Mock support assistant", 0),
+                ("prompt @ Mock support assistant", 2),
+            ],
         ),
         ("separate-test-configs", 12, &[("prompt1-1 @ echo", 3)]),
         ("translation-scenarios", 16, &[]),

@@ -16,7 +16,7 @@ pub enum Route {
 impl Route {
     pub fn of(prompt: &RenderedPrompt) -> Route {
         match prompt {
-            RenderedPrompt::Chat(_) => Route::Chat,
+            RenderedPrompt::Chat(_) | RenderedPrompt::Promptfoo { .. } => Route::Chat,
             RenderedPrompt::Completion(_) => Route::Completion,
         }
     }
@@ -48,7 +48,7 @@ pub fn request_body(
             let choice = if offer.must_answer { "none" } else { "auto" };
             body.insert("tool_choice".into(), json!(choice));
         }
-        (None, RenderedPrompt::Chat(messages)) => {
+        (None, RenderedPrompt::Chat(messages) | RenderedPrompt::Promptfoo { messages, .. }) => {
             body.insert("messages".into(), json!(messages));
         }
         (None, RenderedPrompt::Completion(text)) => {

@@ -20,7 +20,8 @@ pub(super) fn csv_tests(reader: &mut Reader, file: &Path) -> Result<Vec<RawTest>
         .headers()
         .map_err(|e| reader.invalid(format!("{shown}: {e}")))?
         .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        // promptfoo trims keys: `answer, __expected` has an `__expected` column.
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
         .collect();
     let mut tests = Vec::new();
     for record in csv.records() {
@@ -103,7 +104,26 @@ pub(in crate::promptfoo) fn expected_assertion(cell: &str) -> Value {
                 kind.to_string()
             };
             object.insert("type".into(), Value::String(name));
-            if let Some(threshold) = caps.get(3).and_then(|t| t.as_str().parse::<f64>().ok()) {
+            let threshold = caps.get(3).and_then(|t| t.as_str().parse::<f64>().ok());
+            // promptfoo's `assertionFromString` gives these types a threshold when the cell
+            // has none (so `levenshtein:` allows a distance of 0.75, not 5).
+            let default = match kind {
+                "similar" => Some(0.8),
+                "answer-relevance"
+                | "classifier"
+                | "context-faithfulness"
+                | "context-recall"
+                | "context-relevance"
+                | "cost"
+                | "latency"
+                | "levenshtein"
+                | "perplexity-score"
+                | "perplexity"
+                | "rouge-n"
+                | "starts-with" => Some(0.75),
+                _ => None,
+            };
+            if let Some(threshold) = threshold.or(default) {
                 object.insert("threshold".into(), serde_json::json!(threshold));
             }
             if let Some(value) = caps.get(4).map(|v| v.as_str().trim()) {

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::PlanError;
+use crate::dialect::Dialect;
 use crate::evalset::Case;
 use crate::score::assertion::registry::{self, Needs};
 use crate::score::assertion::{Assertion, AssertionSpec};
@@ -16,6 +17,7 @@ pub(super) fn build_assertion(
     spec: &AssertionSpec,
     case: &Case,
     catalog: &crate::catalog::ModelCatalog,
+    dialect: Dialect,
 ) -> Result<Assertion, PlanError> {
     let mut context = case.vars.clone();
     if let Some(expected) = &case.expected {
@@ -44,14 +46,17 @@ pub(super) fn build_assertion(
         }
     }
     if let Some(value) = &spec.value {
-        spec.value = Some(
-            render_value(value, &context).map_err(|message| PlanError::Case {
-                origin: case.origin.clone(),
-                message: format!("assertion `{}`: {message}", spec.kind),
-            })?,
-        );
+        let rendered = if dialect.renders_values_as_text() {
+            render_text_values(value, &context, dialect)
+        } else {
+            render_value(value, &context)
+        };
+        spec.value = Some(rendered.map_err(|message| PlanError::Case {
+            origin: case.origin.clone(),
+            message: format!("assertion `{}`: {message}", spec.kind),
+        })?);
     }
-    let mut assertion = Assertion::from_spec(&spec).map_err(|e| PlanError::Case {
+    let mut assertion = Assertion::from_spec_in(&spec, dialect).map_err(|e| PlanError::Case {
         origin: case.origin.clone(),
         message: e.to_string(),
     })?;
@@ -118,6 +123,33 @@ fn embedding_model(
                 "assertion `{kind}` needs a `kind: embedding` model in models/models.yaml (scripts/fetch-models.sh fetches all-MiniLM-L6-v2)"
             ),
         }),
+    }
+}
+
+/// promptfoo's rendering of an assertion value: a string is rendered to a string, a list's
+/// strings each, an object is left as written.
+fn render_text_values(
+    value: &Value,
+    context: &minijinja::Value,
+    dialect: Dialect,
+) -> Result<Value, String> {
+    let render = |s: &str| {
+        dialect
+            .render_str(s, context)
+            .map(Value::String)
+            .map_err(|f| f.to_string())
+    };
+    match value {
+        Value::String(s) => render(s),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => render(s),
+                other => Ok(other.clone()),
+            })
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
+        other => Ok(other.clone()),
     }
 }
 

@@ -7,6 +7,7 @@ use super::*;
 pub(super) struct Parser<'a> {
     pub name: &'static str,
     pub spec: &'a AssertionSpec,
+    pub dialect: Dialect,
 }
 
 impl Parser<'_> {
@@ -40,15 +41,17 @@ impl Parser<'_> {
         let expected = "a non-empty list of non-empty strings or a comma-separated string";
         let list = match self.value() {
             Some(Value::Array(items)) => items.iter().map(item_text).collect::<Option<Vec<_>>>(),
-            // promptfoo also lets quotes protect commas; rather than misread such a
-            // string, ask for a list.
-            Some(Value::String(s)) if s.contains('"') => {
-                return Err(self.invalid(&format!("{expected} (with quotes or commas: a list)")));
-            }
-            Some(Value::String(s)) => {
-                let fields = s.split(',').map(str::trim).filter(|f| !f.is_empty());
-                Some(fields.map(str::to_owned).collect())
-            }
+            // promptfoo lets quotes protect commas in `contains-any`; promptlab asks for
+            // a list rather than misread such a string.
+            Some(Value::String(s)) => match self.dialect.split_list(s, self.name == "contains-any")
+            {
+                Some(fields) => Some(fields),
+                None => {
+                    return Err(
+                        self.invalid(&format!("{expected} (with quotes or commas: a list)"))
+                    );
+                }
+            },
             _ => None,
         };
         list.filter(|l| !l.is_empty())
@@ -61,14 +64,15 @@ impl Parser<'_> {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty());
         let source = source.ok_or_else(|| self.invalid("a regular expression string"))?;
-        let re = regex::Regex::new(source);
-        Ok(RegexPattern(re.map_err(|e| {
-            AssertionError::InvalidRegex(e.to_string())
-        })?))
+        let compiled = self.dialect.regex(source);
+        Ok(RegexPattern {
+            source: source.to_string(),
+            compiled: compiled.map_err(AssertionError::InvalidRegex)?,
+        })
     }
 
     pub fn schema(&self) -> Result<Option<JsonSchema>, AssertionError> {
-        parse_schema(self.name, self.value())
+        parse_schema(self.name, self.value(), self.dialect)
     }
 
     pub fn bounds(&self) -> Result<Bounds, AssertionError> {
@@ -111,9 +115,23 @@ impl Parser<'_> {
     }
 
     pub fn text_metric(&self, metric: TextMetric) -> Result<AssertionKind, AssertionError> {
+        // promptfoo's `bleu` compares with the best of a list of references.
+        if let (Dialect::Promptfoo, TextMetric::Bleu, Some(Value::Array(items))) =
+            (self.dialect, metric, self.value())
+        {
+            let references: Option<Vec<String>> = items.iter().map(item_text).collect();
+            if let Some([first, others @ ..]) = references.as_deref() {
+                return Ok(AssertionKind::TextMetric {
+                    metric,
+                    reference: first.clone(),
+                    others: others.to_vec(),
+                });
+            }
+        }
         Ok(AssertionKind::TextMetric {
             metric,
             reference: self.reference()?,
+            others: Vec::new(),
         })
     }
 
@@ -143,13 +161,21 @@ fn item_text(v: &Value) -> Option<String> {
     }
 }
 
-/// An optional schema: an object or boolean, or JSON text holding one (promptfoo would also
-/// take YAML text or a file:// reference). An empty string or null means no schema.
-fn parse_schema(base: &str, value: Option<&Value>) -> Result<Option<JsonSchema>, AssertionError> {
+/// An optional schema: an object or boolean, or JSON text holding one (promptfoo also
+/// takes YAML text, read in its dialect). An empty string or null means no schema.
+fn parse_schema(
+    base: &str,
+    value: Option<&Value>,
+    dialect: Dialect,
+) -> Result<Option<JsonSchema>, AssertionError> {
     let invalid = |message: String| AssertionError::InvalidSchema(base.into(), message);
     let schema = match value {
         None => return Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) if dialect == Dialect::Promptfoo => {
+            crate::yaml::value_from_str(std::path::Path::new("schema"), s)
+                .map_err(|e| invalid(e.to_string()))?
+        }
         Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| invalid(e.to_string()))?,
         Some(v) => v.clone(),
     };
@@ -157,9 +183,13 @@ fn parse_schema(base: &str, value: Option<&Value>) -> Result<Option<JsonSchema>,
         return Err(invalid("a schema must be an object or a boolean".into()));
     }
     // promptfoo checks `format` (ajv-formats), so do the same.
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema);
+    let mut options = jsonschema::options().should_validate_formats(true);
+    if let Some(draft) = dialect.default_schema_draft()
+        && schema.get("$schema").is_none()
+    {
+        options = options.with_draft(draft);
+    }
+    let validator = options.build(&schema);
     let validator = validator.map_err(|e| invalid(clip(&e.to_string(), 200)))?;
     Ok(Some(JsonSchema {
         schema,
@@ -221,6 +251,13 @@ impl Assertion {
             }),
             Latency => None,
             BoxesMatch { expected, .. } => Some(boxes_value(expected)),
+            TextMetric {
+                reference, others, ..
+            } if !others.is_empty() => {
+                let mut all = vec![reference.clone()];
+                all.extend(others.iter().cloned());
+                Some(json!(all))
+            }
             TextMetric { reference, .. } | Similar { reference, .. } => Some(json!(reference)),
             ModelGraded { criterion, .. } => Some(json!(criterion)),
         };

@@ -49,11 +49,11 @@ impl Assertion {
                 }
             }
             StartsWith(s) => (out.starts_with(s.as_str()), seen(None)),
-            Regex(re) => match re.0.find(out) {
-                Some(m) => (true, format!("it matched {}", excerpt(m.as_str()))),
+            Regex(re) => match re.find(out) {
+                Some(m) => (true, format!("it matched {}", excerpt(&out[m]))),
                 None => (false, seen(None)),
             },
-            IsJson(schema) => match serde_json::from_str::<Value>(out) {
+            IsJson(schema) => match self.dialect.parse_json(out) {
                 Ok(value) => match schema.as_ref().and_then(|s| schema_violation(s, &value)) {
                     Some(violation) => (false, violation),
                     None => (true, format!("got {}", describe(&value))),
@@ -166,7 +166,9 @@ impl Assertion {
                 return ("latency", format!("be at most {max} ms"));
             }
             BoxesMatch { expected, .. } => format!("match {} boxes", expected.len()),
-            TextMetric { metric, reference } => {
+            TextMetric {
+                metric, reference, ..
+            } => {
                 format!(
                     "score {} ≥ threshold against {}",
                     metric.name(),

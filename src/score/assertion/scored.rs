@@ -2,6 +2,7 @@
 //! text metrics (ROUGE, BLEU, chrF) and embedding similarity.
 
 use super::*;
+use crate::dialect::{Metrics, promptfoo_metrics};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextMetric {
@@ -87,10 +88,31 @@ impl Assertion {
         &self,
         metric: TextMetric,
         reference: &str,
+        others: &[String],
         input: &CheckInput,
     ) -> AssertionOutcome {
         let minimum = self.threshold.unwrap_or(metric.default_threshold());
-        let value = metric.score(input.output, reference);
+        let value = match self.dialect.metrics() {
+            Metrics::Promptfoo => match metric {
+                TextMetric::Rouge(1) => promptfoo_metrics::rouge_n(input.output, reference, 1),
+                TextMetric::Bleu => {
+                    let mut all = vec![reference.to_string()];
+                    all.extend(others.iter().cloned());
+                    promptfoo_metrics::bleu(input.output, &all)
+                }
+                other => Some(other.score(input.output, reference)),
+            },
+            Metrics::Reference => Some(metric.score(input.output, reference)),
+        };
+        let Some(value) = value else {
+            // promptfoo throws here, which fails the test.
+            let reason = format!(
+                "{} cannot be computed for an empty text; output was {}",
+                metric.name(),
+                excerpt(input.output)
+            );
+            return self.scored_outcome(false, 0.0, reason);
+        };
         let held = value + 1e-9 >= minimum;
         let passed = held != self.negated;
         let not = if self.negated { "not " } else { "" };
