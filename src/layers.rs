@@ -10,7 +10,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation: formats and plain records",
         &[
-            "yaml", "params", "template", "gguf", "hub", "cancel", "metrics", "trace",
+            "yaml", "params", "template", "gguf", "hub", "cancel", "metrics", "trace", "script",
         ],
     ),
     (
