@@ -90,6 +90,8 @@ struct RawTest {
     threshold: Option<f64>,
     /// Metric for every assertion that names none (CSV `__metric`).
     metric: Option<String>,
+    /// `options.transform` (or its old name `postprocess`), `file://` paths made absolute.
+    transform: Option<String>,
     origin: String,
 }
 
@@ -147,6 +149,7 @@ pub(super) fn read(
                 human: None,
                 origin: test.origin.clone(),
                 default_assertions: 0,
+                transform: test.transform.clone(),
             });
         }
     }
@@ -168,6 +171,7 @@ fn merge(defaults: &RawTest, test: RawTest) -> RawTest {
         assertions,
         threshold: test.threshold.or(defaults.threshold),
         metric: test.metric.or_else(|| defaults.metric.clone()),
+        transform: test.transform.or_else(|| defaults.transform.clone()),
         origin: test.origin,
     }
 }
@@ -382,9 +386,13 @@ fn test_object(reader: &mut Reader, value: &Value, at: &str) -> Result<RawTest, 
             }
             "options" => {
                 if let Value::Object(options) = value {
-                    for option in options.keys() {
-                        if !(option == "provider" && at == "defaultTest") {
-                            reader.unsupported(format!("{at}: option `{option}`"));
+                    for (option, value) in options {
+                        match (option.as_str(), value) {
+                            ("provider", _) if at == "defaultTest" => {}
+                            ("transform" | "postprocess", Value::String(code)) => {
+                                test.transform = Some(super::scripts::resolve(reader, code));
+                            }
+                            _ => reader.unsupported(format!("{at}: option `{option}`")),
                         }
                     }
                 }
@@ -472,7 +480,12 @@ fn assertion(
     };
     let number = |key: &str| object.get(key).and_then(Value::as_f64);
     let mut value = object.get("value").cloned();
-    if let Some(reference) = value
+    // Scripts stay references (resolved against the config), run when checked.
+    if super::scripts::is_script_type(&kind)
+        && let Some(Value::String(code)) = &value
+    {
+        value = Some(Value::String(super::scripts::resolve(reader, code)));
+    } else if let Some(reference) = value
         .as_ref()
         .and_then(Value::as_str)
         .filter(|s| s.starts_with("file://"))
@@ -501,9 +514,31 @@ fn assertion(
             .get("provider")
             .and_then(Value::as_str)
             .map(str::to_string),
+        transform: object
+            .get("transform")
+            .and_then(Value::as_str)
+            .map(|code| super::scripts::resolve(reader, code)),
+        config: object.get("config").cloned(),
+        assertions: match object.get("assert") {
+            Some(nested) => Some(super::scripts::nested(
+                reader, nested, metric, at, assertion,
+            )?),
+            None => None,
+        },
     };
+    const FIELDS: &[&str] = &[
+        "type",
+        "value",
+        "threshold",
+        "weight",
+        "metric",
+        "provider",
+        "transform",
+        "config",
+        "assert",
+    ];
     for key in object.keys() {
-        if !["type", "value", "threshold", "weight", "metric", "provider"].contains(&key.as_str()) {
+        if !FIELDS.contains(&key.as_str()) {
             reader.unsupported(format!("{at}: assertion field `{key}`"));
         }
     }

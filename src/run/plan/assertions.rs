@@ -51,6 +51,19 @@ pub(super) fn build_assertion(
             })?,
         );
     }
+    // `assert-set`'s nested assertions render with the same variables.
+    if let Some(nested) = spec.assertions.take() {
+        let rendered = nested.into_iter().map(|n| render_nested(n, &context));
+        spec.assertions =
+            Some(
+                rendered
+                    .collect::<Result<_, _>>()
+                    .map_err(|message| PlanError::Case {
+                        origin: case.origin.clone(),
+                        message: format!("assertion `{}`: {message}", spec.kind),
+                    })?,
+            );
+    }
     let mut assertion = Assertion::from_spec(&spec).map_err(|e| PlanError::Case {
         origin: case.origin.clone(),
         message: e.to_string(),
@@ -119,6 +132,20 @@ fn embedding_model(
             ),
         }),
     }
+}
+
+fn render_nested(
+    mut spec: AssertionSpec,
+    context: &minijinja::Value,
+) -> Result<AssertionSpec, String> {
+    if let Some(value) = &spec.value {
+        spec.value = Some(render_value(value, context)?);
+    }
+    if let Some(nested) = spec.assertions.take() {
+        let rendered = nested.into_iter().map(|n| render_nested(n, context));
+        spec.assertions = Some(rendered.collect::<Result<_, _>>()?);
+    }
+    Ok(spec)
 }
 
 fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, String> {
