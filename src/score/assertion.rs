@@ -17,6 +17,7 @@ mod gleu;
 mod parse;
 mod parse_more;
 mod pass_fail;
+mod refusal;
 pub mod registry;
 mod scored;
 mod scripted;

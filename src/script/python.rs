@@ -79,6 +79,17 @@ pub(super) fn call(
     context: &Value,
     time_limit: Duration,
 ) -> Result<Value, ScriptError> {
+    run(&interpreter(), source, role, output, context, time_limit)
+}
+
+fn run(
+    python: &str,
+    source: &Source,
+    role: Role,
+    output: &Value,
+    context: &Value,
+    time_limit: Duration,
+) -> Result<Value, ScriptError> {
     let io = |what: &str, e: std::io::Error| ScriptError::Thrown(format!("python: {what}: {e}"));
     let dir = tempfile::tempdir().map_err(|e| io("temporary folder", e))?;
     let wrapper = dir.path().join("promptlab_wrapper.py");
@@ -103,8 +114,7 @@ pub(super) fn call(
     let result = dir.path().join("result.json");
     let stderr_file = dir.path().join("stderr.txt");
     let stderr = std::fs::File::create(&stderr_file).map_err(|e| io("stderr", e))?;
-    let python = interpreter();
-    let mut child = Command::new(&python)
+    let mut child = Command::new(python)
         .arg(&wrapper)
         .arg(&script)
         .arg(&function)
@@ -116,8 +126,8 @@ pub(super) fn call(
         .stderr(stderr)
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ScriptError::PythonMissing(python.clone()),
-            _ => io(&python, e),
+            std::io::ErrorKind::NotFound => ScriptError::PythonMissing(python.to_string()),
+            _ => io(python, e),
         })?;
     let deadline = Instant::now() + time_limit;
     let status = loop {
@@ -184,6 +194,24 @@ mod tests {
             inline_script("n = len(output)\nreturn n > 2"),
             "import json\n\ndef main(output, context):\n    n = len(output)\n    return n > 2\n"
         );
+    }
+
+    #[test]
+    fn a_missing_python_is_named() {
+        let err = run(
+            "/nonexistent/python3",
+            &Source::Inline("True".into()),
+            Role::Assertion,
+            &json!(""),
+            &json!({}),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ScriptError::PythonMissing("/nonexistent/python3".into())
+        );
+        assert!(err.to_string().contains("PROMPTFOO_PYTHON"));
     }
 
     #[test]
