@@ -358,7 +358,7 @@ pub static REGISTRY: &[AssertionType] = &[
         name: "javascript",
         aliases: &[],
         value: Some(
-            "JavaScript: an expression, a multi-line function body, or `file://x.js[:function]`",
+            "JavaScript: an expression, a multi-line function body, or `file://x.js[:function]` (relative to a promptfoo config, or to the working folder)",
         ),
         fields: &[(
             Field::Threshold,
