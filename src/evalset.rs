@@ -42,6 +42,10 @@ pub struct Case {
     /// the run reports how often the judge agrees (Cohen's kappa).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub human: Option<HumanLabel>,
+    /// JavaScript (or `file://` JS/Python) that reshapes the output before the assertions
+    /// see it (promptfoo's `options.transform`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
     /// Where the case came from (`file:line`), for error messages.
     #[serde(skip)]
     pub origin: String,

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundation: formats and plain records",
         &[
             "yaml", "params", "template", "dialect", "gguf", "hub", "cancel", "metrics", "trace",
+            "script",
         ],
     ),
     (

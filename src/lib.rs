@@ -24,6 +24,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod score;
+pub mod script;
 pub mod serve;
 pub mod store;
 pub mod sweep;

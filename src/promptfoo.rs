@@ -2,13 +2,14 @@
 //! providers, tests, `defaultTest` and `scenarios` become promptlab prompts, catalog
 //! models and an eval set, which then run like any other (store, reports, TUI).
 //!
-//! What promptfoo can do and promptlab cannot (JavaScript or Python assertions, output
+//! What promptfoo can do and promptlab cannot (webhook or ruby assertions, variable
 //! transforms, custom providers...) is listed up front, before anything runs; with
 //! `skip_unsupported` those parts are dropped and reported as skipped instead.
 
 mod cases;
 mod prompts;
 mod providers;
+mod scripts;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ mod data;
 mod html;
 mod junit;
 mod markdown;
+mod promptfoo_json;
 mod sweep;
 mod table;
 mod training;
@@ -29,15 +30,22 @@ pub enum Format {
     Markdown,
     Junit,
     Html,
+    /// promptfoo's `eval -o out.json` shape, for a path ending in `.promptfoo.json`.
+    PromptfooJson,
 }
 
 impl Format {
-    pub const EXTENSIONS: &'static str = ".json, .jsonl, .csv, .md, .xml (JUnit), .html";
+    pub const EXTENSIONS: &'static str =
+        ".json, .promptfoo.json (promptfoo's format), .jsonl, .csv, .md, .xml (JUnit), .html";
 
     /// The format a path asks for; `-` (standard output) is JSON.
     pub fn from_path(path: &Path) -> Option<Format> {
         if is_stdout(path) {
             return Some(Format::Json);
+        }
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        if name.ends_with(".promptfoo.json") {
+            return Some(Format::PromptfooJson);
         }
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "json" => Some(Format::Json),
@@ -92,6 +100,7 @@ fn render(result: &RunResult, format: Format) -> Result<Vec<u8>, String> {
         Format::Markdown => Ok(markdown::render(result).into_bytes()),
         Format::Junit => junit::render(result),
         Format::Html => html::render(result).map(String::into_bytes),
+        Format::PromptfooJson => promptfoo_json::render(result),
     }
 }
 

@@ -85,6 +85,8 @@ pub struct PlannedCell {
     pub request: GenerationRequest,
     pub assertions: Vec<Assertion>,
     pub threshold: Option<f64>,
+    /// Reshapes the output before the assertions see it (the case's `transform`).
+    pub transform: Option<crate::script::Script>,
 }
 
 /// Everything needed to execute a run, already validated.

@@ -310,6 +310,7 @@ pub fn check_trace(checks: &[AgentCheck], trace: &AgentTrace) -> Vec<CheckOutcom
                     let outcome = assertion.check(&CheckInput {
                         output: answer,
                         latency_ms: Some(trace.total_ms),
+                        ..CheckInput::default()
                     });
                     let reason = match &trace.answer {
                         None => format!("no answer (stopped at {})", trace.stop.as_str()),

@@ -194,6 +194,7 @@ fn empty_case() -> Case {
         human: None,
         origin: String::new(),
         default_assertions: 0,
+        transform: None,
     }
 }
 

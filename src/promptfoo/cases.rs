@@ -91,6 +91,8 @@ struct RawTest {
     threshold: Option<f64>,
     /// Metric for every assertion that names none (CSV `__metric`).
     metric: Option<String>,
+    /// `options.transform` (or its old name `postprocess`), `file://` paths made absolute.
+    transform: Option<String>,
     origin: String,
     /// `options.disableVarExpansion`: list variables stay lists.
     no_expansion: bool,
@@ -165,6 +167,7 @@ pub(super) fn read(
                 human: None,
                 origin: test.origin.clone(),
                 default_assertions: 0,
+                transform: test.transform.clone(),
             });
         }
     }
@@ -186,6 +189,7 @@ fn merge(defaults: &RawTest, test: RawTest) -> RawTest {
         assertions,
         threshold: test.threshold.or(defaults.threshold),
         metric: test.metric.or_else(|| defaults.metric.clone()),
+        transform: test.transform.or_else(|| defaults.transform.clone()),
         origin: test.origin,
         no_expansion: test.no_expansion || defaults.no_expansion,
         transform_dropped: test.transform_dropped || defaults.transform_dropped,
@@ -520,10 +524,13 @@ fn test_option(reader: &mut Reader, test: &mut RawTest, option: &str, setting: &
         "disableVarExpansion" => test.no_expansion = setting.as_bool().unwrap_or(false),
         // Needs prompts rendered as earlier outputs arrive: not implemented yet.
         "storeOutputAs" => reader.unsupported(format!("{at}: option `storeOutputAs`")),
-        "transform" | "postprocess" => {
-            test.transform_dropped = true;
-            reader.unsupported(format!("{at}: option `{option}`"));
-        }
+        "transform" | "postprocess" => match setting {
+            Value::String(code) => test.transform = Some(super::scripts::resolve(reader, code)),
+            _ => {
+                test.transform_dropped = true;
+                reader.unsupported(format!("{at}: option `{option}`: expected code"));
+            }
+        },
         // promptfoo's test options do not set sampling, and running serially changes no
         // verdict here (tests that chain outputs run in order anyway).
         "runSerially" | "temperature" | "maxTokens" | "max_tokens" | "disableConversationVar" => {
@@ -611,7 +618,12 @@ fn assertion(
     };
     let number = |key: &str| object.get(key).and_then(Value::as_f64);
     let mut value = object.get("value").cloned();
-    if let Some(reference) = value
+    // Scripts stay references (resolved against the config), run when checked.
+    if super::scripts::is_script_type(&kind)
+        && let Some(Value::String(code)) = &value
+    {
+        value = Some(Value::String(super::scripts::resolve(reader, code)));
+    } else if let Some(reference) = value
         .as_ref()
         .and_then(Value::as_str)
         .filter(|s| s.starts_with("file://"))
@@ -640,10 +652,32 @@ fn assertion(
             .get("provider")
             .and_then(Value::as_str)
             .map(str::to_string),
+        transform: object
+            .get("transform")
+            .and_then(Value::as_str)
+            .map(|code| super::scripts::resolve(reader, code)),
+        config: object.get("config").cloned(),
+        assertions: match object.get("assert") {
+            Some(nested) => Some(super::scripts::nested(
+                reader, nested, metric, at, assertion,
+            )?),
+            None => None,
+        },
     };
     let mut dropped = false;
+    const FIELDS: &[&str] = &[
+        "type",
+        "value",
+        "threshold",
+        "weight",
+        "metric",
+        "provider",
+        "transform",
+        "config",
+        "assert",
+    ];
     for key in object.keys() {
-        if !["type", "value", "threshold", "weight", "metric", "provider"].contains(&key.as_str()) {
+        if !FIELDS.contains(&key.as_str()) {
             reader.unsupported(format!("{at}: assertion field `{key}`"));
             // A `transform` or other unread field changes what the assertion checks.
             dropped = true;

@@ -133,8 +133,8 @@ providers: [echo, anthropic:messages:claude-3]
 tests:
   - vars: {name: Ann}
     assert:
-      - {type: javascript, value: "output.length > 1"}
-      - {type: contains, value: Ann, transform: "output.trim()"}
+      - {type: ruby, value: "output.length > 1"}
+      - {type: contains, value: Ann, contextTransform: "output.trim()"}
       - {type: contains, value: Hi}
 "#,
     );
@@ -143,8 +143,8 @@ tests:
         .to_string();
     for expected in [
         "provider `anthropic:messages:claude-3`",
-        "assertion type `javascript`",
-        "assertion field `transform`",
+        "assertion type `ruby`",
+        "assertion field `contextTransform`",
         "--skip-unsupported",
     ] {
         assert!(err.contains(expected), "{expected}: {err}");

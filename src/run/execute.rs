@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 pub(super) mod judging;
+mod scripts;
 
 use super::record::Recording;
 use super::summary::{classification_reports, detection_reports, summarize};
@@ -248,9 +249,26 @@ fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError
     let cell = &plan.cells[id];
     match outcome {
         Ok(generation) => {
+            let context =
+                scripts::needs_context(cell).then(|| scripts::context(plan, cell, &generation));
+            let transformed = match &cell.transform {
+                Some(transform) => match scripts::transform(transform, plan, cell, &generation) {
+                    Ok(value) => Some(value),
+                    Err(error) => return scripts::transform_failed(cell, generation, error),
+                },
+                None => None,
+            };
+            let text = transformed
+                .as_ref()
+                .map(crate::score::assertion::output_text);
             let input = CheckInput {
-                output: &generation.text,
+                output: text.as_deref().unwrap_or(&generation.text),
                 latency_ms: Some(generation.total_ms),
+                value: transformed.as_ref(),
+                context: context.as_ref(),
+                // promptfoo's echo provider reports no finish reason.
+                finish: (!scripts::is_echo(plan, cell)).then_some(generation.finish),
+                cost: scripts::cost(plan, cell, &generation),
             };
             let assertions: Vec<_> = cell.assertions.iter().map(|a| a.check(&input)).collect();
             let (passed, score) = combine(&assertions, cell.threshold);

@@ -1,5 +1,6 @@
 //! Turns an eval set and a selection into a validated [`RunPlan`].
 
+use crate::script::{Language, Script};
 use std::path::PathBuf;
 
 use super::{CaseInfo, Column, PlannedCell, RunPlan};
@@ -320,6 +321,17 @@ pub fn plan(
                 grammar: None,
                 tools: None,
             };
+            let transform = match &case.transform {
+                Some(code) => Some(
+                    Script::parse(code, Language::JavaScript, std::path::Path::new("")).map_err(
+                        |e| PlanError::Case {
+                            origin: case.origin.clone(),
+                            message: format!("transform: {e}"),
+                        },
+                    )?,
+                ),
+                None => None,
+            };
             cells.push(PlannedCell {
                 column,
                 case: case_index,
@@ -327,6 +339,7 @@ pub fn plan(
                 request,
                 assertions,
                 threshold: case.threshold,
+                transform,
             });
         }
     }

@@ -15,17 +15,24 @@ use serde_json::{Value, json};
 
 use crate::dialect::Dialect;
 
+mod gleu;
 mod parse;
+mod parse_more;
 mod pass_fail;
+mod refusal;
 pub mod registry;
 mod scored;
+mod scripted;
+pub mod structured;
 #[cfg(test)]
 mod tests;
 mod text;
 
+use crate::script::Script;
 use parse::*;
 pub use registry::ASSERTION_TYPES;
 pub use scored::TextMetric;
+pub(crate) use scripted::output_text;
 use text::*;
 
 /// promptfoo's default minimum cosine for `similar`.
@@ -38,7 +45,7 @@ pub const DEFAULT_BOX_IOU: f64 = 0.5;
 const EXCERPT_CHARS: usize = 80;
 
 /// The raw YAML/JSON shape of one assertion.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionSpec {
     #[serde(rename = "type")]
@@ -63,6 +70,16 @@ pub struct AssertionSpec {
     /// Model-graded assertions: the catalog model that judges (promptfoo's name for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// JavaScript (or `file://` JS/Python) that reshapes the output before this assertion
+    /// sees it, as promptfoo's assertion-level `transform`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
+    /// Handed to `javascript`/`python` assertions as `context.config` (promptfoo's `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Value>,
+    /// `assert-set`: the nested assertions.
+    #[serde(default, rename = "assert", skip_serializing_if = "Option::is_none")]
+    pub assertions: Option<Vec<AssertionSpec>>,
 }
 
 /// One assertion as written in YAML (`assert:` lists in eval sets), already parsed and validated.
@@ -79,6 +96,10 @@ pub struct Assertion {
     pub metric: Option<String>,
     /// Whose semantics it checks with (promptfoo configs: JavaScript's).
     pub dialect: Dialect,
+    /// Reshapes the output first (promptfoo's assertion-level `transform`).
+    pub transform: Option<Box<Script>>,
+    /// `context.config` for scripts.
+    pub config: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +168,34 @@ pub enum AssertionKind {
         criterion: String,
         judge: Option<String>,
     },
+    /// `javascript` or `python`: the script decides (boolean, number against the
+    /// threshold, or a `{pass, score, reason}` object), as in promptfoo.
+    Script(Box<Script>),
+    /// `assert-set`: nested assertions scored together (weighted mean; with a threshold,
+    /// the mean must reach it, otherwise every one must pass).
+    AssertSet(Vec<Assertion>),
+    /// `is-xml` / `contains-xml`: (contained, required element paths such as `root.item`).
+    Xml {
+        contained: bool,
+        required: Vec<String>,
+    },
+    /// `is-sql` / `contains-sql`.
+    Sql {
+        contained: bool,
+        check: structured::SqlCheck,
+    },
+    /// `is-html` / `contains-html`.
+    Html {
+        contained: bool,
+    },
+    /// The output declines to answer (promptfoo's refusal phrases), or is empty.
+    IsRefusal,
+    /// Why generation stopped, in OpenAI's words (`stop`, `length`...).
+    FinishReason(String),
+    /// The call's cost in dollars is at most the threshold (0 for local models).
+    Cost,
+    /// promptfoo's GLEU against one or more references (threshold default 0.5).
+    Gleu(Vec<String>),
 }
 
 /// A compiled regex in its dialect's engine; equality is by source text.
@@ -210,9 +259,18 @@ impl JsonPathExpr {
     }
 }
 
+#[derive(Clone, Copy, Default)]
 pub struct CheckInput<'a> {
     pub output: &'a str,
     pub latency_ms: Option<f64>,
+    /// The output as scripts see it, when a transform made it something else than the
+    /// text (a transform may return an object); `output` is then its text form.
+    pub value: Option<&'a Value>,
+    /// promptfoo's `context` for scripts (`vars`, `prompt`, `test`, `provider`...).
+    pub context: Option<&'a Value>,
+    pub finish: Option<crate::engine::FinishReason>,
+    /// In dollars, when the model has a price.
+    pub cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,6 +362,26 @@ impl AssertionKind {
             TextMetric { metric, .. } => metric.name(),
             Similar { .. } => "similar",
             ModelGraded { grader, .. } => grader.name(),
+            Script(script) => script.language.name(),
+            AssertSet(_) => "assert-set",
+            Xml {
+                contained: false, ..
+            } => "is-xml",
+            Xml {
+                contained: true, ..
+            } => "contains-xml",
+            Sql {
+                contained: false, ..
+            } => "is-sql",
+            Sql {
+                contained: true, ..
+            } => "contains-sql",
+            Html { contained: false } => "is-html",
+            Html { contained: true } => "contains-html",
+            IsRefusal => "is-refusal",
+            FinishReason(_) => "finish-reason",
+            Cost => "cost",
+            Gleu(_) => "gleu",
         }
     }
 
@@ -369,6 +447,21 @@ impl Assertion {
         if let Some(t) = spec.threshold.filter(|t| !(t.is_finite() && *t >= 0.0)) {
             return Err(AssertionError::InvalidThreshold(name.into(), t));
         }
+        let transform = match &spec.transform {
+            Some(code) => Some(
+                Script::parse(
+                    code,
+                    crate::script::Language::JavaScript,
+                    std::path::Path::new(""),
+                )
+                .map(Box::new)
+                .map_err(|e| AssertionError::InvalidValue("transform".into(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        if spec.assertions.is_some() && name != "assert-set" {
+            return Err(AssertionError::UnexpectedField(name.into(), "assert"));
+        }
         Ok(Assertion {
             kind: (assertion_type.parse)(&Parser {
                 name,
@@ -380,6 +473,8 @@ impl Assertion {
             threshold: spec.threshold,
             metric: spec.metric.clone(),
             dialect,
+            transform,
+            config: spec.config.clone(),
         })
     }
 
@@ -390,6 +485,28 @@ impl Assertion {
     }
 
     pub fn check(&self, input: &CheckInput) -> AssertionOutcome {
+        match &self.transform {
+            Some(transform) => self.check_transformed(transform, input),
+            None => self.check_output(input),
+        }
+    }
+
+    /// A failed outcome with `reason`.
+    pub(super) fn failed(&self, reason: String) -> AssertionOutcome {
+        AssertionOutcome {
+            assertion: self.type_name(),
+            passed: false,
+            score: 0.0,
+            weight: self.weight,
+            reason: Some(reason.replace(['\n', '\r'], " ")),
+            judge_error: None,
+        }
+    }
+
+    fn check_output(&self, input: &CheckInput) -> AssertionOutcome {
+        if let Some(outcome) = self.check_new(input) {
+            return outcome;
+        }
         if let AssertionKind::BoxesMatch { expected, iou } = &self.kind {
             return self.check_boxes(expected, *iou, input);
         }

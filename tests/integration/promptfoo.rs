@@ -117,6 +117,18 @@ fn echo_configs_give_exactly_the_expected_verdicts() {
         ("separate-test-configs", 12, &[("prompt1-1 @ echo", 3)]),
         ("translation-scenarios", 16, &[]),
         ("chat-messages", 4, &[]),
+        // Verdicts of promptfoo 0.118.
+        ("json-output", 2, &[]),
+        (
+            "simple-test",
+            4,
+            &[
+                ("prompts-1 @ echo", 0),
+                ("prompts-1 @ echo", 1),
+                ("prompts-2 @ echo", 0),
+                ("prompts-2 @ echo", 1),
+            ],
+        ),
     ];
     for (fixture, count, failing) in expectations {
         let (project, config) = setup(fixture);
@@ -133,16 +145,148 @@ fn echo_configs_give_exactly_the_expected_verdicts() {
     }
 }
 
+fn python_available() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Script and structured-output configs (tests/promptfoo/scripts) give the verdicts
+/// promptfoo 0.118 gave on them, test by test and assertion by assertion (recorded in
+/// each folder's expected.json by record.sh).
+#[test]
+fn script_configs_agree_with_promptfoo() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promptfoo/scripts");
+    for fixture in ["javascript", "python", "structured"] {
+        if fixture == "python" && !python_available() {
+            eprintln!("python3 is missing: the python config is not checked");
+            continue;
+        }
+        let project = TempProject::new();
+        let target = project.root().join(fixture);
+        copy_dir(&root.join(fixture), &target);
+        let config = target.join("promptfooconfig.yaml");
+        let (out, report) = eval(&project, &config, &[]);
+        let report = report.unwrap_or_else(|| panic!("{fixture}: no report: {}", text(&out)));
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(target.join("expected.json")).unwrap())
+                .unwrap();
+        let mut cells: Vec<&Value> = report["cells"].as_array().unwrap().iter().collect();
+        cells.sort_by_key(|c| c["case"].as_u64());
+        let verdicts = expected["verdicts"].as_array().unwrap();
+        assert_eq!(cells.len(), verdicts.len(), "{fixture}");
+        for (cell, want) in cells.iter().zip(verdicts) {
+            let at = format!("{fixture}: test {} ({})", want["test"], want["description"]);
+            let got: Vec<bool> = cell["assertions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["passed"].as_bool().unwrap())
+                .collect();
+            let wanted: Vec<bool> = want["assertions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_bool().unwrap())
+                .collect();
+            assert_eq!(got, wanted, "{at}: {}", cell["assertions"]);
+            assert_eq!(cell["passed"], want["pass"], "{at}");
+            assert_eq!(
+                cell["error"].is_string(),
+                want["error"],
+                "{at}: {}",
+                cell["error"]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_script_that_never_ends_is_stopped_and_reported() {
+    let project = TempProject::new();
+    project.write(
+        "loop/promptfooconfig.yaml",
+        "prompts: ['Hi {{name}}']\nproviders: [echo]\ntests:\n  - vars: {name: Ada}\n    assert:\n      - type: javascript\n        value: |\n          while (true) {}\n          return true;\n      - type: contains\n        value: Ada\n",
+    );
+    let config = project.root().join("loop/promptfooconfig.yaml");
+    let report = project.root().join("report.json");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args([
+            "eval",
+            config.to_str().unwrap(),
+            "-o",
+            report.to_str().unwrap(),
+        ])
+        .env("PROMPTLAB_SCRIPT_TIMEOUT", "0.5")
+        .current_dir(project.root())
+        .output()
+        .unwrap();
+    assert!(started.elapsed().as_secs() < 30, "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let assertions = &report["cells"][0]["assertions"];
+    assert_eq!(assertions[0]["passed"], false);
+    let reason = assertions[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("javascript") && reason.contains("ran too long"),
+        "{reason}"
+    );
+    assert_eq!(
+        assertions[1]["passed"], true,
+        "the other assertions still count"
+    );
+}
+
+#[test]
+fn runs_write_promptfoo_json_for_promptfoo_tools() {
+    let (project, config) = setup("getting-started");
+    let out_path = project.root().join("out.promptfoo.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args([
+            "eval",
+            config.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+        ])
+        .current_dir(project.root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    let results = &written["results"];
+    assert_eq!(results["version"], 3);
+    let cells = results["results"].as_array().unwrap();
+    assert_eq!(cells.len(), 4);
+    assert!(
+        cells
+            .iter()
+            .all(|c| c["success"] == true && c["failureReason"] == 0)
+    );
+    assert!(
+        cells
+            .iter()
+            .all(|c| c["gradingResult"]["componentResults"].is_array())
+    );
+    assert_eq!(results["stats"]["successes"], 4);
+    let passes: u64 = results["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metrics"]["testPassCount"].as_u64().unwrap())
+        .sum();
+    assert_eq!(passes, 4);
+}
+
 #[test]
 fn unsupported_features_stop_the_run_unless_skipped() {
-    for (fixture, listed, cells_when_skipped) in [
-        (
-            "simple-test",
-            vec!["assertion type `javascript`", "assertion type `python`"],
-            4,
-        ),
-        ("json-output", vec!["tests[1]: option `transform`"], 2),
-    ] {
+    for (fixture, listed, cells_when_skipped) in [(
+        "unsupported",
+        vec!["assertion type `ruby`", "tests[1]: option `transformVars`"],
+        2,
+    )] {
         let (project, config) = setup(fixture);
         let (out, report) = eval(&project, &config, &[]);
         assert_eq!(out.status.code(), Some(2), "{fixture}: {}", text(&out));

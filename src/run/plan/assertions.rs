@@ -46,15 +46,26 @@ pub(super) fn build_assertion(
         }
     }
     if let Some(value) = &spec.value {
-        let rendered = if dialect.renders_values_as_text() {
-            render_text_values(value, &context, dialect)
-        } else {
-            render_value(value, &context)
-        };
+        let rendered = render_any(value, &context, dialect);
         spec.value = Some(rendered.map_err(|message| PlanError::Case {
             origin: case.origin.clone(),
             message: format!("assertion `{}`: {message}", spec.kind),
         })?);
+    }
+    // `assert-set`'s nested assertions render with the same variables.
+    if let Some(nested) = spec.assertions.take() {
+        let rendered = nested
+            .into_iter()
+            .map(|n| render_nested(n, &context, dialect));
+        spec.assertions =
+            Some(
+                rendered
+                    .collect::<Result<_, _>>()
+                    .map_err(|message| PlanError::Case {
+                        origin: case.origin.clone(),
+                        message: format!("assertion `{}`: {message}", spec.kind),
+                    })?,
+            );
     }
     let mut assertion = Assertion::from_spec_in(&spec, dialect).map_err(|e| PlanError::Case {
         origin: case.origin.clone(),
@@ -126,6 +137,18 @@ fn embedding_model(
     }
 }
 
+fn render_any(
+    value: &Value,
+    context: &minijinja::Value,
+    dialect: Dialect,
+) -> Result<Value, String> {
+    if dialect.renders_values_as_text() {
+        render_text_values(value, context, dialect)
+    } else {
+        render_value(value, context)
+    }
+}
+
 /// promptfoo's rendering of an assertion value: a string is rendered to a string, a list's
 /// strings each, an object is left as written.
 fn render_text_values(
@@ -151,6 +174,23 @@ fn render_text_values(
             .map(Value::Array),
         other => Ok(other.clone()),
     }
+}
+
+fn render_nested(
+    mut spec: AssertionSpec,
+    context: &minijinja::Value,
+    dialect: Dialect,
+) -> Result<AssertionSpec, String> {
+    if let Some(value) = &spec.value {
+        spec.value = Some(render_any(value, context, dialect)?);
+    }
+    if let Some(nested) = spec.assertions.take() {
+        let rendered = nested
+            .into_iter()
+            .map(|n| render_nested(n, context, dialect));
+        spec.assertions = Some(rendered.collect::<Result<_, _>>()?);
+    }
+    Ok(spec)
 }
 
 fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, String> {

@@ -153,7 +153,7 @@ impl Parser<'_> {
 
 /// A string or scalar as text: non-empty strings as they are, numbers and booleans as
 /// promptfoo stringifies them (so `value: 0` looks for "0").
-fn item_text(v: &Value) -> Option<String> {
+pub(super) fn item_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(_) | Value::Bool(_) => Some(scalar_text(v)),
@@ -260,6 +260,27 @@ impl Assertion {
             }
             TextMetric { reference, .. } | Similar { reference, .. } => Some(json!(reference)),
             ModelGraded { criterion, .. } => Some(json!(criterion)),
+            Script(script) => Some(json!(script.written)),
+            Xml { required, .. } if required.is_empty() => None,
+            Xml { required, .. } => Some(json!(required)),
+            Sql { check, .. } => {
+                let mut value = serde_json::Map::new();
+                if check.database != "MySQL" {
+                    value.insert("databaseType".into(), json!(check.database));
+                }
+                if let Some(tables) = &check.allowed_tables {
+                    value.insert("allowedTables".into(), json!(tables));
+                }
+                (!value.is_empty()).then_some(Value::Object(value))
+            }
+            FinishReason(want) => Some(json!(want)),
+            Gleu(references) if references.len() == 1 => Some(json!(references[0])),
+            Gleu(references) => Some(json!(references)),
+            AssertSet(_) | Html { .. } | IsRefusal | Cost => None,
+        };
+        let assertions = match &self.kind {
+            AssertSet(set) => Some(set.iter().map(Assertion::to_spec).collect()),
+            _ => None,
         };
         let provider = match &self.kind {
             ModelGraded { judge, .. } => judge.clone(),
@@ -285,6 +306,9 @@ impl Assertion {
             max: None,
             iou,
             provider,
+            transform: self.transform.as_ref().map(|t| t.written.clone()),
+            config: self.config.clone(),
+            assertions,
         }
     }
 }

@@ -127,6 +127,42 @@ impl Assertion {
             ModelGraded { .. } => {
                 return Err("model-graded assertions are judged by a model".into());
             }
+            Script(_) | AssertSet(_) | IsRefusal | Gleu(_) => {
+                return Err("checked by check_new".into());
+            }
+            Xml {
+                contained,
+                required,
+            } => match structured::xml(out, *contained, required) {
+                Ok(()) => (true, seen(None)),
+                Err(why) => (false, format!("{why}; {}", seen(None))),
+            },
+            Sql { contained, check } => match check.check(out, *contained) {
+                Ok(()) => (true, seen(None)),
+                Err(why) => (false, format!("{why}; {}", seen(None))),
+            },
+            Html { contained: false } => match structured::is_html(out) {
+                Ok(()) => (true, seen(None)),
+                Err(why) => (false, format!("{why}; {}", seen(None))),
+            },
+            Html { contained: true } => (structured::contains_html(out), seen(None)),
+            FinishReason(want) => {
+                let Some(finish) = input.finish else {
+                    return Err("the engine did not report why generation stopped".into());
+                };
+                let got = structured::finish_reason_name(finish);
+                (
+                    got.eq_ignore_ascii_case(want),
+                    format!("the finish reason was {got:?}"),
+                )
+            }
+            Cost => {
+                let Some(cost) = input.cost else {
+                    return Err("the model reports no cost".into());
+                };
+                let max = self.threshold.unwrap_or(0.0);
+                (cost <= max, format!("it cost ${cost}"))
+            }
         })
     }
 
@@ -177,6 +213,35 @@ impl Assertion {
             }
             Similar { reference, .. } => format!("be similar to {}", excerpt(reference)),
             ModelGraded { grader, .. } => grader.expectation().to_owned(),
+            Script(script) => format!("pass {}", crate::script::excerpt(&script.written)),
+            AssertSet(set) => format!("pass the set of {} assertions", set.len()),
+            Xml {
+                contained,
+                required,
+            } => {
+                let what = if *contained { "contain XML" } else { "be XML" };
+                match required.is_empty() {
+                    true => what.to_owned(),
+                    false => format!("{what} with elements {}", quote_list(required)),
+                }
+            }
+            Sql { contained, check } => {
+                let what = if *contained { "contain" } else { "be" };
+                format!("{what} {} SQL", check.dialect_name())
+            }
+            Html { contained } => match contained {
+                true => "contain HTML".to_owned(),
+                false => "be HTML".to_owned(),
+            },
+            IsRefusal => "be a refusal".to_owned(),
+            Gleu(references) => {
+                format!("score GLEU ≥ threshold against {}", quote_list(references))
+            }
+            FinishReason(want) => return ("finish reason", format!("be {want:?}")),
+            Cost => {
+                let max = self.threshold.unwrap_or(0.0);
+                return ("cost", format!("be at most ${max}"));
+            }
         };
         ("output", predicate)
     }

@@ -13,6 +13,10 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
+mod fields;
+
+pub use fields::{Field, Needs, Reference};
+
 use super::parse::Parser;
 use super::{AssertionError, AssertionKind, AssertionSpec, TextMetric};
 use crate::score::judge::Grader;
@@ -37,97 +41,6 @@ pub struct AssertionType {
     pub passes: &'static str,
     /// Builds the checked assertion; the fields were checked against `fields` already.
     pub(super) parse: fn(&Parser) -> Result<AssertionKind, AssertionError>,
-}
-
-/// An optional field of [`AssertionSpec`] that only some types take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    Threshold,
-    Path,
-    Min,
-    Max,
-    Iou,
-    Provider,
-}
-
-impl Field {
-    /// In the order they are checked, so a spec with two stray fields names the same one
-    /// every time.
-    const ALL: [Field; 6] = [
-        Field::Threshold,
-        Field::Path,
-        Field::Min,
-        Field::Max,
-        Field::Iou,
-        Field::Provider,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::Threshold => "threshold",
-            Field::Path => "path",
-            Field::Min => "min",
-            Field::Max => "max",
-            Field::Iou => "iou",
-            Field::Provider => "provider",
-        }
-    }
-
-    fn is_set(self, spec: &AssertionSpec) -> bool {
-        match self {
-            Field::Threshold => spec.threshold.is_some(),
-            Field::Path => spec.path.is_some(),
-            Field::Min => spec.min.is_some(),
-            Field::Max => spec.max.is_some(),
-            Field::Iou => spec.iou.is_some(),
-            Field::Provider => spec.provider.is_some(),
-        }
-    }
-}
-
-/// How the case's `expected` answer stands in for a missing `value`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reference {
-    /// As it is: the text to compare with.
-    Expected,
-    /// Worded as a criterion, for a judge that checks one (`model-graded-closedqa`).
-    ExpectedAsCriterion,
-}
-
-impl Reference {
-    /// The `value` made of the case's expected answer.
-    pub fn value_from(self, expected: &str) -> String {
-        match self {
-            Reference::Expected => expected.to_owned(),
-            Reference::ExpectedAsCriterion => {
-                format!("The submission gives the same answer as this reference answer: {expected}")
-            }
-        }
-    }
-}
-
-/// What a run must supply, besides the output, to check an assertion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
-    /// Nothing but the output.
-    Output,
-    /// The generation's measured latency (a cached reply has none).
-    Latency,
-    /// A chat model from the catalog that judges: `AssertionKind::ModelGraded`.
-    JudgeModel,
-    /// A `kind: embedding` model from the catalog: `AssertionKind::Similar`.
-    EmbeddingModel,
-}
-
-impl Needs {
-    fn help(self) -> &'static str {
-        match self {
-            Needs::Output => "",
-            Needs::Latency => "a measured latency (a cached reply has none)",
-            Needs::JudgeModel => "a judge model",
-            Needs::EmbeddingModel => "an embedding model",
-        }
-    }
 }
 
 const LIST: &str = "list or comma-separated string";
@@ -440,6 +353,152 @@ pub static REGISTRY: &[AssertionType] = &[
         needs: Needs::JudgeModel,
         passes: "the judge answers Y: the output meets the criterion",
         parse: |p| p.model_graded(Grader::ClosedQa),
+    },
+    AssertionType {
+        name: "javascript",
+        aliases: &[],
+        value: Some(
+            "JavaScript: an expression, a multi-line function body, or `file://x.js[:function]` (relative to a promptfoo config, or to the working folder)",
+        ),
+        fields: &[(
+            Field::Threshold,
+            "a returned number must reach it (default: above 0)",
+        )],
+        reference: None,
+        needs: Needs::Output,
+        passes: "the code, given `output` and `context` (`vars`, `prompt`, `test`...), returns true, a number (the score), or `{pass, score, reason}`; it runs in an embedded QuickJS with no file or network access, 10 s and 64 MiB per call",
+        parse: |p| p.script(crate::script::Language::JavaScript),
+    },
+    AssertionType {
+        name: "python",
+        aliases: &[],
+        value: Some(
+            "Python: an expression, a function body, or `file://x.py[:function]` (default `get_assert`)",
+        ),
+        fields: &[(
+            Field::Threshold,
+            "a returned number or `score` must reach it (default: above 0)",
+        )],
+        reference: None,
+        needs: Needs::Output,
+        passes: "as `javascript`, run by the system `python3` (`PROMPTFOO_PYTHON` names another)",
+        parse: |p| p.script(crate::script::Language::Python),
+    },
+    AssertionType {
+        name: "assert-set",
+        aliases: &[],
+        value: None,
+        fields: &[(
+            Field::Threshold,
+            "minimum weighted mean score; without it all must pass",
+        )],
+        reference: None,
+        needs: Needs::Output,
+        passes: "its nested `assert` list passes; the score is their weighted mean",
+        parse: |p| p.assert_set(),
+    },
+    AssertionType {
+        name: "is-xml",
+        aliases: &[],
+        value: Some("optional required element paths (`root.child`, comma-separated or a list)"),
+        fields: &[],
+        reference: None,
+        needs: Needs::Output,
+        passes: "output is well-formed XML with those elements",
+        parse: |p| p.xml(false),
+    },
+    AssertionType {
+        name: "contains-xml",
+        aliases: &[],
+        value: Some("optional required element paths"),
+        fields: &[],
+        reference: None,
+        needs: Needs::Output,
+        passes: "the first XML-looking span of the output is well-formed XML with those elements",
+        parse: |p| p.xml(true),
+    },
+    AssertionType {
+        name: "is-sql",
+        aliases: &[],
+        value: Some("optional `{databaseType, allowedTables}` (default MySQL)"),
+        fields: &[],
+        reference: None,
+        needs: Needs::Output,
+        passes: "output parses as SQL of that dialect, touching only allowed tables (`select::null::users` patterns)",
+        parse: |p| p.sql(false),
+    },
+    AssertionType {
+        name: "contains-sql",
+        aliases: &[],
+        value: Some("optional `{databaseType, allowedTables}`"),
+        fields: &[],
+        reference: None,
+        needs: Needs::Output,
+        passes: "as `is-sql`, on the first ```` ```sql ```` block if there is one",
+        parse: |p| p.sql(true),
+    },
+    AssertionType {
+        name: "is-html",
+        aliases: &[],
+        value: None,
+        fields: &[],
+        reference: None,
+        needs: Needs::Output,
+        passes: "output is HTML: elements HTML knows, no text outside them",
+        parse: |_| Ok(Html { contained: false }),
+    },
+    AssertionType {
+        name: "contains-html",
+        aliases: &[],
+        value: None,
+        fields: &[],
+        reference: None,
+        needs: Needs::Output,
+        passes: "output has HTML in it (two of promptfoo's indicators: tags, entities, attributes...)",
+        parse: |_| Ok(Html { contained: true }),
+    },
+    AssertionType {
+        name: "is-refusal",
+        aliases: &[],
+        value: None,
+        fields: &[],
+        reference: None,
+        needs: Needs::Output,
+        passes: "output declines (promptfoo's refusal phrases) or is empty (which scores 0)",
+        parse: |_| Ok(IsRefusal),
+    },
+    AssertionType {
+        name: "finish-reason",
+        aliases: &[],
+        value: Some("`stop` or `length`"),
+        fields: &[],
+        reference: None,
+        needs: Needs::Output,
+        passes: "generation ended that way (`stop`: end of text or a stop sequence; `length`: max_tokens), ignoring case",
+        parse: |p| p.finish_reason(),
+    },
+    AssertionType {
+        name: "gleu",
+        aliases: &[],
+        value: Some("reference text, or a list of them"),
+        fields: &[THRESHOLD_50],
+        reference: None,
+        needs: Needs::Output,
+        passes: "promptfoo's GLEU (the lesser of 1–4-gram precision and recall, lowercased) against the best reference ≥ threshold; the score is GLEU",
+        parse: |p| p.gleu(),
+    },
+    AssertionType {
+        name: "cost",
+        aliases: &[],
+        value: None,
+        fields: &[(Field::Threshold, "required, in dollars")],
+        reference: None,
+        needs: Needs::Output,
+        passes: "the generation cost at most that much (local models and echo cost 0)",
+        parse: |p| match p.spec.threshold {
+            Some(_) => Ok(Cost),
+            None => Err(p.invalid("`threshold` (the maximum cost in dollars)")),
+        },
     },
 ];
 

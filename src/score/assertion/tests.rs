@@ -176,6 +176,23 @@ const CASES: &str = r#"
 # similar: without an embedding model (filled in from the catalog when a run is planned)
 # it cannot be judged; tests/integration/similarity.rs checks it with the real model
 - {assert: {type: similar, value: hi}, output: hi, pass: false, unjudgeable: true, reason: no embedding model}
+# structured outputs (promptfoo's types; tests/promptfoo/scripts has promptfoo's verdicts)
+- {assert: {type: is-xml}, output: '<a><b>1</b></a>', pass: true}
+- {assert: {type: is-xml, value: 'a.b, a.c'}, output: '<a><b>1</b></a>', pass: false, reason: 'missing required elements: a.c'}
+- {assert: {type: is-xml}, output: '<a><b></a>', pass: false, reason: 'not XML'}
+- {assert: {type: contains-xml, value: [a.b]}, output: 'Here: <a><b>1</b></a>.', pass: true}
+- {assert: {type: contains-xml}, output: 'no markup', pass: false, reason: 'no XML content found'}
+- {assert: {type: is-sql}, output: 'SELECT a FROM t', pass: true}
+- {assert: {type: is-sql, value: {databaseType: PostgreSQL, allowedTables: ['select::null::t']}}, output: 'SELECT a FROM u', pass: false, reason: "select::null::u"}
+- {assert: {type: contains-sql}, output: "```sql\nSELECT 1\n```", pass: true}
+- {assert: {type: is-sql}, output: 'not sql at all', pass: false, reason: 'does not conform'}
+- {assert: {type: is-html}, output: '<p>Hi <b>there</b></p>', pass: true}
+- {assert: {type: is-html}, output: 'Hi <b>there</b>', pass: false, reason: 'wrapped in HTML tags'}
+- {assert: {type: contains-html}, output: 'See <div class="x">this</div>', pass: true}
+- {assert: {type: contains-html}, output: 'x < y', pass: false}
+- {assert: {type: is-refusal}, output: "I'm sorry, I can't help with that.", pass: true}
+- {assert: {type: is-refusal}, output: 'Paris.', pass: false, reason: 'output was "Paris."'}
+
 "#;
 
 fn parse(yaml: &str) -> Result<Assertion, AssertionError> {
@@ -187,6 +204,7 @@ fn run(a: &Assertion, output: &str) -> AssertionOutcome {
     a.check(&CheckInput {
         output,
         latency_ms: None,
+        ..CheckInput::default()
     })
 }
 
@@ -214,6 +232,7 @@ fn table_of_cases_in_both_polarities() {
         let input = CheckInput {
             output: &case.output,
             latency_ms: case.latency_ms,
+            ..CheckInput::default()
         };
         let positive =
             Assertion::from_spec(&case.assert).unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -252,6 +271,18 @@ fn table_of_cases_in_both_polarities() {
         .filter(|t| *t != "length" && *t != "rouge-1")
         // Judged by a model in the run (tests/integration/judge.rs), not by `check`.
         .filter(|t| promptlab_judge(t).is_none())
+        // Scored or given run inputs; tested in scripted_and_run_input_types.
+        .filter(|t| {
+            ![
+                "javascript",
+                "python",
+                "assert-set",
+                "gleu",
+                "finish-reason",
+                "cost",
+            ]
+            .contains(t)
+        })
         .collect();
     assert_eq!(
         seen.into_iter().collect::<Vec<_>>().len(),
@@ -406,7 +437,7 @@ fn errors_name_the_problem() {
         matches!(parse("{type: icontain}"), Err(AssertionError::UnknownType { suggestion: Some(s), .. }) if s == "icontains")
     );
     assert!(matches!(
-        parse("{type: javascript}"),
+        parse("{type: ruby}"),
         Err(AssertionError::UnknownType {
             suggestion: None,
             ..
@@ -532,15 +563,7 @@ fn reasons_are_short_and_quote_excerpts() {
 fn spec(kind: &str) -> AssertionSpec {
     AssertionSpec {
         kind: kind.into(),
-        value: None,
-        threshold: None,
-        weight: None,
-        metric: None,
-        path: None,
-        min: None,
-        max: None,
-        iou: None,
-        provider: None,
+        ..AssertionSpec::default()
     }
 }
 
@@ -658,10 +681,93 @@ fn model_graded_assertions_wait_for_their_judge() {
     let outcome = assertion.check(&CheckInput {
         output: "hello",
         latency_ms: None,
+        ..CheckInput::default()
     });
     assert!(!outcome.passed);
     assert_eq!(outcome.judge_error.as_deref(), Some("not judged yet"));
     let spec = assertion.to_spec();
     assert_eq!(spec.provider.as_deref(), Some("qwen"));
     assert_eq!(Assertion::from_spec(&spec).unwrap(), assertion);
+}
+
+#[test]
+fn scripted_and_run_input_types() {
+    let check = |yaml: &str, input: CheckInput| parse(yaml).unwrap().check(&input);
+    let on = |output| CheckInput {
+        output,
+        ..CheckInput::default()
+    };
+    // A script's boolean follows `not-`; a failure names the script and what it returned.
+    let o = check("{type: javascript, value: output.length > 3}", on("hello"));
+    assert!(o.passed && o.score == 1.0);
+    let o = check(
+        "{type: not-javascript, value: output.length > 3}",
+        on("hello"),
+    );
+    assert!(!o.passed);
+    assert!(o.reason.unwrap().contains("returned true"));
+    // A number is the score, against the threshold.
+    let o = check(
+        "{type: javascript, value: output.length / 10, threshold: 0.6}",
+        on("hello"),
+    );
+    assert!(!o.passed && o.score == 0.5, "{o:?}");
+    // Scripts see the context the run gives, and the assertion's config.
+    let context = json!({"vars": {"name": "Ada"}});
+    let o = check(
+        "{type: javascript, value: 'output.includes(context.vars.name) && context.config.n === 2', config: {n: 2}}",
+        CheckInput {
+            context: Some(&context),
+            ..on("hi Ada")
+        },
+    );
+    assert!(o.passed, "{o:?}");
+    // An assertion transform changes what its assertion sees.
+    let o = check(
+        "{type: equals, value: HI, transform: output.toUpperCase()}",
+        on("hi"),
+    );
+    assert!(o.passed, "{o:?}");
+    let o = check(
+        "{type: equals, value: x, transform: output.nope.x}",
+        on("hi"),
+    );
+    assert!(!o.passed && o.reason.unwrap().contains("transform"));
+    // assert-set: all must pass, or the weighted mean must reach the threshold.
+    let set = "{type: assert-set, assert: [{type: contains, value: a}, {type: contains, value: z, weight: 3}]";
+    let o = check(&format!("{set}}}"), on("abc"));
+    assert!(!o.passed && o.score == 0.25, "{o:?}");
+    let o = check(&format!("{set}, threshold: 0.2}}"), on("abc"));
+    assert!(o.passed, "{o:?}");
+    // finish-reason needs the engine's reason; echo gives none.
+    let o = check("{type: finish-reason, value: stop}", on("x"));
+    assert!(!o.passed);
+    let o = check(
+        "{type: finish-reason, value: length}",
+        CheckInput {
+            finish: Some(crate::engine::FinishReason::Length),
+            ..on("x")
+        },
+    );
+    assert!(o.passed);
+    let o = check(
+        "{type: cost, threshold: 0.01}",
+        CheckInput {
+            cost: Some(0.0),
+            ..on("x")
+        },
+    );
+    assert!(o.passed);
+    assert!(!check("{type: cost, threshold: 0.01}", on("x")).passed);
+    // gleu scores, and `not-gleu` scores 1 - GLEU.
+    let o = check(
+        "{type: gleu, value: the cat sat up}",
+        on("the cat sat down"),
+    );
+    assert!(o.passed && (o.score - 0.6).abs() < 1e-9, "{o:?}");
+    let o = check(
+        "{type: not-gleu, value: the cat sat up}",
+        on("the cat sat down"),
+    );
+    assert!(!o.passed && (o.score - 0.4).abs() < 1e-9, "{o:?}");
 }

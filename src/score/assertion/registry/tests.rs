@@ -30,6 +30,19 @@ const EXAMPLES: &[&str] = &[
     "{type: llm-rubric, value: a}",
     "{type: factuality, value: a}",
     "{type: model-graded-closedqa, value: a}",
+    "{type: javascript, value: output.length > 0}",
+    "{type: python, value: len(output) > 0}",
+    "{type: assert-set, assert: [{type: contains, value: a}]}",
+    "{type: is-xml}",
+    "{type: contains-xml}",
+    "{type: is-sql}",
+    "{type: contains-sql}",
+    "{type: is-html}",
+    "{type: contains-html}",
+    "{type: is-refusal}",
+    "{type: finish-reason, value: stop}",
+    "{type: gleu, value: a b c}",
+    "{type: cost, threshold: 0.1}",
 ];
 
 fn example(assertion_type: &AssertionType) -> AssertionSpec {

@@ -1,0 +1,154 @@
+//! What scripts see of a cell: promptfoo's `context` object for `javascript`/`python`
+//! assertions, and the case's output `transform`.
+
+use serde_json::{Value, json};
+
+use crate::engine::Generation;
+use crate::prompt::RenderedPrompt;
+use crate::run::{CellResult, PlannedCell, RunPlan};
+use crate::score::assertion::{Assertion, AssertionKind};
+use crate::script::{Role, Script};
+
+/// Whether any assertion of the cell runs a script (only then is a context built).
+pub(super) fn needs_context(cell: &PlannedCell) -> bool {
+    fn scripted(assertion: &Assertion) -> bool {
+        assertion.transform.is_some()
+            || match &assertion.kind {
+                AssertionKind::Script(_) => true,
+                AssertionKind::AssertSet(set) => set.iter().any(scripted),
+                _ => false,
+            }
+    }
+    cell.assertions.iter().any(scripted)
+}
+
+pub(super) fn is_echo(plan: &RunPlan, cell: &PlannedCell) -> bool {
+    plan.models
+        .get(cell.column)
+        .is_none_or(|model| model.entry.is_none())
+}
+
+/// promptfoo's assertion `context`: `prompt` (the rendered text), `vars`, `test`,
+/// `provider` and `providerResponse`.
+pub(super) fn context(plan: &RunPlan, cell: &PlannedCell, generation: &Generation) -> Value {
+    let case = &plan.cases[cell.case];
+    let column = &plan.columns[cell.column];
+    let assertions: Vec<Value> = cell
+        .assertions
+        .iter()
+        .map(|a| serde_json::to_value(a.to_spec()).unwrap_or(Value::Null))
+        .collect();
+    let mut test = json!({
+        "vars": case.vars,
+        "assert": assertions,
+    });
+    if !case.description.is_empty() {
+        test["description"] = json!(case.description);
+    }
+    if let Some(threshold) = cell.threshold {
+        test["threshold"] = json!(threshold);
+    }
+    let mut response = json!({
+        "output": generation.text,
+        "tokenUsage": {
+            "total": generation.prompt_tokens + generation.completion_tokens,
+            "prompt": generation.prompt_tokens,
+            "completion": generation.completion_tokens,
+        },
+        "cached": false,
+    });
+    if let Some(cost) = cost(plan, cell, generation) {
+        response["cost"] = json!(cost);
+    }
+    if let Some(finish) = finish(plan, cell, generation) {
+        response["finishReason"] = json!(finish);
+    }
+    json!({
+        "prompt": prompt_text(&cell.request.prompt),
+        "vars": case.vars,
+        "test": test,
+        "provider": {"id": column.model, "label": column.model},
+        "providerResponse": response,
+    })
+}
+
+/// The prompt as promptfoo hands it to scripts: the rendered text (one user message is
+/// its text; a conversation, its messages as JSON).
+fn prompt_text(prompt: &RenderedPrompt) -> String {
+    match prompt {
+        RenderedPrompt::Completion(text) | RenderedPrompt::Promptfoo { text, .. } => text.clone(),
+        RenderedPrompt::Chat(messages) => match messages.as_slice() {
+            [only] if only.role == "user" => only.content.clone(),
+            _ => serde_json::to_string(messages).unwrap_or_default(),
+        },
+    }
+}
+
+/// What a generation cost: nothing on this machine (echo included, as promptfoo's echo
+/// says 0); a remote model's price is not known.
+pub(super) fn cost(plan: &RunPlan, cell: &PlannedCell, _generation: &Generation) -> Option<f64> {
+    let model = plan.models.get(cell.column)?;
+    match model.entry.as_ref() {
+        Some(entry) if entry.openai.is_some() => None,
+        _ => Some(0.0),
+    }
+}
+
+/// Why generation stopped, in OpenAI's words; the echo provider reports none (as
+/// promptfoo's).
+pub(super) fn finish(
+    plan: &RunPlan,
+    cell: &PlannedCell,
+    generation: &Generation,
+) -> Option<&'static str> {
+    (!is_echo(plan, cell))
+        .then(|| crate::score::assertion::structured::finish_reason_name(generation.finish))
+}
+
+/// The case's transform of the output, given promptfoo's `{vars, prompt}` context.
+pub(super) fn transform(
+    transform: &Script,
+    plan: &RunPlan,
+    cell: &PlannedCell,
+    generation: &Generation,
+) -> Result<Value, String> {
+    let case = &plan.cases[cell.case];
+    let column = &plan.columns[cell.column];
+    let context = json!({
+        "vars": case.vars,
+        "prompt": {"raw": prompt_text(&cell.request.prompt), "label": column.prompt_id},
+    });
+    let what = crate::script::excerpt(&transform.written);
+    match transform.call(Role::Transform, &json!(generation.text), &context) {
+        Ok(Value::Null) => Err(format!(
+            "transform `{what}` did not return a value (a multi-line transform needs `return`)"
+        )),
+        Ok(value) => Ok(value),
+        Err(err) => Err(format!("transform `{what}` failed: {err}")),
+    }
+}
+
+/// A cell whose transform failed: an error, as in promptfoo, with the model's output kept.
+pub(super) fn transform_failed(
+    cell: &PlannedCell,
+    generation: Generation,
+    error: String,
+) -> CellResult {
+    CellResult {
+        column: cell.column,
+        case: cell.case,
+        prompt: cell.request.prompt.clone(),
+        output: generation.text,
+        error: Some(error),
+        passed: false,
+        score: 0.0,
+        assertions: Vec::new(),
+        finish: Some(generation.finish),
+        prompt_tokens: generation.prompt_tokens,
+        completion_tokens: generation.completion_tokens,
+        ttft_ms: generation.ttft_ms,
+        latency_ms: generation.total_ms,
+        tokens_per_s: generation.tokens_per_s,
+        cached: false,
+    }
+}
