@@ -1,6 +1,12 @@
 // Dev probe for issue 18 (not built by cargo). To use: mkdir examples && cp scripts/dev/invariance_probe.rs examples/ &&
-// cargo build --locked --features mistralrs --example invariance_probe; then
-// STEPS=16 target/debug/examples/invariance_probe MODEL.gguf 8   (GGML_CPU_TILED_MM=0 / GGML_CPU_TILED_MM_FORCE=1 to compare)
+// cargo build --locked --features mistralrs --all-targets; then
+// STEPS=16 target/debug/examples/invariance_probe MODEL.gguf 8
+// Settings: GGML_CPU_TILED_MM=0 / GGML_CPU_TILED_MM_FORCE=1 (ggml's tiled K-quant kernel);
+// EXTRA=1 loads with llama.cpp's extra (repacked) buffer types, OVERRIDE=1 with a CPU
+// buffer-type override instead (which, in this llama.cpp, still repacks); LONE_CTX1=1 runs
+// the lone sequence in a one-stream context; LONG=45 makes the last prompt ~600 tokens;
+// SPLITS=1 instead compares each prompt read whole with it read in two decodes split at
+// every position.
 //! Dev probe for batch invariance (issue 18): decodes one token for sequence 0 alone and
 //! beside other sequences, and prints the first graph tensor whose sequence-0 slice differs.
 //! Usage: cargo run --example invariance_probe -- MODEL.gguf N_OTHERS
@@ -94,7 +100,15 @@ fn main() {
     unsafe {
         sys::llama_backend_init();
         let mut mp = sys::llama_model_default_params();
-        mp.use_extra_bufts = false;
+        if std::env::var("OVERRIDE").is_ok() {
+            let ov = Box::leak(Box::new([
+                sys::llama_model_tensor_buft_override { pattern: c".".as_ptr(), buft: sys::ggml_backend_cpu_buffer_type() },
+                sys::llama_model_tensor_buft_override { pattern: std::ptr::null(), buft: std::ptr::null_mut() },
+            ]));
+            mp.tensor_buft_overrides = ov.as_ptr();
+        } else if std::env::var("EXTRA").is_err() {
+            mp.use_extra_bufts = false;
+        }
         let model = sys::llama_model_load_from_file(path.as_ptr(), mp);
         let vocab = sys::llama_model_get_vocab(model);
         let prompts = [
@@ -108,14 +122,20 @@ fn main() {
             "<|im_start|>user\nTranslate 'good morning' to German.<|im_end|>\n<|im_start|>assistant\n",
             "1, 2, 3, 4, 5,",
         ];
-        let toks: Vec<Vec<i32>> = prompts.iter().map(|p| tokenize(vocab, p)).collect();
+        let mut toks: Vec<Vec<i32>> = prompts.iter().map(|p| tokenize(vocab, p)).collect();
+        if let Ok(n) = std::env::var("LONG") {
+            let long = "The river runs past the old mill and under the stone bridge. ".repeat(n.parse().unwrap());
+            let last = toks.len() - 1;
+            toks[last] = tokenize(vocab, &long);
+            println!("long prompt: {} tokens", toks[last].len());
+        }
         let n_seq = (others + 1).min(toks.len() * 4);
         let slots = n_seq as u32;
         let steps: usize = std::env::var("STEPS").ok().map(|s| s.parse().unwrap()).unwrap_or(24);
         let nv = sys::llama_vocab_n_tokens(vocab) as usize;
-        let new_ctx = |cap: &mut Capture| {
+        let new_ctx = |cap: &mut Capture, slots: u32| {
             let mut cp = sys::llama_context_default_params();
-            cp.n_ctx = 512 * slots;
+            cp.n_ctx = 1024 * slots;
             cp.n_seq_max = slots;
             cp.kv_unified = false;
             cp.n_batch = 512;
@@ -132,13 +152,13 @@ fn main() {
         // Greedy trajectories, with logits at each step, decoding `active` sequences together.
         // Returns per sequence: Vec<(token fed, logits)>.
         let trajectories = |active: &[usize], capture_at: Option<usize>, cap: &mut Capture| -> Vec<Vec<Vec<f32>>> {
-            let ctx = new_ctx(cap);
+            let ctx = new_ctx(cap, if active.len() == 1 && std::env::var("LONE_CTX1").is_ok() { 1 } else { slots });
             let mut out = vec![Vec::new(); active.len()];
             let mut next = Vec::new();
             for (slot, &s) in active.iter().enumerate() {
                 let t = prompt_of(s);
                 let items: Vec<_> = t[..t.len() - 1].iter().enumerate().map(|(i, &tk)| (tk, i as i32, slot as i32, false)).collect();
-                decode(ctx, &items);
+                for chunk in items.chunks(512) { decode(ctx, chunk); }
                 next.push((t[t.len() - 1], (t.len() - 1) as i32));
             }
             for step in 0..steps {
@@ -156,6 +176,29 @@ fn main() {
             sys::llama_free(ctx);
             out
         };
+        if std::env::var("SPLITS").is_ok() {
+            let nv = nv;
+            let mut dummy = Capture::default();
+            for (pi, t) in toks.iter().enumerate() {
+                let run = |split: usize, cap: &mut Capture| -> Vec<f32> {
+                    let ctx = new_ctx(cap, 1);
+                    let items: Vec<_> = t.iter().enumerate().map(|(i, &tk)| (tk, i as i32, 0, i == t.len() - 1)).collect();
+                    if split > 0 { decode(ctx, &items[..split]); }
+                    decode(ctx, &items[split..]);
+                    let lg = std::slice::from_raw_parts(sys::llama_get_logits_ith(ctx, -1), nv).to_vec();
+                    sys::llama_free(ctx);
+                    lg
+                };
+                let whole = run(0, &mut dummy);
+                let mut bad = Vec::new();
+                for split in 1..t.len() {
+                    let l = run(split, &mut dummy);
+                    if l.iter().zip(&whole).any(|(a, b)| a.to_bits() != b.to_bits()) { bad.push(split); }
+                }
+                println!("prompt {pi} ({} tokens): splits differing from whole: {:?}", t.len(), bad);
+            }
+            return;
+        }
         let all: Vec<usize> = (0..n_seq).collect();
         let mut dummy = Capture::default();
         let batched = trajectories(&all, None, &mut dummy);

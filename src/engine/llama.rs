@@ -39,11 +39,10 @@ pub const DEFAULT_PARALLEL: u32 = 8;
 
 /// Architectures whose outputs were measured identical at any `--parallel` (byte for
 /// byte against one sequence at a time; `benches/invariance.sh`,
-/// `tests/integration/batch_invariance.rs`).
-/// Qwen2 is not among them: decoded beside other sequences, some of its greedy replies
-/// change, although every kernel it uses computes each row alone; the cause is not found
-/// yet, so a run at `--parallel` above 1 says so.
-pub const BATCH_INVARIANT_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
+/// `tests/integration/batch_invariance.rs`). Another architecture may use kernels these
+/// did not (mixture-of-experts products, sliding windows), so a run at `--parallel` above 1
+/// on it says its outputs can differ.
+pub const BATCH_INVARIANT_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2"];
 
 /// The architecture of a catalog model run by this engine whose batched outputs can
 /// differ from one sequence at a time (None for every other model).
@@ -97,11 +96,27 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
+            keep_matmul_kernels_batch_invariant();
             send_logs_to_tracing(LogOptions::default());
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| EngineError::Load(format!("cannot initialise llama.cpp: {e}")))
+}
+
+/// ggml multiplies K-quant weights (Q2_K–Q6_K, IQ) by 8 or more rows with a tiled kernel and
+/// by fewer with per-row dot products, which round differently: Qwen2.5's Q6_K `ffn_down`
+/// gave a sequence other logits beside 7 others than alone. `GGML_CPU_TILED_MM=0` keeps
+/// every product on the dot products; measured on Qwen2.5-Coder-0.5B it was also the
+/// fastest setting (tiled for every row count was slower one at a time, and no faster
+/// batched). ggml reads the variable once, at its first product; one set by the user wins.
+fn keep_matmul_kernels_batch_invariant() {
+    const TILED: &str = "GGML_CPU_TILED_MM";
+    if std::env::var_os(TILED).is_none() {
+        // SAFETY: this runs once, before llama.cpp starts and so before any of its threads
+        // could read the environment; Rust's own readers take the environment lock.
+        unsafe { std::env::set_var(TILED, "0") };
+    }
 }
 
 /// The llama.cpp grammar that forces output to follow `schema`.
@@ -185,13 +200,9 @@ impl LlamaEngine {
     pub fn load(path: &Path, options: &LlamaOptions) -> Result<LlamaEngine, EngineError> {
         let info = GgufInfo::read(path).map_err(|e| EngineError::Load(e.to_string()))?;
         let backend = backend()?;
-        let mut params = std::pin::pin!(LlamaModelParams::default());
-        // Weights stay in llama.cpp's plain CPU layout, memory-mapped. The "repacked"
-        // layouts (Q4_K as 8x8 blocks on AVX2) multiply one row with a gemv kernel and
-        // several with a gemm kernel: a second code path per batch size that batch
-        // invariance would rest on. Measured on Qwen2.5-Coder-0.5B, repacking changed
-        // neither the outputs nor the speed, so the plain layout costs nothing.
-        params.as_mut().add_cpu_buft_override(c".");
+        // Weights stay in llama.cpp's plain CPU layout, memory-mapped: repacking is compiled
+        // out (`GGML_CPU_REPACK=OFF` in .cargo/config.toml), for batch invariance.
+        let params = LlamaModelParams::default();
         let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             EngineError::Load(format!(
                 "{}: llama.cpp could not load the model: {e}",

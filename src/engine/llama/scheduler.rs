@@ -297,8 +297,9 @@ impl Scheduler<'_, '_, '_> {
     ) -> Flow {
         // Each prompt is read in a decode of its own. A batch holding several sequences'
         // prompts (several tokens in each of several KV streams) is computed with other
-        // arithmetic than one sequence's prompt alone: measured on Qwen2.5-Coder-0.5B, a
-        // greedy JSON reply changed with the prompt it was read beside. One token in each
+        // arithmetic than one sequence's prompt alone: measured on Qwen2.5-Coder-0.5B (then
+        // with repacked weights), a greedy JSON reply changed with the prompt it was read
+        // beside; not measured again since repacking was compiled out. One token in each
         // stream, as in the token part, computes what a lone sequence computes. The cost
         // is small: reading a prompt is compute-bound, so one pass over the weights per
         // prompt instead of per step adds little.
