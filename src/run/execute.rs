@@ -273,23 +273,14 @@ fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError
             let assertions: Vec<_> = cell.assertions.iter().map(|a| a.check(&input)).collect();
             let (passed, score) = combine(&assertions, cell.threshold);
             let judged_later = assertions.iter().any(|a| a.judge_error.is_some());
-            CellResult {
-                column: cell.column,
-                case: cell.case,
-                prompt: cell.request.prompt.clone(),
-                output: generation.text,
-                error: None,
-                passed: passed && !judged_later,
+            generated_cell(
+                cell,
+                generation,
+                None,
+                passed && !judged_later,
                 score,
                 assertions,
-                finish: Some(generation.finish),
-                prompt_tokens: generation.prompt_tokens,
-                completion_tokens: generation.completion_tokens,
-                ttft_ms: generation.ttft_ms,
-                latency_ms: generation.total_ms,
-                tokens_per_s: generation.tokens_per_s,
-                cached: false,
-            }
+            )
         }
         Err(err) => CellResult {
             column: cell.column,
@@ -308,5 +299,33 @@ fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError
             tokens_per_s: None,
             cached: false,
         },
+    }
+}
+
+/// The result of a cell the engine generated, with its timings and token counts.
+pub(super) fn generated_cell(
+    cell: &crate::run::PlannedCell,
+    generation: Generation,
+    error: Option<String>,
+    passed: bool,
+    score: f64,
+    assertions: Vec<crate::score::assertion::AssertionOutcome>,
+) -> CellResult {
+    CellResult {
+        column: cell.column,
+        case: cell.case,
+        prompt: cell.request.prompt.clone(),
+        output: generation.text,
+        error,
+        passed,
+        score,
+        assertions,
+        finish: Some(generation.finish),
+        prompt_tokens: generation.prompt_tokens,
+        completion_tokens: generation.completion_tokens,
+        ttft_ms: generation.ttft_ms,
+        latency_ms: generation.total_ms,
+        tokens_per_s: generation.tokens_per_s,
+        cached: false,
     }
 }

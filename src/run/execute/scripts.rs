@@ -134,21 +134,5 @@ pub(super) fn transform_failed(
     generation: Generation,
     error: String,
 ) -> CellResult {
-    CellResult {
-        column: cell.column,
-        case: cell.case,
-        prompt: cell.request.prompt.clone(),
-        output: generation.text,
-        error: Some(error),
-        passed: false,
-        score: 0.0,
-        assertions: Vec::new(),
-        finish: Some(generation.finish),
-        prompt_tokens: generation.prompt_tokens,
-        completion_tokens: generation.completion_tokens,
-        ttft_ms: generation.ttft_ms,
-        latency_ms: generation.total_ms,
-        tokens_per_s: generation.tokens_per_s,
-        cached: false,
-    }
+    super::generated_cell(cell, generation, Some(error), false, 0.0, Vec::new())
 }
