@@ -13,7 +13,7 @@ use super::runs::StoreArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The run id, or `latest`; `sweep:ID` or `sweep:latest` for a sweep;
+    /// The run id, `latest` or `latest~N` (N runs before the latest); `sweep:ID` or `sweep:latest` for a sweep;
     /// `training:ID` or `training:latest` for a digit-CNN training run (HTML only).
     #[arg(default_value = "latest")]
     run: String,
@@ -42,17 +42,7 @@ pub fn run(args: ReportArgs) -> Result<Outcome> {
     }
     report::check_paths(&args.outputs)?;
     let store = args.store.open()?;
-    let id = if args.run == "latest" {
-        store
-            .runs()?
-            .first()
-            .map(|r| r.id)
-            .ok_or_else(|| anyhow!("the run store has no runs yet"))?
-    } else {
-        args.run
-            .parse::<i64>()
-            .map_err(|_| anyhow!("{}: expected a run id or `latest`", args.run))?
-    };
+    let id = super::runs::resolve_run(&store, &args.run)?;
     let result = stored_result(&store, id)?
         .ok_or_else(|| anyhow!("no run {id} in {}", store.path().display()))?;
     let against = match args.baseline {

@@ -20,15 +20,19 @@ pub enum RunsCommand {
     List(StoreArgs),
     /// One run: per prompt × model pass rate and score, and its failing cases.
     Show {
-        run: i64,
+        /// A run id, `latest` (the default) or `latest~N` (N runs before it).
+        #[arg(default_value = "latest")]
+        run: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Run B against baseline run A: deltas per column, regressions, fixes and changed
     /// outputs, each with a word diff ([-run A's words-]{+run B's words+}).
     Compare {
-        a: i64,
-        b: i64,
+        /// The baseline: a run id, `latest` or `latest~N` (N runs before the latest).
+        a: String,
+        /// The run compared with it (same forms).
+        b: String,
         /// Exit 1 when a case that passed in A fails in B.
         #[arg(long)]
         fail_on_regression: bool,
@@ -45,6 +49,33 @@ pub struct StoreArgs {
     /// Run store database (default: PROJECT/.promptlab/runs.db).
     #[arg(long, value_name = "FILE")]
     store: Option<PathBuf>,
+}
+
+/// A run named on the command line: its id, `latest`, or `latest~N` (the run N before the
+/// latest, so `latest~1 latest` compares the last two runs).
+pub(super) fn resolve_run(store: &RunStore, which: &str) -> Result<i64> {
+    let Some(rest) = which.strip_prefix("latest") else {
+        return which
+            .parse::<i64>()
+            .map_err(|_| anyhow::anyhow!("{which}: expected a run id, `latest` or `latest~N`"));
+    };
+    let back = match rest.strip_prefix('~') {
+        None if rest.is_empty() => 0,
+        Some(n) => n
+            .parse::<usize>()
+            .map_err(|_| anyhow::anyhow!("{which}: expected `latest~N` with N a number"))?,
+        None => bail!("{which}: expected a run id, `latest` or `latest~N`"),
+    };
+    let runs = store.runs()?;
+    match runs.get(back) {
+        Some(run) => Ok(run.id),
+        None if runs.is_empty() => bail!("the run store has no runs yet"),
+        None => bail!(
+            "{which}: the run store holds {} run{}",
+            runs.len(),
+            if runs.len() == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 impl StoreArgs {
@@ -98,6 +129,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
         }
         RunsCommand::Show { run, store } => {
             let store = store.open()?;
+            let run = resolve_run(&store, &run)?;
             let row = store
                 .run(run)?
                 .ok_or_else(|| anyhow::anyhow!("no run {run} in {}", store.path().display()))?;
@@ -150,6 +182,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
             store,
         } => {
             let store = store.open()?;
+            let (a, b) = (resolve_run(&store, &a)?, resolve_run(&store, &b)?);
             for id in [a, b] {
                 if store.run(id)?.is_none() {
                     bail!("no run {id} in {}", store.path().display());

@@ -278,6 +278,26 @@ fn runs_compare_reports_regressions_and_fails_on_them() {
     assert_eq!(gated.status.code(), Some(1), "{}", text(&gated));
     let missing = promptlab(&["runs", "show", "99"], project.root());
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+
+    // Runs named relative to the latest: `latest~1 latest` is runs 1 and 2 here.
+    let by_id = promptlab(&["runs", "compare", "1", "2"], project.root());
+    let relative = promptlab(&["runs", "compare", "latest~1", "latest"], project.root());
+    assert_eq!(relative.status.code(), by_id.status.code());
+    assert_eq!(text(&relative), text(&by_id));
+    let latest = promptlab(&["runs", "show"], project.root());
+    assert_eq!(
+        text(&latest),
+        text(&promptlab(&["runs", "show", "2"], project.root()))
+    );
+    let too_far = promptlab(&["runs", "show", "latest~2"], project.root());
+    assert_eq!(too_far.status.code(), Some(2), "{}", text(&too_far));
+    assert!(
+        text(&too_far).contains("latest~2: the run store holds 2 runs"),
+        "{}",
+        text(&too_far)
+    );
+    let bad = promptlab(&["runs", "show", "latest~x"], project.root());
+    assert!(text(&bad).contains("expected `latest~N`"), "{}", text(&bad));
 }
 
 #[test]
