@@ -74,11 +74,25 @@ pub enum ReportError {
 
 /// Writes a sweep report (`.html`, `.json` or `.md`) atomically.
 pub fn write_sweep(report: &crate::sweep::SweepReport, path: &Path) -> Result<(), ReportError> {
+    let bytes = sweep_bytes(report, path)?;
+    write_bytes(path, &bytes)
+}
+
+/// A sweep report in the format `path` names (`-`: JSON, for standard output).
+pub fn sweep_bytes(
+    report: &crate::sweep::SweepReport,
+    path: &Path,
+) -> Result<Vec<u8>, ReportError> {
     let fail = |message: String| ReportError::Write {
         path: path.to_path_buf(),
         message,
     };
-    let text = match path.extension().and_then(|e| e.to_str()) {
+    let extension = if is_stdout(path) {
+        Some("json")
+    } else {
+        path.extension().and_then(|e| e.to_str())
+    };
+    let text = match extension {
         Some("html") => sweep::html(report).map_err(fail)?,
         Some("json") => serde_json::to_string_pretty(report).map_err(|e| fail(e.to_string()))?,
         Some("md") => sweep::markdown(report),
@@ -88,7 +102,7 @@ pub fn write_sweep(report: &crate::sweep::SweepReport, path: &Path) -> Result<()
             });
         }
     };
-    write_bytes(path, text.as_bytes())
+    Ok(text.into_bytes())
 }
 
 /// Renders the report in memory.

@@ -28,7 +28,8 @@ pub struct SweepArgs {
     /// Run at most N cases per setting.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
-    /// Write the sweep report: .html (parallel coordinates), .json or .md. Repeatable.
+    /// Write the sweep report: .html (parallel coordinates), .json or .md; `-` writes JSON to
+    /// standard output (the table then goes to stderr). Repeatable.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub outputs: Vec<PathBuf>,
     /// CPU threads per model (default: all cores).
@@ -48,12 +49,26 @@ pub struct SweepArgs {
 pub fn run(mut args: SweepArgs) -> Result<Outcome> {
     args.eval_set = super::eval::resolve_eval_set(&args.eval_set, None)?;
     for path in &args.outputs {
-        if !matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("html" | "json" | "md")
-        ) {
-            bail!("{}: a sweep report is .html, .json or .md", path.display());
+        if !promptlab::report::is_stdout(path)
+            && !matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("html" | "json" | "md")
+            )
+        {
+            bail!(
+                "{}: a sweep report is .html, .json or .md (or - for JSON on standard output)",
+                path.display()
+            );
         }
+    }
+    if args
+        .outputs
+        .iter()
+        .filter(|path| promptlab::report::is_stdout(path))
+        .count()
+        > 1
+    {
+        bail!(promptlab::report::ReportError::StdoutTwice);
     }
     let eval_set = EvalSet::load(&args.eval_set)?;
     let spec = eval_set.sweep.clone().ok_or_else(|| {
@@ -143,7 +158,15 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         runs.push((setting, result, Some(run_id)));
     }
     let report = SweepReport::new(Some(sweep_id), &eval_set.name, &runs);
+    let mut to_stdout = false;
     for path in &args.outputs {
+        if promptlab::report::is_stdout(path) {
+            let mut bytes = promptlab::report::sweep_bytes(&report, path)?;
+            bytes.push(b'\n');
+            std::io::stdout().lock().write_all(&bytes)?;
+            to_stdout = true;
+            continue;
+        }
         promptlab::report::write_sweep(&report, path)?;
         eprintln!("wrote {}", path.display());
     }
@@ -176,6 +199,11 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
     if let Some(best) = report.best_text() {
         text.push_str(&format!("{best} · sweep {sweep_id}\n"));
     }
-    std::io::stdout().lock().write_all(text.as_bytes())?;
+    // With `-o -` standard output is the report's: the table goes to stderr.
+    if to_stdout {
+        std::io::stderr().lock().write_all(text.as_bytes())?;
+    } else {
+        std::io::stdout().lock().write_all(text.as_bytes())?;
+    }
     Ok(Outcome::Passed)
 }

@@ -438,6 +438,33 @@ fn a_sweep_report_plots_one_line_per_point() {
         serde_json::from_str(&std::fs::read_to_string(project.root().join("again.json")).unwrap())
             .unwrap();
     assert_eq!(again["points"], json["points"]);
+
+    // `-o -`: the same report as JSON on standard output (every cell from the cache now; a
+    // sweep of its own, so last),
+    // the table on stderr.
+    let piped = promptlab(
+        &[
+            "sweep",
+            "eval-sets/sentiment.yaml",
+            "--limit",
+            "3",
+            "-o",
+            "-",
+            "--threads",
+            "2",
+            "--quiet",
+        ],
+        project.root(),
+    );
+    assert_eq!(piped.status.code(), Some(0), "{}", text(&piped));
+    let streamed: serde_json::Value = serde_json::from_slice(&piped.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&piped.stdout)));
+    assert_eq!(streamed["points"].as_array().map(Vec::len), Some(12));
+    assert!(
+        String::from_utf8_lossy(&piped.stderr).contains("pass rate"),
+        "{}",
+        text(&piped)
+    );
 }
 
 /// A digit-CNN training run (8×8 digits, 3 epochs) as an HTML page: both curves per chart
