@@ -22,6 +22,16 @@ use super::eval::{EvalArgs, cancel_on_interrupt, execute_with_progress};
 pub struct SweepArgs {
     /// An eval set with a `sweep:` section (a file, or NAME for eval-sets/NAME.yaml).
     pub eval_set: PathBuf,
+    /// Project folder (default: found from the eval set's location).
+    #[arg(long)]
+    pub project: Option<PathBuf>,
+    /// Prompts to sweep instead of the sweep's or eval set's (`name` or `name:variant`),
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',', visible_alias = "prompt")]
+    pub prompts: Vec<String>,
+    /// Models to sweep instead of the sweep's or eval set's, comma-separated.
+    #[arg(long, value_delimiter = ',', visible_alias = "model")]
+    pub models: Vec<String>,
     /// Run only cases with this tag (repeatable).
     #[arg(long = "filter", value_name = "TAG")]
     pub tags: Vec<String>,
@@ -47,7 +57,7 @@ pub struct SweepArgs {
 }
 
 pub fn run(mut args: SweepArgs) -> Result<Outcome> {
-    args.eval_set = super::eval::resolve_eval_set(&args.eval_set, None)?;
+    args.eval_set = super::eval::resolve_eval_set(&args.eval_set, args.project.as_deref())?;
     for path in &args.outputs {
         if !promptlab::report::is_stdout(path)
             && !matches!(
@@ -71,16 +81,27 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         bail!(promptlab::report::ReportError::StdoutTwice);
     }
     let eval_set = EvalSet::load(&args.eval_set)?;
-    let spec = eval_set.sweep.clone().ok_or_else(|| {
+    let mut spec = eval_set.sweep.clone().ok_or_else(|| {
         anyhow!(
             "{}: no `sweep:` section (expected e.g. `sweep: {{params: {{temperature: [0, 0.7]}}}}`)",
             args.eval_set.display()
         )
     })?;
+    // `--prompts`/`--models` replace the sweep's own, and are stored as part of it.
+    if !args.prompts.is_empty() {
+        spec.prompts = args.prompts.clone();
+    }
+    if !args.models.is_empty() {
+        spec.models = args.models.clone();
+    }
     let settings = spec
         .settings()
         .with_context(|| args.eval_set.display().to_string())?;
-    let project = Project::discover(&args.eval_set).context("cannot open the project")?;
+    let project = match &args.project {
+        Some(dir) => Project::open(dir),
+        None => Project::discover(&args.eval_set),
+    }
+    .context("cannot open the project")?;
     let key = promptlab::store::eval_set_key(&args.eval_set);
     let options_for = |params| RunOptions {
         prompts: spec.prompts.clone(),

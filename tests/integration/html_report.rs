@@ -439,13 +439,19 @@ fn a_sweep_report_plots_one_line_per_point() {
             .unwrap();
     assert_eq!(again["points"], json["points"]);
 
-    // `-o -`: the same report as JSON on standard output (every cell from the cache now; a
+    // `-o -`: the report as JSON on standard output (every cell from the cache now; a
     // sweep of its own, so last),
     // the table on stderr.
+    // `--models` narrows the sweep; a bare set name is found in `--project`.
+    let root = project.root().display().to_string();
     let piped = promptlab(
         &[
             "sweep",
-            "eval-sets/sentiment.yaml",
+            "sentiment",
+            "--project",
+            root.as_str(),
+            "--models",
+            "smollm2",
             "--limit",
             "3",
             "-o",
@@ -459,7 +465,18 @@ fn a_sweep_report_plots_one_line_per_point() {
     assert_eq!(piped.status.code(), Some(0), "{}", text(&piped));
     let streamed: serde_json::Value = serde_json::from_slice(&piped.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&piped.stdout)));
-    assert_eq!(streamed["points"].as_array().map(Vec::len), Some(12));
+    assert_eq!(
+        streamed["points"].as_array().map(Vec::len),
+        Some(6),
+        "3 temperatures × 2 variants × smollm2"
+    );
+    assert!(
+        streamed["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["model"] == "smollm2")
+    );
     assert!(
         String::from_utf8_lossy(&piped.stderr).contains("pass rate"),
         "{}",
