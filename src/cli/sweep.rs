@@ -58,28 +58,7 @@ pub struct SweepArgs {
 
 pub fn run(mut args: SweepArgs) -> Result<Outcome> {
     args.eval_set = super::eval::resolve_eval_set(&args.eval_set, args.project.as_deref())?;
-    for path in &args.outputs {
-        if !promptlab::report::is_stdout(path)
-            && !matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("html" | "json" | "md")
-            )
-        {
-            bail!(
-                "{}: a sweep report is .html, .json or .md (or - for JSON on standard output)",
-                path.display()
-            );
-        }
-    }
-    if args
-        .outputs
-        .iter()
-        .filter(|path| promptlab::report::is_stdout(path))
-        .count()
-        > 1
-    {
-        bail!(promptlab::report::ReportError::StdoutTwice);
-    }
+    check_outputs(&args.outputs)?;
     let eval_set = EvalSet::load(&args.eval_set)?;
     let mut spec = eval_set.sweep.clone().ok_or_else(|| {
         anyhow!(
@@ -179,18 +158,7 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         runs.push((setting, result, Some(run_id)));
     }
     let report = SweepReport::new(Some(sweep_id), &eval_set.name, &runs);
-    let mut to_stdout = false;
-    for path in &args.outputs {
-        if promptlab::report::is_stdout(path) {
-            let mut bytes = promptlab::report::sweep_bytes(&report, path)?;
-            bytes.push(b'\n');
-            std::io::stdout().lock().write_all(&bytes)?;
-            to_stdout = true;
-            continue;
-        }
-        promptlab::report::write_sweep(&report, path)?;
-        eprintln!("wrote {}", path.display());
-    }
+    let to_stdout = write_outputs(&report, &args.outputs)?;
     let mut table = Table::new();
     let mut header: Vec<String> = report.params.clone();
     header.extend([
@@ -220,11 +188,61 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
     if let Some(best) = report.best_text() {
         text.push_str(&format!("{best} · sweep {sweep_id}\n"));
     }
-    // With `-o -` standard output is the report's: the table goes to stderr.
-    if to_stdout {
+    print_table(&text, to_stdout)?;
+    Ok(Outcome::Passed)
+}
+
+/// Refuses sweep report paths that are not `.html`, `.json`, `.md` or one `-`, before
+/// anything runs.
+pub(super) fn check_outputs(paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        if !promptlab::report::is_stdout(path)
+            && !matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("html" | "json" | "md")
+            )
+        {
+            bail!(
+                "{}: a sweep report is .html, .json or .md (or - for JSON on standard output)",
+                path.display()
+            );
+        }
+    }
+    if paths
+        .iter()
+        .filter(|path| promptlab::report::is_stdout(path))
+        .count()
+        > 1
+    {
+        bail!(promptlab::report::ReportError::StdoutTwice);
+    }
+    Ok(())
+}
+
+/// Writes the sweep report to each path (`-`: JSON on standard output); whether standard
+/// output took one.
+pub(super) fn write_outputs(report: &SweepReport, paths: &[PathBuf]) -> Result<bool> {
+    let mut to_stdout = false;
+    for path in paths {
+        if promptlab::report::is_stdout(path) {
+            let mut bytes = promptlab::report::sweep_bytes(report, path)?;
+            bytes.push(b'\n');
+            std::io::stdout().lock().write_all(&bytes)?;
+            to_stdout = true;
+            continue;
+        }
+        promptlab::report::write_sweep(report, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(to_stdout)
+}
+
+/// The sweep's table: on standard output, or on stderr when the report took it (`-o -`).
+pub(super) fn print_table(text: &str, report_on_stdout: bool) -> Result<()> {
+    if report_on_stdout {
         std::io::stderr().lock().write_all(text.as_bytes())?;
     } else {
         std::io::stdout().lock().write_all(text.as_bytes())?;
     }
-    Ok(Outcome::Passed)
+    Ok(())
 }

@@ -569,7 +569,7 @@ fn a_training_sweep_report_plots_one_line_per_training_run() {
             "--report",
             "t.html",
             "--report",
-            "t.json",
+            "-",
         ],
         project.root(),
     );
@@ -582,9 +582,9 @@ fn a_training_sweep_report_plots_one_line_per_training_run() {
             .contains("best: "),
         "the page says which point is best, or that none is clearly"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(project.root().join("t.json")).unwrap())
-            .unwrap();
+    // `--report -`: the JSON on standard output, the table on stderr.
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(json["metric"], "test accuracy");
     let points = json["points"].as_array().unwrap();
     assert_eq!(points.len(), 4);

@@ -5,7 +5,6 @@
 //! hyperparameters and test accuracy).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
@@ -38,20 +37,14 @@ pub struct SweepTrainArgs {
     /// Try training with and without augmentation.
     #[arg(long = "sweep-augment")]
     augment: bool,
-    /// Write the sweep report: .html (parallel coordinates), .json or .md. Repeatable.
+    /// Write the sweep report: .html (parallel coordinates), .json or .md; `-` writes JSON
+    /// to standard output (the table then goes to stderr). Repeatable.
     #[arg(long = "report", value_name = "FILE")]
     reports: Vec<PathBuf>,
 }
 
 pub(super) fn sweep_command(args: SweepTrainArgs) -> Result<Outcome> {
-    for path in &args.reports {
-        if !matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("html" | "json" | "md")
-        ) {
-            bail!("{}: a sweep report is .html, .json or .md", path.display());
-        }
-    }
+    crate::cli::sweep::check_outputs(&args.reports)?;
     if args.base.no_store {
         bail!("a sweep records its runs: drop --no-store");
     }
@@ -161,10 +154,7 @@ pub(super) fn sweep_command(args: SweepTrainArgs) -> Result<Outcome> {
         axes.iter().map(|(n, _)| n.to_string()).collect(),
         points,
     );
-    for path in &args.reports {
-        promptlab::report::write_sweep(&report, path)?;
-        eprintln!("wrote {}", path.display());
-    }
+    let to_stdout = crate::cli::sweep::write_outputs(&report, &args.reports)?;
     let mut table = Table::new();
     let mut header = report.params.clone();
     header.extend([
@@ -190,6 +180,6 @@ pub(super) fn sweep_command(args: SweepTrainArgs) -> Result<Outcome> {
     if let Some(best) = report.best_text() {
         text.push_str(&format!("{best} · sweep {sweep_id}\n"));
     }
-    std::io::stdout().lock().write_all(text.as_bytes())?;
+    crate::cli::sweep::print_table(&text, to_stdout)?;
     Ok(Outcome::Passed)
 }
