@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{EngineChoice, ModelKind, ModelRef};
+use crate::catalog::{KindSettings, ModelRef};
 use crate::engine::{
     CancelToken, EngineError, EngineWorker, GenerationEvent, GenerationRequest, OpenOptions,
     WorkerEvent,
@@ -79,10 +79,7 @@ pub fn prompt_of_length(
 /// Loads the model (a GGUF file run by llama.cpp) and measures `config.runs`
 /// generations of the same prompt.
 pub fn run(model: &ModelRef, config: &BenchConfig) -> Result<(String, Vec<BenchRun>), EngineError> {
-    let llama = model
-        .entry
-        .as_ref()
-        .filter(|e| e.kind == ModelKind::Gguf && e.engine.is_none_or(|e| e == EngineChoice::Llama));
+    let llama = model.entry.as_ref().filter(|e| e.runs_on_llama_cpp());
     let Some(entry) = llama else {
         return Err(EngineError::Load(format!(
             "`{}` is not a GGUF model run by llama.cpp, which is what `bench` compares with llama.cpp's own figures",
@@ -90,7 +87,9 @@ pub fn run(model: &ModelRef, config: &BenchConfig) -> Result<(String, Vec<BenchR
         )));
     };
     let mut entry = entry.clone();
-    entry.context_size = Some(config.context_size());
+    if let KindSettings::Gguf(local) = &mut entry.settings {
+        local.context_size = Some(config.context_size());
+    }
     let model = ModelRef {
         name: model.name.clone(),
         entry: Some(entry),

@@ -13,44 +13,192 @@ use crate::yaml::{self, YamlError};
 /// The engine name that returns the rendered prompt instead of generating.
 pub const ECHO_MODEL: &str = "echo";
 
+/// A catalog entry: what every model has (a file, a description, how to fetch it) and,
+/// by kind, only the settings that kind reads, so an entry such as a detector with a
+/// context size or a GGUF file with server settings cannot be written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "EntryFields", into = "EntryFields")]
 pub struct ModelEntry {
-    /// GGUF file, relative to the catalog's folder or absolute (none for `kind: openai`).
-    #[serde(default, skip_serializing_if = "path_is_empty")]
+    /// The model file or folder, relative to the catalog's folder or absolute (empty for
+    /// `kind: openai`).
     pub path: PathBuf,
-    #[serde(default)]
     pub description: String,
-    /// Context window to allocate; defaults to min(4096, the model's training context).
-    #[serde(default)]
-    pub context_size: Option<u32>,
-    #[serde(default)]
-    pub params: GenerationParams,
-    /// What the file is: a GGUF language model (default) or a vision model that reads an
-    /// image path as its prompt and answers with a label.
-    #[serde(default, skip_serializing_if = "ModelKind::is_gguf")]
-    pub kind: ModelKind,
-    /// For `kind: yolo-detector`: the filters applied to every image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detect: Option<DetectSettings>,
-    /// For `kind: clip`: how a label becomes a caption, `{}` standing for the label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_template: Option<String>,
     /// The command that downloads the file: while it is missing, the model is listed as
     /// not fetched (not an error), and using it says to run this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch: Option<String>,
-    /// For `kind: openai`: the servers and how to talk to them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub openai: Option<remote::RemoteSettings>,
-    /// Which engine runs a GGUF model: llama.cpp (default) or mistral.rs (when built with
-    /// the `mistralrs` feature).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub engine: Option<EngineChoice>,
     /// A file of a Hugging Face repo, found in the local hub cache (offline) when the
     /// catalog is loaded; `path` is then where it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub: Option<HubFile>,
+    pub settings: KindSettings,
+}
+
+/// What a model is, with the settings only that kind of model reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KindSettings {
+    /// A GGUF language model run by llama.cpp or mistral.rs.
+    Gguf(LocalModel),
+    /// A chat model behind OpenAI-compatible servers.
+    Openai {
+        servers: remote::RemoteSettings,
+        params: GenerationParams,
+    },
+    DigitCnn,
+    YoloDetector(DetectSettings),
+    /// `label_template`: how a label becomes a caption, `{}` standing for the label.
+    Clip {
+        label_template: Option<String>,
+    },
+    Embedding,
+}
+
+/// The settings of a GGUF language model.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LocalModel {
+    pub engine: EngineChoice,
+    /// Context window to allocate; defaults to min(4096, the model's training context).
+    pub context_size: Option<u32>,
+    pub params: GenerationParams,
+}
+
+/// [`ModelEntry`] as written in `models.yaml`: every kind's keys side by side, checked
+/// and sorted by kind in [`ModelEntry::try_from`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFields {
+    #[serde(default, skip_serializing_if = "path_is_empty")]
+    path: PathBuf,
+    #[serde(default)]
+    description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    params: Option<GenerationParams>,
+    #[serde(default, skip_serializing_if = "ModelKind::is_gguf")]
+    kind: ModelKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    detect: Option<DetectSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label_template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fetch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    openai: Option<remote::RemoteSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    engine: Option<EngineChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hub: Option<HubFile>,
+}
+
+impl TryFrom<EntryFields> for ModelEntry {
+    /// What is wrong, worded to follow "model `name` ".
+    type Error = String;
+
+    fn try_from(fields: EntryFields) -> Result<ModelEntry, String> {
+        let kind = fields.kind;
+        let written = [
+            (
+                "context_size",
+                fields.context_size.is_some(),
+                &[ModelKind::Gguf][..],
+            ),
+            (
+                "params",
+                // `params: {}` says nothing, and older records wrote it for every kind.
+                fields
+                    .params
+                    .as_ref()
+                    .is_some_and(|p| *p != GenerationParams::default()),
+                &[ModelKind::Gguf, ModelKind::Openai][..],
+            ),
+            ("engine", fields.engine.is_some(), &[ModelKind::Gguf][..]),
+            (
+                "detect",
+                fields.detect.is_some(),
+                &[ModelKind::YoloDetector][..],
+            ),
+            (
+                "label_template",
+                fields.label_template.is_some(),
+                &[ModelKind::Clip][..],
+            ),
+            ("openai", fields.openai.is_some(), &[ModelKind::Openai][..]),
+        ];
+        for (key, present, kinds) in written {
+            if present && !kinds.contains(&kind) {
+                let wanted: Vec<String> = kinds
+                    .iter()
+                    .map(|k| format!("`kind: {}`", k.yaml_name()))
+                    .collect();
+                return Err(format!(
+                    "sets `{key}:`, which only {} reads (this entry is `kind: {}`)",
+                    wanted.join(" or "),
+                    kind.yaml_name()
+                ));
+            }
+        }
+        let params = fields.params.unwrap_or_default();
+        let settings = match kind {
+            ModelKind::Gguf => KindSettings::Gguf(LocalModel {
+                engine: fields.engine.unwrap_or_default(),
+                context_size: fields.context_size,
+                params,
+            }),
+            ModelKind::Openai => {
+                let servers = fields
+                    .openai
+                    .ok_or("has `kind: openai` but no `openai:` section")?;
+                if let Some(problem) = servers.problem() {
+                    return Err(problem);
+                }
+                KindSettings::Openai { servers, params }
+            }
+            ModelKind::DigitCnn => KindSettings::DigitCnn,
+            ModelKind::YoloDetector => {
+                KindSettings::YoloDetector(fields.detect.unwrap_or_default())
+            }
+            ModelKind::Clip => KindSettings::Clip {
+                label_template: fields.label_template,
+            },
+            ModelKind::Embedding => KindSettings::Embedding,
+        };
+        Ok(ModelEntry {
+            path: fields.path,
+            description: fields.description,
+            fetch: fields.fetch,
+            hub: fields.hub,
+            settings,
+        })
+    }
+}
+
+impl From<ModelEntry> for EntryFields {
+    fn from(entry: ModelEntry) -> EntryFields {
+        let mut fields = EntryFields {
+            kind: entry.kind(),
+            path: entry.path,
+            description: entry.description,
+            fetch: entry.fetch,
+            hub: entry.hub,
+            ..EntryFields::default()
+        };
+        let non_default =
+            |params: GenerationParams| Some(params).filter(|p| *p != GenerationParams::default());
+        match entry.settings {
+            KindSettings::Gguf(local) => {
+                fields.engine = Some(local.engine).filter(|e| *e != EngineChoice::Llama);
+                fields.context_size = local.context_size;
+                fields.params = non_default(local.params);
+            }
+            KindSettings::Openai { servers, params } => {
+                fields.openai = Some(servers);
+                fields.params = non_default(params);
+            }
+            KindSettings::YoloDetector(detect) => fields.detect = Some(detect),
+            KindSettings::Clip { label_template } => fields.label_template = label_template,
+            KindSettings::DigitCnn | KindSettings::Embedding => {}
+        }
+        fields
+    }
 }
 
 /// The engines that run GGUF files.
@@ -93,6 +241,71 @@ fn path_is_empty(path: &Path) -> bool {
 }
 
 impl ModelEntry {
+    /// A GGUF language model at `path` run by llama.cpp with default settings.
+    pub fn gguf(path: impl Into<PathBuf>) -> ModelEntry {
+        ModelEntry::new(path, KindSettings::Gguf(LocalModel::default()))
+    }
+
+    pub fn new(path: impl Into<PathBuf>, settings: KindSettings) -> ModelEntry {
+        ModelEntry {
+            path: path.into(),
+            description: String::new(),
+            fetch: None,
+            hub: None,
+            settings,
+        }
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        match &self.settings {
+            KindSettings::Gguf(_) => ModelKind::Gguf,
+            KindSettings::Openai { .. } => ModelKind::Openai,
+            KindSettings::DigitCnn => ModelKind::DigitCnn,
+            KindSettings::YoloDetector(_) => ModelKind::YoloDetector,
+            KindSettings::Clip { .. } => ModelKind::Clip,
+            KindSettings::Embedding => ModelKind::Embedding,
+        }
+    }
+
+    /// The default generation parameters of a language model (none for other kinds).
+    pub fn params(&self) -> &GenerationParams {
+        match &self.settings {
+            KindSettings::Gguf(local) => &local.params,
+            KindSettings::Openai { params, .. } => params,
+            _ => &GenerationParams::NONE,
+        }
+    }
+
+    pub fn params_mut(&mut self) -> Option<&mut GenerationParams> {
+        match &mut self.settings {
+            KindSettings::Gguf(local) => Some(&mut local.params),
+            KindSettings::Openai { params, .. } => Some(params),
+            _ => None,
+        }
+    }
+
+    /// The settings of a local GGUF model.
+    pub fn local(&self) -> Option<&LocalModel> {
+        match &self.settings {
+            KindSettings::Gguf(local) => Some(local),
+            _ => None,
+        }
+    }
+
+    /// The servers of a remote model.
+    pub fn servers(&self) -> Option<&remote::RemoteSettings> {
+        match &self.settings {
+            KindSettings::Openai { servers, .. } => Some(servers),
+            _ => None,
+        }
+    }
+
+    /// A GGUF model that llama.cpp (not mistral.rs) runs.
+    pub fn runs_on_llama_cpp(&self) -> bool {
+        self.local()
+            .is_some_and(|local| local.engine == EngineChoice::Llama)
+    }
+
     /// Whether chat prompts can run on this model: a remote server's model, or a GGUF
     /// file whose header carries a chat template. The one place this is decided.
     pub fn is_chat_model(&self) -> bool {
@@ -101,7 +314,7 @@ impl ModelEntry {
 
     /// [`ModelEntry::is_chat_model`] with the GGUF header already read (None: unreadable).
     pub fn is_chat_model_with(&self, info: Option<&crate::gguf::GgufInfo>) -> bool {
-        match self.kind {
+        match self.kind() {
             ModelKind::Openai => true,
             ModelKind::Gguf => info.is_some_and(|info| info.chat_template().is_some()),
             _ => false,
@@ -224,7 +437,7 @@ impl ModelKind {
 #[serde(deny_unknown_fields)]
 struct CatalogSpec {
     #[serde(default)]
-    models: BTreeMap<String, ModelEntry>,
+    models: BTreeMap<String, EntryFields>,
     #[serde(default)]
     tools: ToolAssignments,
 }
@@ -314,54 +527,46 @@ impl ModelCatalog {
         let spec: CatalogSpec = yaml::read_file(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut models = BTreeMap::new();
-        for (name, mut entry) in spec.models {
+        for (name, mut fields) in spec.models {
+            let bad_entry = |problem: String| CatalogError::BadEntry {
+                source_file: path.to_path_buf(),
+                name: name.clone(),
+                problem,
+            };
             if name == ECHO_MODEL {
                 return Err(CatalogError::ReservedName {
                     source_file: path.to_path_buf(),
                     name,
                 });
             }
-            if let Some(hub) = &entry.hub
-                && path_is_empty(&entry.path)
+            if let Some(hub) = &fields.hub
+                && path_is_empty(&fields.path)
             {
                 match crate::hub::cached(&hub.repo, &hub.file, hub.revision.as_deref()) {
-                    Some(found) => entry.path = found,
+                    Some(found) => fields.path = found,
                     None => {
                         // Listed as not fetched, with the command that fetches it.
-                        entry.path = crate::hub::cache()
+                        fields.path = crate::hub::cache()
                             .path()
                             .join(hf_hub::Repo::model(hub.repo.clone()).folder_name())
                             .join(&hub.file);
-                        entry.fetch =
+                        fields.fetch =
                             Some(format!("promptlab models pull {} {}", hub.repo, hub.file));
                     }
                 }
             }
-            let problem = match (entry.kind, &entry.openai) {
-                (ModelKind::Openai, None) => {
-                    Some("has `kind: openai` but no `openai:` section".to_string())
-                }
-                (ModelKind::Openai, Some(settings)) => settings.problem(),
-                (_, Some(_)) => Some("has an `openai:` section but not `kind: openai`".into()),
-                (_, None) if path_is_empty(&entry.path) => {
-                    Some("needs a `path:` (or `hub: {repo, file}`)".into())
-                }
-                _ => None,
-            };
-            if let Some(problem) = problem {
-                return Err(CatalogError::BadEntry {
-                    source_file: path.to_path_buf(),
-                    name,
-                    problem,
-                });
+            let mut entry = ModelEntry::try_from(fields).map_err(&bad_entry)?;
+            if entry.kind() != ModelKind::Openai && path_is_empty(&entry.path) {
+                return Err(bad_entry("needs a `path:` (or `hub: {repo, file}`)".into()));
             }
             // A CLIP entry may name a hub repo (`openai/clip-vit-base-patch32`) rather
             // than a folder beside the catalog.
-            let hub_id = entry.kind == ModelKind::Clip && !base.join(&entry.path).exists();
+            let hub_id = entry.kind() == ModelKind::Clip && !base.join(&entry.path).exists();
             if entry.path.is_relative() && !hub_id && !path_is_empty(&entry.path) {
                 entry.path = base.join(&entry.path);
             }
-            if let Some(names) = entry.detect.as_mut().and_then(|d| d.names.as_mut())
+            if let KindSettings::YoloDetector(detect) = &mut entry.settings
+                && let Some(names) = detect.names.as_mut()
                 && names.is_relative()
             {
                 *names = base.join(&*names);
@@ -388,7 +593,7 @@ impl ModelCatalog {
         for (name, kind) in assigned {
             let problem = match models.get(name) {
                 None => "is not a model of this catalog",
-                Some(entry) if entry.kind != kind => "is the wrong kind of model for that tool",
+                Some(entry) if entry.kind() != kind => "is the wrong kind of model for that tool",
                 Some(_) => continue,
             };
             return Err(CatalogError::BadToolModel {
@@ -475,6 +680,70 @@ mod tests {
         assert!(catalog.resolve("echo").unwrap().is_echo());
         let err = catalog.resolve("smolm2").unwrap_err().to_string();
         assert!(err.contains("did you mean `smollm2`"), "{err}");
+    }
+
+    #[test]
+    fn settings_of_another_kind_are_refused_with_the_model_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.yaml");
+        for (entry, expected) in [
+            (
+                "path: p.onnx\n    kind: yolo-detector\n    context_size: 512",
+                "model `m` sets `context_size:`, which only `kind: gguf` reads (this entry is `kind: yolo-detector`)",
+            ),
+            (
+                "path: s.gguf\n    detect: {min_confidence: 0.5}",
+                "model `m` sets `detect:`, which only `kind: yolo-detector` reads (this entry is `kind: gguf`)",
+            ),
+            (
+                "path: d.safetensors\n    kind: digit-cnn\n    params: {temperature: 0.5}",
+                "sets `params:`, which only `kind: gguf` or `kind: openai` reads",
+            ),
+            (
+                "path: s.gguf\n    openai: {model: q, endpoints: [\"http://h/v1\"]}",
+                "sets `openai:`, which only `kind: openai` reads",
+            ),
+            (
+                "kind: openai",
+                "model `m` has `kind: openai` but no `openai:` section",
+            ),
+            (
+                "kind: clip",
+                "model `m` needs a `path:` (or `hub: {repo, file}`)",
+            ),
+        ] {
+            std::fs::write(&path, format!("models:\n  m:\n    {entry}\n")).unwrap();
+            let err = ModelCatalog::load(&path).unwrap_err().to_string();
+            assert!(err.contains(expected), "{entry}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_entry_keeps_its_kind_settings_through_serialization() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.yaml");
+        std::fs::write(
+            &path,
+            "models:\n  big:\n    path: b.gguf\n    engine: mistralrs\n    context_size: 1024\n    params: {temperature: 0.2}\n  people:\n    path: p.onnx\n    kind: yolo-detector\n    detect: {min_confidence: 0.5, classes: [person]}\n",
+        )
+        .unwrap();
+        let catalog = ModelCatalog::load(&path).unwrap();
+        let big = &catalog.models["big"];
+        let local = big.local().unwrap();
+        assert_eq!(local.engine, EngineChoice::Mistralrs);
+        assert_eq!(local.context_size, Some(1024));
+        assert_eq!(big.params().temperature, Some(0.2));
+        let people = &catalog.models["people"];
+        assert_eq!(people.kind(), ModelKind::YoloDetector);
+        assert_eq!(people.params(), &GenerationParams::NONE);
+        for entry in [big, people] {
+            let json = serde_json::to_value(entry).unwrap();
+            assert_eq!(&serde_json::from_value::<ModelEntry>(json).unwrap(), entry);
+        }
+        let json = serde_json::to_value(people).unwrap();
+        assert_eq!(json["kind"], "yolo-detector");
+        assert_eq!(json["detect"]["classes"][0], "person");
+        assert!(json.get("params").is_none() && json.get("engine").is_none());
     }
 
     #[test]

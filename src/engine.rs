@@ -6,6 +6,7 @@
 pub mod batcher;
 pub mod chat_template;
 pub mod echo;
+pub mod embedding;
 pub mod llama;
 #[cfg(feature = "mistralrs")]
 pub mod mistralrs;
@@ -135,6 +136,9 @@ pub struct Capabilities {
     pub tool_calls: bool,
     /// Reads an image (its path is the prompt's first line) rather than text.
     pub image_input: bool,
+    /// Turns a text into a sentence embedding ([`Engine::embed`]) instead of generating.
+    #[serde(default)]
+    pub embeddings: bool,
 }
 
 /// An event from a batch generation, tagged with the request's index in the batch.
@@ -190,6 +194,14 @@ pub trait Engine {
     /// (the agent, whose messages carry tool calls).
     fn chat_template(&self) -> Option<&chat_template::ChatTemplate> {
         None
+    }
+
+    /// The L2-normalised sentence embedding of `text`, from an engine whose capabilities
+    /// say `embeddings`.
+    fn embed(&mut self, _text: &str) -> Result<Vec<f32>, EngineError> {
+        Err(EngineError::Generation(
+            "this model does not embed text: the `similar` assertion needs a `kind: embedding` model".into(),
+        ))
     }
 
     /// Generates every request, reporting progress through `on_event`. Returning

@@ -27,6 +27,20 @@ pub struct GenerationParams {
     pub stop: Option<Vec<String>>,
 }
 
+impl GenerationParams {
+    /// No parameter set: each engine's defaults apply.
+    pub const NONE: GenerationParams = GenerationParams {
+        temperature: None,
+        top_p: None,
+        top_k: None,
+        min_p: None,
+        repeat_penalty: None,
+        max_tokens: None,
+        seed: None,
+        stop: None,
+    };
+}
+
 /// [`GenerationParams`] as read, before its ranges are checked.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -124,7 +124,7 @@ impl RunPlan {
             let Some(entry) = model.entry.as_ref() else {
                 continue;
             };
-            if let Some(remote) = &entry.openai {
+            if let Some(remote) = entry.servers() {
                 let in_flight: usize = remote
                     .endpoints
                     .iter()

@@ -132,7 +132,7 @@ fn chat_models(catalog: &ModelCatalog) -> Vec<String> {
         .models
         .iter()
         // Served by the local engine: remote models are other servers' to serve.
-        .filter(|(_, e)| e.kind == ModelKind::Gguf && e.not_fetched().is_none())
+        .filter(|(_, e)| e.kind() == ModelKind::Gguf && e.not_fetched().is_none())
         .filter(|(_, e)| e.is_chat_model())
         .map(|(name, _)| name.clone())
         .collect()
@@ -289,7 +289,7 @@ fn generation_request(
     let defaults = catalog
         .models
         .get(&request.model)
-        .map(|e| e.params.clone())
+        .map(|e| e.params().clone())
         .unwrap_or_default();
     let asked = GenerationParams {
         temperature: request.temperature,

@@ -130,7 +130,7 @@ impl Session {
         };
         Ok(LoadedModel {
             name: name.to_string(),
-            params: entry.params.clone(),
+            params: entry.params().clone(),
             engine: load_engine(&model)?,
         })
     }

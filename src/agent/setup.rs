@@ -42,7 +42,7 @@ pub fn project_tools(
      -> Result<Option<(String, crate::catalog::ModelEntry)>, String> {
         match chosen {
             Some(name) => match catalog.models.get(name) {
-                Some(entry) if entry.kind == kind => Ok(Some((name.clone(), entry.clone()))),
+                Some(entry) if entry.kind() == kind => Ok(Some((name.clone(), entry.clone()))),
                 Some(_) => Err(format!(
                     "model `{name}` is not a `kind: {}` model",
                     kind.yaml_name()
@@ -52,7 +52,7 @@ pub fn project_tools(
             None => Ok(catalog
                 .models
                 .iter()
-                .find(|(_, e)| e.kind == kind)
+                .find(|(_, e)| e.kind() == kind)
                 .map(|(n, e)| (n.clone(), e.clone()))),
         }
     };
@@ -83,7 +83,12 @@ pub fn project_tools(
             let backends: Vec<(String, std::path::PathBuf, crate::catalog::DetectSettings)> =
                 entries
                     .into_iter()
-                    .map(|(name, entry)| (name, entry.path, entry.detect.unwrap_or_default()))
+                    .filter_map(|(name, entry)| match entry.settings {
+                        crate::catalog::KindSettings::YoloDetector(detect) => {
+                            Some((name, entry.path, detect))
+                        }
+                        _ => None,
+                    })
                     .collect();
             match tools::DetectObjects::load(&backends) {
                 Ok(tool) => set.add(Box::new(tool)),
@@ -98,10 +103,12 @@ pub fn project_tools(
                 match crate::vision::clip::resolve_model(&entry.path.display().to_string()) {
                     Ok(dir) => set.add(Box::new(tools::ClassifyImage::new(
                         dir,
-                        entry
-                            .label_template
-                            .clone()
-                            .unwrap_or_else(|| "a photo of {}".into()),
+                        match &entry.settings {
+                            crate::catalog::KindSettings::Clip {
+                                label_template: Some(template),
+                            } => template.clone(),
+                            _ => "a photo of {}".into(),
+                        },
                     ))),
                     Err(e) => set.leave_out("classify_image", format!("`{name}`: {e}")),
                 }
@@ -146,7 +153,7 @@ pub fn load_engine(model: &crate::catalog::ModelRef) -> Result<EngineWorker, Eng
     if !model
         .entry
         .as_ref()
-        .is_some_and(|e| e.kind.is_language_model())
+        .is_some_and(|e| e.kind().is_language_model())
     {
         return Err(EngineError::Load(format!(
             "`{}` is not a language model: the agent needs a GGUF chat model or a `kind: openai` model from models/models.yaml",

@@ -139,8 +139,8 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
             _ => promptlab::catalog::EngineChoice::Llama,
         };
         for entry in project.catalog.models.values_mut() {
-            if entry.kind.is_gguf() {
-                entry.engine = Some(choice);
+            if let promptlab::catalog::KindSettings::Gguf(local) = &mut entry.settings {
+                local.engine = choice;
             }
         }
     }

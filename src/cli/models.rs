@@ -86,7 +86,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
     ]);
     let mut problems = Vec::new();
     for (name, entry) in &project.catalog.models {
-        if entry.kind == promptlab::catalog::ModelKind::DigitCnn {
+        if entry.kind() == promptlab::catalog::ModelKind::DigitCnn {
             let (arch, params) = if !entry.path.is_file() {
                 // Not trained yet is a normal state, not a broken file.
                 (
@@ -137,7 +137,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             continue;
         }
         // Folders of weights without a GGUF header to read: named and located only.
-        let folder_kind = match entry.kind {
+        let folder_kind = match entry.kind() {
             promptlab::catalog::ModelKind::Embedding => {
                 Some("sentence embeddings (`similar` assertion)")
             }
@@ -157,7 +157,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             ]);
             continue;
         }
-        if let Some(remote) = &entry.openai {
+        if let Some(remote) = entry.servers() {
             let urls: Vec<&str> = remote.endpoints.iter().map(|e| e.url()).collect();
             table.add_row([
                 name.clone(),
@@ -171,7 +171,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             ]);
             continue;
         }
-        if entry.kind == promptlab::catalog::ModelKind::YoloDetector {
+        if entry.kind() == promptlab::catalog::ModelKind::YoloDetector {
             let size = std::fs::metadata(&entry.path).map(|m| human_bytes(m.len()));
             if size.is_err() {
                 problems.push(format!(

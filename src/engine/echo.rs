@@ -22,6 +22,7 @@ impl Engine for EchoEngine {
             context_size: 0,
             tool_calls: false,
             image_input: false,
+            embeddings: false,
         }
     }
 

@@ -47,11 +47,7 @@ pub const BATCH_INVARIANT_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2"]
 /// The architecture of a catalog model run by this engine whose batched outputs can
 /// differ from one sequence at a time (None for every other model).
 pub fn not_batch_invariant(entry: &crate::catalog::ModelEntry) -> Option<String> {
-    let llama = entry.kind == crate::catalog::ModelKind::Gguf
-        && entry
-            .engine
-            .is_none_or(|e| e == crate::catalog::EngineChoice::Llama);
-    if !llama {
+    if !entry.runs_on_llama_cpp() {
         return None;
     }
     crate::gguf::GgufInfo::read(&entry.path)
@@ -405,6 +401,7 @@ impl Engine for LlamaEngine {
             context_size: self.context_size,
             tool_calls: false,
             image_input: false,
+            embeddings: false,
         }
     }
 

@@ -294,6 +294,7 @@ impl Engine for MistralRsEngine {
             context_size: 0,
             tool_calls: false,
             image_input: false,
+            embeddings: false,
         }
     }
 

@@ -1,12 +1,12 @@
 //! The one place a catalog entry becomes a running engine: eval, judging, the playground,
-//! the agent, `serve` and `bench` all open their models here, so a new engine is its
-//! module plus one arm below.
+//! the agent, `serve`, `bench` and the `similar` assertion's embeddings all open their
+//! models here, so a new engine is its module plus one arm below.
 
 use super::echo::EchoEngine;
 use super::llama::{LlamaEngine, LlamaOptions};
 use super::vision::{ClipModel, DetectModel, DigitModel, VisionEngine};
 use super::{Engine, EngineError, EngineWorker};
-use crate::catalog::{EngineChoice, ModelEntry, ModelKind, ModelRef};
+use crate::catalog::{EngineChoice, KindSettings, ModelRef};
 
 /// How the caller will use the engine.
 #[derive(Debug, Clone, Default)]
@@ -55,61 +55,55 @@ pub fn open(model: &ModelRef, options: &OpenOptions) -> Result<EngineWorker, Eng
     }
     let options = options.clone();
     let threads = options.threads;
-    let load: Box<dyn FnOnce() -> Result<Box<dyn Engine>, EngineError> + Send> = match entry.kind {
-        ModelKind::Openai => {
-            let settings = entry
-                .openai
-                .ok_or_else(|| EngineError::Load(format!("`{name}` has no `openai:` settings")))?;
-            Box::new(move || Ok(Box::new(super::openai::OpenAiEngine::new(settings)?) as _))
-        }
-        ModelKind::DigitCnn => {
-            Box::new(move || Ok(Box::new(VisionEngine(DigitModel::load(&entry.path)?)) as _))
-        }
-        ModelKind::Clip => Box::new(move || {
-            let template = entry
-                .label_template
-                .unwrap_or_else(|| "a photo of {}".into());
-            Ok(Box::new(VisionEngine(ClipModel::load(&entry.path, template)?)) as _)
-        }),
-        ModelKind::YoloDetector => Box::new(move || {
-            let settings = entry.detect.unwrap_or_default();
-            let threads = threads.map_or_else(
-                || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-                |t| t as usize,
-            );
-            let model = DetectModel::load(&entry.path, &settings, threads)?;
-            Ok(Box::new(VisionEngine(model)) as _)
-        }),
-        ModelKind::Embedding => {
-            return Err(EngineError::Load(format!(
-                "`{name}` is an embedding model: it scores `similar` assertions and does not generate"
-            )));
-        }
-        ModelKind::Gguf if entry.engine == Some(EngineChoice::Mistralrs) => {
-            return mistralrs(name, entry);
-        }
-        ModelKind::Gguf => Box::new(move || {
-            let llama_options = LlamaOptions {
-                context_size: entry.context_size,
-                threads: options.threads,
-                parallel: options.parallel,
-                keep_conversation: options.keep_conversation,
-            };
-            Ok(Box::new(LlamaEngine::load(&entry.path, &llama_options)?) as _)
-        }),
-    };
+    let path = entry.path.clone();
+    let load: Box<dyn FnOnce() -> Result<Box<dyn Engine>, EngineError> + Send> =
+        match entry.settings {
+            KindSettings::Openai { servers, .. } => {
+                Box::new(move || Ok(Box::new(super::openai::OpenAiEngine::new(servers)?) as _))
+            }
+            KindSettings::DigitCnn => {
+                Box::new(move || Ok(Box::new(VisionEngine(DigitModel::load(&path)?)) as _))
+            }
+            KindSettings::Clip { label_template } => Box::new(move || {
+                let template = label_template.unwrap_or_else(|| "a photo of {}".into());
+                Ok(Box::new(VisionEngine(ClipModel::load(&path, template)?)) as _)
+            }),
+            KindSettings::YoloDetector(settings) => Box::new(move || {
+                let threads = threads.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                    |t| t as usize,
+                );
+                let model = DetectModel::load(&path, &settings, threads)?;
+                Ok(Box::new(VisionEngine(model)) as _)
+            }),
+            KindSettings::Embedding => {
+                Box::new(move || Ok(Box::new(super::embedding::EmbeddingEngine::load(&path)?) as _))
+            }
+            KindSettings::Gguf(local) if local.engine == EngineChoice::Mistralrs => {
+                return mistralrs(name, path);
+            }
+            KindSettings::Gguf(local) => Box::new(move || {
+                let llama_options = LlamaOptions {
+                    context_size: local.context_size,
+                    threads: options.threads,
+                    parallel: options.parallel,
+                    keep_conversation: options.keep_conversation,
+                };
+                Ok(Box::new(LlamaEngine::load(&path, &llama_options)?) as _)
+            }),
+        };
     EngineWorker::spawn(name, load)
 }
 
 #[cfg(feature = "mistralrs")]
-fn mistralrs(name: &str, entry: ModelEntry) -> Result<EngineWorker, EngineError> {
+fn mistralrs(name: &str, path: std::path::PathBuf) -> Result<EngineWorker, EngineError> {
     EngineWorker::spawn(name, move || {
-        Ok(Box::new(super::mistralrs::MistralRsEngine::load(&entry.path)?) as Box<dyn Engine>)
+        Ok(Box::new(super::mistralrs::MistralRsEngine::load(&path)?) as Box<dyn Engine>)
     })
 }
 
 #[cfg(not(feature = "mistralrs"))]
-fn mistralrs(name: &str, _entry: ModelEntry) -> Result<EngineWorker, EngineError> {
+fn mistralrs(name: &str, _path: std::path::PathBuf) -> Result<EngineWorker, EngineError> {
     Err(EngineError::Load(format!(
         "`{name}` asks for the mistral.rs engine, but this promptlab was built without it: build with `cargo build --release --features mistralrs`"
     )))

@@ -398,6 +398,7 @@ impl Engine for OpenAiEngine {
             context_size: 0,
             tool_calls: true,
             image_input: false,
+            embeddings: false,
         }
     }
 

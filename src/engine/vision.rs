@@ -34,6 +34,7 @@ impl<M: ImageModel> Engine for VisionEngine<M> {
             context_size: 0,
             tool_calls: false,
             image_input: true,
+            embeddings: false,
         }
     }
 

@@ -41,6 +41,10 @@ enum Job {
         text: String,
         reply: Sender<Result<usize, EngineError>>,
     },
+    Embed {
+        text: String,
+        reply: Sender<Result<Vec<f32>, EngineError>>,
+    },
 }
 
 /// A handle to an engine running on its own thread. Dropping it stops the thread after
@@ -152,6 +156,13 @@ impl EngineWorker {
         rx.recv().map_err(|_| stopped())?
     }
 
+    /// The sentence embedding of `text` (an engine with [`Capabilities::embeddings`]).
+    pub fn embed(&self, text: String) -> Result<Vec<f32>, EngineError> {
+        let (reply, rx) = mpsc::channel();
+        self.send(Job::Embed { text, reply })?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
     fn send(&self, job: Job) -> Result<(), EngineError> {
         self.jobs
             .as_ref()
@@ -244,6 +255,12 @@ fn serve(mut engine: Box<dyn Engine>, jobs: Receiver<Job>) {
             }
             Job::CountTokens { text, reply } => {
                 let _ = reply.send(engine.count_tokens(&text));
+            }
+            Job::Embed { text, reply } => {
+                // A panic in a kernel fails this text, not the worker's caller.
+                let outcome = catch_unwind(AssertUnwindSafe(|| engine.embed(&text)))
+                    .unwrap_or_else(|panic| Err(EngineError::Crashed(panic_text(&panic))));
+                let _ = reply.send(outcome);
             }
         }
     }

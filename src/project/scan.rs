@@ -91,13 +91,16 @@ impl ModelFile {
     /// Whether it can run now: there (or remote) and its engine built into this binary.
     pub fn runnable_here(&self) -> bool {
         self.status() == ModelStatus::Ready
-            && self.entry.engine.is_none_or(|engine| engine.built_in())
+            && self
+                .entry
+                .local()
+                .is_none_or(|local| local.engine.built_in())
     }
 
     pub fn status(&self) -> ModelStatus {
         // A remote model is always there; a GGUF whose header was read was there.
-        if self.entry.kind == ModelKind::Openai
-            || (self.entry.kind == ModelKind::Gguf && self.info.is_ok())
+        if self.entry.kind() == ModelKind::Openai
+            || (self.entry.kind() == ModelKind::Gguf && self.info.is_ok())
         {
             return ModelStatus::Ready;
         }
@@ -107,7 +110,7 @@ impl ModelFile {
         if !self.entry.path.exists() {
             return ModelStatus::Missing;
         }
-        match (&self.info, self.entry.kind) {
+        match (&self.info, self.entry.kind()) {
             (Err(error), ModelKind::Gguf) => ModelStatus::Unreadable(error.clone()),
             _ => ModelStatus::Ready,
         }
@@ -180,9 +183,9 @@ pub fn scan(root: &Path) -> ProjectScan {
                     .models
                     .into_iter()
                     .map(|(name, entry)| ModelFile {
-                        info: if entry.kind.is_gguf() {
+                        info: if entry.kind().is_gguf() {
                             GgufInfo::read(&entry.path).map_err(|e| e.to_string())
-                        } else if let Some(remote) = &entry.openai {
+                        } else if let Some(remote) = entry.servers() {
                             Err(format!(
                                 "remote model `{}` on OpenAI-compatible servers ({})",
                                 remote.model,
@@ -197,7 +200,7 @@ pub fn scan(root: &Path) -> ProjectScan {
                             Err(format!(
                                 "{}: {}",
                                 entry.path.display(),
-                                entry.kind.description()
+                                entry.kind().description()
                             ))
                         },
                         name,

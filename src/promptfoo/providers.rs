@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{PromptfooError, Reader};
 use crate::catalog::remote::RemoteSettings;
-use crate::catalog::{ECHO_MODEL, ModelCatalog, ModelEntry, ModelKind};
+use crate::catalog::{ECHO_MODEL, KindSettings, ModelCatalog, ModelEntry};
 use crate::params::GenerationParams;
 
 pub(super) struct Providers {
@@ -177,7 +177,9 @@ fn resolve(
             return Ok(Some(Resolved { name, entry: None }));
         }
         let mut entry = entry.clone();
-        entry.params = entry.params.overlay(&params);
+        if let Some(own) = entry.params_mut() {
+            *own = own.overlay(&params);
+        }
         return Ok(Some(Resolved {
             name: name.clone(),
             entry: Some((name, entry)),
@@ -230,19 +232,14 @@ fn resolve(
     let mut remote = RemoteSettings::single(model, &base);
     remote.sampling_extensions = extensions;
     remote.api_key_env = key_env.or(default_key.filter(|k| env(k).is_some()));
-    let entry = ModelEntry {
-        path: PathBuf::new(),
-        description: format!("promptfoo provider `{id}` at {base}"),
-        context_size: None,
-        params,
-        kind: ModelKind::Openai,
-        detect: None,
-        label_template: None,
-        fetch: None,
-        hub: None,
-        engine: None,
-        openai: Some(remote),
-    };
+    let mut entry = ModelEntry::new(
+        PathBuf::new(),
+        KindSettings::Openai {
+            servers: remote,
+            params,
+        },
+    );
+    entry.description = format!("promptfoo provider `{id}` at {base}");
     Ok(Some(Resolved {
         name: name.clone(),
         entry: Some((name, entry)),

@@ -91,10 +91,10 @@ scenarios:
     assert_eq!(imported.eval_set.models, ["echo", "fleet"]);
     let (name, entry) = &imported.models[0];
     assert_eq!(name, "fleet");
-    let remote = entry.openai.as_ref().unwrap();
+    let remote = entry.servers().unwrap();
     assert_eq!(remote.model, "qwen");
     assert_eq!(remote.endpoints[0].url(), "http://10.0.0.9:8000/v1");
-    assert_eq!(entry.params.max_tokens, Some(64));
+    assert_eq!(entry.params().max_tokens, Some(64));
 
     let cases = &imported.eval_set.cases;
     // 1 CSV row + 2×2 expanded + 2 scenario configs × 2 tests.

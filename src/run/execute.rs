@@ -225,7 +225,7 @@ pub fn chat_worker(model: &ModelRef) -> Result<EngineWorker, EngineError> {
     if !model
         .entry
         .as_ref()
-        .is_some_and(|e| e.kind.is_language_model())
+        .is_some_and(|e| e.kind().is_language_model())
     {
         return Err(EngineError::Load(format!(
             "`{}` is not a chat model: a GGUF with a chat template or a `kind: openai` model is",

@@ -161,7 +161,7 @@ pub fn plan(
             })?;
         let (has_template, identity) = check_model_file(&model)?;
         identities.push(identity);
-        let vision = model.entry.as_ref().is_some_and(|e| e.kind.is_vision());
+        let vision = model.entry.as_ref().is_some_and(|e| e.kind().is_vision());
         for prompt in &prompts {
             if vision && !matches!(prompt.body, PromptBody::Completion(_)) {
                 return Err(PlanError::Model {
@@ -267,7 +267,7 @@ pub fn plan(
         let model_params = model
             .entry
             .as_ref()
-            .map(|e| e.params.clone())
+            .map(|e| e.params().clone())
             .unwrap_or_default();
         let mut params = model_params
             .overlay(&prompt.params)
@@ -283,7 +283,7 @@ pub fn plan(
             // A vision model's prompt is an image path, relative to the eval set; the
             // image's content goes into the cache key, so an edited image is run again.
             let mut identity = column_identities[column].clone();
-            if model.entry.as_ref().is_some_and(|e| e.kind.is_vision()) {
+            if model.entry.as_ref().is_some_and(|e| e.kind().is_vision()) {
                 let (path, digest) = image_for_case(&rendered, &eval_set.source, case)?;
                 rendered = crate::prompt::RenderedPrompt::Completion(path);
                 identity.push_str(&format!("\nimage:{digest}"));
@@ -378,16 +378,16 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
         model: model.name.clone(),
         message,
     };
-    if let Some(remote) = &entry.openai {
+    if let Some(remote) = entry.servers() {
         // The server owns the weights; its model name is the identity for the cache.
         return Ok((true, format!("openai:{}", remote.model)));
     }
-    if entry.kind == crate::catalog::ModelKind::Embedding {
+    if entry.kind() == crate::catalog::ModelKind::Embedding {
         return Err(fail(
             "is an embedding model (for the `similar` assertion), not one to evaluate".into(),
         ));
     }
-    if entry.kind == crate::catalog::ModelKind::DigitCnn {
+    if entry.kind() == crate::catalog::ModelKind::DigitCnn {
         // Loading checks the card and that the weights fit it.
         crate::vision::train::DigitClassifier::load(&entry.path)
             .map_err(|e| fail(e.to_string()))?;
@@ -400,7 +400,7 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
         );
         return Ok((false, format!("digit-cnn:{}", hex_sha256(&bytes))));
     }
-    if entry.kind == crate::catalog::ModelKind::Clip {
+    if let crate::catalog::KindSettings::Clip { label_template } = &entry.settings {
         let dir = crate::vision::clip::resolve_model(&entry.path.display().to_string())
             .map_err(|e| fail(e.to_string()))?;
         crate::vision::clip::ZeroShot::load(&dir).map_err(|e| fail(e.to_string()))?;
@@ -412,18 +412,11 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
                     .map_err(|e| fail(format!("{}: cannot read: {e}", path.display())))?,
             );
         }
-        bytes.extend(
-            entry
-                .label_template
-                .clone()
-                .unwrap_or_default()
-                .into_bytes(),
-        );
+        bytes.extend(label_template.clone().unwrap_or_default().into_bytes());
         return Ok((false, format!("clip:{}", hex_sha256(&bytes))));
     }
-    if entry.kind == crate::catalog::ModelKind::YoloDetector {
+    if let crate::catalog::KindSettings::YoloDetector(settings) = &entry.settings {
         // Loading checks ONNX Runtime, the file and its input now rather than per cell.
-        let settings = entry.detect.clone().unwrap_or_default();
         crate::vision::detect::Detector::load(&entry.path, settings.names.as_deref(), None, 1)
             .map_err(|e| fail(e.to_string()))?;
         let mut bytes = std::fs::read(&entry.path)
@@ -432,7 +425,7 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
             bytes.extend(std::fs::read(names).unwrap_or_default());
         }
         // The filters change the answer, so they are part of the model's identity.
-        bytes.extend(serde_json::to_vec(&settings).unwrap_or_default());
+        bytes.extend(serde_json::to_vec(settings).unwrap_or_default());
         return Ok((false, format!("yolo-detector:{}", hex_sha256(&bytes))));
     }
     if let Some(command) = entry.not_fetched() {
@@ -460,7 +453,8 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
         .map_err(|e| fail(format!("{}: cannot read: {e}", entry.path.display())))?;
     // The context size can cut a generation short, so it is part of what produced it.
     let context = entry
-        .context_size
+        .local()
+        .and_then(|local| local.context_size)
         .map(|c| c.to_string())
         .unwrap_or_else(|| "default".into());
     let mut identity = format!(
@@ -470,7 +464,8 @@ pub(super) fn check_model_file(model: &ModelRef) -> Result<(bool, String), PlanE
     );
     // Another engine computes other outputs from the same file.
     if let Some(engine) = entry
-        .engine
+        .local()
+        .map(|local| local.engine)
         .filter(|e| *e != crate::catalog::EngineChoice::Llama)
     {
         identity.push_str(&format!(":engine={}", engine.name()));

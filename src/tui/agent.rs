@@ -230,8 +230,9 @@ fn ask(app: &mut App) -> Vec<Effect> {
 fn agent_models(scan: &promptlab::project::ProjectScan) -> Vec<usize> {
     let mut models = chat_models(scan);
     models.extend(
-        (0..scan.models.len())
-            .filter(|&i| scan.models[i].entry.openai.is_some() && scan.models[i].runnable_here()),
+        (0..scan.models.len()).filter(|&i| {
+            scan.models[i].entry.servers().is_some() && scan.models[i].runnable_here()
+        }),
     );
     models.sort_unstable();
     models

@@ -177,7 +177,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     for model in &scan.models {
         let (label, usable) = match model.status() {
             ModelStatus::Ready => {
-                let tag = match model.entry.kind {
+                let tag = match model.entry.kind() {
                     ModelKind::Gguf => "",
                     ModelKind::Openai => " (remote)",
                     ModelKind::Embedding => " (embeddings)",
@@ -187,7 +187,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
             }
             // Normal states, not errors: the preview says what to run.
             ModelStatus::NotFetched(_) => (format!("  {} (not fetched)", model.name), true),
-            ModelStatus::Missing if model.entry.kind == ModelKind::DigitCnn => {
+            ModelStatus::Missing if model.entry.kind() == ModelKind::DigitCnn => {
                 (format!("  {} (not trained yet)", model.name), true)
             }
             ModelStatus::Missing => (format!("  {} ✗ missing", model.name), false),

@@ -127,8 +127,8 @@ impl RunState {
         let mut models: Vec<String> = scan
             .models
             .iter()
-            .filter(|m| m.entry.kind != promptlab::catalog::ModelKind::Embedding)
-            .filter(|m| !agent || m.entry.kind.is_gguf() || m.entry.openai.is_some())
+            .filter(|m| m.entry.kind() != promptlab::catalog::ModelKind::Embedding)
+            .filter(|m| !agent || m.entry.kind().is_gguf() || m.entry.servers().is_some())
             .map(|m| m.name.clone())
             .collect();
         if !agent {

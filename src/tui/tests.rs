@@ -43,17 +43,8 @@ pub(super) fn tiny_model() -> ModelFile {
     ModelFile {
         name: "tiny".into(),
         entry: ModelEntry {
-            path: fixture_root().join("models/tiny.gguf"),
             description: "a small chat model".into(),
-            context_size: None,
-            params: Default::default(),
-            kind: Default::default(),
-            detect: None,
-            label_template: None,
-            fetch: None,
-            hub: None,
-            engine: None,
-            openai: None,
+            ..ModelEntry::gguf(fixture_root().join("models/tiny.gguf"))
         },
         info: Ok(GgufInfo {
             version: 3,

@@ -72,6 +72,50 @@ fn minilm_gguf() -> std::path::PathBuf {
 
 /// llama.cpp running the converted GGUF gives the reference implementation's embeddings:
 /// two independent implementations (and tokenizers) agree on every golden sentence.
+/// An embedding model opens through `engine::open` like any model: it says it embeds,
+/// embeds as the `similar` assertion's embedder does, and refuses to generate; a
+/// language model refuses to embed.
+#[test]
+fn embedding_models_are_engines_that_embed_and_do_not_generate() {
+    use promptlab::catalog::{KindSettings, ModelEntry, ModelRef};
+    use promptlab::engine::{GenerationEvent, OpenOptions, WorkerEvent};
+    let model = ModelRef {
+        name: "minilm".into(),
+        entry: Some(ModelEntry::new(minilm(), KindSettings::Embedding)),
+    };
+    let worker = promptlab::engine::open(&model, &OpenOptions::default()).unwrap();
+    assert!(worker.capabilities().embeddings);
+    let text = "The cat sat on the mat.";
+    let through_worker = worker.embed(text.into()).unwrap();
+    let embedder = Embedder::load(&minilm()).unwrap();
+    assert_eq!(through_worker, *embedder.embed(text).unwrap());
+    let request = promptlab::engine::GenerationRequest {
+        prompt: promptlab::prompt::RenderedPrompt::Completion(text.into()),
+        params: Default::default(),
+        schema: None,
+        grammar: None,
+        tools: None,
+    };
+    let events: Vec<WorkerEvent> = worker
+        .generate(vec![request], promptlab::engine::CancelToken::new())
+        .iter()
+        .collect();
+    let Some(WorkerEvent::Generation(GenerationEvent::Finished(0, Err(error)))) = events.first()
+    else {
+        panic!("expected a refusal, got {events:?}");
+    };
+    assert!(error.to_string().contains("does not generate"), "{error}");
+
+    let chat = ModelRef {
+        name: "smollm2".into(),
+        entry: Some(ModelEntry::gguf(common::real_model(common::SMOLLM2))),
+    };
+    let worker = promptlab::engine::open(&chat, &OpenOptions::default()).unwrap();
+    assert!(!worker.capabilities().embeddings);
+    let error = worker.embed(text.into()).unwrap_err().to_string();
+    assert!(error.contains("does not embed text"), "{error}");
+}
+
 #[test]
 fn gguf_embeddings_through_llama_cpp_match_the_reference() {
     let path = concat!(

@@ -236,7 +236,10 @@ impl AgentEvalPlan {
             let Ok(resolved) = first.session.project.catalog.resolve(model) else {
                 return true;
             };
-            let params = resolved.entry.map(|e| e.params.clone()).unwrap_or_default();
+            let params = resolved
+                .entry
+                .map(|e| e.params().clone())
+                .unwrap_or_default();
             self.columns.iter().all(|column| {
                 let sampling = match &column.prompt {
                     Some(prompt) => params.overlay(&prompt.params).resolve(),

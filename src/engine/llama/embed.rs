@@ -44,6 +44,13 @@ impl GgufEmbedder {
         })
     }
 
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), true, false)
+            .len()
+    }
+
     /// The normalised embedding of `text`.
     pub fn embed(&self, text: &str) -> Result<Vec<f32>, EngineError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {

@@ -89,7 +89,7 @@ fn prompt_text(prompt: &RenderedPrompt) -> String {
 pub(super) fn cost(plan: &RunPlan, cell: &PlannedCell, _generation: &Generation) -> Option<f64> {
     let model = plan.models.get(cell.column)?;
     match model.entry.as_ref() {
-        Some(entry) if entry.openai.is_some() => None,
+        Some(entry) if entry.servers().is_some() => None,
         _ => Some(0.0),
     }
 }

@@ -111,7 +111,7 @@ fn embedding_model(
     kind: &str,
 ) -> Result<std::path::PathBuf, PlanError> {
     let embedding =
-        |e: &&crate::catalog::ModelEntry| e.kind == crate::catalog::ModelKind::Embedding;
+        |e: &&crate::catalog::ModelEntry| e.kind() == crate::catalog::ModelKind::Embedding;
     let found = match provider {
         Some(name) => match catalog.models.get(name) {
             Some(entry) if embedding(&entry) => Some(entry),

@@ -114,7 +114,7 @@ pub(in crate::run) fn resolve_judge(
     if model
         .entry
         .as_ref()
-        .is_some_and(|e| !e.kind.is_language_model())
+        .is_some_and(|e| !e.kind().is_language_model())
     {
         return Err(refuse("it is not a language model"));
     }
@@ -152,7 +152,7 @@ impl JudgePlan {
         let model_params = self.models[model]
             .entry
             .as_ref()
-            .map(|e| e.params.clone())
+            .map(|e| e.params().clone())
             .unwrap_or_default();
         GenerationRequest {
             prompt: rendered,

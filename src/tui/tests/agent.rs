@@ -203,7 +203,7 @@ fn the_run_screen_leaves_embedding_models_out() {
     let mut scan = promptlab::project::scan(&super::fixture_root());
     let mut minilm = tiny_model();
     minilm.name = "minilm".into();
-    minilm.entry.kind = promptlab::catalog::ModelKind::Embedding;
+    minilm.entry.settings = promptlab::catalog::KindSettings::Embedding;
     scan.models = vec![tiny_model(), minilm];
     let run = crate::tui::run_screen::RunState::new(&scan);
     let names: Vec<&str> = run.models.iter().map(|(m, _)| m.as_str()).collect();
@@ -250,11 +250,13 @@ fn m_offers_remote_models_too() {
     let mut app = app((140, 40));
     let mut remote = tiny_model();
     remote.name = "fleet".into();
-    remote.entry.kind = promptlab::catalog::ModelKind::Openai;
-    remote.entry.openai = Some(promptlab::catalog::remote::RemoteSettings::single(
-        "qwen",
-        "http://127.0.0.1:9/v1",
-    ));
+    remote.entry.settings = promptlab::catalog::KindSettings::Openai {
+        servers: promptlab::catalog::remote::RemoteSettings::single(
+            "qwen",
+            "http://127.0.0.1:9/v1",
+        ),
+        params: Default::default(),
+    };
     remote.info = Err("remote model".into());
     app.scan.models.push(remote);
     press(&mut app, "9");

@@ -243,13 +243,13 @@ fn the_playground_offers_remote_models() {
     let mut app = app((120, 40));
     let mut remote = super::tiny_model();
     remote.name = "fleet".into();
-    remote.entry.kind = promptlab::catalog::ModelKind::Openai;
-    remote.entry.openai = Some(
-        serde_json::from_value(serde_json::json!({
+    remote.entry.settings = promptlab::catalog::KindSettings::Openai {
+        servers: serde_json::from_value(serde_json::json!({
             "model": "qwen", "endpoints": ["http://127.0.0.1:9/v1"]
         }))
         .unwrap(),
-    );
+        params: Default::default(),
+    };
     remote.info = Err("remote model".into());
     app.scan.models.push(remote);
     press(&mut app, "6");
@@ -271,7 +271,7 @@ fn the_playground_offers_remote_models() {
         panic!("expected a chat request, got {effects:?}");
     };
     assert_eq!(model_name, "fleet");
-    assert!(model.openai.is_some());
+    assert!(model.servers().is_some());
 }
 
 /// Saving leaves typing mode, so the guide's "Ctrl-S; `3`, `r`" switches to the run

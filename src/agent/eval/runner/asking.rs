@@ -39,7 +39,7 @@ impl Loaded {
         let shared = resolved
             .entry
             .as_ref()
-            .filter(|e| e.kind.is_gguf() && slots > 1);
+            .filter(|e| e.kind().is_gguf() && slots > 1);
         let Some(entry) = shared else {
             return Ok(Loaded::Own(session.load_model(model)?));
         };
@@ -48,7 +48,7 @@ impl Loaded {
         Ok(Loaded::Shared {
             batcher: Arc::new(Batcher::start(worker)),
             template: worker_template,
-            params: entry.params.clone(),
+            params: entry.params().clone(),
             slots,
         })
     }
