@@ -28,6 +28,50 @@ struct Cli {
     /// Without a command, opens the terminal workbench when run inside a project.
     #[command(subcommand)]
     command: Option<Command>,
+    /// Colour the tables' verdicts: `auto` does on a terminal unless NO_COLOR is set.
+    /// Tables fit the terminal's width (or COLUMNS when set).
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    color: ColorWhen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+static TABLE_STYLE: std::sync::OnceLock<promptlab::report::TableStyle> = std::sync::OnceLock::new();
+
+/// How this invocation's tables look (set once from `--color`, NO_COLOR and the terminal).
+pub(crate) fn table_style() -> promptlab::report::TableStyle {
+    TABLE_STYLE.get().copied().unwrap_or_default()
+}
+
+/// The table style for `--color when`: colour on a terminal unless NO_COLOR is set and
+/// not empty (no-color.org) or TERM is `dumb`; the width of the terminal, or COLUMNS.
+fn table_style_for(when: ColorWhen) -> promptlab::report::TableStyle {
+    use std::io::IsTerminal;
+    let terminal = std::io::stdout().is_terminal();
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let color = match when {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            terminal && !set("NO_COLOR") && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        }
+    };
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|&c| c >= 20);
+    let width = columns.or_else(|| {
+        terminal
+            .then(|| crossterm::terminal::size().ok().map(|(w, _)| w))
+            .flatten()
+            .filter(|&w| w >= 20)
+    });
+    promptlab::report::TableStyle { width, color }
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +169,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    let _ = TABLE_STYLE.set(table_style_for(cli.color));
     let command = match cli.command {
         Some(command) => command,
         None if crate::tui::find_project(std::path::Path::new(".")).is_some() => {

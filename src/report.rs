@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::run::RunResult;
 
 pub use markdown::baseline_markdown;
-pub use table::{failures_text, judging_text, summary_table};
+pub use table::{TableStyle, Verdict, failures_text, judging_text, summary_table};
 pub use training::training_html;
 
 /// The file formats a run can be written as.

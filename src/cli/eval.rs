@@ -298,7 +298,8 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         super::write_report(&result, path)?;
     }
 
-    let mut text = report::summary_table(&result, if args.quiet { 0 } else { args.rows });
+    let rows = if args.quiet { 0 } else { args.rows };
+    let mut text = report::summary_table(&result, rows, &crate::cli::table_style());
     for (index, report) in result.classification.iter().enumerate() {
         if let Some(report) = report {
             text.push_str(&format!(

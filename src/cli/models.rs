@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, Table};
+use comfy_table::CellAlignment;
 use promptlab::gguf::GgufInfo;
 use promptlab::project::Project;
 
@@ -73,8 +72,8 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
     };
     let start = project.unwrap_or_else(|| PathBuf::from("."));
     let project = Project::discover(&start).context("cannot open the project")?;
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+    let mut table = crate::cli::table_style().table();
+    table.set_header([
         "name",
         "architecture",
         "params",

@@ -73,7 +73,11 @@ pub fn run(args: ReportArgs) -> Result<Outcome> {
     }
     if args.outputs.is_empty() {
         let mut text = format!("Run {id} · {} · {}\n", result.eval_set, result.started_at);
-        text.push_str(&report::summary_table(&result, args.rows));
+        text.push_str(&report::summary_table(
+            &result,
+            args.rows,
+            &crate::cli::table_style(),
+        ));
         let judging = report::judging_text(&result);
         if !judging.is_empty() {
             text.push_str(&format!("\n{judging}"));

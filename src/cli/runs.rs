@@ -1,13 +1,13 @@
 //! `promptlab runs list|show|compare`: the run store from the command line.
 
+use comfy_table::Cell;
+use promptlab::report::Verdict;
 use promptlab::score::stats::{format_rate, significance};
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use comfy_table::Table;
-use comfy_table::presets::UTF8_FULL_CONDENSED;
 use promptlab::compare::compare;
 use promptlab::project::Project;
 use promptlab::store::{RunStore, StoredCell};
@@ -103,8 +103,8 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
     let outcome = match command {
         RunsCommand::List(store) => {
             let store = store.open()?;
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED).set_header([
+            let mut table = crate::cli::table_style().table();
+            table.set_header([
                 "run",
                 "eval set",
                 "started",
@@ -143,25 +143,27 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                 row.cells_done,
                 row.cell_count
             ));
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED).set_header([
+            let mut table = crate::cli::table_style().table();
+            table.set_header([
                 "prompt @ model",
                 "pass rate [95% CI]",
                 "passed",
                 "score",
                 "cached",
             ]);
+            let style = crate::cli::table_style();
             for (column, mine) in by_column(&cells) {
                 let passed = mine.iter().filter(|c| c.passed).count();
+                let verdict = Verdict::of_count(passed, mine.len());
                 table.add_row([
-                    column,
-                    format_rate(passed, mine.len()),
-                    format!("{passed}/{}", mine.len()),
-                    format!(
+                    Cell::new(column),
+                    style.verdict(format_rate(passed, mine.len()), verdict),
+                    style.verdict(format!("{passed}/{}", mine.len()), verdict),
+                    Cell::new(format!(
                         "{:.3}",
                         mine.iter().map(|c| c.score).sum::<f64>() / mine.len().max(1) as f64
-                    ),
-                    mine.iter().filter(|c| c.cached).count().to_string(),
+                    )),
+                    Cell::new(mine.iter().filter(|c| c.cached).count()),
                 ]);
             }
             out.push_str(&format!("{table}\n"));
@@ -189,8 +191,8 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                 }
             }
             let comparison = compare(&store.cells(a)?, &store.cells(b)?);
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED).set_header([
+            let mut table = crate::cli::table_style().table();
+            table.set_header([
                 "prompt @ model".to_string(),
                 "cases".into(),
                 format!("pass rate {a} [95% CI]"),
@@ -204,14 +206,21 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                     Some(s) => format!("{:+.3} [{:+.3}, {:+.3}]", s.mean_difference, s.low, s.high),
                     None => "–".into(),
                 };
+                let change = c.pass_rate_b - c.pass_rate_a;
+                let delta = format!("{:+.1} pts", change * 100.0);
+                let style = crate::cli::table_style();
                 table.add_row([
-                    c.column.clone(),
-                    c.shared.to_string(),
-                    format_rate(c.passed_a, c.shared),
-                    format_rate(c.passed_b, c.shared),
-                    format!("{:+.1} pts", (c.pass_rate_b - c.pass_rate_a) * 100.0),
-                    format!("{:.3}", c.mcnemar_p),
-                    score,
+                    Cell::new(&c.column),
+                    Cell::new(c.shared),
+                    Cell::new(format_rate(c.passed_a, c.shared)),
+                    Cell::new(format_rate(c.passed_b, c.shared)),
+                    match change.partial_cmp(&0.0) {
+                        Some(std::cmp::Ordering::Greater) => style.verdict(delta, Verdict::Passed),
+                        Some(std::cmp::Ordering::Less) => style.verdict(delta, Verdict::Failed),
+                        _ => Cell::new(delta),
+                    },
+                    Cell::new(format!("{:.3}", c.mcnemar_p)),
+                    Cell::new(score),
                 ]);
             }
             out.push_str(&format!("{table}\n"));

@@ -7,8 +7,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
-use comfy_table::Table;
-use comfy_table::presets::UTF8_FULL_CONDENSED;
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::run::{self, Recording, RunOptions, StoredConfig};
@@ -159,7 +157,7 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
     }
     let report = SweepReport::new(Some(sweep_id), &eval_set.name, &runs);
     let to_stdout = write_outputs(&report, &args.outputs)?;
-    let mut table = Table::new();
+    let mut table = crate::cli::table_style().table();
     let mut header: Vec<String> = report.params.clone();
     header.extend([
         "prompt".into(),
@@ -168,7 +166,7 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         "score".into(),
         "run".into(),
     ]);
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+    table.set_header(header);
     for point in &report.points {
         let mut row: Vec<String> = report
             .params

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
-use comfy_table::Table;
-use comfy_table::presets::UTF8_FULL_CONDENSED;
 use promptlab::store::RunStore;
 use promptlab::vision::dataset::{self, DatasetKind};
 use promptlab::vision::image_input;
@@ -233,8 +231,7 @@ fn eval_command(model: &Path, data: &DataArgs) -> Result<Outcome> {
     let (report, _) = classifier.evaluate(&test)?;
     let mut out = report.to_text();
     out.push_str("\nConfusion matrix (rows: true class, columns: predicted)\n");
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
+    let mut table = crate::cli::table_style().table();
     let mut header = vec![String::new()];
     header.extend(report.labels.iter().cloned());
     table.set_header(header);
@@ -308,8 +305,7 @@ fn runs_command(project: Option<PathBuf>) -> Result<Outcome> {
     }
     let store = RunStore::open(&path)?;
     let runs = store.training_runs()?;
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
+    let mut table = crate::cli::table_style().table();
     table.set_header([
         "run",
         "started",

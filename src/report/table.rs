@@ -1,20 +1,104 @@
 //! The terminal view of a run: the cases × columns matrix, a summary per column, and
-//! the failing cases with their reasons. Plain text so it works in CI logs.
+//! the failing cases with their reasons. Plain text so it works in CI logs; the caller
+//! says how wide the terminal is and whether to colour verdicts ([`TableStyle`]).
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width};
 
 use super::excerpt;
 use crate::run::RunResult;
 
+/// How terminal tables look. The default (no width, no colour) is what logs and pipes
+/// get: each table as wide as its content, plain characters only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStyle {
+    /// Columns to fit: long cells wrap rather than overflow.
+    pub width: Option<u16>,
+    /// Verdicts in green, red and yellow (ANSI colours).
+    pub color: bool,
+}
+
+impl TableStyle {
+    /// An empty table in this style.
+    pub fn table(&self) -> Table {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        match self.width {
+            Some(width) => {
+                table
+                    .set_content_arrangement(ContentArrangement::Dynamic)
+                    .set_width(width);
+            }
+            None => {
+                table.set_content_arrangement(ContentArrangement::Disabled);
+            }
+        }
+        table
+    }
+
+    /// Keeps every column but `wrapping` as wide as its content: figures and verdicts
+    /// never break across lines, names and texts wrap when the table is too wide.
+    pub fn wrap_only(&self, table: &mut Table, wrapping: &[usize]) {
+        if self.width.is_none() {
+            return;
+        }
+        for (index, column) in table.column_iter_mut().enumerate() {
+            column.set_constraint(if wrapping.contains(&index) {
+                // Narrower than this a name is unreadable; the table overflows instead.
+                ColumnConstraint::LowerBoundary(Width::Fixed(16))
+            } else {
+                ColumnConstraint::ContentWidth
+            });
+        }
+    }
+
+    /// `text` in the colour of a verdict: passed, failed, or could not be scored.
+    pub fn verdict(&self, text: impl Into<String>, verdict: Verdict) -> Cell {
+        let text = text.into();
+        if !self.color {
+            return Cell::new(text);
+        }
+        // Plain SGR codes, written only when colour was chosen (comfy-table measures
+        // cells without them); its own styling would second-guess NO_COLOR.
+        let code = match verdict {
+            Verdict::Passed => 32,
+            Verdict::Failed => 31,
+            Verdict::Partly | Verdict::Error => 33,
+        };
+        Cell::new(format!("\u{1b}[{code}m{text}\u{1b}[0m"))
+    }
+}
+
+/// What a table cell says about passing, for its colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    Failed,
+    /// Some of several passed.
+    Partly,
+    Error,
+}
+
+impl Verdict {
+    /// `passed` of `total`.
+    pub fn of_count(passed: usize, total: usize) -> Verdict {
+        match passed {
+            _ if total == 0 => Verdict::Error,
+            0 => Verdict::Failed,
+            p if p == total => Verdict::Passed,
+            _ => Verdict::Partly,
+        }
+    }
+}
+
 /// The cases × columns matrix (✓/✗ and score), then the per-column summary.
-pub fn summary_table(result: &RunResult, max_matrix_rows: usize) -> String {
+pub fn summary_table(result: &RunResult, max_matrix_rows: usize, style: &TableStyle) -> String {
     let mut out = String::new();
     if max_matrix_rows > 0 {
-        out.push_str(&matrix(result, max_matrix_rows));
+        out.push_str(&matrix(result, max_matrix_rows, style));
         out.push('\n');
     }
-    out.push_str(&summary(result));
+    out.push_str(&summary(result, style));
     out
 }
 
@@ -22,27 +106,45 @@ fn short_name(index: usize) -> String {
     format!("C{}", index + 1)
 }
 
-fn matrix(result: &RunResult, max_rows: usize) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled);
+/// The matrix's column headers: each column's `prompt @ model` when they all fit beside
+/// the case column in `width`, else C1, C2, … (named in the summary below).
+fn column_headers(result: &RunResult, width: Option<u16>) -> Vec<String> {
+    let full: Vec<String> = result.columns.iter().map(|c| c.id.clone()).collect();
+    // A cell is "✓ 1.00"; each column adds its borders and padding.
+    let needed: usize = 36
+        + full
+            .iter()
+            .map(|id| id.chars().count().max(6) + 3)
+            .sum::<usize>();
+    let fits = width.is_some_and(|w| needed <= usize::from(w));
+    if fits {
+        full
+    } else {
+        (0..result.columns.len()).map(short_name).collect()
+    }
+}
+
+fn matrix(result: &RunResult, max_rows: usize, style: &TableStyle) -> String {
+    let mut table = style.table();
     let mut header = vec!["case".to_string()];
-    header.extend((0..result.columns.len()).map(short_name));
+    header.extend(column_headers(result, style.width));
     table.set_header(header);
     for (case_index, case) in result.cases.iter().enumerate().take(max_rows) {
         let label = case.label();
-        let mut row = vec![format!("{} {}", case.id, excerpt(&label, 28))];
+        let mut row = vec![Cell::new(format!("{} {}", case.id, excerpt(&label, 28)))];
         for column in 0..result.columns.len() {
             row.push(match result.cell(column, case_index) {
-                Some(cell) if cell.is_error() => "ERR".to_string(),
-                Some(cell) if cell.passed => format!("✓ {:.2}", cell.score),
-                Some(cell) => format!("✗ {:.2}", cell.score),
-                None => "–".to_string(),
+                Some(cell) if cell.is_error() => style.verdict("ERR", Verdict::Error),
+                Some(cell) if cell.passed => {
+                    style.verdict(format!("✓ {:.2}", cell.score), Verdict::Passed)
+                }
+                Some(cell) => style.verdict(format!("✗ {:.2}", cell.score), Verdict::Failed),
+                None => Cell::new("–"),
             });
         }
         table.add_row(row);
     }
+    style.wrap_only(&mut table, &[0]);
     let mut out = table.to_string();
     out.push('\n');
     if result.cases.len() > max_rows {
@@ -54,12 +156,9 @@ fn matrix(result: &RunResult, max_rows: usize) -> String {
     out
 }
 
-fn summary(result: &RunResult) -> String {
+fn summary(result: &RunResult, style: &TableStyle) -> String {
     let has_classification = result.classification.iter().any(Option::is_some);
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled);
+    let mut table = style.table();
     let mut header = vec![
         "",
         "prompt @ model",
@@ -79,34 +178,37 @@ fn summary(result: &RunResult) -> String {
     }
     table.set_header(header);
     for (index, s) in result.summaries.iter().enumerate() {
+        let verdict = Verdict::of_count(s.passed, s.cases);
         let mut row = vec![
-            short_name(index),
-            s.column.clone(),
-            crate::score::stats::format_rate(s.passed, s.cases),
-            format!("{}/{}", s.passed, s.cases),
-            format!("{:.3}", s.mean_score),
-            format!("{:.0} ms", s.mean_latency_ms),
-            format!("{:.0} ms", s.mean_ttft_ms),
-            s.tokens_per_s
-                .map(|t| format!("{t:.1}"))
-                .unwrap_or_else(|| "–".into()),
+            Cell::new(short_name(index)),
+            Cell::new(&s.column),
+            style.verdict(crate::score::stats::format_rate(s.passed, s.cases), verdict),
+            style.verdict(format!("{}/{}", s.passed, s.cases), verdict),
+            Cell::new(format!("{:.3}", s.mean_score)),
+            Cell::new(format!("{:.0} ms", s.mean_latency_ms)),
+            Cell::new(format!("{:.0} ms", s.mean_ttft_ms)),
+            Cell::new(
+                s.tokens_per_s
+                    .map(|t| format!("{t:.1}"))
+                    .unwrap_or_else(|| "–".into()),
+            ),
         ];
         if has_classification {
             match result.classification.get(index).and_then(Option::as_ref) {
                 Some(report) => {
-                    row.push(format!("{:.3}", report.accuracy));
-                    row.push(format!("{:.3}", report.macro_avg.f1));
+                    row.push(Cell::new(format!("{:.3}", report.accuracy)));
+                    row.push(Cell::new(format!("{:.3}", report.macro_avg.f1)));
                 }
-                None => row.extend(["–".to_string(), "–".to_string()]),
+                None => row.extend([Cell::new("–"), Cell::new("–")]),
             }
         }
         if has_detection {
             match result.detection.get(index).and_then(Option::as_ref) {
                 Some(report) => {
-                    row.push(format!("{:.3}", report.ap_50));
-                    row.push(format!("{:.3}", report.map_50_95));
+                    row.push(Cell::new(format!("{:.3}", report.ap_50)));
+                    row.push(Cell::new(format!("{:.3}", report.map_50_95)));
                 }
-                None => row.extend(["–".to_string(), "–".to_string()]),
+                None => row.extend([Cell::new("–"), Cell::new("–")]),
             }
         }
         table.add_row(row);
@@ -116,6 +218,7 @@ fn summary(result: &RunResult) -> String {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
+    style.wrap_only(&mut table, &[1]);
     let mut out = table.to_string();
     out.push('\n');
     out

@@ -8,6 +8,7 @@ mod common;
 mod agent;
 mod batch_invariance;
 mod cli;
+mod cli_tables;
 mod echo_assertions;
 mod html_report;
 mod hub;

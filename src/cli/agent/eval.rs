@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use promptlab::agent::ToolModels;
 use promptlab::agent::eval::runner::{
     AgentEvalEvent, AgentEvalOptions, AgentEvalPlan, Recording, resume_options,
@@ -344,8 +343,7 @@ fn rate((passed, total): (usize, usize)) -> String {
 }
 
 fn scores_table(scores: &[AgentScores]) -> String {
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
+    let mut table = crate::cli::table_style().table();
     table.set_header([
         "model (prompt @ model)",
         "cases passed",

@@ -5,7 +5,6 @@
 use std::io::Write;
 
 use anyhow::Result;
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use promptlab::evalset::EvalSet;
 use promptlab::project::Project;
 use promptlab::run::{self, Recording, RunOptions, RunResult};
@@ -88,8 +87,8 @@ pub(crate) fn report(
         write_report(&report, path)?;
         eprintln!("wrote {}", path.display());
     }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+    let mut table = crate::cli::table_style().table();
+    table.set_header([
         "prompt @ model".to_string(),
         "cases".into(),
         "pass@1 [95% CI]".into(),

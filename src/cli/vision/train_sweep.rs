@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use comfy_table::Table;
-use comfy_table::presets::UTF8_FULL_CONDENSED;
 use promptlab::store::RunStore;
 use promptlab::sweep::{SweepPoint, SweepReport, setting_text, value_text};
 use serde_json::{Value, json};
@@ -155,14 +153,14 @@ pub(super) fn sweep_command(args: SweepTrainArgs) -> Result<Outcome> {
         points,
     );
     let to_stdout = crate::cli::sweep::write_outputs(&report, &args.reports)?;
-    let mut table = Table::new();
+    let mut table = crate::cli::table_style().table();
     let mut header = report.params.clone();
     header.extend([
         "test accuracy [95% CI]".to_string(),
         "training s".into(),
         "run".into(),
     ]);
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+    table.set_header(header);
     for p in &report.points {
         let mut row: Vec<String> = report
             .params

@@ -4,8 +4,6 @@
 use std::io::Write;
 
 use anyhow::Result;
-use comfy_table::Table;
-use comfy_table::presets::UTF8_FULL_CONDENSED;
 use promptlab::engine::CancelToken;
 use promptlab::store::RunStore;
 use promptlab::vision::augment::Augmentation;
@@ -233,8 +231,7 @@ struct Progress<'a> {
 impl TrainObserver for Progress<'_> {
     fn started(&mut self, layers: &[LayerInfo], train: usize, validation: usize) {
         self.layers = layers.to_vec();
-        let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED);
+        let mut table = crate::cli::table_style().table();
         table.set_header(["#", "layer", "output", "parameters"]);
         for (i, layer) in layers.iter().enumerate() {
             let shape: Vec<String> = layer.output.iter().map(|n| n.to_string()).collect();
