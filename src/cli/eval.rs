@@ -64,6 +64,10 @@ pub struct EvalArgs {
     /// Do not record the run (nor use the cache).
     #[arg(long)]
     pub no_store: bool,
+    /// A name for the run in the run store ("baseline", "terse system prompt"), shown by
+    /// `runs list` and the workbench's History; `runs label` changes it later.
+    #[arg(long, value_name = "TEXT", conflicts_with = "no_store")]
+    pub label: Option<String>,
     /// Run store database (default: PROJECT/.promptlab/runs.db).
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
@@ -232,6 +236,12 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         }
     };
     let run_id = recording.as_ref().map(|r| r.run_id);
+    if let (Some(recording), Some(label)) = (recording.as_ref(), args.label.as_deref()) {
+        recording.store.set_label(
+            recording.run_id,
+            Some(label).filter(|l| !l.trim().is_empty()),
+        )?;
+    }
 
     let cancel = cancel_on_interrupt();
     let mut result = execute_with_progress(&plan, &args, &cancel, recording)?;

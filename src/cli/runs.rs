@@ -26,6 +26,15 @@ pub enum RunsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Name a run ("baseline", "terse system prompt"), or clear its name without TEXT.
+    Label {
+        /// A run id, `latest` or `latest~N`.
+        run: String,
+        /// The name; none clears it.
+        text: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Run B against baseline run A: deltas per column, regressions, fixes and changed
     /// outputs, each with a word diff ([-run A's words-]{+run B's words+}).
     Compare {
@@ -112,6 +121,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                 "cells",
                 "passed",
                 "pass rate [95% CI]",
+                "label",
             ]);
             for run in store.runs()? {
                 table.add_row([
@@ -122,8 +132,10 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                     format!("{}/{}", run.cells_done, run.cell_count),
                     run.passed.to_string(),
                     format_rate(run.passed, run.cells_done),
+                    run.label.clone().unwrap_or_default(),
                 ]);
             }
+            crate::cli::table_style().wrap_only(&mut table, &[1, 7]);
             out.push_str(&format!("{table}\n"));
             Outcome::Passed
         }
@@ -134,8 +146,13 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                 .run(run)?
                 .ok_or_else(|| anyhow::anyhow!("no run {run} in {}", store.path().display()))?;
             let cells = store.cells(run)?;
+            let label = row
+                .label
+                .as_deref()
+                .map(|l| format!(" \"{l}\""))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "run {} · {} · {} · {} · {}/{} cells\n",
+                "run {}{label} · {} · {} · {} · {}/{} cells\n",
                 row.id,
                 row.eval_set,
                 row.started_at,
@@ -174,6 +191,20 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                     cell.case_id,
                     one_line(cell.error.as_deref().unwrap_or(&cell.output))
                 ));
+            }
+            Outcome::Passed
+        }
+        RunsCommand::Label { run, text, store } => {
+            let store = store.open()?;
+            let id = resolve_run(&store, &run)?;
+            if store.run(id)?.is_none() {
+                bail!("no run {id} in {}", store.path().display());
+            }
+            let label = text.as_deref().map(str::trim).filter(|l| !l.is_empty());
+            store.set_label(id, label)?;
+            match label {
+                Some(label) => out.push_str(&format!("run {id} is now labelled \"{label}\"\n")),
+                None => out.push_str(&format!("run {id} has no label now\n")),
             }
             Outcome::Passed
         }

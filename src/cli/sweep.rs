@@ -121,6 +121,7 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         rows: 0,
         no_cache: args.no_cache,
         no_store: false,
+        label: None,
         store: None,
         resume: None,
         quiet: args.quiet,
@@ -136,6 +137,9 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         let options = options_for(setting.params.clone());
         let run_id = store.create_run(&StoredConfig::new_run(&plan, &key, &options))?;
         store.add_sweep_run(sweep_id, run_id, &serde_json::to_string(&setting)?)?;
+        // History and `runs list` then say which setting a run was.
+        let label = format!("sweep {sweep_id}: {}", setting_text(&setting.values));
+        store.set_label(run_id, Some(&label))?;
         let recording = Recording {
             store: &mut store,
             run_id,

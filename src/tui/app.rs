@@ -167,6 +167,11 @@ pub enum Effect {
     CancelRun,
     LoadRun(i64),
     ListRuns,
+    /// Name a run in the store (None clears its label), then list the runs again.
+    SetLabel {
+        run: i64,
+        label: Option<String>,
+    },
     Compare(i64, i64),
     Save {
         path: PathBuf,
@@ -468,6 +473,9 @@ impl App {
         }
         if self.screen == Screen::Agent && self.agent.typing {
             return agent::on_key(self, key);
+        }
+        if self.screen == Screen::History && self.history.label_input.is_some() {
+            return history::on_key(self, key);
         }
         match key.code {
             KeyCode::Char('q') => {

@@ -311,6 +311,20 @@ impl Jobs {
                         .map_err(|e| e.to_string()),
                 )
             }),
+            Effect::SetLabel { run, label } => self.spawn(move || {
+                Event::RunsListed(
+                    RunStore::open(&store_path)
+                        .and_then(|store| {
+                            store.set_label(run, label.as_deref())?;
+                            store.runs()
+                        })
+                        .map(|mut runs| {
+                            runs.sort_by_key(|run| std::cmp::Reverse(run.id));
+                            runs
+                        })
+                        .map_err(|e| e.to_string()),
+                )
+            }),
             Effect::Compare(a, b) => self.spawn(move || {
                 let compared = RunStore::open(&store_path).and_then(|store| {
                     let cells_a = store.cells(a)?;

@@ -109,6 +109,11 @@ pub const KEYMAP: &[Binding] = &[
     ),
     bind(
         "History",
+        "l",
+        "label the run (Enter saves, Esc cancels, empty clears)",
+    ),
+    bind(
+        "History",
         "r / Esc",
         "reload the list / close the comparison",
     ),

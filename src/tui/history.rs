@@ -23,6 +23,8 @@ pub struct HistoryState {
     /// Run ids marked for comparison (at most two).
     pub marked: Vec<i64>,
     pub comparison: Option<(i64, i64, Comparison)>,
+    /// The label being typed, and the run it is for.
+    pub label_input: Option<(i64, String)>,
 }
 
 impl HistoryState {
@@ -58,6 +60,23 @@ impl HistoryState {
 pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     let page = usize::from(app.size.1.saturating_sub(8));
     let history = &mut app.history;
+    if let Some((run, text)) = &mut history.label_input {
+        match key.code {
+            KeyCode::Enter => {
+                let label = Some(text.trim().to_string()).filter(|l| !l.is_empty());
+                let run = *run;
+                history.label_input = None;
+                return vec![Effect::SetLabel { run, label }];
+            }
+            KeyCode::Esc => history.label_input = None,
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char(c) => text.push(c),
+            _ => {}
+        }
+        return Vec::new();
+    }
     match key.code {
         KeyCode::Enter => {
             if let Some(run) = history.runs.get(history.selected) {
@@ -87,6 +106,11 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         },
         KeyCode::Char('r') => return vec![Effect::ListRuns],
         KeyCode::Char('R') => return resume(app),
+        KeyCode::Char('l') => {
+            if let Some(run) = history.runs.get(history.selected) {
+                history.label_input = Some((run.id, run.label.clone().unwrap_or_default()));
+            }
+        }
         KeyCode::Esc => history.comparison = None,
         code => history.selected = move_selection(history.selected, history.runs.len(), code, page),
     }
@@ -196,14 +220,19 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
             .block(
                 Block::bordered()
                     .title(" Runs ")
-                    .title_bottom(
-                        Line::from(if empty {
+                    .title_bottom(match &history.label_input {
+                        Some((run, text)) => Line::from(vec![
+                            Span::raw(format!(" label for run {run}: ")),
+                            Span::raw(format!("{text}▏")).bold(),
+                            Span::raw(" · Enter: save · Esc: cancel ").dim(),
+                        ]),
+                        None => Line::from(if empty {
                             " no runs yet: start one on the run screen (3) "
                         } else {
-                            " Enter: open · Space: mark · c: compare (two marked, or with the last other config) · r: reload "
+                            " Enter: open · Space: mark · c: compare (two marked, or with the last other config) · l: label · r: reload "
                         })
                         .dim(),
-                    ),
+                    }),
             ),
         list_area,
         buf,

@@ -22,6 +22,7 @@ mod promptfoo_dialect;
 mod property;
 mod real_models;
 mod resume;
+mod run_labels;
 mod serve;
 mod similarity;
 mod tui_tmux;

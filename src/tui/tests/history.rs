@@ -5,7 +5,7 @@ use promptlab::compare;
 use promptlab::store::{RunStatus, StoredCell};
 use ratatui::style::{Color, Modifier};
 
-use super::{app, cells, draw, key, press, run_row};
+use super::{app, cells, draw, key, press, run_row, screen_text};
 use crate::tui::app::{Effect, Event, RunRequest, Screen};
 
 #[test]
@@ -154,4 +154,64 @@ fn comparison_shows_changed_outputs_with_word_diffs() {
     assert!(added.modifier.contains(Modifier::BOLD));
     let same = &buffer[(at("capital"), line as u16)];
     assert_eq!(same.fg, Color::Reset);
+}
+
+/// `l` types a label for the selected run: keys that switch screens or quit are text
+/// while typing, Enter saves (an empty label clears it), Esc leaves the label as it was.
+#[test]
+fn a_run_is_labelled_in_place_and_its_keys_are_text_meanwhile() {
+    let mut app = app((120, 40));
+    press(&mut app, "7");
+    let mut labelled = run_row(2, "greetings", 90, 80);
+    labelled.label = Some("baseline".into());
+    app.update(Event::RunsListed(Ok(vec![
+        run_row(3, "greetings", 90, 80),
+        labelled,
+    ])));
+    assert!(press(&mut app, "l").is_empty());
+    assert_eq!(app.history.label_input, Some((3, String::new())));
+    assert!(
+        screen_text(&app).contains("label for run 3:"),
+        "{}",
+        screen_text(&app)
+    );
+    // "q" and "1" would quit and open the library outside the label.
+    assert!(press(&mut app, "terse q1").is_empty());
+    assert_eq!(app.screen, Screen::History);
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        [Effect::SetLabel {
+            run: 3,
+            label: Some("terse q".into())
+        }]
+    );
+    assert_eq!(app.history.label_input, None);
+
+    // The existing label is there to edit; Esc keeps it; an emptied label clears it.
+    press(&mut app, "j");
+    press(&mut app, "l");
+    assert_eq!(app.history.label_input, Some((2, "baseline".into())));
+    assert!(app.update(key(KeyCode::Esc)).is_empty());
+    assert_eq!(app.history.label_input, None);
+    press(&mut app, "l");
+    for _ in 0.."baseline".len() {
+        app.update(key(KeyCode::Backspace));
+    }
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        [Effect::SetLabel {
+            run: 2,
+            label: None
+        }]
+    );
+    // The list shows labels.
+    let mut relabelled = run_row(3, "greetings", 90, 80);
+    relabelled.label = Some("terse q".into());
+    app.update(Event::RunsListed(Ok(vec![relabelled])));
+    assert!(
+        screen_text(&app).contains("terse q"),
+        "{}",
+        screen_text(&app)
+    );
 }
