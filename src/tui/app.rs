@@ -236,6 +236,8 @@ pub struct App {
     pub scan: ProjectScan,
     pub screen: Screen,
     pub help: bool,
+    /// The first key binding the help overlay shows (it scrolls when the screen is short).
+    pub help_scroll: usize,
     pub popup: Option<Popup>,
     /// One line of feedback in the status bar (saved, cancelled…).
     pub message: Option<String>,
@@ -262,6 +264,7 @@ impl App {
             scan,
             screen: Screen::Library,
             help: false,
+            help_scroll: 0,
             popup: None,
             message: None,
             size,
@@ -456,12 +459,21 @@ impl App {
             };
         }
         if self.help {
-            if matches!(
-                key.code,
-                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')
-            ) {
-                self.help = false;
+            let page = usize::from(self.size.1.saturating_sub(6)).max(1);
+            let limit = super::view::help_scroll_limit(self);
+            let scroll = &mut self.help_scroll;
+            match key.code {
+                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') => self.help = false,
+                KeyCode::Down | KeyCode::Char('j') => *scroll += 1,
+                KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+                KeyCode::PageDown | KeyCode::Char(' ') => *scroll += page,
+                KeyCode::PageUp => *scroll = scroll.saturating_sub(page),
+                KeyCode::Home | KeyCode::Char('g') => *scroll = 0,
+                KeyCode::End | KeyCode::Char('G') => *scroll = usize::MAX,
+                _ => {}
             }
+            // Past the end is the last page (the overlay knows how many rows fit).
+            *scroll = (*scroll).min(limit);
             return Vec::new();
         }
         // While typing in the editor every key is text, except the editor's own commands.
@@ -488,6 +500,7 @@ impl App {
             }
             KeyCode::Char('?') => {
                 self.help = true;
+                self.help_scroll = 0;
                 Vec::new()
             }
             KeyCode::Char(c) if !ctrl && Screen::from_key(c).is_some() => match Screen::from_key(c)

@@ -16,7 +16,7 @@ const fn bind(screen: &'static str, keys: &'static str, action: &'static str) ->
 
 pub const KEYMAP: &[Binding] = &[
     bind("all", "1 … 9", "switch screen (or click its tab)"),
-    bind("all", "?", "this help"),
+    bind("all", "?", "this help (↑ ↓ PgUp PgDn Home End scroll it)"),
     bind("all", "q", "quit (asks first while a run is active)"),
     bind(
         "all",

@@ -203,12 +203,25 @@ fn popup(area: Rect, buf: &mut Buffer, title: &str, text: &str, color: Color) {
         .render(rect, buf);
 }
 
-fn help_overlay(app: &App, area: Rect, buf: &mut Buffer) {
+/// Where the help overlay goes in a screen of `area`, and how many bindings it shows.
+fn help_rect(area: Rect) -> (Rect, usize) {
     let rect = centered(
         area,
         area.width.saturating_sub(4).min(96),
         area.height.saturating_sub(2),
     );
+    // Borders and the header row take three lines.
+    (rect, usize::from(rect.height.saturating_sub(3)).max(1))
+}
+
+/// The furthest the help overlay scrolls: its last page fills the overlay.
+pub fn help_scroll_limit(app: &App) -> usize {
+    let (_, visible) = help_rect(Rect::new(0, 0, app.size.0, app.size.1));
+    help::KEYMAP.len().saturating_sub(visible)
+}
+
+fn help_overlay(app: &App, area: Rect, buf: &mut Buffer) {
+    let (rect, visible) = help_rect(area);
     Clear.render(rect, buf);
     // This screen's keys first, then the global ones, then the rest (dimmed).
     let mut bindings: Vec<&help::Binding> = help::KEYMAP
@@ -221,8 +234,11 @@ fn help_overlay(app: &App, area: Rect, buf: &mut Buffer) {
             .iter()
             .filter(|b| b.screen != "all" && b.screen != app.screen.title()),
     );
+    let total = bindings.len();
+    let first = app.help_scroll.min(total.saturating_sub(visible));
     let rows: Vec<Row> = bindings
         .into_iter()
+        .skip(first)
         .map(|binding| {
             let style = if binding.screen == "all" || binding.screen == app.screen.title() {
                 Style::new()
@@ -241,10 +257,19 @@ fn help_overlay(app: &App, area: Rect, buf: &mut Buffer) {
         ],
     )
     .header(Row::new(["screen", "keys", "action"]).bold())
-    .block(
+    .block({
+        let title = if total > visible {
+            let last = (first + visible).min(total);
+            format!(
+                " Keys {}–{last} of {total} (↑ ↓ PgUp PgDn scroll, ? or Esc closes) ",
+                first + 1
+            )
+        } else {
+            " Keys (? or Esc closes) ".to_string()
+        };
         Block::bordered()
-            .title(" Keys (? or Esc closes) ")
-            .border_style(Style::new().fg(Color::Cyan)),
-    )
+            .title(title)
+            .border_style(Style::new().fg(Color::Cyan))
+    })
     .render(rect, buf);
 }
