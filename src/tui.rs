@@ -18,6 +18,7 @@ mod ranking;
 mod results;
 mod run_job;
 mod run_screen;
+mod search;
 mod side;
 mod view;
 

@@ -20,7 +20,9 @@ use super::playground::{ChatEvent, PlaygroundState};
 use super::results::ResultsState;
 use super::run_screen::RunState;
 use super::side::SideState;
-use super::{agent, charts, editor, history, library, playground, results, run_screen, side};
+use super::{
+    agent, charts, editor, history, library, playground, results, run_screen, search, side,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
@@ -238,6 +240,8 @@ pub struct App {
     pub help: bool,
     /// The first key binding the help overlay shows (it scrolls when the screen is short).
     pub help_scroll: usize,
+    /// `/` search in the current list.
+    pub search: search::SearchState,
     pub popup: Option<Popup>,
     /// One line of feedback in the status bar (saved, cancelled…).
     pub message: Option<String>,
@@ -265,6 +269,7 @@ impl App {
             screen: Screen::Library,
             help: false,
             help_scroll: 0,
+            search: Default::default(),
             popup: None,
             message: None,
             size,
@@ -488,6 +493,26 @@ impl App {
         }
         if self.screen == Screen::History && self.history.label_input.is_some() {
             return history::on_key(self, key);
+        }
+        if self.search.typing.is_some() {
+            return search::on_key(self, key);
+        }
+        if search::searchable(self.screen) && !ctrl {
+            match key.code {
+                KeyCode::Char('/') => {
+                    search::start(self);
+                    return Vec::new();
+                }
+                KeyCode::Char('n') if search::repeats_with_n(self.screen) => {
+                    search::find(self, search::Direction::Next);
+                    return Vec::new();
+                }
+                KeyCode::Char('N') if search::repeats_with_n(self.screen) => {
+                    search::find(self, search::Direction::Previous);
+                    return Vec::new();
+                }
+                _ => {}
+            }
         }
         match key.code {
             KeyCode::Char('q') => {

@@ -29,6 +29,11 @@ pub const KEYMAP: &[Binding] = &[
         "move; the mouse wheel scrolls, a click selects",
     ),
     bind(
+        "all",
+        "/  n  N",
+        "search the list (Library, Results, History) / next / previous match (on Results `/` Enter: next)",
+    ),
+    bind(
         "Library",
         "Enter",
         "prompt: open in the editor · eval set: set up a run",

@@ -178,6 +178,7 @@ mod editing;
 mod history;
 mod ranking;
 mod run;
+mod search;
 
 // ---------- state machine ----------
 

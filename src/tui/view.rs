@@ -164,7 +164,10 @@ fn status_bar(app: &App, area: Rect, buf: &mut Buffer) {
     }
     right.push("? help · q quit".into());
     let right = right.join(" · ");
-    let left = app.message.clone().unwrap_or_default();
+    let left = match &app.search.typing {
+        Some(query) => format!("/{query}▏ Enter: find · Esc: cancel"),
+        None => app.message.clone().unwrap_or_default(),
+    };
     let width = usize::from(area.width);
     let room = width.saturating_sub(right.chars().count() + 1);
     let line = Line::from(vec![
