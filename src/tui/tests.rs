@@ -599,6 +599,12 @@ fn snapshots_80x24() {
     snapshot_all((80, 24));
 }
 
+/// A wide terminal: columns that get cut at 120 show whole, and nothing stretches oddly.
+#[test]
+fn snapshots_200x60() {
+    snapshot_all((200, 60));
+}
+
 /// Frame time of the results matrix at 1,000 cases × 6 columns (a benchmark: run with
 /// `cargo test --release --bin promptlab bench_results_matrix -- --ignored --nocapture`).
 #[test]
