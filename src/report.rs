@@ -145,7 +145,7 @@ pub fn write(result: &RunResult, path: &Path) -> Result<(), ReportError> {
 }
 
 /// Writes to a temporary file beside `path` and renames it into place.
-fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let fail = |message: String| ReportError::Write {
         path: path.to_path_buf(),
         message,

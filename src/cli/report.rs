@@ -148,18 +148,24 @@ fn training_report(args: &ReportArgs, which: &str) -> Result<Outcome> {
         })?;
     if args.outputs.is_empty() {
         anyhow::bail!(
-            "a training run report is HTML: give -o FILE.html (`promptlab vision runs` lists them in the terminal)"
+            "a training run report is HTML: give -o FILE.html, or -o - for standard output (`promptlab vision runs` lists them in the terminal)"
         );
+    }
+    for path in &args.outputs {
+        if !report::is_stdout(path) && path.extension().and_then(|e| e.to_str()) != Some("html") {
+            anyhow::bail!("{}: a training run report is .html", path.display());
+        }
     }
     let html = report::training_html(
         &format!("Training run {} · {} · {}", run.id, run.dataset, run.preset),
         &card,
     );
     for path in &args.outputs {
-        if path.extension().and_then(|e| e.to_str()) != Some("html") {
-            anyhow::bail!("{}: a training run report is .html", path.display());
+        if report::is_stdout(path) {
+            std::io::Write::write_all(&mut std::io::stdout().lock(), html.as_bytes())?;
+            continue;
         }
-        std::fs::write(path, &html)?;
+        report::write_bytes(path, html.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
     Ok(Outcome::Passed)

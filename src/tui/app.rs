@@ -288,6 +288,19 @@ impl App {
         }
     }
 
+    /// Whether keys are text right now (a prompt, a message, a question, a run label or a
+    /// search): `q` and the digits type rather than quit or switch screens.
+    pub fn typing(&self) -> bool {
+        self.search.typing.is_some()
+            || match self.screen {
+                Screen::Editor => self.editor.editing,
+                Screen::Playground => self.playground.typing,
+                Screen::Agent => self.agent.typing,
+                Screen::History => self.history.label_input.is_some(),
+                _ => false,
+            }
+    }
+
     pub fn run_active(&self) -> bool {
         self.run.active.as_ref().is_some_and(|a| !a.finished)
     }

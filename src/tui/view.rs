@@ -162,18 +162,27 @@ fn status_bar(app: &App, area: Rect, buf: &mut Buffer) {
     if let Some(bytes) = app.rss_bytes {
         right.push(format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0)));
     }
-    right.push("? help · q quit".into());
+    // The mode, always in the same place: while typing, `q` and the digits are text.
+    let mode = if app.typing() {
+        Span::raw("TYPING · Esc stops").bold().fg(Color::Magenta)
+    } else {
+        Span::raw("? help · q quit").dim()
+    };
+    if !right.is_empty() {
+        right.push(String::new());
+    }
     let right = right.join(" · ");
     let left = match &app.search.typing {
         Some(query) => format!("/{query}▏ Enter: find · Esc: cancel"),
         None => app.message.clone().unwrap_or_default(),
     };
     let width = usize::from(area.width);
-    let room = width.saturating_sub(right.chars().count() + 1);
+    let room = width.saturating_sub(right.chars().count() + mode.content.chars().count() + 1);
     let line = Line::from(vec![
         Span::raw(format!("{:<room$}", truncate(&left, room))).fg(Color::Yellow),
         Span::raw(" "),
         Span::raw(right).dim(),
+        mode,
     ]);
     Paragraph::new(line)
         .style(Style::new().bg(Color::Reset))

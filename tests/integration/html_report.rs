@@ -511,6 +511,19 @@ fn a_training_run_report_has_curves_and_the_confusion_matrix() {
         project.root(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // `-o -` streams the same page; another extension is refused before anything is written.
+    let piped = promptlab(&["report", "training:latest", "-o", "-"], project.root());
+    assert_eq!(piped.status.code(), Some(0), "{}", text(&piped));
+    assert_eq!(
+        piped.stdout,
+        std::fs::read(project.root().join("training.html")).unwrap()
+    );
+    let refused = promptlab(
+        &["report", "training:latest", "-o", "-", "-o", "t.md"],
+        project.root(),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(refused.stdout.is_empty());
     let url = format!("file://{}", project.root().join("training.html").display());
     let netlog = project.root().join("netlog.json");
     let dom = headless(&["--dump-dom".into(), url.clone()], &netlog);

@@ -112,3 +112,28 @@ fn results_search_by_case_label_id_or_tag() {
     press(&mut app, "/");
     assert!(app.search.typing.is_none());
 }
+
+/// The status bar says when keys are text, on every typing mode, and goes back after.
+#[test]
+fn the_status_bar_shows_when_keys_are_text() {
+    let mut app = app((120, 40));
+    let status = |app: &crate::tui::app::App| screen_text(app).lines().last().unwrap().to_string();
+    assert!(status(&app).contains("? help · q quit"), "{}", status(&app));
+    press(&mut app, "/");
+    assert!(
+        status(&app).contains("TYPING · Esc stops"),
+        "{}",
+        status(&app)
+    );
+    app.update(key(KeyCode::Esc));
+    assert!(status(&app).contains("? help · q quit"));
+    press(&mut app, "7");
+    app.update(Event::RunsListed(Ok(vec![run_row(1, "greetings", 3, 3)])));
+    press(&mut app, "l");
+    assert!(status(&app).contains("TYPING"), "{}", status(&app));
+    app.update(key(KeyCode::Esc));
+    press(&mut app, "6i");
+    assert!(status(&app).contains("TYPING"), "{}", status(&app));
+    app.update(key(KeyCode::Esc));
+    assert!(!status(&app).contains("TYPING"), "{}", status(&app));
+}
