@@ -71,6 +71,12 @@ pub const KEYMAP: &[Binding] = &[
     bind("Side by side", "d", "diff another pair of columns"),
     bind(
         "Side by side",
+        "p",
+        "the prompts each column sent (differences highlighted) / the outputs",
+    ),
+    bind("Side by side", "PgDn PgUp", "scroll the panes"),
+    bind(
+        "Side by side",
         "Tab",
         "shift the columns shown (4 at a time)",
     ),

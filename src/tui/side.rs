@@ -1,6 +1,7 @@
 //! Side by side: one case's outputs from up to four columns next to each other, the
 //! words that differ between two of them highlighted, with each cell's assertion
-//! results, latency and token counts.
+//! results, latency and token counts. `p` shows the full prompts each column sent
+//! instead, their differences highlighted the same way (two prompt variants, one edit).
 
 use crossterm::event::{KeyCode, KeyEvent};
 use promptlab::compare::{WordChange, word_diff};
@@ -23,6 +24,10 @@ pub struct SideState {
     pub first_column: usize,
     /// The two shown panes (0-based among the visible ones) whose words are compared.
     pub diff: (usize, usize),
+    /// The panes show the prompts sent rather than the outputs.
+    pub show_prompts: bool,
+    /// Lines scrolled down in every pane (PgDn, PgUp).
+    pub scroll: u16,
 }
 
 impl SideState {
@@ -30,6 +35,7 @@ impl SideState {
         self.case = case;
         self.first_column = first_column;
         self.diff = (0, 1);
+        self.scroll = 0;
     }
 }
 
@@ -44,7 +50,9 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         (0..matrix.cases.len()).collect()
     };
     let position = order.iter().position(|&c| c == app.side.case).unwrap_or(0);
+    let page = app.size.1.saturating_sub(10).max(1);
     let side = &mut app.side;
+    let case_before = side.case;
     let panes = matrix
         .columns
         .len()
@@ -77,6 +85,13 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 0
             };
         }
+        KeyCode::Char('p') => {
+            side.show_prompts = !side.show_prompts;
+            side.scroll = 0;
+        }
+        KeyCode::PageDown | KeyCode::Char(' ') => side.scroll = side.scroll.saturating_add(page),
+        KeyCode::PageUp => side.scroll = side.scroll.saturating_sub(page),
+        KeyCode::Home => side.scroll = 0,
         KeyCode::Char('d') => {
             // Every pair of the shown panes in turn: (0,1), (0,2), …, (1,2), …
             let (a, b) = side.diff;
@@ -95,6 +110,9 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             app.screen = Screen::Results;
         }
         _ => {}
+    }
+    if side.case != case_before {
+        side.scroll = 0;
     }
     Vec::new()
 }
@@ -132,9 +150,11 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         .unwrap_or_default();
     Paragraph::new(vec![Line::from(header), Line::from(prompt_hint).dim()])
         .block(Block::bordered().title(format!(
-            " Side by side · {} of {} columns · ←/→ case · n: next failing · d: diff pair · Tab: columns · Esc: back ",
+            " Side by side · {} of {} columns · {} · ←/→ case · n: next failing · p: {} · d: diff pair · PgDn/PgUp: scroll · Tab: columns · Esc: back ",
             columns.len(),
-            matrix.columns.len()
+            matrix.columns.len(),
+            if side.show_prompts { "prompts" } else { "outputs" },
+            if side.show_prompts { "outputs" } else { "prompts" },
         )))
         .render(header_area, buf);
     if columns.is_empty() {
@@ -149,7 +169,13 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         columns
             .get(pane)
             .and_then(|&c| matrix.cell(side.case, c))
-            .map(|c| c.output.clone())
+            .map(|c| {
+                if side.show_prompts {
+                    prompt_text(&c.prompt_json)
+                } else {
+                    c.output.clone()
+                }
+            })
     };
     let diff = match (output(side.diff.0), output(side.diff.1)) {
         (Some(a), Some(b)) => Some(word_diff(&a, &b)),
@@ -187,15 +213,25 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
                 } else {
                     None
                 };
+                let shown = if side.show_prompts {
+                    prompt_text(&cell.prompt_json)
+                } else {
+                    cell.output.clone()
+                };
                 match (&diff, role) {
                     (Some(parts), Some(role)) => lines.extend(diff_lines(parts, role)),
-                    _ => lines.extend(cell.output.lines().map(|l| Line::raw(l.to_string()))),
+                    _ => lines.extend(shown.lines().map(|l| Line::raw(l.to_string()))),
                 }
-                if let Some(error) = &cell.error {
+                if let Some(error) = cell.error.as_ref().filter(|_| !side.show_prompts) {
                     lines.push(Line::styled(format!("engine error: {error}"), fail_style()));
                 }
                 lines.push(Line::raw(""));
-                for outcome in results::assertions(cell) {
+                let assertions = if side.show_prompts {
+                    Vec::new()
+                } else {
+                    results::assertions(cell)
+                };
+                for outcome in assertions {
                     let mark = if outcome.passed {
                         Span::styled("✓ ", pass_style())
                     } else {
@@ -218,6 +254,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         };
         Paragraph::new(Text::from(lines))
             .wrap(Wrap { trim: false })
+            .scroll((side.scroll, 0))
             .block(Block::bordered().title(title).title_bottom(marker))
             .render(pane_area, buf);
     }
@@ -253,6 +290,22 @@ fn diff_lines(parts: &[(WordChange, String)], side: WordChange) -> Vec<Line<'sta
         }
     }
     lines
+}
+
+/// A stored prompt in full: each chat message under its role, or the completion text.
+fn prompt_text(prompt_json: &str) -> String {
+    match serde_json::from_str::<promptlab::prompt::RenderedPrompt>(prompt_json) {
+        Ok(
+            promptlab::prompt::RenderedPrompt::Chat(messages)
+            | promptlab::prompt::RenderedPrompt::Promptfoo { messages, .. },
+        ) => messages
+            .iter()
+            .map(|m| format!("[{}]\n{}", m.role, m.content))
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        Ok(promptlab::prompt::RenderedPrompt::Completion(text)) => text,
+        Err(_) => format!("(the stored prompt does not read: {prompt_json})"),
+    }
 }
 
 /// The last user message (or the completion text) of a stored prompt, on one line.

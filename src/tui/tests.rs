@@ -16,7 +16,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::{Buffer, Cell};
 use ratatui::layout::Rect;
-use ratatui::style::Color;
+use ratatui::style::{Color, Modifier};
 
 use super::app::{App, CellOutcome, Effect, Event, Popup, RunEvent, Screen};
 use super::{results, view};
@@ -366,6 +366,74 @@ fn side_by_side_moves_between_cases_and_diff_pairs() {
     app.update(key(KeyCode::Esc));
     assert_eq!(app.screen, Screen::Results);
     assert_eq!(app.results.selected_case(), Some(case));
+}
+
+/// `p` shows the prompts each column sent, with the words only one of the diffed pair has
+/// highlighted; `p` again goes back to the outputs.
+#[test]
+fn side_by_side_shows_the_prompts_and_their_differences() {
+    let mut cells = cells(3, 0);
+    for cell in cells.iter_mut().filter(|c| c.column_index == 1) {
+        cell.prompt_json = serde_json::json!({"chat": [
+            {"role": "system", "content": "Answer tersely."},
+            {"role": "user", "content": format!("Hello, I am case {}.", cell.case_index)},
+        ]})
+        .to_string();
+    }
+    let mut app = app((140, 40));
+    app.update(Event::RunLoaded(Ok(RunMatrix::from_cells(
+        run_row(7, "greetings", 9, 0),
+        cells,
+        &HashMap::new(),
+    ))));
+    press(&mut app, "5");
+    assert!(
+        screen_text(&app).contains("Hello there, friend number 0!")
+            || screen_text(&app).contains("Hi friend 0.")
+    );
+    press(&mut app, "p");
+    assert!(app.side.show_prompts);
+    let text = screen_text(&app);
+    assert!(text.contains("· prompts ·"), "{text}");
+    assert!(
+        text.contains("[system]") && text.contains("Answer tersely."),
+        "{text}"
+    );
+    assert!(text.contains("Hello, I am case 0."), "{text}");
+    assert!(!text.contains("friend"), "outputs are not shown: {text}");
+    // "tersely." is column 1's own word: highlighted in the [diff +] pane.
+    let terminal = draw(&app);
+    let buffer = terminal.backend().buffer();
+    let row = (0..buffer.area.height)
+        .find(|&y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol().to_string())
+                .collect::<String>()
+                .contains("Answer tersely.")
+        })
+        .unwrap();
+    let line: String = (0..buffer.area.width)
+        .map(|x| buffer[(x, row)].symbol().to_string())
+        .collect();
+    let x = line
+        .find("tersely")
+        .map(|byte| line[..byte].chars().count())
+        .unwrap() as u16;
+    assert!(
+        buffer[(x, row)].modifier.contains(Modifier::REVERSED),
+        "{:?}",
+        buffer[(x, row)]
+    );
+    press(&mut app, "p");
+    assert!(screen_text(&app).contains("friend"));
+    // Long prompts and outputs scroll; another case starts at the top.
+    app.update(key(KeyCode::PageDown));
+    assert!(app.side.scroll > 0);
+    app.update(key(KeyCode::PageUp));
+    assert_eq!(app.side.scroll, 0);
+    app.update(key(KeyCode::PageDown));
+    app.update(key(KeyCode::Right));
+    assert_eq!((app.side.case, app.side.scroll), (1, 0));
 }
 
 #[test]
