@@ -185,9 +185,11 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
     let expected = outputs(&project.root().join("reference.json"));
     assert_eq!(expected.len(), things.len());
 
-    // Kill at different moments: while loading, early, mid-run.
+    // Kill at different moments: while loading, early, and mid-run. The last round waits
+    // for the first recorded cell rather than a fixed time, so a slow or busy machine
+    // still kills it mid-run.
     let mut partial_rounds = 0;
-    for (round, delay_ms) in [150u64, 900, 1800].into_iter().enumerate() {
+    for (round, delay_ms) in [Some(150u64), Some(900), None].into_iter().enumerate() {
         let store = format!("--store=kill{round}.db");
         let mut child = Command::new(env!("CARGO_BIN_EXE_promptlab"))
             .args([&common[..], &[store.as_str()]].concat())
@@ -196,7 +198,27 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start promptlab");
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        match delay_ms {
+            Some(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            None => {
+                let db = project.root().join(format!("kill{round}.db"));
+                let started = std::time::Instant::now();
+                while started.elapsed() < Duration::from_secs(120) {
+                    let recorded = rusqlite::Connection::open_with_flags(
+                        &db,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                    )
+                    .and_then(|conn| {
+                        conn.query_row("SELECT count(*) FROM cells", [], |r| r.get::<_, i64>(0))
+                    })
+                    .unwrap_or(0);
+                    if recorded > 0 || child.try_wait().ok().flatten().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
         let _ = child.kill();
         let _ = child.wait();
 
