@@ -55,6 +55,10 @@ pub struct EvalArgs {
     /// Cells decoded together as parallel sequences of one model (default 8; 1 = one at a time).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: Option<u32>,
+    /// Instances of each GGUF model run by llama.cpp, sharing the threads (default: one per
+    /// core for a model under 1 GiB when --parallel is above 1). Outputs are the same at any N.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: Option<u32>,
     /// Matrix rows to print (0 hides the matrix).
     #[arg(long, default_value_t = 60)]
     pub rows: usize,
@@ -263,6 +267,7 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
             &ExecuteOptions {
                 threads: args.threads,
                 parallel: args.parallel,
+                workers: args.workers,
             },
             &mut progress,
             &cancel,
@@ -405,6 +410,7 @@ pub(super) fn execute_with_progress(
         &ExecuteOptions {
             threads: args.threads,
             parallel: args.parallel,
+            workers: args.workers,
         },
         &mut progress,
         cancel,

@@ -118,6 +118,7 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         min_pass_rate: None,
         threads: args.threads,
         parallel: args.parallel,
+        workers: None,
         rows: 0,
         no_cache: args.no_cache,
         no_store: false,

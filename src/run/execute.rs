@@ -1,10 +1,12 @@
-//! Executes a [`RunPlan`]: one engine worker per model, loaded once, fed every cell of
-//! that model; each result is scored as it arrives.
+//! Executes a [`RunPlan`]: each model loaded once (a small local model as one instance
+//! per core, see `workers`), fed every cell of that model; each result is scored as it
+//! arrives.
 
 use std::time::Instant;
 
 pub(super) mod judging;
 mod scripts;
+mod workers;
 
 use super::record::Recording;
 use super::summary::{classification_reports, detection_reports, summarize};
@@ -33,6 +35,9 @@ pub struct ExecuteOptions {
     pub threads: Option<u32>,
     /// Cells decoded together per model (continuous batching).
     pub parallel: Option<u32>,
+    /// Instances of each local model, sharing the threads; None: one per core for a
+    /// small GGUF model (see `workers::count`).
+    pub workers: Option<u32>,
 }
 
 /// Progress callbacks, so a terminal, a TUI or a test can watch a run. All default to
@@ -123,8 +128,9 @@ pub fn execute(
         }
         observer.model_loading(&model.name);
         let load_start = Instant::now();
-        let worker = match spawn_worker(model, options) {
-            Ok(worker) => worker,
+        let instances = workers::count(model, options, cell_ids.len());
+        let workers = match workers::spawn(model, options, instances) {
+            Ok(workers) => workers,
             Err(err) => {
                 // The other models' results stay valid; this model's cells carry the error.
                 for &id in &cell_ids {
@@ -143,17 +149,17 @@ pub fn execute(
             .iter()
             .map(|&i| plan.cells[i].request.clone())
             .collect();
-        let events = worker.generate(requests, cancel.clone());
-        for event in events {
+        let events = workers::generate(&workers, requests, cancel);
+        for (i, event) in events {
             match event {
                 WorkerEvent::BatchDone => break,
-                WorkerEvent::Generation(GenerationEvent::Started(i)) => {
+                WorkerEvent::Generation(GenerationEvent::Started(_)) => {
                     observer.cell_started(cell_ids[i])
                 }
-                WorkerEvent::Generation(GenerationEvent::Token(i, text)) => {
+                WorkerEvent::Generation(GenerationEvent::Token(_, text)) => {
                     observer.token(cell_ids[i], &text)
                 }
-                WorkerEvent::Generation(GenerationEvent::Finished(i, outcome)) => {
+                WorkerEvent::Generation(GenerationEvent::Finished(_, outcome)) => {
                     // A cancelled generation is unfinished work, not a result: leave the
                     // cell missing so a resumed run generates it.
                     if matches!(&outcome, Ok(g) if g.finish == FinishReason::Cancelled) {

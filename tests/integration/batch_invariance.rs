@@ -298,3 +298,79 @@ fn issue_18_a_batched_run_names_models_not_measured_invariant() {
     assert!(!batched.contains("`smol`"), "{batched}");
     assert!(!note("1").contains("batch-invariant"));
 }
+
+/// Several instances of a small model (`--workers`; one per core by default) share out the
+/// cells of a run: every output equals the one-at-a-time run's, with any number of
+/// instances and cells decoded together.
+#[test]
+fn issue_18_outputs_do_not_depend_on_the_number_of_instances() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let project = common::TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n",
+            real_model(SMOLLM2).display()
+        ),
+    );
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "prompts/arithmetic.yaml",
+        "eval-sets/arithmetic.yaml",
+        "eval-sets/data/arithmetic.csv",
+    ] {
+        project.write(file, &std::fs::read_to_string(repo.join(file)).unwrap());
+    }
+    let outputs = |extra: &[&str]| {
+        let report = format!("{}.json", extra.join("").replace('-', ""));
+        let out = common::promptlab(
+            &[
+                &[
+                    "eval",
+                    "eval-sets/arithmetic.yaml",
+                    "--no-store",
+                    "--limit",
+                    "12",
+                    "--threads",
+                    "2",
+                    "-o",
+                    report.as_str(),
+                ][..],
+                extra,
+            ]
+            .concat(),
+            project.root(),
+        );
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{extra:?}: {}",
+            common::text(&out)
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(project.root().join(report)).unwrap())
+                .unwrap();
+        let mut cells: Vec<(u64, u64, String)> = report["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["column"].as_u64().unwrap(),
+                    c["case"].as_u64().unwrap(),
+                    c["output"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        cells.sort();
+        cells
+    };
+    let sequential = outputs(&["--parallel", "1"]);
+    assert_eq!(sequential.len(), 24, "12 cases × 2 prompt variants");
+    for extra in [
+        &["--parallel", "4", "--workers", "2"][..],
+        &["--parallel", "3", "--workers", "3"][..],
+        &["--parallel", "8"][..],
+    ] {
+        assert_eq!(outputs(extra), sequential, "{extra:?}");
+    }
+}
