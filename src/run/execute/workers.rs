@@ -1,9 +1,7 @@
 //! Several engine instances of one small local model, each on its share of the cores and
-//! of the cells. On a CPU a small model's batched decode is compute-bound and its threads
-//! wait for each other at every layer; two single-threaded instances of SmolLM2-135M
-//! finished `eval-sets/arithmetic.yaml` 1.2–1.3× faster than one instance on both cores.
-//! Outputs do not change: llama.cpp's kernels here give a sequence the same arithmetic
-//! at any batch make-up and any thread count (docs/src/batch-invariance.md).
+//! of the cells (see [`crate::engine::llama::instances`] for when and why). Outputs do not
+//! change: llama.cpp's kernels here give a sequence the same arithmetic at any batch
+//! make-up and any thread count (docs/src/batch-invariance.md).
 
 use std::sync::mpsc;
 
@@ -12,30 +10,17 @@ use crate::engine::{CancelToken, EngineError, EngineWorker, OpenOptions, WorkerE
 
 use super::ExecuteOptions;
 
-/// Model files up to this size get one instance per core (an instance's weights are
-/// mapped once and shared; its KV cache and scratch buffers are its own). Larger models
-/// are bound by memory bandwidth, which more instances do not add.
-const SMALL_MODEL_BYTES: u64 = 1 << 30;
-
-/// How many instances of `model` to run for `cells` cells. Only GGUF models run by
-/// llama.cpp get more than one: `options.workers` when set, else one per core for a small
-/// model when cells are decoded together at all, and no more instances than batches.
+/// How many instances of `model` to run for `cells` cells: `options.workers` when set (for
+/// a GGUF model run by llama.cpp; other engines have their own concurrency, a remote
+/// model's being its servers'), else [`crate::engine::llama::instances`] when cells are
+/// decoded together at all.
 pub(super) fn count(model: &ModelRef, options: &ExecuteOptions, cells: usize) -> usize {
-    // Other engines have their own concurrency (a remote model's is its servers').
     let Some(entry) = model.entry.as_ref().filter(|e| e.runs_on_llama_cpp()) else {
         return 1;
     };
     if let Some(workers) = options.workers {
         return (workers.max(1) as usize).min(cells.max(1));
     }
-    let small = std::fs::metadata(&entry.path).is_ok_and(|m| m.len() <= SMALL_MODEL_BYTES);
-    if !small {
-        return 1;
-    }
-    let threads = options.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        |t| t as usize,
-    );
     let parallel = options
         .parallel
         .unwrap_or(crate::engine::llama::DEFAULT_PARALLEL) as usize;
@@ -43,7 +28,11 @@ pub(super) fn count(model: &ModelRef, options: &ExecuteOptions, cells: usize) ->
         // `--parallel 1` means one cell at a time.
         return 1;
     }
-    threads.min(cells.div_ceil(parallel)).max(1)
+    let threads = options.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        |t| t as usize,
+    );
+    crate::engine::llama::instances(entry, threads, cells.div_ceil(parallel))
 }
 
 /// Starts `workers` instances of `model`, the threads shared out between them.

@@ -1,7 +1,7 @@
 //! Asking a column's questions. On a local GGUF model they are asked together: each
-//! question runs on a thread of its own with its share of one batched engine, so their
-//! replies decode in the same steps (each question keeps its own slot's cache between its
-//! steps). The engine's batch invariance makes every trace the same as when the questions
+//! question runs on a thread of its own with its share of a batched engine (one per core
+//! for a small model), so their replies decode in the same steps (each question keeps its
+//! own slot's cache between its steps). The engine's batch invariance makes every trace the same as when the questions
 //! are asked one after another, which is what happens on other models.
 
 use std::collections::{HashMap, VecDeque};
@@ -22,9 +22,11 @@ use crate::trace::{AgentStep, AgentStop, AgentTrace};
 pub(in crate::agent::eval) enum Loaded {
     /// One conversation at a time (remote models, or one slot).
     Own(LoadedModel),
-    /// A batched engine that questions on several threads share.
+    /// Batched engines that questions on several threads share: a small model runs as one
+    /// instance per core (see [`crate::engine::llama::instances`]), each thread asking
+    /// through one of them.
     Shared {
-        batcher: Arc<Batcher>,
+        batchers: Vec<Arc<Batcher>>,
         template: Option<ChatTemplate>,
         params: GenerationParams,
         slots: usize,
@@ -43,11 +45,27 @@ impl Loaded {
         let Some(entry) = shared else {
             return Ok(Loaded::Own(session.load_model(model)?));
         };
-        let worker = crate::engine::open(&resolved, &OpenOptions::conversations(slots as u32))?;
-        let worker_template = worker.chat_template().cloned();
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let instances = crate::engine::llama::instances(entry, threads, slots.div_ceil(2));
+        let mut batchers = Vec::new();
+        let mut template = None;
+        for index in 0..instances {
+            // Slots and threads shared out, the first instances taking any remainder.
+            let share = |total: usize| total / instances + usize::from(index < total % instances);
+            let worker = crate::engine::open(
+                &resolved,
+                &OpenOptions {
+                    threads: Some(share(threads).max(1) as u32),
+                    parallel: Some(share(slots).max(1) as u32),
+                    keep_conversation: true,
+                },
+            )?;
+            template = worker.chat_template().cloned();
+            batchers.push(Arc::new(Batcher::start(worker)));
+        }
         Ok(Loaded::Shared {
-            batcher: Arc::new(Batcher::start(worker)),
-            template: worker_template,
+            batchers,
+            template,
             params: entry.params().clone(),
             slots,
         })
@@ -130,7 +148,7 @@ pub(super) fn ask(
             }
         }
         Loaded::Shared {
-            batcher,
+            batchers,
             template,
             params,
             slots,
@@ -145,9 +163,11 @@ pub(super) fn ask(
             let threads = (*slots).min(rows.len()).max(1);
             let (tools, context) = (&session.tools, &session.context);
             std::thread::scope(|scope| -> Result<(), AgentRunError> {
-                for _ in 0..threads {
+                for thread in 0..threads {
                     let tx = tx.clone();
-                    let mut model = SharedModel::new(batcher.clone(), template.clone());
+                    // Threads spread over the instances as evenly as their slots are.
+                    let batcher = batchers[thread % batchers.len()].clone();
+                    let mut model = SharedModel::new(batcher, template.clone());
                     let queue = &queue;
                     let params = &*params;
                     scope.spawn(move || {
