@@ -127,7 +127,8 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                 table.add_row([
                     run.id.to_string(),
                     run.eval_set.clone(),
-                    run.started_at.chars().take(19).collect(),
+                    // To the minute, as the workbench's History shows it.
+                    run.started_at.replace('T', " ").chars().take(16).collect(),
                     run.status.as_str().to_string(),
                     format!("{}/{}", run.cells_done, run.cell_count),
                     run.passed.to_string(),
