@@ -141,6 +141,10 @@ pub struct RunRow {
     pub passed: usize,
     /// A name the user gave the run, if any (see [`RunStore::set_label`]).
     pub label: Option<String>,
+    /// Recorded cells that came from the cache.
+    pub cached: usize,
+    /// The columns (`prompt @ model`) its recorded cells belong to, in column order.
+    pub columns: Vec<String>,
     /// A digest of what the run asked its models (prompts, models, parameters, cases):
     /// equal for a cached re-run, different after an edit. None before its first cell.
     pub config_digest: Option<String>,

@@ -122,6 +122,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                 "passed",
                 "pass rate [95% CI]",
                 "label",
+                "prompt @ model",
             ]);
             for run in store.runs()? {
                 table.add_row([
@@ -130,13 +131,21 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                     // To the minute, as the workbench's History shows it.
                     run.started_at.replace('T', " ").chars().take(16).collect(),
                     run.status.as_str().to_string(),
-                    format!("{}/{}", run.cells_done, run.cell_count),
+                    if run.cached > 0 {
+                        format!(
+                            "{}/{} ({} cached)",
+                            run.cells_done, run.cell_count, run.cached
+                        )
+                    } else {
+                        format!("{}/{}", run.cells_done, run.cell_count)
+                    },
                     run.passed.to_string(),
                     format_rate(run.passed, run.cells_done),
                     run.label.clone().unwrap_or_default(),
+                    run.columns.join("\n"),
                 ]);
             }
-            crate::cli::table_style().wrap_only(&mut table, &[1, 7]);
+            crate::cli::table_style().wrap_only(&mut table, &[1, 7, 8]);
             out.push_str(&format!("{table}\n"));
             Outcome::Passed
         }

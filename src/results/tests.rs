@@ -15,6 +15,8 @@ fn run_row() -> RunRow {
         cells_done: 6,
         passed: 3,
         label: None,
+        cached: 0,
+        columns: Vec::new(),
         config_digest: None,
     }
 }

@@ -12,7 +12,9 @@ use super::{CachedGeneration, RunRow, RunStatus, StoredCell};
 /// GROUP BY. Read by [`run_from_row`].
 pub(super) const RUN_ROW_SELECT: &str = "
     SELECT r.id, r.eval_set, r.eval_set_path, r.started_at, r.finished_at, r.status,
-           r.cell_count, count(c.run_id), coalesce(sum(c.passed), 0), r.label
+           r.cell_count, count(c.run_id), coalesce(sum(c.passed), 0), r.label,
+           coalesce(sum(c.cached), 0),
+           group_concat(DISTINCT printf('%08d', c.column_index) || char(31) || c.column_id || char(30))
     FROM runs r LEFT JOIN cells c ON c.run_id = r.id";
 
 /// Read by [`cell_from_row`], in this order.
@@ -61,9 +63,23 @@ pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         cells_done: get_usize(row, 7)?,
         passed: get_usize(row, 8)?,
         label: row.get(9)?,
+        cached: get_usize(row, 10)?,
+        columns: columns_from(row.get::<_, Option<String>>(11)?.as_deref()),
         // Computed from the run's cells by `RunStore::config_digests`.
         config_digest: None,
     })
+}
+
+/// The run's columns from `group_concat`'s "index␟id␞,index␟id␞…", sorted by index
+/// (ids may hold commas; the unit and record separators do not occur in them).
+fn columns_from(joined: Option<&str>) -> Vec<String> {
+    let mut columns: Vec<(&str, &str)> = joined
+        .unwrap_or_default()
+        .split('\u{1e}')
+        .filter_map(|item| item.trim_start_matches(',').split_once('\u{1f}'))
+        .collect();
+    columns.sort();
+    columns.into_iter().map(|(_, id)| id.to_string()).collect()
 }
 
 pub(super) fn cell_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCell> {
@@ -107,4 +123,18 @@ pub(super) fn generation_from_row_at(
         latency_ms: row.get(at + 5)?,
         tokens_per_s: row.get(at + 6)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_come_back_in_column_order_with_commas_intact() {
+        let joined =
+            "00000002\u{1f}c @ m\u{1e},00000000\u{1f}a, b @ m\u{1e},00000001\u{1f}b @ m\u{1e}";
+        assert_eq!(
+            super::columns_from(Some(joined)),
+            ["a, b @ m", "b @ m", "c @ m"]
+        );
+        assert!(super::columns_from(None).is_empty());
+    }
 }

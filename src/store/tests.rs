@@ -152,6 +152,8 @@ fn run_with_cells_round_trips() {
             cells_done: 4,
             passed: 1,
             label: None,
+            cached: 0,
+            columns: vec!["prompt-a@model-0".into(), "prompt-a@model-1".into()],
             config_digest: row.config_digest.clone(),
         }
     );

@@ -167,7 +167,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     ])
     .areas(area);
     let header = Row::new([
-        "", "run", "started", "eval set", "status", "cells", "passed", "label",
+        "", "run", "started", "eval set", "status", "cells", "passed", "label", "columns",
     ])
     .bold();
     let rows: Vec<Row> = history
@@ -194,9 +194,14 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
                 run.started_at.replace('T', " ").chars().take(19).collect(),
                 run.eval_set.clone(),
                 run.status.to_string(),
-                format!("{}/{}", run.cells_done, run.cell_count),
+                if run.cached > 0 {
+                    format!("{}/{} {}c", run.cells_done, run.cell_count, run.cached)
+                } else {
+                    format!("{}/{}", run.cells_done, run.cell_count)
+                },
                 rate,
                 run.label.clone().unwrap_or_default(),
+                run.columns.join(", "),
             ])
         })
         .collect();
@@ -206,10 +211,12 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         Constraint::Length(19),
         Constraint::Fill(1),
         Constraint::Length(9),
-        Constraint::Length(9),
+        // "90/90 45c": cells done, of them from the cache.
+        Constraint::Length(11),
         // "62% [45–78]": the rate and its 95% interval.
         Constraint::Length(13),
         Constraint::Fill(1),
+        Constraint::Fill(2),
     ];
     let mut state = TableState::default().with_selected(Some(history.selected));
     let empty = history.runs.is_empty();
