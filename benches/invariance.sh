@@ -13,7 +13,8 @@
 #   PROFILE=debug uses the test build (dependencies optimised) instead of a release build;
 #   PROMPTLAB_BIN=path uses that binary as it is.
 #   PARALLEL="1 8" limits the --parallel values; THREADS=2 sets the threads (default 2);
-#   MODELS="smollm2 gemma3-270m" runs only those models.
+#   MODELS="smollm2 gemma3-270m" runs only those models; WORKERS=1 runs every model as one
+#   llama.cpp instance (by default a small model runs as one instance per core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/promptlab-binary.sh
@@ -32,7 +33,9 @@ run() {
   local label="$1" set="$2" model="$3"; shift 3
   local start end
   start=$(date +%s.%N)
-  "$bin" eval "eval-sets/$set.yaml" --models "$model" --threads "${run_threads:-$threads}" --quiet \
+  local workers=()
+  [ -n "${WORKERS:-}" ] && workers=(--workers "$WORKERS")
+  "$bin" eval "eval-sets/$set.yaml" --models "$model" --threads "${run_threads:-$threads}" --quiet "${workers[@]}" \
     --no-store -o "$label.json" "$@" > "$label.log" 2>&1 || [ $? -eq 1 ] || {
     echo "$label failed:" >&2; cat "$label.log" >&2; exit 1; }
   end=$(date +%s.%N)

@@ -13,7 +13,7 @@ use super::ExecuteOptions;
 /// How many instances of `model` to run for `cells` cells: `options.workers` when set (for
 /// a GGUF model run by llama.cpp; other engines have their own concurrency, a remote
 /// model's being its servers'), else [`crate::engine::llama::instances`] when cells are
-/// decoded together at all.
+/// decoded together and each instance gets at least two batches of them.
 pub(super) fn count(model: &ModelRef, options: &ExecuteOptions, cells: usize) -> usize {
     let Some(entry) = model.entry.as_ref().filter(|e| e.runs_on_llama_cpp()) else {
         return 1;
@@ -32,7 +32,9 @@ pub(super) fn count(model: &ModelRef, options: &ExecuteOptions, cells: usize) ->
         || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         |t| t as usize,
     );
-    crate::engine::llama::instances(entry, threads, cells.div_ceil(parallel))
+    // Another instance costs a load (half a second for Gemma 3 270M, a third of its
+    // 12-cell capitals run): worth it only with two batches of cells for each.
+    crate::engine::llama::instances(entry, threads, cells / (2 * parallel))
 }
 
 /// Starts `workers` instances of `model`, the threads shared out between them.
