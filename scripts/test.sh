@@ -15,5 +15,7 @@ bash scripts/fetch-vision.sh
 # 2-core machine took twice as long as one after the other (tests/integration/agent.rs:
 # 117 s against 62 s) and starved a 100-client serve test past its timeout.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"
+# Tests read the CLI's tables as a pipe gets them: as wide as their content, uncoloured.
+unset COLUMNS NO_COLOR
 # With the mistral.rs engine too (its first build takes about 20 minutes).
 cargo test --locked --features mistralrs "$@"

@@ -60,6 +60,8 @@ pub fn promptlab(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_promptlab"))
         .args(args)
         .current_dir(cwd)
+        // Tables fit COLUMNS when it is set; tests read them as a pipe gets them.
+        .env_remove("COLUMNS")
         .output()
         .expect("run promptlab")
 }
