@@ -4,6 +4,7 @@
 //! Helpers that real chat templates call are registered here, in one place.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
@@ -30,12 +31,26 @@ pub fn environment(undefined: Undefined) -> &'static Environment<'static> {
 pub const MAX_STEPS: u64 = 20_000_000;
 /// Nested calls (macros, includes) a render may make.
 const MAX_NESTING: usize = 100;
+/// Wall-clock time one render may take. Steps alone do not bound it: one step may scan
+/// or build a large value (`x in range(100000)` inside a loop). Real templates render in
+/// microseconds.
+pub const MAX_RENDER_TIME: Duration = Duration::from_secs(2);
+/// The longest text one render may produce; a prompt or chat template that writes more
+/// is refused rather than filling memory.
+pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Bounds `env`'s renders: steps, nesting and time (minijinja is patched with a time
+/// limit and size caps per operator, vendor/minijinja/PROMPTLAB.md).
+pub fn set_limits(env: &mut Environment<'_>) {
+    env.set_fuel(Some(MAX_STEPS));
+    env.set_time_limit(Some(MAX_RENDER_TIME));
+    env.set_recursion_limit(MAX_NESTING);
+}
 
 /// Builds an environment with the helpers prompt and chat templates rely on.
 fn build(undefined: Undefined) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_fuel(Some(MAX_STEPS));
-    env.set_recursion_limit(MAX_NESTING);
+    set_limits(&mut env);
     env.set_undefined_behavior(match undefined {
         Undefined::Strict => UndefinedBehavior::Strict,
         Undefined::Lenient => UndefinedBehavior::Lenient,
@@ -167,7 +182,10 @@ impl std::fmt::Display for TemplateFault {
 
 impl From<&Error> for TemplateFault {
     fn from(err: &Error) -> Self {
-        let mut message = match err.detail() {
+        // The time limit reports itself as running out of fuel with a detail that
+        // repeats the kind's text.
+        let detail = err.detail().filter(|_| err.kind() != ErrorKind::OutOfFuel);
+        let mut message = match detail {
             Some(detail) => format!("{}: {detail}", kind_text(err.kind())),
             None => kind_text(err.kind()).to_string(),
         };
@@ -186,7 +204,8 @@ impl From<&Error> for TemplateFault {
 fn kind_text(kind: ErrorKind) -> String {
     match kind {
         ErrorKind::OutOfFuel => format!(
-            "the template ran more than {MAX_STEPS} steps and was stopped (a runaway loop?)"
+            "the template ran more than {MAX_STEPS} steps or {} s and was stopped (a runaway loop?)",
+            MAX_RENDER_TIME.as_secs()
         ),
         ErrorKind::UndefinedError => "undefined value".to_string(),
         ErrorKind::SyntaxError => "syntax error".to_string(),
@@ -226,8 +245,43 @@ pub fn render_str(
     context: &Value,
 ) -> Result<String, TemplateFault> {
     compilable(source)?;
-    env.render_str(source, context)
-        .map_err(|err| TemplateFault::from(&err))
+    let template = env
+        .template_from_str(source)
+        .map_err(|err| TemplateFault::from(&err))?;
+    let mut out = BoundedText::default();
+    match template.render_captured_to(context, &mut out) {
+        Ok(_) => Ok(String::from_utf8_lossy(&out.bytes).into_owned()),
+        Err(_) if out.overflowed => Err(TemplateFault {
+            line: None,
+            message: format!(
+                "the rendered text is over {} MiB and was stopped",
+                MAX_OUTPUT_BYTES >> 20
+            ),
+        }),
+        Err(err) => Err(TemplateFault::from(&err)),
+    }
+}
+
+/// A render's output, refused past [`MAX_OUTPUT_BYTES`].
+#[derive(Default)]
+struct BoundedText {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedText {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_OUTPUT_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered text too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Checks a template compiles, without rendering it.
@@ -307,6 +361,55 @@ mod tests {
             assert!(!err.message.is_empty());
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
+    /// Issue 20: one instruction costs one step but may do unbounded work; fuzzing found
+    /// a chat template that hung this way. Each of these ran for minutes or hours, or
+    /// filled memory, before minijinja was bounded per operator and in time.
+    #[test]
+    fn issue_20_single_expensive_steps_are_bounded() {
+        let tools = vec![serde_json::json!({"name": "f"})];
+        let attacks = [
+            // fuzz/regressions/chat_template-timeout-sequence-repeat
+            "{%- if 45~766447492211*tools %}x{% endif %}",
+            "{{ [1] * 1000000000000 }}",
+            "{% set s = [1] * 1000000 %}{% for i in range(20) %}{% set s = s + s %}{% endfor %}{{ s ~ '' }}",
+            "{{ ['x' * 10000000] * 100000 ~ '' }}",
+            "{% for i in range(100000) %}{{ 'x' * 10000000 }}{% endfor %}",
+            "{% for i in range(100000) %}{% if -1 in range(100000) %}{% endif %}{% endfor %}",
+        ];
+        for undefined in [Undefined::Strict, Undefined::Lenient] {
+            let env = environment(undefined);
+            for attack in attacks {
+                let started = std::time::Instant::now();
+                let err = render_str(env, attack, &context! { tools => tools }).unwrap_err();
+                let took = started.elapsed();
+                assert!(
+                    took < MAX_RENDER_TIME * 3,
+                    "{attack} took {took:?} before: {err}"
+                );
+                assert!(
+                    err.message.contains("too large")
+                        || err.message.contains("runaway")
+                        || err.message.contains("MiB"),
+                    "{attack}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn templates_within_the_limits_render_whole() {
+        let env = environment(Undefined::Strict);
+        let out = render_str(
+            env,
+            "{{ ([1, 2] * 3) | length }} {{ 'ab' * 3 }} {{ [1] ~ 2 }}",
+            &context! {},
+        )
+        .unwrap();
+        assert_eq!(out, "6 ababab [1]2");
+        let out = render_str(env, "{{ 'x' * 1000000 }}", &context! {}).unwrap();
+        assert_eq!(out.len(), 1_000_000);
     }
 
     #[test]

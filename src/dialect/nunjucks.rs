@@ -30,8 +30,7 @@ fn environment() -> &'static Environment<'static> {
 
 fn build() -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_fuel(Some(template::MAX_STEPS));
-    env.set_recursion_limit(100);
+    template::set_limits(&mut env);
     // Nunjucks: `{{ missing }}` and `{{ missing.field }}` render empty.
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     // Nunjucks' defaults (promptfoo configures neither).
