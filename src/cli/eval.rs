@@ -26,21 +26,8 @@ use progress::Progress;
 pub struct EvalArgs {
     /// The eval set: a file, or NAME for the project's eval-sets/NAME.yaml.
     pub eval_set: PathBuf,
-    /// Project folder (default: found from the eval set's location).
-    #[arg(long)]
-    pub project: Option<PathBuf>,
-    /// Prompts to run instead of the eval set's (`name` or `name:variant`), comma-separated.
-    #[arg(long, value_delimiter = ',', visible_alias = "prompt")]
-    pub prompts: Vec<String>,
-    /// Models to run instead of the eval set's, comma-separated (`echo` is built in).
-    #[arg(long, value_delimiter = ',', visible_alias = "model")]
-    pub models: Vec<String>,
-    /// Run only cases with this tag (repeatable).
-    #[arg(long = "filter", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// Run at most N cases.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub limit: Option<u64>,
+    #[command(flatten)]
+    pub selection: Selection,
     /// Write the results to FILE; the format follows the extension
     /// (.json, .jsonl, .csv, .md, .xml for JUnit, .html). Repeatable. `-o -` writes the JSON
     /// report to standard output (the summary then goes to stderr).
@@ -49,22 +36,11 @@ pub struct EvalArgs {
     /// Exit 0 when at least this fraction (0–1) of cells pass, instead of requiring all.
     #[arg(long, value_name = "RATE")]
     pub min_pass_rate: Option<f64>,
-    /// CPU threads per model (default: all cores).
-    #[arg(long)]
-    pub threads: Option<u32>,
-    /// Cells decoded together as parallel sequences of one model (default 8; 1 = one at a time).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub parallel: Option<u32>,
-    /// Instances of each GGUF model run by llama.cpp, sharing the threads (default: one per
-    /// core for a model under 1 GiB when --parallel is above 1). Outputs are the same at any N.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub workers: Option<u32>,
+    #[command(flatten)]
+    pub execution: Execution,
     /// Matrix rows to print (0 hides the matrix).
     #[arg(long, default_value_t = 60)]
     pub rows: usize,
-    /// Generate every cell even when an identical generation is in the cache.
-    #[arg(long)]
-    pub no_cache: bool,
     /// Do not record the run (nor use the cache).
     #[arg(long)]
     pub no_store: bool,
@@ -78,9 +54,6 @@ pub struct EvalArgs {
     /// Complete an interrupted run: the latest one of this eval set, or RUN_ID.
     #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "latest")]
     pub resume: Option<String>,
-    /// Print only the summary, no progress bar.
-    #[arg(short, long)]
-    pub quiet: bool,
     /// Run every cell K times with seeds seed..seed+K-1 (each repeat is its own stored
     /// run) and report pass@1, pass@K and pass^K per column.
     #[arg(long, default_value_t = 1, value_name = "K",
@@ -105,8 +78,68 @@ pub struct EvalArgs {
     pub skip_unsupported: bool,
 }
 
+/// Which cells of an eval set run: `eval` and `sweep` take the same options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Selection {
+    /// Project folder (default: found from the eval set's location).
+    #[arg(long)]
+    pub project: Option<PathBuf>,
+    /// Prompts to run instead of the eval set's or its sweep's (`name` or `name:variant`),
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',', visible_alias = "prompt")]
+    pub prompts: Vec<String>,
+    /// Models to run instead of the eval set's or its sweep's, comma-separated (`echo` is
+    /// built in).
+    #[arg(long, value_delimiter = ',', visible_alias = "model")]
+    pub models: Vec<String>,
+    /// Run only cases with this tag (repeatable).
+    #[arg(long = "filter", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Run at most N cases.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+}
+
+impl Selection {
+    /// `--limit` as a count of cases.
+    pub fn case_limit(&self) -> Option<usize> {
+        self.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+/// How the cells run: `eval` and `sweep` take the same options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Execution {
+    /// CPU threads per model (default: all cores).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Cells decoded together as parallel sequences of one model (default 8; 1 = one at a time).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: Option<u32>,
+    /// Instances of each GGUF model run by llama.cpp, sharing the threads (default: one per
+    /// core for a model under 1 GiB when --parallel is above 1). Outputs are the same at any N.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: Option<u32>,
+    /// Generate every cell even when an identical generation is in the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print only the summary, no progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl Execution {
+    pub fn options(&self) -> ExecuteOptions {
+        ExecuteOptions {
+            threads: self.threads,
+            parallel: self.parallel,
+            workers: self.workers,
+        }
+    }
+}
+
 pub fn run(mut args: EvalArgs) -> Result<Outcome> {
-    args.eval_set = resolve_eval_set(&args.eval_set, args.project.as_deref())?;
+    args.eval_set = resolve_eval_set(&args.eval_set, args.selection.project.as_deref())?;
     if let Some(rate) = args.min_pass_rate
         && !(0.0..=1.0).contains(&rate)
     {
@@ -120,7 +153,7 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let (project, imported) = promptlab::promptfoo::open_project(
             &args.eval_set,
-            args.project.as_deref(),
+            args.selection.project.as_deref(),
             &cwd,
             args.skip_unsupported,
         )?;
@@ -133,7 +166,7 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         (imported.eval_set, project)
     } else {
         let eval_set = EvalSet::load(&args.eval_set)?;
-        let project = match &args.project {
+        let project = match &args.selection.project {
             Some(dir) => Project::open(dir),
             None => Project::discover(&args.eval_set),
         }
@@ -153,10 +186,10 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         }
     }
     let mut options = RunOptions {
-        prompts: args.prompts.clone(),
-        models: args.models.clone(),
-        tags: args.tags.clone(),
-        limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        prompts: args.selection.prompts.clone(),
+        models: args.selection.models.clone(),
+        tags: args.selection.tags.clone(),
+        limit: args.selection.case_limit(),
         seed_offset: 0,
         judge: args.judge.clone(),
         params: Default::default(),
@@ -235,7 +268,7 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
                 &args.eval_set,
                 &options,
                 resume_id,
-                !args.no_cache,
+                !args.execution.no_cache,
             )?)
         }
     };
@@ -248,7 +281,7 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
     }
 
     let cancel = cancel_on_interrupt();
-    let mut result = execute_with_progress(&plan, &args, &cancel, recording)?;
+    let mut result = execute_with_progress(&plan, &args.execution, &cancel, recording)?;
     if let Some(pairwise) = &pairwise
         && !cancel.is_cancelled()
     {
@@ -256,19 +289,15 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
             (Some(store), Some(run_id)) => Some(Recording {
                 store,
                 run_id,
-                use_cache: !args.no_cache,
+                use_cache: !args.execution.no_cache,
             }),
             _ => None,
         };
-        let mut progress = Progress::new(0, args.quiet);
+        let mut progress = Progress::new(0, args.execution.quiet);
         let report = run::compare_pairwise(
             pairwise,
             &result,
-            &ExecuteOptions {
-                threads: args.threads,
-                parallel: args.parallel,
-                workers: args.workers,
-            },
+            &args.execution.options(),
             &mut progress,
             &cancel,
             &mut recording,
@@ -296,6 +325,7 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
     }
 
     let parallel = args
+        .execution
         .parallel
         .unwrap_or(promptlab::engine::llama::DEFAULT_PARALLEL);
     for (model, why) in plan.schedule_dependent_models(parallel) {
@@ -313,7 +343,7 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         super::write_report(&result, path)?;
     }
 
-    let rows = if args.quiet { 0 } else { args.rows };
+    let rows = if args.execution.quiet { 0 } else { args.rows };
     let mut text = report::summary_table(&result, rows, &crate::cli::table_style());
     for (index, report) in result.classification.iter().enumerate() {
         if let Some(report) = report {
@@ -400,22 +430,12 @@ pub(super) fn cancel_on_interrupt() -> CancelToken {
 /// Runs a plan with the progress bar on stderr (hidden with --quiet).
 pub(super) fn execute_with_progress(
     plan: &run::RunPlan,
-    args: &EvalArgs,
+    execution: &Execution,
     cancel: &CancelToken,
     recording: Option<Recording>,
 ) -> Result<run::RunResult> {
-    let mut progress = Progress::new(plan.cells.len() as u64, args.quiet);
-    let result = run::execute(
-        plan,
-        &ExecuteOptions {
-            threads: args.threads,
-            parallel: args.parallel,
-            workers: args.workers,
-        },
-        &mut progress,
-        cancel,
-        recording,
-    )?;
+    let mut progress = Progress::new(plan.cells.len() as u64, execution.quiet);
+    let result = run::execute(plan, &execution.options(), &mut progress, cancel, recording)?;
     progress.bar.finish_and_clear();
     Ok(result)
 }

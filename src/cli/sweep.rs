@@ -14,48 +14,27 @@ use promptlab::store::RunStore;
 use promptlab::sweep::{SweepReport, setting_text, value_text};
 
 use super::Outcome;
-use super::eval::{EvalArgs, cancel_on_interrupt, execute_with_progress};
+use super::eval::{Execution, Selection, cancel_on_interrupt, execute_with_progress};
 
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
     /// An eval set with a `sweep:` section (a file, or NAME for eval-sets/NAME.yaml).
     pub eval_set: PathBuf,
-    /// Project folder (default: found from the eval set's location).
-    #[arg(long)]
-    pub project: Option<PathBuf>,
-    /// Prompts to sweep instead of the sweep's or eval set's (`name` or `name:variant`),
-    /// comma-separated.
-    #[arg(long, value_delimiter = ',', visible_alias = "prompt")]
-    pub prompts: Vec<String>,
-    /// Models to sweep instead of the sweep's or eval set's, comma-separated.
-    #[arg(long, value_delimiter = ',', visible_alias = "model")]
-    pub models: Vec<String>,
-    /// Run only cases with this tag (repeatable).
-    #[arg(long = "filter", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// Run at most N cases per setting.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub limit: Option<u64>,
+    // Prompts and models replace the sweep's own (and are stored as part of it); `--limit`
+    // applies to each setting.
+    #[command(flatten)]
+    pub selection: Selection,
     /// Write the sweep report: .html (parallel coordinates), .json or .md; `-` writes JSON to
     /// standard output (the table then goes to stderr). Repeatable.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub outputs: Vec<PathBuf>,
-    /// CPU threads per model (default: all cores).
-    #[arg(long)]
-    pub threads: Option<u32>,
-    /// Cells decoded together as parallel sequences of one model.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub parallel: Option<u32>,
-    /// Generate every cell even when an identical generation is in the cache.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Print only the table, no progress bar.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub execution: Execution,
 }
 
 pub fn run(mut args: SweepArgs) -> Result<Outcome> {
-    args.eval_set = super::eval::resolve_eval_set(&args.eval_set, args.project.as_deref())?;
+    args.eval_set =
+        super::eval::resolve_eval_set(&args.eval_set, args.selection.project.as_deref())?;
     check_outputs(&args.outputs)?;
     let eval_set = EvalSet::load(&args.eval_set)?;
     let mut spec = eval_set.sweep.clone().ok_or_else(|| {
@@ -65,16 +44,16 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         )
     })?;
     // `--prompts`/`--models` replace the sweep's own, and are stored as part of it.
-    if !args.prompts.is_empty() {
-        spec.prompts = args.prompts.clone();
+    if !args.selection.prompts.is_empty() {
+        spec.prompts = args.selection.prompts.clone();
     }
-    if !args.models.is_empty() {
-        spec.models = args.models.clone();
+    if !args.selection.models.is_empty() {
+        spec.models = args.selection.models.clone();
     }
     let settings = spec
         .settings()
         .with_context(|| args.eval_set.display().to_string())?;
-    let project = match &args.project {
+    let project = match &args.selection.project {
         Some(dir) => Project::open(dir),
         None => Project::discover(&args.eval_set),
     }
@@ -83,8 +62,8 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
     let options_for = |params| RunOptions {
         prompts: spec.prompts.clone(),
         models: spec.models.clone(),
-        tags: args.tags.clone(),
-        limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        tags: args.selection.tags.clone(),
+        limit: args.selection.case_limit(),
         seed_offset: 0,
         judge: None,
         params,
@@ -107,31 +86,6 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         plans[0].columns.len(),
         plans[0].cases.len()
     );
-    let eval_args = EvalArgs {
-        eval_set: args.eval_set.clone(),
-        project: None,
-        prompts: Vec::new(),
-        models: Vec::new(),
-        tags: Vec::new(),
-        limit: None,
-        outputs: Vec::new(),
-        min_pass_rate: None,
-        threads: args.threads,
-        parallel: args.parallel,
-        workers: None,
-        rows: 0,
-        no_cache: args.no_cache,
-        no_store: false,
-        label: None,
-        store: None,
-        resume: None,
-        quiet: args.quiet,
-        repeat: 1,
-        judge: None,
-        pairwise: false,
-        skip_unsupported: false,
-        engine: None,
-    };
     let cancel = cancel_on_interrupt();
     let mut runs = Vec::new();
     for (setting, plan) in settings.into_iter().zip(plans) {
@@ -144,9 +98,9 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
         let recording = Recording {
             store: &mut store,
             run_id,
-            use_cache: !args.no_cache,
+            use_cache: !args.execution.no_cache,
         };
-        let result = execute_with_progress(&plan, &eval_args, &cancel, Some(recording))?;
+        let result = execute_with_progress(&plan, &args.execution, &cancel, Some(recording))?;
         eprintln!(
             "{}: {} of {} cells passed in {:.1} s · run {run_id}",
             setting_text(&setting.values),

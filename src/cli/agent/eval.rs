@@ -51,7 +51,7 @@ pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
             anyhow::anyhow!("--resume {id}: expected a run id or nothing")
         })?)),
     };
-    let root = match &eval.project {
+    let root = match &eval.selection.project {
         Some(dir) => dir.clone(),
         None => {
             Project::discover(&eval.eval_set)
@@ -60,11 +60,11 @@ pub fn run_from_eval(eval: &EvalArgs) -> Result<Outcome> {
         }
     };
     let options = AgentEvalOptions {
-        models: eval.models.clone(),
-        prompts: eval.prompts.clone(),
-        tags: eval.tags.clone(),
-        limit: eval.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-        parallel: eval.parallel,
+        models: eval.selection.models.clone(),
+        prompts: eval.selection.prompts.clone(),
+        tags: eval.selection.tags.clone(),
+        limit: eval.selection.case_limit(),
+        parallel: eval.execution.parallel,
         ..AgentEvalOptions::default()
     };
     let reporting = Reporting {

@@ -48,11 +48,11 @@ pub(super) fn run(
                 &args.eval_set,
                 &options,
                 None,
-                !args.no_cache,
+                !args.execution.no_cache,
             )?),
         };
         let run_id = recording.as_ref().map(|r| r.run_id);
-        let result = execute_with_progress(&plan, args, &cancel, recording)?;
+        let result = execute_with_progress(&plan, &args.execution, &cancel, recording)?;
         let passed = result.cells.iter().filter(|c| c.passed).count();
         eprintln!(
             "repeat {} of {k}: {passed} of {} cells passed in {:.1} s{}",
