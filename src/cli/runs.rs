@@ -1,7 +1,7 @@
 //! `promptlab runs list|show|compare`: the run store from the command line.
 
-use comfy_table::Cell;
-use promptlab::report::Verdict;
+use comfy_table::{Cell, Table};
+use promptlab::report::{TableStyle, Verdict};
 use promptlab::score::stats::{format_rate, significance};
 use std::io::Write;
 use std::path::PathBuf;
@@ -112,40 +112,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
     let outcome = match command {
         RunsCommand::List(store) => {
             let store = store.open()?;
-            let mut table = crate::cli::table_style().table();
-            table.set_header([
-                "run",
-                "eval set",
-                "started",
-                "status",
-                "cells",
-                "passed",
-                "pass rate [95% CI]",
-                "label",
-                "prompt @ model",
-            ]);
-            for run in store.runs()? {
-                table.add_row([
-                    run.id.to_string(),
-                    run.eval_set.clone(),
-                    // To the minute, as the workbench's History shows it.
-                    run.started_at.replace('T', " ").chars().take(16).collect(),
-                    run.status.as_str().to_string(),
-                    if run.cached > 0 {
-                        format!(
-                            "{}/{} ({} cached)",
-                            run.cells_done, run.cell_count, run.cached
-                        )
-                    } else {
-                        format!("{}/{}", run.cells_done, run.cell_count)
-                    },
-                    run.passed.to_string(),
-                    format_rate(run.passed, run.cells_done),
-                    run.label.clone().unwrap_or_default(),
-                    run.columns.join("\n"),
-                ]);
-            }
-            crate::cli::table_style().wrap_only(&mut table, &[1, 7, 8]);
+            let table = runs_table(&store.runs()?, crate::cli::table_style());
             out.push_str(&format!("{table}\n"));
             Outcome::Passed
         }
@@ -326,4 +293,91 @@ fn one_line(text: &str) -> String {
     } else {
         flat
     }
+}
+
+/// Below this many columns `runs list` drops its borders and the confidence intervals,
+/// and puts the label under the eval set, so that it fits an 80-column terminal.
+const NARROW_LIST: u16 = 140;
+
+/// The table of `runs list`.
+fn runs_table(runs: &[promptlab::store::RunRow], style: TableStyle) -> Table {
+    let narrow = style.width.is_some_and(|width| width < NARROW_LIST);
+    let mut table = style.table();
+    if narrow {
+        table.load_preset(comfy_table::presets::NOTHING);
+        table.set_header([
+            "run",
+            "eval set",
+            "started",
+            "status",
+            "cells",
+            "passed",
+            "rate",
+            "prompt @ model",
+        ]);
+    } else {
+        table.set_header([
+            "run",
+            "eval set",
+            "started",
+            "status",
+            "cells",
+            "passed",
+            "pass rate [95% CI]",
+            "label",
+            "prompt @ model",
+        ]);
+    }
+    for run in runs {
+        // To the minute, as the workbench's History shows it.
+        let started: String = run.started_at.replace('T', " ").chars().take(16).collect();
+        let cells = format!("{}/{}", run.cells_done, run.cell_count);
+        let cached = (run.cached > 0).then(|| format!("{} cached", run.cached));
+        if narrow {
+            let label = run
+                .label
+                .as_deref()
+                .map(|l| format!("\n“{l}”"))
+                .unwrap_or_default();
+            let rate = if run.cells_done == 0 {
+                "–".to_string()
+            } else {
+                format!("{:.0}%", run.passed as f64 * 100.0 / run.cells_done as f64)
+            };
+            table.add_row([
+                run.id.to_string(),
+                format!("{}{label}", run.eval_set),
+                started.replacen(' ', "\n", 1),
+                run.status.as_str().to_string(),
+                match cached {
+                    Some(cached) => format!("{cells}\n{cached}"),
+                    None => cells,
+                },
+                run.passed.to_string(),
+                rate,
+                run.columns.join("\n"),
+            ]);
+        } else {
+            table.add_row([
+                run.id.to_string(),
+                run.eval_set.clone(),
+                started,
+                run.status.as_str().to_string(),
+                match cached {
+                    Some(cached) => format!("{cells} ({cached})"),
+                    None => cells,
+                },
+                run.passed.to_string(),
+                format_rate(run.passed, run.cells_done),
+                run.label.clone().unwrap_or_default(),
+                run.columns.join("\n"),
+            ]);
+        }
+    }
+    if narrow {
+        style.wrap_only_at(&mut table, &[1, 7], 10);
+    } else {
+        style.wrap_only(&mut table, &[1, 7, 8]);
+    }
+    table
 }

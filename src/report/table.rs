@@ -39,13 +39,18 @@ impl TableStyle {
     /// Keeps every column but `wrapping` as wide as its content: figures and verdicts
     /// never break across lines, names and texts wrap when the table is too wide.
     pub fn wrap_only(&self, table: &mut Table, wrapping: &[usize]) {
+        // Narrower than this a name is unreadable; the table overflows instead.
+        self.wrap_only_at(table, wrapping, 16);
+    }
+
+    /// [`Self::wrap_only`], with wrapped columns kept at least `narrowest` wide.
+    pub fn wrap_only_at(&self, table: &mut Table, wrapping: &[usize], narrowest: u16) {
         if self.width.is_none() {
             return;
         }
         for (index, column) in table.column_iter_mut().enumerate() {
             column.set_constraint(if wrapping.contains(&index) {
-                // Narrower than this a name is unreadable; the table overflows instead.
-                ColumnConstraint::LowerBoundary(Width::Fixed(16))
+                ColumnConstraint::LowerBoundary(Width::Fixed(narrowest))
             } else {
                 ColumnConstraint::ContentWidth
             });

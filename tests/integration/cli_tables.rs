@@ -112,3 +112,50 @@ fn tables_fit_the_terminal_width_and_name_columns_when_they_fit() {
         "the name should wrap: {narrow}"
     );
 }
+
+/// `runs list` fits an 80-column terminal: no borders, the label under the eval set, the
+/// rate without its interval; a wide terminal keeps the full table.
+#[test]
+fn runs_list_fits_eighty_columns() {
+    let project = project();
+    let run = |args: &[&str], columns: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+            .args(args)
+            .current_dir(project.root())
+            .env_remove("NO_COLOR")
+            .env("COLUMNS", columns)
+            .output()
+            .expect("run promptlab");
+        stdout(&out)
+    };
+    run(
+        &[
+            "eval",
+            "eval-sets/words.yaml",
+            "-q",
+            "--label",
+            "the first try at it",
+        ],
+        "80",
+    );
+    run(&["eval", "eval-sets/words.yaml", "-q"], "80");
+    let narrow = run(&["runs", "list"], "80");
+    for line in narrow.lines() {
+        assert!(line.chars().count() <= 80, "{line}\n{narrow}");
+    }
+    assert!(narrow.contains("“the first"), "{narrow}");
+    assert!(
+        narrow.contains("50%") && narrow.contains("2 cached"),
+        "{narrow}"
+    );
+    assert_eq!(
+        narrow.lines().filter(|l| l.contains("words")).count(),
+        2,
+        "{narrow}"
+    );
+
+    let wide = run(&["runs", "list"], "200");
+    assert!(wide.contains("50.0% [9.5–90.5]"), "{wide}");
+    assert!(wide.contains("2/2 (2 cached)"), "{wide}");
+    assert!(wide.lines().all(|l| l.chars().count() <= 200), "{wide}");
+}
