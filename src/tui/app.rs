@@ -307,6 +307,10 @@ impl App {
 
     /// Switches screen, asking for whatever the new screen shows.
     pub fn open(&mut self, screen: Screen) -> Vec<Effect> {
+        // A message belongs to the screen it was said on; the next shows its key bar.
+        if screen != self.screen {
+            self.message = None;
+        }
         self.screen = screen;
         match screen {
             Screen::History => vec![Effect::ListRuns],

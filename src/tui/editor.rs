@@ -333,10 +333,11 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     if editor.dirty() {
         title.push_str("[modified] ");
     }
+    // The key bar lists the keys; the border says when keys are text.
     let hint = if editor.editing {
         " editing · Esc: stop · Ctrl-S: save "
     } else {
-        " i: edit · s: save · e: $EDITOR "
+        ""
     };
     let border = if editor.editing {
         Style::new().fg(Color::Yellow)

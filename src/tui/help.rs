@@ -4,14 +4,37 @@ pub struct Binding {
     pub screen: &'static str,
     pub keys: &'static str,
     pub action: &'static str,
+    /// A word or two for the screen's key bar; empty keeps the binding out of it.
+    pub short: &'static str,
 }
 
 const fn bind(screen: &'static str, keys: &'static str, action: &'static str) -> Binding {
+    bar(screen, keys, action, "")
+}
+
+/// A binding the screen's key bar shows, as `keys short`.
+const fn bar(
+    screen: &'static str,
+    keys: &'static str,
+    action: &'static str,
+    short: &'static str,
+) -> Binding {
     Binding {
         screen,
         keys,
         action,
+        short,
     }
+}
+
+/// The key bar of `screen` (its title): its main keys, in the key map's order.
+pub fn key_bar(screen: &str) -> String {
+    KEYMAP
+        .iter()
+        .filter(|b| b.screen == screen && !b.short.is_empty())
+        .map(|b| format!("{} {}", b.keys, b.short))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 pub const KEYMAP: &[Binding] = &[
@@ -33,46 +56,77 @@ pub const KEYMAP: &[Binding] = &[
         "/  n  N",
         "search the list (Library, Results, History) / next / previous match (on Results `/` Enter: next)",
     ),
-    bind(
+    bar(
         "Library",
         "Enter",
         "prompt: open in the editor · eval set: set up a run",
+        "open",
     ),
-    bind("Library", "e", "edit the prompt file in $EDITOR"),
-    bind("Library", "r", "read the project again"),
-    bind("Editor", "i / Enter", "start typing (Esc stops)"),
-    bind("Editor", "s / Ctrl-S", "save the file"),
+    bar("Library", "e", "edit the prompt file in $EDITOR", "$EDITOR"),
+    bar("Library", "r", "read the project again", "reload"),
+    bar("Editor", "i / Enter", "start typing (Esc stops)", "type"),
+    bar("Editor", "s / Ctrl-S", "save the file", "save"),
     bind("Editor", "e", "edit in $EDITOR"),
-    bind("Editor", "c / C", "preview the next / previous case"),
-    bind(
+    bar(
+        "Editor",
+        "c / C",
+        "preview the next / previous case",
+        "case",
+    ),
+    bar(
         "Editor",
         "t  v  m",
         "preview with the next eval set / variant / model",
+        "set, variant, model",
     ),
-    bind("Run", "Tab", "next list: eval set, prompts, models"),
-    bind("Run", "Space", "tick a prompt or model"),
-    bind(
+    bar("Run", "Tab", "next list: eval set, prompts, models", "list"),
+    bar("Run", "Space", "tick a prompt or model", "tick"),
+    bar(
         "Run",
         "r / Enter",
         "start (Enter on a finished run opens its results)",
+        "start",
     ),
-    bind("Run", "c", "cancel the run (finished cells are kept)"),
-    bind(
+    bar(
+        "Run",
+        "c",
+        "cancel the run (finished cells are kept)",
+        "cancel",
+    ),
+    bar(
         "Results",
         "f",
         "filter: all, failures, disagreements, each tag",
+        "filter",
     ),
-    bind("Results", "s", "sort: case order, lowest score, slowest"),
+    bar(
+        "Results",
+        "s",
+        "sort: case order, lowest score, slowest",
+        "sort",
+    ),
     bind("Results", "← →", "scroll the columns"),
-    bind("Results", "n", "next case with a failure"),
-    bind("Results", "Enter", "side by side for the case"),
-    bind("Side by side", "← → / j k", "previous / next case"),
-    bind("Side by side", "n", "next failing case"),
-    bind("Side by side", "d", "diff another pair of columns"),
-    bind(
+    bar("Results", "n", "next case with a failure", "next failure"),
+    bar(
+        "Results",
+        "p",
+        "the pairwise ranking of the columns (after `eval --pairwise`)",
+        "ranking",
+    ),
+    bar(
+        "Results",
+        "Enter",
+        "side by side for the case",
+        "side by side",
+    ),
+    bar("Side by side", "← → / j k", "previous / next case", "case"),
+    bar("Side by side", "n", "next failing case", "next failure"),
+    bar("Side by side", "d", "diff another pair of columns", "diff"),
+    bar(
         "Side by side",
         "p",
         "the prompts each column sent (differences highlighted) / the outputs",
+        "prompts",
     ),
     bind("Side by side", "PgDn PgUp", "scroll the panes"),
     bind(
@@ -80,69 +134,90 @@ pub const KEYMAP: &[Binding] = &[
         "Tab",
         "shift the columns shown (4 at a time)",
     ),
-    bind("Side by side", "Esc", "back to the results"),
-    bind(
+    bar("Side by side", "Esc", "back to the results", "back"),
+    bar(
         "Playground",
         "i / Enter",
         "type a message (Enter sends, Esc stops typing)",
+        "type",
     ),
-    bind(
+    bar(
         "Playground",
         "m  p",
         "next model / next prompt framing the chat",
+        "model, prompt",
     ),
     bind(
         "Playground",
         "Tab ↑↓ ←→",
         "move to the parameters and adjust one",
     ),
-    bind(
+    bar(
         "Playground",
         "c  n",
         "cancel the reply / start a new conversation",
+        "cancel, new",
     ),
-    bind(
+    bar(
         "Playground",
         "S  t",
         "save the exchange as a case / choose the eval set",
+        "save as case",
     ),
-    bind("History", "Enter", "open the run in the results"),
-    bind("History", "Space", "mark a run (two marked are compared)"),
-    bind(
+    bar("History", "Enter", "open the run in the results", "open"),
+    bar(
+        "History",
+        "Space",
+        "mark a run (two marked are compared)",
+        "mark",
+    ),
+    bar(
         "History",
         "c",
         "compare: the two marked, or the last other config",
+        "compare",
     ),
-    bind(
+    bar(
         "History",
         "R",
         "resume a run that stopped early (on the run screen)",
+        "resume",
     ),
-    bind(
+    bar(
         "History",
         "l",
         "label the run (Enter saves, Esc cancels, empty clears)",
+        "label",
     ),
     bind(
         "History",
         "r / Esc",
         "reload the list / close the comparison",
     ),
-    bind(
+    bar(
+        "Charts",
+        "t",
+        "the digit CNN's training runs (loss and accuracy per epoch) / the open run's charts",
+        "training runs",
+    ),
+    bar(
         "Agent",
         "i / Enter",
         "type a question (Enter asks, Esc stops typing)",
+        "ask",
     ),
     bind("Agent", "↑ ↓", "earlier questions, from the run store"),
-    bind(
+    bar(
         "Agent",
         "← →",
         "step through the trace (the step opens in full)",
+        "steps",
     ),
-    bind(
+    bar(
         "Agent",
         "m  c  r",
         "next model / cancel / reload the questions",
+        "model, cancel, reload",
     ),
 ];
 

@@ -167,7 +167,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     );
     let block = Block::bordered().title(title).title_bottom(
         Line::from(format!(
-            " {} of {} cases · {} · {} · f: filter · s: sort · n: next failure · p: ranking · Enter: side by side ",
+            " {} of {} cases · {} · {} ",
             results.rows.len(),
             matrix.cases.len(),
             filter_label(&results.filter),

@@ -198,6 +198,48 @@ fn digits_switch_screens_and_history_asks_for_the_runs() {
     assert_eq!(app.screen, Screen::History, "no screen 0");
 }
 
+/// Every screen has a key bar from the key map, shown whenever there is no message;
+/// a message gives way to the next screen's bar.
+#[test]
+fn every_screen_shows_its_key_bar_until_a_message_comes() {
+    for binding in super::help::KEYMAP {
+        assert!(
+            binding.screen == "all" || Screen::ALL.iter().any(|s| s.title() == binding.screen),
+            "the key map names a screen that does not exist: {}",
+            binding.screen
+        );
+    }
+    let mut app = app((200, 60));
+    for screen in Screen::ALL {
+        let bar = super::help::key_bar(screen.title());
+        assert!(!bar.is_empty(), "{} has no key bar", screen.title());
+        app.open(screen);
+        let text = screen_text(&app);
+        let last = text.lines().last().unwrap_or_default();
+        assert!(
+            last.contains(bar.split(" · ").next().unwrap_or_default()),
+            "{}: {last}",
+            screen.title()
+        );
+    }
+    app.open(Screen::Library);
+    app.message = Some("saved prompts/x.yaml".into());
+    let last = screen_text(&app)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.contains("saved prompts/x.yaml"), "{last}");
+    app.open(Screen::History);
+    assert_eq!(app.message, None);
+    let last = screen_text(&app)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.contains("Enter open · Space mark"), "{last}");
+}
+
 #[test]
 fn quitting_asks_first_while_a_run_is_active() {
     let mut app = app((120, 40));

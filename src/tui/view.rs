@@ -172,14 +172,22 @@ fn status_bar(app: &App, area: Rect, buf: &mut Buffer) {
         right.push(String::new());
     }
     let right = right.join(" · ");
-    let left = match &app.search.typing {
-        Some(query) => format!("/{query}▏ Enter: find · Esc: cancel"),
-        None => app.message.clone().unwrap_or_default(),
+    // A message while it is news; otherwise the screen's main keys.
+    let left = match (&app.search.typing, &app.message) {
+        (Some(query), _) => format!("/{query}▏ Enter: find · Esc: cancel"),
+        (None, Some(message)) => message.clone(),
+        (None, None) if app.typing() => String::new(),
+        (None, None) => help::key_bar(app.screen.title()),
     };
+    let news = app.search.typing.is_some() || app.message.is_some();
     let width = usize::from(area.width);
     let room = width.saturating_sub(right.chars().count() + mode.content.chars().count() + 1);
     let line = Line::from(vec![
-        Span::raw(format!("{:<room$}", truncate(&left, room))).fg(Color::Yellow),
+        if news {
+            Span::raw(format!("{:<room$}", truncate(&left, room))).fg(Color::Yellow)
+        } else {
+            Span::raw(format!("{:<room$}", truncate(&left, room))).fg(Color::Cyan)
+        },
         Span::raw(" "),
         Span::raw(right).dim(),
         mode,
