@@ -46,6 +46,14 @@ pub struct EditorState {
 }
 
 impl EditorState {
+    /// Leaves typing mode with the view back at the start of the line: typing at the
+    /// end of a long line scrolled it sideways, and a still view should show every line
+    /// from its start.
+    pub fn stop_typing(&mut self) {
+        self.editing = false;
+        self.textarea.move_cursor(tui_textarea::CursorMove::Head);
+    }
+
     pub fn open(&mut self, file: usize, scan: &ProjectScan) {
         let Some(prompt_file) = scan.prompts.get(file) else {
             return;
@@ -254,7 +262,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     }
     if app.editor.editing {
         if key.code == KeyCode::Esc {
-            app.editor.editing = false;
+            app.editor.stop_typing();
         } else if app.editor.textarea.input(key) {
             app.editor.refresh_preview(&app.scan);
         }
@@ -309,7 +317,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 /// Saves, and leaves typing mode: the next key is a command again (`3`, `r`: run), not
 /// text typed into the prompt.
 fn save(app: &mut App) -> Vec<Effect> {
-    app.editor.editing = false;
+    app.editor.stop_typing();
     match &app.editor.path {
         Some(path) => vec![Effect::Save {
             path: path.clone(),

@@ -292,6 +292,41 @@ fn saving_leaves_typing_mode() {
     assert!(!app.editor.text().contains("x3"));
 }
 
+/// Typing at the end of a long line scrolls the editor sideways; saving or `Esc` brings
+/// every line back into view from its start.
+#[test]
+fn leaving_typing_mode_scrolls_back_to_the_start_of_the_lines() {
+    let mut app = app((80, 24));
+    app.editor.open(1, &app.scan);
+    app.screen = Screen::Editor;
+    let first_line = app
+        .editor
+        .text()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!first_line.is_empty());
+    press(&mut app, "i");
+    app.update(key(KeyCode::End));
+    press(
+        &mut app,
+        " and some more words to make this line far wider than the pane",
+    );
+    let scrolled = screen_text(&app);
+    assert!(
+        !scrolled.contains(&first_line),
+        "the edit should scroll:\n{scrolled}"
+    );
+    app.update(ctrl('s'));
+    let still = screen_text(&app);
+    assert!(still.contains(&first_line), "{still}");
+    press(&mut app, "i");
+    press(&mut app, "x");
+    app.update(key(KeyCode::Esc));
+    assert!(screen_text(&app).contains(&first_line));
+}
+
 /// Quitting, or opening another prompt from the library, with unsaved edits asks first;
 /// any key but `y` keeps the edits.
 #[test]
