@@ -1,6 +1,6 @@
-//! End to end: the real binary in tmux, as a user sees it. Evaluate part of the shipped
-//! sentiment set on SmolLM2, open the TUI, open that run from the history, jump to a
-//! failing case and open its side-by-side view, then check the captured screen.
+//! End to end: the real binary in tmux, as a user sees it. The README's tutorial keystroke
+//! by keystroke; and part of the shipped sentiment set on SmolLM2, opened from the history,
+//! down to a failing case side by side.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,9 +14,9 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(command: &str) -> Tmux {
+    fn start(name: &str, command: &str) -> Tmux {
         let tmux = Tmux {
-            socket: format!("promptlab-test-{}", std::process::id()),
+            socket: format!("promptlab-test-{name}-{}", std::process::id()),
             session: "tui",
         };
         let status = tmux
@@ -65,7 +65,12 @@ impl Tmux {
 
     /// Waits until the screen shows `text`, returning the screen.
     fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_up_to(text, Duration::from_secs(20))
+    }
+
+    /// Waits until the screen shows `text` (or `limit` passes), returning the screen.
+    fn wait_up_to(&self, text: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let screen = self.screen();
             if screen.contains(text) {
@@ -113,12 +118,15 @@ fn tui_opens_a_failing_case_side_by_side() {
         String::from_utf8_lossy(&eval.stderr)
     );
     let log = project.root().join("tui.log");
-    let tmux = Tmux::start(&format!(
-        "PROMPTLAB_LOG_FILE={} {} tui {}",
-        log.display(),
-        env!("CARGO_BIN_EXE_promptlab"),
-        project.root().display()
-    ));
+    let tmux = Tmux::start(
+        "sentiment",
+        &format!(
+            "PROMPTLAB_LOG_FILE={} {} tui {}",
+            log.display(),
+            env!("CARGO_BIN_EXE_promptlab"),
+            project.root().display()
+        ),
+    );
     tmux.wait_for("1 Library");
     tmux.wait_for("sentiment (45 cases)");
 
@@ -150,10 +158,142 @@ fn tui_opens_a_failing_case_side_by_side() {
     while tmux
         .cmd()
         .args(["has-session", "-t", tmux.session])
+        .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
     {
         assert!(Instant::now() < deadline, "q did not quit the TUI");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The README's 5-minute tutorial, as written: `init`, a labelled `eval`, the workbench,
+/// an edit saved with Ctrl-S, a run from the library, a re-run from the cache, and the
+/// comparison in the history; then `runs compare` and the HTML report.
+#[test]
+fn the_readme_tutorial_works_keystroke_by_keystroke() {
+    let parent = TempProject::new();
+    let model = real_model(SMOLLM2);
+    let init = promptlab(
+        &["init", "capitals-demo", "--model", &model.to_string_lossy()],
+        parent.root(),
+    );
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let project = parent.root().join("capitals-demo");
+    assert!(String::from_utf8_lossy(&init.stdout).contains("promptlab eval capitals"));
+
+    // Step 1.
+    let eval = promptlab(&["eval", "capitals", "--label", "first wording"], &project);
+    assert!(
+        matches!(eval.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    assert!(String::from_utf8_lossy(&eval.stdout).contains("run 1"));
+
+    // Step 2: `promptlab` inside the project opens the workbench.
+    let tmux = Tmux::start(
+        "tutorial",
+        &format!(
+            "cd {} && PROMPTLAB_LOG_FILE={} {}",
+            project.display(),
+            project.join("tui.log").display(),
+            env!("CARGO_BIN_EXE_promptlab")
+        ),
+    );
+    let library = tmux.wait_for("1 Library");
+    assert!(library.contains("capital"), "{library}");
+    tmux.keys(&["?"]);
+    tmux.wait_for("switch screen");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("Enter open");
+
+    // Step 3: open `capital`, type at the end of its `content:` line, save.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Preview");
+    tmux.keys(&["i"]);
+    tmux.wait_for("TYPING");
+    let text = std::fs::read_to_string(project.join("prompts/capital.yaml")).unwrap();
+    let content_line = text
+        .lines()
+        .position(|l| l.trim_start().starts_with("content:"))
+        .expect("the prompt has a content line");
+    for _ in 0..content_line {
+        tmux.keys(&["Down"]);
+    }
+    tmux.keys(&["End", "Left"]);
+    tmux.keys(&["-l", " Answer with the city's name only."]);
+    tmux.wait_for("[modified]");
+    tmux.keys(&["C-s"]);
+    let saved = tmux.wait_for("saved prompts/capital.yaml");
+    assert!(!saved.contains("TYPING"), "Ctrl-S stops typing:\n{saved}");
+    let text = std::fs::read_to_string(project.join("prompts/capital.yaml")).unwrap();
+    assert!(
+        text.contains("{{ country }}? Answer with the city's name only.\""),
+        "{text}"
+    );
+    assert!(
+        saved.contains("content:"),
+        "the lines show from their start:\n{saved}"
+    );
+
+    // Step 4: `1`, the eval set, Enter, r; the finished run opens in the results.
+    tmux.keys(&["1", "Down", "Enter"]);
+    let run = tmux.wait_for("[x] capital");
+    assert!(run.contains("[x] smollm2"), "{run}");
+    tmux.keys(&["r"]);
+    let results = tmux.wait_up_to("Run 2 · capitals · finished", Duration::from_secs(180));
+    assert!(
+        results.contains("France"),
+        "cases show their text:\n{results}"
+    );
+
+    // Step 5: `3`, r: every cell from the cache.
+    tmux.keys(&["3", "r"]);
+    tmux.wait_up_to("Run 3 · capitals · finished", Duration::from_secs(60));
+
+    // Step 6: the history, the run after the edit, c.
+    tmux.keys(&["7"]);
+    let history = tmux.wait_for("first wording");
+    assert!(
+        history.contains("10c"),
+        "run 3 came from the cache:\n{history}"
+    );
+    tmux.keys(&["Down", "c"]);
+    let compared = tmux.wait_for("Run 1 → run 2");
+    assert!(compared.contains("capital @ smollm2"), "{compared}");
+    assert!(compared.contains("outputs changed"), "{compared}");
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux
+        .cmd()
+        .args(["has-session", "-t", tmux.session])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < deadline, "q did not quit the TUI");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Step 7.
+    let compare = promptlab(&["runs", "compare", "1", "2"], &project);
+    assert!(
+        compare.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compare.stderr)
+    );
+    assert!(String::from_utf8_lossy(&compare.stdout).contains("capital @ smollm2"));
+    let report = promptlab(&["report", "latest", "-o", "report.html"], &project);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let page = std::fs::read_to_string(project.join("report.html")).unwrap();
+    assert!(page.contains("France"));
 }
