@@ -14,8 +14,36 @@ use serde::Serialize;
 
 pub use words::{WordChange, compact_diff, inline_diff, word_diff};
 
+use crate::evalset::EvalSet;
 use crate::score::stats::{self, PairedBootstrap};
-use crate::store::StoredCell;
+use crate::store::{RunStore, StoreError, StoredCell};
+
+/// Compares stored runs `a` and `b`, naming each changed case by its text in run `b`'s
+/// eval set (when that file still loads).
+pub fn compare_runs(store: &RunStore, a: i64, b: i64) -> Result<Comparison, StoreError> {
+    let mut comparison = compare(&store.cells(a)?, &store.cells(b)?);
+    let eval_set = store
+        .run(b)?
+        .and_then(|run| EvalSet::load(std::path::Path::new(&run.eval_set_path)).ok());
+    if let Some(eval_set) = eval_set {
+        let labels: HashMap<&str, String> = eval_set
+            .cases
+            .iter()
+            .map(|case| (case.id.as_str(), case.label()))
+            .collect();
+        let changes = comparison
+            .regressions
+            .iter_mut()
+            .chain(comparison.fixes.iter_mut())
+            .chain(comparison.changed_outputs.iter_mut());
+        for change in changes {
+            if let Some(label) = labels.get(change.case.as_str()) {
+                change.label = label.clone();
+            }
+        }
+    }
+    Ok(comparison)
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ColumnDelta {
@@ -69,6 +97,9 @@ const BOOTSTRAP_SEED: u64 = 2026;
 pub struct CaseChange {
     pub column: String,
     pub case: String,
+    /// The case's description or first variable, when its eval set still loads.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub label: String,
     pub output_a: String,
     pub output_b: String,
     pub score_a: f64,
@@ -76,6 +107,15 @@ pub struct CaseChange {
 }
 
 impl CaseChange {
+    /// The case as people know it: `3 Italy`, or its id alone.
+    pub fn name(&self) -> String {
+        if self.label.is_empty() || self.label == self.case {
+            self.case.clone()
+        } else {
+            format!("{} {}", self.case, self.label)
+        }
+    }
+
     /// The two outputs' word diff on one line (see [`inline_diff`]).
     pub fn inline_diff(&self) -> String {
         inline_diff(&self.output_a, &self.output_b)
@@ -148,6 +188,7 @@ pub fn compare(a: &[StoredCell], b: &[StoredCell]) -> Comparison {
             let change = || CaseChange {
                 column: column.to_string(),
                 case: cell_a.case_id.clone(),
+                label: String::new(),
                 output_a: cell_a.output.clone(),
                 output_b: cell_b.output.clone(),
                 score_a: cell_a.score,

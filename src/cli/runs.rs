@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use promptlab::compare::compare;
+use promptlab::compare::compare_runs;
 use promptlab::project::Project;
 use promptlab::store::{RunStore, StoredCell};
 
@@ -198,7 +198,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                     bail!("no run {id} in {}", store.path().display());
                 }
             }
-            let comparison = compare(&store.cells(a)?, &store.cells(b)?);
+            let comparison = compare_runs(&store, a, b)?;
             let mut table = crate::cli::table_style().table();
             table.set_header([
                 "prompt @ model".to_string(),
@@ -257,7 +257,7 @@ pub fn run(command: RunsCommand) -> Result<Outcome> {
                     out.push_str(&format!(
                         "  {} · case {} (score {:.2} → {:.2})\n      {}\n",
                         change.column,
-                        change.case,
+                        change.name(),
                         change.score_a,
                         change.score_b,
                         change.inline_diff()

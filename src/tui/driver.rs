@@ -326,11 +326,8 @@ impl Jobs {
                 )
             }),
             Effect::Compare(a, b) => self.spawn(move || {
-                let compared = RunStore::open(&store_path).and_then(|store| {
-                    let cells_a = store.cells(a)?;
-                    let cells_b = store.cells(b)?;
-                    Ok((a, b, compare::compare(&cells_a, &cells_b)))
-                });
+                let compared = RunStore::open(&store_path)
+                    .and_then(|store| Ok((a, b, compare::compare_runs(&store, a, b)?)));
                 Event::Compared(compared.map_err(|e| e.to_string()))
             }),
             Effect::Save { path, text } => {

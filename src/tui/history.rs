@@ -316,7 +316,8 @@ fn draw_comparison(a: i64, b: i64, comparison: &Comparison, area: Rect, buf: &mu
 fn diff_line(change: &CaseChange) -> Line<'static> {
     let mut spans = vec![Span::raw(format!(
         "  {} · {}: ",
-        change.column, change.case
+        change.column,
+        change.name()
     ))];
     for (kind, text) in compact_diff(&change.output_a, &change.output_b) {
         let (open, close, style) = match kind {

@@ -865,7 +865,7 @@ fn runs_compare_counts_outputs_that_changed_with_the_same_verdict() {
     );
     assert!(
         report.contains("Outputs changed, same verdict: 1")
-            && report.contains("capital @ echo · case 2 (score 1.00 → 1.00)")
+            && report.contains("capital @ echo · case 2 Rio de Janeiro (score 1.00 → 1.00)")
             && report.contains("The capital is [-Rio de Janeiro.-]{+Rio.+}"),
         "{report}"
     );

@@ -267,6 +267,10 @@ fn the_readme_tutorial_works_keystroke_by_keystroke() {
     let compared = tmux.wait_for("Run 1 → run 2");
     assert!(compared.contains("capital @ smollm2"), "{compared}");
     assert!(compared.contains("outputs changed"), "{compared}");
+    assert!(
+        compared.contains("· 3 Italy:") || compared.contains("· 1 France:"),
+        "changed cases are named by their text:\n{compared}"
+    );
     tmux.keys(&["q"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while tmux
