@@ -34,11 +34,14 @@ impl Language {
 }
 
 /// What a script is for: it decides a `file://` script's default function name in Python
-/// (`get_assert`, `get_transform`, as promptfoo).
+/// (`get_assert`, `get_transform`, as promptfoo) and what inline JavaScript calls its
+/// input (`output`, or `vars` for `transformVars`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Assertion,
     Transform,
+    /// promptfoo's `transformVars`: the input is the test's `vars`, not an output.
+    VarsTransform,
 }
 
 /// A script ready to call with `(output, context)`.
@@ -145,8 +148,8 @@ impl Script {
         })
     }
 
-    /// Calls the script with `(output, context)` and returns what it returned (JSON; a
-    /// JavaScript `undefined` is `null`).
+    /// Calls the script with `(output, context)` (`(vars, context)` for a vars transform)
+    /// and returns what it returned (JSON; a JavaScript `undefined` is `null`).
     pub fn call(&self, role: Role, output: &Value, context: &Value) -> Result<Value, ScriptError> {
         let limit = time_limit();
         match self.language {
@@ -161,7 +164,11 @@ impl Script {
                     }
                     (source, _) => source,
                 };
-                js::call(source, output, context, limit, JS_MEMORY_LIMIT)
+                let input_name = match role {
+                    Role::VarsTransform => "vars",
+                    Role::Assertion | Role::Transform => "output",
+                };
+                js::call(source, input_name, output, context, limit, JS_MEMORY_LIMIT)
             }
             Language::Python => python::call(&self.source, role, output, context, limit),
         }

@@ -93,6 +93,8 @@ struct RawTest {
     metric: Option<String>,
     /// `options.transform` (or its old name `postprocess`), `file://` paths made absolute.
     transform: Option<String>,
+    /// `options.transformVars`, `file://` paths made absolute.
+    transform_vars: Option<String>,
     origin: String,
     /// `options.disableVarExpansion`: list variables stay lists.
     no_expansion: bool,
@@ -134,7 +136,10 @@ pub(super) fn read(
     }
     let mut cases = Vec::new();
     for test in raw {
-        let test = merge(&defaults, test);
+        let mut test = merge(&defaults, test);
+        if let Some(code) = &test.transform_vars {
+            test.vars = super::scripts::transform_vars(reader, code, test.vars, &test.origin)?;
+        }
         let combos = match test.no_expansion {
             false => expand(reader, &test.vars, &test.origin)?,
             true => vec![test.vars.clone()],
@@ -190,6 +195,9 @@ fn merge(defaults: &RawTest, test: RawTest) -> RawTest {
         threshold: test.threshold.or(defaults.threshold),
         metric: test.metric.or_else(|| defaults.metric.clone()),
         transform: test.transform.or_else(|| defaults.transform.clone()),
+        transform_vars: test
+            .transform_vars
+            .or_else(|| defaults.transform_vars.clone()),
         origin: test.origin,
         no_expansion: test.no_expansion || defaults.no_expansion,
         transform_dropped: test.transform_dropped || defaults.transform_dropped,
@@ -322,6 +330,12 @@ fn test_option(reader: &mut Reader, test: &mut RawTest, option: &str, setting: &
         "disableVarExpansion" => test.no_expansion = setting.as_bool().unwrap_or(false),
         // Needs prompts rendered as earlier outputs arrive: not implemented yet.
         "storeOutputAs" => reader.unsupported(format!("{at}: option `storeOutputAs`")),
+        "transformVars" => match setting {
+            Value::String(code) => {
+                test.transform_vars = Some(super::scripts::resolve(reader, code))
+            }
+            _ => reader.unsupported(format!("{at}: option `transformVars`: expected code")),
+        },
         "transform" | "postprocess" => match setting {
             Value::String(code) => test.transform = Some(super::scripts::resolve(reader, code)),
             _ => {

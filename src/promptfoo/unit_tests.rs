@@ -204,3 +204,28 @@ fn bad_input_names_the_place() {
         "{err}"
     );
 }
+
+/// A `transformVars` that throws, or returns anything but an object, stops the import
+/// with the test it belongs to (promptfoo stops the whole evaluation).
+#[test]
+fn failing_transform_vars_name_their_test() {
+    let dir = tempfile::tempdir().unwrap();
+    for (code, expected) in [
+        ("vars.missing.field", "TypeError"),
+        ("'just text'", "expected the script to return an object"),
+        ("file://nope.js", "nope.js"),
+    ] {
+        let config = write(
+            dir.path(),
+            "promptfooconfig.yaml",
+            &format!(
+                "prompts: [\"{{{{a}}}}\"]\nproviders: [echo]\ntests:\n  - vars: {{a: 1}}\n  - vars: {{a: 2}}\n    options:\n      transformVars: \"{code}\"\n"
+            ),
+        );
+        let err = import(&config, &ModelCatalog::default(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tests[1]: transformVars: "), "{err}");
+        assert!(err.contains(expected), "{code}: {err}");
+    }
+}

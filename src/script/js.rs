@@ -7,17 +7,22 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rquickjs::allocator::{Allocator, RustAllocator};
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Promise, Runtime};
 use serde_json::{Value, json};
 
 use super::{ScriptError, Source};
 
-/// Runs inline code the way promptfoo's `new Function('output', 'context', body)` does.
+/// Runs inline code the way promptfoo's `new Function('output', 'context', body)` does
+/// (`vars` instead of `output` for `transformVars`).
 const INLINE_DRIVER: &str = r#"(() => {
   const p = globalThis.__promptlab;
   delete globalThis.__promptlab;
   const body = p.body.includes('\n') ? p.body : `return ${p.body}`;
-  return new Function('output', 'context', body)(p.output, p.context);
+  return new Function(p.input_name, 'context', body)(p.input, p.context);
 })()"#;
 
 /// Loads a CommonJS file (`module.exports`) and calls the function promptfoo would: the
@@ -34,18 +39,25 @@ const FILE_DRIVER: &str = r#"(() => {
   else if (m && typeof m.default === 'function') f = m.default;
   else if (p.function) throw new Error(`${p.path} does not export a function named ${p.function}`);
   else throw new Error(`${p.path} must export a function (module.exports = ...) or have a default export`);
-  return f(p.output, p.context);
+  return f(p.input, p.context);
 })()"#;
 
 pub(super) fn call(
     source: &Source,
-    output: &Value,
+    input_name: &str,
+    input: &Value,
     context: &Value,
     time_limit: Duration,
     memory_limit: usize,
 ) -> Result<Value, ScriptError> {
-    let runtime = Runtime::new().map_err(|e| ScriptError::Thrown(format!("QuickJS: {e}")))?;
-    runtime.set_memory_limit(memory_limit);
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let allocator = LimitedAllocator {
+        used: 0,
+        limit: memory_limit,
+        exceeded: exceeded.clone(),
+    };
+    let runtime = Runtime::new_with_alloc(allocator)
+        .map_err(|e| ScriptError::Thrown(format!("QuickJS: {e}")))?;
     // Well inside the smallest thread stack the calls run on (a test thread's 2 MiB).
     runtime.set_max_stack_size(512 * 1024);
     let deadline = Instant::now() + time_limit;
@@ -72,15 +84,90 @@ pub(super) fn call(
         ),
     };
     let mut parameters = parameters;
-    parameters["output"] = output.clone();
+    parameters["input_name"] = json!(input_name);
+    parameters["input"] = input.clone();
     parameters["context"] = context.clone();
     let result = context_js.with(|ctx| run(&ctx, &parameters, driver));
     match result {
         Err(_) if interrupted.get() => Err(ScriptError::Timeout(time_limit)),
-        Err(ScriptError::Thrown(message)) if message.contains("out of memory") => {
-            Err(ScriptError::OutOfMemory(memory_limit))
-        }
+        // Out of memory QuickJS may fail to build its own error too, and throw null.
+        Err(_) if exceeded.load(Ordering::Relaxed) => Err(ScriptError::OutOfMemory(memory_limit)),
         other => other,
+    }
+}
+
+/// Rust's allocator with a ceiling: QuickJS's own limit applies only to its default
+/// allocator, and an allocation refused here is remembered, because out of memory QuickJS
+/// may not manage to report it as an error.
+struct LimitedAllocator {
+    used: usize,
+    limit: usize,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl LimitedAllocator {
+    fn admit(&mut self, size: usize) -> bool {
+        let fits = self.used.saturating_add(size) <= self.limit;
+        if !fits {
+            self.exceeded.store(true, Ordering::Relaxed);
+        }
+        fits
+    }
+}
+
+// SAFETY: every pointer comes from RustAllocator and goes back to it; this wrapper only
+// counts sizes (RustAllocator's own usable size) and refuses allocations past the limit.
+unsafe impl Allocator for LimitedAllocator {
+    fn alloc(&mut self, size: usize) -> *mut u8 {
+        if !self.admit(size) {
+            return std::ptr::null_mut();
+        }
+        let ptr = RustAllocator.alloc(size);
+        if !ptr.is_null() {
+            self.used += unsafe { RustAllocator::usable_size(ptr) };
+        }
+        ptr
+    }
+
+    fn calloc(&mut self, count: usize, size: usize) -> *mut u8 {
+        if !self.admit(count.saturating_mul(size)) {
+            return std::ptr::null_mut();
+        }
+        let ptr = RustAllocator.calloc(count, size);
+        if !ptr.is_null() {
+            self.used += unsafe { RustAllocator::usable_size(ptr) };
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&mut self, ptr: *mut u8) {
+        if !ptr.is_null() {
+            self.used = self
+                .used
+                .saturating_sub(unsafe { RustAllocator::usable_size(ptr) });
+            unsafe { RustAllocator.dealloc(ptr) }
+        }
+    }
+
+    unsafe fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> *mut u8 {
+        let old = if ptr.is_null() {
+            0
+        } else {
+            unsafe { RustAllocator::usable_size(ptr) }
+        };
+        if new_size > old && !self.admit(new_size - old) {
+            return std::ptr::null_mut();
+        }
+        let moved = unsafe { RustAllocator.realloc(ptr, new_size) };
+        if !moved.is_null() {
+            self.used =
+                self.used.saturating_sub(old) + unsafe { RustAllocator::usable_size(moved) };
+        }
+        moved
+    }
+
+    unsafe fn usable_size(ptr: *mut u8) -> usize {
+        unsafe { RustAllocator::usable_size(ptr) }
     }
 }
 
@@ -167,6 +254,7 @@ mod tests {
     fn inline(body: &str, output: Value) -> Result<Value, ScriptError> {
         call(
             &Source::Inline(body.into()),
+            "output",
             &output,
             &json!({"vars": {"name": "Ada"}}),
             Duration::from_millis(500),
@@ -255,6 +343,7 @@ mod tests {
         let run = |source: Source| {
             call(
                 &source,
+                "output",
                 &json!("hey"),
                 &json!({}),
                 Duration::from_secs(1),

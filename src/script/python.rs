@@ -103,7 +103,7 @@ fn run(
         Source::File { path, function, .. } => {
             let default = match role {
                 Role::Assertion => "get_assert",
-                Role::Transform => "get_transform",
+                Role::Transform | Role::VarsTransform => "get_transform",
             };
             (path.clone(), function.clone().unwrap_or(default.into()))
         }
