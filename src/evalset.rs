@@ -156,6 +156,8 @@ struct EvalSetSpec {
     cases_from: Vec<String>,
     #[serde(default)]
     metrics: MetricsSpec,
+    #[serde(default)]
+    derived_metrics: Vec<crate::score::named::DerivedMetric>,
 }
 
 /// A loaded evaluation set with defaults applied to every case.
@@ -178,6 +180,10 @@ pub struct EvalSet {
     pub sweep: Option<sweep::SweepSpec>,
     pub cases: Vec<Case>,
     pub metrics: MetricsSpec,
+    /// Metrics computed per column from the named metrics' sums (promptfoo's
+    /// `derivedMetrics`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub derived_metrics: Vec<crate::score::named::DerivedMetric>,
     pub source: PathBuf,
     /// How its templates render and its assertions check: promptlab's strict semantics,
     /// or promptfoo's for an imported promptfoo config.
@@ -204,6 +210,7 @@ impl EvalSet {
             sweep: None,
             cases: Vec::new(),
             metrics: Default::default(),
+            derived_metrics: Vec::new(),
             source: source.to_path_buf(),
             dialect: Default::default(),
         }
@@ -312,6 +319,7 @@ impl EvalSet {
             sweep: spec.sweep,
             cases,
             metrics: spec.metrics,
+            derived_metrics: spec.derived_metrics,
             source: path.to_path_buf(),
             dialect: Default::default(),
         })

@@ -203,6 +203,14 @@ pub fn import(
             _ => return Err(reader.invalid("`assertionTemplates`: expected a map of assertions")),
         }
     }
+    let derived_metrics = match rest.remove("derivedMetrics") {
+        None => Vec::new(),
+        Some(value) => serde_json::from_value(value).map_err(|e| {
+            reader.invalid(format!(
+                "`derivedMetrics`: expected a list of {{name, value}} with an expression as value ({e})"
+            ))
+        })?,
+    };
     for key in rest.keys() {
         if WARNED_KEYS.contains(&key.as_str()) {
             reader.warn(format!(
@@ -266,6 +274,7 @@ pub fn import(
         sweep: None,
         cases: cases.cases,
         metrics: MetricsSpec::default(),
+        derived_metrics,
         source: path.to_path_buf(),
         dialect: Dialect::Promptfoo,
     };

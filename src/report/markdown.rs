@@ -35,6 +35,36 @@ pub(super) fn render(result: &RunResult) -> String {
                 .unwrap_or_else(|| "–".into())
         ));
     }
+    let named: Vec<&String> = {
+        let mut names = Vec::new();
+        for s in &result.summaries {
+            for name in s.named_scores.keys() {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    };
+    if !named.is_empty() {
+        out.push_str("\n## Named metrics\n\n| prompt @ model |");
+        for name in &named {
+            out.push_str(&format!(" {} |", escape(name)));
+        }
+        out.push_str(&format!("\n|---|{}\n", "---:|".repeat(named.len())));
+        for s in &result.summaries {
+            out.push_str(&format!("| {} |", escape(&s.column)));
+            for name in &named {
+                let cell = match (s.named_scores.get(*name), s.named_counts.get(*name)) {
+                    (Some(sum), Some(count)) => format!("{sum:.2} ({count})"),
+                    (Some(value), None) => format!("{value:.3}"),
+                    (None, _) => "–".into(),
+                };
+                out.push_str(&format!(" {cell} |"));
+            }
+            out.push('\n');
+        }
+    }
     for (index, report) in result.detection.iter().enumerate() {
         if let Some(report) = report {
             out.push_str(&format!(

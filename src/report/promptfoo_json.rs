@@ -86,7 +86,7 @@ fn result(run: &RunResult, index: usize, cell: &CellResult) -> Value {
         "success": cell.passed,
         "score": cell.score,
         "latencyMs": cell.latency_ms.round() as u64,
-        "namedScores": {},
+        "namedScores": named_scores(cell),
         "cost": 0,
         "metadata": {},
         "failureReason": failure_reason(cell),
@@ -94,7 +94,7 @@ fn result(run: &RunResult, index: usize, cell: &CellResult) -> Value {
             "pass": cell.passed,
             "score": cell.score,
             "reason": reason,
-            "namedScores": {},
+            "namedScores": named_scores(cell),
             "componentResults": components,
         },
     });
@@ -104,6 +104,13 @@ fn result(run: &RunResult, index: usize, cell: &CellResult) -> Value {
         value["error"] = json!(reason);
     }
     value
+}
+
+/// A cell's named metrics: each the sum of its assertions' scores that name it.
+fn named_scores(cell: &CellResult) -> Value {
+    let mut named = crate::score::named::NamedScores::default();
+    named.add(&cell.assertions);
+    json!(named.sums)
 }
 
 /// One entry per column, with promptfoo's per-prompt metrics.
@@ -133,8 +140,8 @@ fn prompts(run: &RunResult) -> Vec<Value> {
                     "assertFailCount": failed_asserts,
                     "totalLatencyMs": cells.iter().map(|c| c.latency_ms).sum::<f64>().round() as u64,
                     "tokenUsage": token_usage(prompt_tokens, completion, cells.len() as u64),
-                    "namedScores": {},
-                    "namedScoresCount": {},
+                    "namedScores": run.summaries.get(i).map(|s| json!(s.named_scores)).unwrap_or(json!({})),
+                    "namedScoresCount": run.summaries.get(i).map(|s| json!(s.named_counts)).unwrap_or(json!({})),
                     "cost": 0,
                 },
             })

@@ -104,6 +104,61 @@ pub fn summary_table(result: &RunResult, max_matrix_rows: usize, style: &TableSt
         out.push('\n');
     }
     out.push_str(&summary(result, style));
+    out.push_str(&named_metrics(result, style));
+    out
+}
+
+/// Named metrics per column (sum over the cases, with the assertions counted) and derived
+/// ones; empty when no assertion names a metric.
+fn named_metrics(result: &RunResult, style: &TableStyle) -> String {
+    let mut names: Vec<&String> = Vec::new();
+    for s in &result.summaries {
+        for name in s.named_scores.keys() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let errors: Vec<&String> = result
+        .summaries
+        .iter()
+        .flat_map(|s| &s.metric_errors)
+        .collect();
+    if names.is_empty() && errors.is_empty() {
+        return String::new();
+    }
+    // Named metrics first, then the ones derived from them.
+    names.sort_by_key(|name| {
+        !result
+            .summaries
+            .iter()
+            .any(|s| s.named_counts.contains_key(*name))
+    });
+    let mut out = String::new();
+    if !names.is_empty() {
+        let mut table = style.table();
+        let mut header = vec!["metric".to_string()];
+        header.extend((0..result.summaries.len()).map(short_name));
+        table.set_header(header);
+        for name in names {
+            let mut row = vec![Cell::new(name)];
+            for s in &result.summaries {
+                row.push(Cell::new(
+                    match (s.named_scores.get(name), s.named_counts.get(name)) {
+                        (Some(sum), Some(count)) => format!("{sum:.2} ({count})"),
+                        (Some(value), None) => format!("{value:.3}"),
+                        (None, _) => "–".into(),
+                    },
+                ));
+            }
+            table.add_row(row);
+        }
+        out.push_str("Named metrics (sums over the cases, assertions counted; derived metrics as computed):\n");
+        out.push_str(&format!("{table}\n"));
+    }
+    for error in errors {
+        out.push_str(&format!("warning: {error}\n"));
+    }
     out
 }
 

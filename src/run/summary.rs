@@ -1,5 +1,7 @@
 //! Per-column aggregates: pass rate, scores, latency, speed, classification metrics.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{CellResult, RunPlan};
@@ -24,6 +26,15 @@ pub struct ColumnSummary {
     pub tokens_per_s: Option<f64>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Named metrics summed over the column's cells, derived metrics included.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub named_scores: BTreeMap<String, f64>,
+    /// The assertions counted in each named metric.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub named_counts: BTreeMap<String, usize>,
+    /// Derived metrics that could not be computed, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metric_errors: Vec<String>,
 }
 
 pub(super) fn summarize(plan: &RunPlan, cells: &[CellResult]) -> Vec<ColumnSummary> {
@@ -41,6 +52,16 @@ pub(super) fn summarize(plan: &RunPlan, cells: &[CellResult]) -> Vec<ColumnSumma
                 }
             };
             let passed = mine.iter().filter(|c| c.passed).count();
+            let mut named = crate::score::named::NamedScores::default();
+            for cell in &mine {
+                named.add(&cell.assertions);
+            }
+            // Derived metrics are computed from named ones: none without them.
+            let metric_errors = if named.sums.is_empty() {
+                Vec::new()
+            } else {
+                named.derive(&plan.eval_set.derived_metrics)
+            };
             // Weight each cell's speed by its tokens: total tokens / total generation time.
             let (tokens, seconds) = mine
                 .iter()
@@ -67,6 +88,9 @@ pub(super) fn summarize(plan: &RunPlan, cells: &[CellResult]) -> Vec<ColumnSumma
                 tokens_per_s: (seconds > 0.0).then(|| tokens / seconds),
                 prompt_tokens: mine.iter().map(|c| c.prompt_tokens as u64).sum(),
                 completion_tokens: mine.iter().map(|c| c.completion_tokens as u64).sum(),
+                named_scores: named.sums,
+                named_counts: named.counts,
+                metric_errors,
             }
         })
         .collect()

@@ -288,6 +288,9 @@ pub struct AssertionOutcome {
     /// failed, run stopped first): the cell counts as an error, not a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge_error: Option<String>,
+    /// The named metric the assertion's score counts toward (`metric:` in YAML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
 }
 
 /// Why an [`AssertionSpec`] was rejected. A leading `String` is the (base) assertion type.
@@ -485,15 +488,18 @@ impl Assertion {
     }
 
     pub fn check(&self, input: &CheckInput) -> AssertionOutcome {
-        match &self.transform {
+        let mut outcome = match &self.transform {
             Some(transform) => self.check_transformed(transform, input),
             None => self.check_output(input),
-        }
+        };
+        outcome.metric = self.metric.clone();
+        outcome
     }
 
     /// A failed outcome with `reason`.
     pub(super) fn failed(&self, reason: String) -> AssertionOutcome {
         AssertionOutcome {
+            metric: None,
             assertion: self.type_name(),
             passed: false,
             score: 0.0,
@@ -541,6 +547,7 @@ impl Assertion {
             }
         };
         AssertionOutcome {
+            metric: None,
             assertion: self.type_name(),
             passed,
             score: if passed { 1.0 } else { 0.0 },

@@ -437,3 +437,58 @@ fn an_openai_provider_with_api_base_url_reaches_promptlab_serve() {
     }
     assert_eq!(report["columns"][0]["model"], "served smollm2");
 }
+
+/// Named metrics and `derivedMetrics` give what promptfoo 0.118 gave on the same config
+/// (its `results.prompts[].metrics.namedScores`, recorded from `promptfoo eval -o`).
+#[test]
+fn named_and_derived_metrics_equal_promptfoos() {
+    let project = TempProject::new();
+    project.write("models/models.yaml", "models: {}\n");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/promptfoo/derived-metrics/promptfooconfig.yaml");
+    let ours = project.root().join("ours.promptfoo.json");
+    let (out, report) = eval(
+        &project,
+        &config,
+        &["--no-store", "-o", &ours.display().to_string()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("Named metrics"), "{}", text(&out));
+    let report = report.unwrap();
+    let promptfoo = [
+        [
+            ("tp", 2.0),
+            ("fp", 0.0),
+            ("fn", 1.0),
+            ("precision", 1.0),
+            ("recall", 2.0 / 3.0),
+            ("f1", 0.8),
+            ("scaled", 20.0),
+        ],
+        [
+            ("tp", 2.0),
+            ("fp", 2.0),
+            ("fn", 1.0),
+            ("precision", 0.5),
+            ("recall", 2.0 / 3.0),
+            ("f1", 0.5714285714285715),
+            ("scaled", 20.0),
+        ],
+    ];
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(&ours).unwrap()).unwrap();
+    for (column, expected) in promptfoo.iter().enumerate() {
+        let summary = &report["summaries"][column]["named_scores"];
+        let metrics = &exported["results"]["prompts"][column]["metrics"];
+        for (name, value) in expected {
+            for got in [&summary[name], &metrics["namedScores"][name]] {
+                let got = got.as_f64().unwrap_or(f64::NAN);
+                assert!(
+                    (got - value).abs() < 1e-12,
+                    "column {column} {name}: {got} ≠ {value}"
+                );
+            }
+        }
+        assert_eq!(metrics["namedScoresCount"]["tp"], 3);
+        assert_eq!(metrics["namedScoresCount"]["fp"], 2);
+    }
+}

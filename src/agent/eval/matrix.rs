@@ -42,6 +42,7 @@ pub fn cell(
     let assertions: Vec<AssertionOutcome> = outcomes
         .iter()
         .map(|o| AssertionOutcome {
+            metric: None,
             assertion: o.check.clone(),
             passed: o.passed,
             score: if o.passed { 1.0 } else { 0.0 },

@@ -75,6 +75,7 @@ impl Assertion {
         let passed = (score >= threshold) != self.negated;
         let direction = if self.negated { "at least" } else { "below" };
         AssertionOutcome {
+            metric: None,
             assertion: self.type_name(),
             passed,
             score: if self.negated { 1.0 - score } else { score },

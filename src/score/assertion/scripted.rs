@@ -50,6 +50,7 @@ impl Assertion {
 
     fn outcome(&self, passed: bool, score: f64, reason: Option<String>) -> AssertionOutcome {
         AssertionOutcome {
+            metric: None,
             assertion: self.type_name(),
             passed,
             score,

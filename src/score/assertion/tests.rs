@@ -408,6 +408,7 @@ fn spec(kind: &str) -> AssertionSpec {
 fn outcome(passed: bool, score: f64, weight: f64) -> AssertionOutcome {
     let reason = (!passed).then(|| "no".to_owned());
     AssertionOutcome {
+        metric: None,
         assertion: "contains".into(),
         passed,
         score,
