@@ -266,6 +266,25 @@ impl RunResult {
     }
 
     /// Overall fraction of passed cells.
+    /// Every named metric some column has: named ones first, then derived ones.
+    pub fn named_metric_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for summary in &self.summaries {
+            for name in summary.named_scores.keys() {
+                if !names.contains(&name.as_str()) {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort_by_key(|name| {
+            !self
+                .summaries
+                .iter()
+                .any(|s| s.named_counts.contains_key(*name))
+        });
+        names
+    }
+
     pub fn pass_rate(&self) -> f64 {
         if self.cells.is_empty() {
             return 0.0;

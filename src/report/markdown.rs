@@ -35,17 +35,7 @@ pub(super) fn render(result: &RunResult) -> String {
                 .unwrap_or_else(|| "–".into())
         ));
     }
-    let named: Vec<&String> = {
-        let mut names = Vec::new();
-        for s in &result.summaries {
-            for name in s.named_scores.keys() {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-        }
-        names
-    };
+    let named = result.named_metric_names();
     if !named.is_empty() {
         out.push_str("\n## Named metrics\n\n| prompt @ model |");
         for name in &named {
@@ -55,12 +45,7 @@ pub(super) fn render(result: &RunResult) -> String {
         for s in &result.summaries {
             out.push_str(&format!("| {} |", escape(&s.column)));
             for name in &named {
-                let cell = match (s.named_scores.get(*name), s.named_counts.get(*name)) {
-                    (Some(sum), Some(count)) => format!("{sum:.2} ({count})"),
-                    (Some(value), None) => format!("{value:.3}"),
-                    (None, _) => "–".into(),
-                };
-                out.push_str(&format!(" {cell} |"));
+                out.push_str(&format!(" {} |", s.named_metric_text(name)));
             }
             out.push('\n');
         }

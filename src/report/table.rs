@@ -111,14 +111,7 @@ pub fn summary_table(result: &RunResult, max_matrix_rows: usize, style: &TableSt
 /// Named metrics per column (sum over the cases, with the assertions counted) and derived
 /// ones; empty when no assertion names a metric.
 fn named_metrics(result: &RunResult, style: &TableStyle) -> String {
-    let mut names: Vec<&String> = Vec::new();
-    for s in &result.summaries {
-        for name in s.named_scores.keys() {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
+    let names = result.named_metric_names();
     let errors: Vec<&String> = result
         .summaries
         .iter()
@@ -127,13 +120,6 @@ fn named_metrics(result: &RunResult, style: &TableStyle) -> String {
     if names.is_empty() && errors.is_empty() {
         return String::new();
     }
-    // Named metrics first, then the ones derived from them.
-    names.sort_by_key(|name| {
-        !result
-            .summaries
-            .iter()
-            .any(|s| s.named_counts.contains_key(*name))
-    });
     let mut out = String::new();
     if !names.is_empty() {
         let mut table = style.table();
@@ -143,13 +129,7 @@ fn named_metrics(result: &RunResult, style: &TableStyle) -> String {
         for name in names {
             let mut row = vec![Cell::new(name)];
             for s in &result.summaries {
-                row.push(Cell::new(
-                    match (s.named_scores.get(name), s.named_counts.get(name)) {
-                        (Some(sum), Some(count)) => format!("{sum:.2} ({count})"),
-                        (Some(value), None) => format!("{value:.3}"),
-                        (None, _) => "–".into(),
-                    },
-                ));
+                row.push(Cell::new(s.named_metric_text(name)));
             }
             table.add_row(row);
         }

@@ -37,6 +37,18 @@ pub struct ColumnSummary {
     pub metric_errors: Vec<String>,
 }
 
+impl ColumnSummary {
+    /// A named metric as the reports show it: its sum with the assertions counted
+    /// (`2.00 (3)`), a derived value (`0.667`), or `–` when this column lacks it.
+    pub fn named_metric_text(&self, name: &str) -> String {
+        match (self.named_scores.get(name), self.named_counts.get(name)) {
+            (Some(sum), Some(count)) => format!("{sum:.2} ({count})"),
+            (Some(value), None) => format!("{value:.3}"),
+            (None, _) => "–".into(),
+        }
+    }
+}
+
 pub(super) fn summarize(plan: &RunPlan, cells: &[CellResult]) -> Vec<ColumnSummary> {
     plan.columns
         .iter()

@@ -85,6 +85,23 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// Waits (up to 10 s) until the program in the session has exited.
+    fn wait_until_closed(&self, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self
+            .cmd()
+            .args(["has-session", "-t", self.session])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(Instant::now() < deadline, "{why}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self
@@ -154,17 +171,7 @@ fn tui_opens_a_failing_case_side_by_side() {
     assert!(side.contains("case r0"), "{side}");
 
     tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux
-        .cmd()
-        .args(["has-session", "-t", tmux.session])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        assert!(Instant::now() < deadline, "q did not quit the TUI");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tmux.wait_until_closed("q did not quit the TUI");
 }
 
 /// The README's 5-minute tutorial, as written: `init`, a labelled `eval`, the workbench,
@@ -272,17 +279,7 @@ fn the_readme_tutorial_works_keystroke_by_keystroke() {
         "changed cases are named by their text:\n{compared}"
     );
     tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux
-        .cmd()
-        .args(["has-session", "-t", tmux.session])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        assert!(Instant::now() < deadline, "q did not quit the TUI");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tmux.wait_until_closed("q did not quit the TUI");
 
     // Step 7.
     let compare = promptlab(&["runs", "compare", "1", "2"], &project);
