@@ -4,6 +4,8 @@
 //! here; the results matrix (paged, filterable) and the side-by-side view with word diffs
 //! are drawn by the inline script from the run's data, embedded as JSON.
 
+mod images;
+
 use serde_json::json;
 
 use crate::run::RunResult;
@@ -76,12 +78,25 @@ fn data(result: &RunResult) -> serde_json::Value {
         if let Some(row) = cells.get_mut(cell.case)
             && let Some(slot) = row.get_mut(cell.column)
         {
-            *slot = json!([status, cell.score, cell.output, cell.failure_reasons()]);
+            *slot = json!([
+                status,
+                cell.score,
+                cell.output,
+                cell.failure_reasons(),
+                images::boxes_of(&json!(cell.output)),
+            ]);
         }
     }
     json!({
         "columns": result.columns.iter().map(|c| json!({"id": c.id})).collect::<Vec<_>>(),
-        "cases": result.cases.iter().map(|c| json!({"id": c.id, "description": c.label()})).collect::<Vec<_>>(),
+        "cases": result.cases.iter().map(|c| {
+            let picture = images::case_picture(
+                std::path::Path::new(&result.eval_set_path),
+                &c.vars,
+                c.expected.as_ref(),
+            );
+            json!({"id": c.id, "description": c.label(), "picture": picture})
+        }).collect::<Vec<_>>(),
         "cells": cells,
     })
 }

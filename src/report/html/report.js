@@ -55,6 +55,37 @@
 
   function status(cell) { return cell ? cell[0] : "none"; }
 
+  // The case's picture with the expected boxes (dashed) and the column's found ones.
+  function picture(p, found) {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 " + p.width + " " + p.height);
+    svg.setAttribute("class", "picture" + (p.pixelated ? " pixelated" : ""));
+    svg.setAttribute("role", "img");
+    var img = document.createElementNS(ns, "image");
+    img.setAttribute("href", p.src);
+    img.setAttribute("width", p.width);
+    img.setAttribute("height", p.height);
+    svg.appendChild(img);
+    function draw(boxes, kind) {
+      (boxes || []).forEach(function (b) {
+        var rect = document.createElementNS(ns, "rect");
+        rect.setAttribute("x", b[0]);
+        rect.setAttribute("y", b[1]);
+        rect.setAttribute("width", Math.max(0, b[2] - b[0]));
+        rect.setAttribute("height", Math.max(0, b[3] - b[1]));
+        rect.setAttribute("class", kind);
+        var title = document.createElementNS(ns, "title");
+        title.textContent = (kind === "expected" ? "expected " : "found ") + b[4];
+        rect.appendChild(title);
+        svg.appendChild(rect);
+      });
+    }
+    draw(p.expected, "expected");
+    draw(found, "found");
+    return svg;
+  }
+
   // Ascending by the column's score, or descending; cases without a cell last, ties in
   // file order.
   function bySort(a, b) {
@@ -159,10 +190,12 @@
       }
       var reasons = el("ul", { "class": "reasons" },
         (cell ? cell[3] : []).map(function (r) { return el("li", {}, [r]); }));
-      sides.appendChild(el("div", { "class": "side " + status(cell) }, [
+      var parts = [
         el("h3", {}, [data.columns[col].id + (cell ? " · " + status(cell) + " · " + cell[1].toFixed(2) : "")]),
-        out, reasons,
-      ]));
+      ];
+      if (c.picture) parts.push(picture(c.picture, cell ? cell[4] : null));
+      parts.push(out, reasons);
+      sides.appendChild(el("div", { "class": "side " + status(cell) }, parts));
     });
     Array.prototype.forEach.call(document.querySelectorAll("tr.case-row"), function (tr) {
       tr.classList.toggle("selected", tr.getAttribute("data-case") === String(i));
