@@ -305,29 +305,14 @@ fn runs_table(runs: &[promptlab::store::RunRow], style: TableStyle) -> Table {
     let mut table = style.table();
     if narrow {
         table.load_preset(comfy_table::presets::NOTHING);
-        table.set_header([
-            "run",
-            "eval set",
-            "started",
-            "status",
-            "cells",
-            "passed",
-            "rate",
-            "prompt @ model",
-        ]);
-    } else {
-        table.set_header([
-            "run",
-            "eval set",
-            "started",
-            "status",
-            "cells",
-            "passed",
-            "pass rate [95% CI]",
-            "label",
-            "prompt @ model",
-        ]);
     }
+    let mut header = vec!["run", "eval set", "started", "status", "cells", "passed"];
+    header.push(if narrow { "rate" } else { "pass rate [95% CI]" });
+    if !narrow {
+        header.push("label");
+    }
+    header.push("prompt @ model");
+    table.set_header(header);
     for run in runs {
         // To the minute, as the workbench's History shows it.
         let started: String = run.started_at.replace('T', " ").chars().take(16).collect();
