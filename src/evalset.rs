@@ -46,6 +46,10 @@ pub struct Case {
     /// see it (promptfoo's `options.transform`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<String>,
+    /// Saves this case's output (after `transform`) as a variable of every later case
+    /// (promptfoo's `options.storeOutputAs`); the cases then run in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_output_as: Option<String>,
     /// Where the case came from (`file:line`), for error messages.
     #[serde(skip)]
     pub origin: String,

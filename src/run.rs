@@ -23,7 +23,7 @@ pub use execute::judging::{JudgeAgreement, JudgeTime};
 pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, chat_worker, execute};
 pub use pairwise::{PairwisePlan, PairwiseReport, compare_pairwise};
 pub use plan::judging::JudgePlan;
-pub use plan::{PlanError, RunOptions, plan};
+pub use plan::{CellBuilder, PlanError, RunOptions, plan};
 pub use record::{Recording, ResumeFrom, StoredConfig, stored_cell};
 pub use repeat::{RepeatColumn, RepeatReport, repeat_report};
 pub use stored::{Timing, assemble, stored_result};
@@ -100,6 +100,8 @@ pub struct RunPlan {
     pub cells: Vec<PlannedCell>,
     /// The judge models of the model-graded assertions, and their templates.
     pub judging: JudgePlan,
+    /// Renders a case's cells again (for cases that read earlier outputs).
+    pub builder: CellBuilder,
 }
 
 /// Why a model's outputs can depend on how a run was scheduled.

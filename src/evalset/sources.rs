@@ -195,6 +195,7 @@ fn empty_case() -> Case {
         origin: String::new(),
         default_assertions: 0,
         transform: None,
+        store_output_as: None,
     }
 }
 

@@ -98,6 +98,8 @@ struct RawTest {
     origin: String,
     /// `options.disableVarExpansion`: list variables stay lists.
     no_expansion: bool,
+    /// `options.storeOutputAs`.
+    store_output_as: Option<String>,
     /// The test's output is transformed by what promptlab lacks: with
     /// `--skip-unsupported` its assertions are skipped, not run on the untransformed text.
     transform_dropped: bool,
@@ -173,6 +175,7 @@ pub(super) fn read(
                 origin: test.origin.clone(),
                 default_assertions: 0,
                 transform: test.transform.clone(),
+                store_output_as: test.store_output_as.clone(),
             });
         }
     }
@@ -200,6 +203,9 @@ fn merge(defaults: &RawTest, test: RawTest) -> RawTest {
             .or_else(|| defaults.transform_vars.clone()),
         origin: test.origin,
         no_expansion: test.no_expansion || defaults.no_expansion,
+        store_output_as: test
+            .store_output_as
+            .or_else(|| defaults.store_output_as.clone()),
         transform_dropped: test.transform_dropped || defaults.transform_dropped,
     }
 }
@@ -328,8 +334,10 @@ fn test_option(reader: &mut Reader, test: &mut RawTest, option: &str, setting: &
         // Read by `read` from `defaultTest` (the judge).
         "provider" if at == "defaultTest" => {}
         "disableVarExpansion" => test.no_expansion = setting.as_bool().unwrap_or(false),
-        // Needs prompts rendered as earlier outputs arrive: not implemented yet.
-        "storeOutputAs" => reader.unsupported(format!("{at}: option `storeOutputAs`")),
+        "storeOutputAs" => match setting {
+            Value::String(name) if !name.is_empty() => test.store_output_as = Some(name.clone()),
+            _ => reader.unsupported(format!("{at}: option `storeOutputAs`: expected a name")),
+        },
         "transformVars" => match setting {
             Value::String(code) => {
                 test.transform_vars = Some(super::scripts::resolve(reader, code))

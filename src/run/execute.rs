@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+mod chain;
 pub(super) mod judging;
 mod scripts;
 mod workers;
@@ -71,115 +72,67 @@ pub fn execute(
     let clock = Instant::now();
     let mut results: Vec<Option<CellResult>> = vec![None; plan.cells.len()];
 
-    // Cells recorded before an interruption, then cached generations: neither needs a model.
-    if let Some(recording) = recording.as_mut() {
-        let mut recorded: Vec<_> = recording.recorded(plan)?.into_iter().collect();
-        recorded.sort_unstable_by_key(|(id, _)| *id);
-        for (id, (generation, cached)) in recorded {
-            // Scored again: assertions or expected values may have changed since.
-            let mut cell = score_cell(plan, id, Ok(generation));
-            cell.cached = cached;
-            recording.record(plan, id, &cell)?;
-            observer.cell_finished(id, &cell);
-            results[id] = Some(cell);
-        }
-    }
-    let missing: Vec<usize> = (0..plan.cells.len())
-        .filter(|&i| results[i].is_none())
-        .collect();
-    if let Some(recording) = recording.as_mut() {
-        let hits = recording.cached(plan, &missing)?;
-        let mut hit_ids: Vec<usize> = hits.keys().copied().collect();
-        hit_ids.sort_unstable();
-        let mut hits = hits;
-        for id in hit_ids {
-            if let Some(generation) = hits.remove(&id) {
-                let mut cell = score_cell(plan, id, Ok(generation));
-                cell.cached = true;
-                recording.record(plan, id, &cell)?;
-                observer.cell_finished(id, &cell);
-                results[id] = Some(cell);
+    // Cases that read earlier outputs run in order, rendered again as outputs arrive.
+    let chained;
+    let plan = if plan.builder.is_chained() {
+        chained = chain::execute_in_order(
+            plan.clone(),
+            options,
+            observer,
+            cancel,
+            &mut recording,
+            &mut results,
+        )?;
+        &chained
+    } else {
+        let all: Vec<usize> = (0..plan.cells.len()).collect();
+        restore(plan, &all, observer, &mut recording, &mut results)?;
+        // Columns of the same model share one loaded model.
+        for model in models_in_order(plan) {
+            if cancel.is_cancelled() {
+                break;
             }
-        }
-    }
-
-    // Columns of the same model share one loaded model.
-    let mut model_order: Vec<&ModelRef> = Vec::new();
-    for model in &plan.models {
-        if !model_order.iter().any(|m| m.name == model.name) {
-            model_order.push(model);
-        }
-    }
-    for model in model_order {
-        if cancel.is_cancelled() {
-            break;
-        }
-        let cell_ids: Vec<usize> = plan
-            .cells
-            .iter()
-            .enumerate()
-            .filter(|(i, cell)| {
-                results[*i].is_none() && plan.columns[cell.column].model == model.name
-            })
-            .map(|(i, _)| i)
-            .collect();
-        if cell_ids.is_empty() {
-            continue;
-        }
-        observer.model_loading(&model.name);
-        let load_start = Instant::now();
-        let instances = workers::count(model, options, cell_ids.len());
-        let workers = match workers::spawn(model, options, instances) {
-            Ok(workers) => workers,
-            Err(err) => {
-                // The other models' results stay valid; this model's cells carry the error.
-                for &id in &cell_ids {
-                    let result = score_cell(plan, id, Err(err.clone()));
-                    if let Some(recording) = recording.as_mut() {
-                        recording.record(plan, id, &result)?;
-                    }
-                    observer.cell_finished(id, &result);
-                    results[id] = Some(result);
-                }
+            let cell_ids: Vec<usize> = plan
+                .cells
+                .iter()
+                .enumerate()
+                .filter(|(i, cell)| {
+                    results[*i].is_none() && plan.columns[cell.column].model == model.name
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if cell_ids.is_empty() {
                 continue;
             }
-        };
-        observer.model_loaded(&model.name, load_start.elapsed().as_secs_f64() * 1000.0);
-        let requests = cell_ids
-            .iter()
-            .map(|&i| plan.cells[i].request.clone())
-            .collect();
-        let events = workers::generate(&workers, requests, cancel);
-        for (i, event) in events {
-            match event {
-                WorkerEvent::BatchDone => break,
-                WorkerEvent::Generation(GenerationEvent::Started(_)) => {
-                    observer.cell_started(cell_ids[i])
+            observer.model_loading(&model.name);
+            let load_start = Instant::now();
+            let instances = workers::count(model, options, cell_ids.len());
+            match workers::spawn(model, options, instances) {
+                Ok(workers) => {
+                    observer.model_loaded(&model.name, load_start.elapsed().as_secs_f64() * 1000.0);
+                    generate(
+                        plan,
+                        &workers,
+                        &cell_ids,
+                        observer,
+                        cancel,
+                        &mut recording,
+                        &mut results,
+                    )?;
                 }
-                WorkerEvent::Generation(GenerationEvent::Token(_, text)) => {
-                    observer.token(cell_ids[i], &text)
-                }
-                WorkerEvent::Generation(GenerationEvent::Finished(_, outcome)) => {
-                    // A cancelled generation is unfinished work, not a result: leave the
-                    // cell missing so a resumed run generates it.
-                    if matches!(&outcome, Ok(g) if g.finish == FinishReason::Cancelled) {
-                        continue;
-                    }
-                    let id = cell_ids[i];
-                    let result = score_cell(plan, id, outcome);
-                    if let Some(recording) = recording.as_mut() {
-                        // Stop generating when the store cannot keep results.
-                        if let Err(err) = recording.record(plan, id, &result) {
-                            cancel.cancel();
-                            return Err(err.into());
-                        }
-                    }
-                    observer.cell_finished(id, &result);
-                    results[id] = Some(result);
-                }
+                // The other models' results stay valid; this model's cells carry the error.
+                Err(err) => fail(
+                    plan,
+                    &cell_ids,
+                    &err,
+                    observer,
+                    &mut recording,
+                    &mut results,
+                )?,
             }
         }
-    }
+        plan
+    };
 
     let judge_time = judging::judge_cells(
         plan,
@@ -222,6 +175,129 @@ pub fn execute(
         judge_agreement,
         pairwise: None,
     })
+}
+
+/// The run's models, each once, in column order.
+fn models_in_order(plan: &RunPlan) -> Vec<&ModelRef> {
+    let mut order: Vec<&ModelRef> = Vec::new();
+    for model in &plan.models {
+        if !order.iter().any(|m| m.name == model.name) {
+            order.push(model);
+        }
+    }
+    order
+}
+
+/// Fills in the cells among `ids` that need no model: recorded before an interruption
+/// (when resuming), then cached generations.
+fn restore(
+    plan: &RunPlan,
+    ids: &[usize],
+    observer: &mut dyn RunObserver,
+    recording: &mut Option<Recording<'_>>,
+    results: &mut [Option<CellResult>],
+) -> Result<(), RunError> {
+    let Some(recording) = recording.as_mut() else {
+        return Ok(());
+    };
+    let mut recorded: Vec<_> = recording
+        .recorded(plan)?
+        .into_iter()
+        .filter(|(id, _)| ids.contains(id) && results[*id].is_none())
+        .collect();
+    recorded.sort_unstable_by_key(|(id, _)| *id);
+    for (id, (generation, cached)) in recorded {
+        // Scored again: assertions or expected values may have changed since.
+        let mut cell = score_cell(plan, id, Ok(generation));
+        cell.cached = cached;
+        recording.record(plan, id, &cell)?;
+        observer.cell_finished(id, &cell);
+        results[id] = Some(cell);
+    }
+    let missing: Vec<usize> = ids
+        .iter()
+        .copied()
+        .filter(|&i| results[i].is_none())
+        .collect();
+    let mut hits = recording.cached(plan, &missing)?;
+    for id in missing {
+        if let Some(generation) = hits.remove(&id) {
+            let mut cell = score_cell(plan, id, Ok(generation));
+            cell.cached = true;
+            recording.record(plan, id, &cell)?;
+            observer.cell_finished(id, &cell);
+            results[id] = Some(cell);
+        }
+    }
+    Ok(())
+}
+
+/// Generates the cells `cell_ids` on a model's loaded `workers`, scoring and recording
+/// each as it finishes.
+fn generate(
+    plan: &RunPlan,
+    workers: &[EngineWorker],
+    cell_ids: &[usize],
+    observer: &mut dyn RunObserver,
+    cancel: &CancelToken,
+    recording: &mut Option<Recording<'_>>,
+    results: &mut [Option<CellResult>],
+) -> Result<(), RunError> {
+    let requests = cell_ids
+        .iter()
+        .map(|&i| plan.cells[i].request.clone())
+        .collect();
+    let events = workers::generate(workers, requests, cancel);
+    for (i, event) in events {
+        match event {
+            WorkerEvent::BatchDone => break,
+            WorkerEvent::Generation(GenerationEvent::Started(_)) => {
+                observer.cell_started(cell_ids[i])
+            }
+            WorkerEvent::Generation(GenerationEvent::Token(_, text)) => {
+                observer.token(cell_ids[i], &text)
+            }
+            WorkerEvent::Generation(GenerationEvent::Finished(_, outcome)) => {
+                // A cancelled generation is unfinished work, not a result: leave the cell
+                // missing so a resumed run generates it.
+                if matches!(&outcome, Ok(g) if g.finish == FinishReason::Cancelled) {
+                    continue;
+                }
+                let id = cell_ids[i];
+                let result = score_cell(plan, id, outcome);
+                if let Some(recording) = recording.as_mut() {
+                    // Stop generating when the store cannot keep results.
+                    if let Err(err) = recording.record(plan, id, &result) {
+                        cancel.cancel();
+                        return Err(err.into());
+                    }
+                }
+                observer.cell_finished(id, &result);
+                results[id] = Some(result);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records `error` as the outcome of each of `cell_ids`.
+fn fail(
+    plan: &RunPlan,
+    cell_ids: &[usize],
+    error: &EngineError,
+    observer: &mut dyn RunObserver,
+    recording: &mut Option<Recording<'_>>,
+    results: &mut [Option<CellResult>],
+) -> Result<(), RunError> {
+    for &id in cell_ids {
+        let result = score_cell(plan, id, Err(error.clone()));
+        if let Some(recording) = recording.as_mut() {
+            recording.record(plan, id, &result)?;
+        }
+        observer.cell_finished(id, &result);
+        results[id] = Some(result);
+    }
+    Ok(())
 }
 
 /// A worker for one chat conversation with a catalog language model (the TUI's

@@ -262,85 +262,47 @@ pub fn plan(
         }
     }
 
+    let builder = CellBuilder {
+        columns: column_models
+            .iter()
+            .zip(&column_identities)
+            .map(|((model, prompt), identity)| {
+                let model_params = model
+                    .entry
+                    .as_ref()
+                    .map(|e| e.params().clone())
+                    .unwrap_or_default();
+                let mut params = model_params
+                    .overlay(&prompt.params)
+                    .overlay(&options.params)
+                    .resolve();
+                params.seed = params.seed.wrapping_add(options.seed_offset);
+                ColumnTemplate {
+                    prompt: (*prompt).clone(),
+                    params,
+                    identity: identity.clone(),
+                    vision: model.entry.as_ref().is_some_and(|e| e.kind().is_vision()),
+                }
+            })
+            .collect(),
+        cases: cases.iter().map(|case| (*case).clone()).collect(),
+        catalog: project.catalog.clone(),
+        run_judge: options.judge.clone(),
+        eval_set_judge: eval_set.judge.clone(),
+        dialect: eval_set.dialect,
+        eval_set_path: eval_set.source.clone(),
+    };
     let mut cells = Vec::new();
-    for (column, (model, prompt)) in column_models.iter().enumerate() {
-        let model_params = model
-            .entry
-            .as_ref()
-            .map(|e| e.params().clone())
-            .unwrap_or_default();
-        let mut params = model_params
-            .overlay(&prompt.params)
-            .overlay(&options.params)
-            .resolve();
-        params.seed = params.seed.wrapping_add(options.seed_offset);
-        for (case_index, case) in cases.iter().enumerate() {
-            let vars = minijinja::Value::from_serialize(&case.vars);
-            let mut rendered = prompt.render(&vars).map_err(|e| PlanError::Case {
-                origin: case.origin.clone(),
-                message: e.to_string(),
-            })?;
-            // A vision model's prompt is an image path, relative to the eval set; the
-            // image's content goes into the cache key, so an edited image is run again.
-            let mut identity = column_identities[column].clone();
-            if model.entry.as_ref().is_some_and(|e| e.kind().is_vision()) {
-                let (path, digest) = image_for_case(&rendered, &eval_set.source, case)?;
-                rendered = crate::prompt::RenderedPrompt::Completion(path);
-                identity.push_str(&format!("\nimage:{digest}"));
-            }
-            let assertions = case
-                .assertions
-                .iter()
-                .enumerate()
-                .map(|(i, spec)| {
-                    build_assertion(spec, case, &project.catalog, eval_set.dialect)
-                        .and_then(|a| {
-                            with_judge(a, case, options.judge.as_deref(), eval_set.judge.as_deref())
-                        })
-                        .map_err(|err| match err {
-                            // The eval set's defaults hold this assertion: say so, and which
-                            // case it failed for.
-                            PlanError::Case { origin, message } if i < case.default_assertions => {
-                                PlanError::Case {
-                                    origin: format!(
-                                        "{}: defaults.assert[{}]",
-                                        eval_set.source.display(),
-                                        i + 1
-                                    ),
-                                    message: format!("{message} (for {origin})"),
-                                }
-                            }
-                            other => other,
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let request = GenerationRequest {
-                prompt: rendered,
-                params: params.clone(),
-                schema: prompt.schema.clone(),
-                grammar: None,
-                tools: None,
-            };
-            let transform = match &case.transform {
-                Some(code) => Some(
-                    Script::parse(code, Language::JavaScript, std::path::Path::new("")).map_err(
-                        |e| PlanError::Case {
-                            origin: case.origin.clone(),
-                            message: format!("transform: {e}"),
-                        },
-                    )?,
-                ),
-                None => None,
-            };
-            cells.push(PlannedCell {
-                column,
-                case: case_index,
-                cache_key: cache_key(&identity, &request),
-                request,
-                assertions,
-                threshold: case.threshold,
-                transform,
-            });
+    for column in 0..builder.columns.len() {
+        for case_index in 0..builder.cases.len() {
+            // A variable stored from an earlier output is not known yet: the prompts and
+            // assertions are checked with a stand-in, and rendered again as the outputs
+            // arrive (see `execute`).
+            let unknown = builder
+                .stored_before(case_index)
+                .map(|name| (name.to_string(), serde_json::json!(STORED_OUTPUT_STAND_IN)))
+                .collect();
+            cells.push(builder.cell(column, case_index, &unknown, true)?);
         }
     }
 
@@ -358,12 +320,163 @@ pub fn plan(
     let judging = judging::plan_judging(project, &eval_set.source, &cells)?;
     Ok(RunPlan {
         judging,
+        builder,
         columns,
         models: column_models.iter().map(|(m, _)| (*m).clone()).collect(),
         cases: case_infos,
         cells,
         eval_set,
     })
+}
+
+/// What a variable stored from an earlier case's output holds until that output exists.
+pub const STORED_OUTPUT_STAND_IN: &str = "[output of an earlier case]";
+
+/// How one column renders a case.
+#[derive(Debug, Clone)]
+struct ColumnTemplate {
+    prompt: Prompt,
+    params: crate::params::SamplingParams,
+    /// The model's identity for cache keys.
+    identity: String,
+    vision: bool,
+}
+
+/// Builds the cells of a case for every column: kept in the plan, so a run whose cases
+/// store outputs as variables (`store_output_as`) renders later cases again with them.
+#[derive(Debug, Clone, Default)]
+pub struct CellBuilder {
+    columns: Vec<ColumnTemplate>,
+    /// The selected cases, in plan order.
+    cases: Vec<Case>,
+    catalog: crate::catalog::ModelCatalog,
+    run_judge: Option<String>,
+    eval_set_judge: Option<String>,
+    dialect: crate::dialect::Dialect,
+    eval_set_path: PathBuf,
+}
+
+impl CellBuilder {
+    /// Whether some case stores its output for later cases, so cases must run in order.
+    pub fn is_chained(&self) -> bool {
+        self.cases.iter().any(|case| case.store_output_as.is_some())
+    }
+
+    /// The variable the case at `case_index` stores its output as.
+    pub fn stores(&self, case_index: usize) -> Option<&str> {
+        self.cases.get(case_index)?.store_output_as.as_deref()
+    }
+
+    /// The variables stored by the cases before `case_index`.
+    fn stored_before(&self, case_index: usize) -> impl Iterator<Item = &str> {
+        self.cases[..case_index]
+            .iter()
+            .filter_map(|case| case.store_output_as.as_deref())
+    }
+
+    /// The variables of the case at `case_index` with `stored` outputs over them (as
+    /// promptfoo does, a stored output wins over the case's own value); with
+    /// `only_missing`, the stored values fill in only what the case lacks.
+    pub fn vars_with(
+        &self,
+        case_index: usize,
+        stored: &serde_json::Map<String, serde_json::Value>,
+        only_missing: bool,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut vars = self.cases[case_index].vars.clone();
+        for (name, value) in stored {
+            if !only_missing || !vars.contains_key(name) {
+                vars.insert(name.clone(), value.clone());
+            }
+        }
+        vars
+    }
+
+    /// The cell of the case at `case_index` in `column`, rendered with the `stored`
+    /// outputs of earlier cases (see [`CellBuilder::vars_with`]).
+    pub fn cell(
+        &self,
+        column: usize,
+        case_index: usize,
+        stored: &serde_json::Map<String, serde_json::Value>,
+        only_missing: bool,
+    ) -> Result<PlannedCell, PlanError> {
+        let template = &self.columns[column];
+        let mut case = self.cases[case_index].clone();
+        case.vars = self.vars_with(case_index, stored, only_missing);
+        let case = &case;
+        let vars = minijinja::Value::from_serialize(&case.vars);
+        let mut rendered = template.prompt.render(&vars).map_err(|e| PlanError::Case {
+            origin: case.origin.clone(),
+            message: e.to_string(),
+        })?;
+        // A vision model's prompt is an image path, relative to the eval set; the image's
+        // content goes into the cache key, so an edited image is run again.
+        let mut identity = template.identity.clone();
+        if template.vision {
+            let (path, digest) = image_for_case(&rendered, &self.eval_set_path, case)?;
+            rendered = crate::prompt::RenderedPrompt::Completion(path);
+            identity.push_str(&format!("\nimage:{digest}"));
+        }
+        let assertions = case
+            .assertions
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                build_assertion(spec, case, &self.catalog, self.dialect)
+                    .and_then(|a| {
+                        with_judge(
+                            a,
+                            case,
+                            self.run_judge.as_deref(),
+                            self.eval_set_judge.as_deref(),
+                        )
+                    })
+                    .map_err(|err| match err {
+                        // The eval set's defaults hold this assertion: say so, and which
+                        // case it failed for.
+                        PlanError::Case { origin, message } if i < case.default_assertions => {
+                            PlanError::Case {
+                                origin: format!(
+                                    "{}: defaults.assert[{}]",
+                                    self.eval_set_path.display(),
+                                    i + 1
+                                ),
+                                message: format!("{message} (for {origin})"),
+                            }
+                        }
+                        other => other,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = GenerationRequest {
+            prompt: rendered,
+            params: template.params.clone(),
+            schema: template.prompt.schema.clone(),
+            grammar: None,
+            tools: None,
+        };
+        let transform = match &case.transform {
+            Some(code) => Some(
+                Script::parse(code, Language::JavaScript, std::path::Path::new("")).map_err(
+                    |e| PlanError::Case {
+                        origin: case.origin.clone(),
+                        message: format!("transform: {e}"),
+                    },
+                )?,
+            ),
+            None => None,
+        };
+        Ok(PlannedCell {
+            column,
+            case: case_index,
+            cache_key: cache_key(&identity, &request),
+            request,
+            assertions,
+            threshold: case.threshold,
+            transform,
+        })
+    }
 }
 
 /// Reads the model's GGUF header: a missing, truncated or corrupt file is reported now,

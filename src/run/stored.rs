@@ -155,6 +155,7 @@ pub fn assemble(
         cases: cases.clone(),
         cells: Vec::new(),
         judging: Default::default(),
+        builder: Default::default(),
     };
     RunResult {
         eval_set: plan.eval_set.name.clone(),

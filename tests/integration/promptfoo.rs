@@ -284,7 +284,7 @@ fn runs_write_promptfoo_json_for_promptfoo_tools() {
 fn unsupported_features_stop_the_run_unless_skipped() {
     for (fixture, listed, cells_when_skipped) in [(
         "unsupported",
-        vec!["assertion type `ruby`", "tests[1]: option `storeOutputAs`"],
+        vec!["assertion type `ruby`", "tests[1]: option `prefix`"],
         2,
     )] {
         let (project, config) = setup(fixture);

@@ -69,7 +69,7 @@ fn promptlab_verdicts(folder: &Path) -> Result<Verdicts, String> {
 }
 
 /// Configs promptlab refuses for a feature it lacks, and the feature the refusal names.
-const REFUSED: &[(&str, &str)] = &[("store-output", "option `storeOutputAs`")];
+const REFUSED: &[(&str, &str)] = &[];
 
 #[test]
 fn promptfoo_configs_get_promptfoos_verdicts() {

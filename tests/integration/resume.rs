@@ -384,3 +384,127 @@ fn ctrl_c_stops_cleanly_writes_no_report_and_resumes() {
     );
     assert_eq!(outputs(&project.root().join("r.json")).len(), 12);
 }
+
+/// Cases that store their output for later cases (`store_output_as`) run in order, each
+/// reading what the case before it wrote; a run killed mid-chain resumes to the
+/// uninterrupted result, which is the same at any `--parallel`.
+#[test]
+fn chained_cases_resume_and_batch_to_the_sequential_result() {
+    let _guard = REAL_MODEL.lock().unwrap_or_else(|e| e.into_inner());
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: 1024\n",
+            real_model(SMOLLM2).display()
+        ),
+    );
+    project.write(
+        "prompts/story.yaml",
+        "name: story\nparams: {max_tokens: 10}\nmessages:\n  - role: user\n    content: '{% if story is defined %}Story so far: {{ story }}\n{% endif %}Continue the story about {{ topic }} in one sentence.'\n",
+    );
+    let mut set = String::from("prompts: [story]\nmodels: [smollm2]\ncases:\n");
+    for (i, topic) in ["a fox", "a river", "a lamp", "a storm", "a key", "a bell"]
+        .iter()
+        .enumerate()
+    {
+        set.push_str(&format!("  - vars: {{topic: '{topic}'}}\n"));
+        if i % 3 != 2 {
+            set.push_str("    store_output_as: story\n");
+        }
+    }
+    project.write("eval-sets/chain.yaml", &set);
+    let run = |parallel: &str, extra: &[&str]| {
+        promptlab(
+            &[
+                &[
+                    "eval",
+                    "eval-sets/chain.yaml",
+                    "--threads",
+                    "1",
+                    "--parallel",
+                    parallel,
+                    "--no-cache",
+                    "--quiet",
+                ][..],
+                extra,
+            ]
+            .concat(),
+            project.root(),
+        )
+    };
+    let sequential = run("1", &["--store=seq.db", "-o", "seq.json"]);
+    assert!(
+        matches!(sequential.status.code(), Some(0 | 1)),
+        "{}",
+        text(&sequential)
+    );
+    let expected = outputs(&project.root().join("seq.json"));
+    assert_eq!(expected.len(), 6);
+    // Each case reads the output of the last storing case before it (0, 1, 3 and 4 store).
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.root().join("seq.json")).unwrap())
+            .unwrap();
+    let cells = report["cells"].as_array().unwrap();
+    for (case, reads) in [(1, 0), (2, 1), (3, 1), (4, 3), (5, 4)] {
+        let prompt = cells[case]["prompt"].to_string();
+        let stored = serde_json::to_string(&expected[reads].2).unwrap();
+        let stored = stored.trim_matches('"');
+        assert!(!stored.is_empty());
+        assert!(
+            prompt.contains(&format!("Story so far: {stored}")),
+            "case {case}: {prompt}"
+        );
+    }
+    assert!(!cells[0]["prompt"].to_string().contains("Story so far"));
+    let batched = run("8", &["--store=batched.db", "-o", "batched.json"]);
+    assert!(matches!(batched.status.code(), Some(0 | 1)));
+    assert_eq!(outputs(&project.root().join("batched.json")), expected);
+
+    // Killed once the first cell is recorded, then resumed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_promptlab"))
+        .args([
+            "eval",
+            "eval-sets/chain.yaml",
+            "--threads",
+            "1",
+            "--no-cache",
+            "--quiet",
+            "--store=kill.db",
+        ])
+        .current_dir(project.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start promptlab");
+    let db = project.root().join("kill.db");
+    let started = std::time::Instant::now();
+    let mut recorded = 0;
+    while started.elapsed() < Duration::from_secs(120) {
+        recorded =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|conn| {
+                    conn.query_row("SELECT count(*) FROM cells", [], |r| r.get::<_, i64>(0))
+                })
+                .unwrap_or(0);
+        if recorded > 0 || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(recorded > 0, "nothing was recorded before the kill");
+    let after_kill: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM cells", [], |r| r.get(0))
+        .unwrap();
+    assert!(after_kill < 6, "the kill came after the whole chain ran");
+    let resumed = run("8", &["--store=kill.db", "--resume", "-o", "resumed.json"]);
+    assert!(
+        matches!(resumed.status.code(), Some(0 | 1)),
+        "{}",
+        text(&resumed)
+    );
+    assert_eq!(outputs(&project.root().join("resumed.json")), expected);
+}
