@@ -229,6 +229,7 @@ mod tests {
             latency_ms: 0.0,
             tokens_per_s: None,
             cached: false,
+            logprobs_json: None,
         }
     }
 

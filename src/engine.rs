@@ -101,6 +101,11 @@ pub struct Generation {
     /// the batch's other prompts or kept from the previous request.
     #[serde(default)]
     pub cached_prompt_tokens: u32,
+    /// Each generated token's natural-log probability under the model (before sampling
+    /// settings), when the request asked for them (`SamplingParams::logprobs`) and the
+    /// engine reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<f64>>,
 }
 
 impl Generation {
@@ -116,6 +121,7 @@ impl Generation {
             prompt_tokens_per_s: None,
             tokens_per_s: None,
             cached_prompt_tokens: 0,
+            logprobs: None,
         }
     }
 }

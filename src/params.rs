@@ -153,6 +153,7 @@ impl GenerationParams {
             seed: self.seed.unwrap_or(d.seed),
             stop: self.stop.clone().unwrap_or_default(),
             ignore_eos: false,
+            logprobs: false,
         }
     }
 }
@@ -173,6 +174,9 @@ pub struct SamplingParams {
     /// Never end at an end-of-generation token (benchmarks generate a fixed length).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_eos: bool,
+    /// Report each generated token's log-probability (for `perplexity` assertions).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logprobs: bool,
 }
 
 impl Default for SamplingParams {
@@ -187,6 +191,7 @@ impl Default for SamplingParams {
             seed: 42,
             stop: Vec::new(),
             ignore_eos: false,
+            logprobs: false,
         }
     }
 }

@@ -178,6 +178,9 @@ pub struct CellResult {
     /// Reused from the run store's cache instead of generated.
     #[serde(default)]
     pub cached: bool,
+    /// Each generated token's log-probability, when an assertion needed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<f64>>,
 }
 
 impl CellResult {

@@ -79,6 +79,8 @@ pub struct StoredCell {
     pub tokens_per_s: Option<f64>,
     /// The output came from the cache rather than from the model.
     pub cached: bool,
+    /// The generated tokens' log-probabilities as a JSON list, when they were asked for.
+    pub logprobs_json: Option<String>,
 }
 
 /// A model's output for one cache key: what a cache hit reuses.
@@ -91,6 +93,9 @@ pub struct CachedGeneration {
     pub ttft_ms: f64,
     pub latency_ms: f64,
     pub tokens_per_s: Option<f64>,
+    /// The generated tokens' log-probabilities as a JSON list, when they were asked for.
+    #[serde(default)]
+    pub logprobs_json: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -275,7 +280,7 @@ impl RunStore {
             if cell.error.is_none() && !cell.cached {
                 tx.prepare_cached(&format!(
                     "INSERT OR REPLACE INTO generations (cache_key, {GENERATION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                 ))
                 .and_then(|mut stmt| {
                     stmt.execute(params![
@@ -287,6 +292,7 @@ impl RunStore {
                         cell.ttft_ms,
                         cell.latency_ms,
                         cell.tokens_per_s,
+                        cell.logprobs_json,
                     ])
                 })
                 .map_err(sql_err)?;
@@ -354,7 +360,7 @@ impl RunStore {
             .map_err(sql_err)?;
         tx.prepare_cached(&format!(
             "INSERT OR REPLACE INTO cells (run_id, {CELL_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
         ))
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -377,6 +383,7 @@ impl RunStore {
                 cell.latency_ms,
                 cell.tokens_per_s,
                 cell.cached,
+                cell.logprobs_json,
             ])
         })
         .map_err(sql_err)?;
@@ -394,7 +401,7 @@ impl RunStore {
         self.conn
             .prepare_cached(&format!(
                 "INSERT OR REPLACE INTO generations (cache_key, {GENERATION_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -406,6 +413,7 @@ impl RunStore {
                     generation.ttft_ms,
                     generation.latency_ms,
                     generation.tokens_per_s,
+                    generation.logprobs_json,
                 ])
             })
             .map(|_| ())

@@ -73,6 +73,7 @@ impl Engine for EchoEngine {
                 prompt_tokens_per_s: None,
                 tokens_per_s: None,
                 cached_prompt_tokens: 0,
+                logprobs: None,
             };
             if on_event(GenerationEvent::Finished(index, Ok(generation))) == Flow::Stop {
                 return;

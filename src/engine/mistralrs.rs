@@ -280,6 +280,7 @@ impl MistralRsEngine {
                 prompt_tokens_per_s: rate(usage.avg_prompt_tok_per_sec),
                 tokens_per_s: rate(usage.avg_compl_tok_per_sec),
                 cached_prompt_tokens: 0,
+                logprobs: None,
             }),
         )
     }

@@ -360,6 +360,7 @@ fn finish(
         prompt_tokens_per_s: reply.prompt_tokens_per_s,
         tokens_per_s: reply.tokens_per_s.or(measured_rate),
         cached_prompt_tokens: reply.cached_tokens.unwrap_or(0),
+        logprobs: reply.logprobs,
     }
 }
 

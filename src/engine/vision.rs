@@ -68,6 +68,7 @@ impl<M: ImageModel> Engine for VisionEngine<M> {
                     prompt_tokens_per_s: None,
                     tokens_per_s: None,
                     cached_prompt_tokens: 0,
+                    logprobs: None,
                 }
             });
             if on_event(GenerationEvent::Finished(index, result)) == Flow::Stop {

@@ -41,6 +41,7 @@ fn cell(column: usize, case: usize, passed: bool, score: f64, latency_ms: f64) -
         latency_ms,
         tokens_per_s: None,
         cached: column == 1,
+        logprobs_json: None,
     }
 }
 

@@ -351,6 +351,7 @@ fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError
                 // promptfoo's echo provider reports no finish reason.
                 finish: (!scripts::is_echo(plan, cell)).then_some(generation.finish),
                 cost: scripts::cost(plan, cell, &generation),
+                logprobs: generation.logprobs.as_deref(),
             };
             let assertions: Vec<_> = cell.assertions.iter().map(|a| a.check(&input)).collect();
             let (passed, score) = combine(&assertions, cell.threshold);
@@ -380,6 +381,7 @@ fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError
             latency_ms: 0.0,
             tokens_per_s: None,
             cached: false,
+            logprobs: None,
         },
     }
 }
@@ -409,5 +411,6 @@ pub(super) fn generated_cell(
         latency_ms: generation.total_ms,
         tokens_per_s: generation.tokens_per_s,
         cached: false,
+        logprobs: generation.logprobs,
     }
 }

@@ -329,6 +329,17 @@ pub fn plan(
     })
 }
 
+/// Whether the assertion (or one nested in it) reads the tokens' log-probabilities, which
+/// the engine then computes.
+fn needs_logprobs(assertion: &crate::score::assertion::Assertion) -> bool {
+    use crate::score::assertion::AssertionKind;
+    match &assertion.kind {
+        AssertionKind::Perplexity { .. } => true,
+        AssertionKind::AssertSet(set) => set.iter().any(needs_logprobs),
+        _ => false,
+    }
+}
+
 /// What a variable stored from an earlier case's output holds until that output exists.
 pub const STORED_OUTPUT_STAND_IN: &str = "[output of an earlier case]";
 
@@ -449,9 +460,11 @@ impl CellBuilder {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut params = template.params.clone();
+        params.logprobs = assertions.iter().any(needs_logprobs);
         let request = GenerationRequest {
             prompt: rendered,
-            params: template.params.clone(),
+            params,
             schema: template.prompt.schema.clone(),
             grammar: None,
             tools: None,

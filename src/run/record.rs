@@ -211,6 +211,7 @@ impl<'a> Recording<'a> {
             ttft_ms: generation.ttft_ms,
             latency_ms: generation.total_ms,
             tokens_per_s: generation.tokens_per_s,
+            logprobs_json: logprobs_json(generation.logprobs.as_deref()),
         };
         self.store.cache_generation(key, &cached)
     }
@@ -257,7 +258,16 @@ pub fn stored_cell(
         latency_ms: cell.latency_ms,
         tokens_per_s: cell.tokens_per_s,
         cached: cell.cached,
+        logprobs_json: logprobs_json(cell.logprobs.as_deref()),
     }
+}
+
+fn logprobs_json(logprobs: Option<&[f64]>) -> Option<String> {
+    logprobs.and_then(|l| serde_json::to_string(l).ok())
+}
+
+fn parse_logprobs(json: Option<&str>) -> Option<Vec<f64>> {
+    json.and_then(|j| serde_json::from_str(j).ok())
 }
 
 fn finish_text(finish: FinishReason) -> String {
@@ -286,6 +296,7 @@ fn to_generation(hit: &CachedGeneration) -> Generation {
         prompt_tokens_per_s: None,
         tokens_per_s: hit.tokens_per_s,
         cached_prompt_tokens: 0,
+        logprobs: parse_logprobs(hit.logprobs_json.as_deref()),
     }
 }
 
@@ -304,5 +315,6 @@ fn stored_generation(stored: &StoredCell) -> Generation {
         prompt_tokens_per_s: None,
         tokens_per_s: stored.tokens_per_s,
         cached_prompt_tokens: 0,
+        logprobs: parse_logprobs(stored.logprobs_json.as_deref()),
     }
 }

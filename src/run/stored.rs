@@ -100,6 +100,10 @@ pub fn stored_result(store: &RunStore, run_id: i64) -> Result<Option<RunResult>,
             latency_ms: s.latency_ms,
             tokens_per_s: s.tokens_per_s,
             cached: s.cached,
+            logprobs: s
+                .logprobs_json
+                .as_deref()
+                .and_then(|j| serde_json::from_str(j).ok()),
         })
         .collect();
 

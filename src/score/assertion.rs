@@ -196,6 +196,11 @@ pub enum AssertionKind {
     Cost,
     /// promptfoo's GLEU against one or more references (threshold default 0.5).
     Gleu(Vec<String>),
+    /// The perplexity of the generated tokens is at most the threshold (`perplexity`), or
+    /// 1 / (1 + perplexity) at least the threshold (`perplexity-score`, `normalized`).
+    Perplexity {
+        normalized: bool,
+    },
 }
 
 /// A compiled regex in its dialect's engine; equality is by source text.
@@ -271,6 +276,8 @@ pub struct CheckInput<'a> {
     pub finish: Option<crate::engine::FinishReason>,
     /// In dollars, when the model has a price.
     pub cost: Option<f64>,
+    /// The generated tokens' log-probabilities, when the engine reported them.
+    pub logprobs: Option<&'a [f64]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -385,6 +392,8 @@ impl AssertionKind {
             FinishReason(_) => "finish-reason",
             Cost => "cost",
             Gleu(_) => "gleu",
+            Perplexity { normalized: false } => "perplexity",
+            Perplexity { normalized: true } => "perplexity-score",
         }
     }
 

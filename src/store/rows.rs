@@ -21,11 +21,10 @@ pub(super) const RUN_ROW_SELECT: &str = "
 pub(super) const CELL_COLUMNS: &str = "
     column_index, case_index, column_id, case_id, cache_key, prompt_json, output, error,
     passed, score, assertions_json, finish, prompt_tokens, completion_tokens, ttft_ms,
-    latency_ms, tokens_per_s, cached";
+    latency_ms, tokens_per_s, cached, logprobs_json";
 
 /// Read by [`generation_from_row_at`], in this order.
-pub(super) const GENERATION_COLUMNS: &str =
-    "output, finish, prompt_tokens, completion_tokens, ttft_ms, latency_ms, tokens_per_s";
+pub(super) const GENERATION_COLUMNS: &str = "output, finish, prompt_tokens, completion_tokens, ttft_ms, latency_ms, tokens_per_s, logprobs_json";
 
 impl ToSql for RunStatus {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -102,6 +101,7 @@ pub(super) fn cell_from_row(row: &Row<'_>) -> rusqlite::Result<StoredCell> {
         latency_ms: row.get(15)?,
         tokens_per_s: row.get(16)?,
         cached: row.get(17)?,
+        logprobs_json: row.get(18)?,
     })
 }
 
@@ -122,6 +122,7 @@ pub(super) fn generation_from_row_at(
         ttft_ms: row.get(at + 4)?,
         latency_ms: row.get(at + 5)?,
         tokens_per_s: row.get(at + 6)?,
+        logprobs_json: row.get(at + 7)?,
     })
 }
 

@@ -178,6 +178,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
             REFERENCES cells (run_id, column_index, case_index) ON DELETE CASCADE
     ) STRICT;
     "#,
+    // Version 8: each generated token's log-probability, as a JSON list, for cells whose
+    // assertions need it (`perplexity`) and for their cached generations.
+    r#"
+    ALTER TABLE cells ADD COLUMN logprobs_json TEXT;
+    ALTER TABLE generations ADD COLUMN logprobs_json TEXT;
+    "#,
 ];
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -41,6 +41,7 @@ pub(super) fn cell(column_index: usize, case_index: usize) -> StoredCell {
         latency_ms: 80.5,
         tokens_per_s: Some(87.0),
         cached: false,
+        logprobs_json: None,
     }
 }
 
@@ -60,6 +61,7 @@ fn generation_of(cell: &StoredCell) -> CachedGeneration {
         ttft_ms: cell.ttft_ms,
         latency_ms: cell.latency_ms,
         tokens_per_s: cell.tokens_per_s,
+        logprobs_json: cell.logprobs_json.clone(),
     }
 }
 

@@ -142,6 +142,7 @@ fn cells(cases: usize, flip: usize) -> Vec<StoredCell> {
                 latency_ms: 100.0 + ((case * 37 + column * 11) % 90) as f64,
                 tokens_per_s: Some(50.0),
                 cached: column == 0 && case % 3 == 0,
+                logprobs_json: None,
             });
         }
     }

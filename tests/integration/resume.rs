@@ -508,3 +508,103 @@ fn chained_cases_resume_and_batch_to_the_sequential_result() {
     );
     assert_eq!(outputs(&project.root().join("resumed.json")), expected);
 }
+
+/// `perplexity` reads the tokens' log-probabilities from llama.cpp: the same at any
+/// `--parallel`, kept by the run store (a cached re-run scores the same), and a model that
+/// reports none (echo) fails the assertion saying so.
+#[test]
+fn perplexity_uses_logprobs_kept_across_batches_and_the_cache() {
+    let _guard = REAL_MODEL.lock().unwrap_or_else(|e| e.into_inner());
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: 1024\n",
+            real_model(SMOLLM2).display()
+        ),
+    );
+    project.write(
+        "prompts/q.yaml",
+        "name: q\nparams: {max_tokens: 12}\nmessages:\n  - role: user\n    content: '{{ q }}'\n",
+    );
+    let mut set = String::from("prompts: [q]\nmodels: [smollm2, echo]\ncases:\n");
+    for q in [
+        "Name a fruit.",
+        "What is 2+2?",
+        "Say hello.",
+        "Name a city.",
+    ] {
+        set.push_str(&format!(
+            "  - vars: {{q: '{q}'}}\n    assert:\n      - {{type: perplexity, threshold: 3}}\n      - {{type: perplexity-score}}\n"
+        ));
+    }
+    project.write("eval-sets/p.yaml", &set);
+    let run = |args: &[&str]| {
+        let out = promptlab(
+            &[&["eval", "eval-sets/p.yaml", "--threads", "1"][..], args].concat(),
+            project.root(),
+        );
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+        let report = args[args.iter().position(|a| *a == "-o").unwrap() + 1];
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(project.root().join(report)).unwrap(),
+        )
+        .unwrap()
+    };
+    let sequential = run(&["--parallel", "1", "--no-cache", "-o", "p1.json"]);
+    let batched = run(&["--parallel", "8", "-o", "p8.json"]);
+    let cached = run(&["--parallel", "8", "-o", "cached.json"]);
+    let model_cells = |report: &serde_json::Value| -> Vec<serde_json::Value> {
+        report["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| {
+                report["columns"][c["column"].as_u64().unwrap() as usize]["model"] == "smollm2"
+            })
+            .cloned()
+            .collect()
+    };
+    let reference = model_cells(&sequential);
+    assert_eq!(reference.len(), 4);
+    for cell in &reference {
+        let logprobs = cell["logprobs"].as_array().expect("logprobs");
+        assert_eq!(
+            logprobs.len() as u64,
+            cell["completion_tokens"].as_u64().unwrap()
+        );
+        let mean: f64 =
+            logprobs.iter().map(|l| l.as_f64().unwrap()).sum::<f64>() / logprobs.len() as f64;
+        let perplexity = (-mean).exp();
+        assert!(perplexity >= 1.0, "{cell}");
+        let outcomes = cell["assertions"].as_array().unwrap();
+        assert_eq!(outcomes[0]["passed"], perplexity <= 3.0, "{cell}");
+        let score = outcomes[1]["score"].as_f64().unwrap();
+        assert!((score - 1.0 / (1.0 + perplexity)).abs() < 1e-9, "{cell}");
+    }
+    for other in [&batched, &cached] {
+        let cells = model_cells(other);
+        for (a, b) in reference.iter().zip(&cells) {
+            assert_eq!(a["output"], b["output"]);
+            assert_eq!(a["logprobs"], b["logprobs"], "log-probabilities moved");
+            assert_eq!(a["assertions"], b["assertions"]);
+        }
+    }
+    assert!(model_cells(&cached).iter().all(|c| c["cached"] == true));
+    // Echo reports no log-probabilities: the assertion fails and says why.
+    let echo = sequential["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| sequential["columns"][c["column"].as_u64().unwrap() as usize]["model"] == "echo")
+        .unwrap()
+        .clone();
+    assert_eq!(echo["passed"], false);
+    assert!(
+        echo["assertions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no token log-probabilities"),
+        "{echo}"
+    );
+}

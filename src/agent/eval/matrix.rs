@@ -79,6 +79,7 @@ pub fn cell(
         latency_ms: trace.total_ms,
         tokens_per_s: decode_speed(trace),
         cached: false,
+        logprobs: None,
     }
 }
 

@@ -52,6 +52,8 @@ struct Sequence {
     output: String,
     pending: Vec<u8>,
     completion_tokens: u32,
+    /// The generated tokens' log-probabilities, when the request asks for them.
+    logprobs: Option<Vec<f64>>,
     /// Prompt tokens found in the cache (not decoded for this request).
     reused_prompt_tokens: usize,
     /// The slot was filled by a copy that llama.cpp performs at the next decode; until
@@ -216,9 +218,11 @@ impl Scheduler<'_, '_, '_> {
                     }
                 },
             };
+            let logprobs = queued.request.params.logprobs.then(Vec::new);
             active[slot] = Some(Box::new(Sequence {
                 slot,
                 queued,
+                logprobs,
                 sampler,
                 grammar,
                 prompt_next: reused,
@@ -446,6 +450,9 @@ impl Scheduler<'_, '_, '_> {
             return (Some(FinishReason::EndOfText), Flow::Continue);
         }
         sequence.completion_tokens += 1;
+        if let Some(logprobs) = sequence.logprobs.as_mut() {
+            logprobs.push(token_logprob(self.pool.ctx.get_logits_ith(index), token));
+        }
         // A raw grammar matches special tokens (`<tool_call>`) by their text, so the
         // text returned must show them too, or the caller could not tell what matched.
         let special = request.grammar.is_some();
@@ -524,6 +531,7 @@ impl Scheduler<'_, '_, '_> {
             tokens_per_s: (gen_secs > 0.0 && sequence.completion_tokens > 0)
                 .then(|| sequence.completion_tokens as f64 / gen_secs),
             cached_prompt_tokens: sequence.reused_prompt_tokens as u32,
+            logprobs: sequence.logprobs,
         };
         on_event(GenerationEvent::Finished(
             sequence.queued.index,
@@ -543,6 +551,17 @@ impl Scheduler<'_, '_, '_> {
             }
         }
     }
+}
+
+/// The natural-log probability of `token` under the model's raw distribution (the
+/// softmax of its logits, before temperature or any other sampling setting).
+fn token_logprob(logits: &[f32], token: LlamaToken) -> f64 {
+    let Some(&chosen) = usize::try_from(token.0).ok().and_then(|i| logits.get(i)) else {
+        return f64::NEG_INFINITY;
+    };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    chosen as f64 - max - sum.ln()
 }
 
 fn cancelled() -> Generation {
@@ -584,4 +603,24 @@ fn pick_token(
     grammar.accept(token);
     sequence.sampler.accept(token);
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log-softmax of the chosen token's logit, stable for large logits.
+    #[test]
+    fn token_logprob_is_the_log_softmax() {
+        let logits = [1.0f32, 2.0, 3.0];
+        let sum: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
+        for (i, &l) in logits.iter().enumerate() {
+            let want = l as f64 - sum.ln();
+            let got = token_logprob(&logits, LlamaToken(i as i32));
+            assert!((got - want).abs() < 1e-12, "{got} {want}");
+        }
+        let big = [1000.0f32, 1000.0];
+        assert!((token_logprob(&big, LlamaToken(0)) - 0.5f64.ln()).abs() < 1e-12);
+        assert_eq!(token_logprob(&big, LlamaToken(5)), f64::NEG_INFINITY);
+    }
 }

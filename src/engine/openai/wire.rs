@@ -76,6 +76,13 @@ pub fn request_body(
             json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}}),
         );
     }
+    if p.logprobs {
+        let asked = match request.prompt {
+            RenderedPrompt::Completion(_) if request.tools.is_none() => json!(1),
+            _ => json!(true),
+        };
+        body.insert("logprobs".into(), asked);
+    }
     if let Some(grammar) = &request.grammar {
         // llama-server's extension; other servers ignore or refuse it.
         body.insert("grammar".into(), json!(grammar));
@@ -103,6 +110,8 @@ pub struct Reply {
     pub chunks: u32,
     /// Tool calls, assembled from whole messages or from stream deltas.
     pub tool_calls: Vec<ToolCall>,
+    /// The generated tokens' log-probabilities, when asked for and sent.
+    pub logprobs: Option<Vec<f64>>,
 }
 
 /// Calls kept from one reply; a server's larger `index` is ignored rather than allocated.
@@ -207,6 +216,22 @@ impl Reply {
             }
             if let Some(reason) = choice.get("finish_reason").and_then(finish_reason) {
                 self.finish = Some(reason);
+            }
+            // Chat replies list `{token, logprob}` objects; completions a plain list.
+            let logprobs = choice.get("logprobs");
+            let found: Vec<f64> = match logprobs.and_then(|l| l.get("content")) {
+                Some(Value::Array(tokens)) => tokens
+                    .iter()
+                    .filter_map(|t| t.get("logprob").and_then(Value::as_f64))
+                    .collect(),
+                _ => logprobs
+                    .and_then(|l| l.get("token_logprobs"))
+                    .and_then(Value::as_array)
+                    .map(|l| l.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_default(),
+            };
+            if !found.is_empty() {
+                self.logprobs.get_or_insert_with(Vec::new).extend(found);
             }
         } else if object.get("usage").is_none() && object.get("timings").is_none() {
             return Err(format!("expected `choices` in the reply, got {object}"));
@@ -353,6 +378,42 @@ mod tests {
 
         let plain = request_body("m", &chat_request(), false, false);
         assert!(plain.get("top_k").is_none() && plain.get("stream").is_none());
+    }
+
+    /// Log-probabilities are asked for only when wanted, as chat (`true`) or completion
+    /// (`1`) servers take them, and read back from streamed chat chunks and from a
+    /// completion's `token_logprobs`.
+    #[test]
+    fn logprobs_are_asked_for_and_read_back() {
+        let mut request = chat_request();
+        assert!(
+            request_body("m", &request, true, true)
+                .get("logprobs")
+                .is_none()
+        );
+        request.params.logprobs = true;
+        assert_eq!(request_body("m", &request, true, true)["logprobs"], true);
+        request.prompt = RenderedPrompt::Completion("Hi".into());
+        assert_eq!(request_body("m", &request, true, true)["logprobs"], 1);
+
+        let mut reply = Reply::default();
+        for chunk in [
+            json!({"choices": [{"delta": {"content": "a"}, "logprobs": {"content": [{"token": "a", "logprob": -0.5}]}}]}),
+            json!({"choices": [{"delta": {"content": "b"}, "logprobs": {"content": [{"token": "b", "logprob": -1.25}]}}]}),
+            json!({"choices": [{"delta": {}, "finish_reason": "stop"}]}),
+        ] {
+            reply.absorb(&chunk).unwrap();
+        }
+        assert_eq!(reply.logprobs, Some(vec![-0.5, -1.25]));
+        let mut completion = Reply::default();
+        completion
+            .absorb(&json!({"choices": [{"text": "ab", "logprobs": {"tokens": ["a", "b"], "token_logprobs": [-0.1, -0.2]}}]}))
+            .unwrap();
+        assert_eq!(completion.logprobs, Some(vec![-0.1, -0.2]));
+        let mut none = Reply::default();
+        none.absorb(&json!({"choices": [{"delta": {"content": "a"}}]}))
+            .unwrap();
+        assert_eq!(none.logprobs, None);
     }
 
     #[test]

@@ -127,6 +127,7 @@ fn stored_value(plan: &RunPlan, id: usize, result: &CellResult) -> Option<Value>
                 prompt_tokens_per_s: None,
                 tokens_per_s: result.tokens_per_s,
                 cached_prompt_tokens: 0,
+                logprobs: None,
             };
             scripts::transform(transform, plan, cell, &generation).ok()?
         }

@@ -63,13 +63,18 @@ pub(super) fn context(plan: &RunPlan, cell: &PlannedCell, generation: &Generatio
     if let Some(finish) = finish(plan, cell, generation) {
         response["finishReason"] = json!(finish);
     }
-    json!({
+    let mut context = json!({
         "prompt": prompt_text(&cell.request.prompt),
         "vars": case.vars,
         "test": test,
         "provider": {"id": column.model, "label": column.model},
         "providerResponse": response,
-    })
+    });
+    if let Some(logprobs) = &generation.logprobs {
+        context["logProbs"] = json!(logprobs);
+        context["providerResponse"]["logProbs"] = json!(logprobs);
+    }
+    context
 }
 
 /// The prompt as promptfoo hands it to scripts: the rendered text (one user message is

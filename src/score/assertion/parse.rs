@@ -276,7 +276,7 @@ impl Assertion {
             FinishReason(want) => Some(json!(want)),
             Gleu(references) if references.len() == 1 => Some(json!(references[0])),
             Gleu(references) => Some(json!(references)),
-            AssertSet(_) | Html { .. } | IsRefusal | Cost => None,
+            AssertSet(_) | Html { .. } | IsRefusal | Cost | Perplexity { .. } => None,
         };
         let assertions = match &self.kind {
             AssertSet(set) => Some(set.iter().map(Assertion::to_spec).collect()),

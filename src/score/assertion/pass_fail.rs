@@ -127,7 +127,7 @@ impl Assertion {
             ModelGraded { .. } => {
                 return Err("model-graded assertions are judged by a model".into());
             }
-            Script(_) | AssertSet(_) | IsRefusal | Gleu(_) => {
+            Script(_) | AssertSet(_) | IsRefusal | Gleu(_) | Perplexity { .. } => {
                 return Err("checked by check_new".into());
             }
             Xml {
@@ -234,6 +234,7 @@ impl Assertion {
                 false => "be HTML".to_owned(),
             },
             IsRefusal => "be a refusal".to_owned(),
+            Perplexity { .. } => return ("perplexity", "be within the threshold".to_owned()),
             Gleu(references) => {
                 format!("score GLEU ≥ threshold against {}", quote_list(references))
             }

@@ -500,6 +500,29 @@ pub static REGISTRY: &[AssertionType] = &[
             None => Err(p.invalid("`threshold` (the maximum cost in dollars)")),
         },
     },
+    AssertionType {
+        name: "perplexity",
+        aliases: &[],
+        value: None,
+        fields: &[(
+            Field::Threshold,
+            "optional, the highest perplexity that passes",
+        )],
+        reference: None,
+        needs: Needs::Output,
+        passes: "the perplexity of the generated tokens (exp of minus their mean log-probability) is at most the threshold; llama.cpp models and servers that send logprobs",
+        parse: |_| Ok(Perplexity { normalized: false }),
+    },
+    AssertionType {
+        name: "perplexity-score",
+        aliases: &[],
+        value: None,
+        fields: &[(Field::Threshold, "optional, the lowest score that passes")],
+        reference: None,
+        needs: Needs::Output,
+        passes: "1 / (1 + perplexity) of the generated tokens is at least the threshold; the score is that value",
+        parse: |_| Ok(Perplexity { normalized: true }),
+    },
 ];
 
 /// Every name a type goes by (each canonical name followed by its aliases), in registry

@@ -14,6 +14,9 @@ impl Assertion {
             AssertionKind::AssertSet(set) => Some(self.check_set(set, input)),
             AssertionKind::IsRefusal => Some(self.check_refusal(input)),
             AssertionKind::Gleu(references) => Some(self.check_gleu(references, input)),
+            AssertionKind::Perplexity { normalized } => {
+                Some(self.check_perplexity(*normalized, input))
+            }
             _ => None,
         }
     }
@@ -46,6 +49,53 @@ impl Assertion {
             }
             Err(err) => self.failed(format!("transform `{what}` failed: {err}")),
         }
+    }
+
+    /// promptfoo's `perplexity` and `perplexity-score`: exp of the negated mean token
+    /// log-probability, against an optional threshold (none: always passes).
+    fn check_perplexity(&self, normalized: bool, input: &CheckInput) -> AssertionOutcome {
+        let Some(logprobs) = input.logprobs.filter(|l| !l.is_empty()) else {
+            return self.failed(format!(
+                "{}: the model reported no token log-probabilities (llama.cpp models and OpenAI-compatible servers that send `logprobs` do; echo, mistral.rs and vision models do not)",
+                self.kind.name()
+            ));
+        };
+        let mean = logprobs.iter().sum::<f64>() / logprobs.len() as f64;
+        let perplexity = (-mean).exp();
+        let (holds, score, reason) = match normalized {
+            false => {
+                let holds = self.threshold.is_none_or(|t| perplexity <= t);
+                (
+                    holds,
+                    None,
+                    format!("perplexity {perplexity:.2} is above the threshold"),
+                )
+            }
+            true => {
+                let value = 1.0 / (1.0 + perplexity);
+                let holds = self.threshold.is_none_or(|t| value >= t);
+                (
+                    holds,
+                    Some(value),
+                    format!(
+                        "perplexity score {value:.4} (perplexity {perplexity:.2}) is below the threshold"
+                    ),
+                )
+            }
+        };
+        let passed = holds != self.negated;
+        let score = match score {
+            Some(value) if self.negated => 1.0 - value,
+            Some(value) => value,
+            None => f64::from(u8::from(passed)),
+        };
+        let reason = (!passed).then(|| match self.negated {
+            false => format!("{reason} {}", self.threshold.unwrap_or_default()),
+            true => format!(
+                "perplexity {perplexity:.2} met the threshold, and the assertion is negated"
+            ),
+        });
+        self.outcome(passed, score, reason)
     }
 
     fn outcome(&self, passed: bool, score: f64, reason: Option<String>) -> AssertionOutcome {

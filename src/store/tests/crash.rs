@@ -51,6 +51,7 @@ fn crash_cell(run_id: i64, n: usize) -> StoredCell {
         latency_ms: n as f64 + 0.5,
         tokens_per_s: (!n.is_multiple_of(4)).then_some(n as f64 * 1.5),
         cached: n % 5 == 1,
+        logprobs_json: None,
     }
 }
 

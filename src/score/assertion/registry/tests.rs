@@ -43,6 +43,8 @@ const EXAMPLES: &[&str] = &[
     "{type: finish-reason, value: stop}",
     "{type: gleu, value: a b c}",
     "{type: cost, threshold: 0.1}",
+    "{type: perplexity, threshold: 5}",
+    "{type: perplexity-score}",
 ];
 
 fn example(assertion_type: &AssertionType) -> AssertionSpec {

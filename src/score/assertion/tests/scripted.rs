@@ -84,3 +84,36 @@ fn scripted_and_run_input_types() {
     );
     assert!(!o.passed && (o.score - 0.4).abs() < 1e-9, "{o:?}");
 }
+
+/// promptfoo's `perplexity` and `perplexity-score`: exp(-mean log-probability), and
+/// 1 / (1 + perplexity); no log-probabilities is a failure that says why.
+#[test]
+fn perplexity_follows_promptfoo() {
+    let check = |yaml: &str, logprobs: Option<&[f64]>| {
+        parse(yaml).unwrap().check(&CheckInput {
+            output: "x",
+            logprobs,
+            ..CheckInput::default()
+        })
+    };
+    // Mean log-probability -ln 4: perplexity 4, score 0.2.
+    let four = [-(2.0f64.ln()), -(8.0f64.ln())];
+    let o = check("{type: perplexity, threshold: 4.0001}", Some(&four));
+    assert!(o.passed && o.score == 1.0, "{o:?}");
+    let o = check("{type: perplexity, threshold: 3.9}", Some(&four));
+    assert!(!o.passed && o.score == 0.0, "{o:?}");
+    assert!(o.reason.unwrap().contains("perplexity 4.00"));
+    let o = check("{type: perplexity}", Some(&four));
+    assert!(o.passed, "no threshold passes, as in promptfoo");
+    let o = check("{type: perplexity-score, threshold: 0.2}", Some(&four));
+    assert!(o.passed && (o.score - 0.2).abs() < 1e-12, "{o:?}");
+    let o = check("{type: perplexity-score, threshold: 0.21}", Some(&four));
+    assert!(!o.passed && (o.score - 0.2).abs() < 1e-12, "{o:?}");
+    let o = check("{type: not-perplexity, threshold: 3.9}", Some(&four));
+    assert!(o.passed, "{o:?}");
+    for missing in [None, Some(&[][..])] {
+        let o = check("{type: perplexity}", missing);
+        assert!(!o.passed);
+        assert!(o.reason.unwrap().contains("no token log-probabilities"));
+    }
+}
