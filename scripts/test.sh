@@ -11,6 +11,7 @@ bash scripts/docs.sh
 bash scripts/fetch-models.sh
 bash scripts/fetch-datasets.sh
 bash scripts/fetch-vision.sh
+bash scripts/fetch-wordnet.sh
 # One test at a time: the real-model tests each decode on every core, and two at once on a
 # 2-core machine took twice as long as one after the other (tests/integration/agent.rs:
 # 117 s against 62 s) and starved a 100-client serve test past its timeout.

@@ -4,6 +4,7 @@
 pub mod assertion;
 pub mod detection;
 pub mod judge;
+pub mod meteor;
 pub mod named;
 pub mod pairwise;
 pub mod similarity;

@@ -201,6 +201,8 @@ pub enum AssertionKind {
     Perplexity {
         normalized: bool,
     },
+    /// promptfoo's METEOR against one or more references (threshold default 0.5).
+    Meteor(Vec<String>),
 }
 
 /// A compiled regex in its dialect's engine; equality is by source text.
@@ -394,6 +396,7 @@ impl AssertionKind {
             Gleu(_) => "gleu",
             Perplexity { normalized: false } => "perplexity",
             Perplexity { normalized: true } => "perplexity-score",
+            Meteor(_) => "meteor",
         }
     }
 

@@ -87,6 +87,36 @@ impl Assertion {
     }
 }
 
+impl Assertion {
+    /// promptfoo's `meteor`: the best METEOR score against the references ≥ threshold
+    /// (default 0.5); negated, below it, scoring 1 − METEOR.
+    pub(super) fn check_meteor(
+        &self,
+        references: &[String],
+        input: &CheckInput,
+    ) -> AssertionOutcome {
+        let scored = crate::score::meteor::wordnet::WordNet::shared()
+            .and_then(|wordnet| crate::score::meteor::meteor(input.output, references, &wordnet));
+        let score = match scored {
+            Ok(score) => score,
+            Err(why) => return self.failed(format!("meteor: {why}")),
+        };
+        let threshold = self.threshold.unwrap_or(DEFAULT_THRESHOLD);
+        let passed = (score >= threshold) != self.negated;
+        let direction = if self.negated { "at least" } else { "below" };
+        AssertionOutcome {
+            metric: None,
+            assertion: self.type_name(),
+            passed,
+            score: if self.negated { 1.0 - score } else { score },
+            weight: self.weight,
+            reason: (!passed)
+                .then(|| format!("METEOR {score:.4} is {direction} the threshold {threshold}")),
+            judge_error: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -274,8 +274,10 @@ impl Assertion {
                 (!value.is_empty()).then_some(Value::Object(value))
             }
             FinishReason(want) => Some(json!(want)),
-            Gleu(references) if references.len() == 1 => Some(json!(references[0])),
-            Gleu(references) => Some(json!(references)),
+            Gleu(references) | Meteor(references) if references.len() == 1 => {
+                Some(json!(references[0]))
+            }
+            Gleu(references) | Meteor(references) => Some(json!(references)),
             AssertSet(_) | Html { .. } | IsRefusal | Cost | Perplexity { .. } => None,
         };
         let assertions = match &self.kind {

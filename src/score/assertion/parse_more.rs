@@ -114,15 +114,23 @@ impl Parser<'_> {
 
     /// `gleu`: a reference text, or a list of them.
     pub fn gleu(&self) -> Result<AssertionKind, AssertionError> {
+        self.references().map(AssertionKind::Gleu)
+    }
+
+    /// `meteor`: a reference text, or a list of them.
+    pub fn meteor(&self) -> Result<AssertionKind, AssertionError> {
+        self.references().map(AssertionKind::Meteor)
+    }
+
+    fn references(&self) -> Result<Vec<String>, AssertionError> {
         let expected = "a reference text, or a list of reference texts";
         match self.value() {
             Some(Value::Array(list)) if !list.is_empty() => list
                 .iter()
                 .map(|v| v.as_str().map(String::from))
                 .collect::<Option<Vec<_>>>()
-                .map(AssertionKind::Gleu)
                 .ok_or_else(|| self.invalid(expected)),
-            Some(Value::String(text)) => Ok(AssertionKind::Gleu(vec![text.clone()])),
+            Some(Value::String(text)) => Ok(vec![text.clone()]),
             _ => Err(self.invalid(expected)),
         }
     }

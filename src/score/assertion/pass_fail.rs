@@ -127,7 +127,7 @@ impl Assertion {
             ModelGraded { .. } => {
                 return Err("model-graded assertions are judged by a model".into());
             }
-            Script(_) | AssertSet(_) | IsRefusal | Gleu(_) | Perplexity { .. } => {
+            Script(_) | AssertSet(_) | IsRefusal | Gleu(_) | Meteor(_) | Perplexity { .. } => {
                 return Err("checked by check_new".into());
             }
             Xml {
@@ -235,6 +235,12 @@ impl Assertion {
             },
             IsRefusal => "be a refusal".to_owned(),
             Perplexity { .. } => return ("perplexity", "be within the threshold".to_owned()),
+            Meteor(references) => {
+                format!(
+                    "score METEOR ≥ threshold against {}",
+                    quote_list(references)
+                )
+            }
             Gleu(references) => {
                 format!("score GLEU ≥ threshold against {}", quote_list(references))
             }

@@ -501,6 +501,16 @@ pub static REGISTRY: &[AssertionType] = &[
         },
     },
     AssertionType {
+        name: "meteor",
+        aliases: &[],
+        value: Some("reference text, or a list of them"),
+        fields: &[THRESHOLD_50],
+        reference: None,
+        needs: Needs::Output,
+        passes: "promptfoo's METEOR (exact, Porter-stem and WordNet-synonym word matches, fragmentation penalty) against the best reference ≥ threshold; the score is METEOR; needs WordNet (`scripts/fetch-wordnet.sh`)",
+        parse: |p| p.meteor(),
+    },
+    AssertionType {
         name: "perplexity",
         aliases: &[],
         value: None,

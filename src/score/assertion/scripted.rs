@@ -14,6 +14,7 @@ impl Assertion {
             AssertionKind::AssertSet(set) => Some(self.check_set(set, input)),
             AssertionKind::IsRefusal => Some(self.check_refusal(input)),
             AssertionKind::Gleu(references) => Some(self.check_gleu(references, input)),
+            AssertionKind::Meteor(references) => Some(self.check_meteor(references, input)),
             AssertionKind::Perplexity { normalized } => {
                 Some(self.check_perplexity(*normalized, input))
             }

@@ -43,6 +43,7 @@ const EXAMPLES: &[&str] = &[
     "{type: finish-reason, value: stop}",
     "{type: gleu, value: a b c}",
     "{type: cost, threshold: 0.1}",
+    "{type: meteor, value: a b c}",
     "{type: perplexity, threshold: 5}",
     "{type: perplexity-score}",
 ];
