@@ -344,3 +344,27 @@ impl EvalSet {
 
 #[cfg(test)]
 mod tests;
+
+/// The image file a case's variables name (a detection or digit set's `image`): the first
+/// variable whose value ends in `.jpg`, `.jpeg`, `.png` or `.bmp` and is a file, relative
+/// to the eval set's folder unless absolute. Reports and the TUI show it.
+pub fn image_in_vars(
+    eval_set_path: &std::path::Path,
+    vars: &serde_json::Map<String, serde_json::Value>,
+) -> Option<std::path::PathBuf> {
+    const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "bmp"];
+    vars.values()
+        .filter_map(serde_json::Value::as_str)
+        .find_map(|text| {
+            let lower = text.to_lowercase();
+            if !EXTENSIONS.iter().any(|e| lower.ends_with(&format!(".{e}"))) {
+                return None;
+            }
+            let path = std::path::Path::new(text);
+            let path = match (path.is_absolute(), eval_set_path.parent()) {
+                (false, Some(dir)) => dir.join(path),
+                _ => path.to_path_buf(),
+            };
+            path.is_file().then_some(path)
+        })
+}

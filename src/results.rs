@@ -20,6 +20,10 @@ pub struct MatrixCase {
     /// Its description or first variable, from the eval set file as it is now; empty when
     /// that is gone (or an agent set, whose questions the trace holds).
     pub label: String,
+    /// The image file its variables name (a vision case), from the eval set as it is now.
+    pub picture: Option<std::path::PathBuf>,
+    /// Its expected value, from the eval set as it is now (a vision case's boxes).
+    pub expected: Option<serde_json::Value>,
 }
 
 /// Pass counts and means over one column's recorded cells.
@@ -86,6 +90,8 @@ impl RunMatrix {
             for case in &mut matrix.cases {
                 if let Some(found) = eval_set.cases.iter().find(|c| c.id == case.id) {
                     case.label = found.label();
+                    case.picture = crate::evalset::image_in_vars(&eval_set.source, &found.vars);
+                    case.expected.clone_from(&found.expected);
                 }
             }
         }
@@ -109,6 +115,8 @@ impl RunMatrix {
                 id: String::new(),
                 tags: Vec::new(),
                 label: String::new(),
+                picture: None,
+                expected: None,
             })
             .collect();
         let mut grid: Vec<Option<StoredCell>> = vec![None; column_count * case_count];

@@ -259,6 +259,8 @@ pub struct App {
     pub history: HistoryState,
     pub charts: ChartsState,
     pub agent: AgentState,
+    /// How vision cases' pictures are drawn (the terminal's graphics protocol).
+    pub pictures: super::picture::Pictures,
 }
 
 impl App {
@@ -285,6 +287,7 @@ impl App {
             history: HistoryState::default(),
             charts: ChartsState::default(),
             agent: AgentState::default(),
+            pictures: Default::default(),
         }
     }
 

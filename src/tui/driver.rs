@@ -48,7 +48,11 @@ pub fn run(root: &Path) -> Result<()> {
         .size()
         .map(|s| (s.width, s.height))
         .unwrap_or((80, 24));
-    let app = App::new(scan, size, Instant::now());
+    let mut app = App::new(scan, size, Instant::now());
+    // Asked once, before the event stream reads stdin. The query leaves raw mode off, so
+    // it is turned on again.
+    app.pictures = super::picture::Pictures::detect();
+    let _ = crossterm::terminal::enable_raw_mode();
     let result = runtime.block_on(event_loop(&mut terminal, app, root.to_path_buf()));
     let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();

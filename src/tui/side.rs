@@ -144,6 +144,15 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
     if !case.tags.is_empty() {
         header.push(Span::raw(format!("  tags: {}", case.tags.join(", "))).dim());
     }
+    if case.picture.is_some() {
+        header.push(
+            Span::raw(format!(
+                "  picture ({}): expected boxes green, found red",
+                app.pictures.protocol_name()
+            ))
+            .dim(),
+        );
+    }
     let prompt_hint = matrix
         .cell(side.case, side.first_column)
         .map(|c| prompt_summary(&c.prompt_json))
@@ -252,11 +261,32 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         } else {
             ""
         };
+        let block = Block::bordered().title(title).title_bottom(marker);
+        let mut text_area = block.inner(pane_area);
+        block.render(pane_area, buf);
+        // A vision case shows its picture above each column's output: the expected boxes
+        // and the ones this column found.
+        if let Some(path) = case.picture.as_ref().filter(|_| !side.show_prompts) {
+            let height = (text_area.height / 2).clamp(1, 16);
+            if text_area.height > 6 {
+                let [picture_area, rest] =
+                    Layout::vertical([Constraint::Length(height), Constraint::Min(0)])
+                        .areas(text_area);
+                let found = matrix
+                    .cell(side.case, column)
+                    .map(|cell| (column, cell.output.as_str()));
+                if app
+                    .pictures
+                    .draw(path, case.expected.as_ref(), found, picture_area, buf)
+                {
+                    text_area = rest;
+                }
+            }
+        }
         Paragraph::new(Text::from(lines))
             .wrap(Wrap { trim: false })
             .scroll((side.scroll, 0))
-            .block(Block::bordered().title(title).title_bottom(marker))
-            .render(pane_area, buf);
+            .render(text_area, buf);
     }
 }
 

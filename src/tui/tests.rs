@@ -624,3 +624,52 @@ fn charts_switch_to_training_curves() {
         draw(&app).backend().to_string()
     });
 }
+
+/// A vision case shows its picture above each column's output, with the expected boxes
+/// in green and the column's found boxes in red; `p` (prompts) hides it.
+#[test]
+fn side_by_side_draws_a_vision_case_with_its_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("photo.png");
+    image::RgbImage::from_pixel(300, 200, image::Rgb([250, 250, 250]))
+        .save(&photo)
+        .unwrap();
+    let mut cells = cells(2, 0);
+    for cell in &mut cells {
+        cell.output = r#"{"objects":[{"label":"person","box":[150,20,290,190]}]}"#.into();
+    }
+    let mut matrix = RunMatrix::from_cells(run_row(7, "people", 6, 0), cells, &HashMap::new());
+    matrix.cases[0].picture = Some(photo);
+    matrix.cases[0].expected =
+        Some(serde_json::json!([{"label": "person", "box": [10, 10, 140, 190]}]));
+    let mut app = app((160, 50));
+    app.update(Event::RunLoaded(Ok(matrix)));
+    press(&mut app, "5");
+    assert!(screen_text(&app).contains("picture (half blocks)"));
+    let colour_count = |app: &App, rgb: (u8, u8, u8)| {
+        let terminal = draw(app);
+        let colour = ratatui::style::Color::Rgb(rgb.0, rgb.1, rgb.2);
+        terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .filter(|c| c.fg == colour || c.bg == colour)
+            .count()
+    };
+    let (green, red) = ((40, 200, 60), (230, 40, 40));
+    assert!(colour_count(&app, green) >= 30, "expected boxes drawn");
+    assert!(colour_count(&app, red) >= 30, "found boxes drawn");
+    // The outputs still show under the pictures.
+    assert!(screen_text(&app).contains("objects"));
+    press(&mut app, "p");
+    assert_eq!(
+        colour_count(&app, green),
+        0,
+        "no picture beside the prompts"
+    );
+    // A case without a picture draws none.
+    press(&mut app, "p");
+    app.update(key(KeyCode::Right));
+    assert_eq!(colour_count(&app, green), 0);
+}

@@ -4,7 +4,7 @@
 //! the page draws over it.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -16,8 +16,6 @@ const MAX_WIDTH: u32 = 480;
 /// Pictures at most this wide (MNIST digits) are kept as PNG and drawn enlarged.
 const PIXEL_ART: u32 = 64;
 
-const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "bmp"];
-
 /// The case's picture as the page reads it: `{src, width, height, expected}`, or None
 /// when no variable names an image file that loads.
 pub(super) fn case_picture(
@@ -25,14 +23,7 @@ pub(super) fn case_picture(
     vars: &serde_json::Map<String, Value>,
     expected: Option<&Value>,
 ) -> Option<Value> {
-    let path = vars.values().filter_map(Value::as_str).find_map(|text| {
-        let lower = text.to_lowercase();
-        if !EXTENSIONS.iter().any(|e| lower.ends_with(&format!(".{e}"))) {
-            return None;
-        }
-        let path = resolve(eval_set_path, text);
-        path.is_file().then_some(path)
-    })?;
+    let path = crate::evalset::image_in_vars(eval_set_path, vars)?;
     let picture = image::open(&path).ok()?;
     let (width, height) = (picture.width(), picture.height());
     let mut bytes = Vec::new();
@@ -85,18 +76,6 @@ pub(super) fn boxes_of(value: &Value) -> Value {
 fn box_json(rect: &LabelledRect) -> Value {
     let [x1, y1, x2, y2] = rect.bbox;
     json!([x1, y1, x2, y2, rect.label.clone().unwrap_or_default()])
-}
-
-/// A variable's path, relative to the eval set's folder unless absolute.
-fn resolve(eval_set_path: &Path, text: &str) -> PathBuf {
-    let path = Path::new(text);
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    eval_set_path
-        .parent()
-        .map(|dir| dir.join(path))
-        .unwrap_or_else(|| path.to_path_buf())
 }
 
 #[cfg(test)]
