@@ -481,9 +481,24 @@ fn draw_trace(app: &App, area: Rect, buf: &mut Buffer) {
     if let Some(status) = &state.status {
         lines.push(Line::styled(status.clone(), Style::new().fg(Color::Yellow)));
     }
+    let block = Block::bordered().title(title);
+    let mut text_area = block.inner(area);
+    block.render(area, buf);
+    // A tool call on an image shows the image, with the boxes a detector found.
+    if let Some((path, result)) = shown
+        .and_then(|s| run.steps.get(s))
+        .and_then(|step| step_picture(&app.scan.root, step))
+        && text_area.width >= 40
+    {
+        let [text, picture] =
+            Layout::horizontal([Constraint::Percentage(60), Constraint::Min(0)]).areas(text_area);
+        if app.pictures.draw(&path, None, Some(&result), picture, buf) {
+            text_area = text;
+        }
+    }
     // Keep the end in view while a question runs.
-    let width = usize::from(area.width.saturating_sub(2)).max(1);
-    let height = usize::from(area.height.saturating_sub(2)).max(1);
+    let width = usize::from(text_area.width).max(1);
+    let height = usize::from(text_area.height).max(1);
     let wrapped: usize = lines.iter().map(|l| l.width() / width + 1).sum();
     let scroll = if run.status == "running" {
         wrapped.saturating_sub(height) as u16
@@ -493,8 +508,18 @@ fn draw_trace(app: &App, area: Rect, buf: &mut Buffer) {
     Paragraph::new(Text::from(lines))
         .wrap(Wrap { trim: false })
         .scroll((scroll, 0))
-        .block(Block::bordered().title(title))
-        .render(area, buf);
+        .render(text_area, buf);
+}
+
+/// The image a step's tool read (its result's `image`, relative to the project) and the
+/// result's JSON text, when that file is there.
+fn step_picture(root: &std::path::Path, step: &AgentStep) -> Option<(std::path::PathBuf, String)> {
+    let Some(Ok(value)) = step.outcome() else {
+        return None;
+    };
+    let image = value.get("image")?.as_str()?;
+    let path = root.join(image);
+    path.is_file().then(|| (path, value.to_string()))
 }
 
 /// The selected step in full.

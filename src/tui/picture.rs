@@ -19,14 +19,14 @@ use ratatui_image::{Image, Resize};
 const EXPECTED: Rgb<u8> = Rgb([40, 200, 60]);
 const FOUND: Rgb<u8> = Rgb([230, 40, 40]);
 
-/// A picture on screen: its image, the column whose boxes it shows, where it is.
-type PictureKey = (PathBuf, Option<usize>, Rect);
+/// A picture on screen: its image, a hash of the boxes drawn on it, where it is.
+type PictureKey = (PathBuf, u64, Rect);
 
 /// The terminal's graphics protocol and the pictures made for it.
 pub struct Pictures {
     picker: Picker,
-    /// By (image, column whose boxes are drawn, area): an encoded picture is reused while
-    /// the screen stays, so kitty and sixel terminals are not sent it again.
+    /// By (image, boxes, area): an encoded picture is reused while the screen stays, so
+    /// kitty and sixel terminals are not sent it again.
     made: RefCell<HashMap<PictureKey, Option<Protocol>>>,
 }
 
@@ -82,20 +82,27 @@ impl Pictures {
         }
     }
 
-    /// Draws `path` with the `expected` boxes and those of `output` (the column's, when
-    /// `column` is given) into `area`; false when the image does not load.
+    /// Draws `path` with the `expected` boxes and the boxes `found` holds (an output's
+    /// JSON text) into `area`; false when the image does not load.
     pub fn draw(
         &self,
         path: &Path,
         expected: Option<&serde_json::Value>,
-        found: Option<(usize, &str)>,
+        found: Option<&str>,
         area: Rect,
         buf: &mut Buffer,
     ) -> bool {
         if area.width == 0 || area.height == 0 {
             return true;
         }
-        let key = (path.to_path_buf(), found.map(|(column, _)| column), area);
+        let boxes_hash = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            expected.map(|e| e.to_string()).hash(&mut hasher);
+            found.hash(&mut hasher);
+            hasher.finish()
+        };
+        let key = (path.to_path_buf(), boxes_hash, area);
         let mut made = self.made.borrow_mut();
         if made.len() > 64 {
             made.clear();
@@ -104,7 +111,7 @@ impl Pictures {
             let boxes = |value: &serde_json::Value| parse_boxes(value).unwrap_or_default();
             let expected = expected.map(boxes).unwrap_or_default();
             let found = found
-                .map(|(_, output)| boxes(&serde_json::Value::String(output.to_string())))
+                .map(|output| boxes(&serde_json::Value::String(output.to_string())))
                 .unwrap_or_default();
             // Drawn at the resolution the terminal shows, so a box is never thinner than
             // a pixel of it.

@@ -274,7 +274,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
                         .areas(text_area);
                 let found = matrix
                     .cell(side.case, column)
-                    .map(|cell| (column, cell.output.as_str()));
+                    .map(|cell| cell.output.as_str());
                 if app
                     .pictures
                     .draw(path, case.expected.as_ref(), found, picture_area, buf)

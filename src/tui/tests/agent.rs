@@ -325,3 +325,34 @@ fn an_agent_set_runs_from_the_library() {
     assert!(request.prompts.is_empty());
     assert_eq!(request.models, ["tiny"]);
 }
+
+/// A tool call on an image shows the image beside the trace, with the boxes the
+/// detector found drawn in red.
+#[test]
+fn a_detection_step_shows_its_picture_with_the_found_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("photos")).unwrap();
+    image::RgbImage::from_pixel(400, 300, image::Rgb([240, 240, 240]))
+        .save(dir.path().join("photos/bus.jpg"))
+        .unwrap();
+    let mut app = asked((140, 40));
+    app.scan.root = dir.path().to_path_buf();
+    let mut step = call_step();
+    if let StepAction::ToolCall { result, .. } = &mut step.action {
+        *result = Some(json!({"image": "photos/bus.jpg", "count": 1,
+            "objects": [{"label": "person", "confidence": 0.9, "box": [20, 20, 380, 280]}]}));
+    }
+    app.update(Event::Agent(AgentUiEvent::Step(step)));
+    let red = ratatui::style::Color::Rgb(230, 40, 40);
+    let terminal = draw(&app);
+    let boxed = terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .filter(|c| c.fg == red || c.bg == red)
+        .count();
+    assert!(boxed >= 20, "{boxed} cells show the found box");
+    // The trace text still shows beside it.
+    assert!(screen_text(&app).contains("call detect_objects"));
+}
