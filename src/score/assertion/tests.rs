@@ -271,7 +271,8 @@ fn table_of_cases_in_both_polarities() {
         .filter(|t| *t != "length" && *t != "rouge-1")
         // Judged by a model in the run (tests/integration/judge.rs), not by `check`.
         .filter(|t| promptlab_judge(t).is_none())
-        // Scored or given run inputs; tested in scripted_and_run_input_types.
+        // Scored or given run inputs; tested in scripted_and_run_input_types,
+        // perplexity_follows_promptfoo and score::meteor's fixtures.
         .filter(|t| {
             ![
                 "javascript",
@@ -280,6 +281,9 @@ fn table_of_cases_in_both_polarities() {
                 "gleu",
                 "finish-reason",
                 "cost",
+                "meteor",
+                "perplexity",
+                "perplexity-score",
             ]
             .contains(t)
         })
