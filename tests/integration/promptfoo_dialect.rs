@@ -105,6 +105,16 @@ fn promptfoo_configs_get_promptfoos_verdicts() {
             assertions += verdicts.len();
             match got.get(key) {
                 None => differences.push(format!("{name} {key:?}: no such cell")),
+                // promptfoo stopped the test with an error (e.g. `perplexity` on a provider
+                // without log-probabilities) and gave no assertion verdicts: only the test's
+                // failure is compared.
+                Some((p, _)) if verdicts.is_empty() && !pass => {
+                    if *p {
+                        differences.push(format!(
+                            "{name} {key:?}: promptfoo failed it with an error, promptlab passed it"
+                        ));
+                    }
+                }
                 Some((p, v)) if (p, v) != (pass, verdicts) => differences.push(format!(
                     "{name} {key:?}: promptfoo {pass} {verdicts:?}, promptlab {p} {v:?}"
                 )),

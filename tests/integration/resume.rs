@@ -42,6 +42,19 @@ fn outputs(report: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// A project whose catalog holds SmolLM2 as `smollm2`, with a context of `context` tokens.
+fn smollm2_project(context: u32) -> TempProject {
+    let project = TempProject::new();
+    project.write(
+        "models/models.yaml",
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: {context}\n",
+            real_model(SMOLLM2).display()
+        ),
+    );
+    project
+}
+
 /// Two echo prompts over 5 cases.
 fn echo_project() -> TempProject {
     let project = TempProject::new();
@@ -116,14 +129,7 @@ fn a_newer_database_is_refused() {
 #[test]
 fn killed_runs_resume_to_the_uninterrupted_result() {
     let _guard = REAL_MODEL.lock().unwrap_or_else(|e| e.into_inner());
-    let project = TempProject::new();
-    project.write(
-        "models/models.yaml",
-        &format!(
-            "models:\n  smollm2:\n    path: {}\n    context_size: 512\n",
-            real_model(SMOLLM2).display()
-        ),
-    );
+    let project = smollm2_project(512);
     project.write(
         "prompts/p.yaml",
         "name: p\nparams: {max_tokens: 12}\nmessages:\n  - role: system\n    content: Answer with one word.\n  - role: user\n    content: 'What colour is {{ thing }}?'\n",
@@ -391,14 +397,7 @@ fn ctrl_c_stops_cleanly_writes_no_report_and_resumes() {
 #[test]
 fn chained_cases_resume_and_batch_to_the_sequential_result() {
     let _guard = REAL_MODEL.lock().unwrap_or_else(|e| e.into_inner());
-    let project = TempProject::new();
-    project.write(
-        "models/models.yaml",
-        &format!(
-            "models:\n  smollm2:\n    path: {}\n    context_size: 1024\n",
-            real_model(SMOLLM2).display()
-        ),
-    );
+    let project = smollm2_project(1024);
     project.write(
         "prompts/story.yaml",
         "name: story\nparams: {max_tokens: 10}\nmessages:\n  - role: user\n    content: '{% if story is defined %}Story so far: {{ story }}\n{% endif %}Continue the story about {{ topic }} in one sentence.'\n",
@@ -515,14 +514,7 @@ fn chained_cases_resume_and_batch_to_the_sequential_result() {
 #[test]
 fn perplexity_uses_logprobs_kept_across_batches_and_the_cache() {
     let _guard = REAL_MODEL.lock().unwrap_or_else(|e| e.into_inner());
-    let project = TempProject::new();
-    project.write(
-        "models/models.yaml",
-        &format!(
-            "models:\n  smollm2:\n    path: {}\n    context_size: 1024\n",
-            real_model(SMOLLM2).display()
-        ),
-    );
+    let project = smollm2_project(1024);
     project.write(
         "prompts/q.yaml",
         "name: q\nparams: {max_tokens: 12}\nmessages:\n  - role: user\n    content: '{{ q }}'\n",

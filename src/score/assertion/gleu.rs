@@ -70,26 +70,10 @@ impl Assertion {
         if input.output.is_empty() {
             return self.failed("gleu: the output is empty".into());
         }
-        let threshold = self.threshold.unwrap_or(DEFAULT_THRESHOLD);
-        let score = gleu(input.output, references);
-        let passed = (score >= threshold) != self.negated;
-        let direction = if self.negated { "at least" } else { "below" };
-        AssertionOutcome {
-            metric: None,
-            assertion: self.type_name(),
-            passed,
-            score: if self.negated { 1.0 - score } else { score },
-            weight: self.weight,
-            reason: (!passed)
-                .then(|| format!("GLEU {score:.4} is {direction} the threshold {threshold}")),
-            judge_error: None,
-        }
+        self.reference_score("GLEU", gleu(input.output, references))
     }
-}
 
-impl Assertion {
-    /// promptfoo's `meteor`: the best METEOR score against the references ≥ threshold
-    /// (default 0.5); negated, below it, scoring 1 − METEOR.
+    /// promptfoo's `meteor`: the best METEOR score against the references.
     pub(super) fn check_meteor(
         &self,
         references: &[String],
@@ -97,10 +81,15 @@ impl Assertion {
     ) -> AssertionOutcome {
         let scored = crate::score::meteor::wordnet::WordNet::shared()
             .and_then(|wordnet| crate::score::meteor::meteor(input.output, references, &wordnet));
-        let score = match scored {
-            Ok(score) => score,
-            Err(why) => return self.failed(format!("meteor: {why}")),
-        };
+        match scored {
+            Ok(score) => self.reference_score("METEOR", score),
+            Err(why) => self.failed(format!("meteor: {why}")),
+        }
+    }
+
+    /// promptfoo's reference scores (GLEU, METEOR): pass at the threshold (default 0.5)
+    /// or above; negated, below it, scoring 1 − the score.
+    fn reference_score(&self, name: &str, score: f64) -> AssertionOutcome {
         let threshold = self.threshold.unwrap_or(DEFAULT_THRESHOLD);
         let passed = (score >= threshold) != self.negated;
         let direction = if self.negated { "at least" } else { "below" };
@@ -111,7 +100,7 @@ impl Assertion {
             score: if self.negated { 1.0 - score } else { score },
             weight: self.weight,
             reason: (!passed)
-                .then(|| format!("METEOR {score:.4} is {direction} the threshold {threshold}")),
+                .then(|| format!("{name} {score:.4} is {direction} the threshold {threshold}")),
             judge_error: None,
         }
     }
