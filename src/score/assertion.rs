@@ -300,6 +300,10 @@ pub struct AssertionOutcome {
     /// The named metric the assertion's score counts toward (`metric:` in YAML).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
+    /// Further named metrics a script returned (promptfoo's `namedScores` in a
+    /// `javascript` or `python` assertion's result).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub named_scores: std::collections::BTreeMap<String, f64>,
 }
 
 /// Why an [`AssertionSpec`] was rejected. A leading `String` is the (base) assertion type.
@@ -511,6 +515,7 @@ impl Assertion {
     /// A failed outcome with `reason`.
     pub(super) fn failed(&self, reason: String) -> AssertionOutcome {
         AssertionOutcome {
+            named_scores: Default::default(),
             metric: None,
             assertion: self.type_name(),
             passed: false,
@@ -559,6 +564,7 @@ impl Assertion {
             }
         };
         AssertionOutcome {
+            named_scores: Default::default(),
             metric: None,
             assertion: self.type_name(),
             passed,

@@ -30,13 +30,28 @@ pub struct NamedScores {
 }
 
 impl NamedScores {
-    /// Adds one cell's assertion outcomes.
+    /// Adds one cell's assertion outcomes: each assertion's score to its `metric`, and
+    /// the `namedScores` a script returned to theirs. As promptfoo counts, a metric
+    /// counts the cell's assertions naming it, or 1 when only a script's result did.
     pub fn add(&mut self, outcomes: &[AssertionOutcome]) {
+        let mut cell: BTreeMap<String, f64> = BTreeMap::new();
         for outcome in outcomes {
             if let Some(metric) = &outcome.metric {
-                *self.sums.entry(metric.clone()).or_default() += outcome.score;
-                *self.counts.entry(metric.clone()).or_default() += 1;
+                *cell.entry(metric.clone()).or_default() += outcome.score;
             }
+            for (name, score) in &outcome.named_scores {
+                if outcome.metric.as_ref() != Some(name) {
+                    *cell.entry(name.clone()).or_default() += score;
+                }
+            }
+        }
+        for (name, score) in cell {
+            let naming = outcomes
+                .iter()
+                .filter(|o| o.metric.as_ref() == Some(&name))
+                .count();
+            *self.sums.entry(name.clone()).or_default() += score;
+            *self.counts.entry(name).or_default() += naming.max(1);
         }
     }
 
@@ -90,6 +105,7 @@ mod tests {
 
     fn outcome(metric: &str, score: f64) -> AssertionOutcome {
         AssertionOutcome {
+            named_scores: Default::default(),
             assertion: "equals".into(),
             passed: score > 0.5,
             score,

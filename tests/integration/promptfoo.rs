@@ -492,3 +492,35 @@ fn named_and_derived_metrics_equal_promptfoos() {
         assert_eq!(metrics["namedScoresCount"]["fp"], 2);
     }
 }
+
+/// `namedScores` returned by javascript assertions count toward named metrics as
+/// promptfoo 0.118 counts them (its values for this config: hits 4 over 2, misses 4 over
+/// 3, quality 0.75 over 2, ratio 0.5).
+#[test]
+fn named_scores_from_scripts_equal_promptfoos() {
+    let project = TempProject::new();
+    project.write("models/models.yaml", "models: {}\n");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/promptfoo/named-scores-js/promptfooconfig.yaml");
+    let ours = project.root().join("ours.promptfoo.json");
+    let (out, _) = eval(
+        &project,
+        &config,
+        &["--no-store", "-o", &ours.display().to_string()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(&ours).unwrap()).unwrap();
+    let metrics = &exported["results"]["prompts"][0]["metrics"];
+    for (name, value, count) in [
+        ("hits", 4.0, Some(2)),
+        ("misses", 4.0, Some(3)),
+        ("quality", 0.75, Some(2)),
+        ("ratio", 0.5, None),
+    ] {
+        let got = metrics["namedScores"][name].as_f64().unwrap_or(f64::NAN);
+        assert!((got - value).abs() < 1e-12, "{name}: {got} ≠ {value}");
+        if let Some(count) = count {
+            assert_eq!(metrics["namedScoresCount"][name], count, "{name}");
+        }
+    }
+}

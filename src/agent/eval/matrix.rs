@@ -42,6 +42,7 @@ pub fn cell(
     let assertions: Vec<AssertionOutcome> = outcomes
         .iter()
         .map(|o| AssertionOutcome {
+            named_scores: Default::default(),
             metric: None,
             assertion: o.check.clone(),
             passed: o.passed,

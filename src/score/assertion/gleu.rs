@@ -94,6 +94,7 @@ impl Assertion {
         let passed = (score >= threshold) != self.negated;
         let direction = if self.negated { "at least" } else { "below" };
         AssertionOutcome {
+            named_scores: Default::default(),
             metric: None,
             assertion: self.type_name(),
             passed,

@@ -165,6 +165,7 @@ impl Assertion {
     /// The outcome of a scored check; the reason is kept only for a failure.
     fn scored_outcome(&self, passed: bool, score: f64, reason: String) -> AssertionOutcome {
         AssertionOutcome {
+            named_scores: Default::default(),
             metric: None,
             assertion: self.type_name(),
             passed,
@@ -178,6 +179,7 @@ impl Assertion {
     /// A model-graded outcome before (or instead of) a verdict: neither pass nor fail.
     pub fn unjudged(&self, why: String) -> AssertionOutcome {
         AssertionOutcome {
+            named_scores: Default::default(),
             metric: self.metric.clone(),
             assertion: self.type_name(),
             passed: false,

@@ -101,6 +101,7 @@ impl Assertion {
 
     fn outcome(&self, passed: bool, score: f64, reason: Option<String>) -> AssertionOutcome {
         AssertionOutcome {
+            named_scores: Default::default(),
             metric: None,
             assertion: self.type_name(),
             passed,
@@ -123,10 +124,22 @@ impl Assertion {
             Ok(result) => result,
             Err(err) => return self.failed(format!("{language} `{what}` failed: {err}")),
         };
+        let named_scores = named_scores_of(&result);
         let verdict = match script.language {
             Language::JavaScript => javascript_verdict(result, self.threshold),
             Language::Python => python_verdict(result, self.threshold),
         };
+        let mut outcome = self.script_outcome(verdict, language, &what);
+        outcome.named_scores = named_scores;
+        outcome
+    }
+
+    fn script_outcome(
+        &self,
+        verdict: Result<Verdict, String>,
+        language: &str,
+        what: &str,
+    ) -> AssertionOutcome {
         match verdict {
             Ok(Verdict::Bool(matched)) => {
                 let passed = matched != self.negated;
@@ -330,6 +343,21 @@ fn parse_float_prefix(text: &str) -> Option<f64> {
     }
     let pattern = regex::Regex::new(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?").ok()?;
     pattern.find(text)?.as_str().parse().ok()
+}
+
+/// The numeric `namedScores` of a script's result object (`named_scores` from Python),
+/// which count toward those named metrics as promptfoo counts them.
+fn named_scores_of(result: &Value) -> std::collections::BTreeMap<String, f64> {
+    ["namedScores", "named_scores"]
+        .iter()
+        .find_map(|key| result.get(*key).and_then(Value::as_object))
+        .map(|scores| {
+            scores
+                .iter()
+                .filter_map(|(name, score)| score.as_f64().map(|s| (name.clone(), s)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -412,6 +412,7 @@ fn spec(kind: &str) -> AssertionSpec {
 fn outcome(passed: bool, score: f64, weight: f64) -> AssertionOutcome {
     let reason = (!passed).then(|| "no".to_owned());
     AssertionOutcome {
+        named_scores: Default::default(),
         metric: None,
         assertion: "contains".into(),
         passed,
