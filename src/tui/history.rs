@@ -236,7 +236,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
                         None => Line::from(if empty {
                             " no runs yet: start one on the run screen (3) "
                         } else {
-                            " Enter: open · Space: mark · c: compare (two marked, or with the last other config) · l: label · r: reload "
+                            " c compares the two marked runs, or the selected run with the last run of another configuration "
                         })
                         .dim(),
                     }),
