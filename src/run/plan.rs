@@ -1,9 +1,8 @@
 //! Turns an eval set and a selection into a validated [`RunPlan`].
 
-use crate::script::{Language, Script};
 use std::path::PathBuf;
 
-use super::{CaseInfo, Column, PlannedCell, RunPlan};
+use super::{CaseInfo, Column, RunPlan};
 use crate::catalog::{CatalogError, ModelRef};
 use crate::engine::GenerationRequest;
 use crate::evalset::{Case, EvalSet};
@@ -12,9 +11,11 @@ use crate::project::Project;
 use crate::prompt::{Prompt, PromptBody, PromptError};
 
 mod assertions;
+mod cells;
 pub(super) mod judging;
 
-use assertions::{build_assertion, with_judge};
+pub use cells::CellBuilder;
+use cells::{ColumnTemplate, STORED_OUTPUT_STAND_IN};
 
 /// The user's selection on top of what the eval set names (stored with each run, so a
 /// resumed run selects the same cells).
@@ -327,169 +328,6 @@ pub fn plan(
         cells,
         eval_set,
     })
-}
-
-/// Whether the assertion (or one nested in it) reads the tokens' log-probabilities, which
-/// the engine then computes.
-fn needs_logprobs(assertion: &crate::score::assertion::Assertion) -> bool {
-    use crate::score::assertion::AssertionKind;
-    match &assertion.kind {
-        AssertionKind::Perplexity { .. } => true,
-        AssertionKind::AssertSet(set) => set.iter().any(needs_logprobs),
-        _ => false,
-    }
-}
-
-/// What a variable stored from an earlier case's output holds until that output exists.
-pub const STORED_OUTPUT_STAND_IN: &str = "[output of an earlier case]";
-
-/// How one column renders a case.
-#[derive(Debug, Clone)]
-struct ColumnTemplate {
-    prompt: Prompt,
-    params: crate::params::SamplingParams,
-    /// The model's identity for cache keys.
-    identity: String,
-    vision: bool,
-}
-
-/// Builds the cells of a case for every column: kept in the plan, so a run whose cases
-/// store outputs as variables (`store_output_as`) renders later cases again with them.
-#[derive(Debug, Clone, Default)]
-pub struct CellBuilder {
-    columns: Vec<ColumnTemplate>,
-    /// The selected cases, in plan order.
-    cases: Vec<Case>,
-    catalog: crate::catalog::ModelCatalog,
-    run_judge: Option<String>,
-    eval_set_judge: Option<String>,
-    dialect: crate::dialect::Dialect,
-    eval_set_path: PathBuf,
-}
-
-impl CellBuilder {
-    /// Whether some case stores its output for later cases, so cases must run in order.
-    pub fn is_chained(&self) -> bool {
-        self.cases.iter().any(|case| case.store_output_as.is_some())
-    }
-
-    /// The variable the case at `case_index` stores its output as.
-    pub fn stores(&self, case_index: usize) -> Option<&str> {
-        self.cases.get(case_index)?.store_output_as.as_deref()
-    }
-
-    /// The variables stored by the cases before `case_index`.
-    fn stored_before(&self, case_index: usize) -> impl Iterator<Item = &str> {
-        self.cases[..case_index]
-            .iter()
-            .filter_map(|case| case.store_output_as.as_deref())
-    }
-
-    /// The variables of the case at `case_index` with `stored` outputs over them (as
-    /// promptfoo does, a stored output wins over the case's own value); with
-    /// `only_missing`, the stored values fill in only what the case lacks.
-    pub fn vars_with(
-        &self,
-        case_index: usize,
-        stored: &serde_json::Map<String, serde_json::Value>,
-        only_missing: bool,
-    ) -> serde_json::Map<String, serde_json::Value> {
-        let mut vars = self.cases[case_index].vars.clone();
-        for (name, value) in stored {
-            if !only_missing || !vars.contains_key(name) {
-                vars.insert(name.clone(), value.clone());
-            }
-        }
-        vars
-    }
-
-    /// The cell of the case at `case_index` in `column`, rendered with the `stored`
-    /// outputs of earlier cases (see [`CellBuilder::vars_with`]).
-    pub fn cell(
-        &self,
-        column: usize,
-        case_index: usize,
-        stored: &serde_json::Map<String, serde_json::Value>,
-        only_missing: bool,
-    ) -> Result<PlannedCell, PlanError> {
-        let template = &self.columns[column];
-        let mut case = self.cases[case_index].clone();
-        case.vars = self.vars_with(case_index, stored, only_missing);
-        let case = &case;
-        let vars = minijinja::Value::from_serialize(&case.vars);
-        let mut rendered = template.prompt.render(&vars).map_err(|e| PlanError::Case {
-            origin: case.origin.clone(),
-            message: e.to_string(),
-        })?;
-        // A vision model's prompt is an image path, relative to the eval set; the image's
-        // content goes into the cache key, so an edited image is run again.
-        let mut identity = template.identity.clone();
-        if template.vision {
-            let (path, digest) = image_for_case(&rendered, &self.eval_set_path, case)?;
-            rendered = crate::prompt::RenderedPrompt::Completion(path);
-            identity.push_str(&format!("\nimage:{digest}"));
-        }
-        let assertions = case
-            .assertions
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                build_assertion(spec, case, &self.catalog, self.dialect)
-                    .and_then(|a| {
-                        with_judge(
-                            a,
-                            case,
-                            self.run_judge.as_deref(),
-                            self.eval_set_judge.as_deref(),
-                        )
-                    })
-                    .map_err(|err| match err {
-                        // The eval set's defaults hold this assertion: say so, and which
-                        // case it failed for.
-                        PlanError::Case { origin, message } if i < case.default_assertions => {
-                            PlanError::Case {
-                                origin: format!(
-                                    "{}: defaults.assert[{}]",
-                                    self.eval_set_path.display(),
-                                    i + 1
-                                ),
-                                message: format!("{message} (for {origin})"),
-                            }
-                        }
-                        other => other,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut params = template.params.clone();
-        params.logprobs = assertions.iter().any(needs_logprobs);
-        let request = GenerationRequest {
-            prompt: rendered,
-            params,
-            schema: template.prompt.schema.clone(),
-            grammar: None,
-            tools: None,
-        };
-        let transform = match &case.transform {
-            Some(code) => Some(
-                Script::parse(code, Language::JavaScript, std::path::Path::new("")).map_err(
-                    |e| PlanError::Case {
-                        origin: case.origin.clone(),
-                        message: format!("transform: {e}"),
-                    },
-                )?,
-            ),
-            None => None,
-        };
-        Ok(PlannedCell {
-            column,
-            case: case_index,
-            cache_key: cache_key(&identity, &request),
-            request,
-            assertions,
-            threshold: case.threshold,
-            transform,
-        })
-    }
 }
 
 /// Reads the model's GGUF header: a missing, truncated or corrupt file is reported now,
