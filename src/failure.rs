@@ -8,6 +8,7 @@ use crate::agent::AgentError;
 use crate::agent::eval::runner::AgentRunError;
 use crate::agent::session::SessionError;
 use crate::engine::EngineError;
+use crate::evaluation::EvaluationError;
 use crate::run::RunError;
 use crate::store::StoreError;
 
@@ -23,6 +24,21 @@ pub enum Failure {
 /// The kind of `err` when it is one of the library's errors (or an I/O error), looking
 /// through the wrappers that forward another error's message.
 pub fn classify(err: &(dyn Error + 'static)) -> Option<Failure> {
+    if let Some(e) = err.downcast_ref::<EvaluationError>() {
+        // Its variants forward their inner error's message and source, not the error
+        // itself, so the chain would not show it.
+        return match e {
+            EvaluationError::Run(inner) => classify(inner),
+            EvaluationError::Agent(inner) => classify(inner),
+            EvaluationError::Store(inner) => Some(store(inner)),
+            EvaluationError::Project(_)
+            | EvaluationError::EvalSet(_)
+            | EvaluationError::Promptfoo(_)
+            | EvaluationError::Plan(_)
+            | EvaluationError::ResumeWithoutStore { .. }
+            | EvaluationError::NotForAgentSets { .. } => Some(Failure::BadInput),
+        };
+    }
     if let Some(e) = err.downcast_ref::<EngineError>() {
         return Some(engine(e));
     }
@@ -122,6 +138,22 @@ mod tests {
         assert_eq!(classify(&wrapped), Some(Failure::Runtime));
         let missing = SessionError::Engine(EngineError::Load("no such file".into()));
         assert_eq!(classify(&missing), Some(Failure::BadInput));
+    }
+
+    #[test]
+    fn an_evaluation_error_is_classified_by_what_it_wraps() {
+        let crash = EngineError::Crashed("segfault".into());
+        let wrapped = EvaluationError::Agent(AgentRunError::Session(SessionError::Engine(crash)));
+        assert_eq!(classify(&wrapped), Some(Failure::Runtime));
+        let full = EvaluationError::Store(StoreError::DiskFull {
+            path: "runs.db".into(),
+            action: "recording".into(),
+        });
+        assert_eq!(classify(&full), Some(Failure::Runtime));
+        let resume = EvaluationError::ResumeWithoutStore {
+            path: "set.yaml".into(),
+        };
+        assert_eq!(classify(&resume), Some(Failure::BadInput));
     }
 
     #[test]

@@ -28,8 +28,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the run pipeline", &["run", "compare"]),
     ("workflows on top of runs", &["agent", "results", "sweep"]),
     (
-        "outputs and services",
-        &["report", "serve", "promptfoo", "bench", "failure"],
+        "starting evaluations, outputs and services",
+        &[
+            "evaluation",
+            "report",
+            "serve",
+            "promptfoo",
+            "bench",
+            "failure",
+        ],
     ),
 ];
 

@@ -12,6 +12,7 @@ pub mod compare;
 pub mod dialect;
 pub mod engine;
 pub mod evalset;
+pub mod evaluation;
 pub mod failure;
 pub mod gguf;
 pub mod hub;

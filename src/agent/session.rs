@@ -2,7 +2,7 @@
 //! read, the run store) and how one question is asked and recorded: used by `promptlab
 //! agent` and by agent evaluations.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::tools::{ToolContext, ToolSet};
@@ -45,8 +45,8 @@ pub struct SessionOptions<'a> {
     pub tool_timeout: Duration,
     /// Folders the tools may read (empty: the project).
     pub allowed: &'a [PathBuf],
-    /// Record every question's trace in the project's run store.
-    pub record: bool,
+    /// Record every question's trace in this run store (None: not at all).
+    pub record: Option<&'a Path>,
 }
 
 pub struct Session {
@@ -110,10 +110,9 @@ impl Session {
         if context.roots().is_empty() {
             return Err(SessionError::NoRoots);
         }
-        let store = if options.record {
-            Some(RunStore::open(&project.store_path())?)
-        } else {
-            None
+        let store = match options.record {
+            Some(path) => Some(RunStore::open(path)?),
+            None => None,
         };
         Ok(Session {
             project,

@@ -15,9 +15,7 @@ use promptlab::trace::AgentStop;
 
 use super::Outcome;
 
-mod eval;
-
-pub use eval::run_from_eval;
+pub(crate) mod eval;
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
@@ -132,6 +130,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
         detectors: args.detector.clone(),
         clip: args.clip.clone(),
     };
+    let store_path = project.store_path();
     let session = Session::open(
         project,
         &SessionOptions {
@@ -139,7 +138,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
             models: &tool_models,
             tool_timeout: Duration::from_secs(args.tool_timeout.max(1)),
             allowed: &args.allowed,
-            record: !args.no_store,
+            record: (!args.no_store).then_some(store_path.as_path()),
         },
     )?;
     for (name, why) in &session.tools.unavailable {

@@ -4,16 +4,14 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
+use promptlab::agent::eval::runner::AgentEvalOptions;
+use promptlab::catalog::EngineChoice;
 use promptlab::engine::CancelToken;
-use promptlab::evalset::EvalSet;
-use promptlab::project::Project;
+use promptlab::evaluation::{Evaluation, Finished, Request, StoreChoice};
 use promptlab::report;
-use promptlab::run::{
-    self, ExecuteOptions, Recording, ResumeFrom, RunOptions, ScheduleDependence, StoredConfig,
-};
-use promptlab::store::RunStore;
+use promptlab::run::{self, ExecuteOptions, ResumeFrom};
 
 use super::Outcome;
 
@@ -140,52 +138,27 @@ impl Execution {
 
 pub fn run(mut args: EvalArgs) -> Result<Outcome> {
     args.eval_set = resolve_eval_set(&args.eval_set, args.selection.project.as_deref())?;
-    if let Some(rate) = args.min_pass_rate
-        && !(0.0..=1.0).contains(&rate)
-    {
-        bail!("--min-pass-rate {rate}: expected a fraction between 0 and 1 (e.g. 0.9)");
-    }
-    if promptlab::evalset::is_agent_set(&args.eval_set) {
-        return super::agent::run_from_eval(&args);
-    }
-    report::check_paths(&args.outputs)?;
-    let (eval_set, project) = if promptlab::promptfoo::is_config(&args.eval_set) {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        let (project, imported) = promptlab::promptfoo::open_project(
-            &args.eval_set,
-            args.selection.project.as_deref(),
-            &cwd,
-            args.skip_unsupported,
-        )?;
-        for warning in &imported.warnings {
-            eprintln!("warning: {warning}");
-        }
-        for skipped in &imported.skipped {
-            eprintln!("skipped (promptlab lacks it): {skipped}");
-        }
-        (imported.eval_set, project)
-    } else {
-        let eval_set = EvalSet::load(&args.eval_set)?;
-        let project = match &args.selection.project {
-            Some(dir) => Project::open(dir),
-            None => Project::discover(&args.eval_set),
-        }
-        .context("cannot open the project")?;
-        (eval_set, project)
+    let request = request(&args)?;
+    evaluate(&args, request, None)
+}
+
+/// What `eval`'s flags ask for, as the library's request.
+fn request(args: &EvalArgs) -> Result<Request> {
+    let resume = match args.resume.as_deref() {
+        None => None,
+        Some("latest") => Some(ResumeFrom::Latest),
+        Some(id) => Some(ResumeFrom::Run(id.parse::<i64>().map_err(|_| {
+            anyhow::anyhow!("--resume {id}: expected a run id or nothing")
+        })?)),
     };
-    let mut project = project;
-    if let Some(engine) = args.engine.as_deref() {
-        let choice = match engine {
-            "mistralrs" => promptlab::catalog::EngineChoice::Mistralrs,
-            _ => promptlab::catalog::EngineChoice::Llama,
-        };
-        for entry in project.catalog.models.values_mut() {
-            if let promptlab::catalog::KindSettings::Gguf(local) = &mut entry.settings {
-                local.engine = choice;
-            }
-        }
-    }
-    let mut options = RunOptions {
+    let store = match (&args.store, args.no_store) {
+        (_, true) => StoreChoice::Off,
+        (Some(path), false) => StoreChoice::At(path.clone()),
+        (None, false) => StoreChoice::Project,
+    };
+    Ok(Request {
+        eval_set: args.eval_set.clone(),
+        project: args.selection.project.clone(),
         prompts: args.selection.prompts.clone(),
         models: args.selection.models.clone(),
         tags: args.selection.tags.clone(),
@@ -193,107 +166,92 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         seed_offset: 0,
         judge: args.judge.clone(),
         params: Default::default(),
-    };
-    let mut store = if args.no_store {
-        None
-    } else {
-        let path = args.store.clone().unwrap_or_else(|| project.store_path());
-        Some(RunStore::open(&path)?)
-    };
-    // Resuming re-selects exactly what the interrupted run selected.
-    let resume_id = match (&args.resume, store.as_ref()) {
-        (None, _) => None,
-        (Some(_), None) => bail!("--resume needs the run store; drop --no-store"),
-        (Some(which), Some(store)) => {
-            let which = if which == "latest" {
-                ResumeFrom::Latest
-            } else {
-                ResumeFrom::Run(which.parse::<i64>().map_err(|_| {
-                    anyhow::anyhow!("--resume {which}: expected a run id or nothing")
-                })?)
-            };
-            let (id, stored_options) = StoredConfig::to_resume(store, &args.eval_set, which)?;
-            options = stored_options;
-            Some(id)
-        }
-    };
+        engine: args.engine.as_deref().map(|engine| match engine {
+            "mistralrs" => EngineChoice::Mistralrs,
+            _ => EngineChoice::Llama,
+        }),
+        skip_unsupported: args.skip_unsupported,
+        store,
+        resume,
+        use_cache: !args.execution.no_cache,
+        label: args.label.clone(),
+        parallel: args.execution.parallel,
+        agent: AgentEvalOptions::default(),
+    })
+}
+
+/// Runs any eval set (`eval`, and `agent --eval` with its agent options in `request`):
+/// progress on stderr, then the reports, the summary and the exit outcome. `traces`
+/// writes an agent set's questions with their traces as JSON.
+pub(crate) fn evaluate(
+    args: &EvalArgs,
+    request: Request,
+    traces: Option<&std::path::Path>,
+) -> Result<Outcome> {
+    if let Some(rate) = args.min_pass_rate
+        && !(0.0..=1.0).contains(&rate)
+    {
+        bail!("--min-pass-rate {rate}: expected a fraction between 0 and 1 (e.g. 0.9)");
+    }
+    if args.pairwise && promptlab::evalset::is_agent_set(&args.eval_set) {
+        bail!(
+            "{}: --pairwise does not apply to an agent eval set (`kind: agent`)",
+            args.eval_set.display()
+        );
+    }
+    report::check_paths(&args.outputs)?;
     if args.repeat > 1 {
-        if resume_id.is_some() {
+        if request.resume.is_some() {
             bail!("--repeat cannot be combined with --resume: resume each repeat's run on its own");
         }
         if args.pairwise {
             bail!("--pairwise cannot be combined with --repeat yet: compare one run at a time");
         }
         repeat::check_outputs(&args.outputs)?;
-        return repeat::run(&args, &project, eval_set, options, store);
+        return repeat::run(args, request);
     }
-    let plan = run::plan(&project, eval_set, &options)?;
-    // The plan refused any broken file the set uses; the others only get a word.
-    for broken in &project.prompts.broken {
-        eprintln!(
-            "warning: a prompt file does not load (this eval set does not use it): {}",
-            broken.error
-        );
+    let mut evaluation = Evaluation::prepare(request)?;
+    for note in evaluation.notes() {
+        eprintln!("{note}");
     }
-    let pairwise = if args.pairwise {
-        let judge = options
-            .judge
-            .clone()
-            .or_else(|| plan.eval_set.judge.clone())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--pairwise needs a judge model: pass --judge NAME or set `judge:` in {}",
-                    args.eval_set.display()
-                )
-            })?;
-        Some(run::PairwisePlan::new(
-            &project,
-            &plan,
-            &judge,
-            plan.eval_set.pairwise.as_deref(),
-        )?)
-    } else {
-        None
-    };
-
-    let recording = match store.as_mut() {
-        None => None,
-        Some(store) => {
-            if let Some(id) = resume_id {
-                eprintln!("resuming run {id}");
-            }
-            Some(Recording::begin(
-                store,
-                &plan,
-                &args.eval_set,
-                &options,
-                resume_id,
-                !args.execution.no_cache,
+    if let Some(id) = evaluation.resumed() {
+        eprintln!("resuming run {id}");
+    }
+    let pairwise = match (
+        args.pairwise,
+        evaluation.prompt_plan(),
+        evaluation.project(),
+    ) {
+        (true, Some(plan), Some(project)) => {
+            let judge = args
+                .judge
+                .clone()
+                .or_else(|| plan.eval_set.judge.clone())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--pairwise needs a judge model: pass --judge NAME or set `judge:` in {}",
+                        args.eval_set.display()
+                    )
+                })?;
+            Some(run::PairwisePlan::new(
+                project,
+                plan,
+                &judge,
+                plan.eval_set.pairwise.as_deref(),
             )?)
         }
+        _ => None,
     };
-    let run_id = recording.as_ref().map(|r| r.run_id);
-    if let (Some(recording), Some(label)) = (recording.as_ref(), args.label.as_deref()) {
-        recording.store.set_label(
-            recording.run_id,
-            Some(label).filter(|l| !l.trim().is_empty()),
-        )?;
-    }
 
     let cancel = cancel_on_interrupt();
-    let mut result = execute_with_progress(&plan, &args.execution, &cancel, recording)?;
+    let finished = execute_with_progress(&mut evaluation, &args.execution, &cancel)?;
+    let run_id = finished.run_id;
+    let mut result = finished.result;
     if let Some(pairwise) = &pairwise
         && !cancel.is_cancelled()
     {
-        let mut recording = match (store.as_mut(), run_id) {
-            (Some(store), Some(run_id)) => Some(Recording {
-                store,
-                run_id,
-                use_cache: !args.execution.no_cache,
-            }),
-            _ => None,
-        };
-        let mut progress = Progress::new(0, args.execution.quiet);
+        let mut recording = evaluation.recording();
+        let mut progress = Progress::new(0, args.execution.quiet, None);
         let report = run::compare_pairwise(
             pairwise,
             &result,
@@ -312,31 +270,36 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
         }
         result.pairwise = Some(report);
     }
-    if cancel.is_cancelled() {
+    if cancel.is_cancelled() || result.cancelled {
         // Reports of a partial run would look complete; the store has every finished cell.
+        let what = if evaluation.is_agent() {
+            "questions"
+        } else {
+            "cells"
+        };
         eprintln!(
-            "interrupted after {} of {} cells; no report written. Finish it with:\n  promptlab eval {} --resume{}",
+            "interrupted after {} of {} {what}; no report written.{}",
             result.cells.len(),
-            plan.cells.len(),
-            args.eval_set.display(),
-            run_id.map(|id| format!(" {id}")).unwrap_or_default()
+            evaluation.cell_count(),
+            match run_id {
+                Some(id) => format!(
+                    " Finish it with:\n  promptlab eval {} --resume {id}",
+                    args.eval_set.display()
+                ),
+                None => String::new(),
+            }
         );
         return Ok(Outcome::Interrupted);
     }
 
-    let parallel = args
-        .execution
-        .parallel
-        .unwrap_or(promptlab::engine::llama::DEFAULT_PARALLEL);
-    for (model, why) in plan.schedule_dependent_models(parallel) {
-        match why {
-            ScheduleDependence::RemoteConcurrency => eprintln!(
-                "note: `{model}` is a remote model sent several requests at once; its server may decode them in one batch, and then its replies can depend on what else it was decoding (promptlab's own engines give the same output at any --parallel for the architectures it has verified)"
-            ),
-            ScheduleDependence::Architecture(architecture) => eprintln!(
-                "note: `{model}` ({architecture}) is not batch-invariant yet: at --parallel {parallel} some outputs can differ from a --parallel 1 run; use --parallel 1 for outputs that do not depend on the schedule"
-            ),
-        }
+    if let (Some(path), Some(agent)) = (traces, finished.agent.as_ref()) {
+        let report = serde_json::json!({
+            "eval_set": result.eval_set,
+            "scores": agent.scores,
+            "cases": agent.questions,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+        eprintln!("wrote {}", path.display());
     }
     // Reports first: they must exist even if printing fails (e.g. output piped to `head`).
     for path in &args.outputs {
@@ -345,6 +308,12 @@ pub fn run(mut args: EvalArgs) -> Result<Outcome> {
 
     let rows = if args.execution.quiet { 0 } else { args.rows };
     let mut text = report::summary_table(&result, rows, &crate::cli::table_style());
+    if let Some(agent) = &finished.agent {
+        text.push_str(&format!(
+            "\nTool use\n{}\n",
+            super::agent::eval::scores_table(&agent.scores)
+        ));
+    }
     for (index, report) in result.classification.iter().enumerate() {
         if let Some(report) = report {
             text.push_str(&format!(
@@ -427,17 +396,19 @@ pub(super) fn cancel_on_interrupt() -> CancelToken {
     cancel
 }
 
-/// Runs a plan with the progress bar on stderr (hidden with --quiet).
+/// Runs an evaluation with the progress bar on stderr (hidden with --quiet); an agent
+/// set's questions also get a line each as they are answered.
 pub(super) fn execute_with_progress(
-    plan: &run::RunPlan,
+    evaluation: &mut Evaluation,
     execution: &Execution,
     cancel: &CancelToken,
-    recording: Option<Recording>,
-) -> Result<run::RunResult> {
-    let mut progress = Progress::new(plan.cells.len() as u64, execution.quiet);
-    let result = run::execute(plan, &execution.options(), &mut progress, cancel, recording)?;
+) -> Result<Finished> {
+    let lines = (evaluation.is_agent() && !execution.quiet)
+        .then(|| progress::QuestionLines::new(evaluation.cell_labels()));
+    let mut progress = Progress::new(evaluation.cell_count() as u64, execution.quiet, lines);
+    let finished = evaluation.execute(&execution.options(), &mut progress, cancel)?;
     progress.bar.finish_and_clear();
-    Ok(result)
+    Ok(finished)
 }
 /// A bare NAME means `eval-sets/NAME.yaml` in the project (`--project`, or the one holding
 /// the current folder).

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use promptlab::evalset::EvalSet;
+use promptlab::evaluation::{Evaluation, Request};
 use promptlab::project::Project;
-use promptlab::run::{self, Recording, RunOptions, StoredConfig};
 use promptlab::store::RunStore;
 use promptlab::sweep::{SweepReport, setting_text, value_text};
 
@@ -59,60 +59,66 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
     }
     .context("cannot open the project")?;
     let key = promptlab::store::eval_set_key(&args.eval_set);
-    let options_for = |params| RunOptions {
-        prompts: spec.prompts.clone(),
-        models: spec.models.clone(),
-        tags: args.selection.tags.clone(),
-        limit: args.selection.case_limit(),
-        seed_offset: 0,
-        judge: None,
-        params,
-    };
     // Every setting is planned first, so bad input fails before the first model loads.
-    let plans = settings
+    let mut evaluations = settings
         .iter()
-        .map(|s| run::plan(&project, eval_set.clone(), &options_for(s.params.clone())))
+        .map(|setting| {
+            Evaluation::prepare(Request {
+                eval_set: args.eval_set.clone(),
+                project: Some(project.root.clone()),
+                prompts: spec.prompts.clone(),
+                models: spec.models.clone(),
+                tags: args.selection.tags.clone(),
+                limit: args.selection.case_limit(),
+                params: setting.params.clone(),
+                use_cache: !args.execution.no_cache,
+                parallel: args.execution.parallel,
+                ..Request::default()
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut store = RunStore::open(&project.store_path())?;
+    let store = RunStore::open(&project.store_path())?;
     let sweep_id = store.create_sweep(
         &eval_set.name,
         &key,
         &serde_json::to_string(&spec)?,
         &chrono::Local::now().to_rfc3339(),
     )?;
-    eprintln!(
-        "sweep {sweep_id}: {} settings × {} columns × {} cases",
-        settings.len(),
-        plans[0].columns.len(),
-        plans[0].cases.len()
-    );
+    if let Some(plan) = evaluations.first().and_then(|e| e.prompt_plan()) {
+        eprintln!(
+            "sweep {sweep_id}: {} settings × {} columns × {} cases",
+            settings.len(),
+            plan.columns.len(),
+            plan.cases.len()
+        );
+    }
     let cancel = cancel_on_interrupt();
     let mut runs = Vec::new();
-    for (setting, plan) in settings.into_iter().zip(plans) {
-        let options = options_for(setting.params.clone());
-        let run_id = store.create_run(&StoredConfig::new_run(&plan, &key, &options))?;
-        store.add_sweep_run(sweep_id, run_id, &serde_json::to_string(&setting)?)?;
+    for (setting, evaluation) in settings.into_iter().zip(evaluations.iter_mut()) {
         // History and `runs list` then say which setting a run was.
-        let label = format!("sweep {sweep_id}: {}", setting_text(&setting.values));
-        store.set_label(run_id, Some(&label))?;
-        let recording = Recording {
-            store: &mut store,
-            run_id,
-            use_cache: !args.execution.no_cache,
-        };
-        let result = execute_with_progress(&plan, &args.execution, &cancel, Some(recording))?;
+        evaluation.set_label(format!(
+            "sweep {sweep_id}: {}",
+            setting_text(&setting.values)
+        ));
+        let run_id = evaluation.begin()?;
+        if let Some(run_id) = run_id {
+            store.add_sweep_run(sweep_id, run_id, &serde_json::to_string(&setting)?)?;
+        }
+        let finished = execute_with_progress(evaluation, &args.execution, &cancel)?;
+        let result = finished.result;
         eprintln!(
-            "{}: {} of {} cells passed in {:.1} s · run {run_id}",
+            "{}: {} of {} cells passed in {:.1} s{}",
             setting_text(&setting.values),
             result.cells.iter().filter(|c| c.passed).count(),
             result.cells.len(),
-            result.duration_s
+            result.duration_s,
+            run_id.map(|id| format!(" · run {id}")).unwrap_or_default()
         );
         if cancel.is_cancelled() {
             eprintln!("interrupted; the finished settings are in the run store (sweep {sweep_id})");
             return Ok(Outcome::Interrupted);
         }
-        runs.push((setting, result, Some(run_id)));
+        runs.push((setting, result, run_id));
     }
     let report = SweepReport::new(Some(sweep_id), &eval_set.name, &runs);
     let to_stdout = write_outputs(&report, &args.outputs)?;

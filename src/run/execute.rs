@@ -55,6 +55,9 @@ pub trait RunObserver {
     fn judged(&mut self, _count: usize) {}
     /// A finished cell was scored again with its judges' verdicts.
     fn cell_rescored(&mut self, _cell: usize, _result: &CellResult) {}
+    /// An agent question's step is done (a tool called, an answer given); agent sets
+    /// only, between its tokens and its `cell_finished`.
+    fn agent_step(&mut self, _cell: usize, _step: &crate::trace::AgentStep) {}
 }
 
 /// An observer that ignores everything.

@@ -77,6 +77,7 @@ fn answer(
     send: &dyn Fn(AgentUiEvent) -> bool,
 ) -> Result<AgentTrace, String> {
     let project = Project::open(root).map_err(|e| e.to_string())?;
+    let store_path = project.store_path();
     let wanted = job
         .prompt
         .as_ref()
@@ -89,7 +90,7 @@ fn answer(
             models: &ToolModels::default(),
             tool_timeout: Duration::from_secs(60),
             allowed: &[],
-            record: true,
+            record: Some(&store_path),
         },
     )
     .map_err(|e| e.to_string())?;

@@ -16,7 +16,7 @@ use crate::engine::{CancelToken, Flow};
 use crate::evalset::agent::{AgentEvalError, AgentEvalSet, AgentScores, CheckOutcome};
 use crate::project::{Project, ProjectError};
 use crate::prompt::{ChatMessage, Prompt, RenderedPrompt};
-use crate::run::{CaseInfo, RunResult, Timing};
+use crate::run::{CaseInfo, CellResult, RunObserver, RunResult, Timing};
 use crate::store::{RunStatus, RunStore, StoreError};
 use crate::trace::{AgentStep, AgentTrace};
 
@@ -77,16 +77,20 @@ pub struct AgentEvalPlan {
     /// Indexes into `set.cases`.
     cases: Vec<usize>,
     columns: Vec<PromptColumn>,
-    root: PathBuf,
+    /// The run store the run and its traces are recorded in.
+    store_path: PathBuf,
+    /// The run's name in the store.
+    label: Option<String>,
 }
 
 impl AgentEvalPlan {
-    /// Loads the set at `path` and selects its questions, prompts and models.
+    /// Loads the set at `path` and selects its questions, prompts and models; with
+    /// `store`, every question's trace is recorded in that run store as it is asked.
     pub fn new(
         project_root: &Path,
         path: &Path,
         options: AgentEvalOptions,
-        record_traces: bool,
+        store: Option<&Path>,
     ) -> Result<AgentEvalPlan, AgentRunError> {
         let set = AgentEvalSet::load(path)?;
         let selection_error = |message: &str| AgentRunError::Selection {
@@ -145,7 +149,7 @@ impl AgentEvalPlan {
                     models: &options.tool_models,
                     tool_timeout: Duration::from_secs(options.tool_timeout_s.max(1)),
                     allowed: &options.allowed,
-                    record: record_traces,
+                    record: store,
                 },
             )?;
             columns.push(PromptColumn { prompt, session });
@@ -158,7 +162,10 @@ impl AgentEvalPlan {
             models,
             cases,
             columns,
-            root: project_root.to_path_buf(),
+            store_path: store
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| crate::project::store_path(project_root)),
+            label: None,
         })
     }
 
@@ -254,9 +261,14 @@ impl AgentEvalPlan {
         self.models.len() * self.columns.len() * self.cases.len()
     }
 
-    /// The project's run store.
+    /// The run store the run is recorded in.
     pub fn open_store(&self) -> Result<RunStore, StoreError> {
-        RunStore::open(&crate::project::store_path(&self.root))
+        RunStore::open(&self.store_path)
+    }
+
+    /// Names the new run in the store.
+    pub fn set_label(&mut self, label: String) {
+        self.label = Some(label);
     }
 
     /// The system prompt a question opens with when no agent prompt does: the set's,
@@ -358,7 +370,7 @@ pub enum Recording {
 /// What happens during a run, for progress display. Cells are numbered in run order:
 /// model by model, prompt by prompt, question by question (see
 /// [`AgentEvalPlan::cell_labels`]).
-pub enum AgentEvalEvent<'a> {
+pub(super) enum AgentEvalEvent<'a> {
     /// A language model is loading.
     Loading {
         model: &'a str,
@@ -382,7 +394,10 @@ pub enum AgentEvalEvent<'a> {
         step: &'a AgentStep,
     },
     /// A question is done: asked now, or read back from the interrupted run.
-    Question(&'a AnsweredQuestion),
+    Question {
+        answered: &'a AnsweredQuestion,
+        cell: &'a CellResult,
+    },
 }
 
 /// One question answered in one column.
@@ -429,6 +444,27 @@ impl AgentEvalPlan {
         &self,
         recording: Recording,
         cancel: &CancelToken,
+        observer: &mut dyn RunObserver,
+    ) -> Result<AgentEvalOutcome, AgentRunError> {
+        self.run_with(recording, cancel, &mut |event| {
+            match event {
+                AgentEvalEvent::Loading { model } => observer.model_loading(model),
+                AgentEvalEvent::Loaded { model, load_ms } => observer.model_loaded(model, load_ms),
+                AgentEvalEvent::Asking { index } => observer.cell_started(index),
+                AgentEvalEvent::Token { index, text } => observer.token(index, text),
+                AgentEvalEvent::Step { index, step } => observer.agent_step(index, step),
+                AgentEvalEvent::Question { answered, cell } => {
+                    observer.cell_finished(answered.index, cell)
+                }
+            }
+            Flow::Continue
+        })
+    }
+
+    fn run_with(
+        &self,
+        recording: Recording,
+        cancel: &CancelToken,
         on_event: &mut dyn FnMut(AgentEvalEvent) -> Flow,
     ) -> Result<AgentEvalOutcome, AgentRunError> {
         let started = Instant::now();
@@ -441,6 +477,9 @@ impl AgentEvalPlan {
         let (run_id, mut finished) = match (recording, store.as_ref()) {
             (Recording::New, Some(store)) => {
                 let id = store.create_run(&self.new_run(&started_at))?;
+                if let Some(label) = &self.label {
+                    store.set_label(id, Some(label))?;
+                }
                 (Some(id), HashMap::new())
             }
             (Recording::Resume(id), Some(store)) => {
@@ -476,7 +515,7 @@ impl AgentEvalPlan {
                 for row in 0..self.cases.len() {
                     match finished.remove(&(column_index, row)) {
                         Some((agent_run, trace)) => {
-                            let settled = tally.settle(
+                            let (answered, cell) = tally.settle(
                                 self,
                                 &place,
                                 row,
@@ -485,7 +524,7 @@ impl AgentEvalPlan {
                                 true,
                                 &mut scores,
                             )?;
-                            if on_event(AgentEvalEvent::Question(settled)) == Flow::Stop {
+                            if on_event(AgentEvalEvent::Question { answered, cell }) == Flow::Stop {
                                 cancel.cancel();
                             }
                         }
@@ -520,7 +559,7 @@ impl AgentEvalPlan {
                                     trace,
                                     agent_run,
                                 } => {
-                                    let settled = tally.settle(
+                                    let (answered, cell) = tally.settle(
                                         self,
                                         &place,
                                         row,
@@ -529,7 +568,7 @@ impl AgentEvalPlan {
                                         false,
                                         &mut scores,
                                     )?;
-                                    Ok(on_event(AgentEvalEvent::Question(settled)))
+                                    Ok(on_event(AgentEvalEvent::Question { answered, cell }))
                                 }
                             }
                         })?;

@@ -4,6 +4,7 @@
 //! the first estimate absurdly short, a model load would make the next one absurdly long.
 //! No estimate is shown until a few cells have been generated.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -102,13 +103,58 @@ fn duration_text(duration: Duration) -> String {
     }
 }
 
+/// A line per answered agent question, above the bar: agent questions take seconds to
+/// minutes each, so each is worth a line of its own.
+pub(super) struct QuestionLines {
+    /// `(column, case)` by cell index.
+    labels: Vec<(String, String)>,
+    /// Steps of the questions being asked.
+    steps: HashMap<usize, usize>,
+    /// Cells that started here; a cell that finishes without starting was read back from
+    /// the run being resumed.
+    started: HashSet<usize>,
+}
+
+impl QuestionLines {
+    pub(super) fn new(labels: Vec<(String, String)>) -> QuestionLines {
+        QuestionLines {
+            labels,
+            steps: HashMap::new(),
+            started: HashSet::new(),
+        }
+    }
+
+    /// `agent @ qwen · 2/3 ✓ bus-count (2 steps, 4.1 s)`, or `(… recorded earlier)`
+    /// for a question read back from the run being resumed.
+    fn line(&mut self, cell: usize, result: &CellResult) -> String {
+        let (column, case) = self.labels.get(cell).cloned().unwrap_or_default();
+        let steps = self.steps.remove(&cell).unwrap_or(0);
+        let how = if self.started.remove(&cell) {
+            format!(
+                "{steps} step{}, {:.1} s",
+                if steps == 1 { "" } else { "s" },
+                result.latency_ms / 1000.0
+            )
+        } else {
+            format!("{:.1} s, recorded earlier", result.latency_ms / 1000.0)
+        };
+        format!(
+            "{column} · {}/{} {} {case} ({how})",
+            cell + 1,
+            self.labels.len(),
+            if result.passed { "✓" } else { "✗" },
+        )
+    }
+}
+
 pub(super) struct Progress {
     pub(super) bar: ProgressBar,
     pace: Arc<Mutex<Pace>>,
+    questions: Option<QuestionLines>,
 }
 
 impl Progress {
-    pub(super) fn new(cells: u64, quiet: bool) -> Progress {
+    pub(super) fn new(cells: u64, quiet: bool, questions: Option<QuestionLines>) -> Progress {
         let pace = Arc::new(Mutex::new(Pace::default()));
         let bar = if quiet {
             ProgressBar::hidden()
@@ -134,7 +180,11 @@ impl Progress {
         if !quiet {
             bar.enable_steady_tick(TICK);
         }
-        Progress { bar, pace }
+        Progress {
+            bar,
+            pace,
+            questions,
+        }
     }
 
     fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
@@ -152,7 +202,22 @@ impl RunObserver for Progress {
         self.bar
             .set_message(format!("{model} (loaded in {load_ms:.0} ms)"));
     }
-    fn cell_finished(&mut self, _cell: usize, result: &CellResult) {
+    fn cell_started(&mut self, cell: usize) {
+        if let Some(questions) = self.questions.as_mut() {
+            questions.started.insert(cell);
+        }
+    }
+    fn agent_step(&mut self, cell: usize, _step: &promptlab::trace::AgentStep) {
+        if let Some(questions) = self.questions.as_mut() {
+            *questions.steps.entry(cell).or_default() += 1;
+        }
+    }
+    fn cell_finished(&mut self, cell: usize, result: &CellResult) {
+        if let Some(questions) = self.questions.as_mut() {
+            let line = questions.line(cell, result);
+            // Printed even when the bar is hidden (stderr not a terminal).
+            self.bar.suspend(|| eprintln!("{line}"));
+        }
         self.bar.inc(1);
         let remaining = self
             .bar

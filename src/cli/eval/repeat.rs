@@ -5,74 +5,67 @@
 use std::io::Write;
 
 use anyhow::Result;
-use promptlab::evalset::EvalSet;
-use promptlab::project::Project;
-use promptlab::run::{self, Recording, RunOptions, RunResult};
+use promptlab::evaluation::{Evaluation, Request};
+use promptlab::run::{self, RunResult};
 use promptlab::score::stats::format_rate;
-use promptlab::store::RunStore;
 
 use super::{EvalArgs, cancel_on_interrupt, execute_with_progress};
 use crate::cli::Outcome;
 
-pub(super) fn run(
-    args: &EvalArgs,
-    project: &Project,
-    eval_set: EvalSet,
-    base: RunOptions,
-    mut store: Option<RunStore>,
-) -> Result<Outcome> {
+/// Runs the evaluation `base` asks for K times, repeat r with seeds offset by r.
+pub(super) fn run(args: &EvalArgs, base: Request) -> Result<Outcome> {
     let k = args.repeat;
     let cancel = cancel_on_interrupt();
     let mut results: Vec<(RunResult, Option<i64>)> = Vec::new();
     for repeat in 0..k {
-        let options = RunOptions {
+        let mut evaluation = Evaluation::prepare(Request {
             seed_offset: repeat,
             ..base.clone()
-        };
-        let plan = run::plan(project, eval_set.clone(), &options)?;
-        if repeat == 0
-            && plan
-                .cells
-                .iter()
-                .all(|c| c.request.params.temperature <= 0.0)
-        {
-            eprintln!(
-                "note: every cell decodes greedily (temperature 0), so the {k} repeats give the same outputs; set a temperature to measure pass@k"
-            );
+        })?;
+        if repeat == 0 {
+            for note in evaluation.notes() {
+                eprintln!("{note}");
+            }
+            if evaluation.samples_greedily() {
+                eprintln!(
+                    "note: every cell decodes greedily (temperature 0), so the {k} repeats give the same outputs; set a temperature to measure pass@k"
+                );
+            }
         }
-        let recording = match store.as_mut() {
-            None => None,
-            Some(store) => Some(Recording::begin(
-                store,
-                &plan,
-                &args.eval_set,
-                &options,
-                None,
-                !args.execution.no_cache,
-            )?),
-        };
-        let run_id = recording.as_ref().map(|r| r.run_id);
-        let result = execute_with_progress(&plan, &args.execution, &cancel, recording)?;
+        let finished = execute_with_progress(&mut evaluation, &args.execution, &cancel)?;
+        let result = finished.result;
         let passed = result.cells.iter().filter(|c| c.passed).count();
         eprintln!(
             "repeat {} of {k}: {passed} of {} cells passed in {:.1} s{}",
             repeat + 1,
             result.cells.len(),
             result.duration_s,
-            run_id.map(|id| format!(" · run {id}")).unwrap_or_default()
+            finished
+                .run_id
+                .map(|id| format!(" · run {id}"))
+                .unwrap_or_default()
         );
-        if cancel.is_cancelled() {
-            eprintln!("interrupted; the finished repeats and cells are in the run store");
+        if cancel.is_cancelled() || result.cancelled {
+            eprintln!(
+                "interrupted; the finished repeats and cells are in the run store{}",
+                match finished.run_id {
+                    Some(id) => format!(
+                        " (`promptlab eval {} --resume {id}` completes this repeat)",
+                        args.eval_set.display()
+                    ),
+                    None => String::new(),
+                }
+            );
             return Ok(Outcome::Interrupted);
         }
-        results.push((result, run_id));
+        results.push((result, finished.run_id));
     }
     report(&results, k, &args.outputs, args.min_pass_rate)
 }
 
 /// Writes the pass@k summary of `results` (one per repeat, with its stored run) to the
 /// report files and prints it; the outcome follows the pass rate over every repeat.
-pub(crate) fn report(
+pub(super) fn report(
     results: &[(RunResult, Option<i64>)],
     k: u32,
     outputs: &[std::path::PathBuf],
@@ -137,7 +130,7 @@ pub(crate) fn report(
 }
 
 /// Refuses report files the pass@k summary cannot be written as, before any repeat runs.
-pub(crate) fn check_outputs(outputs: &[std::path::PathBuf]) -> Result<()> {
+pub(super) fn check_outputs(outputs: &[std::path::PathBuf]) -> Result<()> {
     match outputs
         .iter()
         .find(|p| !matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "md")))

@@ -29,7 +29,7 @@ impl Tally<'_> {
         agent_run: Option<i64>,
         resumed: bool,
         scores: &mut AgentScores,
-    ) -> Result<&AnsweredQuestion, AgentRunError> {
+    ) -> Result<(&AnsweredQuestion, &crate::run::CellResult), AgentRunError> {
         let case = &plan.set.cases[plan.cases[row]];
         let outcomes = check_trace(&case.checks, &trace);
         scores.add(&trace, &outcomes, &place.column.session.tools.specs());
@@ -63,6 +63,9 @@ impl Tally<'_> {
             total: self.total,
         });
         self.cells.push(cell);
-        Ok(&self.questions[self.questions.len() - 1])
+        Ok((
+            &self.questions[self.questions.len() - 1],
+            &self.cells[self.cells.len() - 1],
+        ))
     }
 }
