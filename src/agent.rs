@@ -240,6 +240,8 @@ impl Agent<'_> {
                         conversation: messages.clone(),
                         tools: specs.clone(),
                         must_answer,
+                        choice: None,
+                        calls: crate::engine::CallsAs::Hermes,
                     }),
                 },
             };

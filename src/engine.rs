@@ -67,6 +67,29 @@ pub struct ToolOffer {
     pub tools: Vec<serde_json::Value>,
     /// No more calls: the reply must be the answer (`tool_choice: "none"`).
     pub must_answer: bool,
+    /// `tool_choice` sent as it is, over `must_answer` (an eval cell's provider setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<serde_json::Value>,
+    /// How calls come back: the first as Hermes `<tool_call>` text (the agent's steps),
+    /// or all of them as OpenAI `tool_calls` JSON (an eval cell, as promptfoo's output).
+    #[serde(default, skip_serializing_if = "is_hermes")]
+    pub calls: CallsAs,
+}
+
+/// The form a reply's tool calls take in the generation's text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallsAs {
+    /// The first call, as `<tool_call>\n{"name": …, "arguments": …}\n</tool_call>`.
+    #[default]
+    Hermes,
+    /// Every call as an OpenAI `tool_calls` array; with text beside the calls, the whole
+    /// assistant message (`{"role", "content", "tool_calls"}`).
+    OpenAi,
+}
+
+fn is_hermes(calls: &CallsAs) -> bool {
+    *calls == CallsAs::Hermes
 }
 
 /// Why generation ended.

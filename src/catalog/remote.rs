@@ -35,6 +35,15 @@ pub struct RemoteSettings {
     /// and vLLM accept; turn off for servers that refuse unknown fields.
     #[serde(default = "default_true")]
     pub sampling_extensions: bool,
+    /// OpenAI function tools offered with every request (`tools`); a reply that calls
+    /// them becomes the cell's output as OpenAI `tool_calls` JSON, which
+    /// `is-valid-openai-tools-call` checks against these specs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<serde_json::Value>,
+    /// OpenAI `tool_choice` sent with the tools (`auto`, `none`, `required`, or a
+    /// function); the server's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +134,8 @@ impl RemoteSettings {
             retries: default_retries(),
             stream: true,
             sampling_extensions: true,
+            tools: Vec::new(),
+            tool_choice: None,
         }
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
 
 use super::{
-    Capabilities, Engine, EngineError, FinishReason, Flow, Generation, GenerationEvent,
+    CallsAs, Capabilities, Engine, EngineError, FinishReason, Flow, Generation, GenerationEvent,
     GenerationRequest, cut_at_stop,
 };
 use crate::prompt::RenderedPrompt;
@@ -331,12 +331,33 @@ fn finish(
     let mut finish = reply.finish.unwrap_or(FinishReason::EndOfText);
     // The agent makes one call per step; a server's further calls in the same reply are
     // left for the model to make again once it has the first result.
-    let mut text = match reply.tool_calls.first() {
-        Some(call) => {
+    let calls_as = request
+        .tools
+        .as_ref()
+        .map_or(CallsAs::Hermes, |offer| offer.calls);
+    let mut text = match (reply.tool_calls.first(), calls_as) {
+        (None, _) => reply.text,
+        (Some(call), CallsAs::Hermes) => {
             finish = FinishReason::EndOfText;
             call.as_hermes()
         }
-        None => reply.text,
+        // What promptfoo's OpenAI provider returns: the calls, or the whole message when
+        // the model also wrote text.
+        (Some(_), CallsAs::OpenAi) => {
+            finish = FinishReason::EndOfText;
+            let calls: Vec<serde_json::Value> = reply
+                .tool_calls
+                .iter()
+                .enumerate()
+                .map(|(n, call)| call.as_openai(n))
+                .collect();
+            if reply.text.is_empty() {
+                serde_json::Value::from(calls).to_string()
+            } else {
+                serde_json::json!({"role": "assistant", "content": reply.text, "tool_calls": calls})
+                    .to_string()
+            }
+        }
     };
     // Servers differ in how many stop sequences they honour; cut locally as well.
     if reply.tool_calls.is_empty()

@@ -52,7 +52,6 @@ const PROMPTFOO_TYPES: &[&str] = &[
     "is-sql",
     "is-valid-function-call",
     "is-valid-openai-function-call",
-    "is-valid-openai-tools-call",
     "is-xml",
     "javascript",
     "latency",

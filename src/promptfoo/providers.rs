@@ -171,6 +171,22 @@ fn resolve(
         }
     };
     let local = catalog.models.get(model).filter(|_| api_base.is_none());
+    let tools = match config.get("tools") {
+        None => Vec::new(),
+        Some(value) => match inline_or_file(reader, value, &format!("{at}.config.tools"))? {
+            Value::Array(tools) => tools,
+            other => {
+                return Err(reader.invalid(format!(
+                    "{at}.config.tools: expected a list of OpenAI tools, got {other}"
+                )));
+            }
+        },
+    };
+    if local.is_some() && (!tools.is_empty() || config.contains_key("tool_choice")) {
+        reader.unsupported(format!(
+            "{at}.config.tools on a local catalog model (promptlab offers tools to OpenAI-compatible providers; serve the model with `promptlab serve` and point an `openai:` provider at it)"
+        ));
+    }
     if let Some(entry) = local {
         let changed = params != GenerationParams::default();
         if name == model && !changed {
@@ -232,6 +248,8 @@ fn resolve(
     let mut remote = RemoteSettings::single(model, &base);
     remote.sampling_extensions = extensions;
     remote.api_key_env = key_env.or(default_key.filter(|k| env(k).is_some()));
+    remote.tools = tools;
+    remote.tool_choice = config.get("tool_choice").cloned();
     let mut entry = ModelEntry::new(
         PathBuf::new(),
         KindSettings::Openai {
@@ -252,16 +270,20 @@ fn response_format(
     value: &Value,
     at: &str,
 ) -> Result<Option<Value>, PromptfooError> {
+    inline_or_file(reader, value, &format!("{at}.response_format")).map(Some)
+}
+
+/// A value written inline, or read from the `file://` JSON or YAML file it names.
+fn inline_or_file(reader: &mut Reader, value: &Value, at: &str) -> Result<Value, PromptfooError> {
     let Some(reference) = value.as_str().filter(|s| s.starts_with("file://")) else {
-        return Ok(Some(value.clone()));
+        return Ok(value.clone());
     };
-    let at = format!("{at}.response_format");
-    let files = reader.files(reference, &at)?;
+    let files = reader.files(reference, at)?;
     let [file] = files.as_slice() else {
         return Err(reader.invalid(format!("{at}: `{reference}` matches several files")));
     };
-    let text = reader.read_text(file, &at)?;
-    Ok(Some(crate::yaml::from_str(file, &text)?))
+    let text = reader.read_text(file, at)?;
+    Ok(crate::yaml::from_str(file, &text)?)
 }
 
 /// Sampling settings from a provider's or prompt's `config`, and a JSON schema from its
@@ -319,7 +341,9 @@ pub(super) fn params(
                 Some(("text", _)) | None => {}
                 Some((_, value)) => reader.unsupported(format!("{at}.response_format {value}")),
             },
-            "apiBaseUrl" | "baseUrl" | "apiHost" | "apiKeyEnvar" | "apiKey" => {}
+            // A provider's tools: read by `resolve` for remote providers.
+            "apiBaseUrl" | "baseUrl" | "apiHost" | "apiKeyEnvar" | "apiKey" | "tools"
+            | "tool_choice" => {}
             other => reader.unsupported(format!("{at}: setting `{other}`")),
         }
     }

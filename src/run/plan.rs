@@ -283,6 +283,12 @@ pub fn plan(
                     params,
                     identity: identity.clone(),
                     vision: model.entry.as_ref().is_some_and(|e| e.kind().is_vision()),
+                    tools: model
+                        .entry
+                        .as_ref()
+                        .and_then(|e| e.servers())
+                        .filter(|remote| !remote.tools.is_empty())
+                        .map(|remote| (remote.tools.clone(), remote.tool_choice.clone())),
                 }
             })
             .collect(),

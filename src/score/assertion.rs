@@ -27,6 +27,7 @@ pub mod structured;
 #[cfg(test)]
 mod tests;
 mod text;
+mod tools_call;
 
 use crate::script::Script;
 use parse::*;
@@ -190,6 +191,9 @@ pub enum AssertionKind {
     },
     /// The output declines to answer (promptfoo's refusal phrases), or is empty.
     IsRefusal,
+    /// The output is OpenAI `tool_calls` whose every call names a tool the provider
+    /// offered, with arguments its `parameters` schema accepts.
+    OpenAiToolsCall,
     /// Why generation stopped, in OpenAI's words (`stop`, `length`...).
     FinishReason(String),
     /// The call's cost in dollars is at most the threshold (0 for local models).
@@ -280,6 +284,9 @@ pub struct CheckInput<'a> {
     pub cost: Option<f64>,
     /// The generated tokens' log-probabilities, when the engine reported them.
     pub logprobs: Option<&'a [f64]>,
+    /// The OpenAI tools the model was offered (rendered with the case's variables); the
+    /// output is then the model's structured reply, not plain text.
+    pub tools: Option<&'a [Value]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -395,6 +402,7 @@ impl AssertionKind {
             Html { contained: false } => "is-html",
             Html { contained: true } => "contains-html",
             IsRefusal => "is-refusal",
+            OpenAiToolsCall => "is-valid-openai-tools-call",
             FinishReason(_) => "finish-reason",
             Cost => "cost",
             Gleu(_) => "gleu",

@@ -25,5 +25,6 @@ mod resume;
 mod run_labels;
 mod serve;
 mod similarity;
+mod tools_call;
 mod tui_tmux;
 mod vision;

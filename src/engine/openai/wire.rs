@@ -45,8 +45,12 @@ pub fn request_body(
         (Some(offer), _) => {
             body.insert("messages".into(), json!(offer.conversation));
             body.insert("tools".into(), json!(offer.tools));
-            let choice = if offer.must_answer { "none" } else { "auto" };
-            body.insert("tool_choice".into(), json!(choice));
+            let choice = match &offer.choice {
+                Some(choice) => choice.clone(),
+                None if offer.must_answer => json!("none"),
+                None => json!("auto"),
+            };
+            body.insert("tool_choice".into(), choice);
         }
         (None, RenderedPrompt::Chat(messages) | RenderedPrompt::Promptfoo { messages, .. }) => {
             body.insert("messages".into(), json!(messages));
@@ -120,11 +124,28 @@ const MAX_TOOL_CALLS: usize = 64;
 /// One tool call of a reply; `arguments` is the JSON text the server sent.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ToolCall {
+    /// The server's id for the call (empty when it sent none).
+    pub id: String,
     pub name: String,
     pub arguments: String,
 }
 
 impl ToolCall {
+    /// The call as an entry of OpenAI's `tool_calls` (the `n`th of its reply), as a
+    /// client of the server sees it.
+    pub fn as_openai(&self, n: usize) -> Value {
+        let id = if self.id.is_empty() {
+            format!("call_{n}")
+        } else {
+            self.id.clone()
+        };
+        json!({
+            "id": id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        })
+    }
+
     /// The call in the Hermes form the agent reads. Arguments that are not JSON stay a
     /// string, which the tool's schema check then refuses with a message to the model.
     pub fn as_hermes(&self) -> String {
@@ -174,6 +195,9 @@ impl Reply {
             self.tool_calls.resize(index + 1, ToolCall::default());
         }
         let slot = &mut self.tool_calls[index];
+        if let Some(id) = call.get("id").and_then(Value::as_str) {
+            slot.id.push_str(id);
+        }
         let function = &call["function"];
         if let Some(name) = function.get("name").and_then(Value::as_str) {
             slot.name.push_str(name);
@@ -430,6 +454,8 @@ mod tests {
             conversation: conversation.clone(),
             tools: tools.clone(),
             must_answer: false,
+            choice: None,
+            calls: crate::engine::CallsAs::Hermes,
         });
         let body = request_body("m", &request, false, false);
         assert_eq!(body["messages"], json!(conversation));
@@ -453,9 +479,15 @@ mod tests {
         assert_eq!(
             whole.tool_calls,
             vec![ToolCall {
+                id: "a".into(),
                 name: "calc".into(),
                 arguments: "{\"x\": 1}".into()
             }]
+        );
+        // As an eval cell reports it: OpenAI's own form, the server's id kept.
+        assert_eq!(
+            whole.tool_calls[0].as_openai(0),
+            json!({"id": "a", "type": "function", "function": {"name": "calc", "arguments": "{\"x\": 1}"}})
         );
         assert_eq!(
             whole.tool_calls[0].as_hermes(),
@@ -476,10 +508,12 @@ mod tests {
 
         // Arguments that are not JSON stay a string for the tool's schema check to refuse.
         let broken = ToolCall {
+            id: String::new(),
             name: "calc".into(),
             arguments: "{\"x\":".into(),
         };
         assert!(broken.as_hermes().contains("\"arguments\":\"{\\\"x\\\":\""));
+        assert_eq!(broken.as_openai(2)["id"], "call_2");
         // A server's absurd index is not allocated.
         let mut absurd = Reply::default();
         absurd

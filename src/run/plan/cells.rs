@@ -32,6 +32,49 @@ pub(super) struct ColumnTemplate {
     /// The model's identity for cache keys.
     pub(super) identity: String,
     pub(super) vision: bool,
+    /// OpenAI tools the model (a remote one) is offered, and the `tool_choice`.
+    pub(super) tools: Option<(Vec<serde_json::Value>, Option<serde_json::Value>)>,
+}
+
+/// The conversation of a rendered prompt as OpenAI messages.
+fn openai_messages(prompt: &crate::prompt::RenderedPrompt) -> Vec<serde_json::Value> {
+    use crate::prompt::RenderedPrompt;
+    match prompt {
+        RenderedPrompt::Chat(messages) | RenderedPrompt::Promptfoo { messages, .. } => messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+            .collect(),
+        RenderedPrompt::Completion(text) => vec![serde_json::json!({"role": "user", "content": text})],
+    }
+}
+
+/// Every string in `value` rendered with the case's variables, as promptfoo renders a
+/// provider's `tools` before sending them and before checking calls against them.
+fn render_strings(
+    value: &serde_json::Value,
+    vars: &minijinja::Value,
+    dialect: crate::dialect::Dialect,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(s) if s.contains("{{") || s.contains("{%") => Value::String(
+            dialect
+                .render_str(s, vars)
+                .map_err(|fault| fault.to_string())?,
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| render_strings(item, vars, dialect))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_strings(v, vars, dialect)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// Builds the cells of a case for every column: kept in the plan, so a run whose cases
@@ -143,12 +186,32 @@ impl CellBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         let mut params = template.params.clone();
         params.logprobs = assertions.iter().any(needs_logprobs);
+        let tools = match &template.tools {
+            Some((specs, choice)) => {
+                let rendered_specs = specs
+                    .iter()
+                    .map(|spec| render_strings(spec, &vars, self.dialect))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|message| PlanError::Case {
+                        origin: case.origin.clone(),
+                        message: format!("the model's tools: {message}"),
+                    })?;
+                Some(crate::engine::ToolOffer {
+                    conversation: openai_messages(&rendered),
+                    tools: rendered_specs,
+                    must_answer: false,
+                    choice: choice.clone(),
+                    calls: crate::engine::CallsAs::OpenAi,
+                })
+            }
+            None => None,
+        };
         let request = GenerationRequest {
             prompt: rendered,
             params,
             schema: template.prompt.schema.clone(),
             grammar: None,
-            tools: None,
+            tools,
         };
         let transform = match &case.transform {
             Some(code) => Some(

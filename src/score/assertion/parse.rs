@@ -278,7 +278,9 @@ impl Assertion {
                 Some(json!(references[0]))
             }
             Gleu(references) | Meteor(references) => Some(json!(references)),
-            AssertSet(_) | Html { .. } | IsRefusal | Cost | Perplexity { .. } => None,
+            AssertSet(_) | Html { .. } | IsRefusal | OpenAiToolsCall | Cost | Perplexity { .. } => {
+                None
+            }
         };
         let assertions = match &self.kind {
             AssertSet(set) => Some(set.iter().map(Assertion::to_spec).collect()),

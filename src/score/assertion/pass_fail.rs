@@ -127,7 +127,8 @@ impl Assertion {
             ModelGraded { .. } => {
                 return Err("model-graded assertions are judged by a model".into());
             }
-            Script(_) | AssertSet(_) | IsRefusal | Gleu(_) | Meteor(_) | Perplexity { .. } => {
+            Script(_) | AssertSet(_) | IsRefusal | OpenAiToolsCall | Gleu(_) | Meteor(_)
+            | Perplexity { .. } => {
                 return Err("checked by check_new".into());
             }
             Xml {
@@ -234,6 +235,7 @@ impl Assertion {
                 false => "be HTML".to_owned(),
             },
             IsRefusal => "be a refusal".to_owned(),
+            OpenAiToolsCall => "be valid OpenAI tool calls".to_owned(),
             Perplexity { .. } => return ("perplexity", "be within the threshold".to_owned()),
             Meteor(references) => {
                 format!(

@@ -468,6 +468,16 @@ pub static REGISTRY: &[AssertionType] = &[
         parse: |_| Ok(IsRefusal),
     },
     AssertionType {
+        name: "is-valid-openai-tools-call",
+        aliases: &[],
+        value: None,
+        fields: &[],
+        reference: None,
+        needs: Needs::Output,
+        passes: "output is OpenAI `tool_calls` (a remote model offered `tools`) whose every call names an offered function, with arguments its `parameters` schema accepts",
+        parse: |_| Ok(OpenAiToolsCall),
+    },
+    AssertionType {
         name: "finish-reason",
         aliases: &[],
         value: Some("`stop` or `length`"),

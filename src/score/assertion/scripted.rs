@@ -13,6 +13,7 @@ impl Assertion {
             AssertionKind::Script(script) => Some(self.check_script(script, input)),
             AssertionKind::AssertSet(set) => Some(self.check_set(set, input)),
             AssertionKind::IsRefusal => Some(self.check_refusal(input)),
+            AssertionKind::OpenAiToolsCall => Some(self.check_tools_call(input)),
             AssertionKind::Gleu(references) => Some(self.check_gleu(references, input)),
             AssertionKind::Meteor(references) => Some(self.check_meteor(references, input)),
             AssertionKind::Perplexity { normalized } => {
@@ -99,7 +100,12 @@ impl Assertion {
         self.outcome(passed, score, reason)
     }
 
-    fn outcome(&self, passed: bool, score: f64, reason: Option<String>) -> AssertionOutcome {
+    pub(super) fn outcome(
+        &self,
+        passed: bool,
+        score: f64,
+        reason: Option<String>,
+    ) -> AssertionOutcome {
         AssertionOutcome {
             named_scores: Default::default(),
             metric: None,
