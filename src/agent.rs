@@ -22,7 +22,7 @@ use crate::params::SamplingParams;
 use crate::prompt::RenderedPrompt;
 use crate::trace::{AgentStep, AgentStop, AgentTrace, Convention, StepAction};
 use convention::Reply;
-pub use setup::{ToolModels, default_roots, load_engine, project_tools};
+pub use setup::{ToolModels, ToolSetupError, default_roots, load_engine, project_tools};
 use tools::{ToolContext, ToolSet};
 
 /// Caps on one question.

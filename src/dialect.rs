@@ -32,6 +32,24 @@ pub enum Metrics {
     Promptfoo,
 }
 
+/// A regex the dialect's engine refused; the message is the engine's own.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegexError {
+    #[error(transparent)]
+    Rust(#[from] regex::Error),
+    #[error(transparent)]
+    Ecma(#[from] regress::Error),
+}
+
+/// An output that is not JSON by the dialect's grammar.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    #[error(transparent)]
+    Serde(#[from] serde_json::Error),
+    #[error(transparent)]
+    Js(#[from] js::JsonParseError),
+}
+
 /// A compiled regular expression in a dialect's engine.
 #[derive(Debug, Clone)]
 pub enum Regex {
@@ -77,24 +95,20 @@ impl Dialect {
     }
 
     /// A regex as the dialect's engine compiles it.
-    pub fn regex(self, source: &str) -> Result<Regex, String> {
-        match self {
-            Dialect::Promptlab => regex::Regex::new(source)
-                .map(Regex::Rust)
-                .map_err(|e| e.to_string()),
-            Dialect::Promptfoo => regress::Regex::new(source)
-                .map(|re| Regex::Ecma(std::sync::Arc::new(re)))
-                .map_err(|e| e.to_string()),
-        }
+    pub fn regex(self, source: &str) -> Result<Regex, RegexError> {
+        Ok(match self {
+            Dialect::Promptlab => Regex::Rust(regex::Regex::new(source)?),
+            Dialect::Promptfoo => Regex::Ecma(std::sync::Arc::new(regress::Regex::new(source)?)),
+        })
     }
 
     /// Parses an output as JSON: serde_json for promptlab, `JSON.parse`'s grammar for
     /// promptfoo (lone surrogate escapes and any nesting depth are accepted).
-    pub fn parse_json(self, text: &str) -> Result<serde_json::Value, String> {
-        match self {
-            Dialect::Promptlab => serde_json::from_str(text).map_err(|e| e.to_string()),
-            Dialect::Promptfoo => js::json_parse(text),
-        }
+    pub fn parse_json(self, text: &str) -> Result<serde_json::Value, JsonError> {
+        Ok(match self {
+            Dialect::Promptlab => serde_json::from_str(text)?,
+            Dialect::Promptfoo => js::json_parse(text)?,
+        })
     }
 
     /// The JSON Schema draft a schema without `$schema` is read as: promptfoo's ajv

@@ -308,7 +308,13 @@ fn generation_request(
     let params = defaults.overlay(&asked).resolve();
     if !request.tools.is_empty() {
         let choice = tools::ToolChoice::parse(request.tool_choice.as_ref(), &request.tools)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request_error", e))?;
+            .map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    e.to_string(),
+                )
+            })?;
         if schema.is_some() {
             return Err(error(
                 StatusCode::BAD_REQUEST,
@@ -324,7 +330,13 @@ fn generation_request(
             )
         })?;
         let prompt = tools::tool_prompt(template, &request.messages, &request.tools, &choice)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request_error", e))?;
+            .map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    e.to_string(),
+                )
+            })?;
         return Ok((
             GenerationRequest {
                 prompt: RenderedPrompt::Completion(prompt.text),

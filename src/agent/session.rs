@@ -19,8 +19,8 @@ use crate::store::{RunStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("{0}")]
-    Tools(String),
+    #[error(transparent)]
+    Tools(#[from] super::ToolSetupError),
     #[error("no tools to offer the model{0}")]
     NoTools(String),
     #[error("none of the allowed folders exist")]
@@ -87,8 +87,7 @@ impl Session {
             options.models,
             wanted,
             options.tool_timeout,
-        )
-        .map_err(SessionError::Tools)?;
+        )?;
         if tools.is_empty() {
             let reasons: Vec<String> = tools
                 .unavailable

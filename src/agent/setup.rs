@@ -20,34 +20,44 @@ pub struct ToolModels {
     pub clip: Option<String>,
 }
 
+/// A tool or tool model asked for that the catalog cannot provide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolSetupError {
+    #[error("unknown tool `{name}`; tools: {}", tools::TOOL_NAMES.join(", "))]
+    UnknownTool { name: String },
+    #[error("model `{name}` is not a `kind: {}` model", .kind.yaml_name())]
+    WrongKind { name: String, kind: ModelKind },
+    #[error("unknown model `{0}`")]
+    UnknownModel(String),
+}
+
 pub fn project_tools(
     catalog: &ModelCatalog,
     models: &ToolModels,
     wanted: Option<&[String]>,
     timeout: Duration,
-) -> Result<ToolSet, String> {
+) -> Result<ToolSet, ToolSetupError> {
     if let Some(wanted) = wanted
         && let Some(unknown) = wanted
             .iter()
             .find(|w| !tools::TOOL_NAMES.contains(&w.as_str()))
     {
-        return Err(format!(
-            "unknown tool `{unknown}`; tools: {}",
-            tools::TOOL_NAMES.join(", ")
-        ));
+        return Err(ToolSetupError::UnknownTool {
+            name: unknown.clone(),
+        });
     }
     let include = |name: &str| wanted.is_none_or(|w| w.iter().any(|x| x == name));
     let pick = |chosen: &Option<String>,
                 kind: ModelKind|
-     -> Result<Option<(String, crate::catalog::ModelEntry)>, String> {
+     -> Result<Option<(String, crate::catalog::ModelEntry)>, ToolSetupError> {
         match chosen {
             Some(name) => match catalog.models.get(name) {
                 Some(entry) if entry.kind() == kind => Ok(Some((name.clone(), entry.clone()))),
-                Some(_) => Err(format!(
-                    "model `{name}` is not a `kind: {}` model",
-                    kind.yaml_name()
-                )),
-                None => Err(format!("unknown model `{name}`")),
+                Some(_) => Err(ToolSetupError::WrongKind {
+                    name: name.clone(),
+                    kind,
+                }),
+                None => Err(ToolSetupError::UnknownModel(name.clone())),
             },
             None => Ok(catalog
                 .models

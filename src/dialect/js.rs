@@ -159,10 +159,58 @@ fn quote(out: &mut String, s: &str) {
 /// anything a model writes while keeping the recursive drop of the value safe.
 const MAX_DEPTH: usize = 10_000;
 
+/// Text `JSON.parse` would refuse: what was wrong, at a byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{fault} at byte {at}")]
+pub struct JsonParseError {
+    pub fault: JsonFault,
+    /// Where parsing stopped, in bytes from the start of the text.
+    pub at: usize,
+}
+
+/// What [`json_parse`] found wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JsonFault {
+    #[error("unexpected text after the JSON value")]
+    TrailingText,
+    #[error("expected `{0}`")]
+    Expected(char),
+    #[error("nesting too deep")]
+    TooDeep,
+    #[error("unexpected end of JSON")]
+    UnexpectedEnd,
+    #[error("expected `,` or `]`")]
+    ArraySeparator,
+    #[error("expected `,` or `}}`")]
+    ObjectSeparator,
+    #[error("unbalanced JSON")]
+    Unbalanced,
+    #[error("expected a string key")]
+    ExpectedKey,
+    #[error("unexpected character")]
+    UnexpectedCharacter,
+    #[error("expected digits")]
+    ExpectedDigits,
+    #[error("expected digits after `.`")]
+    ExpectedFraction,
+    #[error("expected exponent digits")]
+    ExpectedExponent,
+    #[error("unterminated string")]
+    UnterminatedString,
+    #[error("invalid escape")]
+    InvalidEscape,
+    #[error("invalid \\u escape")]
+    InvalidUnicodeEscape,
+    #[error("control character in string")]
+    ControlCharacter,
+    #[error("invalid UTF-8")]
+    InvalidUtf8,
+}
+
 /// Parses text as `JSON.parse` does: whitespace around, no trailing commas, any nesting
 /// (up to [`MAX_DEPTH`]), lone surrogate escapes accepted (kept as U+FFFD, since a Rust
 /// string cannot hold them).
-pub fn json_parse(text: &str) -> Result<Value, String> {
+pub fn json_parse(text: &str) -> Result<Value, JsonParseError> {
     let mut parser = JsonParser {
         bytes: text.as_bytes(),
         at: 0,
@@ -170,7 +218,7 @@ pub fn json_parse(text: &str) -> Result<Value, String> {
     let value = parser.value()?;
     parser.skip_ws();
     if parser.at < parser.bytes.len() {
-        return Err(parser.error("unexpected text after the JSON value"));
+        return Err(parser.error(JsonFault::TrailingText));
     }
     Ok(value)
 }
@@ -186,8 +234,8 @@ struct JsonParser<'a> {
 }
 
 impl JsonParser<'_> {
-    fn error(&self, what: &str) -> String {
-        format!("{what} at byte {}", self.at)
+    fn error(&self, fault: JsonFault) -> JsonParseError {
+        JsonParseError { fault, at: self.at }
     }
 
     fn skip_ws(&mut self) {
@@ -201,17 +249,17 @@ impl JsonParser<'_> {
         self.bytes.get(self.at).copied()
     }
 
-    fn expect(&mut self, byte: u8) -> Result<(), String> {
+    fn expect(&mut self, byte: u8) -> Result<(), JsonParseError> {
         if self.peek() == Some(byte) {
             self.at += 1;
             Ok(())
         } else {
-            Err(self.error(&format!("expected `{}`", byte as char)))
+            Err(self.error(JsonFault::Expected(byte as char)))
         }
     }
 
     /// One value, containers handled with an explicit stack so depth costs no recursion.
-    fn value(&mut self) -> Result<Value, String> {
+    fn value(&mut self) -> Result<Value, JsonParseError> {
         let mut stack: Vec<Frame> = Vec::new();
         loop {
             // Open containers until a scalar (or an empty container) completes a value.
@@ -224,7 +272,7 @@ impl JsonParser<'_> {
                     } else {
                         stack.push(Frame::Array(Vec::new()));
                         if stack.len() > MAX_DEPTH {
-                            return Err(self.error("nesting too deep"));
+                            return Err(self.error(JsonFault::TooDeep));
                         }
                         continue;
                     }
@@ -238,13 +286,13 @@ impl JsonParser<'_> {
                         let key = self.key()?;
                         stack.push(Frame::Object(Map::new(), key));
                         if stack.len() > MAX_DEPTH {
-                            return Err(self.error("nesting too deep"));
+                            return Err(self.error(JsonFault::TooDeep));
                         }
                         continue;
                     }
                 }
                 Some(_) => self.scalar()?,
-                None => return Err(self.error("unexpected end of JSON")),
+                None => return Err(self.error(JsonFault::UnexpectedEnd)),
             };
             // Hand the value to its container; close containers that end here.
             loop {
@@ -262,7 +310,7 @@ impl JsonParser<'_> {
                             Some(b']') => {
                                 self.at += 1;
                             }
-                            _ => return Err(self.error("expected `,` or `]`")),
+                            _ => return Err(self.error(JsonFault::ArraySeparator)),
                         }
                     }
                     Frame::Object(map, key) => {
@@ -276,29 +324,29 @@ impl JsonParser<'_> {
                             Some(b'}') => {
                                 self.at += 1;
                             }
-                            _ => return Err(self.error("expected `,` or `}`")),
+                            _ => return Err(self.error(JsonFault::ObjectSeparator)),
                         }
                     }
                 }
                 done = match stack.pop() {
                     Some(Frame::Array(items)) => Value::Array(items),
                     Some(Frame::Object(map, _)) => Value::Object(map),
-                    None => return Err(self.error("unbalanced JSON")),
+                    None => return Err(self.error(JsonFault::Unbalanced)),
                 };
             }
         }
     }
 
-    fn key(&mut self) -> Result<String, String> {
+    fn key(&mut self) -> Result<String, JsonParseError> {
         if self.peek() != Some(b'"') {
-            return Err(self.error("expected a string key"));
+            return Err(self.error(JsonFault::ExpectedKey));
         }
         let key = self.string()?;
         self.expect(b':')?;
         Ok(key)
     }
 
-    fn scalar(&mut self) -> Result<Value, String> {
+    fn scalar(&mut self) -> Result<Value, JsonParseError> {
         let rest = &self.bytes[self.at..];
         for (word, value) in [
             (&b"true"[..], Value::Bool(true)),
@@ -313,11 +361,11 @@ impl JsonParser<'_> {
         match rest.first() {
             Some(b'"') => self.string().map(Value::String),
             Some(b'-' | b'0'..=b'9') => self.number(),
-            _ => Err(self.error("unexpected character")),
+            _ => Err(self.error(JsonFault::UnexpectedCharacter)),
         }
     }
 
-    fn number(&mut self) -> Result<Value, String> {
+    fn number(&mut self) -> Result<Value, JsonParseError> {
         let start = self.at;
         let digits = |p: &mut Self| {
             let from = p.at;
@@ -332,12 +380,12 @@ impl JsonParser<'_> {
         if self.bytes.get(self.at) == Some(&b'0') {
             self.at += 1;
         } else if !digits(self) {
-            return Err(self.error("expected digits"));
+            return Err(self.error(JsonFault::ExpectedDigits));
         }
         if self.bytes.get(self.at) == Some(&b'.') {
             self.at += 1;
             if !digits(self) {
-                return Err(self.error("expected digits after `.`"));
+                return Err(self.error(JsonFault::ExpectedFraction));
             }
         }
         if let Some(b'e' | b'E') = self.bytes.get(self.at) {
@@ -346,7 +394,7 @@ impl JsonParser<'_> {
                 self.at += 1;
             }
             if !digits(self) {
-                return Err(self.error("expected exponent digits"));
+                return Err(self.error(JsonFault::ExpectedExponent));
             }
         }
         let text = std::str::from_utf8(&self.bytes[start..self.at]).unwrap_or("0");
@@ -359,13 +407,13 @@ impl JsonParser<'_> {
         }))
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, JsonParseError> {
         self.at += 1; // the opening quote
         let mut out = String::new();
         let mut units: Vec<u16> = Vec::new();
         loop {
             let Some(&byte) = self.bytes.get(self.at) else {
-                return Err(self.error("unterminated string"));
+                return Err(self.error(JsonFault::UnterminatedString));
             };
             if byte != b'\\' && !units.is_empty() {
                 out.push_str(&String::from_utf16_lossy(&units));
@@ -389,7 +437,7 @@ impl JsonParser<'_> {
                         Some(b'r') => Some('\r'),
                         Some(b't') => Some('\t'),
                         Some(b'u') => None,
-                        _ => return Err(self.error("invalid escape")),
+                        _ => return Err(self.error(JsonFault::InvalidEscape)),
                     };
                     match simple {
                         Some(c) => {
@@ -403,17 +451,17 @@ impl JsonParser<'_> {
                                 .get(self.at..self.at + 4)
                                 .and_then(|h| std::str::from_utf8(h).ok())
                                 .and_then(|h| u16::from_str_radix(h, 16).ok())
-                                .ok_or_else(|| self.error("invalid \\u escape"))?;
+                                .ok_or_else(|| self.error(JsonFault::InvalidUnicodeEscape))?;
                             self.at += 4;
                             // Pairs join; a lone surrogate becomes U+FFFD.
                             units.push(hex);
                         }
                     }
                 }
-                0x00..=0x1f => return Err(self.error("control character in string")),
+                0x00..=0x1f => return Err(self.error(JsonFault::ControlCharacter)),
                 _ => {
                     let rest = std::str::from_utf8(&self.bytes[self.at..])
-                        .map_err(|_| self.error("invalid UTF-8"))?;
+                        .map_err(|_| self.error(JsonFault::InvalidUtf8))?;
                     let c = rest.chars().next().unwrap_or('\u{fffd}');
                     out.push(c);
                     self.at += c.len_utf8();

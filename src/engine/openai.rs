@@ -265,11 +265,13 @@ impl OpenAiEngine {
                 if received > MAX_REPLY_BYTES {
                     return Err(too_large());
                 }
-                for data in decoder.feed(&chunk).map_err(retry)? {
+                for data in decoder.feed(&chunk).map_err(|e| retry(e.to_string()))? {
                     match data {
                         SseData::Done => done = true,
                         SseData::Json(value) => {
-                            if let Some(text) = reply.absorb(&value).map_err(retry)? {
+                            if let Some(text) =
+                                reply.absorb(&value).map_err(|e| retry(e.to_string()))?
+                            {
                                 first_token.get_or_insert_with(Instant::now);
                                 on_text(text);
                             }
@@ -294,7 +296,7 @@ impl OpenAiEngine {
                 let shown: String = String::from_utf8_lossy(&bytes).chars().take(120).collect();
                 retry(format!("malformed JSON reply ({e}): {shown}"))
             })?;
-            if let Some(text) = reply.absorb(&value).map_err(retry)? {
+            if let Some(text) = reply.absorb(&value).map_err(|e| retry(e.to_string()))? {
                 first_token = Some(Instant::now());
                 on_text(text);
             }

@@ -330,9 +330,8 @@ pub enum AssertionError {
     InvalidValue(String, String),
     #[error("{0} does not take `{1}`")]
     UnexpectedField(String, &'static str),
-    /// (regex's message)
     #[error("regex: invalid regex: {0}")]
-    InvalidRegex(String),
+    InvalidRegex(#[source] crate::dialect::RegexError),
     /// (type, message)
     #[error("{0}: invalid JSON schema: {1}")]
     InvalidSchema(String, String),

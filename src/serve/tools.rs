@@ -7,7 +7,9 @@
 use serde_json::{Value, json};
 
 use crate::agent::convention::{self, Reply};
+use crate::engine::EngineError;
 use crate::engine::chat_template::ChatTemplate;
+use crate::template::TemplateFault;
 use crate::trace::Convention;
 
 /// The raw prompt and grammar for a request with tools.
@@ -40,6 +42,29 @@ fn arguments(call: &Value) -> Value {
     }
 }
 
+/// A request's `tools` or `tool_choice` that cannot be served, or a prompt that could not
+/// be built from them; the client is told in these words.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ToolRequestError {
+    #[error(
+        "tool_choice: expected \"auto\", \"none\", \"required\" or {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, got \"{0}\""
+    )]
+    UnknownChoice(String),
+    #[error(
+        "tool_choice: expected {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, got {0}"
+    )]
+    NotAFunction(Value),
+    #[error("tool_choice names `{0}`, which is not one of the request's tools")]
+    NotATool(String),
+    #[error("tools[{0}]: expected {{type: function, function: {{name, parameters}}}}")]
+    MalformedTool(usize),
+    /// The chat template failed on the conversation (`TemplateFault` is not an `Error`).
+    #[error("{0}")]
+    Template(TemplateFault),
+    #[error(transparent)]
+    Grammar(#[from] EngineError),
+}
+
 /// OpenAI's `tool_choice`: what the reply may be. Every tool stays listed in the prompt;
 /// the grammar decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,34 +81,24 @@ pub enum ToolChoice {
 
 impl ToolChoice {
     /// Reads the request's `tool_choice`; a function must be one of `tools`.
-    pub fn parse(value: Option<&Value>, tools: &[Value]) -> Result<ToolChoice, String> {
+    pub fn parse(value: Option<&Value>, tools: &[Value]) -> Result<ToolChoice, ToolRequestError> {
         let choice = match value {
             None | Some(Value::Null) => ToolChoice::Auto,
             Some(Value::String(text)) => match text.as_str() {
                 "auto" => ToolChoice::Auto,
                 "none" => ToolChoice::None,
                 "required" => ToolChoice::Required,
-                other => {
-                    return Err(format!(
-                        "tool_choice: expected \"auto\", \"none\", \"required\" or {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, got \"{other}\""
-                    ));
-                }
+                other => return Err(ToolRequestError::UnknownChoice(other.to_string())),
             },
             Some(object) => match object["function"]["name"].as_str() {
                 Some(name) => ToolChoice::Function(name.to_string()),
-                None => {
-                    return Err(format!(
-                        "tool_choice: expected {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, got {object}"
-                    ));
-                }
+                None => return Err(ToolRequestError::NotAFunction(object.clone())),
             },
         };
         if let ToolChoice::Function(name) = &choice
             && !tools.iter().any(|t| t["function"]["name"] == name.as_str())
         {
-            return Err(format!(
-                "tool_choice names `{name}`, which is not one of the request's tools"
-            ));
+            return Err(ToolRequestError::NotATool(name.clone()));
         }
         Ok(choice)
     }
@@ -94,12 +109,10 @@ pub fn tool_prompt(
     messages: &[Value],
     tools: &[Value],
     choice: &ToolChoice,
-) -> Result<ToolPrompt, String> {
+) -> Result<ToolPrompt, ToolRequestError> {
     for (i, tool) in tools.iter().enumerate() {
         if tool["function"]["name"].as_str().is_none() {
-            return Err(format!(
-                "tools[{i}]: expected {{type: function, function: {{name, parameters}}}}"
-            ));
+            return Err(ToolRequestError::MalformedTool(i));
         }
     }
     let convention = Convention::for_template(template);
@@ -123,7 +136,7 @@ pub fn tool_prompt(
                 .collect();
             template
                 .render_with_tools(&messages, tools, true)
-                .map_err(|f| f.to_string())?
+                .map_err(ToolRequestError::Template)?
         }
         Convention::Json => {
             let mut out: Vec<Value> = Vec::new();
@@ -155,7 +168,7 @@ pub fn tool_prompt(
             }
             template
                 .render_with_tools(&out, &[], true)
-                .map_err(|f| f.to_string())?
+                .map_err(ToolRequestError::Template)?
         }
     };
     let grammar = match choice {
@@ -170,8 +183,7 @@ pub fn tool_prompt(
                 .collect();
             convention::call_grammar(convention, &named)
         }
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     Ok(ToolPrompt {
         text,
         grammar,
@@ -275,7 +287,7 @@ mod tests {
             &ToolChoice::Auto,
         )
         .err();
-        assert!(err.unwrap().contains("tools[0]"));
+        assert!(err.unwrap().to_string().contains("tools[0]"));
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl Tool for Calculator {
             .get("expression")
             .and_then(Value::as_str)
             .ok_or_else(|| ToolError::Arguments("expected `expression`, a string".into()))?;
-        let value = evaluate(expression).map_err(ToolError::Arguments)?;
+        let value = evaluate(expression).map_err(|e| ToolError::Arguments(e.to_string()))?;
         let mut result = json!({ "expression": expression, "result": display(&value) });
         if decimal_places(&value).is_none() {
             result["approximately"] = json!(approximate(&value));
@@ -55,14 +55,43 @@ const MAX_DEPTH: usize = 64;
 /// core busy or memory growing long after the tool's timeout.
 const MAX_BITS: u64 = 65_536;
 
+/// Why an expression was not evaluated. Positions are 1-based characters of the
+/// expression with its whitespace removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CalcError {
+    #[error("the expression has {0} characters; at most {MAX_CHARS} are evaluated")]
+    TooLong(usize),
+    #[error("the expression is empty")]
+    Empty,
+    #[error("unexpected `{found}` at character {at}; expected an operator or the end")]
+    ExpectedOperator { at: usize, found: char },
+    #[error("unexpected `{found}` at character {at}; expected a number or `(`")]
+    Unexpected { at: usize, found: char },
+    #[error("expected `)` at character {0}")]
+    UnclosedBracket(usize),
+    #[error("the expression ends early; expected a number")]
+    EndsEarly,
+    #[error("the expression nests deeper than {MAX_DEPTH} levels at character {0}")]
+    TooDeep(usize),
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("only whole powers up to {MAX_EXPONENT} are exact")]
+    NotWholePower,
+    #[error(
+        "the power would have more than {MAX_BITS} bits (about 20,000 digits); no answer needs that"
+    )]
+    PowerTooLarge,
+    #[error("a result has more than {MAX_BITS} bits (about 20,000 digits); no answer needs that")]
+    TooLarge,
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+}
+
 /// Evaluates `text`; the error says where parsing stopped and what was expected.
-pub fn evaluate(text: &str) -> Result<BigRational, String> {
+pub fn evaluate(text: &str) -> Result<BigRational, CalcError> {
     let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
     if chars.len() > MAX_CHARS {
-        return Err(format!(
-            "the expression has {} characters; at most {MAX_CHARS} are evaluated",
-            chars.len()
-        ));
+        return Err(CalcError::TooLong(chars.len()));
     }
     let mut parser = Parser {
         chars,
@@ -70,15 +99,15 @@ pub fn evaluate(text: &str) -> Result<BigRational, String> {
         depth: 0,
     };
     if parser.chars.is_empty() {
-        return Err("the expression is empty".into());
+        return Err(CalcError::Empty);
     }
     let value = parser.sum()?;
     match parser.peek() {
         None => Ok(value),
-        Some(c) => Err(format!(
-            "unexpected `{c}` at character {}; expected an operator or the end",
-            parser.at + 1
-        )),
+        Some(found) => Err(CalcError::ExpectedOperator {
+            at: parser.at + 1,
+            found,
+        }),
     }
 }
 
@@ -90,11 +119,9 @@ struct Parser {
 }
 
 /// Refuses a value too large to be any answer.
-fn bounded(value: BigRational) -> Result<BigRational, String> {
+fn bounded(value: BigRational) -> Result<BigRational, CalcError> {
     if value.numer().bits() > MAX_BITS || value.denom().bits() > MAX_BITS {
-        return Err(format!(
-            "a result has more than {MAX_BITS} bits (about 20,000 digits); no answer needs that"
-        ));
+        return Err(CalcError::TooLarge);
     }
     Ok(value)
 }
@@ -110,13 +137,10 @@ impl Parser {
     /// Enters a nested rule, refusing nesting deeper than [`MAX_DEPTH`].
     fn nested<T>(
         &mut self,
-        rule: impl FnOnce(&mut Self) -> Result<T, String>,
-    ) -> Result<T, String> {
+        rule: impl FnOnce(&mut Self) -> Result<T, CalcError>,
+    ) -> Result<T, CalcError> {
         if self.depth >= MAX_DEPTH {
-            return Err(format!(
-                "the expression nests deeper than {MAX_DEPTH} levels at character {}",
-                self.at + 1
-            ));
+            return Err(CalcError::TooDeep(self.at + 1));
         }
         self.depth += 1;
         let value = rule(self);
@@ -124,7 +148,7 @@ impl Parser {
         value
     }
 
-    fn sum(&mut self) -> Result<BigRational, String> {
+    fn sum(&mut self) -> Result<BigRational, CalcError> {
         let mut value = self.product()?;
         while let Some(op @ ('+' | '-')) = self.peek() {
             self.at += 1;
@@ -134,13 +158,13 @@ impl Parser {
         Ok(value)
     }
 
-    fn product(&mut self) -> Result<BigRational, String> {
+    fn product(&mut self) -> Result<BigRational, CalcError> {
         let mut value = self.unary()?;
         while let Some(op @ ('*' | '/' | '%' | '×' | '÷')) = self.peek() {
             self.at += 1;
             let rhs = self.unary()?;
             if matches!(op, '/' | '%' | '÷') && rhs.is_zero() {
-                return Err("division by zero".into());
+                return Err(CalcError::DivisionByZero);
             }
             value = bounded(match op {
                 '*' | '×' => value * rhs,
@@ -155,7 +179,7 @@ impl Parser {
     }
 
     /// `^` binds tighter than a sign on its left (`-2^2` is -4) and is right-associative.
-    fn power(&mut self) -> Result<BigRational, String> {
+    fn power(&mut self) -> Result<BigRational, CalcError> {
         let base = self.primary()?;
         if self.peek() != Some('^') {
             return Ok(base);
@@ -167,23 +191,21 @@ impl Parser {
             .then(|| exponent.to_integer().to_i64())
             .flatten()
             .filter(|e| e.abs() <= MAX_EXPONENT)
-            .ok_or_else(|| format!("only whole powers up to {MAX_EXPONENT} are exact"))?;
+            .ok_or(CalcError::NotWholePower)?;
         if base.is_zero() && whole < 0 {
-            return Err("division by zero".into());
+            return Err(CalcError::DivisionByZero);
         }
         // The result has about |exponent| times the base's bits: refuse before building it.
         let widest = base.numer().bits().max(base.denom().bits());
         if widest.saturating_mul(whole.unsigned_abs()) > MAX_BITS {
-            return Err(format!(
-                "the power would have more than {MAX_BITS} bits (about 20,000 digits); no answer needs that"
-            ));
+            return Err(CalcError::PowerTooLarge);
         }
         bounded(num_traits::pow::Pow::pow(&base, whole as i32))
     }
 
     /// Signs are counted in a loop, not by recursion: a run of thousands of them is
     /// still a flat expression.
-    fn unary(&mut self) -> Result<BigRational, String> {
+    fn unary(&mut self) -> Result<BigRational, CalcError> {
         let mut negative = false;
         while let Some(sign @ ('-' | '+')) = self.peek() {
             self.at += 1;
@@ -193,27 +215,27 @@ impl Parser {
         Ok(if negative { -value } else { value })
     }
 
-    fn primary(&mut self) -> Result<BigRational, String> {
+    fn primary(&mut self) -> Result<BigRational, CalcError> {
         match self.peek() {
             Some('(') => {
                 self.at += 1;
                 let value = self.nested(Self::sum)?;
                 if self.peek() != Some(')') {
-                    return Err(format!("expected `)` at character {}", self.at + 1));
+                    return Err(CalcError::UnclosedBracket(self.at + 1));
                 }
                 self.at += 1;
                 Ok(value)
             }
             Some(c) if c.is_ascii_digit() || c == '.' => self.number(),
-            Some(c) => Err(format!(
-                "unexpected `{c}` at character {}; expected a number or `(`",
-                self.at + 1
-            )),
-            None => Err("the expression ends early; expected a number".into()),
+            Some(found) => Err(CalcError::Unexpected {
+                at: self.at + 1,
+                found,
+            }),
+            None => Err(CalcError::EndsEarly),
         }
     }
 
-    fn number(&mut self) -> Result<BigRational, String> {
+    fn number(&mut self) -> Result<BigRational, CalcError> {
         let start = self.at;
         while self
             .peek()
@@ -227,11 +249,12 @@ impl Parser {
             .collect();
         let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
         if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-            return Err(format!("`{text}` is not a number"));
+            return Err(CalcError::NotANumber(text));
         }
-        let digits: BigInt = format!("{whole}{fraction}")
-            .parse()
-            .map_err(|_| format!("`{text}` is not a number"))?;
+        let digits: BigInt = match format!("{whole}{fraction}").parse() {
+            Ok(digits) => digits,
+            Err(_) => return Err(CalcError::NotANumber(text)),
+        };
         let scale = num_traits::pow(BigInt::from(10), fraction.len());
         Ok(BigRational::new(digits, scale))
     }
@@ -325,17 +348,22 @@ mod tests {
 
     #[test]
     fn errors_say_where_and_what() {
-        assert_eq!(evaluate("1 / (2 - 2)").unwrap_err(), "division by zero");
-        assert!(evaluate("2 + ").unwrap_err().contains("ends early"));
-        assert!(
-            evaluate("2 + x")
-                .unwrap_err()
-                .contains("unexpected `x` at character 3")
+        let message = |text: &str| evaluate(text).unwrap_err().to_string();
+        assert_eq!(
+            evaluate("1 / (2 - 2)").unwrap_err(),
+            CalcError::DivisionByZero
         );
-        assert!(evaluate("(1 + 2").unwrap_err().contains("expected `)`"));
-        assert!(evaluate("2 ^ 0.5").unwrap_err().contains("whole powers"));
-        assert!(evaluate("1.2.3").unwrap_err().contains("not a number"));
-        assert!(evaluate("").unwrap_err().contains("empty"));
+        assert_eq!(message("1 / (2 - 2)"), "division by zero");
+        assert!(message("2 + ").contains("ends early"));
+        assert_eq!(
+            evaluate("2 + x").unwrap_err(),
+            CalcError::Unexpected { at: 3, found: 'x' }
+        );
+        assert!(message("2 + x").contains("unexpected `x` at character 3"));
+        assert!(message("(1 + 2").contains("expected `)`"));
+        assert!(message("2 ^ 0.5").contains("whole powers"));
+        assert!(message("1.2.3").contains("not a number"));
+        assert!(message("").contains("empty"));
     }
 
     /// Issue 20: a model controls these arguments; none may overflow the stack or keep a

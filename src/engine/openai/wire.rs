@@ -212,9 +212,9 @@ impl Reply {
 
     /// Folds one JSON object (a whole reply or a stream chunk) into the reply. Returns the
     /// new text it carried, if any.
-    pub fn absorb(&mut self, object: &Value) -> Result<Option<String>, String> {
+    pub fn absorb(&mut self, object: &Value) -> Result<Option<String>, WireError> {
         if let Some(message) = error_message(object) {
-            return Err(message);
+            return Err(WireError::Server(message));
         }
         let mut new_text = None;
         if let Some(choice) = object.get("choices").and_then(|c| c.get(0)) {
@@ -258,7 +258,7 @@ impl Reply {
                 self.logprobs.get_or_insert_with(Vec::new).extend(found);
             }
         } else if object.get("usage").is_none() && object.get("timings").is_none() {
-            return Err(format!("expected `choices` in the reply, got {object}"));
+            return Err(WireError::NoChoices(object.clone()));
         }
         if let Some(usage) = object.get("usage").filter(|u| !u.is_null()) {
             let count = |key: &str| usage.get(key).and_then(Value::as_u64).map(|n| n as u32);
@@ -282,11 +282,26 @@ impl Reply {
 /// The longest line an event stream may send: a chunk of a reply is a few hundred bytes.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
-fn event_too_large() -> String {
-    format!(
+/// A reply or event stream from the server that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The server's own error message (`{"error": ...}`), as it wrote it.
+    #[error("{0}")]
+    Server(String),
+    #[error("expected `choices` in the reply, got {0}")]
+    NoChoices(Value),
+    #[error(
         "an event in the stream is over {} MiB; not read further",
         MAX_EVENT_BYTES >> 20
-    )
+    )]
+    EventTooLarge,
+    /// `shown` is the start of the payload.
+    #[error("malformed JSON in the event stream ({source}): {shown}")]
+    MalformedEvent {
+        #[source]
+        source: serde_json::Error,
+        shown: String,
+    },
 }
 
 /// Splits a server-sent-event byte stream into `data:` payloads, across chunk borders.
@@ -305,12 +320,12 @@ pub enum SseData {
 impl SseDecoder {
     /// Feeds bytes; returns the complete `data:` lines they finish. A payload that is not
     /// JSON is an error naming it.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseData>, String> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseData>, WireError> {
         self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
         while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
             if end > MAX_EVENT_BYTES {
-                return Err(event_too_large());
+                return Err(WireError::EventTooLarge);
             }
             let line: Vec<u8> = self.pending.drain(..=end).collect();
             let line = String::from_utf8_lossy(&line);
@@ -324,14 +339,15 @@ impl SseDecoder {
                 out.push(SseData::Done);
                 continue;
             }
-            let value: Value = serde_json::from_str(data).map_err(|e| {
-                let shown: String = data.chars().take(120).collect();
-                format!("malformed JSON in the event stream ({e}): {shown}")
-            })?;
+            let value: Value =
+                serde_json::from_str(data).map_err(|source| WireError::MalformedEvent {
+                    source,
+                    shown: data.chars().take(120).collect(),
+                })?;
             out.push(SseData::Json(value));
         }
         if self.pending.len() > MAX_EVENT_BYTES {
-            return Err(event_too_large());
+            return Err(WireError::EventTooLarge);
         }
         Ok(out)
     }
@@ -377,7 +393,7 @@ mod tests {
             fed += chunk.len();
             assert!(fed <= MAX_EVENT_BYTES + chunk.len(), "never refused");
         };
-        assert!(err.contains("over 1 MiB"), "{err}");
+        assert!(err.to_string().contains("over 1 MiB"), "{err}");
         // A long but legal event still decodes.
         let mut decoder = SseDecoder::default();
         let text = "y".repeat(200_000);
@@ -561,15 +577,15 @@ mod tests {
     fn errors_and_malformed_payloads_are_reported() {
         let mut decoder = SseDecoder::default();
         let err = decoder.feed(b"data: {\"choices\": [\n").unwrap_err();
-        assert!(err.contains("malformed JSON"), "{err}");
+        assert!(err.to_string().contains("malformed JSON"), "{err}");
 
         let mut reply = Reply::default();
         let err = reply
             .absorb(&json!({"error": {"message": "model overloaded", "code": 503}}))
             .unwrap_err();
-        assert_eq!(err, "model overloaded");
+        assert_eq!(err.to_string(), "model overloaded");
         let err = reply.absorb(&json!({"id": "x"})).unwrap_err();
-        assert!(err.contains("expected `choices`"), "{err}");
+        assert!(err.to_string().contains("expected `choices`"), "{err}");
     }
 
     #[test]
