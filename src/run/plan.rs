@@ -14,6 +14,7 @@ mod assertions;
 mod cells;
 pub(super) mod judging;
 
+pub use assertions::AssertionValueError;
 pub use cells::CellBuilder;
 use cells::{ColumnTemplate, STORED_OUTPUT_STAND_IN};
 
@@ -67,6 +68,14 @@ pub enum PlanError {
     Model { model: String, message: String },
     #[error("{origin}: {message}")]
     Case { origin: String, message: String },
+    /// An assertion's value did not render with the case's variables.
+    #[error("{origin}: assertion `{kind}`: {source}")]
+    AssertionValue {
+        origin: String,
+        kind: String,
+        #[source]
+        source: AssertionValueError,
+    },
 }
 
 pub fn plan(
