@@ -230,11 +230,12 @@ pub fn plan(
     if eval_set.metrics.detection.is_some() {
         // A case without readable boxes would silently drop out of the metrics.
         for case in &cases {
-            let boxes = case
-                .expected
-                .as_ref()
-                .ok_or_else(|| "no `expected` boxes".to_string())
-                .and_then(crate::score::detection::parse_boxes);
+            let boxes = match case.expected.as_ref() {
+                None => Err("no `expected` boxes".to_string()),
+                Some(expected) => {
+                    crate::score::detection::parse_boxes(expected).map_err(|e| e.to_string())
+                }
+            };
             if let Err(message) = boxes {
                 return Err(PlanError::Case {
                     origin: case.origin.clone(),
