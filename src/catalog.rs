@@ -279,7 +279,7 @@ impl ModelCatalog {
                     }
                 }
             }
-            let mut entry = ModelEntry::try_from(fields).map_err(&bad_entry)?;
+            let mut entry = ModelEntry::try_from(fields).map_err(|e| bad_entry(e.to_string()))?;
             if entry.kind() != ModelKind::Openai && path_is_empty(&entry.path) {
                 return Err(bad_entry("needs a `path:` (or `hub: {repo, file}`)".into()));
             }
@@ -386,7 +386,7 @@ mod entry;
 pub mod remote;
 pub use edit::{add_entry, remove_entry};
 use entry::EntryFields;
-pub use entry::{KindSettings, LocalModel, ModelEntry};
+pub use entry::{EntryError, KindSettings, LocalModel, ModelEntry};
 
 #[cfg(test)]
 mod tests;

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use append::append_case;
+pub use append::{InlineCasesError, append_case};
 
 use crate::score::ClassificationSpec;
 use crate::score::assertion::AssertionSpec;
 use crate::yaml::{self, YamlError};
 
-pub use sources::SourceError;
+pub use sources::{CaseFieldError, SourceError};
 
 /// One case: the variables a prompt is rendered with, and what is expected of the output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

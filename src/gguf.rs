@@ -148,13 +148,57 @@ pub enum GgufError {
         tensor: String,
         ggml_type: u32,
     },
-    #[error("{}: the header does not match the model it holds: {detail} (the file is damaged or was not written for llama.cpp)", .path.display())]
-    Inconsistent { path: PathBuf, detail: String },
+    #[error("{}: the header does not match the model it holds: {source} (the file is damaged or was not written for llama.cpp)", .path.display())]
+    Inconsistent {
+        path: PathBuf,
+        #[source]
+        source: HyperparameterError,
+    },
     #[error("{}: corrupt header at byte {offset}: {detail}", .path.display())]
     Corrupt {
         path: PathBuf,
         offset: u64,
         detail: String,
+    },
+}
+
+/// A hyper-parameter of the header that the tensors contradict (or that llama.cpp would
+/// divide by); `key` is the full metadata key, such as `llama.block_count`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HyperparameterError {
+    #[error("`{key}` is {layers}; expected 1 to {MAX_LAYERS}")]
+    LayerCount { key: String, layers: u64 },
+    #[error("tensor `{tensor}` has a zero dimension")]
+    ZeroDimension { tensor: String },
+    #[error("`{key}` is {layers} but the file has tensors for {found} layers")]
+    LayerTensors {
+        key: String,
+        layers: u64,
+        found: usize,
+    },
+    #[error("`{key}` is 0")]
+    ZeroEmbedding { key: String },
+    #[error("`{key}` is not a count or a per-layer list")]
+    HeadCountShape { key: String },
+    #[error("{heads} attention heads cannot share {kv_heads} key/value heads (`{key}`)")]
+    KvHeads {
+        key: String,
+        heads: u64,
+        kv_heads: u64,
+    },
+    #[error("`{key}` {embedding} is not a multiple of the {heads} attention heads")]
+    EmbeddingHeads {
+        key: String,
+        embedding: u64,
+        heads: u64,
+    },
+    #[error("the vocabulary has {vocabulary} tokens but `token_embd.weight` has {rows} rows")]
+    VocabularyRows { vocabulary: u64, rows: u64 },
+    #[error("`{key}` is {embedding} but `token_embd.weight` rows have {width} values")]
+    EmbeddingWidth {
+        key: String,
+        embedding: u64,
+        width: u64,
     },
 }
 
@@ -182,9 +226,9 @@ impl GgufInfo {
         let r = BufReader::with_capacity(64 * 1024, file);
         let info = Parser::new(r, meta.len(), path.to_path_buf()).parse()?;
         info.check_hyperparameters()
-            .map_err(|detail| GgufError::Inconsistent {
+            .map_err(|source| GgufError::Inconsistent {
                 path: path.to_path_buf(),
-                detail,
+                source,
             })?;
         Ok(info)
     }
@@ -210,7 +254,7 @@ impl GgufInfo {
     /// header that is well formed but lies (a layer count patched to 1000, a head count
     /// that does not divide the embedding) makes llama.cpp abort the whole process, so such
     /// a file is refused here, with what is wrong.
-    fn check_hyperparameters(&self) -> Result<(), String> {
+    fn check_hyperparameters(&self) -> Result<(), HyperparameterError> {
         // Without these keys llama.cpp refuses the file with an error of its own.
         let Some(arch) = self.architecture() else {
             return Ok(());
@@ -221,15 +265,17 @@ impl GgufInfo {
             return Ok(());
         };
         if layers == 0 || layers > MAX_LAYERS {
-            return Err(format!(
-                "`{}` is {layers}; expected 1 to {MAX_LAYERS}",
-                key("block_count")
-            ));
+            return Err(HyperparameterError::LayerCount {
+                key: key("block_count"),
+                layers,
+            });
         }
         let mut blocks = std::collections::BTreeSet::new();
         for tensor in &self.tensors {
             if tensor.dims.contains(&0) {
-                return Err(format!("tensor `{}` has a zero dimension", tensor.name));
+                return Err(HyperparameterError::ZeroDimension {
+                    tensor: tensor.name.clone(),
+                });
             }
             if let Some(index) = tensor
                 .name
@@ -243,18 +289,20 @@ impl GgufInfo {
         if !blocks.is_empty()
             && (blocks.len() as u64 != layers || blocks.last() != Some(&(layers - 1)))
         {
-            return Err(format!(
-                "`{}` is {layers} but the file has tensors for {} layers",
-                key("block_count"),
-                blocks.len()
-            ));
+            return Err(HyperparameterError::LayerTensors {
+                key: key("block_count"),
+                layers,
+                found: blocks.len(),
+            });
         }
         let embedding = number("embedding_length");
         if embedding == Some(0) {
-            return Err(format!("`{}` is 0", key("embedding_length")));
+            return Err(HyperparameterError::ZeroEmbedding {
+                key: key("embedding_length"),
+            });
         }
         // Head counts are one number, or one per layer.
-        let heads = |name: &str| -> Result<Vec<u64>, String> {
+        let heads = |name: &str| -> Result<Vec<u64>, HyperparameterError> {
             match self.metadata.get(&key(name)) {
                 None => Ok(Vec::new()),
                 Some(MetaValue::Array {
@@ -264,10 +312,7 @@ impl GgufInfo {
                 }) if *len == layers => Ok(values.iter().filter_map(MetaValue::as_u64).collect()),
                 Some(value) => match value.as_u64() {
                     Some(n) => Ok(vec![n]),
-                    None => Err(format!(
-                        "`{}` is not a count or a per-layer list",
-                        key(name)
-                    )),
+                    None => Err(HyperparameterError::HeadCountShape { key: key(name) }),
                 },
             }
         };
@@ -280,10 +325,11 @@ impl GgufInfo {
                 .copied()
                 .unwrap_or(q);
             if q > 0 && (kv == 0 || q % kv != 0) {
-                return Err(format!(
-                    "{q} attention heads cannot share {kv} key/value heads (`{}`)",
-                    key("attention.head_count_kv")
-                ));
+                return Err(HyperparameterError::KvHeads {
+                    key: key("attention.head_count_kv"),
+                    heads: q,
+                    kv_heads: kv,
+                });
             }
             let explicit_head_size = self.metadata.contains_key(&key("attention.key_length"));
             if let Some(embedding) = embedding
@@ -291,10 +337,11 @@ impl GgufInfo {
                 && !explicit_head_size
                 && embedding % q != 0
             {
-                return Err(format!(
-                    "`{}` {embedding} is not a multiple of the {q} attention heads",
-                    key("embedding_length")
-                ));
+                return Err(HyperparameterError::EmbeddingHeads {
+                    key: key("embedding_length"),
+                    embedding,
+                    heads: q,
+                });
             }
         }
         let vocabulary = match self.metadata.get("tokenizer.ggml.tokens") {
@@ -305,18 +352,16 @@ impl GgufInfo {
         if let (Some(vocabulary), Some(tensor)) = (vocabulary, token_embd) {
             let rows = tensor.dims.get(1).copied().unwrap_or(1);
             if rows != vocabulary {
-                return Err(format!(
-                    "the vocabulary has {vocabulary} tokens but `token_embd.weight` has {rows} rows"
-                ));
+                return Err(HyperparameterError::VocabularyRows { vocabulary, rows });
             }
             if let Some(embedding) = embedding
                 && tensor.dims.first() != Some(&embedding)
             {
-                return Err(format!(
-                    "`{}` is {embedding} but `token_embd.weight` rows have {} values",
-                    key("embedding_length"),
-                    tensor.dims.first().copied().unwrap_or(0)
-                ));
+                return Err(HyperparameterError::EmbeddingWidth {
+                    key: key("embedding_length"),
+                    embedding,
+                    width: tensor.dims.first().copied().unwrap_or(0),
+                });
             }
         }
         Ok(())

@@ -70,6 +70,26 @@ pub enum ReportError {
     StdoutTwice,
     #[error("{path}: cannot write report: {message}")]
     Write { path: PathBuf, message: String },
+    #[error("{path}: cannot write report: {source}")]
+    Render {
+        path: PathBuf,
+        #[source]
+        source: RenderError,
+    },
+}
+
+/// A report that could not be rendered to bytes; the message is the serializer's.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
+    /// Flushing the CSV writer's buffer.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Junit(#[from] quick_junit::SerializeError),
 }
 
 /// Writes a sweep report (`.html`, `.json` or `.md`) atomically.
@@ -83,9 +103,9 @@ pub fn sweep_bytes(
     report: &crate::sweep::SweepReport,
     path: &Path,
 ) -> Result<Vec<u8>, ReportError> {
-    let fail = |message: String| ReportError::Write {
+    let fail = |source: RenderError| ReportError::Render {
         path: path.to_path_buf(),
-        message,
+        source,
     };
     let extension = if is_stdout(path) {
         Some("json")
@@ -94,7 +114,7 @@ pub fn sweep_bytes(
     };
     let text = match extension {
         Some("html") => sweep::html(report).map_err(fail)?,
-        Some("json") => serde_json::to_string_pretty(report).map_err(|e| fail(e.to_string()))?,
+        Some("json") => serde_json::to_string_pretty(report).map_err(|e| fail(e.into()))?,
         Some("md") => sweep::markdown(report),
         _ => {
             return Err(ReportError::UnknownFormat {
@@ -106,9 +126,9 @@ pub fn sweep_bytes(
 }
 
 /// Renders the report in memory.
-fn render(result: &RunResult, format: Format) -> Result<Vec<u8>, String> {
+fn render(result: &RunResult, format: Format) -> Result<Vec<u8>, RenderError> {
     match format {
-        Format::Json => serde_json::to_vec_pretty(result).map_err(|e| e.to_string()),
+        Format::Json => Ok(serde_json::to_vec_pretty(result)?),
         Format::Jsonl => data::jsonl(result),
         Format::Csv => data::csv(result),
         Format::Markdown => Ok(markdown::render(result).into_bytes()),
@@ -125,9 +145,9 @@ pub fn is_stdout(path: &Path) -> bool {
 
 /// The report as bytes, for a caller that writes it somewhere other than a file.
 pub fn to_bytes(result: &RunResult, format: Format) -> Result<Vec<u8>, ReportError> {
-    render(result, format).map_err(|message| ReportError::Write {
+    render(result, format).map_err(|source| ReportError::Render {
         path: PathBuf::from("-"),
-        message,
+        source,
     })
 }
 
@@ -136,11 +156,10 @@ pub fn write(result: &RunResult, path: &Path) -> Result<(), ReportError> {
     let format = Format::from_path(path).ok_or_else(|| ReportError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
-    let fail = |message: String| ReportError::Write {
+    let bytes = render(result, format).map_err(|source| ReportError::Render {
         path: path.to_path_buf(),
-        message,
-    };
-    let bytes = render(result, format).map_err(fail)?;
+        source,
+    })?;
     write_bytes(path, &bytes)
 }
 

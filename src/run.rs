@@ -23,7 +23,7 @@ pub use execute::judging::{JudgeAgreement, JudgeTime};
 pub use execute::{ExecuteOptions, Quiet, RunError, RunObserver, chat_worker, execute};
 pub use pairwise::{PairwisePlan, PairwiseReport, compare_pairwise};
 pub use plan::judging::JudgePlan;
-pub use plan::{CellBuilder, PlanError, RunOptions, plan};
+pub use plan::{AssertionValueError, CellBuilder, PlanError, RunOptions, plan};
 pub use record::{Recording, ResumeFrom, StoredConfig, stored_cell};
 pub use repeat::{RepeatColumn, RepeatReport, repeat_report};
 pub use stored::{Timing, assemble, stored_result};

@@ -180,6 +180,8 @@ impl std::fmt::Display for TemplateFault {
     }
 }
 
+impl std::error::Error for TemplateFault {}
+
 impl From<&Error> for TemplateFault {
     fn from(err: &Error) -> Self {
         // The time limit reports itself as running out of fuel with a detail that

@@ -84,11 +84,40 @@ pub(super) struct EntryFields {
     pub(super) hub: Option<HubFile>,
 }
 
-impl TryFrom<EntryFields> for ModelEntry {
-    /// What is wrong, worded to follow "model `name` ".
-    type Error = String;
+/// A catalog entry whose keys do not fit its kind; worded to follow "model `name` ".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// A key that only other kinds of model read.
+    #[error(
+        "sets `{key}:`, which only {} reads (this entry is `kind: {}`)",
+        kinds_text(.readers),
+        .kind.yaml_name()
+    )]
+    ForeignKey {
+        key: &'static str,
+        readers: &'static [ModelKind],
+        kind: ModelKind,
+    },
+    #[error("has `kind: openai` but no `openai:` section")]
+    NoOpenaiSection,
+    /// What [`remote::RemoteSettings::problem`] found.
+    #[error("{0}")]
+    Openai(String),
+}
 
-    fn try_from(fields: EntryFields) -> Result<ModelEntry, String> {
+/// `` `kind: a` or `kind: b` ``.
+fn kinds_text(kinds: &[ModelKind]) -> String {
+    let names: Vec<String> = kinds
+        .iter()
+        .map(|k| format!("`kind: {}`", k.yaml_name()))
+        .collect();
+    names.join(" or ")
+}
+
+impl TryFrom<EntryFields> for ModelEntry {
+    type Error = EntryError;
+
+    fn try_from(fields: EntryFields) -> Result<ModelEntry, EntryError> {
         let kind = fields.kind;
         let written = [
             (
@@ -118,17 +147,9 @@ impl TryFrom<EntryFields> for ModelEntry {
             ),
             ("openai", fields.openai.is_some(), &[ModelKind::Openai][..]),
         ];
-        for (key, present, kinds) in written {
-            if present && !kinds.contains(&kind) {
-                let wanted: Vec<String> = kinds
-                    .iter()
-                    .map(|k| format!("`kind: {}`", k.yaml_name()))
-                    .collect();
-                return Err(format!(
-                    "sets `{key}:`, which only {} reads (this entry is `kind: {}`)",
-                    wanted.join(" or "),
-                    kind.yaml_name()
-                ));
+        for (key, present, readers) in written {
+            if present && !readers.contains(&kind) {
+                return Err(EntryError::ForeignKey { key, readers, kind });
             }
         }
         let params = fields.params.unwrap_or_default();
@@ -139,11 +160,9 @@ impl TryFrom<EntryFields> for ModelEntry {
                 params,
             }),
             ModelKind::Openai => {
-                let servers = fields
-                    .openai
-                    .ok_or("has `kind: openai` but no `openai:` section")?;
+                let servers = fields.openai.ok_or(EntryError::NoOpenaiSection)?;
                 if let Some(problem) = servers.problem() {
-                    return Err(problem);
+                    return Err(EntryError::Openai(problem));
                 }
                 KindSettings::Openai { servers, params }
             }

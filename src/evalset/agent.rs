@@ -123,6 +123,30 @@ pub enum AgentEvalError {
         case: String,
         message: String,
     },
+    #[error("{path}: case {case}: {source}")]
+    Check {
+        path: PathBuf,
+        case: String,
+        #[source]
+        source: AgentCheckError,
+    },
+}
+
+/// An assertion of an agent case that is not a check an agent set takes.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentCheckError {
+    /// `kind` is the assertion type as written.
+    #[error("{kind} expects {expected}")]
+    Expects {
+        kind: String,
+        expected: &'static str,
+    },
+    /// Not an agent check, and not an answer assertion either.
+    #[error("{source} (agent sets also take {})", AGENT_ASSERTIONS.join(", "))]
+    Answer {
+        #[source]
+        source: crate::score::assertion::AssertionError,
+    },
 }
 
 impl AgentEvalSet {
@@ -159,7 +183,13 @@ impl AgentEvalSet {
             let checks = case
                 .assertions
                 .iter()
-                .map(|a| parse_check(a).map_err(&fail))
+                .map(|a| {
+                    parse_check(a).map_err(|source| AgentEvalError::Check {
+                        path: path.to_path_buf(),
+                        case: id.clone(),
+                        source,
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             cases.push(AgentCase {
                 id,
@@ -187,13 +217,17 @@ impl AgentEvalSet {
     }
 }
 
-fn parse_check(spec: &AssertionSpec) -> Result<AgentCheck, String> {
+fn parse_check(spec: &AssertionSpec) -> Result<AgentCheck, AgentCheckError> {
     let value = spec.value.as_ref();
-    let text = |what: &str| -> Result<String, String> {
+    let expects = |expected: &'static str| AgentCheckError::Expects {
+        kind: spec.kind.clone(),
+        expected,
+    };
+    let text = |expected: &'static str| -> Result<String, AgentCheckError> {
         value
             .and_then(Value::as_str)
             .map(String::from)
-            .ok_or_else(|| format!("{} expects {what}", spec.kind))
+            .ok_or_else(|| expects(expected))
     };
     Ok(match spec.kind.as_str() {
         "tool-called" => AgentCheck::ToolCalled(text("a tool name")?),
@@ -201,7 +235,7 @@ fn parse_check(spec: &AssertionSpec) -> Result<AgentCheck, String> {
             AgentCheck::ToolNotCalled(value.and_then(Value::as_str).map(String::from))
         }
         "tool-args-match" => {
-            let value = value.ok_or("tool-args-match expects `{name, arguments}`")?;
+            let value = value.ok_or_else(|| expects("`{name, arguments}`"))?;
             match (
                 value.get("name").and_then(Value::as_str),
                 value.get("arguments"),
@@ -210,7 +244,7 @@ fn parse_check(spec: &AssertionSpec) -> Result<AgentCheck, String> {
                     name: name.to_string(),
                     arguments: arguments.clone(),
                 },
-                _ => return Err("tool-args-match expects `{name, arguments}`".into()),
+                _ => return Err(expects("`{name, arguments}`")),
             }
         }
         "tool-sequence" => {
@@ -224,19 +258,17 @@ fn parse_check(spec: &AssertionSpec) -> Result<AgentCheck, String> {
             AgentCheck::ToolSequence(
                 names
                     .filter(|n| !n.is_empty())
-                    .ok_or("tool-sequence expects a list of tool names")?,
+                    .ok_or_else(|| expects("a list of tool names"))?,
             )
         }
         "max-steps" => AgentCheck::MaxSteps(
             value
                 .and_then(Value::as_u64)
-                .ok_or("max-steps expects a whole number")? as usize,
+                .ok_or_else(|| expects("a whole number"))? as usize,
         ),
-        _ => {
-            AgentCheck::Answer(Assertion::from_spec(spec).map_err(|e| {
-                format!("{e} (agent sets also take {})", AGENT_ASSERTIONS.join(", "))
-            })?)
-        }
+        _ => AgentCheck::Answer(
+            Assertion::from_spec(spec).map_err(|source| AgentCheckError::Answer { source })?,
+        ),
     })
 }
 
@@ -565,9 +597,13 @@ mod tests {
     fn unknown_assertions_name_the_agent_types() {
         let err = parse_check(&serde_norway::from_str("{type: tool-caled, value: x}").unwrap())
             .unwrap_err();
-        assert!(err.contains("tool-called"), "{err}");
+        assert!(matches!(err, AgentCheckError::Answer { .. }));
+        assert!(err.to_string().contains("tool-called"), "{err}");
         let err = parse_check(&serde_norway::from_str("{type: tool-sequence, value: []}").unwrap())
             .unwrap_err();
-        assert!(err.contains("list of tool names"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "tool-sequence expects a list of tool names"
+        );
     }
 }

@@ -16,7 +16,7 @@ pub fn append_case(path: &Path, case: &serde_json::Value) -> Result<EvalSet, Eva
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid(format!("cannot read the eval set: {e}")))?;
-    let updated = with_case(&text, case).map_err(invalid)?;
+    let updated = with_case(&text, case).map_err(|e| invalid(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::Builder::new()
         .suffix(".yaml")
@@ -39,8 +39,16 @@ pub fn append_case(path: &Path, case: &serde_json::Value) -> Result<EvalSet, Eva
     })
 }
 
+/// An eval set whose `cases:` list is written inline, where a case cannot be added as one
+/// line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "its `cases:` is written inline (`cases: [...]`); add the case by hand or write the list one item per line"
+)]
+pub struct InlineCasesError;
+
 /// The file's text with `case` as the last item of its top-level `cases:` block list.
-fn with_case(text: &str, case: &serde_json::Value) -> Result<String, String> {
+fn with_case(text: &str, case: &serde_json::Value) -> Result<String, InlineCasesError> {
     // JSON is YAML flow syntax: one line, any strings escaped correctly.
     let item = case.to_string();
     let lines: Vec<&str> = text.lines().collect();
@@ -62,10 +70,7 @@ fn with_case(text: &str, case: &serde_json::Value) -> Result<String, String> {
             out[start] = format!("cases:\n  - {item}");
             return Ok(out.join("\n") + "\n");
         }
-        return Err(
-            "its `cases:` is written inline (`cases: [...]`); add the case by hand or write the list one item per line"
-                .into(),
-        );
+        return Err(InlineCasesError);
     }
     // The block ends at the next top-level line (a key, not a comment or blank line).
     let end = lines[start + 1..]

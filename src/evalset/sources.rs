@@ -27,6 +27,26 @@ pub enum SourceError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{path}:{line}: {source}")]
+    Case {
+        path: PathBuf,
+        line: u64,
+        #[source]
+        source: CaseFieldError,
+    },
+}
+
+/// A reserved key of a flat case (`tags`, `threshold`, `assert`) holding what it cannot.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseFieldError {
+    #[error("tags must be strings, found {0}")]
+    Tag(Value),
+    #[error("`tags` must be a list or a comma-separated string, found {0}")]
+    Tags(Value),
+    #[error("`threshold` must be a number, found {0}")]
+    Threshold(Value),
+    #[error("assert: {0}")]
+    Assert(#[source] serde_json::Error),
 }
 
 pub fn load_cases(path: &Path) -> Result<Vec<Case>, SourceError> {
@@ -64,7 +84,11 @@ fn load_jsonl(path: &Path) -> Result<Vec<Case>, SourceError> {
         let mut case = if object.contains_key("vars") {
             serde_json::from_value::<Case>(Value::Object(object)).map_err(|e| at(e.to_string()))?
         } else {
-            flat_case(object).map_err(at)?
+            flat_case(object).map_err(|source| SourceError::Case {
+                path: path.to_path_buf(),
+                line: line_no,
+                source,
+            })?
         };
         case.origin = format!("{}:{line_no}", path.display());
         cases.push(case);
@@ -73,7 +97,7 @@ fn load_jsonl(path: &Path) -> Result<Vec<Case>, SourceError> {
 }
 
 /// A flat object: reserved keys describe the case, the rest are its variables.
-fn flat_case(object: Map<String, Value>) -> Result<Case, String> {
+fn flat_case(object: Map<String, Value>) -> Result<Case, CaseFieldError> {
     let mut case = empty_case();
     for (key, value) in object {
         match key.as_str() {
@@ -82,15 +106,13 @@ fn flat_case(object: Map<String, Value>) -> Result<Case, String> {
             "expected" => case.expected = Some(value),
             "tags" => case.tags = tags_from(&value)?,
             "threshold" => {
-                case.threshold = Some(
-                    value
-                        .as_f64()
-                        .ok_or_else(|| format!("`threshold` must be a number, found {value}"))?,
-                )
+                let Some(threshold) = value.as_f64() else {
+                    return Err(CaseFieldError::Threshold(value));
+                };
+                case.threshold = Some(threshold);
             }
             "assert" => {
-                case.assertions =
-                    serde_json::from_value(value).map_err(|e| format!("assert: {e}"))?
+                case.assertions = serde_json::from_value(value).map_err(CaseFieldError::Assert)?
             }
             _ => {
                 case.vars.insert(key, value);
@@ -126,11 +148,11 @@ fn load_csv(path: &Path) -> Result<Vec<Case>, SourceError> {
                 "expected" if field.is_empty() => {}
                 "expected" => case.expected = Some(Value::String(field.to_string())),
                 "tags" => {
-                    case.tags = tags_from(&Value::String(field.to_string())).map_err(|m| {
-                        SourceError::Line {
+                    case.tags = tags_from(&Value::String(field.to_string())).map_err(|source| {
+                        SourceError::Case {
                             path: path.to_path_buf(),
                             line,
-                            message: m,
+                            source,
                         }
                     })?
                 }
@@ -207,7 +229,7 @@ fn scalar_text(value: &Value) -> String {
 }
 
 /// Tags as a list, or one string separated by commas or semicolons.
-fn tags_from(value: &Value) -> Result<Vec<String>, String> {
+fn tags_from(value: &Value) -> Result<Vec<String>, CaseFieldError> {
     match value {
         Value::String(s) => Ok(s
             .split([',', ';'])
@@ -220,11 +242,9 @@ fn tags_from(value: &Value) -> Result<Vec<String>, String> {
             .map(|t| {
                 t.as_str()
                     .map(String::from)
-                    .ok_or_else(|| format!("tags must be strings, found {t}"))
+                    .ok_or_else(|| CaseFieldError::Tag(t.clone()))
             })
             .collect(),
-        other => Err(format!(
-            "`tags` must be a list or a comma-separated string, found {other}"
-        )),
+        other => Err(CaseFieldError::Tags(other.clone())),
     }
 }

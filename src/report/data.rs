@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::RenderError;
 use crate::run::{CellResult, RunResult};
 
 fn cell_record(result: &RunResult, cell: &CellResult) -> serde_json::Value {
@@ -31,36 +32,34 @@ fn cell_record(result: &RunResult, cell: &CellResult) -> serde_json::Value {
     })
 }
 
-pub(super) fn jsonl(result: &RunResult) -> Result<Vec<u8>, String> {
+pub(super) fn jsonl(result: &RunResult) -> Result<Vec<u8>, RenderError> {
     let mut out = Vec::new();
     for cell in &result.cells {
-        serde_json::to_writer(&mut out, &cell_record(result, cell)).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut out, &cell_record(result, cell))?;
         out.push(b'\n');
     }
     Ok(out)
 }
 
-pub(super) fn csv(result: &RunResult) -> Result<Vec<u8>, String> {
+pub(super) fn csv(result: &RunResult) -> Result<Vec<u8>, RenderError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer
-        .write_record([
-            "column",
-            "prompt",
-            "model",
-            "case",
-            "tags",
-            "expected",
-            "output",
-            "passed",
-            "score",
-            "reasons",
-            "prompt_tokens",
-            "completion_tokens",
-            "ttft_ms",
-            "latency_ms",
-            "tokens_per_s",
-        ])
-        .map_err(|e| e.to_string())?;
+    writer.write_record([
+        "column",
+        "prompt",
+        "model",
+        "case",
+        "tags",
+        "expected",
+        "output",
+        "passed",
+        "score",
+        "reasons",
+        "prompt_tokens",
+        "completion_tokens",
+        "ttft_ms",
+        "latency_ms",
+        "tokens_per_s",
+    ])?;
     for cell in &result.cells {
         let column = &result.columns[cell.column];
         let case = &result.cases[cell.case];
@@ -69,27 +68,25 @@ pub(super) fn csv(result: &RunResult) -> Result<Vec<u8>, String> {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         };
-        writer
-            .write_record([
-                column.id.clone(),
-                column.prompt_id.clone(),
-                column.model.clone(),
-                case.id.clone(),
-                case.tags.join(";"),
-                expected,
-                cell.output.clone(),
-                cell.passed.to_string(),
-                format!("{:.4}", cell.score),
-                cell.failure_reasons().join(" | "),
-                cell.prompt_tokens.to_string(),
-                cell.completion_tokens.to_string(),
-                format!("{:.1}", cell.ttft_ms),
-                format!("{:.1}", cell.latency_ms),
-                cell.tokens_per_s
-                    .map(|t| format!("{t:.1}"))
-                    .unwrap_or_default(),
-            ])
-            .map_err(|e| e.to_string())?;
+        writer.write_record([
+            column.id.clone(),
+            column.prompt_id.clone(),
+            column.model.clone(),
+            case.id.clone(),
+            case.tags.join(";"),
+            expected,
+            cell.output.clone(),
+            cell.passed.to_string(),
+            format!("{:.4}", cell.score),
+            cell.failure_reasons().join(" | "),
+            cell.prompt_tokens.to_string(),
+            cell.completion_tokens.to_string(),
+            format!("{:.1}", cell.ttft_ms),
+            format!("{:.1}", cell.latency_ms),
+            cell.tokens_per_s
+                .map(|t| format!("{t:.1}"))
+                .unwrap_or_default(),
+        ])?;
     }
-    writer.into_inner().map_err(|e| e.to_string())
+    writer.into_inner().map_err(|e| e.into_error().into())
 }

@@ -16,7 +16,7 @@ const SCRIPT: &str = include_str!("html/report.js");
 pub(super) const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:";
 
-pub(super) fn render(result: &RunResult) -> Result<String, String> {
+pub(super) fn render(result: &RunResult) -> Result<String, super::RenderError> {
     let mut out = String::with_capacity(64 * 1024);
     out.push_str(&format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>promptlab · {}</title>\n<style>{CSS}</style></head><body>\n",
@@ -54,7 +54,7 @@ pub(super) fn render(result: &RunResult) -> Result<String, String> {
     out.push_str("</tr></thead><tbody id=\"matrix-body\"></tbody></table>\n");
     out.push_str("<div id=\"detail\"><h2 id=\"detail-title\"></h2><div id=\"sides\" class=\"sides\"></div></div>\n");
 
-    let data = serde_json::to_string(&data(result)).map_err(|e| e.to_string())?;
+    let data = serde_json::to_string(&data(result))?;
     // `</` would end the script element early; `\/` is the same string in JSON.
     out.push_str(&format!(
         "<script type=\"application/json\" id=\"data\">{}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",

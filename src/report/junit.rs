@@ -3,9 +3,10 @@
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+use super::RenderError;
 use crate::run::RunResult;
 
-pub(super) fn render(result: &RunResult) -> Result<Vec<u8>, String> {
+pub(super) fn render(result: &RunResult) -> Result<Vec<u8>, RenderError> {
     let mut report = Report::new(format!("promptlab: {}", result.eval_set));
     for (index, column) in result.columns.iter().enumerate() {
         let mut suite = TestSuite::new(column.id.clone());
@@ -44,8 +45,5 @@ pub(super) fn render(result: &RunResult) -> Result<Vec<u8>, String> {
         }
         report.add_test_suite(suite);
     }
-    report
-        .to_string()
-        .map(String::into_bytes)
-        .map_err(|e| e.to_string())
+    Ok(report.to_string()?.into_bytes())
 }

@@ -149,7 +149,7 @@ fn prompts(run: &RunResult) -> Vec<Value> {
         .collect()
 }
 
-pub(super) fn render(run: &RunResult) -> Result<Vec<u8>, String> {
+pub(super) fn render(run: &RunResult) -> Result<Vec<u8>, super::RenderError> {
     let results: Vec<Value> = run
         .cells
         .iter()
@@ -190,5 +190,5 @@ pub(super) fn render(run: &RunResult) -> Result<Vec<u8>, String> {
         "shareableUrl": null,
         "metadata": {"evaluationCreatedAt": run.started_at, "author": "promptlab"},
     });
-    serde_json::to_vec_pretty(&document).map_err(|e| e.to_string())
+    Ok(serde_json::to_vec_pretty(&document)?)
 }

@@ -37,7 +37,7 @@ pub(super) fn markdown(report: &SweepReport) -> String {
     out
 }
 
-pub(super) fn html(report: &SweepReport) -> Result<String, String> {
+pub(super) fn html(report: &SweepReport) -> Result<String, super::RenderError> {
     let title = format!(
         "Sweep{} · {}",
         report
@@ -57,7 +57,7 @@ pub(super) fn html(report: &SweepReport) -> Result<String, String> {
                 .unwrap_or_default()
         })
         .unwrap_or_default();
-    let data = serde_json::to_string(report).map_err(|e| e.to_string())?;
+    let data = serde_json::to_string(report)?;
     Ok(format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">\n<title>promptlab · {t}</title>\n<style>{CSS}\npolyline.dim {{ stroke-opacity: .08; }}</style></head><body>\n<h1>{t}</h1><p class=\"meta\">{n} points over {p} swept parameters · one line per point, coloured from the lowest {metric} (red) to the highest (green) · drag along an axis to filter, click it to clear · click a column header to sort</p>\n<p id=\"best\"><strong>{best}</strong></p>\n<div id=\"plot\"></div><p id=\"kept\" class=\"meta\"></p>\n<table id=\"points\"><thead><tr id=\"points-head\"></tr></thead><tbody id=\"points-body\"></tbody></table>\n<script type=\"application/json\" id=\"data\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
         csp = super::html::CSP,

@@ -189,8 +189,8 @@ pub fn compare_pairwise(
 
     let read = |index: usize| match replies.get(&index) {
         None => Err("not judged: the run stopped first".to_string()),
-        Some(Err(e)) => Err(e.clone()),
-        Some(Ok(g)) => pairwise_winner(&g.text),
+        Some(Err(e)) => Err(e.to_string()),
+        Some(Ok(g)) => pairwise_winner(&g.text).map_err(|e| e.to_string()),
     };
     let mut outcomes = Vec::new();
     for (i, p) in pending.iter().enumerate() {

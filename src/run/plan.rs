@@ -14,6 +14,7 @@ mod assertions;
 mod cells;
 pub(super) mod judging;
 
+pub use assertions::AssertionValueError;
 pub use cells::CellBuilder;
 use cells::{ColumnTemplate, STORED_OUTPUT_STAND_IN};
 
@@ -67,6 +68,14 @@ pub enum PlanError {
     Model { model: String, message: String },
     #[error("{origin}: {message}")]
     Case { origin: String, message: String },
+    /// An assertion's value did not render with the case's variables.
+    #[error("{origin}: assertion `{kind}`: {source}")]
+    AssertionValue {
+        origin: String,
+        kind: String,
+        #[source]
+        source: AssertionValueError,
+    },
 }
 
 pub fn plan(
@@ -221,11 +230,12 @@ pub fn plan(
     if eval_set.metrics.detection.is_some() {
         // A case without readable boxes would silently drop out of the metrics.
         for case in &cases {
-            let boxes = case
-                .expected
-                .as_ref()
-                .ok_or_else(|| "no `expected` boxes".to_string())
-                .and_then(crate::score::detection::parse_boxes);
+            let boxes = match case.expected.as_ref() {
+                None => Err("no `expected` boxes".to_string()),
+                Some(expected) => {
+                    crate::score::detection::parse_boxes(expected).map_err(|e| e.to_string())
+                }
+            };
             if let Err(message) = boxes {
                 return Err(PlanError::Case {
                     origin: case.origin.clone(),

@@ -559,7 +559,7 @@ impl Assertion {
         }
         let (passed, reason) = match self.evaluate(input) {
             // Could not be evaluated at all, so the negated form fails too.
-            Err(why) => (false, Some(why)),
+            Err(why) => (false, Some(why.to_string())),
             Ok((matched, found)) => {
                 let passed = matched != self.negated;
                 let reason = (!passed).then(|| {

@@ -16,50 +16,82 @@ pub struct LabelledRect {
     pub bbox: [f64; 4],
 }
 
+/// A value that is not a list of boxes.
+#[derive(Debug, thiserror::Error)]
+pub enum BoxesError {
+    #[error("expected a list of boxes, or an object with an `objects` list")]
+    NoList,
+    #[error("expected boxes as JSON, got text ({0})")]
+    NotJson(#[source] serde_json::Error),
+    #[error("expected a list of boxes")]
+    NotAList,
+    /// `index` counts from 1.
+    #[error("box {index}: {source}")]
+    Box {
+        index: usize,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// One box of a list that does not read as `{label, box: [x1, y1, x2, y2]}`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BoxError {
+    #[error("expected {BOX_SHAPE}")]
+    NoCoordinates,
+    #[error("`box` must be 4 numbers [x1, y1, x2, y2] ({BOX_SHAPE})")]
+    NotFourNumbers,
+    #[error("box [{}, {}, {}, {}] has x2 < x1 or y2 < y1", .0[0], .0[1], .0[2], .0[3])]
+    Inverted([f64; 4]),
+    #[error("`label` must be a string")]
+    LabelNotText,
+}
+
+const BOX_SHAPE: &str = "`{label, box: [x1, y1, x2, y2]}`";
+
 /// Reads boxes from a list of `{label, confidence?, box}` objects (`bbox` is accepted
 /// too), or from an object holding such a list under `objects`, `boxes` or `detections`.
-pub fn parse_boxes(value: &Value) -> Result<Vec<LabelledRect>, String> {
+pub fn parse_boxes(value: &Value) -> Result<Vec<LabelledRect>, BoxesError> {
     let list = match value {
         Value::Array(items) => items,
         Value::Object(map) => ["objects", "boxes", "detections"]
             .iter()
             .find_map(|k| map.get(*k).and_then(Value::as_array))
-            .ok_or("expected a list of boxes, or an object with an `objects` list")?,
+            .ok_or(BoxesError::NoList)?,
         Value::String(text) => {
-            let parsed: Value = serde_json::from_str(text)
-                .map_err(|e| format!("expected boxes as JSON, got text ({e})"))?;
+            let parsed: Value = serde_json::from_str(text).map_err(BoxesError::NotJson)?;
             return parse_boxes(&parsed);
         }
-        _ => return Err("expected a list of boxes".into()),
+        _ => return Err(BoxesError::NotAList),
     };
     list.iter()
         .enumerate()
-        .map(|(i, item)| parse_box(item).map_err(|e| format!("box {}: {e}", i + 1)))
+        .map(|(i, item)| {
+            parse_box(item).map_err(|source| BoxesError::Box {
+                index: i + 1,
+                source,
+            })
+        })
         .collect()
 }
 
-fn parse_box(item: &Value) -> Result<LabelledRect, String> {
-    let expected = "`{label, box: [x1, y1, x2, y2]}`";
+fn parse_box(item: &Value) -> Result<LabelledRect, BoxError> {
     let coords = item
         .get("box")
         .or_else(|| item.get("bbox"))
         .and_then(Value::as_array)
-        .ok_or_else(|| format!("expected {expected}"))?;
+        .ok_or(BoxError::NoCoordinates)?;
     let numbers: Vec<f64> = coords.iter().filter_map(Value::as_f64).collect();
     let [x1, y1, x2, y2] = numbers[..] else {
-        return Err(format!(
-            "`box` must be 4 numbers [x1, y1, x2, y2] ({expected})"
-        ));
+        return Err(BoxError::NotFourNumbers);
     };
     if !(x2 >= x1 && y2 >= y1) {
-        return Err(format!(
-            "box [{x1}, {y1}, {x2}, {y2}] has x2 < x1 or y2 < y1"
-        ));
+        return Err(BoxError::Inverted([x1, y1, x2, y2]));
     }
     let label = match item.get("label") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("`label` must be a string".into()),
+        Some(_) => return Err(BoxError::LabelNotText),
     };
     let confidence = item
         .get("confidence")
@@ -317,9 +349,13 @@ mod tests {
         assert_eq!(parse_boxes(&text).unwrap().len(), 1);
         assert!(parse_boxes(&json!([])).unwrap().is_empty());
         let err = parse_boxes(&json!([{"label": "a", "box": [1, 2, 3]}])).unwrap_err();
-        assert!(err.starts_with("box 1: `box` must be 4 numbers"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("box 1: `box` must be 4 numbers"),
+            "{err}"
+        );
         let err = parse_boxes(&json!([{"box": [5, 2, 3, 4]}])).unwrap_err();
-        assert!(err.contains("x2 < x1"), "{err}");
+        assert!(err.to_string().contains("x2 < x1"), "{err}");
         assert!(parse_boxes(&json!("not json")).is_err());
     }
 

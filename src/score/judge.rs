@@ -113,17 +113,19 @@ impl Grader {
 
     /// Reads a judge's reply. `threshold` is the assertion's minimum score (for
     /// `llm-rubric`, a score at or above it passes whatever `pass` says).
-    pub fn verdict(self, reply: &str, threshold: Option<f64>) -> Result<Verdict, String> {
+    pub fn verdict(self, reply: &str, threshold: Option<f64>) -> Result<Verdict, JudgeReplyError> {
         let trimmed = reply.trim();
-        let value: Value = serde_json::from_str(trimmed)
-            .map_err(|e| format!("the judge's reply is not JSON ({e}): {}", short(trimmed)))?;
+        let value = reply_json(trimmed)?;
         let reason = value
             .get("reason")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .trim()
             .to_string();
-        let fail = |what: &str| format!("the judge's reply has no {what}: {}", short(trimmed));
+        let fail = |what: &'static str| JudgeReplyError::Missing {
+            what,
+            shown: short(trimmed),
+        };
         let (passed, score) = match self {
             Grader::Rubric => {
                 #[derive(Deserialize)]
@@ -183,6 +185,27 @@ impl Grader {
     }
 }
 
+/// A judge's reply that gives no verdict; `shown` is the start of the reply.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeReplyError {
+    #[error("the judge's reply is not JSON ({source}): {shown}")]
+    NotJson {
+        #[source]
+        source: serde_json::Error,
+        shown: String,
+    },
+    #[error("the judge's reply has no {what}: {shown}")]
+    Missing { what: &'static str, shown: String },
+}
+
+/// The reply as JSON, or why it is not.
+fn reply_json(trimmed: &str) -> Result<Value, JudgeReplyError> {
+    serde_json::from_str(trimmed).map_err(|source| JudgeReplyError::NotJson {
+        source,
+        shown: short(trimmed),
+    })
+}
+
 /// The pairwise judge's template name (`prompts/judge-pairwise.yaml` overrides it).
 pub const PAIRWISE_PROMPT: &str = "judge-pairwise";
 
@@ -197,19 +220,18 @@ pub fn builtin_pairwise_prompt() -> Result<Prompt, PromptError> {
 }
 
 /// Reads a pairwise judge's reply: which response, as shown, won.
-pub fn pairwise_winner(reply: &str) -> Result<(crate::score::pairwise::Shown, String), String> {
+pub fn pairwise_winner(
+    reply: &str,
+) -> Result<(crate::score::pairwise::Shown, String), JudgeReplyError> {
     let trimmed = reply.trim();
-    let value: Value = serde_json::from_str(trimmed)
-        .map_err(|e| format!("the judge's reply is not JSON ({e}): {}", short(trimmed)))?;
+    let value = reply_json(trimmed)?;
     let winner = value
         .get("winner")
         .and_then(Value::as_str)
         .and_then(crate::score::pairwise::Shown::parse)
-        .ok_or_else(|| {
-            format!(
-                "the judge's reply has no `winner` A, B or tie: {}",
-                short(trimmed)
-            )
+        .ok_or_else(|| JudgeReplyError::Missing {
+            what: "`winner` A, B or tie",
+            shown: short(trimmed),
         })?;
     let reason = value
         .get("reason")
@@ -307,7 +329,7 @@ mod tests {
             (Grader::Factuality, r#"{"reason": "x", "category": "F"}"#),
             (Grader::ClosedQa, r#"{"answer": "maybe"}"#),
         ] {
-            let err = grader.verdict(reply, None).unwrap_err();
+            let err = grader.verdict(reply, None).unwrap_err().to_string();
             assert!(err.starts_with("the judge's reply"), "{err}");
         }
     }

@@ -16,11 +16,24 @@ pub const ALPHA: f64 = 0.9;
 pub const BETA: f64 = 3.0;
 pub const GAMMA: f64 = 0.5;
 
-/// The best METEOR score of `candidate` against `references`, or why there is none
-/// (promptfoo's "Invalid inputs": an empty candidate or no references).
-pub fn meteor(candidate: &str, references: &[String], wordnet: &WordNet) -> Result<f64, String> {
+/// Why there is no METEOR score.
+#[derive(Debug, thiserror::Error)]
+pub enum MeteorError {
+    /// promptfoo's "Invalid inputs": an empty candidate or no references.
+    #[error("meteor needs a non-empty output and at least one reference")]
+    InvalidInputs,
+    #[error(transparent)]
+    WordNet(#[from] wordnet::WordNetError),
+}
+
+/// The best METEOR score of `candidate` against `references`, or why there is none.
+pub fn meteor(
+    candidate: &str,
+    references: &[String],
+    wordnet: &WordNet,
+) -> Result<f64, MeteorError> {
     if candidate.is_empty() || references.is_empty() {
-        return Err("meteor needs a non-empty output and at least one reference".into());
+        return Err(MeteorError::InvalidInputs);
     }
     let words = |text: &str| -> Vec<String> {
         js_split_whitespace(text)

@@ -71,11 +71,27 @@ impl NamedScores {
     }
 }
 
+/// Why a derived metric has no value.
+#[derive(Debug, thiserror::Error)]
+pub enum DerivedMetricError {
+    #[error("`{0}` is not an arithmetic expression")]
+    NotArithmetic(String),
+    #[error("not a finite number")]
+    NotFinite,
+    /// The script returned nothing (JavaScript gives `null` for NaN and infinities).
+    #[error("not a finite number (a division by zero?)")]
+    NoValue,
+    #[error("expected a number, got {0}")]
+    NotANumber(Value),
+    #[error(transparent)]
+    Script(#[from] crate::script::ScriptError),
+}
+
 /// `expression` with the metrics as variables, in the scripts' sandboxed JavaScript:
 /// mathjs's `^` is JavaScript's `**`, and `Math`'s functions are in scope.
-fn evaluate(expression: &str, scores: &BTreeMap<String, f64>) -> Result<f64, String> {
+fn evaluate(expression: &str, scores: &BTreeMap<String, f64>) -> Result<f64, DerivedMetricError> {
     if expression.contains(['{', '}', ';', '`']) || expression.contains("=>") {
-        return Err(format!("`{expression}` is not an arithmetic expression"));
+        return Err(DerivedMetricError::NotArithmetic(expression.to_string()));
     }
     let body = format!(
         "with (Math) {{\n  with (output) {{\n    return ({});\n  }}\n}}\n",
@@ -92,10 +108,10 @@ fn evaluate(expression: &str, scores: &BTreeMap<String, f64>) -> Result<f64, Str
         Ok(Value::Number(n)) => n
             .as_f64()
             .filter(|v| v.is_finite())
-            .ok_or_else(|| "not a finite number".to_string()),
-        Ok(Value::Null) => Err("not a finite number (a division by zero?)".into()),
-        Ok(other) => Err(format!("expected a number, got {other}")),
-        Err(e) => Err(e.to_string()),
+            .ok_or(DerivedMetricError::NotFinite),
+        Ok(Value::Null) => Err(DerivedMetricError::NoValue),
+        Ok(other) => Err(DerivedMetricError::NotANumber(other)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -58,9 +58,9 @@ pub enum ToolRequestError {
     NotATool(String),
     #[error("tools[{0}]: expected {{type: function, function: {{name, parameters}}}}")]
     MalformedTool(usize),
-    /// The chat template failed on the conversation (`TemplateFault` is not an `Error`).
-    #[error("{0}")]
-    Template(TemplateFault),
+    /// The chat template failed on the conversation.
+    #[error(transparent)]
+    Template(#[from] TemplateFault),
     #[error(transparent)]
     Grammar(#[from] EngineError),
 }
@@ -134,9 +134,7 @@ pub fn tool_prompt(
                     m
                 })
                 .collect();
-            template
-                .render_with_tools(&messages, tools, true)
-                .map_err(ToolRequestError::Template)?
+            template.render_with_tools(&messages, tools, true)?
         }
         Convention::Json => {
             let mut out: Vec<Value> = Vec::new();
@@ -166,9 +164,7 @@ pub fn tool_prompt(
                 }
                 _ => out.insert(0, json!({"role": "system", "content": instructions})),
             }
-            template
-                .render_with_tools(&out, &[], true)
-                .map_err(ToolRequestError::Template)?
+            template.render_with_tools(&out, &[], true)?
         }
     };
     let grammar = match choice {

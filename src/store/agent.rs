@@ -25,17 +25,27 @@ struct StoredTrace {
     total_ms: Option<f64>,
 }
 
+/// A column of a stored agent run that does not read back; `column` is its name.
+#[derive(Debug, thiserror::Error)]
+#[error("{column}: {source}")]
+struct TraceColumnError {
+    column: &'static str,
+    #[source]
+    source: serde_json::Error,
+}
+
 impl StoredTrace {
-    fn into_trace(self) -> Result<AgentTrace, String> {
+    fn into_trace(self) -> Result<AgentTrace, TraceColumnError> {
         let text = |s: String| Value::String(s);
+        let column = |column: &'static str| move |source| TraceColumnError { column, source };
         Ok(AgentTrace {
             question: self.question,
             convention: serde_json::from_value(text(self.convention))
-                .map_err(|e| format!("convention: {e}"))?,
-            tools: serde_json::from_str(&self.tools_json).map_err(|e| format!("tools: {e}"))?,
-            steps: serde_json::from_str(&self.steps_json).map_err(|e| format!("steps: {e}"))?,
+                .map_err(column("convention"))?,
+            tools: serde_json::from_str(&self.tools_json).map_err(column("tools"))?,
+            steps: serde_json::from_str(&self.steps_json).map_err(column("steps"))?,
             answer: self.answer,
-            stop: serde_json::from_value(text(self.status)).map_err(|e| format!("status: {e}"))?,
+            stop: serde_json::from_value(text(self.status)).map_err(column("status"))?,
             error: self.error,
             total_ms: self.total_ms.unwrap_or(0.0),
         })

@@ -116,14 +116,36 @@ pub fn preset(name: &str) -> Option<Vec<Layer>> {
 
 pub const PRESETS: [&str; 4] = ["mnist", "lenet5", "small", "mlp"];
 
+/// A layer of a `--layers` list that does not parse; `item` is the layer as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayerError {
+    #[error("`{item}`: expected convCkK or convCkKpP, e.g. conv32k3")]
+    ConvShape { item: String },
+    #[error("`{item}`: bad padding")]
+    Padding { item: String },
+    #[error("`{item}`: expected a positive whole number for {what}")]
+    NotPositive { item: String, what: &'static str },
+    #[error("`{item}`: expected dropN with N in 0..1, e.g. drop0.25")]
+    DropoutSyntax { item: String },
+    #[error("`{item}`: the dropout rate must be in 0..1")]
+    DropoutRange { item: String },
+    #[error(
+        "`{item}`: unknown layer; expected convCkK[pP], bn, relu, poolN, dropN, flatten or denseN"
+    )]
+    Unknown { item: String },
+}
+
 /// Parses a layer list such as `conv32k3,bn,relu,pool2,conv64k3p1,relu,pool2,flatten,
 /// drop0.25,dense128,relu` (the final layer to the classes is added automatically).
-pub fn parse_layers(text: &str) -> Result<Vec<Layer>, String> {
-    let number = |s: &str, what: &str, item: &str| -> Result<usize, String> {
+pub fn parse_layers(text: &str) -> Result<Vec<Layer>, LayerError> {
+    let number = |s: &str, what: &'static str, item: &str| -> Result<usize, LayerError> {
         s.parse::<usize>()
             .ok()
             .filter(|n| *n > 0)
-            .ok_or_else(|| format!("`{item}`: expected a positive whole number for {what}"))
+            .ok_or_else(|| LayerError::NotPositive {
+                item: item.to_string(),
+                what,
+            })
     };
     text.split(',')
         .map(str::trim)
@@ -134,11 +156,17 @@ pub fn parse_layers(text: &str) -> Result<Vec<Layer>, String> {
             "flatten" => Ok(Layer::Flatten),
             _ if item.starts_with("conv") => {
                 let spec = &item[4..];
-                let (channels, rest) = spec
-                    .split_once('k')
-                    .ok_or_else(|| format!("`{item}`: expected convCkK or convCkKpP, e.g. conv32k3"))?;
+                let (channels, rest) =
+                    spec.split_once('k').ok_or_else(|| LayerError::ConvShape {
+                        item: item.to_string(),
+                    })?;
                 let (kernel, padding) = match rest.split_once('p') {
-                    Some((k, p)) => (k, p.parse::<usize>().map_err(|_| format!("`{item}`: bad padding"))?),
+                    Some((k, p)) => (
+                        k,
+                        p.parse::<usize>().map_err(|_| LayerError::Padding {
+                            item: item.to_string(),
+                        })?,
+                    ),
                     None => (rest, 0),
                 };
                 Ok(Layer::Conv {
@@ -158,16 +186,20 @@ pub fn parse_layers(text: &str) -> Result<Vec<Layer>, String> {
                     .trim_start_matches("dropout")
                     .trim_start_matches("drop")
                     .parse()
-                    .map_err(|_| format!("`{item}`: expected dropN with N in 0..1, e.g. drop0.25"))?;
+                    .map_err(|_| LayerError::DropoutSyntax {
+                        item: item.to_string(),
+                    })?;
                 if (0.0..1.0).contains(&rate) {
                     Ok(Layer::Dropout { rate })
                 } else {
-                    Err(format!("`{item}`: the dropout rate must be in 0..1"))
+                    Err(LayerError::DropoutRange {
+                        item: item.to_string(),
+                    })
                 }
             }
-            _ => Err(format!(
-                "`{item}`: unknown layer; expected convCkK[pP], bn, relu, poolN, dropN, flatten or denseN"
-            )),
+            _ => Err(LayerError::Unknown {
+                item: item.to_string(),
+            }),
         })
         .collect()
 }
@@ -199,12 +231,15 @@ mod tests {
                 padding: 2
             }
         );
-        assert!(parse_layers("conv32").unwrap_err().contains("conv32k3"));
-        assert!(parse_layers("drop1.5").unwrap_err().contains("0..1"));
-        assert!(
-            parse_layers("softmax")
-                .unwrap_err()
-                .contains("unknown layer")
+        let message = |text: &str| parse_layers(text).unwrap_err().to_string();
+        assert!(message("conv32").contains("conv32k3"));
+        assert!(message("drop1.5").contains("0..1"));
+        assert_eq!(
+            parse_layers("softmax").unwrap_err(),
+            LayerError::Unknown {
+                item: "softmax".into()
+            }
         );
+        assert!(message("softmax").contains("unknown layer"));
     }
 }

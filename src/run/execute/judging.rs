@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{ExecuteOptions, RunError, RunObserver, spawn_worker};
-use crate::engine::{CancelToken, GenerationEvent, GenerationRequest, WorkerEvent};
+use crate::engine::{CancelToken, EngineError, GenerationEvent, GenerationRequest, WorkerEvent};
 use crate::evalset::HumanLabel;
 use crate::run::plan::cache_key;
 use crate::run::plan::judging::JudgePlan;
@@ -127,7 +127,7 @@ pub(in crate::run) fn judge_cells(
                 o.judge_error = Some("not judged: the run stopped first".into())
             }),
             Some(Err(err)) => set_outcome(result, task.assertion, |o| {
-                o.judge_error = Some(err.clone())
+                o.judge_error = Some(err.to_string())
             }),
             Some(Ok(reply)) => match grader.verdict(&reply.text, assertion.threshold) {
                 Err(why) => set_outcome(result, task.assertion, |o| {
@@ -180,6 +180,18 @@ pub(in crate::run) struct JudgeRequest {
     pub request: GenerationRequest,
 }
 
+/// A judge model that did not load or did not answer a request.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("judge `{judge}`: {source}")]
+pub(in crate::run) struct JudgeFailure {
+    judge: String,
+    #[source]
+    source: EngineError,
+}
+
+/// A judge's reply to one request, or why there is none.
+pub(in crate::run) type JudgeReply = Result<crate::engine::Generation, JudgeFailure>;
+
 /// Runs judge requests: cached replies first, then each judge model loaded once for all
 /// of its requests. Returns replies by request index; a request missing from the map was
 /// not judged (the run was cancelled).
@@ -190,8 +202,8 @@ pub(in crate::run) fn run_judge(
     observer: &mut dyn RunObserver,
     cancel: &CancelToken,
     recording: &mut Option<Recording<'_>>,
-) -> Result<HashMap<usize, Result<crate::engine::Generation, String>>, RunError> {
-    let mut replies: HashMap<usize, Result<crate::engine::Generation, String>> = HashMap::new();
+) -> Result<HashMap<usize, JudgeReply>, RunError> {
+    let mut replies: HashMap<usize, JudgeReply> = HashMap::new();
     if let Some(recording) = recording.as_ref() {
         let keys: Vec<String> = tasks.iter().map(|t| t.key.clone()).collect();
         let hits = recording.cached_by_key(&keys)?;
@@ -213,9 +225,13 @@ pub(in crate::run) fn run_judge(
         let load_start = Instant::now();
         let worker = match spawn_worker(model, options) {
             Ok(worker) => worker,
-            Err(err) => {
+            Err(source) => {
+                let failure = JudgeFailure {
+                    judge: model.name.clone(),
+                    source,
+                };
                 for &i in &mine {
-                    replies.insert(i, Err(format!("judge `{}`: {err}", model.name)));
+                    replies.insert(i, Err(failure.clone()));
                 }
                 continue;
             }
@@ -235,7 +251,10 @@ pub(in crate::run) fn run_judge(
                             }
                             Ok(generation)
                         }
-                        Err(err) => Err(format!("judge `{}`: {err}", model.name)),
+                        Err(source) => Err(JudgeFailure {
+                            judge: model.name.clone(),
+                            source,
+                        }),
                     };
                     replies.insert(task, reply);
                     observer.judged(1);

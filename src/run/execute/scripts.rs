@@ -110,13 +110,26 @@ pub(super) fn finish(
         .then(|| crate::score::assertion::structured::finish_reason_name(generation.finish))
 }
 
+/// A case's transform that gave no output; `what` is an excerpt of the script.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("transform `{what}` did not return a value (a multi-line transform needs `return`)")]
+    NoValue { what: String },
+    #[error("transform `{what}` failed: {source}")]
+    Failed {
+        what: String,
+        #[source]
+        source: crate::script::ScriptError,
+    },
+}
+
 /// The case's transform of the output, given promptfoo's `{vars, prompt}` context.
 pub(super) fn transform(
     transform: &Script,
     plan: &RunPlan,
     cell: &PlannedCell,
     generation: &Generation,
-) -> Result<Value, String> {
+) -> Result<Value, TransformError> {
     let case = &plan.cases[cell.case];
     let column = &plan.columns[cell.column];
     let context = json!({
@@ -125,11 +138,9 @@ pub(super) fn transform(
     });
     let what = crate::script::excerpt(&transform.written);
     match transform.call(Role::Transform, &json!(generation.text), &context) {
-        Ok(Value::Null) => Err(format!(
-            "transform `{what}` did not return a value (a multi-line transform needs `return`)"
-        )),
+        Ok(Value::Null) => Err(TransformError::NoValue { what }),
         Ok(value) => Ok(value),
-        Err(err) => Err(format!("transform `{what}` failed: {err}")),
+        Err(source) => Err(TransformError::Failed { what, source }),
     }
 }
 
@@ -137,7 +148,8 @@ pub(super) fn transform(
 pub(super) fn transform_failed(
     cell: &PlannedCell,
     generation: Generation,
-    error: String,
+    error: TransformError,
 ) -> CellResult {
+    let error = error.to_string();
     super::generated_cell(cell, generation, Some(error), false, 0.0, Vec::new())
 }

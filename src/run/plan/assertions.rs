@@ -9,7 +9,19 @@ use crate::dialect::Dialect;
 use crate::evalset::Case;
 use crate::score::assertion::registry::{self, Needs};
 use crate::score::assertion::{Assertion, AssertionSpec};
-use crate::template::{self, Undefined};
+use crate::template::{self, TemplateFault, Undefined};
+
+/// An assertion value that does not render with the case's variables.
+#[derive(Debug, thiserror::Error)]
+pub enum AssertionValueError {
+    #[error(transparent)]
+    Template(#[from] TemplateFault),
+    /// A value that is one expression evaluated to nothing.
+    #[error("undefined value in `{0}`")]
+    Undefined(String),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
 
 /// Assertion values may use the case's variables and `expected`, e.g.
 /// `value: "{{ expected }}"`; they are rendered per case, then parsed.
@@ -47,9 +59,10 @@ pub(super) fn build_assertion(
     }
     if let Some(value) = &spec.value {
         let rendered = render_any(value, &context, dialect);
-        spec.value = Some(rendered.map_err(|message| PlanError::Case {
+        spec.value = Some(rendered.map_err(|source| PlanError::AssertionValue {
             origin: case.origin.clone(),
-            message: format!("assertion `{}`: {message}", spec.kind),
+            kind: spec.kind.clone(),
+            source,
         })?);
     }
     // `assert-set`'s nested assertions render with the same variables.
@@ -57,15 +70,13 @@ pub(super) fn build_assertion(
         let rendered = nested
             .into_iter()
             .map(|n| render_nested(n, &context, dialect));
-        spec.assertions =
-            Some(
-                rendered
-                    .collect::<Result<_, _>>()
-                    .map_err(|message| PlanError::Case {
-                        origin: case.origin.clone(),
-                        message: format!("assertion `{}`: {message}", spec.kind),
-                    })?,
-            );
+        spec.assertions = Some(rendered.collect::<Result<_, _>>().map_err(|source| {
+            PlanError::AssertionValue {
+                origin: case.origin.clone(),
+                kind: spec.kind.clone(),
+                source,
+            }
+        })?);
     }
     let mut assertion = Assertion::from_spec_in(&spec, dialect).map_err(|e| PlanError::Case {
         origin: case.origin.clone(),
@@ -141,7 +152,7 @@ fn render_any(
     value: &Value,
     context: &minijinja::Value,
     dialect: Dialect,
-) -> Result<Value, String> {
+) -> Result<Value, AssertionValueError> {
     if dialect.renders_values_as_text() {
         render_text_values(value, context, dialect)
     } else {
@@ -155,12 +166,9 @@ fn render_text_values(
     value: &Value,
     context: &minijinja::Value,
     dialect: Dialect,
-) -> Result<Value, String> {
-    let render = |s: &str| {
-        dialect
-            .render_str(s, context)
-            .map(Value::String)
-            .map_err(|f| f.to_string())
+) -> Result<Value, AssertionValueError> {
+    let render = |s: &str| -> Result<Value, AssertionValueError> {
+        Ok(Value::String(dialect.render_str(s, context)?))
     };
     match value {
         Value::String(s) => render(s),
@@ -180,7 +188,7 @@ fn render_nested(
     mut spec: AssertionSpec,
     context: &minijinja::Value,
     dialect: Dialect,
-) -> Result<AssertionSpec, String> {
+) -> Result<AssertionSpec, AssertionValueError> {
     if let Some(value) = &spec.value {
         spec.value = Some(render_any(value, context, dialect)?);
     }
@@ -193,7 +201,7 @@ fn render_nested(
     Ok(spec)
 }
 
-fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, String> {
+fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, AssertionValueError> {
     Ok(match value {
         Value::String(s) if s.contains("{{") || s.contains("{%") => {
             let env = template::environment(Undefined::Strict);
@@ -205,19 +213,19 @@ fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, Stri
                 && trimmed.matches("{{").count() == 1;
             if single {
                 let expr = &trimmed[2..trimmed.len() - 2];
-                template::compilable(expr).map_err(|f| f.to_string())?;
+                template::compilable(expr)?;
                 let compiled = env
                     .compile_expression(expr)
-                    .map_err(|e| template::TemplateFault::from(&e).to_string())?;
+                    .map_err(|e| TemplateFault::from(&e))?;
                 let out = compiled
                     .eval(context)
-                    .map_err(|e| template::TemplateFault::from(&e).to_string())?;
+                    .map_err(|e| TemplateFault::from(&e))?;
                 if out.is_undefined() {
-                    return Err(format!("undefined value in `{trimmed}`"));
+                    return Err(AssertionValueError::Undefined(trimmed.to_string()));
                 }
-                serde_json::to_value(&out).map_err(|e| e.to_string())?
+                serde_json::to_value(&out)?
             } else {
-                Value::String(template::render_str(env, s, context).map_err(|f| f.to_string())?)
+                Value::String(template::render_str(env, s, context)?)
             }
         }
         Value::Array(items) => Value::Array(
@@ -229,7 +237,7 @@ fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, Stri
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| Ok((k.clone(), render_value(v, context)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, AssertionValueError>>()?,
         ),
         other => other.clone(),
     })

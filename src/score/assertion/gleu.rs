@@ -79,8 +79,10 @@ impl Assertion {
         references: &[String],
         input: &CheckInput,
     ) -> AssertionOutcome {
-        let scored = crate::score::meteor::wordnet::WordNet::shared()
-            .and_then(|wordnet| crate::score::meteor::meteor(input.output, references, &wordnet));
+        use crate::score::meteor::{MeteorError, meteor, wordnet::WordNet};
+        let scored = WordNet::shared()
+            .map_err(MeteorError::from)
+            .and_then(|wordnet| meteor(input.output, references, &wordnet));
         match scored {
             Ok(score) => self.reference_score("METEOR", score),
             Err(why) => self.failed(format!("meteor: {why}")),

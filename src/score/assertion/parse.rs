@@ -76,7 +76,7 @@ impl Parser<'_> {
     }
 
     pub fn bounds(&self) -> Result<Bounds, AssertionError> {
-        parse_bounds(self.value(), self.spec).map_err(|e| self.invalid(&e))
+        parse_bounds(self.value(), self.spec).map_err(|e| self.invalid(&e.to_string()))
     }
 
     /// `provider`; blank counts as missing.
@@ -199,10 +199,26 @@ fn parse_schema(
 
 type Bounds = (Option<usize>, Option<usize>);
 
+/// Bounds of a count that do not read; worded as what was expected, to follow "TYPE
+/// expects ".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum BoundsError {
+    /// A bound that is not a whole number, or no bound at all.
+    #[error("{BOUNDS_EXPECTED}")]
+    NotWhole,
+    #[error("either `value` or top-level `min`/`max`, not both")]
+    ValueAndTopLevel,
+    #[error("{BOUNDS_EXPECTED} (as `value: {{min, max}}`)")]
+    OtherKeys,
+    #[error("`min` ({min}) to be at most `max` ({max})")]
+    MinAboveMax { min: usize, max: usize },
+}
+
+const BOUNDS_EXPECTED: &str = "a non-negative whole number, or `min` and/or `max`";
+
 /// `value` as a number (exact) or `{min, max}`, or top-level `min`/`max`.
-fn parse_bounds(value: Option<&Value>, spec: &AssertionSpec) -> Result<Bounds, String> {
-    let expected = "a non-negative whole number, or `min` and/or `max`";
-    let whole = |v: Option<&Value>| -> Result<Option<usize>, String> {
+fn parse_bounds(value: Option<&Value>, spec: &AssertionSpec) -> Result<Bounds, BoundsError> {
+    let whole = |v: Option<&Value>| -> Result<Option<usize>, BoundsError> {
         let n = match v {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Number(n)) => n.as_f64(),
@@ -210,24 +226,23 @@ fn parse_bounds(value: Option<&Value>, spec: &AssertionSpec) -> Result<Bounds, S
             Some(_) => None,
         };
         let n = n.filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= u32::MAX as f64);
-        n.map(|n| Some(n as usize))
-            .ok_or_else(|| expected.to_owned())
+        n.map(|n| Some(n as usize)).ok_or(BoundsError::NotWhole)
     };
     let (top_min, top_max) = (spec.min.map(Value::from), spec.max.map(Value::from));
     let (min, max) = match value {
         None => (whole(top_min.as_ref())?, whole(top_max.as_ref())?),
         Some(_) if top_min.is_some() || top_max.is_some() => {
-            return Err("either `value` or top-level `min`/`max`, not both".into());
+            return Err(BoundsError::ValueAndTopLevel);
         }
         Some(Value::Object(map)) if map.keys().all(|k| k == "min" || k == "max") => {
             (whole(map.get("min"))?, whole(map.get("max"))?)
         }
-        Some(Value::Object(_)) => return Err(format!("{expected} (as `value: {{min, max}}`)")),
+        Some(Value::Object(_)) => return Err(BoundsError::OtherKeys),
         Some(v) => (whole(Some(v))?, whole(Some(v))?),
     };
     match (min, max) {
-        (None, None) => Err(expected.to_owned()),
-        (Some(a), Some(b)) if a > b => Err(format!("`min` ({a}) to be at most `max` ({b})")),
+        (None, None) => Err(BoundsError::NotWhole),
+        (Some(min), Some(max)) if min > max => Err(BoundsError::MinAboveMax { min, max }),
         bounds => Ok(bounds),
     }
 }

@@ -3,10 +3,24 @@
 
 use super::*;
 
+/// Why an output cannot be judged either way by a pass/fail assertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Unjudgeable {
+    #[error("latency was not measured (a cached response?)")]
+    NoLatency,
+    #[error("the engine did not report why generation stopped")]
+    NoFinishReason,
+    #[error("the model reports no cost")]
+    NoCost,
+    /// A kind that `check` hands to its own checker before it gets here.
+    #[error("{0}")]
+    CheckedElsewhere(&'static str),
+}
+
 impl Assertion {
     /// Whether the un-negated assertion holds, and what was found (for a reason).
     /// `Err` means the output cannot be judged either way.
-    pub(super) fn evaluate(&self, input: &CheckInput) -> Result<(bool, String), String> {
+    pub(super) fn evaluate(&self, input: &CheckInput) -> Result<(bool, String), Unjudgeable> {
         use AssertionKind::*;
         let out = input.output;
         let seen = |at: Option<usize>| format!("output was {}", excerpt_at(out, at.unwrap_or(0)));
@@ -114,22 +128,36 @@ impl Assertion {
             }
             Latency => {
                 let Some(ms) = input.latency_ms else {
-                    return Err("latency was not measured (a cached response?)".to_owned());
+                    return Err(Unjudgeable::NoLatency);
                 };
                 (
                     ms <= self.threshold.unwrap_or(0.0),
                     format!("it took {ms} ms"),
                 )
             }
-            BoxesMatch { .. } => return Err("boxes are checked by check_boxes".into()),
-            TextMetric { .. } => return Err("text metrics are checked by check_text_metric".into()),
-            Similar { .. } => return Err("similarity is checked by check_similar".into()),
+            BoxesMatch { .. } => {
+                return Err(Unjudgeable::CheckedElsewhere(
+                    "boxes are checked by check_boxes",
+                ));
+            }
+            TextMetric { .. } => {
+                return Err(Unjudgeable::CheckedElsewhere(
+                    "text metrics are checked by check_text_metric",
+                ));
+            }
+            Similar { .. } => {
+                return Err(Unjudgeable::CheckedElsewhere(
+                    "similarity is checked by check_similar",
+                ));
+            }
             ModelGraded { .. } => {
-                return Err("model-graded assertions are judged by a model".into());
+                return Err(Unjudgeable::CheckedElsewhere(
+                    "model-graded assertions are judged by a model",
+                ));
             }
             Script(_) | AssertSet(_) | IsRefusal | OpenAiToolsCall | Gleu(_) | Meteor(_)
             | Perplexity { .. } => {
-                return Err("checked by check_new".into());
+                return Err(Unjudgeable::CheckedElsewhere("checked by check_new"));
             }
             Xml {
                 contained,
@@ -149,7 +177,7 @@ impl Assertion {
             Html { contained: true } => (structured::contains_html(out), seen(None)),
             FinishReason(want) => {
                 let Some(finish) = input.finish else {
-                    return Err("the engine did not report why generation stopped".into());
+                    return Err(Unjudgeable::NoFinishReason);
                 };
                 let got = structured::finish_reason_name(finish);
                 (
@@ -159,7 +187,7 @@ impl Assertion {
             }
             Cost => {
                 let Some(cost) = input.cost else {
-                    return Err("the model reports no cost".into());
+                    return Err(Unjudgeable::NoCost);
                 };
                 let max = self.threshold.unwrap_or(0.0);
                 (cost <= max, format!("it cost ${cost}"))

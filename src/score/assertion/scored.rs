@@ -57,7 +57,7 @@ impl Assertion {
         let minimum = self.threshold.unwrap_or(1.0);
         let (passed, score, reason) = match serde_json::from_str::<Value>(input.output)
             .map_err(|e| e.to_string())
-            .and_then(|v| parse_boxes(&v))
+            .and_then(|v| parse_boxes(&v).map_err(|e| e.to_string()))
         {
             Err(why) => (
                 false,

@@ -142,7 +142,7 @@ impl Assertion {
 
     fn script_outcome(
         &self,
-        verdict: Result<Verdict, String>,
+        verdict: Result<Verdict, VerdictError>,
         language: &str,
         what: &str,
     ) -> AssertionOutcome {
@@ -231,6 +231,22 @@ pub(crate) fn output_text(value: &Value) -> String {
     }
 }
 
+/// A script's result that is not a verdict promptfoo would read.
+#[derive(Debug, thiserror::Error)]
+enum VerdictError {
+    #[error("must return a boolean, number, or {{pass, score, reason}} object")]
+    Shape,
+    /// `got` is an excerpt of what the script returned.
+    #[error("must return a boolean, number, or {{pass, score, reason}} object; got {got}")]
+    ShapeGot { got: String },
+    #[error("invalid JSON {text:?}: {source}")]
+    InvalidJson {
+        text: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 enum Verdict {
     Bool(bool),
     Scored {
@@ -265,30 +281,28 @@ fn scored(score: f64, threshold: Option<f64>) -> Verdict {
     }
 }
 
-fn javascript_verdict(result: Value, threshold: Option<f64>) -> Result<Verdict, String> {
+fn javascript_verdict(result: Value, threshold: Option<f64>) -> Result<Verdict, VerdictError> {
     match &result {
         Value::Bool(b) => Ok(Verdict::Bool(*b)),
         Value::Number(n) => Ok(scored(n.as_f64().unwrap_or(0.0), threshold)),
-        other => grading_result(other).ok_or_else(|| {
-            format!(
-                "must return a boolean, number, or {{pass, score, reason}} object; got {}",
-                excerpt(&other.to_string())
-            )
+        other => grading_result(other).ok_or_else(|| VerdictError::ShapeGot {
+            got: excerpt(&other.to_string()),
         }),
     }
 }
 
-fn python_verdict(result: Value, threshold: Option<f64>) -> Result<Verdict, String> {
-    let shape = || "must return a boolean, number, or {pass, score, reason} object".to_string();
+fn python_verdict(result: Value, threshold: Option<f64>) -> Result<Verdict, VerdictError> {
     match result {
         Value::Bool(b) => Ok(Verdict::Bool(b)),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Verdict::Bool(true)),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(Verdict::Bool(false)),
         // A JSON string is taken as it is, without the threshold (as promptfoo does).
         Value::String(s) if s.starts_with('{') => {
-            let parsed: Value =
-                serde_json::from_str(&s).map_err(|e| format!("invalid JSON {s:?}: {e}"))?;
-            grading_result(&parsed).ok_or_else(shape)
+            let parsed: Value = match serde_json::from_str(&s) {
+                Ok(parsed) => parsed,
+                Err(source) => return Err(VerdictError::InvalidJson { text: s, source }),
+            };
+            grading_result(&parsed).ok_or(VerdictError::Shape)
         }
         Value::Object(mut map) => {
             // Python dataclasses write `pass_`.
@@ -297,7 +311,7 @@ fn python_verdict(result: Value, threshold: Option<f64>) -> Result<Verdict, Stri
             {
                 map.insert("pass".into(), pass);
             }
-            match grading_result(&Value::Object(map)).ok_or_else(shape)? {
+            match grading_result(&Value::Object(map)).ok_or(VerdictError::Shape)? {
                 Verdict::Scored {
                     passed,
                     score,
@@ -324,12 +338,14 @@ fn python_verdict(result: Value, threshold: Option<f64>) -> Result<Verdict, Stri
                 other => Ok(other),
             }
         }
-        Value::Null | Value::Array(_) => Err(shape()),
+        Value::Null | Value::Array(_) => Err(VerdictError::Shape),
         other => {
             let text = output_text(&other);
             match parse_float_prefix(&text) {
                 Some(score) => Ok(scored(score, threshold)),
-                None => Err(format!("{}; got {}", shape(), excerpt(&text))),
+                None => Err(VerdictError::ShapeGot {
+                    got: excerpt(&text),
+                }),
             }
         }
     }

@@ -10,9 +10,58 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+/// Why an output is not the XML `is-xml` or `contains-xml` asks for.
+#[derive(Debug, thiserror::Error)]
+pub enum XmlError {
+    #[error("no XML content found")]
+    NotFound,
+    /// The span `contains-xml` found, and what is wrong with it.
+    #[error("the XML found is not valid: {0}")]
+    InvalidSpan(#[source] Box<XmlError>),
+    #[error("XML is missing opening tag")]
+    NoOpeningTag,
+    #[error("not XML: {0}")]
+    NotXml(#[source] roxmltree::Error),
+    #[error("missing required elements: {}", .0.join(", "))]
+    MissingElements(Vec<String>),
+}
+
+/// Why an output is not HTML by promptfoo's `is-html` heuristics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HtmlError {
+    #[error("output is empty")]
+    Empty,
+    #[error("output appears to be XML, not HTML")]
+    LooksLikeXml,
+    #[error("output must be wrapped in HTML tags")]
+    Unwrapped,
+    #[error("output does not contain recognized HTML elements")]
+    NoKnownElements,
+}
+
+/// Why an output is not the SQL `is-sql` or `contains-sql` asks for; `database` is
+/// promptfoo's name of the dialect.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("SQL statement does not conform to the provided {database} database syntax")]
+    Nonconforming { database: String },
+    #[error("SQL statement does not conform to the provided {database} database syntax: {source}")]
+    Unparsable {
+        database: String,
+        #[source]
+        source: sqlparser::parser::ParserError,
+    },
+    /// The table authorities (`select::null::users`) no allowed pattern matches.
+    #[error(
+        "SQL validation failed: authority = '{}' is required in table whiteList to execute SQL",
+        .denied.join("', '")
+    )]
+    NotAllowed { denied: Vec<String> },
+}
+
 /// `is-xml`: well-formed XML whose root starts the output; `contains-xml`: the first
 /// XML-looking span (promptfoo's regex) is. `required` are paths like `root.child`.
-pub fn xml(output: &str, contained: bool, required: &[String]) -> Result<(), String> {
+pub fn xml(output: &str, contained: bool, required: &[String]) -> Result<(), XmlError> {
     if !contained {
         return validate_xml(output, required);
     }
@@ -20,26 +69,26 @@ pub fn xml(output: &str, contained: bool, required: &[String]) -> Result<(), Str
         Regex::new(r"<\?xml.*?>[\s\S]*</[^>]+>|\S*<[^>]+>[\s\S]*</[^>]+>").expect("valid regex")
     });
     match SPAN.find(output) {
-        None => Err("no XML content found".into()),
+        None => Err(XmlError::NotFound),
         Some(span) => validate_xml(span.as_str(), required)
-            .map_err(|why| format!("the XML found is not valid: {why}")),
+            .map_err(|why| XmlError::InvalidSpan(Box::new(why))),
     }
 }
 
-fn validate_xml(text: &str, required: &[String]) -> Result<(), String> {
+fn validate_xml(text: &str, required: &[String]) -> Result<(), XmlError> {
     if !text.starts_with('<') {
-        return Err("XML is missing opening tag".into());
+        return Err(XmlError::NoOpeningTag);
     }
-    let document = roxmltree::Document::parse(text).map_err(|e| format!("not XML: {e}"))?;
+    let document = roxmltree::Document::parse(text).map_err(XmlError::NotXml)?;
     let root = document.root_element();
-    let missing: Vec<&str> = required
+    let missing: Vec<String> = required
         .iter()
-        .map(String::as_str)
         .filter(|path| !has_path(root, path))
+        .cloned()
         .collect();
     match missing.is_empty() {
         true => Ok(()),
-        false => Err(format!("missing required elements: {}", missing.join(", "))),
+        false => Err(XmlError::MissingElements(missing)),
     }
 }
 
@@ -196,13 +245,13 @@ static TAG: LazyLock<Regex> = LazyLock::new(|| {
 
 /// promptfoo's `is-html` (there, a jsdom parse): not empty, not an XML document, no text
 /// outside elements, and at least one element HTML knows.
-pub fn is_html(output: &str) -> Result<(), String> {
+pub fn is_html(output: &str) -> Result<(), HtmlError> {
     let trimmed = output.trim();
     if trimmed.is_empty() {
-        return Err("output is empty".into());
+        return Err(HtmlError::Empty);
     }
     if trimmed.to_ascii_lowercase().starts_with("<?xml") {
-        return Err("output appears to be XML, not HTML".into());
+        return Err(HtmlError::LooksLikeXml);
     }
     let mut depth = 0usize;
     let mut last = 0;
@@ -210,7 +259,7 @@ pub fn is_html(output: &str) -> Result<(), String> {
     for tag in TAG.captures_iter(trimmed) {
         let Some(whole) = tag.get(0) else { continue };
         if depth == 0 && !trimmed[last..whole.start()].trim().is_empty() {
-            return Err("output must be wrapped in HTML tags".into());
+            return Err(HtmlError::Unwrapped);
         }
         last = whole.end();
         let Some(name) = tag.get(2).map(|n| n.as_str().to_ascii_lowercase()) else {
@@ -226,11 +275,11 @@ pub fn is_html(output: &str) -> Result<(), String> {
         }
     }
     if depth == 0 && !trimmed[last..].trim().is_empty() {
-        return Err("output must be wrapped in HTML tags".into());
+        return Err(HtmlError::Unwrapped);
     }
     match known {
         true => Ok(()),
-        false => Err("output does not contain recognized HTML elements".into()),
+        false => Err(HtmlError::NoKnownElements),
     }
 }
 
@@ -295,18 +344,15 @@ impl SqlCheck {
     }
 
     /// `contained`: the first ```` ```sql ```` block, if any, else the whole output.
-    pub fn check(&self, output: &str, contained: bool) -> Result<(), String> {
+    pub fn check(&self, output: &str, contained: bool) -> Result<(), SqlError> {
         static FENCE: LazyLock<Regex> =
             LazyLock::new(|| Regex::new(r"```(?:sql)?([^`]+)```").expect("valid regex"));
         let sql = match FENCE.captures(output).and_then(|c| c.get(1)) {
             Some(block) if contained => block.as_str().trim(),
             _ => output,
         };
-        let nonconforming = || {
-            format!(
-                "SQL statement does not conform to the provided {} database syntax",
-                self.database
-            )
+        let nonconforming = || SqlError::Nonconforming {
+            database: self.database.clone(),
         };
         // promptfoo's extra checks for what its parser lets through.
         static TWO_NAMES: LazyLock<Regex> = LazyLock::new(|| {
@@ -323,8 +369,13 @@ impl SqlCheck {
             return Err(nonconforming());
         }
         let dialect = Self::dialect(&self.database).ok_or_else(nonconforming)?;
-        let statements = sqlparser::parser::Parser::parse_sql(dialect.as_ref(), sql)
-            .map_err(|e| format!("{}: {e}", nonconforming()))?;
+        let statements =
+            sqlparser::parser::Parser::parse_sql(dialect.as_ref(), sql).map_err(|source| {
+                SqlError::Unparsable {
+                    database: self.database.clone(),
+                    source,
+                }
+            })?;
         let Some(allowed) = &self.allowed_tables else {
             return Ok(());
         };
@@ -356,10 +407,7 @@ impl SqlCheck {
         }
         match denied.is_empty() {
             true => Ok(()),
-            false => Err(format!(
-                "SQL validation failed: authority = '{}' is required in table whiteList to execute SQL",
-                denied.join("', '")
-            )),
+            false => Err(SqlError::NotAllowed { denied }),
         }
     }
 }

@@ -26,31 +26,38 @@ pub fn dict_folder() -> PathBuf {
 
 const PARTS_OF_SPEECH: [&str; 4] = ["noun", "verb", "adj", "adv"];
 
+/// A WordNet file that could not be read, with how to fetch WordNet.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "meteor needs WordNet 3.1 ({}: {source}): run `bash scripts/fetch-wordnet.sh`, or set {WORDNET_ENV} to a WordNet `dict` folder",
+    .path.display()
+)]
+pub struct WordNetError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// The index and data files of the four parts of speech, read once.
 pub struct WordNet {
     files: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl WordNet {
-    pub fn open(folder: &Path) -> Result<WordNet, String> {
+    pub fn open(folder: &Path) -> Result<WordNet, WordNetError> {
         let read = |name: String| {
             let path = folder.join(&name);
-            std::fs::read(&path).map_err(|e| {
-                format!(
-                    "meteor needs WordNet 3.1 ({}: {e}): run `bash scripts/fetch-wordnet.sh`, or set {WORDNET_ENV} to a WordNet `dict` folder",
-                    path.display()
-                )
-            })
+            std::fs::read(&path).map_err(|source| WordNetError { path, source })
         };
         let files = PARTS_OF_SPEECH
             .iter()
             .map(|pos| Ok((read(format!("index.{pos}"))?, read(format!("data.{pos}"))?)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, WordNetError>>()?;
         Ok(WordNet { files })
     }
 
     /// The WordNet of [`dict_folder`], opened once per process.
-    pub fn shared() -> Result<Arc<WordNet>, String> {
+    pub fn shared() -> Result<Arc<WordNet>, WordNetError> {
         static SHARED: Mutex<Option<Arc<WordNet>>> = Mutex::new(None);
         let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(wordnet) = shared.as_ref() {
