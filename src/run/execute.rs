@@ -355,7 +355,11 @@ fn score_cell(plan: &RunPlan, id: usize, outcome: Result<Generation, EngineError
                 finish: (!scripts::is_echo(plan, cell)).then_some(generation.finish),
                 cost: scripts::cost(plan, cell, &generation),
                 logprobs: generation.logprobs.as_deref(),
-                tools: cell.request.tools.as_ref().map(|offer| offer.tools.as_slice()),
+                tools: cell
+                    .request
+                    .tools
+                    .as_ref()
+                    .map(|offer| offer.tools.as_slice()),
             };
             let assertions: Vec<_> = cell.assertions.iter().map(|a| a.check(&input)).collect();
             let (passed, score) = combine(&assertions, cell.threshold);

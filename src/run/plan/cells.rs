@@ -44,7 +44,9 @@ fn openai_messages(prompt: &crate::prompt::RenderedPrompt) -> Vec<serde_json::Va
             .iter()
             .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
             .collect(),
-        RenderedPrompt::Completion(text) => vec![serde_json::json!({"role": "user", "content": text})],
+        RenderedPrompt::Completion(text) => {
+            vec![serde_json::json!({"role": "user", "content": text})]
+        }
     }
 }
 

@@ -155,7 +155,12 @@ impl Assertion {
                     "model-graded assertions are judged by a model",
                 ));
             }
-            Script(_) | AssertSet(_) | IsRefusal | OpenAiToolsCall | Gleu(_) | Meteor(_)
+            Script(_)
+            | AssertSet(_)
+            | IsRefusal
+            | OpenAiToolsCall
+            | Gleu(_)
+            | Meteor(_)
             | Perplexity { .. } => {
                 return Err(Unjudgeable::CheckedElsewhere("checked by check_new"));
             }

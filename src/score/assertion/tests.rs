@@ -284,6 +284,8 @@ fn table_of_cases_in_both_polarities() {
                 "meteor",
                 "perplexity",
                 "perplexity-score",
+                // tools_call's tests and tests/integration/tools_call.rs.
+                "is-valid-openai-tools-call",
             ]
             .contains(t)
         })

@@ -44,8 +44,12 @@ fn tools_call_verdict(dialect: Dialect, input: &CheckInput) -> Result<(), String
     }
     let looks_valid = calls.as_array().is_some_and(|list| {
         list.first().is_some_and(|first| {
-            first.pointer("/function/name").is_some_and(Value::is_string)
-                && first.pointer("/function/arguments").is_some_and(Value::is_string)
+            first
+                .pointer("/function/name")
+                .is_some_and(Value::is_string)
+                && first
+                    .pointer("/function/arguments")
+                    .is_some_and(Value::is_string)
         })
     });
     let list = match calls.as_array() {
@@ -70,7 +74,10 @@ fn tools_call_verdict(dialect: Dialect, input: &CheckInput) -> Result<(), String
         .collect();
     for call in list {
         let mut function = call.get("function").cloned().unwrap_or(Value::Null);
-        if let Some(inner) = function.get("function_call").filter(|_| function.is_object()) {
+        if let Some(inner) = function
+            .get("function_call")
+            .filter(|_| function.is_object())
+        {
             function = inner.clone();
         }
         let (Some(name), Some(arguments)) = (
@@ -119,11 +126,13 @@ fn mcp_verdict(text: &str) -> Result<(), String> {
     if !text.contains("MCP Tool Error") {
         return Ok(());
     }
-    let parsed = text.match_indices("MCP Tool Error (").find_map(|(at, opening)| {
-        let (name, after) = text[at + opening.len()..].split_once(')')?;
-        let message = after.strip_prefix(": ")?.lines().next()?;
-        (!name.is_empty() && !message.is_empty()).then_some((name, message))
-    });
+    let parsed = text
+        .match_indices("MCP Tool Error (")
+        .find_map(|(at, opening)| {
+            let (name, after) = text[at + opening.len()..].split_once(')')?;
+            let message = after.strip_prefix(": ")?.lines().next()?;
+            (!name.is_empty() && !message.is_empty()).then_some((name, message))
+        });
     let (name, message) = parsed.unwrap_or(("unknown", "unknown error"));
     Err(format!("MCP tool call failed for {name}: {message}"))
 }
@@ -157,19 +166,31 @@ mod tests {
     fn calls_are_checked_against_the_offered_schemas() {
         let tools = weather();
         let good = r#"[{"id":"c","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]"#;
-        assert_eq!(tools_call_verdict(Dialect::Promptfoo, &input(good, Some(&tools))), Ok(()));
+        assert_eq!(
+            tools_call_verdict(Dialect::Promptfoo, &input(good, Some(&tools))),
+            Ok(())
+        );
         // The whole message, when the model also wrote text.
-        let message = format!(r#"{{"role":"assistant","content":"Let me look.","tool_calls":{good}}}"#);
-        assert_eq!(tools_call_verdict(Dialect::Promptfoo, &input(&message, Some(&tools))), Ok(()));
+        let message =
+            format!(r#"{{"role":"assistant","content":"Let me look.","tool_calls":{good}}}"#);
+        assert_eq!(
+            tools_call_verdict(Dialect::Promptfoo, &input(&message, Some(&tools))),
+            Ok(())
+        );
         let missing = r#"[{"type":"function","function":{"name":"get_weather","arguments":"{}"}}]"#;
-        let why = tools_call_verdict(Dialect::Promptfoo, &input(missing, Some(&tools))).unwrap_err();
-        assert!(why.starts_with("Call to \"get_weather\" does not match schema"), "{why}");
+        let why =
+            tools_call_verdict(Dialect::Promptfoo, &input(missing, Some(&tools))).unwrap_err();
+        assert!(
+            why.starts_with("Call to \"get_weather\" does not match schema"),
+            "{why}"
+        );
         let unknown = r#"[{"type":"function","function":{"name":"get_time","arguments":"{}"}}]"#;
         assert_eq!(
             tools_call_verdict(Dialect::Promptfoo, &input(unknown, Some(&tools))),
             Err("Called \"get_time\", but there is no function with that name".into())
         );
-        let broken = r#"[{"type":"function","function":{"name":"get_weather","arguments":"{city"}}]"#;
+        let broken =
+            r#"[{"type":"function","function":{"name":"get_weather","arguments":"{city"}}]"#;
         assert!(tools_call_verdict(Dialect::Promptfoo, &input(broken, Some(&tools))).is_err());
     }
 
@@ -180,7 +201,10 @@ mod tests {
         let why = tools_call_verdict(Dialect::Promptfoo, &input(calls, None)).unwrap_err();
         assert_eq!(
             why,
-            format!("OpenAI did not return a valid-looking tools response: {}", json!(calls))
+            format!(
+                "OpenAI did not return a valid-looking tools response: {}",
+                json!(calls)
+            )
         );
         let tools = weather();
         let why = tools_call_verdict(Dialect::Promptfoo, &input("It is sunny.", Some(&tools)));
@@ -194,7 +218,10 @@ mod tests {
     #[test]
     fn mcp_lines_decide_as_in_promptfoo() {
         assert_eq!(
-            tools_call_verdict(Dialect::Promptfoo, &input("MCP Tool Result (search): 3 hits", None)),
+            tools_call_verdict(
+                Dialect::Promptfoo,
+                &input("MCP Tool Result (search): 3 hits", None)
+            ),
             Ok(())
         );
         assert_eq!(

@@ -40,6 +40,7 @@ const EXAMPLES: &[&str] = &[
     "{type: is-html}",
     "{type: contains-html}",
     "{type: is-refusal}",
+    "{type: is-valid-openai-tools-call}",
     "{type: finish-reason, value: stop}",
     "{type: gleu, value: a b c}",
     "{type: cost, threshold: 0.1}",
