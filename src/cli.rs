@@ -266,7 +266,7 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
 
 /// The error and its causes on one line. Library errors already include their cause in
 /// their message, so a cause whose text is already shown is not repeated.
-fn error_text(err: &anyhow::Error) -> String {
+pub(crate) fn error_text(err: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in err.chain() {
         let part = cause.to_string();

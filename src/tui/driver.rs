@@ -288,7 +288,8 @@ impl Jobs {
                     match super::run_job::run_job(&root, &store_path, request, tx.clone(), &cancel)
                     {
                         Ok(finished) => Event::Run(finished),
-                        Err(err) => Event::Run(RunEvent::Failed(format!("{err:#}"))),
+                        // Each cause once, as the command line prints it.
+                        Err(err) => Event::Run(RunEvent::Failed(crate::cli::error_text(&err))),
                     }
                 });
             }
