@@ -54,6 +54,11 @@ const MAX_DEPTH: usize = 64;
 /// digits): checked before each power and after each operation, so no expression keeps a
 /// core busy or memory growing long after the tool's timeout.
 const MAX_BITS: u64 = 65_536;
+/// The operands' sizes summed over every operation may not exceed this many bits: each
+/// value under [`MAX_BITS`] can still be combined hundreds of times (a fuzzed expression
+/// of 60 sums of 20,000-digit fractions took 22 s), while real answers use a few
+/// thousand bits at most.
+const MAX_WORK: u64 = 4_000_000;
 
 /// Why an expression was not evaluated. Positions are 1-based characters of the
 /// expression with its whitespace removed.
@@ -85,6 +90,10 @@ pub enum CalcError {
     TooLarge,
     #[error("`{0}` is not a number")]
     NotANumber(String),
+    #[error(
+        "the expression combines too many huge numbers (more than {MAX_WORK} bits of operands in all); no answer needs that"
+    )]
+    TooMuchWork,
 }
 
 /// Evaluates `text`; the error says where parsing stopped and what was expected.
@@ -97,6 +106,7 @@ pub fn evaluate(text: &str) -> Result<BigRational, CalcError> {
         chars,
         at: 0,
         depth: 0,
+        work: 0,
     };
     if parser.chars.is_empty() {
         return Err(CalcError::Empty);
@@ -116,6 +126,13 @@ struct Parser {
     at: usize,
     /// Nesting of the rule being parsed (brackets, signs, exponents).
     depth: usize,
+    /// Bits of the operands of every operation so far (see [`MAX_WORK`]).
+    work: u64,
+}
+
+/// A value's size in bits, numerator and denominator.
+fn size(value: &BigRational) -> u64 {
+    value.numer().bits() + value.denom().bits()
 }
 
 /// Refuses a value too large to be any answer.
@@ -132,6 +149,15 @@ const MAX_EXPONENT: i64 = 1000;
 impl Parser {
     fn peek(&self) -> Option<char> {
         self.chars.get(self.at).copied()
+    }
+
+    /// Counts an operation on operands of `bits` bits against [`MAX_WORK`].
+    fn charge(&mut self, bits: u64) -> Result<(), CalcError> {
+        self.work = self.work.saturating_add(bits);
+        if self.work > MAX_WORK {
+            return Err(CalcError::TooMuchWork);
+        }
+        Ok(())
     }
 
     /// Enters a nested rule, refusing nesting deeper than [`MAX_DEPTH`].
@@ -153,6 +179,7 @@ impl Parser {
         while let Some(op @ ('+' | '-')) = self.peek() {
             self.at += 1;
             let rhs = self.product()?;
+            self.charge(size(&value) + size(&rhs))?;
             value = bounded(if op == '+' { value + rhs } else { value - rhs })?;
         }
         Ok(value)
@@ -166,6 +193,7 @@ impl Parser {
             if matches!(op, '/' | '%' | '÷') && rhs.is_zero() {
                 return Err(CalcError::DivisionByZero);
             }
+            self.charge(size(&value) + size(&rhs))?;
             value = bounded(match op {
                 '*' | '×' => value * rhs,
                 '%' => {
@@ -197,9 +225,11 @@ impl Parser {
         }
         // The result has about |exponent| times the base's bits: refuse before building it.
         let widest = base.numer().bits().max(base.denom().bits());
-        if widest.saturating_mul(whole.unsigned_abs()) > MAX_BITS {
+        let built = widest.saturating_mul(whole.unsigned_abs());
+        if built > MAX_BITS {
             return Err(CalcError::PowerTooLarge);
         }
+        self.charge(built)?;
         bounded(num_traits::pow::Pow::pow(&base, whole as i32))
     }
 
@@ -395,6 +425,27 @@ mod tests {
         assert_eq!(calc(&format!("{}3", "-".repeat(3999))), "-3");
         assert_eq!(calc("--2^2"), "4");
         assert_eq!(calc("2^1000 / 2^999"), "2");
+    }
+
+    /// Found by fuzzing (fuzz/regressions/calculator-timeout-many-large-fractions): every
+    /// value stays under the size bound, but dozens of sums and remainders of fractions
+    /// with 20,000-digit denominators took 22 s.
+    #[test]
+    fn many_operations_on_huge_fractions_stop_early() {
+        let found =
+            include_str!("../../../fuzz/regressions/calculator-timeout-many-large-fractions");
+        let started = std::time::Instant::now();
+        let outcome = evaluate(found);
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(outcome, Err(CalcError::TooMuchWork)),
+            "{outcome:?}"
+        );
+        assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
+        let repeated = format!("(1/5^101)^204{}", "+(1/5^101)^204%10".repeat(60));
+        assert!(matches!(evaluate(&repeated), Err(CalcError::TooMuchWork)));
+        // Ordinary large arithmetic is still answered.
+        assert_eq!(calc("2^1000 / 2^999 + 3^500 % 7"), "4");
     }
 
     #[test]
