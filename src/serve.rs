@@ -96,6 +96,11 @@ fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> 
     }
 }
 
+/// A 400 for a request the client must change.
+fn invalid_request(message: impl Into<String>) -> ApiError {
+    error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+}
+
 async fn require_key(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
@@ -260,31 +265,20 @@ fn generation_request(
                     .pointer("/json_schema/schema")
                     .cloned()
                     .ok_or_else(|| {
-                        error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_request_error",
-                            "response_format json_schema needs json_schema.schema",
-                        )
+                        invalid_request("response_format json_schema needs json_schema.schema")
                     })?,
             ),
             Some("json_object") => Some(json!({"type": "object"})),
             other => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    format!("unsupported response_format type {other:?}"),
-                ));
+                return Err(invalid_request(format!(
+                    "unsupported response_format type {other:?}"
+                )));
             }
         },
     };
     if let Some(schema) = &schema {
-        crate::engine::llama::schema_to_grammar(schema).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                e.to_string(),
-            )
-        })?;
+        crate::engine::llama::schema_to_grammar(schema)
+            .map_err(|e| invalid_request(e.to_string()))?;
     }
     let defaults = catalog
         .models
@@ -308,35 +302,16 @@ fn generation_request(
     let params = defaults.overlay(&asked).resolve();
     if !request.tools.is_empty() {
         let choice = tools::ToolChoice::parse(request.tool_choice.as_ref(), &request.tools)
-            .map_err(|e| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    e.to_string(),
-                )
-            })?;
+            .map_err(|e| invalid_request(e.to_string()))?;
         if schema.is_some() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
+            return Err(invalid_request(
                 "`tools` and a JSON `response_format` cannot be combined",
             ));
         }
-        let template = template.ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "the model has no chat template to list tools in",
-            )
-        })?;
+        let template = template
+            .ok_or_else(|| invalid_request("the model has no chat template to list tools in"))?;
         let prompt = tools::tool_prompt(template, &request.messages, &request.tools, &choice)
-            .map_err(|e| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    e.to_string(),
-                )
-            })?;
+            .map_err(|e| invalid_request(e.to_string()))?;
         return Ok((
             GenerationRequest {
                 prompt: RenderedPrompt::Completion(prompt.text),
@@ -391,12 +366,7 @@ async fn chat(
         }
     };
     if request.messages.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "`messages` is empty",
-        )
-        .into_response();
+        return invalid_request("`messages` is empty").into_response();
     }
     let worker = match worker_for(&state, &request.model) {
         Ok(w) => w,

@@ -214,16 +214,7 @@ impl FaultServer {
         let app = Router::new()
             .route("/{mode}/v1/chat/completions", post(completions))
             .with_state(counters.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
+        let port = crate::common::serve_on_loopback(app);
         FaultServer { port, counters }
     }
 

@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::common::{TempProject, text};
+use crate::common::{TempProject, serve_on_loopback, text};
 
 /// Every request body the server received.
 type Seen = Arc<Mutex<Vec<Value>>>;
@@ -104,16 +104,7 @@ fn start_server() -> (u16, Seen) {
     let app = Router::new()
         .route("/v1/chat/completions", post(completions))
         .with_state(seen.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let port = serve_on_loopback(app);
     (port, seen)
 }
 
