@@ -8,26 +8,26 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::agent::session::{Question, Session, SessionError, SessionOptions};
 use crate::agent::{AgentLimits, DEFAULT_SYSTEM};
 use crate::engine::{CancelToken, Flow};
-use crate::evalset::agent::{AgentEvalError, AgentEvalSet, AgentScores, CheckOutcome};
+use crate::evalset::agent::{AgentEvalError, AgentEvalSet, AgentScores};
 use crate::project::{Project, ProjectError};
 use crate::prompt::{ChatMessage, Prompt, RenderedPrompt};
-use crate::run::{CaseInfo, CellResult, RunObserver, RunResult, Timing};
+use crate::run::{CaseInfo, RunObserver, Timing};
 use crate::store::{RunStatus, RunStore, StoreError};
-use crate::trace::{AgentStep, AgentTrace};
 
 mod asking;
 mod options;
+mod outcome;
 mod resume;
 mod tally;
 
 use tally::Tally;
 
 pub use options::AgentEvalOptions;
+use outcome::AgentEvalEvent;
+pub use outcome::{AgentEvalOutcome, AnsweredQuestion, Recording};
 pub use resume::resume_options;
 
 #[derive(Debug, thiserror::Error)]
@@ -353,87 +353,6 @@ pub fn find_prompt(project: &Project, selector: &str) -> Result<Prompt, AgentRun
                 .join(", "),
         }),
     }
-}
-
-/// Where the run goes in the run store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recording {
-    /// Nowhere.
-    Off,
-    /// A new run.
-    New,
-    /// Continue this interrupted run: its finished questions are scored again, the rest
-    /// asked.
-    Resume(i64),
-}
-
-/// What happens during a run, for progress display. Cells are numbered in run order:
-/// model by model, prompt by prompt, question by question (see
-/// [`AgentEvalPlan::cell_labels`]).
-pub(super) enum AgentEvalEvent<'a> {
-    /// A language model is loading.
-    Loading {
-        model: &'a str,
-    },
-    Loaded {
-        model: &'a str,
-        load_ms: f64,
-    },
-    /// Cell `index` is being asked.
-    Asking {
-        index: usize,
-    },
-    /// A piece of a reply of cell `index`.
-    Token {
-        index: usize,
-        text: &'a str,
-    },
-    /// A step of cell `index` is done (a tool called, an answer given).
-    Step {
-        index: usize,
-        step: &'a AgentStep,
-    },
-    /// A question is done: asked now, or read back from the interrupted run.
-    Question {
-        answered: &'a AnsweredQuestion,
-        cell: &'a CellResult,
-    },
-}
-
-/// One question answered in one column.
-#[derive(Debug, Clone, Serialize)]
-pub struct AnsweredQuestion {
-    /// The matrix column: `prompt @ model`.
-    pub column: String,
-    pub model: String,
-    pub prompt: Option<String>,
-    pub case: String,
-    pub question: String,
-    pub passed: bool,
-    pub checks: Vec<CheckOutcome>,
-    pub trace: AgentTrace,
-    /// The cell's score: the fraction of checks passed.
-    #[serde(skip)]
-    pub score: f64,
-    /// Read back from the run being resumed rather than asked now.
-    #[serde(skip)]
-    pub resumed: bool,
-    /// The cell's place in run order (0-based), and the run's cell count.
-    #[serde(skip)]
-    pub index: usize,
-    #[serde(skip)]
-    pub total: usize,
-}
-
-pub struct AgentEvalOutcome {
-    /// The matrix: every report format and the run store read it.
-    pub result: RunResult,
-    /// Tool-use figures per column.
-    pub scores: Vec<AgentScores>,
-    pub questions: Vec<AnsweredQuestion>,
-    pub run_id: Option<i64>,
-    /// Stopped by the cancel token before every question was answered.
-    pub cancelled: bool,
 }
 
 impl AgentEvalPlan {
