@@ -39,17 +39,32 @@ CASES = [
         "batch": 5,
         "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 0.05},
     },
+    {
+        # MobileNetV2's layer kinds: strided convolutions, 1×1 convolutions, depthwise
+        # convolutions, ReLU6, a residual connection and global average pooling.
+        "name": "mobilenet-parts",
+        "layers": "conv8k3p1s2,bn,relu6,conv16k1,bn,relu6,dw3p1,bn,relu6,conv8k1,bn,res8,"
+        "dw3p1s2,relu6,avgpool,dense12,relu",
+        "input": [1, 13, 13],
+        "batch": 4,
+        "optimizer": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},
+    },
 ]
 CLASSES = 10
 
 
 def parse(text):
-    """promptlab's layer syntax: convCkK[pP], bn, relu, poolN, dropR, flatten, denseN."""
+    """promptlab's layer syntax: convCkK[pP][sS], dwK[pP][sS], bn, relu, relu6, poolN,
+    avgpool, resN, dropR, flatten, denseN."""
     layers = []
     for item in text.split(","):
-        if m := re.fullmatch(r"conv(\d+)k(\d+)(?:p(\d+))?", item):
-            layers.append(("conv", int(m[1]), int(m[2]), int(m[3] or 0)))
-        elif item in ("bn", "relu", "flatten"):
+        if m := re.fullmatch(r"conv(\d+)k(\d+)(?:p(\d+))?(?:s(\d+))?", item):
+            layers.append(("conv", int(m[1]), int(m[2]), int(m[3] or 0), int(m[4] or 1)))
+        elif m := re.fullmatch(r"dw(\d+)(?:p(\d+))?(?:s(\d+))?", item):
+            layers.append(("dw", int(m[1]), int(m[2] or 0), int(m[3] or 1)))
+        elif m := re.fullmatch(r"res(\d+)", item):
+            layers.append(("res", int(m[1])))
+        elif item in ("bn", "relu", "relu6", "avgpool", "flatten"):
             layers.append((item,))
         elif m := re.fullmatch(r"pool(\d+)", item):
             layers.append(("pool", int(m[1])))
@@ -72,9 +87,21 @@ def build(layers, input_shape):
         name = f"l{index}"
         kind = layer[0]
         if kind == "conv":
-            _, out, k, p = layer
-            modules.append((name, nn.Conv2d(c, out, k, padding=p)))
-            c, h, w = out, h + 2 * p - k + 1, w + 2 * p - k + 1
+            _, out, k, p, s = layer
+            modules.append((name, nn.Conv2d(c, out, k, padding=p, stride=s)))
+            c, h, w = out, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        elif kind == "dw":
+            _, k, p, s = layer
+            modules.append((name, nn.Conv2d(c, c, k, padding=p, stride=s, groups=c, bias=False)))
+            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        elif kind == "res":
+            modules.append((name, Residual(index - layer[1])))
+        elif kind == "relu6":
+            modules.append((name, nn.ReLU6()))
+        elif kind == "avgpool":
+            modules.append((name, nn.AdaptiveAvgPool2d(1)))
+            modules.append((None, nn.Flatten()))
+            flat = c
         elif kind == "bn":
             modules.append((name, nn.BatchNorm2d(c) if flat is None else nn.BatchNorm1d(flat)))
         elif kind == "relu":
@@ -96,13 +123,38 @@ def build(layers, input_shape):
     return modules
 
 
+class Residual(nn.Module):
+    """Adds the input of layer `source` (promptlab's `resN`, N layers back)."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+
+
+class Net(nn.Module):
+    """The layers in order, each residual adding an earlier layer's input."""
+
+    def __init__(self, modules):
+        super().__init__()
+        self.names = [name for name, _ in modules]
+        self.layers = nn.ModuleList([module for _, module in modules])
+
+    def forward(self, x):
+        inputs = {}
+        for name, module in zip(self.names, self.layers):
+            if name is not None:
+                inputs[int(name[1:])] = x
+            x = x + inputs[module.source] if isinstance(module, Residual) else module(x)
+        return x
+
+
 def values(tensor):
     return [float(v) for v in tensor.detach().flatten().tolist()]
 
 
 def run(case, generator):
     modules = build(parse(case["layers"]), case["input"])
-    model = nn.Sequential(*[m for _, m in modules]).double()
+    model = Net(modules).double()
     weights = {}
     with torch.no_grad():
         for name, module in modules:

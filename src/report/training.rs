@@ -1,5 +1,6 @@
-//! A digit-CNN training run as a self-contained HTML page: hyperparameters, the layers
-//! with their parameter counts, training and validation curves (loss and accuracy per
+//! A digit-CNN training run as a self-contained HTML page: hyperparameters, the network
+//! drawn block by block (output shapes, parameter counts, frozen blocks, skip
+//! connections) and its layers, training and validation curves (loss and accuracy per
 //! epoch, inline SVG) and the test confusion matrix as a heat map.
 
 use super::html::{CSP, escape};
@@ -48,18 +49,8 @@ pub fn training_html(title: &str, card: &ModelCard) -> String {
             ));
         }
     }
-    out.push_str("</tbody></table>\n<h2>Layers</h2><table id=\"layers\"><thead><tr><th>layer</th><th>output</th><th>parameters</th></tr></thead><tbody>");
-    for layer in &card.layers {
-        let shape: Vec<String> = layer.output.iter().map(usize::to_string).collect();
-        out.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
-            escape(&layer.name),
-            shape.join("×"),
-            layer.params
-        ));
-    }
     out.push_str("</tbody></table>\n");
-
+    out.push_str(&network_diagram(card));
     out.push_str("<h2>Training curves</h2><div class=\"sides\">");
     let epochs: Vec<f64> = card.epochs.iter().map(|e| e.epoch as f64).collect();
     out.push_str(&chart(
@@ -125,6 +116,89 @@ pub fn training_html(title: &str, card: &ModelCard) -> String {
         out.push_str("</tbody></table>\n");
     }
     out.push_str("</body></html>\n");
+    out
+}
+
+/// The network as a diagram of its blocks, input at the top: each block's output shape,
+/// its parameter count with a bar for its share of the largest block's, frozen blocks
+/// greyed, skip connections drawn beside the blocks they jump; then the layer table.
+fn network_diagram(card: &ModelCard) -> String {
+    const ROW: f64 = 30.0;
+    const GAP: f64 = 10.0;
+    const WIDTH: f64 = 640.0;
+    const BOX: f64 = 560.0;
+    let blocks = card.blocks();
+    let most = blocks.iter().map(|b| b.params).max().unwrap_or(1).max(1) as f64;
+    let frozen: usize = blocks
+        .iter()
+        .filter(|b| card.frozen(b))
+        .map(|b| b.params)
+        .sum();
+    let input: Vec<String> = card.input.iter().map(usize::to_string).collect();
+    let mut out = format!(
+        "<h2>Network</h2><p class=\"meta\">{} blocks · {} parameters, {} frozen (grey: kept as loaded) · input {}{}</p>\n",
+        blocks.len(),
+        card.parameters,
+        frozen,
+        input.join("×"),
+        card.adapt
+            .as_ref()
+            .map(|a| format!(", resized to 3×{s}×{s}", s = a.size))
+            .unwrap_or_default()
+    );
+    let height = blocks.len() as f64 * (ROW + GAP) + GAP;
+    out.push_str(&format!(
+        "<svg id=\"network\" viewBox=\"0 0 {WIDTH} {height}\" width=\"{WIDTH}\" height=\"{height}\" role=\"img\" aria-label=\"the network's blocks\" font-size=\"12\" font-family=\"sans-serif\">"
+    ));
+    for (i, block) in blocks.iter().enumerate() {
+        let y = GAP + i as f64 * (ROW + GAP);
+        let (fill, stroke) = if card.frozen(block) {
+            ("#e6e6e6", "#9a9a9a")
+        } else {
+            ("#dbe8f6", "#5b8fc9")
+        };
+        let shape: Vec<String> = block.output.iter().map(usize::to_string).collect();
+        let bar = (block.params as f64 / most) * 120.0;
+        out.push_str(&format!(
+            "<g class=\"block\"><title>{name}: layers {first}–{last}</title><rect x=\"10\" y=\"{y}\" width=\"{BOX}\" height=\"{ROW}\" rx=\"4\" fill=\"{fill}\" stroke=\"{stroke}\"/><text x=\"18\" y=\"{ty}\">{name}</text><text x=\"330\" y=\"{ty}\">{shape}</text><rect x=\"420\" y=\"{by}\" width=\"{bar:.1}\" height=\"8\" fill=\"{stroke}\"/><text x=\"{px}\" y=\"{ty}\" text-anchor=\"end\">{params}</text></g>",
+            name = escape(&block.name),
+            first = block.layers.start + 1,
+            last = block.layers.end,
+            ty = y + ROW / 2.0 + 4.0,
+            by = y + ROW - 10.0,
+            shape = shape.join("×"),
+            px = 10.0 + BOX - 8.0,
+            params = block.params,
+        ));
+        if i + 1 < blocks.len() {
+            out.push_str(&format!(
+                "<line x1=\"40\" y1=\"{}\" x2=\"40\" y2=\"{}\" stroke=\"#777\"/>",
+                y + ROW,
+                y + ROW + GAP
+            ));
+        }
+        if block.name.ends_with("+ skip") {
+            out.push_str(&format!(
+                "<path class=\"skip\" d=\"M {x0} {top} C {x1} {top}, {x1} {bottom}, {x0} {bottom}\" fill=\"none\" stroke=\"#d9822b\" stroke-width=\"1.5\"/>",
+                x0 = 10.0 + BOX,
+                x1 = 10.0 + BOX + 40.0,
+                top = y - GAP / 2.0,
+                bottom = y + ROW,
+            ));
+        }
+    }
+    out.push_str("</svg>\n");
+    out.push_str("<h2>Layers</h2><table id=\"layers\"><thead><tr><th>layer</th><th>output</th><th>parameters</th></tr></thead><tbody>");
+    for layer in &card.layers {
+        let shape: Vec<String> = layer.output.iter().map(usize::to_string).collect();
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+            escape(&layer.name),
+            shape.join("×"),
+            layer.params
+        ));
+    }
+    out.push_str("</tbody></table>\n");
     out
 }
 

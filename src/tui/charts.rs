@@ -5,6 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent};
 use promptlab::results::RunMatrix;
 use promptlab::store::TrainingRunRow;
+use promptlab::vision::train::ModelCard;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
@@ -26,6 +27,17 @@ pub struct Curves {
     pub run: TrainingRunRow,
     /// (epoch, train loss, validation loss, train accuracy, validation accuracy).
     pub epochs: Vec<(f64, f64, f64, f64, f64)>,
+    /// The network block by block, once the run has its card.
+    pub blocks: Vec<NetworkBlock>,
+}
+
+/// A row of the network diagram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkBlock {
+    pub name: String,
+    pub output: String,
+    pub params: usize,
+    pub frozen: bool,
 }
 
 #[derive(Debug, Default)]
@@ -62,7 +74,29 @@ impl ChartsState {
                             .collect()
                     })
                     .unwrap_or_default();
-                Curves { run, epochs }
+                let blocks = serde_json::from_value::<ModelCard>(card)
+                    .map(|card| {
+                        card.blocks()
+                            .into_iter()
+                            .map(|block| NetworkBlock {
+                                frozen: card.frozen(&block),
+                                name: block.name,
+                                output: block
+                                    .output
+                                    .iter()
+                                    .map(usize::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join("×"),
+                                params: block.params,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Curves {
+                    run,
+                    epochs,
+                    blocks,
+                }
             })
             .collect();
         self.selected = self.selected.min(self.runs.len().saturating_sub(1));
@@ -121,6 +155,17 @@ fn draw_training(app: &App, area: Rect, buf: &mut Buffer) {
             .render(plots, buf);
         return;
     };
+    let (plots, network_area) = if curves.blocks.is_empty() {
+        (plots, None)
+    } else {
+        let [plots, network] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .areas(plots);
+        (plots, Some(network))
+    };
+    if let Some(network_area) = network_area {
+        draw_network(&curves.blocks, network_area, buf);
+    }
     let [loss_area, accuracy_area] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(plots);
     let series = |f: fn(&(f64, f64, f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
@@ -189,6 +234,43 @@ fn draw_training(app: &App, area: Rect, buf: &mut Buffer) {
         series(|e| e.3),
         series(|e| e.4),
         accuracy_area,
+        buf,
+    );
+}
+
+/// The network's data flow, input first: each block with its output shape, a bar for
+/// its share of the largest block's parameters, and its count; frozen blocks dimmed.
+fn draw_network(blocks: &[NetworkBlock], area: Rect, buf: &mut Buffer) {
+    let most = blocks.iter().map(|b| b.params).max().unwrap_or(1).max(1) as f64;
+    let total: usize = blocks.iter().map(|b| b.params).sum();
+    let frozen: usize = blocks.iter().filter(|b| b.frozen).map(|b| b.params).sum();
+    let name_width = usize::from(area.width.saturating_sub(2))
+        .saturating_sub(28)
+        .max(8);
+    let items: Vec<ListItem> = blocks
+        .iter()
+        .map(|block| {
+            let cells = (block.params as f64 / most * 6.0).round() as usize;
+            let bar = format!("{:<6}", "█".repeat(cells));
+            let text = format!(
+                "{bar} {:<name_width$} {:>10} {:>8}",
+                truncate(&block.name, name_width),
+                block.output,
+                block.params
+            );
+            let style = if block.frozen {
+                Style::new().fg(Color::DarkGray)
+            } else {
+                Style::new()
+            };
+            ListItem::new(text).style(style)
+        })
+        .collect();
+    Widget::render(
+        List::new(items).block(Block::bordered().title(format!(
+            " Network · {total} parameters, {frozen} frozen (grey) "
+        ))),
+        area,
         buf,
     );
 }

@@ -19,7 +19,7 @@ use super::train::OptimizerKind;
 mod build;
 mod layers;
 
-use layers::{BatchNorm, Conv, Dense, MaxPool};
+use layers::{BatchNorm, Conv, Dense, Depthwise, GlobalAveragePool, MaxPool};
 
 const BATCH_NORM_EPS: f32 = 1e-5;
 const BATCH_NORM_MOMENTUM: f32 = 0.1;
@@ -38,6 +38,8 @@ pub struct Param {
     /// Adam's first moment, or SGD's velocity.
     first: Vec<f32>,
     second: Vec<f32>,
+    /// Left as it is by training (a frozen layer's).
+    pub frozen: bool,
 }
 
 impl Param {
@@ -50,17 +52,46 @@ impl Param {
             grad: vec![0.0; len],
             first: vec![0.0; len],
             second: vec![0.0; len],
+            frozen: false,
         }
     }
 }
 
 enum Node {
     Conv(Conv),
+    Depthwise(Depthwise),
     BatchNorm(BatchNorm),
     Relu,
+    Relu6,
+    /// Adds `activations[from]` (an earlier node's input) to this node's input.
+    Residual {
+        from: usize,
+    },
     MaxPool(MaxPool),
-    Dropout { rate: f32, mask: Vec<f32> },
+    GlobalAveragePool(GlobalAveragePool),
+    Dropout {
+        rate: f32,
+        mask: Vec<f32>,
+    },
     Dense(Dense),
+}
+
+impl Node {
+    /// Indexes of the node's parameters.
+    fn params(&self) -> Vec<usize> {
+        match self {
+            Node::Conv(conv) => [Some(conv.weight), conv.bias]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Node::Depthwise(conv) => vec![conv.weight],
+            Node::BatchNorm(norm) => {
+                vec![norm.weight, norm.bias, norm.running_mean, norm.running_var]
+            }
+            Node::Dense(dense) => vec![dense.weight, dense.bias],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Every parameter's values by name, as in the safetensors file.
@@ -99,9 +130,48 @@ pub struct Network {
     seed: u64,
     dropout_calls: u64,
     steps: i32,
+    /// Nodes before this one are frozen: run in inference mode, their parameters kept.
+    frozen: usize,
+    /// Each layer's first node (a flatten has none: it is the next layer's).
+    layer_nodes: Vec<usize>,
 }
 
 impl Network {
+    /// Freezes the first `layers` layers: training runs them in inference mode (batch
+    /// norm with its running statistics, as Keras does for frozen layers), leaves their
+    /// parameters untouched and does not compute their gradients.
+    pub fn freeze(&mut self, layers: usize) {
+        self.frozen = self.node_of_layer(layers);
+        for index in 0..self.nodes.len() {
+            let frozen = index < self.frozen;
+            for param in self.nodes[index].params() {
+                self.params[param].frozen = frozen;
+            }
+        }
+    }
+
+    /// The node that layer `layer`'s input enters (the number of nodes for the end).
+    fn node_of_layer(&self, layer: usize) -> usize {
+        self.layer_nodes
+            .get(layer)
+            .copied()
+            .unwrap_or(self.nodes.len())
+    }
+
+    /// Values per image entering layer `layer` (the frozen part's output when `layer` is
+    /// the number of frozen layers).
+    pub fn size_at_layer(&self, layer: usize) -> usize {
+        self.sizes[self.node_of_layer(layer)]
+    }
+
+    /// The input of layer `layer` for `images`, in inference mode: what the frozen layers
+    /// before it make of the images, which training can then start from
+    /// ([`Network::train_step_from`]).
+    pub fn features(&mut self, images: &[f32], layer: usize) -> Vec<f32> {
+        let end = self.node_of_layer(layer);
+        self.run(images, 0, end, false);
+        self.activations[end].clone()
+    }
     /// Copies a named tensor's values in.
     pub fn set(&mut self, name: &str, values: &[f32]) -> Result<(), VisionError> {
         let param = self
@@ -122,22 +192,41 @@ impl Network {
 
     /// Logits `[batch × classes]` for `images` (`[batch × C·H·W]`, normalised).
     pub fn forward(&mut self, images: &[f32], train: bool) -> &[f32] {
-        let batch = images.len() / self.sizes[0].max(1);
-        self.activations[0].clear();
-        self.activations[0].extend_from_slice(images);
-        for index in 0..self.nodes.len() {
+        self.run(images, 0, self.nodes.len(), train);
+        &self.activations[self.nodes.len()]
+    }
+
+    /// Runs nodes `start..end` on `input` (what enters node `start`), frozen nodes in
+    /// inference mode whatever `train` says.
+    fn run(&mut self, input: &[f32], start: usize, end: usize, train: bool) {
+        let batch = input.len() / self.sizes[start].max(1);
+        self.activations[start].clear();
+        self.activations[start].extend_from_slice(input);
+        for index in start..end {
+            let train = train && index >= self.frozen;
             let (before, after) = self.activations.split_at_mut(index + 1);
             let x = &before[index];
             let y = &mut after[0];
             y.resize(batch * self.sizes[index + 1], 0.0);
             match &mut self.nodes[index] {
                 Node::Conv(conv) => conv.forward(&self.params, x, y, batch),
+                Node::Depthwise(conv) => conv.forward(&self.params, x, y),
                 Node::BatchNorm(norm) => norm.forward(&mut self.params, x, y, batch, train),
                 Node::Relu => y
                     .par_iter_mut()
                     .zip(x.par_iter())
                     .for_each(|(o, v)| *o = v.max(0.0)),
+                Node::Relu6 => y
+                    .par_iter_mut()
+                    .zip(x.par_iter())
+                    .for_each(|(o, v)| *o = v.clamp(0.0, 6.0)),
+                Node::Residual { from } => y
+                    .par_iter_mut()
+                    .zip(x.par_iter())
+                    .zip(before[*from].par_iter())
+                    .for_each(|((o, a), b)| *o = a + b),
                 Node::MaxPool(pool) => pool.forward(x, y, batch),
+                Node::GlobalAveragePool(pool) => pool.forward(x, y),
                 Node::Dropout { rate, mask } => {
                     if train && *rate > 0.0 {
                         let seed =
@@ -164,7 +253,6 @@ impl Network {
                 Node::Dense(dense) => dense.forward(&self.params, x, y, batch),
             }
         }
-        &self.activations[self.nodes.len()]
     }
 
     /// One step of training on a batch: forward, softmax cross-entropy, backward, and the
@@ -176,9 +264,38 @@ impl Network {
         optimizer: OptimizerKind,
         rate: f32,
     ) -> StepResult {
-        let result = self.compute_gradients(images, labels);
+        let result = self.compute_gradients(images, labels, 0);
         self.update(optimizer, rate);
         result
+    }
+
+    /// A training step on `features`, the input of layer `layer` as
+    /// [`Network::features`] computed it: the layers before it must be frozen.
+    pub fn train_step_from(
+        &mut self,
+        features: &[f32],
+        layer: usize,
+        labels: &[u8],
+        optimizer: OptimizerKind,
+        rate: f32,
+    ) -> StepResult {
+        let start = self.node_of_layer(layer).min(self.frozen);
+        let result = self.compute_gradients(features, labels, start);
+        self.update(optimizer, rate);
+        result
+    }
+
+    /// Loss and predictions from `features` (the input of layer `layer`), in inference
+    /// mode.
+    pub fn score_from(&mut self, features: &[f32], layer: usize, labels: &[u8]) -> StepResult {
+        let start = self.node_of_layer(layer);
+        self.run(features, start, self.nodes.len(), false);
+        softmax_cross_entropy(
+            &self.activations[self.nodes.len()],
+            labels,
+            self.classes,
+            None,
+        )
     }
 
     /// Loss and predictions for a batch in inference mode (running batch-norm statistics,
@@ -215,6 +332,23 @@ impl Network {
             .collect()
     }
 
+    /// Copies in every parameter of `other` that this network has under the same name
+    /// and shape (another run's weights to start from); returns how many.
+    pub fn copy_matching(&mut self, other: &Network) -> usize {
+        let mut copied = 0;
+        for param in &mut self.params {
+            if let Some(source) = other
+                .params
+                .iter()
+                .find(|p| p.name == param.name && p.shape == param.shape)
+            {
+                param.value.copy_from_slice(&source.value);
+                copied += 1;
+            }
+        }
+        copied
+    }
+
     /// Puts back a snapshot taken with [`Network::values`].
     pub fn restore(&mut self, weights: &Weights) -> Result<(), VisionError> {
         for (name, values) in weights {
@@ -223,10 +357,11 @@ impl Network {
         Ok(())
     }
 
-    /// Forward and backward: leaves the loss's gradient in every parameter's `grad`.
-    fn compute_gradients(&mut self, images: &[f32], labels: &[u8]) -> StepResult {
+    /// Forward from node `start` (whose input is `input`) and backward down to the first
+    /// unfrozen node: leaves the loss's gradient in every trainable parameter's `grad`.
+    fn compute_gradients(&mut self, input: &[f32], labels: &[u8], start: usize) -> StepResult {
         let batch = labels.len();
-        self.forward(images, true);
+        self.run(input, start, self.nodes.len(), true);
         let mut gradient = std::mem::take(&mut self.gradient);
         gradient.resize(batch * self.classes, 0.0);
         let result = softmax_cross_entropy(
@@ -239,12 +374,29 @@ impl Network {
             param.grad.fill(0.0);
         }
         let mut next = std::mem::take(&mut self.gradient_next);
-        for index in (0..self.nodes.len()).rev() {
+        // Gradients a residual sends to an earlier node's input, added when backward
+        // reaches that node.
+        let mut skipped: Vec<(usize, Vec<f32>)> = Vec::new();
+        let first = self.frozen.max(start);
+        for index in (first..self.nodes.len()).rev() {
             next.resize(batch * self.sizes[index], 0.0);
             let x = &self.activations[index];
             let y = &self.activations[index + 1];
             match &mut self.nodes[index] {
                 Node::Conv(conv) => conv.backward(&mut self.params, &gradient, &mut next, batch),
+                Node::Depthwise(conv) => {
+                    conv.backward(&mut self.params, x, &gradient, &mut next, batch)
+                }
+                Node::Relu6 => next
+                    .par_iter_mut()
+                    .zip(gradient.par_iter())
+                    .zip(x.par_iter())
+                    .for_each(|((o, g), v)| *o = if *v > 0.0 && *v < 6.0 { *g } else { 0.0 }),
+                Node::Residual { from } => {
+                    next.copy_from_slice(&gradient);
+                    skipped.push((*from, gradient.clone()));
+                }
+                Node::GlobalAveragePool(pool) => pool.backward(&gradient, &mut next),
                 Node::BatchNorm(norm) => {
                     norm.backward(&mut self.params, &gradient, &mut next, batch)
                 }
@@ -267,6 +419,10 @@ impl Network {
                     dense.backward(&mut self.params, x, &gradient, &mut next, batch)
                 }
             }
+            while let Some(at) = skipped.iter().position(|(from, _)| *from == index) {
+                let (_, part) = skipped.swap_remove(at);
+                layers::add_into(&mut next, &part);
+            }
             std::mem::swap(&mut gradient, &mut next);
         }
         self.gradient = gradient;
@@ -283,7 +439,10 @@ impl Network {
             1.0 - ADAM_BETA2.powi(self.steps),
         );
         for param in &mut self.params {
-            if param.name.ends_with("running_mean") || param.name.ends_with("running_var") {
+            if param.frozen
+                || param.name.ends_with("running_mean")
+                || param.name.ends_with("running_var")
+            {
                 continue;
             }
             let values = param
@@ -356,12 +515,18 @@ fn rebuild_sizes(nodes: &[Node], input: [usize; 3]) -> Vec<usize> {
         let previous = *sizes.last().unwrap_or(&0);
         sizes.push(match node {
             Node::Conv(conv) => conv.output.len(),
+            Node::Depthwise(conv) => conv.output.len(),
+            Node::GlobalAveragePool(pool) => pool.input.channels,
             Node::MaxPool(pool) => {
                 let s = pool.size;
                 pool.input.channels * (pool.input.height / s) * (pool.input.width / s)
             }
             Node::Dense(dense) => dense.units,
-            Node::BatchNorm(_) | Node::Relu | Node::Dropout { .. } => previous,
+            Node::BatchNorm(_)
+            | Node::Relu
+            | Node::Relu6
+            | Node::Residual { .. }
+            | Node::Dropout { .. } => previous,
         });
     }
     sizes

@@ -18,6 +18,7 @@ use super::VisionError;
 use super::augment::Augmentation;
 use super::cnn::{Layer, LayerInfo};
 use super::dataset::{Dataset, DatasetKind};
+use super::mobilenet;
 use super::network::{Network, Weights};
 use crate::cancel::CancelToken;
 use crate::metrics::classification::{ClassificationReport, classification_report};
@@ -77,6 +78,43 @@ pub struct TrainConfig {
     pub augmentation: Augmentation,
     /// Train on the first N training images only (quick runs, CI).
     pub train_limit: Option<usize>,
+    /// The pretrained network the layers start with ([`mobilenet::NAME`]); its ImageNet
+    /// weights are loaded before training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<String>,
+    /// The side images are resized to for a backbone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    /// An earlier run's weights file that training starts from (its architecture and
+    /// input statistics come along).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
+    /// How many of the first layers keep the weights they were loaded with.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frozen_layers: usize,
+}
+
+fn is_zero(value: &usize) -> bool {
+    *value == 0
+}
+
+/// How images become a backbone's input: grey repeated over three channels, resized to
+/// `size`×`size` and normalised per channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Adaptation {
+    pub size: usize,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Adaptation {
+    pub fn imagenet(size: usize) -> Adaptation {
+        Adaptation {
+            size,
+            mean: mobilenet::IMAGENET_MEAN,
+            std: mobilenet::IMAGENET_STD,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,8 +140,15 @@ pub struct ModelCard {
     /// Pixel normalisation learned from the training images: `(x - mean) / std`.
     pub mean: f32,
     pub std: f32,
+    /// How images are adapted to the network's input (a backbone's); `mean` and `std`
+    /// are then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapt: Option<Adaptation>,
     pub layers: Vec<LayerInfo>,
     pub parameters: usize,
+    /// Parameters training left as they were loaded (frozen layers').
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frozen_parameters: usize,
     pub epochs: Vec<EpochStats>,
     /// The epoch whose weights were kept (lowest validation loss).
     pub best_epoch: usize,
@@ -114,10 +159,22 @@ pub struct ModelCard {
 
 pub const CARD_FORMAT: &str = "promptlab-digit-cnn/1";
 
+impl ModelCard {
+    /// `[channels, height, width]` of what the network itself takes.
+    pub fn network_input(&self) -> [usize; 3] {
+        match &self.adapt {
+            Some(adapt) => [3, adapt.size, adapt.size],
+            None => self.input,
+        }
+    }
+}
+
 /// Progress callbacks.
 pub trait TrainObserver {
     fn started(&mut self, _layers: &[LayerInfo], _train: usize, _validation: usize) {}
     fn batch(&mut self, _epoch: usize, _done: usize, _total: usize) {}
+    /// Features of the frozen layers computed for `done` of `total` images.
+    fn features(&mut self, _done: usize, _total: usize) {}
     fn epoch(&mut self, _stats: &EpochStats) {}
 }
 
@@ -130,12 +187,51 @@ pub struct DigitClassifier {
     network: Network,
 }
 
+/// What turns a data set's image (one channel, 0..=1) into the network's input.
+#[derive(Clone)]
+struct Preprocess {
+    mean: f32,
+    std: f32,
+    adapt: Option<Adaptation>,
+}
+
+impl Preprocess {
+    fn of(card: &ModelCard) -> Preprocess {
+        Preprocess {
+            mean: card.mean,
+            std: card.std,
+            adapt: card.adapt.clone(),
+        }
+    }
+
+    fn extend(&self, pixels: &mut Vec<f32>, image: &[f32], height: usize, width: usize) {
+        match &self.adapt {
+            Some(adapt) => {
+                let resized = mobilenet::adapt(image, 1, height, width, adapt.size);
+                pixels.extend(
+                    resized
+                        .chunks(adapt.size * adapt.size)
+                        .enumerate()
+                        .flat_map(|(c, plane)| {
+                            // `adapt` normalised with ImageNet's statistics; redo with these.
+                            plane.iter().map(move |v| {
+                                let raw =
+                                    v * mobilenet::IMAGENET_STD[c] + mobilenet::IMAGENET_MEAN[c];
+                                (raw - adapt.mean[c]) / adapt.std[c]
+                            })
+                        }),
+                );
+            }
+            None => pixels.extend(image.iter().map(|p| (p - self.mean) / self.std)),
+        }
+    }
+}
+
 /// Normalised pixels (`[batch × C·H·W]`) and labels of `indices`, augmented when asked.
 fn batch_pixels(
     data: &Dataset,
     indices: &[usize],
-    mean: f32,
-    std: f32,
+    preprocess: &Preprocess,
     augmentation: Option<(&Augmentation, &mut StdRng)>,
 ) -> (Vec<f32>, Vec<u8>) {
     let (h, w) = (data.height, data.width);
@@ -143,16 +239,13 @@ fn batch_pixels(
     match augmentation {
         Some((aug, rng)) if !aug.is_none() => {
             for &i in indices {
-                pixels.extend(
-                    aug.apply(data.image(i), h, w, rng)
-                        .into_iter()
-                        .map(|p| (p - mean) / std),
-                );
+                let image = aug.apply(data.image(i), h, w, rng);
+                preprocess.extend(&mut pixels, &image, h, w);
             }
         }
         _ => {
             for &i in indices {
-                pixels.extend(data.image(i).iter().map(|p| (p - mean) / std));
+                preprocess.extend(&mut pixels, data.image(i), h, w);
             }
         }
     }
@@ -160,23 +253,54 @@ fn batch_pixels(
     (pixels, labels)
 }
 
-/// Mean loss and accuracy of the training network, in inference mode, over `indices`.
+/// Rows `indices` of `features` (`per` values each).
+fn gather(features: &[f32], per: usize, indices: &[usize]) -> Vec<f32> {
+    let mut rows = Vec::with_capacity(indices.len() * per);
+    for &i in indices {
+        rows.extend_from_slice(&features[i * per..][..per]);
+    }
+    rows
+}
+
+/// Mean loss and accuracy of the training network, in inference mode, over `indices`:
+/// from the frozen layers' cached features when there are some.
 fn validate(
     network: &mut Network,
     data: &Dataset,
     indices: &[usize],
-    mean: f32,
-    std: f32,
+    preprocess: &Preprocess,
+    cached: Option<&Cached>,
 ) -> (f64, f64) {
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     for chunk in indices.chunks(256) {
-        let (pixels, labels) = batch_pixels(data, chunk, mean, std, None);
-        let scored = network.score(&pixels, &labels);
+        let scored = match cached {
+            Some(cached) => {
+                let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
+                let rows = gather(&cached.train, cached.per_image, chunk);
+                let scored = network.score_from(&rows, cached.layer, &labels);
+                (scored, labels)
+            }
+            None => {
+                let (pixels, labels) = batch_pixels(data, chunk, preprocess, None);
+                (network.score(&pixels, &labels), labels)
+            }
+        };
+        let (scored, labels) = scored;
         loss_sum += f64::from(scored.loss) * chunk.len() as f64;
         correct += scored.correct(&labels);
     }
     let n = indices.len().max(1) as f64;
     (loss_sum / n, correct as f64 / n)
+}
+
+/// The frozen layers' output for every training image (the first `train_limit`, in
+/// order) and every test image, computed once: training and validation start from it.
+struct Cached {
+    /// The first trainable layer, whose input the features are.
+    layer: usize,
+    per_image: usize,
+    train: Vec<f32>,
+    test: Vec<f32>,
 }
 
 /// Trains on `train` (minus the validation split), keeps the weights of the epoch with
@@ -203,6 +327,7 @@ pub fn train(
     if let Some(limit) = config.train_limit {
         order.truncate(limit);
     }
+    let used = order.len();
     order.shuffle(&mut rng);
     let held_out = ((order.len() as f64) * config.validation_split).round() as usize;
     let validation: Vec<usize> = order[..held_out].to_vec();
@@ -213,25 +338,128 @@ pub fn train(
         ));
     }
 
-    // Normalisation statistics of the training images.
-    let count = (training.len() * train_set.height * train_set.width) as f64;
-    let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
-    for &i in &training {
-        for &p in train_set.image(i) {
-            sum += f64::from(p);
-            sum_sq += f64::from(p) * f64::from(p);
+    let input = [1, train_set.height, train_set.width];
+    let init = config
+        .init
+        .as_deref()
+        .map(DigitClassifier::load)
+        .transpose()?;
+    let preprocess = match (&init, &config.backbone) {
+        // Starting from a run: its input statistics, which its layers learned with.
+        (Some(init), _) => {
+            if init.card.input != input {
+                return Err(VisionError::Invalid(format!(
+                    "--init: the model takes {}×{} images, the data set has {}×{}",
+                    init.card.input[1], init.card.input[2], input[1], input[2]
+                )));
+            }
+            Preprocess::of(&init.card)
         }
-    }
-    let mean = (sum / count) as f32;
-    let std = ((sum_sq / count - (sum / count).powi(2)).max(1e-12).sqrt()) as f32;
+        (None, Some(_)) => Preprocess {
+            mean: 0.0,
+            std: 1.0,
+            adapt: Some(Adaptation::imagenet(
+                config.image_size.unwrap_or(DEFAULT_IMAGE_SIZE),
+            )),
+        },
+        (None, None) => {
+            // Normalisation statistics of the training images.
+            let count = (training.len() * train_set.height * train_set.width) as f64;
+            let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
+            for &i in &training {
+                for &p in train_set.image(i) {
+                    sum += f64::from(p);
+                    sum_sq += f64::from(p) * f64::from(p);
+                }
+            }
+            let mean = (sum / count) as f32;
+            let std = ((sum_sq / count - (sum / count).powi(2)).max(1e-12).sqrt()) as f32;
+            Preprocess {
+                mean,
+                std,
+                adapt: None,
+            }
+        }
+    };
+    let network_input = match &preprocess.adapt {
+        Some(adapt) => [3, adapt.size, adapt.size],
+        None => input,
+    };
 
     let classes = train_set.classes.clone();
-    let input = [1, train_set.height, train_set.width];
-    let (mut network, layers) = Network::new(&config.layers, input, classes.len(), config.seed)?;
+    let (mut network, layers) =
+        Network::new(&config.layers, network_input, classes.len(), config.seed)?;
     network.initialise(&mut rng);
+    match config.backbone.as_deref() {
+        Some(mobilenet::NAME) => {
+            let backbone = mobilenet::mobilenet_v2();
+            if config.layers.get(..backbone.layers.len()) != Some(&backbone.layers[..]) {
+                return Err(VisionError::Invalid(
+                    "the layers do not start with MobileNetV2's".into(),
+                ));
+            }
+            backbone.load_weights(&mut network, &mobilenet::default_weights(), false)?;
+        }
+        Some(other) => {
+            return Err(VisionError::Invalid(format!(
+                "unknown backbone `{other}`: expected {}",
+                mobilenet::NAME
+            )));
+        }
+        None => {}
+    }
+    if let Some(init) = &init {
+        let copied = network.copy_matching(&init.network);
+        if copied == 0 {
+            return Err(VisionError::Invalid(
+                "--init: no layer of that model fits this architecture".into(),
+            ));
+        }
+    }
+    if config.frozen_layers > config.layers.len() {
+        return Err(VisionError::Invalid(format!(
+            "cannot freeze {} layers: the network has {}",
+            config.frozen_layers,
+            config.layers.len()
+        )));
+    }
+    network.freeze(config.frozen_layers);
+    let frozen_parameters = frozen_count(&layers, config.frozen_layers);
     observer.started(&layers, training.len(), validation.len());
 
     let started = Instant::now();
+    let cached = if config.frozen_layers > 0 {
+        let layer = config.frozen_layers;
+        let mut compute = |data: &Dataset, count: usize, done: usize, total: usize| {
+            features::of_images(
+                &mut network,
+                data,
+                count,
+                layer,
+                &preprocess,
+                cancel,
+                &mut |n| observer.features(done + n, total),
+            )
+        };
+        let total = used + test_set.len();
+        let train = compute(train_set, used, 0, total)?;
+        let test = compute(test_set, test_set.len(), used, total)?;
+        Some(Cached {
+            layer,
+            per_image: network.size_at_layer(layer),
+            train,
+            test,
+        })
+    } else {
+        None
+    };
+    // Augmented images would need their features computed every epoch.
+    let augmentation = if cached.is_some() {
+        Augmentation::NONE
+    } else {
+        config.augmentation
+    };
+
     let mut epochs = Vec::new();
     // (score, epoch, weights) of the best epoch so far.
     let mut best: Option<(f64, usize, Weights)> = None;
@@ -252,14 +480,30 @@ pub fn train(
             if cancel.is_cancelled() {
                 break;
             }
-            let (pixels, labels) = batch_pixels(
-                train_set,
-                chunk,
-                mean,
-                std,
-                Some((&config.augmentation, &mut rng)),
-            );
-            let step = network.train_step(&pixels, &labels, config.optimizer, rate as f32);
+            let (step, labels) = match &cached {
+                Some(cached) => {
+                    let labels: Vec<u8> = chunk.iter().map(|&i| train_set.labels[i]).collect();
+                    let rows = gather(&cached.train, cached.per_image, chunk);
+                    let step = network.train_step_from(
+                        &rows,
+                        cached.layer,
+                        &labels,
+                        config.optimizer,
+                        rate as f32,
+                    );
+                    (step, labels)
+                }
+                None => {
+                    let (pixels, labels) = batch_pixels(
+                        train_set,
+                        chunk,
+                        &preprocess,
+                        Some((&augmentation, &mut rng)),
+                    );
+                    let step = network.train_step(&pixels, &labels, config.optimizer, rate as f32);
+                    (step, labels)
+                }
+            };
             loss_sum += f64::from(step.loss) * chunk.len() as f64;
             correct += step.correct(&labels);
             observer.batch(epoch + 1, b + 1, batches);
@@ -268,7 +512,13 @@ pub fn train(
         let (validation_loss, validation_accuracy) = if validation.is_empty() {
             (f64::NAN, f64::NAN)
         } else {
-            validate(&mut network, train_set, &validation, mean, std)
+            validate(
+                &mut network,
+                train_set,
+                &validation,
+                &preprocess,
+                cached.as_ref(),
+            )
         };
         let stats = EpochStats {
             epoch: epoch + 1,
@@ -307,15 +557,19 @@ pub fn train(
     network.restore(&weights)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let parameters = layers.iter().map(|l| l.params).sum();
+    let mut config = config.clone();
+    config.augmentation = augmentation;
     let card = ModelCard {
         format: CARD_FORMAT.into(),
-        config: config.clone(),
+        config,
         classes,
         input,
-        mean,
-        std,
+        mean: preprocess.mean,
+        std: preprocess.std,
+        adapt: preprocess.adapt.clone(),
         layers,
         parameters,
+        frozen_parameters,
         epochs,
         best_epoch,
         stopped_early,
@@ -324,9 +578,118 @@ pub fn train(
     };
     let mut classifier = DigitClassifier { card, network };
     if !test_set.is_empty() && !cancel.is_cancelled() {
-        classifier.card.test = Some(classifier.evaluate(test_set)?.0);
+        let report = match &cached {
+            Some(cached) => {
+                let mut predicted = Vec::with_capacity(test_set.len());
+                let indices: Vec<usize> = (0..test_set.len()).collect();
+                for chunk in indices.chunks(256) {
+                    let labels: Vec<u8> = chunk.iter().map(|&i| test_set.labels[i]).collect();
+                    let rows = gather(&cached.test, cached.per_image, chunk);
+                    predicted.extend(
+                        classifier
+                            .network
+                            .score_from(&rows, cached.layer, &labels)
+                            .predictions,
+                    );
+                }
+                classifier.report(test_set, &predicted)
+            }
+            None => classifier.evaluate(test_set)?.0,
+        };
+        classifier.card.test = Some(report);
     }
     Ok(classifier)
+}
+
+/// A row of a network's summary: one layer, or a pretrained network's block of layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    pub name: String,
+    /// The layers it holds.
+    pub layers: std::ops::Range<usize>,
+    pub output: Vec<usize>,
+    pub params: usize,
+}
+
+/// The summary rows of `layers`: each of `blocks` (where each pretrained block starts; the
+/// last entry is where they end) as one row, named after what it does, then every later
+/// layer on its own.
+pub fn summary_blocks(layers: &[LayerInfo], blocks: Option<&[usize]>) -> Vec<BlockInfo> {
+    let bounds: Vec<usize> = match blocks {
+        Some(starts) => {
+            let end = starts.last().copied().unwrap_or(0).min(layers.len());
+            starts
+                .iter()
+                .copied()
+                .filter(|&s| s < end)
+                .chain(end..=layers.len())
+                .collect()
+        }
+        None => (0..=layers.len()).collect(),
+    };
+    bounds
+        .windows(2)
+        .filter(|w| w[0] < w[1])
+        .map(|w| {
+            let part = &layers[w[0]..w[1]];
+            let names: Vec<&str> = part.iter().map(|l| l.name.as_str()).collect();
+            let name = if part.len() == 1 {
+                names[0].to_string()
+            } else if let Some(depthwise) = names.iter().find(|n| n.starts_with("depthwise")) {
+                let stride = depthwise.split_once(", ").map_or("", |(_, s)| s);
+                let skip = names.iter().any(|n| n.starts_with("add the input"));
+                let expansion = part
+                    .first()
+                    .zip(part.last())
+                    .filter(|_| names[0].starts_with("conv 1×1"))
+                    .map(|(first, _)| first.output[0]);
+                let mut name = "inverted residual".to_string();
+                if let Some(channels) = expansion {
+                    name += &format!(" (expand to {channels})");
+                }
+                if !stride.is_empty() {
+                    name += &format!(", {stride}");
+                }
+                if skip {
+                    name += " + skip";
+                }
+                name
+            } else {
+                names.join(", ")
+            };
+            BlockInfo {
+                name,
+                layers: w[0]..w[1],
+                output: part.last().map(|l| l.output.clone()).unwrap_or_default(),
+                params: part.iter().map(|l| l.params).sum(),
+            }
+        })
+        .collect()
+}
+
+impl ModelCard {
+    /// The network summarised by block: a backbone's blocks as one row each (with the
+    /// layers after them on their own), every layer on its own otherwise.
+    pub fn blocks(&self) -> Vec<BlockInfo> {
+        let starts = match self.config.backbone.as_deref() {
+            Some(mobilenet::NAME) => Some(mobilenet::mobilenet_v2().blocks),
+            _ => None,
+        };
+        summary_blocks(&self.layers, starts.as_deref())
+    }
+
+    /// Whether training left every layer of `block` as loaded.
+    pub fn frozen(&self, block: &BlockInfo) -> bool {
+        block.layers.end <= self.config.frozen_layers
+    }
+}
+
+/// The side images are resized to for a backbone unless the run says otherwise.
+pub const DEFAULT_IMAGE_SIZE: usize = 96;
+
+/// Parameters of the first `frozen` layers.
+fn frozen_count(layers: &[LayerInfo], frozen: usize) -> usize {
+    layers.iter().take(frozen).map(|l| l.params).sum()
 }
 
 /// `NAME.json` for `NAME.safetensors`.
@@ -388,7 +751,7 @@ impl DigitClassifier {
         }
         let (mut network, _) = Network::new(
             &card.config.layers,
-            card.input,
+            card.network_input(),
             card.classes.len(),
             card.config.seed,
         )?;
@@ -435,23 +798,29 @@ impl DigitClassifier {
         }
         let indices: Vec<usize> = (0..test.len()).collect();
         let mut predicted = Vec::with_capacity(test.len());
+        let preprocess = Preprocess::of(&self.card);
         // Batches of the size validation uses, so the buffers do not grow past training's.
         for chunk in indices.chunks(256) {
-            let (pixels, labels) = batch_pixels(test, chunk, self.card.mean, self.card.std, None);
+            let (pixels, labels) = batch_pixels(test, chunk, &preprocess, None);
             predicted.extend(self.network.score(&pixels, &labels).predictions);
         }
+        let report = self.report(test, &predicted);
+        Ok((report, predicted))
+    }
+
+    /// The sklearn-style report of `predicted` against `test`'s labels.
+    fn report(&self, test: &Dataset, predicted: &[u8]) -> ClassificationReport {
         let names = |labels: &[u8]| -> Vec<String> {
             labels
                 .iter()
                 .map(|&l| self.card.classes[usize::from(l)].clone())
                 .collect()
         };
-        let report = classification_report(
+        classification_report(
             &names(&test.labels),
-            &names(&predicted),
+            &names(predicted),
             Some(&self.card.classes),
-        );
-        Ok((report, predicted))
+        )
     }
 
     /// Class probabilities for one image already at the model's size, pixels in 0..=1.
@@ -463,13 +832,13 @@ impl DigitClassifier {
                 pixels.len()
             )));
         }
-        let normalised: Vec<f32> = pixels
-            .iter()
-            .map(|p| (p - self.card.mean) / self.card.std)
-            .collect();
+        let mut normalised = Vec::new();
+        Preprocess::of(&self.card).extend(&mut normalised, pixels, h, w);
         Ok(self.network.probabilities(&normalised))
     }
 }
+
+mod features;
 
 #[cfg(test)]
 mod bench;

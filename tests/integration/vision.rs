@@ -135,6 +135,170 @@ fn digits_8x8_train_eval_and_runs() {
     );
 }
 
+/// Reads a safetensors file's tensors as raw bytes by name.
+fn tensors(path: &Path) -> std::collections::HashMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let data = &bytes[8 + header_len..];
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .map(|(name, info)| {
+            let offsets = info["data_offsets"].as_array().unwrap();
+            let (start, end) = (
+                offsets[0].as_u64().unwrap() as usize,
+                offsets[1].as_u64().unwrap() as usize,
+            );
+            (name.clone(), data[start..end].to_vec())
+        })
+        .collect()
+}
+
+fn train_digits(project: &TempProject, digits: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "vision",
+        "digits",
+        "train",
+        "--dataset",
+        "digits",
+        "--data",
+        digits,
+        "--batch-size",
+        "32",
+        "--seed",
+        "7",
+        "--no-store",
+    ];
+    args.extend_from_slice(extra);
+    let out = promptlab(&args, project.root());
+    assert!(out.status.success(), "{}", text(&out));
+    text(&out)
+}
+
+/// Transfer learning on the 8×8 digits: a run started from another (`--init`) with every
+/// layer but the classes frozen keeps those layers byte for byte and, untrained, has the
+/// same accuracy; MobileNetV2's ImageNet features (`--backbone`, frozen) train a new head,
+/// are computed once and cached, and the saved model scores the same from raw images.
+#[test]
+fn transfer_learning_from_a_run_and_from_mobilenet() {
+    let project = TempProject::new();
+    let digits = dataset_dir("digits");
+    train_digits(
+        &project,
+        &digits,
+        &[
+            "--preset",
+            "small",
+            "--epochs",
+            "4",
+            "-o",
+            "models/base.safetensors",
+        ],
+    );
+    let base_weights = project.root().join("models/base.safetensors");
+    let base_accuracy = card(&base_weights)["test"]["accuracy"].as_f64().unwrap();
+
+    // Learning rate 0: nothing may change, so the accuracy is the base run's.
+    train_digits(
+        &project,
+        &digits,
+        &[
+            "--init",
+            "models/base.safetensors",
+            "--epochs",
+            "1",
+            "--lr",
+            "0",
+            "-o",
+            "models/same.safetensors",
+        ],
+    );
+    let same = card(&project.root().join("models/same.safetensors"));
+    assert_eq!(same["test"]["accuracy"].as_f64().unwrap(), base_accuracy);
+
+    // Frozen layers stay byte-identical; the classes layer (l5) trains.
+    let output = train_digits(
+        &project,
+        &digits,
+        &[
+            "--init",
+            "models/base.safetensors",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "-o",
+            "models/head.safetensors",
+        ],
+    );
+    assert!(output.contains("frozen"), "{output}");
+    let before = tensors(&base_weights);
+    let after = tensors(&project.root().join("models/head.safetensors"));
+    for name in ["l0.weight", "l0.bias", "l4.weight", "l4.bias"] {
+        assert_eq!(before[name], after[name], "{name} is frozen");
+    }
+    assert_ne!(
+        before["l6.weight"], after["l6.weight"],
+        "the classes layer trains"
+    );
+    let head = card(&project.root().join("models/head.safetensors"));
+    assert_eq!(head["config"]["frozen_layers"], 6);
+
+    // MobileNetV2's ImageNet features with a new head.
+    let mobilenet = [
+        "--backbone",
+        "mobilenet_v2",
+        "--image-size",
+        "32",
+        "--epochs",
+        "6",
+        "--lr",
+        "0.003",
+        "-o",
+        "models/mobile.safetensors",
+    ];
+    let output = train_digits(&project, &digits, &mobilenet);
+    assert!(
+        output.contains("inverted residual") && output.contains("frozen"),
+        "{output}"
+    );
+    let weights = project.root().join("models/mobile.safetensors");
+    let mobile = card(&weights);
+    assert_eq!(mobile["adapt"]["size"], 32);
+    assert_eq!(mobile["frozen_parameters"], 2_223_872);
+    let accuracy = mobile["test"]["accuracy"].as_f64().unwrap();
+    assert!(
+        accuracy > 0.6,
+        "MobileNetV2 features: test accuracy {accuracy}"
+    );
+
+    // The saved network, run whole on the raw test images, agrees with the accuracy
+    // measured from the cached features.
+    let eval = promptlab(
+        &[
+            "vision",
+            "digits",
+            "eval",
+            "--model",
+            "models/mobile.safetensors",
+            "--dataset",
+            "digits",
+            "--data",
+            &digits,
+        ],
+        project.root(),
+    );
+    assert!(eval.status.success(), "{}", text(&eval));
+    assert!(
+        text(&eval).contains(&format!("{accuracy:.2}")),
+        "{}\nexpected accuracy {accuracy:.2}",
+        text(&eval)
+    );
+}
+
 /// A 28×28 MNIST test image drawn 3× larger, dark on white, off-centre: what a user's
 /// scan looks like.
 fn draw_scan(pixels: &[u8], path: &Path) {

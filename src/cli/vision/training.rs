@@ -8,6 +8,7 @@ use promptlab::engine::CancelToken;
 use promptlab::store::RunStore;
 use promptlab::vision::augment::Augmentation;
 use promptlab::vision::cnn::{self, LayerInfo};
+use promptlab::vision::mobilenet;
 use promptlab::vision::train::{
     self, EpochStats, OptimizerKind, Schedule, TrainConfig, TrainObserver,
 };
@@ -66,12 +67,17 @@ pub(super) fn train_command(args: TrainArgs) -> Result<Outcome> {
 /// recording the run in the store.
 pub(super) fn train_once(args: &TrainArgs, dropout: Option<f32>) -> Result<Trained> {
     let (kind, train_set, test_set) = args.data.load()?;
-    let (preset, layers) = match &args.layers {
-        Some(text) => (
-            "custom".to_string(),
-            cnn::parse_layers(text).map_err(|e| anyhow::anyhow!("--layers: {e}"))?,
+    let pretrained = pretrained(args)?;
+    let parse = |text: &str| cnn::parse_layers(text).map_err(|e| anyhow::anyhow!("--layers: {e}"));
+    let (preset, layers) = match (&pretrained, &args.layers) {
+        (Some(start), None) => (start.preset.clone(), start.layers.clone()),
+        // The head's layers after the pretrained ones.
+        (Some(start), Some(text)) => (
+            format!("{}+custom", start.preset),
+            start.layers.iter().cloned().chain(parse(text)?).collect(),
         ),
-        None => (
+        (None, Some(text)) => ("custom".to_string(), parse(text)?),
+        (None, None) => (
             args.preset.clone(),
             cnn::preset(&args.preset).ok_or_else(|| {
                 anyhow::anyhow!(
@@ -139,6 +145,10 @@ pub(super) fn train_once(args: &TrainArgs, dropout: Option<f32>) -> Result<Train
         patience: args.patience,
         augmentation,
         train_limit: args.limit,
+        backbone: pretrained.as_ref().and_then(|p| p.backbone.clone()),
+        image_size: args.image_size,
+        init: args.init.clone(),
+        frozen_layers: pretrained.as_ref().map_or(0, |p| p.frozen_layers),
     };
 
     let store = if args.no_store {
@@ -180,6 +190,8 @@ pub(super) fn train_once(args: &TrainArgs, dropout: Option<f32>) -> Result<Train
         config: &config,
         epochs: Vec::new(),
         layers: Vec::new(),
+        blocks: pretrained.as_ref().map(|p| p.blocks.clone()),
+        features_shown: 0,
     };
     let result = train::train(&config, &train_set, &test_set, &mut progress, &cancel);
     let classifier = match result {
@@ -220,39 +232,171 @@ pub(super) fn train_once(args: &TrainArgs, dropout: Option<f32>) -> Result<Train
     })
 }
 
+/// What a run starts from when it does not start from scratch.
+struct Pretrained {
+    preset: String,
+    /// The pretrained layers (the backbone's, or the --init model's).
+    layers: Vec<cnn::Layer>,
+    backbone: Option<String>,
+    frozen_layers: usize,
+    /// Where each block starts (a backbone's blocks), for the summary.
+    blocks: Vec<usize>,
+}
+
+/// The run's starting point from --backbone, --init and --freeze.
+fn pretrained(args: &TrainArgs) -> Result<Option<Pretrained>> {
+    let freeze = args.freeze.as_deref();
+    let start = match (&args.backbone, &args.init) {
+        (None, None) => {
+            if let Some(freeze) = freeze.filter(|f| *f != "none") {
+                anyhow::bail!(
+                    "--freeze {freeze}: nothing pretrained to freeze (add --backbone mobilenet_v2 or --init WEIGHTS)"
+                );
+            }
+            if args.image_size.is_some() {
+                anyhow::bail!(
+                    "--image-size resizes images for --backbone; add --backbone mobilenet_v2"
+                );
+            }
+            return Ok(None);
+        }
+        (Some(name), None) => {
+            if name != mobilenet::NAME {
+                anyhow::bail!("--backbone {name}: expected {}", mobilenet::NAME);
+            }
+            let backbone = mobilenet::mobilenet_v2();
+            // The pretrained part ends at the global average pool; the dropout after it
+            // belongs to the head.
+            let end = backbone.blocks[backbone.block_count()];
+            Pretrained {
+                preset: mobilenet::NAME.into(),
+                layers: backbone.layers.clone(),
+                backbone: Some(name.clone()),
+                frozen_layers: end,
+                blocks: backbone.blocks.clone(),
+            }
+        }
+        (None, Some(init)) => {
+            if args.image_size.is_some() {
+                anyhow::bail!("--image-size: the --init model's input size is kept");
+            }
+            let card = train::DigitClassifier::load(init)?.card;
+            let backbone = card.config.backbone.clone();
+            let blocks = match backbone.as_deref() {
+                Some(mobilenet::NAME) => mobilenet::mobilenet_v2().blocks,
+                _ => (0..=card.config.layers.len()).collect(),
+            };
+            let frozen_layers = card.config.layers.len();
+            Pretrained {
+                preset: format!("init:{}", card.config.preset),
+                layers: card.config.layers,
+                backbone,
+                frozen_layers,
+                blocks,
+            }
+        }
+        (Some(_), Some(_)) => {
+            anyhow::bail!("--backbone and --init: choose one (an --init model keeps its backbone)")
+        }
+    };
+    let block_count = start.blocks.len() - 1;
+    let frozen_layers = match freeze {
+        None | Some("all") => start.frozen_layers,
+        Some("none") => 0,
+        Some(text) => {
+            let blocks: usize = text.parse().map_err(|_| {
+                anyhow::anyhow!("--freeze {text}: expected all, none or a number of blocks")
+            })?;
+            if blocks > block_count {
+                anyhow::bail!("--freeze {blocks}: the network has {block_count} blocks");
+            }
+            start.blocks[blocks]
+        }
+    };
+    Ok(Some(Pretrained {
+        frozen_layers,
+        ..start
+    }))
+}
+
 struct Progress<'a> {
     store: Option<&'a RunStore>,
     run_id: Option<i64>,
     config: &'a TrainConfig,
     epochs: Vec<EpochStats>,
     layers: Vec<LayerInfo>,
+    /// Where each pretrained block starts, to summarise the network by block.
+    blocks: Option<Vec<usize>>,
+    /// The last tenth of the feature computation reported.
+    features_shown: usize,
 }
 
 impl TrainObserver for Progress<'_> {
     fn started(&mut self, layers: &[LayerInfo], train: usize, validation: usize) {
         self.layers = layers.to_vec();
+        let frozen = self.config.frozen_layers;
+        let blocks = train::summary_blocks(layers, self.blocks.as_deref());
         let mut table = crate::cli::table_style().table();
-        table.set_header(["#", "layer", "output", "parameters"]);
-        for (i, layer) in layers.iter().enumerate() {
-            let shape: Vec<String> = layer.output.iter().map(|n| n.to_string()).collect();
-            table.add_row([
+        if self.blocks.is_some() {
+            table.set_header(["#", "block", "output", "parameters", "training"]);
+        } else {
+            table.set_header(["#", "layer", "output", "parameters"]);
+        }
+        for (i, block) in blocks.iter().enumerate() {
+            let shape: Vec<String> = block.output.iter().map(|n| n.to_string()).collect();
+            let mut row = vec![
                 (i + 1).to_string(),
-                layer.name.clone(),
+                block.name.clone(),
                 shape.join("×"),
-                layer.params.to_string(),
-            ]);
+                block.params.to_string(),
+            ];
+            if self.blocks.is_some() {
+                row.push(
+                    if block.layers.end <= frozen {
+                        "frozen"
+                    } else {
+                        "trained"
+                    }
+                    .into(),
+                );
+            }
+            table.add_row(row);
         }
         let total: usize = layers.iter().map(|l| l.params).sum();
         table.add_row(["", "total", "", &total.to_string()]);
         eprintln!("{table}");
+        if frozen > 0 {
+            let kept: usize = layers.iter().take(frozen).map(|l| l.params).sum();
+            eprintln!(
+                "{kept} of {total} parameters frozen; their features are computed once (no augmentation)"
+            );
+        }
         eprintln!("{train} training images, {validation} for validation");
-        eprintln!(
-            "{:>5} {:>9} {:>10} {:>9} {:>10} {:>9} {:>10} {:>7}",
-            "epoch", "lr", "train loss", "train acc", "val loss", "val acc", "images/s", "seconds"
-        );
+    }
+
+    fn features(&mut self, done: usize, total: usize) {
+        let tenth = done * 10 / total.max(1);
+        if tenth > self.features_shown || done == total {
+            self.features_shown = tenth;
+            eprintln!("features of the frozen layers: {done}/{total} images");
+        }
     }
 
     fn epoch(&mut self, stats: &EpochStats) {
+        // After the features of frozen layers, which are reported as they are computed.
+        if self.epochs.is_empty() {
+            eprintln!(
+                "{:>5} {:>9} {:>10} {:>9} {:>10} {:>9} {:>10} {:>7}",
+                "epoch",
+                "lr",
+                "train loss",
+                "train acc",
+                "val loss",
+                "val acc",
+                "images/s",
+                "seconds"
+            );
+        }
         eprintln!(
             "{:>5} {:>9.2e} {:>10.4} {:>9.4} {:>10.4} {:>9.4} {:>10.0} {:>7.1}",
             stats.epoch,

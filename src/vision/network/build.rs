@@ -6,7 +6,7 @@
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::layers::{BatchNorm, Conv, Dense, MaxPool, Shape};
+use super::layers::{BatchNorm, Conv, Dense, Depthwise, GlobalAveragePool, MaxPool, Shape};
 use super::{Network, Node, Param, rebuild_sizes};
 use crate::vision::VisionError;
 use crate::vision::cnn::{Layer, LayerInfo};
@@ -34,6 +34,7 @@ impl Network {
         let mut nodes = Vec::new();
         let mut params = Vec::new();
         let mut infos = Vec::new();
+        let mut layer_nodes = Vec::new();
         let add = |params: &mut Vec<Param>, name: String, shape: Vec<usize>, fill: f32| {
             params.push(Param::new(name, shape, fill));
             params.len() - 1
@@ -52,47 +53,117 @@ impl Network {
                     layer.label()
                 ))
             };
+            layer_nodes.push(nodes.len());
             let mut count = 0;
+            // The output plane of a `kernel`×`kernel` window moved by `stride` over the
+            // padded input.
+            let window = |kernel: usize, padding: usize, stride: usize| {
+                if flat {
+                    return Err(bad(
+                        "a convolution needs an image input, not flattened features".into(),
+                    ));
+                }
+                let (h, w) = (shape.height, shape.width);
+                if kernel == 0 || stride == 0 {
+                    return Err(bad("the kernel and stride must be at least 1".into()));
+                }
+                let (Some(oh), Some(ow)) = (
+                    (h + 2 * padding).checked_sub(kernel),
+                    (w + 2 * padding).checked_sub(kernel),
+                ) else {
+                    return Err(bad(format!("the kernel is larger than the {h}×{w} input")));
+                };
+                Ok((oh / stride + 1, ow / stride + 1))
+            };
             let node = match *layer {
                 Layer::Conv {
                     channels,
                     kernel,
                     padding,
+                    stride,
+                    bias,
                 } => {
-                    if flat {
-                        return Err(bad(
-                            "a convolution needs an image input, not flattened features".into(),
-                        ));
-                    }
-                    let (h, w) = (shape.height, shape.width);
-                    let (Some(oh), Some(ow)) = (
-                        (h + 2 * padding).checked_sub(kernel),
-                        (w + 2 * padding).checked_sub(kernel),
-                    ) else {
-                        return Err(bad(format!("the kernel is larger than the {h}×{w} input")));
-                    };
-                    if kernel == 0 || channels == 0 {
-                        return Err(bad("the kernel and channels must be at least 1".into()));
+                    let (height, width) = window(kernel, padding, stride)?;
+                    if channels == 0 {
+                        return Err(bad("the channels must be at least 1".into()));
                     }
                     let output = Shape {
                         channels,
-                        height: oh + 1,
-                        width: ow + 1,
+                        height,
+                        width,
                     };
                     let weight_shape = vec![channels, shape.channels, kernel, kernel];
-                    count = shape.channels * kernel * kernel * channels + channels;
+                    count = shape.channels * kernel * kernel * channels;
+                    let weight = add(&mut params, name("weight"), weight_shape, 0.0);
+                    let bias = bias.then(|| {
+                        count += channels;
+                        add(&mut params, name("bias"), vec![channels], 0.0)
+                    });
                     let conv = Conv {
                         input: shape,
                         output,
                         kernel,
                         padding,
-                        weight: add(&mut params, name("weight"), weight_shape, 0.0),
-                        bias: add(&mut params, name("bias"), vec![channels], 0.0),
+                        stride,
+                        weight,
+                        bias,
                         first: nodes.is_empty(),
                         columns: Vec::new(),
                     };
                     shape = output;
                     Some(Node::Conv(conv))
+                }
+                Layer::Depthwise {
+                    kernel,
+                    padding,
+                    stride,
+                } => {
+                    let (height, width) = window(kernel, padding, stride)?;
+                    let output = Shape {
+                        channels: shape.channels,
+                        height,
+                        width,
+                    };
+                    count = shape.channels * kernel * kernel;
+                    let weight_shape = vec![shape.channels, 1, kernel, kernel];
+                    let conv = Depthwise {
+                        input: shape,
+                        output,
+                        kernel,
+                        padding,
+                        stride,
+                        weight: add(&mut params, name("weight"), weight_shape, 0.0),
+                        first: nodes.is_empty(),
+                    };
+                    shape = output;
+                    Some(Node::Depthwise(conv))
+                }
+                Layer::Relu6 => Some(Node::Relu6),
+                Layer::Residual { span } => {
+                    let from = index
+                        .checked_sub(span)
+                        .filter(|_| span > 0)
+                        .map(|layer| layer_nodes[layer])
+                        .ok_or_else(|| {
+                            bad(format!("there are no {span} layers before it to skip"))
+                        })?;
+                    let sizes = rebuild_sizes(&nodes, input);
+                    if sizes[from] != shape.len() {
+                        return Err(bad(format!(
+                            "the input {span} layers back has {} values per image, this one {}",
+                            sizes[from],
+                            shape.len()
+                        )));
+                    }
+                    Some(Node::Residual { from })
+                }
+                Layer::GlobalAveragePool => {
+                    if flat {
+                        return Err(bad(
+                            "pooling needs an image input, not flattened features".into()
+                        ));
+                    }
+                    Some(Node::GlobalAveragePool(GlobalAveragePool { input: shape }))
                 }
                 Layer::BatchNorm => {
                     let features = vec![shape.channels];
@@ -148,11 +219,15 @@ impl Network {
                     }))
                 }
             };
-            if matches!(layer, Layer::Flatten | Layer::Dense { .. }) {
+            if matches!(
+                layer,
+                Layer::Flatten | Layer::Dense { .. } | Layer::GlobalAveragePool
+            ) {
                 flat = true;
                 shape = Shape {
                     channels: match layer {
                         Layer::Dense { units } => *units,
+                        Layer::GlobalAveragePool => shape.channels,
                         _ => shape.len(),
                     },
                     height: 1,
@@ -186,6 +261,8 @@ impl Network {
             seed,
             dropout_calls: 0,
             steps: 0,
+            frozen: 0,
+            layer_nodes,
         };
         Ok((network, infos))
     }

@@ -105,8 +105,10 @@ pub(super) struct Conv {
     pub(super) output: Shape,
     pub(super) kernel: usize,
     pub(super) padding: usize,
+    pub(super) stride: usize,
     pub(super) weight: usize,
-    pub(super) bias: usize,
+    /// `None` for a convolution without bias (one followed by batch norm).
+    pub(super) bias: Option<usize>,
     /// The first layer needs no input gradient.
     pub(super) first: bool,
     /// im2col of every image of the batch, `[K × P]` each, kept for the backward pass.
@@ -124,11 +126,12 @@ impl Conv {
             height,
             width,
         } = self.input;
-        let (oh, ow, k, pad) = (
+        let (oh, ow, k, pad, stride) = (
             self.output.height,
             self.output.width,
             self.kernel,
             self.padding,
+            self.stride,
         );
         for c in 0..channels {
             let plane = &image[c * height * width..][..height * width];
@@ -137,14 +140,14 @@ impl Conv {
                     let row = &mut columns[((c * k + ky) * k + kx) * oh * ow..][..oh * ow];
                     for oy in 0..oh {
                         let out = &mut row[oy * ow..][..ow];
-                        let iy = (oy + ky) as isize - pad as isize;
+                        let iy = (oy * stride + ky) as isize - pad as isize;
                         if iy < 0 || iy >= height as isize {
                             out.fill(0.0);
                             continue;
                         }
                         let line = &plane[iy as usize * width..][..width];
                         for (ox, value) in out.iter_mut().enumerate() {
-                            let ix = (ox + kx) as isize - pad as isize;
+                            let ix = (ox * stride + kx) as isize - pad as isize;
                             *value = if ix < 0 || ix >= width as isize {
                                 0.0
                             } else {
@@ -163,11 +166,12 @@ impl Conv {
             height,
             width,
         } = self.input;
-        let (oh, ow, k, pad) = (
+        let (oh, ow, k, pad, stride) = (
             self.output.height,
             self.output.width,
             self.kernel,
             self.padding,
+            self.stride,
         );
         image.fill(0.0);
         for c in 0..channels {
@@ -176,13 +180,13 @@ impl Conv {
                 for kx in 0..k {
                     let row = &columns[((c * k + ky) * k + kx) * oh * ow..][..oh * ow];
                     for oy in 0..oh {
-                        let iy = (oy + ky) as isize - pad as isize;
+                        let iy = (oy * stride + ky) as isize - pad as isize;
                         if iy < 0 || iy >= height as isize {
                             continue;
                         }
                         let line = &mut plane[iy as usize * width..][..width];
                         for (ox, value) in row[oy * ow..][..ow].iter().enumerate() {
-                            let ix = (ox + kx) as isize - pad as isize;
+                            let ix = (ox * stride + kx) as isize - pad as isize;
                             if ix >= 0 && ix < width as isize {
                                 line[ix as usize] += value;
                             }
@@ -197,7 +201,7 @@ impl Conv {
         let (patch, positions) = (self.patch(), self.output.plane());
         let out_channels = self.output.channels;
         let weight = &params[self.weight].value;
-        let bias = &params[self.bias].value;
+        let bias = self.bias.map(|b| params[b].value.as_slice());
         let mut columns = std::mem::take(&mut self.columns);
         columns.resize(batch * patch * positions, 0.0);
         let this = &*self;
@@ -208,7 +212,7 @@ impl Conv {
             .for_each(|((cols, out), image)| {
                 this.im2col(image, cols);
                 for (channel, row) in out.chunks_mut(positions).enumerate() {
-                    row.fill(bias[channel]);
+                    row.fill(bias.map_or(0.0, |b| b[channel]));
                 }
                 matmul(
                     (out_channels, patch, positions),
@@ -255,7 +259,9 @@ impl Conv {
             .collect();
         for (weight, bias) in partials {
             add_into(&mut params[self.weight].grad, &weight);
-            add_into(&mut params[self.bias].grad, &bias);
+            if let Some(index) = self.bias {
+                add_into(&mut params[index].grad, &bias);
+            }
         }
         if self.first {
             return;
@@ -277,6 +283,148 @@ impl Conv {
                     self.col2im(cols, image);
                 },
             );
+    }
+}
+
+/// A depthwise convolution: each channel convolved with its own `kernel`×`kernel` filter
+/// (PyTorch's `groups = channels`), without bias. Direct loops: a filter has only
+/// `kernel²` weights, too few for a matrix product to pay.
+pub(super) struct Depthwise {
+    pub(super) input: Shape,
+    pub(super) output: Shape,
+    pub(super) kernel: usize,
+    pub(super) padding: usize,
+    pub(super) stride: usize,
+    pub(super) weight: usize,
+    pub(super) first: bool,
+}
+
+impl Depthwise {
+    /// The input row and column an output position and kernel offset read, if inside.
+    fn source(&self, out: usize, offset: usize, size: usize) -> Option<usize> {
+        (out * self.stride + offset)
+            .checked_sub(self.padding)
+            .filter(|&i| i < size)
+    }
+
+    pub(super) fn forward(&self, params: &[Param], x: &[f32], y: &mut [f32]) {
+        let weight = &params[self.weight].value;
+        let (input, output, k) = (self.input, self.output, self.kernel);
+        y.par_chunks_mut(output.plane())
+            .zip(x.par_chunks(input.plane()))
+            .enumerate()
+            .for_each(|(index, (out, plane))| {
+                let filter = &weight[(index % input.channels) * k * k..][..k * k];
+                out.fill(0.0);
+                for ky in 0..k {
+                    for oy in 0..output.height {
+                        let Some(iy) = self.source(oy, ky, input.height) else {
+                            continue;
+                        };
+                        let line = &plane[iy * input.width..][..input.width];
+                        let row = &mut out[oy * output.width..][..output.width];
+                        for kx in 0..k {
+                            let w = filter[ky * k + kx];
+                            for (ox, o) in row.iter_mut().enumerate() {
+                                if let Some(ix) = self.source(ox, kx, input.width) {
+                                    *o += w * line[ix];
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+    }
+
+    pub(super) fn backward(
+        &self,
+        params: &mut [Param],
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        batch: usize,
+    ) {
+        let (input, output, k) = (self.input, self.output, self.kernel);
+        let channels = input.channels;
+        // Weight gradients: one filter per channel, summed over the batch.
+        let gradients: Vec<Vec<f32>> = (0..channels)
+            .into_par_iter()
+            .map(|c| {
+                let mut filter = vec![0.0f32; k * k];
+                for n in 0..batch {
+                    let plane = &x[(n * channels + c) * input.plane()..][..input.plane()];
+                    let d = &dy[(n * channels + c) * output.plane()..][..output.plane()];
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let mut sum = 0.0f32;
+                            for oy in 0..output.height {
+                                let Some(iy) = self.source(oy, ky, input.height) else {
+                                    continue;
+                                };
+                                for ox in 0..output.width {
+                                    if let Some(ix) = self.source(ox, kx, input.width) {
+                                        sum += d[oy * output.width + ox]
+                                            * plane[iy * input.width + ix];
+                                    }
+                                }
+                            }
+                            filter[ky * k + kx] += sum;
+                        }
+                    }
+                }
+                filter
+            })
+            .collect();
+        for (c, filter) in gradients.iter().enumerate() {
+            add_into(&mut params[self.weight].grad[c * k * k..][..k * k], filter);
+        }
+        if self.first {
+            return;
+        }
+        let weight = &params[self.weight].value;
+        dx.par_chunks_mut(input.plane())
+            .zip(dy.par_chunks(output.plane()))
+            .enumerate()
+            .for_each(|(index, (plane, d))| {
+                let filter = &weight[(index % channels) * k * k..][..k * k];
+                plane.fill(0.0);
+                for ky in 0..k {
+                    for oy in 0..output.height {
+                        let Some(iy) = self.source(oy, ky, input.height) else {
+                            continue;
+                        };
+                        for kx in 0..k {
+                            let w = filter[ky * k + kx];
+                            for ox in 0..output.width {
+                                if let Some(ix) = self.source(ox, kx, input.width) {
+                                    plane[iy * input.width + ix] += w * d[oy * output.width + ox];
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+    }
+}
+
+/// The mean of each channel's plane: `[N, C, H, W]` to `[N, C]`.
+pub(super) struct GlobalAveragePool {
+    pub(super) input: Shape,
+}
+
+impl GlobalAveragePool {
+    pub(super) fn forward(&self, x: &[f32], y: &mut [f32]) {
+        let plane = self.input.plane();
+        y.par_iter_mut()
+            .zip(x.par_chunks(plane))
+            .for_each(|(o, values)| *o = values.iter().sum::<f32>() / plane as f32);
+    }
+
+    pub(super) fn backward(&self, dy: &[f32], dx: &mut [f32]) {
+        let plane = self.input.plane();
+        dx.par_chunks_mut(plane)
+            .zip(dy.par_iter())
+            .for_each(|(values, g)| values.fill(g / plane as f32));
     }
 }
 

@@ -52,7 +52,7 @@ fn check_against_pytorch(tolerance: f32) -> f32 {
             network.set(param, &floats(values)).unwrap();
         }
         let labels: Vec<u8> = serde_json::from_value(case["labels"].clone()).unwrap();
-        let step = network.compute_gradients(&floats(&case["images"]), &labels);
+        let step = network.compute_gradients(&floats(&case["images"]), &labels, 0);
 
         let check = |what: String, ours: &[f32], reference: &[f32]| {
             let error = relative_error(&what, ours, reference);
@@ -141,7 +141,7 @@ fn dropout_routes_gradients_through_the_mask_it_applied() {
         .collect();
     let labels = [0u8, 1, 2, 3, 1];
     network.dropout_calls = 0;
-    network.compute_gradients(&images, &labels);
+    network.compute_gradients(&images, &labels, 0);
     let Node::Dropout { mask, .. } = &network.nodes[1] else {
         panic!("the second node is the dropout");
     };
@@ -176,10 +176,10 @@ fn sgd_with_momentum_follows_its_formula() {
     let weights: Vec<f32> = (0..12).map(|i| i as f32 / 10.0).collect();
     network.set("l0.weight", &weights).unwrap();
     let images = [0.5f32, -1.0, 2.0, 0.0];
-    network.compute_gradients(&images, &[1]);
+    network.compute_gradients(&images, &[1], 0);
     let grad = network.params[0].grad.clone();
     network.update(OptimizerKind::Sgd { momentum: 0.9 }, 0.1);
-    network.compute_gradients(&images, &[1]);
+    network.compute_gradients(&images, &[1], 0);
     let grad2 = network.params[0].grad.clone();
     let before: Vec<f32> = network.params[0].value.clone();
     network.update(OptimizerKind::Sgd { momentum: 0.9 }, 0.1);
