@@ -238,6 +238,27 @@ fn draw_training(app: &App, area: Rect, buf: &mut Buffer) {
     );
 }
 
+/// A block's name in a narrow panel: `inverted residual (expand to 144), stride 2 + skip`
+/// becomes `inv. res. →144 s2 +skip`.
+fn compact(name: &str) -> String {
+    let Some(rest) = name.strip_prefix("inverted residual") else {
+        return name.replace(" channels", " ch");
+    };
+    let mut out = "inv. res.".to_string();
+    if let Some(expanded) = rest.strip_prefix(" (expand to ") {
+        let channels: String = expanded.chars().take_while(char::is_ascii_digit).collect();
+        out += &format!(" →{channels}");
+    }
+    if let Some((_, stride)) = rest.split_once("stride ") {
+        let stride: String = stride.chars().take_while(char::is_ascii_digit).collect();
+        out += &format!(" s{stride}");
+    }
+    if rest.ends_with("+ skip") {
+        out += " +skip";
+    }
+    out
+}
+
 /// The network's data flow, input first: each block with its output shape, a bar for
 /// its share of the largest block's parameters, and its count; frozen blocks dimmed.
 fn draw_network(blocks: &[NetworkBlock], area: Rect, buf: &mut Buffer) {
@@ -245,7 +266,7 @@ fn draw_network(blocks: &[NetworkBlock], area: Rect, buf: &mut Buffer) {
     let total: usize = blocks.iter().map(|b| b.params).sum();
     let frozen: usize = blocks.iter().filter(|b| b.frozen).map(|b| b.params).sum();
     let name_width = usize::from(area.width.saturating_sub(2))
-        .saturating_sub(28)
+        .saturating_sub(25)
         .max(8);
     let items: Vec<ListItem> = blocks
         .iter()
@@ -253,8 +274,8 @@ fn draw_network(blocks: &[NetworkBlock], area: Rect, buf: &mut Buffer) {
             let cells = (block.params as f64 / most * 6.0).round() as usize;
             let bar = format!("{:<6}", "█".repeat(cells));
             let text = format!(
-                "{bar} {:<name_width$} {:>10} {:>8}",
-                truncate(&block.name, name_width),
+                "{bar} {:<name_width$} {:>9} {:>7}",
+                truncate(&compact(&block.name), name_width),
                 block.output,
                 block.params
             );

@@ -596,6 +596,87 @@ fn training_row(id: i64) -> promptlab::store::TrainingRunRow {
     }
 }
 
+/// A card for MobileNetV2 features with a new head on Fashion-MNIST, as
+/// `--backbone mobilenet_v2 --freeze all` writes it.
+fn mobilenet_card() -> serde_json::Value {
+    use promptlab::vision::{dataset::DatasetKind, mobilenet, train};
+    let backbone = mobilenet::mobilenet_v2();
+    let layers = train::layer_summary(&backbone.layers, [3, 96, 96], 10).unwrap();
+    let parameters = layers.iter().map(|l| l.params).sum();
+    let card = train::ModelCard {
+        format: train::CARD_FORMAT.into(),
+        config: train::TrainConfig {
+            dataset: DatasetKind::FashionMnist,
+            preset: mobilenet::NAME.into(),
+            layers: backbone.layers.clone(),
+            optimizer: train::OptimizerKind::Adam,
+            learning_rate: 1e-3,
+            schedule: train::Schedule::Constant,
+            batch_size: 64,
+            epochs: 5,
+            seed: 1,
+            validation_split: 0.1,
+            patience: None,
+            augmentation: promptlab::vision::augment::Augmentation::NONE,
+            train_limit: Some(1000),
+            backbone: Some(mobilenet::NAME.into()),
+            image_size: Some(96),
+            init: None,
+            frozen_layers: backbone.blocks[backbone.block_count()],
+        },
+        classes: (0..10).map(|c| c.to_string()).collect(),
+        input: [1, 28, 28],
+        mean: 0.0,
+        std: 1.0,
+        adapt: Some(train::Adaptation::imagenet(96)),
+        layers,
+        parameters,
+        frozen_parameters: 2_223_872,
+        epochs: (1..=5)
+            .map(|epoch| train::EpochStats {
+                epoch,
+                learning_rate: 1e-3,
+                train_loss: 1.0 / epoch as f64,
+                train_accuracy: 1.0 - 0.3 / epoch as f64,
+                validation_loss: 0.8 / epoch as f64 + 0.05,
+                validation_accuracy: 1.0 - 0.2 / epoch as f64,
+                images_per_s: 40_000.0,
+                seconds: 0.1,
+            })
+            .collect(),
+        best_epoch: 5,
+        stopped_early: false,
+        test: None,
+        train_seconds: 1.0,
+    };
+    serde_json::to_value(card).unwrap()
+}
+
+#[test]
+fn charts_draw_a_pretrained_network_block_by_block() {
+    let mut app = app_with_run((140, 40));
+    press(&mut app, "8");
+    press(&mut app, "t");
+    let mut row = training_row(5);
+    row.card_json = Some(mobilenet_card().to_string());
+    app.update(Event::TrainingRunsListed(Ok(vec![row])));
+    let blocks = &app.charts.runs[0].blocks;
+    assert_eq!(
+        blocks.len(),
+        21,
+        "19 blocks, the dropout and the classes layer"
+    );
+    assert!(blocks[..19].iter().all(|b| b.frozen) && !blocks[20].frozen);
+    assert_eq!(blocks[3].name, "inverted residual (expand to 144) + skip");
+    assert_eq!(blocks[3].output, "24×24×24");
+    let screen = screen_text(&app);
+    assert!(
+        screen.contains("Network · 2236682 parameters, 2223872 frozen"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("training_network_140x40", draw(&app).backend().to_string());
+}
+
 #[test]
 fn charts_switch_to_training_curves() {
     let mut app = app_with_run((120, 40));

@@ -684,6 +684,16 @@ impl ModelCard {
     }
 }
 
+/// Each layer's output shape and parameter count for `layers` on `input` images with
+/// `classes` classes (the summary a card holds), without training anything.
+pub fn layer_summary(
+    layers: &[Layer],
+    input: [usize; 3],
+    classes: usize,
+) -> Result<Vec<LayerInfo>, VisionError> {
+    Ok(Network::new(layers, input, classes, 0)?.1)
+}
+
 /// The side images are resized to for a backbone unless the run says otherwise.
 pub const DEFAULT_IMAGE_SIZE: usize = 96;
 

@@ -542,6 +542,10 @@ fn a_training_run_report_has_curves_and_the_confusion_matrix() {
         3,
         "one point per epoch: {points}"
     );
+    // The network drawn: the `small` preset's six layers and the classes layer.
+    let network = dom.split("id=\"network\"").nth(1).unwrap_or_default();
+    let network = network.split("</svg>").next().unwrap_or_default();
+    assert_eq!(network.matches("class=\"block\"").count(), 7, "{network}");
     let confusion = dom.split("id=\"confusion\"").nth(1).unwrap_or_default();
     let confusion = confusion.split("</table>").next().unwrap_or_default();
     assert_eq!(confusion.matches("<td").count(), 100, "10×10 cells");
