@@ -275,6 +275,43 @@ fn transfer_learning_from_a_run_and_from_mobilenet() {
         "MobileNetV2 features: test accuracy {accuracy}"
     );
 
+    // Fine-tuning the last two blocks: the first 17 keep ImageNet's weights (as the
+    // feature-extraction run has them), the last two train.
+    let output = train_digits(
+        &project,
+        &digits,
+        &[
+            "--backbone",
+            "mobilenet_v2",
+            "--image-size",
+            "32",
+            "--freeze",
+            "17",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.001",
+            "-o",
+            "models/tuned.safetensors",
+        ],
+    );
+    assert!(output.contains("trained"), "{output}");
+    let blocks = promptlab::vision::mobilenet::mobilenet_v2().blocks;
+    let extracted = tensors(&weights);
+    let tuned = tensors(&project.root().join("models/tuned.safetensors"));
+    let frozen = format!("l{}.weight", blocks[16]);
+    let trained = format!("l{}.weight", blocks[17]);
+    assert_eq!(
+        extracted[&frozen], tuned[&frozen],
+        "{frozen} is in a frozen block"
+    );
+    assert_ne!(
+        extracted[&trained], tuned[&trained],
+        "{trained} is fine-tuned"
+    );
+    let tuned_card = card(&project.root().join("models/tuned.safetensors"));
+    assert_eq!(tuned_card["config"]["frozen_layers"], blocks[17]);
+
     // The saved network, run whole on the raw test images, agrees with the accuracy
     // measured from the cached features.
     let eval = promptlab(
