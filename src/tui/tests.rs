@@ -648,6 +648,7 @@ fn mobilenet_card() -> serde_json::Value {
         stopped_early: false,
         test: None,
         train_seconds: 1.0,
+        feature_seconds: 0.5,
     };
     serde_json::to_value(card).unwrap()
 }

@@ -250,10 +250,10 @@ pub fn imagenet_classes(weights: &Path) -> Result<Vec<String>, VisionError> {
     Ok(names)
 }
 
-/// An image (`[channels, height, width]` in 0..=1, 1 or 3 channels) resized to
-/// `size`×`size` (bilinear, pixel centres aligned as PyTorch's `align_corners=False`),
-/// grey repeated over the three channels, and normalised with ImageNet's statistics.
-pub fn adapt(
+/// An image (`[channels, height, width]`, 1 or 3 channels) resized to `size`×`size`
+/// (bilinear, pixel centres aligned as PyTorch's `align_corners=False`), grey repeated
+/// over the three channels: `[3, size, size]`, values as they were (not normalised).
+pub fn resize_to_rgb(
     pixels: &[f32],
     channels: usize,
     height: usize,
@@ -278,7 +278,7 @@ pub fn adapt(
                 let top = plane[y0 * width + x0] * (1.0 - fx) + plane[y0 * width + x1] * fx;
                 let bottom = plane[y1 * width + x0] * (1.0 - fx) + plane[y1 * width + x1] * fx;
                 let value = top * (1.0 - fy) + bottom * fy;
-                out.push((value - IMAGENET_MEAN[c]) / IMAGENET_STD[c]);
+                out.push(value);
             }
         }
     }

@@ -155,6 +155,14 @@ pub struct ModelCard {
     pub stopped_early: bool,
     pub test: Option<ClassificationReport>,
     pub train_seconds: f64,
+    /// Of `train_seconds`, the time spent computing the frozen layers' features (0 when
+    /// they all came from the cache).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub feature_seconds: f64,
+}
+
+fn is_zero_f64(value: &f64) -> bool {
+    *value == 0.0
 }
 
 pub const CARD_FORMAT: &str = "promptlab-digit-cnn/1";
@@ -207,19 +215,12 @@ impl Preprocess {
     fn extend(&self, pixels: &mut Vec<f32>, image: &[f32], height: usize, width: usize) {
         match &self.adapt {
             Some(adapt) => {
-                let resized = mobilenet::adapt(image, 1, height, width, adapt.size);
+                let plane = adapt.size * adapt.size;
+                let rgb = mobilenet::resize_to_rgb(image, 1, height, width, adapt.size);
                 pixels.extend(
-                    resized
-                        .chunks(adapt.size * adapt.size)
+                    rgb.iter()
                         .enumerate()
-                        .flat_map(|(c, plane)| {
-                            // `adapt` normalised with ImageNet's statistics; redo with these.
-                            plane.iter().map(move |v| {
-                                let raw =
-                                    v * mobilenet::IMAGENET_STD[c] + mobilenet::IMAGENET_MEAN[c];
-                                (raw - adapt.mean[c]) / adapt.std[c]
-                            })
-                        }),
+                        .map(|(i, v)| (v - adapt.mean[i / plane]) / adapt.std[i / plane]),
                 );
             }
             None => pixels.extend(image.iter().map(|p| (p - self.mean) / self.std)),
@@ -453,6 +454,11 @@ pub fn train(
     } else {
         None
     };
+    let feature_seconds = if cached.is_some() {
+        started.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
     // Augmented images would need their features computed every epoch.
     let augmentation = if cached.is_some() {
         Augmentation::NONE
@@ -575,6 +581,7 @@ pub fn train(
         stopped_early,
         test: None,
         train_seconds,
+        feature_seconds,
     };
     let mut classifier = DigitClassifier { card, network };
     if !test_set.is_empty() && !cancel.is_cancelled() {

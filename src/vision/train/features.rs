@@ -84,7 +84,7 @@ fn key(
     preprocess: &Preprocess,
 ) -> String {
     let mut hash = Sha256::new();
-    hash.update(b"promptlab-features/1");
+    hash.update(b"promptlab-features/2");
     for value in [
         layer,
         count,
