@@ -441,7 +441,9 @@ mod tests {
             matches!(outcome, Err(CalcError::TooMuchWork)),
             "{outcome:?}"
         );
-        assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
+        // The input took 22 s before the budget; the budget stops it in well under a second
+        // (1.1 s once on a loaded machine), so only a return of the hang fails this.
+        assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
         let repeated = format!("(1/5^101)^204{}", "+(1/5^101)^204%10".repeat(60));
         assert!(matches!(evaluate(&repeated), Err(CalcError::TooMuchWork)));
         // Ordinary large arithmetic is still answered.
