@@ -9,7 +9,8 @@
 #   mobilenet     MobileNetV2's ImageNet features (--backbone mobilenet_v2, --freeze all),
 #                 a new classes layer trained;
 #   mobilenet-ft  MobileNetV2 with its last 3 of 19 blocks fine-tuned (--freeze 16).
-# Every run tests on the full 10,000-image test set. Prints a Markdown table: "features s"
+# Every run tests on the full 10,000-image test set. Prints a Markdown table and writes the
+# runs as learning curves (HTML, REPORT=path, default ~/.cache/promptlab/learning-curves.html): "features s"
 # is the time spent computing the frozen layers' output (training images and the test set;
 # 0 when the feature cache had them, which it is emptied of first), "training s" the rest.
 # Usage: bash benches/transfer.sh   (after scripts/fetch-vision.sh, and
@@ -38,7 +39,7 @@ train() { # dataset size method output-name extra-args...
   local epochs
   epochs="$(epochs_for "$size")"
   "$bin" vision digits train --dataset "$dataset" --data "$data_root/$dataset" \
-    --limit "$size" --epochs "$epochs" --patience 5 --seed 1 --no-store \
+    --limit "$size" --epochs "$epochs" --patience 5 --seed 1 --project "$work" \
     -o "$work/$name.safetensors" "$@" > "$work/$name.log" 2>&1 || {
     echo "$name failed:" >&2; cat "$work/$name.log" >&2; exit 1; }
   python3 - "$work/$name.json" "$dataset" "$size" "$method" >> "$results" <<'PY'
@@ -82,3 +83,5 @@ echo "|---|---:|---|---|---:|---:|---:|---:|"
 while IFS=$'\t' read -r dataset size method accuracy low high features seconds rate epochs; do
   echo "| $dataset | $size | $method | $accuracy [$low–$high] | $features | $seconds | $rate | $epochs |"
 done < "$results"
+report="${REPORT:-$HOME/.cache/promptlab/learning-curves.html}"
+"$bin" report training:curve --project "$work" -o "$report" >&2

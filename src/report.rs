@@ -6,6 +6,7 @@
 mod data;
 mod html;
 mod junit;
+mod learning_curve;
 mod markdown;
 mod promptfoo_json;
 mod sweep;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::run::RunResult;
 
+pub use learning_curve::learning_curve_html;
 pub use markdown::baseline_markdown;
 pub use table::{TableStyle, Verdict, failures_text, judging_text, summary_table};
 pub use training::training_html;

@@ -14,7 +14,8 @@ use super::runs::StoreArgs;
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// The run id, `latest` or `latest~N` (N runs before the latest); `sweep:ID` or `sweep:latest` for a sweep;
-    /// `training:ID` or `training:latest` for a digit-CNN training run (HTML only).
+    /// `training:ID` or `training:latest` for a digit-CNN training run, `training:curve`
+    /// for every training run compared as learning curves (HTML only).
     #[arg(default_value = "latest")]
     run: String,
     /// Write the report to FILE; the format follows the extension (.json, .jsonl, .csv,
@@ -129,23 +130,44 @@ fn sweep_report(args: &ReportArgs, which: &str) -> Result<Outcome> {
 fn training_report(args: &ReportArgs, which: &str) -> Result<Outcome> {
     let store = args.store.open()?;
     let runs = store.training_runs()?;
-    let run = if which == "latest" {
-        runs.first()
+    let read_card =
+        |run: &promptlab::store::TrainingRunRow| -> Result<promptlab::vision::train::ModelCard> {
+            run.card_json
+                .as_deref()
+                .ok_or_else(|| anyhow!("training run {} has no model card yet", run.id))
+                .and_then(|json| {
+                    serde_json::from_str(json)
+                        .map_err(|e| anyhow!("training run {}: unreadable card: {e}", run.id))
+                })
+        };
+    let html = if which == "curve" {
+        // Every finished run, oldest first; runs still going have no test report yet.
+        let cards: Vec<_> = runs
+            .iter()
+            .rev()
+            .filter(|run| run.status == "finished")
+            .filter_map(|run| read_card(run).ok())
+            .collect();
+        if cards.is_empty() {
+            anyhow::bail!("no finished training run in {}", store.path().display());
+        }
+        report::learning_curve_html("Learning curves", &cards)
     } else {
-        let id = which
-            .parse::<i64>()
-            .map_err(|_| anyhow!("training:{which}: expected a training run id or `latest`"))?;
-        runs.iter().find(|r| r.id == id)
-    }
-    .ok_or_else(|| anyhow!("no training run {which} in {}", store.path().display()))?;
-    let card: promptlab::vision::train::ModelCard = run
-        .card_json
-        .as_deref()
-        .ok_or_else(|| anyhow!("training run {} has no model card yet", run.id))
-        .and_then(|json| {
-            serde_json::from_str(json)
-                .map_err(|e| anyhow!("training run {}: unreadable card: {e}", run.id))
-        })?;
+        let run = if which == "latest" {
+            runs.first()
+        } else {
+            let id = which.parse::<i64>().map_err(|_| {
+                anyhow!("training:{which}: expected a training run id, `latest` or `curve`")
+            })?;
+            runs.iter().find(|r| r.id == id)
+        }
+        .ok_or_else(|| anyhow!("no training run {which} in {}", store.path().display()))?;
+        let card = read_card(run)?;
+        report::training_html(
+            &format!("Training run {} · {} · {}", run.id, run.dataset, run.preset),
+            &card,
+        )
+    };
     if args.outputs.is_empty() {
         anyhow::bail!(
             "a training run report is HTML: give -o FILE.html, or -o - for standard output (`promptlab vision runs` lists them in the terminal)"
@@ -156,10 +178,6 @@ fn training_report(args: &ReportArgs, which: &str) -> Result<Outcome> {
             anyhow::bail!("{}: a training run report is .html", path.display());
         }
     }
-    let html = report::training_html(
-        &format!("Training run {} · {} · {}", run.id, run.dataset, run.preset),
-        &card,
-    );
     for path in &args.outputs {
         if report::is_stdout(path) {
             std::io::Write::write_all(&mut std::io::stdout().lock(), html.as_bytes())?;

@@ -649,6 +649,7 @@ fn mobilenet_card() -> serde_json::Value {
         test: None,
         train_seconds: 1.0,
         feature_seconds: 0.5,
+        labelled_images: 1000,
     };
     serde_json::to_value(card).unwrap()
 }

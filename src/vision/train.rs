@@ -159,6 +159,10 @@ pub struct ModelCard {
     /// they all came from the cache).
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub feature_seconds: f64,
+    /// Labelled images the run learned from (training and validation); 0 in cards written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub labelled_images: usize,
 }
 
 fn is_zero_f64(value: &f64) -> bool {
@@ -582,6 +586,7 @@ pub fn train(
         test: None,
         train_seconds,
         feature_seconds,
+        labelled_images: used,
     };
     let mut classifier = DigitClassifier { card, network };
     if !test_set.is_empty() && !cancel.is_cancelled() {
@@ -683,6 +688,38 @@ impl ModelCard {
             _ => None,
         };
         summary_blocks(&self.layers, starts.as_deref())
+    }
+
+    /// What the run started from, for comparing runs: `mnist from scratch`,
+    /// `mobilenet_v2 features`, `mobilenet_v2, 16 of 19 blocks frozen`, `init from
+    /// mnist.safetensors, 8 layers frozen`.
+    pub fn start(&self) -> String {
+        let config = &self.config;
+        if let Some(init) = &config.init {
+            let name = init.file_name().map_or_else(
+                || init.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            return format!("init from {name}, {} layers frozen", config.frozen_layers);
+        }
+        match config.backbone.as_deref() {
+            Some(mobilenet::NAME) => {
+                let blocks = mobilenet::mobilenet_v2().blocks;
+                let count = blocks.len() - 1;
+                match blocks.iter().position(|&b| b == config.frozen_layers) {
+                    Some(n) if n == count => format!("{} features", mobilenet::NAME),
+                    Some(0) => format!("{} fine-tuned whole", mobilenet::NAME),
+                    Some(n) => format!("{}, {n} of {count} blocks frozen", mobilenet::NAME),
+                    None => format!(
+                        "{}, {} layers frozen",
+                        mobilenet::NAME,
+                        config.frozen_layers
+                    ),
+                }
+            }
+            Some(other) => other.to_string(),
+            None => format!("{} from scratch", config.preset),
+        }
     }
 
     /// Whether training left every layer of `block` as loaded.

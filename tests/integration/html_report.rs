@@ -562,6 +562,58 @@ fn a_training_run_report_has_curves_and_the_confusion_matrix() {
     );
 }
 
+/// Training runs on 200 and all of the 8×8 digits, compared as a learning curve: one line
+/// with a point (and an interval) per run, and a table row each.
+#[test]
+fn training_runs_compare_as_learning_curves() {
+    let project = TempProject::new();
+    for limit in ["200", "1797"] {
+        let out = promptlab(
+            &[
+                "vision",
+                "digits",
+                "train",
+                "--dataset",
+                "digits",
+                "--preset",
+                "small",
+                "--epochs",
+                "3",
+                "--limit",
+                limit,
+                "-o",
+                "models/d.safetensors",
+            ],
+            project.root(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let out = promptlab(
+        &["report", "training:curve", "-o", "curve.html"],
+        project.root(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let html = std::fs::read_to_string(project.root().join("curve.html")).unwrap();
+    assert_eq!(
+        html.matches("class=\"learning-curve\"").count(),
+        1,
+        "one data set"
+    );
+    assert_eq!(
+        html.matches("class=\"curve\" points=").count(),
+        1,
+        "one start"
+    );
+    assert_eq!(html.matches("class=\"point\"").count(), 2, "{html}");
+    assert!(html.contains("small from scratch"), "{html}");
+    // 200 labelled images, then all 1,437 the split leaves for training and validation.
+    let table = html.split("<tbody>").nth(1).unwrap_or_default();
+    assert!(
+        table.find(">200<").unwrap_or(usize::MAX) < table.find(">1437<").unwrap_or(0),
+        "{table}"
+    );
+}
+
 /// A sweep of digit-CNN training (2 learning rates × augmentation on/off on the 8×8
 /// digits): four stored training runs, one plot line each, test accuracy as the rate.
 #[test]
