@@ -84,4 +84,4 @@ while IFS=$'\t' read -r dataset size method accuracy low high features seconds r
   echo "| $dataset | $size | $method | $accuracy [$low–$high] | $features | $seconds | $rate | $epochs |"
 done < "$results"
 report="${REPORT:-$HOME/.cache/promptlab/learning-curves.html}"
-"$bin" report training:curve --project "$work" -o "$report" >&2
+"$bin" report training:curve --store "$work/.promptlab/runs.db" -o "$report" >&2
