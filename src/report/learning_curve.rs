@@ -112,7 +112,7 @@ fn plot(dataset: &str, starts: &BTreeMap<String, Vec<Point>>) -> String {
     let legend_height = 18.0 * starts.len() as f64;
     let mut out = format!(
         "<svg class=\"learning-curve\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{label}\" font-size=\"12\" font-family=\"sans-serif\">",
-        w = WIDTH + 260.0,
+        w = WIDTH + 360.0,
         h = HEIGHT.max(legend_height + 20.0),
         label = escape(&format!("{dataset}: accuracy against labelled images")),
     );
