@@ -6,6 +6,7 @@ mod bench;
 mod eval;
 mod init;
 mod models;
+mod optimize;
 mod report;
 mod runs;
 mod serve;
@@ -96,6 +97,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run every setting of an eval set's `sweep:` section and compare them.
     Sweep(sweep::SweepArgs),
+    /// Improve a prompt against an eval set: a proposer model writes candidates, the best
+    /// are proven on held-out cases, the winner becomes a new variant.
+    Optimize(optimize::OptimizeArgs),
     /// Write any stored run as a report: summary in the terminal, or -o FILE (.json,
     /// .jsonl, .csv, .md, .xml, .html).
     Report(report::ReportArgs),
@@ -205,6 +209,7 @@ pub fn main() -> ExitCode {
         Command::Runs { command } => runs::run(command),
         Command::Report(args) => report::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Optimize(args) => optimize::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Vision { command } => vision::run(command),
     };

@@ -74,6 +74,10 @@ pub struct Request {
     /// How agent questions are asked (tools, limits, sampling); its selection fields are
     /// replaced by the request's. Ignored for prompt sets.
     pub agent: AgentEvalOptions,
+    /// Only the cases with these ids (prompt sets).
+    pub case_ids: Vec<String>,
+    /// Prompt versions in no file, selectable by id in `prompts` (prompt sets).
+    pub extra_prompts: Vec<crate::prompt::Prompt>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +244,8 @@ impl Evaluation {
             seed_offset: request.seed_offset,
             judge: request.judge.clone(),
             params: request.params.clone(),
+            case_ids: request.case_ids.clone(),
+            extra_prompts: request.extra_prompts.clone(),
         };
         let store = open_store(&request.store, &project.root)?;
         let resume = match (&request.resume, store.as_ref()) {

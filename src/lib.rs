@@ -17,6 +17,7 @@ pub mod failure;
 pub mod gguf;
 pub mod hub;
 pub mod metrics;
+pub mod optimize;
 pub mod params;
 pub mod project;
 pub mod prompt;

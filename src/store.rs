@@ -15,6 +15,7 @@
 pub mod agent;
 mod digest;
 mod error;
+mod optimize;
 mod rows;
 mod schema;
 mod sweeps;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use agent::AgentRunRow;
 pub use error::StoreError;
+pub use optimize::{CandidateRow, OptimizationRow};
 use rows::{
     CELL_COLUMNS, GENERATION_COLUMNS, RUN_ROW_SELECT, cell_from_row, generation_from_row,
     generation_from_row_at, run_from_row,

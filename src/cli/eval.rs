@@ -15,7 +15,7 @@ use promptlab::run::{self, ExecuteOptions, ResumeFrom};
 
 use super::Outcome;
 
-mod progress;
+pub(super) mod progress;
 pub(crate) mod repeat;
 
 use progress::Progress;
@@ -177,6 +177,7 @@ fn request(args: &EvalArgs) -> Result<Request> {
         label: args.label.clone(),
         parallel: args.execution.parallel,
         agent: AgentEvalOptions::default(),
+        ..Request::default()
     })
 }
 

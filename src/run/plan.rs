@@ -39,6 +39,13 @@ pub struct RunOptions {
     /// Generation parameters over the prompts' and models' (a sweep's setting).
     #[serde(default, skip_serializing_if = "is_default")]
     pub params: crate::params::GenerationParams,
+    /// Keep only the cases with these ids (an optimization's tuning or held-out part).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub case_ids: Vec<String>,
+    /// Prompt versions that are in no file (an optimization's candidates), selected by
+    /// their id like the library's; stored with the run, so a resume finds them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_prompts: Vec<Prompt>,
 }
 
 fn is_default(params: &crate::params::GenerationParams) -> bool {
@@ -100,6 +107,12 @@ pub fn plan(
     }
     let mut prompts: Vec<&Prompt> = Vec::new();
     for selector in &prompt_selectors {
+        if let Some(extra) = options.extra_prompts.iter().find(|p| &p.id == selector) {
+            if !prompts.iter().any(|q| q.id == extra.id) {
+                prompts.push(extra);
+            }
+            continue;
+        }
         if let Some(broken) = project.prompts.broken_for(selector) {
             return Err(PlanError::BrokenPrompt {
                 selector: selector.clone(),
@@ -197,10 +210,13 @@ pub fn plan(
         models.push(model);
     }
 
+    let wanted_ids: std::collections::HashSet<&str> =
+        options.case_ids.iter().map(String::as_str).collect();
     let cases: Vec<&Case> = eval_set
         .cases
         .iter()
         .filter(|c| options.tags.is_empty() || c.tags.iter().any(|t| options.tags.contains(t)))
+        .filter(|c| wanted_ids.is_empty() || wanted_ids.contains(c.id.as_str()))
         .take(options.limit.unwrap_or(usize::MAX))
         .collect();
     if cases.is_empty() {

@@ -184,6 +184,37 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE cells ADD COLUMN logprobs_json TEXT;
     ALTER TABLE generations ADD COLUMN logprobs_json TEXT;
     "#,
+    // Version 9: prompt optimizations (`promptlab optimize`). Each candidate is a prompt
+    // version with its lineage; its evaluation is an ordinary run (one column of it), so
+    // every comparison and report works on it. `state_json` holds the split and the
+    // verdict; `evaluation_json` a candidate's per-case outcomes on the tuning part.
+    r#"
+    CREATE TABLE optimizations (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        eval_set      TEXT NOT NULL,
+        eval_set_path TEXT NOT NULL,
+        config_json   TEXT NOT NULL,
+        state_json    TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        status        TEXT NOT NULL DEFAULT 'running'
+                      CHECK (status IN ('running', 'finished', 'cancelled')),
+        created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    ) STRICT;
+    CREATE TABLE optimize_candidates (
+        optimization_id INTEGER NOT NULL REFERENCES optimizations (id) ON DELETE CASCADE,
+        number          INTEGER NOT NULL CHECK (number >= 0),
+        round           INTEGER NOT NULL CHECK (round >= 0),
+        parent          INTEGER,
+        strategy        TEXT NOT NULL,
+        prompt_json     TEXT NOT NULL,
+        proposal        TEXT NOT NULL,
+        rejected        TEXT,
+        run_id          INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+        evaluation_json TEXT,
+        PRIMARY KEY (optimization_id, number)
+    ) STRICT;
+    "#,
 ];
 
 pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

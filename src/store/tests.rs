@@ -290,6 +290,8 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
             "agent_runs",
             "cells",
             "generations",
+            "optimizations",
+            "optimize_candidates",
             "pairwise_rankings",
             "runs",
             "sweep_runs",

@@ -105,7 +105,7 @@ fn duration_text(duration: Duration) -> String {
 
 /// A line per answered agent question, above the bar: agent questions take seconds to
 /// minutes each, so each is worth a line of its own.
-pub(super) struct QuestionLines {
+pub(crate) struct QuestionLines {
     /// `(column, case)` by cell index.
     labels: Vec<(String, String)>,
     /// Steps of the questions being asked.
@@ -147,14 +147,14 @@ impl QuestionLines {
     }
 }
 
-pub(super) struct Progress {
-    pub(super) bar: ProgressBar,
+pub(crate) struct Progress {
+    pub(crate) bar: ProgressBar,
     pace: Arc<Mutex<Pace>>,
     questions: Option<QuestionLines>,
 }
 
 impl Progress {
-    pub(super) fn new(cells: u64, quiet: bool, questions: Option<QuestionLines>) -> Progress {
+    pub(crate) fn new(cells: u64, quiet: bool, questions: Option<QuestionLines>) -> Progress {
         let pace = Arc::new(Mutex::new(Pace::default()));
         let bar = if quiet {
             ProgressBar::hidden()

@@ -1,0 +1,92 @@
+//! `rewrite`: the proposer reads the current instruction, the checks, a sample of failing
+//! tuning cases (output and reason) and the earlier instructions with their scores, and
+//! writes a new instruction. Each slot takes its parent from the beam in turn and sees
+//! its own sample of failures, so one round's candidates differ.
+
+use super::super::StrategyKind;
+use super::super::proposer::{Ask, instruction_from};
+use super::{
+    Context, Proposal, Strategy, failure_lines, instruction_schema, task_text, trajectory_lines,
+};
+use crate::prompt::ChatMessage;
+
+pub struct Rewrite;
+
+pub(crate) const SYSTEM: &str = "You are an expert prompt engineer. You improve the instruction of a prompt so that a language model gets more test cases right.";
+
+impl Strategy for Rewrite {
+    fn kind(&self) -> StrategyKind {
+        StrategyKind::Rewrite
+    }
+
+    fn propose(&self, ctx: &Context<'_>, count: usize) -> Vec<Proposal> {
+        let Some(proposer) = ctx.proposer else {
+            return Vec::new();
+        };
+        let mut parents = Vec::new();
+        let mut asks = Vec::new();
+        for slot in 0..count {
+            let parent = ctx.beam[slot % ctx.beam.len().max(1)];
+            let candidate = ctx.candidate(parent);
+            let mut rng = ctx.rng(self.kind(), slot);
+            let failures = failure_lines(ctx, candidate, 6, &mut rng);
+            let mut text = task_text(ctx, &candidate.version);
+            let trajectory = trajectory_lines(ctx, 5);
+            if trajectory.len() > 1 {
+                text.push_str(
+                    "Earlier instructions and their scores on the tuning cases (higher is better):\n\n",
+                );
+                text.push_str(&trajectory.join("\n\n"));
+                text.push_str("\n\n");
+            }
+            if failures.is_empty() {
+                text.push_str("The current instruction passes every tuning case shown; make it clearer and more robust.\n\n");
+            } else {
+                text.push_str("Cases the current instruction gets wrong:\n");
+                text.push_str(&failures.join("\n"));
+                text.push_str("\n\n");
+            }
+            text.push_str(
+                "Write a new, improved instruction that fixes these mistakes without breaking the cases it gets right. Keep every {{ variable }} the instruction has. Reply with JSON: {\"instruction\": \"...\"}",
+            );
+            parents.push(parent);
+            asks.push(Ask {
+                messages: vec![
+                    ChatMessage {
+                        role: "system".into(),
+                        content: SYSTEM.into(),
+                    },
+                    ChatMessage {
+                        role: "user".into(),
+                        content: text,
+                    },
+                ],
+                seed: ctx.proposer_seed(self.kind(), slot),
+                temperature: 0.8,
+                max_tokens: 400,
+                schema: Some(instruction_schema()),
+            });
+        }
+        let replies = proposer.ask(&asks, ctx.cancel);
+        parents
+            .into_iter()
+            .zip(replies)
+            .map(|(parent, reply)| match reply {
+                Ok(text) => Proposal {
+                    parent,
+                    version: instruction_from(&text)
+                        .map(|instruction| {
+                            ctx.candidate(parent).version.with_instruction(&instruction)
+                        })
+                        .ok_or_else(|| "the proposer's reply holds no instruction".to_string()),
+                    text,
+                },
+                Err(err) => Proposal {
+                    parent,
+                    version: Err(format!("the proposer failed: {err}")),
+                    text: String::new(),
+                },
+            })
+            .collect()
+    }
+}
