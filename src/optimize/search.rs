@@ -292,7 +292,7 @@ impl Optimization {
         }
         let request: Request = serde_json::from_str(&row.config_json)
             .map_err(|e| resume_error(format!("unreadable configuration ({e})")))?;
-        let state: State = serde_json::from_str(&row.state_json)
+        let mut state: State = serde_json::from_str(&row.state_json)
             .map_err(|e| resume_error(format!("unreadable state ({e})")))?;
         let candidates = store
             .candidates(id)?
@@ -300,6 +300,12 @@ impl Optimization {
             .map(|r| candidate_from(&r))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| resume_error(format!("unreadable candidate ({e})")))?;
+        // Killed after a round's candidates were stored but before the state was: the
+        // round is the candidates' (their evaluation is still pending).
+        state.round = candidates
+            .iter()
+            .map(|c| c.round)
+            .fold(state.round, usize::max);
         let labels = labels_of(&set);
         let task = task_of(&set, &state.split, &labels);
         Ok(Optimization {

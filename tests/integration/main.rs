@@ -16,6 +16,7 @@ mod judge;
 #[cfg(feature = "mistralrs")]
 mod mistralrs;
 mod openai_faults;
+mod optimize;
 mod photos;
 mod promptfoo;
 mod promptfoo_dialect;
