@@ -6,6 +6,7 @@
 //! compared, reported and resumed.
 
 pub mod proposer;
+mod record;
 pub mod search;
 pub mod split;
 pub mod strategy;
@@ -15,7 +16,8 @@ pub mod version;
 
 use serde::{Deserialize, Serialize};
 
-pub use search::{Optimization, OptimizeObserver, Progress, Request};
+pub use record::{Snapshot, accept};
+pub use search::{Optimization, OptimizeObserver, Progress, Request, State};
 pub use split::Split;
 pub use verdict::{Finalist, Verdict};
 pub use version::{Demo, Version};

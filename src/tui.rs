@@ -13,6 +13,7 @@ mod editor;
 mod help;
 mod history;
 mod library;
+mod optimize;
 mod picture;
 mod playground;
 mod ranking;

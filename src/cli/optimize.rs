@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
+use promptlab::compare::{WordChange, word_diff};
 use promptlab::optimize::search::Runtime;
 use promptlab::optimize::variant::write_variant;
-use promptlab::optimize::version::{DiffPart, prompt_text, word_diff};
+use promptlab::optimize::version::prompt_text;
 use promptlab::optimize::{
     Candidate, Objective, Optimization, OptimizeObserver, Progress as Done, Request, StrategyKind,
     Verdict, variant_name,
@@ -25,10 +26,10 @@ pub struct OptimizeArgs {
     /// The eval set to optimize against (a file, or NAME for eval-sets/NAME.yaml).
     pub eval_set: PathBuf,
     /// The prompt to improve: `name` or `name:variant` (one prompt).
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "accept"])]
     pub prompt: Option<String>,
     /// The model the prompt is tuned for.
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "accept"])]
     pub model: Option<String>,
     /// The catalog model that writes new versions (rewrite and reflect need one).
     #[arg(long, value_name = "MODEL")]
@@ -81,6 +82,10 @@ pub struct OptimizeArgs {
     /// Print the winner instead of writing it into the prompt file.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write candidate N of optimization ID into its prompt file as the variant
+    /// `optID-N`, proven better or not, and do nothing else.
+    #[arg(long, value_name = "ID:N", conflicts_with = "resume")]
+    pub accept: Option<String>,
     /// Project folder (default: found from the eval set's location).
     #[arg(long)]
     pub project: Option<PathBuf>,
@@ -132,6 +137,9 @@ fn candidate_line(c: &Candidate) -> String {
 
 pub fn run(mut args: OptimizeArgs) -> Result<Outcome> {
     args.eval_set = super::eval::resolve_eval_set(&args.eval_set, args.project.as_deref())?;
+    if let Some(which) = &args.accept {
+        return accept(&args, which);
+    }
     let runtime = Runtime {
         project: args.project.clone(),
         use_cache: !args.execution.no_cache,
@@ -242,6 +250,30 @@ pub fn run(mut args: OptimizeArgs) -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
+fn accept(args: &OptimizeArgs, which: &str) -> Result<Outcome> {
+    let parsed = which
+        .split_once(':')
+        .and_then(|(id, n)| Some((id.parse::<i64>().ok()?, n.parse::<usize>().ok()?)));
+    let Some((id, number)) = parsed else {
+        anyhow::bail!(
+            "--accept {which}: expected ID:N, e.g. --accept 3:7 for candidate 7 of optimization 3"
+        );
+    };
+    let project = match &args.project {
+        Some(dir) => promptlab::project::Project::open(dir),
+        None => promptlab::project::Project::discover(&args.eval_set),
+    }
+    .context("cannot open the project")?;
+    let store = promptlab::store::RunStore::open(&project.store_path())?;
+    let written = promptlab::optimize::accept(&store, id, number)?;
+    println!(
+        "wrote `{}` to {}",
+        written.prompt_id,
+        written.path.display()
+    );
+    Ok(Outcome::Passed)
+}
+
 fn request(args: &OptimizeArgs) -> Result<Request> {
     let strategies = args
         .strategy
@@ -330,9 +362,9 @@ fn plain_word_diff(before: &str, after: &str) -> String {
     word_diff(before, after)
         .into_iter()
         .map(|(part, text)| match part {
-            DiffPart::Same => text,
-            DiffPart::Removed => format!("[-{text}-]"),
-            DiffPart::Added => format!("{{+{text}+}}"),
+            WordChange::Same => text,
+            WordChange::Removed => format!("[-{text}-]"),
+            WordChange::Added => format!("{{+{text}+}}"),
         })
         .collect()
 }

@@ -16,19 +16,54 @@ pub enum WordChange {
 }
 
 /// A word-level diff of two outputs (whitespace kept with the words), for highlighting.
+/// Within a stretch of changes, the spaces both sides share are taken into the change, so
+/// a rewritten sentence reads as the old words then the new ones, not interleaved word by
+/// word around each shared space.
 pub fn word_diff(left: &str, right: &str) -> Vec<(WordChange, String)> {
+    use similar::ChangeTag;
     let diff = similar::TextDiff::from_words(left, right);
+    let changes: Vec<(ChangeTag, &str)> = diff
+        .iter_all_changes()
+        .map(|c| (c.tag(), c.value()))
+        .collect();
     let mut parts: Vec<(WordChange, String)> = Vec::new();
-    for change in diff.iter_all_changes() {
-        let kind = match change.tag() {
-            similar::ChangeTag::Equal => WordChange::Same,
-            similar::ChangeTag::Delete => WordChange::Removed,
-            similar::ChangeTag::Insert => WordChange::Added,
-        };
-        match parts.last_mut() {
-            Some((last, text)) if *last == kind => text.push_str(change.value()),
-            _ => parts.push((kind, change.value().to_string())),
+    let mut push = |kind: WordChange, text: &str| {
+        if text.is_empty() {
+            return;
         }
+        match parts.last_mut() {
+            Some((last, existing)) if *last == kind => existing.push_str(text),
+            _ => parts.push((kind, text.to_string())),
+        }
+    };
+    let mut i = 0;
+    while i < changes.len() {
+        if changes[i].0 == ChangeTag::Equal {
+            push(WordChange::Same, changes[i].1);
+            i += 1;
+            continue;
+        }
+        let (mut removed, mut added, mut spaces) = (String::new(), String::new(), String::new());
+        while let Some(&(tag, value)) = changes.get(i) {
+            match tag {
+                ChangeTag::Equal if value.trim().is_empty() => spaces.push_str(value),
+                ChangeTag::Equal => break,
+                ChangeTag::Delete | ChangeTag::Insert => {
+                    removed.push_str(&spaces);
+                    added.push_str(&spaces);
+                    spaces.clear();
+                    if tag == ChangeTag::Delete {
+                        removed.push_str(value);
+                    } else {
+                        added.push_str(value);
+                    }
+                }
+            }
+            i += 1;
+        }
+        push(WordChange::Removed, &removed);
+        push(WordChange::Added, &added);
+        push(WordChange::Same, &spaces);
     }
     parts
 }

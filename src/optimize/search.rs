@@ -862,7 +862,7 @@ fn row(c: &Candidate) -> CandidateRow {
     }
 }
 
-fn candidate_from(r: &CandidateRow) -> Result<Candidate, serde_json::Error> {
+pub(super) fn candidate_from(r: &CandidateRow) -> Result<Candidate, serde_json::Error> {
     Ok(Candidate {
         number: r.number as usize,
         round: r.round as usize,

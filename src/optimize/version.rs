@@ -212,32 +212,6 @@ fn braces(names: &[&String]) -> String {
         .join(", ")
 }
 
-/// A piece of a word diff: kept, removed or added text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiffPart {
-    Same,
-    Removed,
-    Added,
-}
-
-/// The word diff of `after` against `before`, as runs of text.
-pub fn word_diff(before: &str, after: &str) -> Vec<(DiffPart, String)> {
-    let diff = similar::TextDiff::from_words(before, after);
-    let mut parts: Vec<(DiffPart, String)> = Vec::new();
-    for change in diff.iter_all_changes() {
-        let part = match change.tag() {
-            similar::ChangeTag::Equal => DiffPart::Same,
-            similar::ChangeTag::Delete => DiffPart::Removed,
-            similar::ChangeTag::Insert => DiffPart::Added,
-        };
-        match parts.last_mut() {
-            Some((last, text)) if *last == part => text.push_str(change.value()),
-            _ => parts.push((part, change.value().to_string())),
-        }
-    }
-    parts
-}
-
 /// The whole prompt as text, one message after another, for diffs.
 pub fn prompt_text(prompt: &Prompt) -> String {
     match &prompt.body {

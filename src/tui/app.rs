@@ -16,12 +16,14 @@ use super::charts::ChartsState;
 use super::editor::EditorState;
 use super::history::HistoryState;
 use super::library::LibraryState;
+use super::optimize::OptimizeState;
 use super::playground::{ChatEvent, PlaygroundState};
 use super::results::ResultsState;
 use super::run_screen::RunState;
 use super::side::SideState;
 use super::{
-    agent, charts, editor, history, library, playground, results, run_screen, search, side,
+    agent, charts, editor, history, library, optimize, playground, results, run_screen, search,
+    side,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +37,11 @@ pub enum Screen {
     History,
     Charts,
     Agent,
+    Optimize,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 9] = [
+    pub const ALL: [Screen; 10] = [
         Screen::Library,
         Screen::Editor,
         Screen::Run,
@@ -48,6 +51,7 @@ impl Screen {
         Screen::History,
         Screen::Charts,
         Screen::Agent,
+        Screen::Optimize,
     ];
 
     pub fn title(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Screen {
             Screen::History => "History",
             Screen::Charts => "Charts",
             Screen::Agent => "Agent",
+            Screen::Optimize => "Optimize",
         }
     }
 
@@ -69,17 +74,26 @@ impl Screen {
         match self {
             Screen::SideBySide => "Side",
             Screen::Playground => "Play",
+            Screen::Results => "Res",
+            Screen::Optimize => "Opt",
             other => other.title(),
         }
     }
 
-    /// The digit that opens the screen.
+    /// The digit that opens the screen: 1 to 9, then 0 for the tenth.
     pub fn key(self) -> char {
         let index = Screen::ALL.iter().position(|s| *s == self).unwrap_or(0);
-        char::from(b'1' + index as u8)
+        if index == 9 {
+            '0'
+        } else {
+            char::from(b'1' + index as u8)
+        }
     }
 
     fn from_key(c: char) -> Option<Screen> {
+        if c == '0' {
+            return Screen::ALL.get(9).copied();
+        }
         let index = (c as u32).checked_sub('1' as u32)? as usize;
         Screen::ALL.get(index).copied()
     }
@@ -147,6 +161,9 @@ pub enum Event {
     AgentRunsListed(Result<Vec<promptlab::store::AgentRunRow>, String>),
     /// A playground exchange was added to an eval set (its path and the case id).
     CaseSaved(Result<(PathBuf, String), String>),
+    OptimizationsListed(Result<Vec<promptlab::optimize::Snapshot>, String>),
+    /// A candidate was written into its prompt file: the prompt id and the file.
+    CandidateAccepted(Result<(String, PathBuf), String>),
 }
 
 /// What to start, chosen on the run screen.
@@ -211,6 +228,12 @@ pub enum Effect {
         eval_set: PathBuf,
         case: serde_json::Value,
     },
+    ListOptimizations,
+    /// Write candidate `number` of an optimization into its prompt file as a variant.
+    AcceptCandidate {
+        optimization: i64,
+        number: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +282,7 @@ pub struct App {
     pub history: HistoryState,
     pub charts: ChartsState,
     pub agent: AgentState,
+    pub optimize: OptimizeState,
     /// How vision cases' pictures are drawn (the terminal's graphics protocol).
     pub pictures: super::picture::Pictures,
 }
@@ -287,6 +311,7 @@ impl App {
             history: HistoryState::default(),
             charts: ChartsState::default(),
             agent: AgentState::default(),
+            optimize: OptimizeState::default(),
             pictures: Default::default(),
         }
     }
@@ -319,6 +344,7 @@ impl App {
             Screen::History => vec![Effect::ListRuns],
             Screen::Charts => vec![Effect::ListTrainingRuns],
             Screen::Agent => vec![Effect::ListAgentRuns],
+            Screen::Optimize => vec![Effect::ListOptimizations],
             _ => Vec::new(),
         }
     }
@@ -354,6 +380,23 @@ impl App {
             Event::Tick { now, rss_bytes } => {
                 self.now = now;
                 self.rss_bytes = rss_bytes;
+                if self.screen == Screen::Optimize && self.optimize.due(now) {
+                    // Until the answer arrives, so ticks do not pile up requests.
+                    self.optimize.listed_at = Some(now);
+                    return vec![Effect::ListOptimizations];
+                }
+                Vec::new()
+            }
+            Event::OptimizationsListed(Ok(list)) => {
+                self.optimize.set(list, self.now);
+                Vec::new()
+            }
+            Event::CandidateAccepted(Ok((prompt, path))) => {
+                self.message = Some(format!("wrote `{prompt}` to {}", self.relative(&path)));
+                vec![Effect::Rescan]
+            }
+            Event::OptimizationsListed(Err(error)) | Event::CandidateAccepted(Err(error)) => {
+                self.popup = Some(Popup::Error(error));
                 Vec::new()
             }
             Event::Run(event) => run_screen::on_run_event(self, event),
@@ -563,6 +606,7 @@ impl App {
                 Screen::History => history::on_key(self, key),
                 Screen::Charts => charts::on_key(self, key),
                 Screen::Agent => agent::on_key(self, key),
+                Screen::Optimize => optimize::on_key(self, key),
             },
         }
     }

@@ -400,6 +400,39 @@ impl Jobs {
                     cancel.cancel();
                 }
             }
+            Effect::ListOptimizations => {
+                let store_path = store_path.clone();
+                self.spawn(move || {
+                    if !store_path.is_file() {
+                        return Event::OptimizationsListed(Ok(Vec::new()));
+                    }
+                    Event::OptimizationsListed(
+                        RunStore::open(&store_path)
+                            .map_err(|e| e.to_string())
+                            .and_then(|store| {
+                                promptlab::optimize::Snapshot::load_all(&store)
+                                    .map_err(|e| e.to_string())
+                            }),
+                    )
+                })
+            }
+            Effect::AcceptCandidate {
+                optimization,
+                number,
+            } => {
+                let store_path = store_path.clone();
+                self.spawn(move || {
+                    Event::CandidateAccepted(
+                        RunStore::open(&store_path)
+                            .map_err(|e| e.to_string())
+                            .and_then(|store| {
+                                promptlab::optimize::accept(&store, optimization, number)
+                                    .map_err(|e| e.to_string())
+                            })
+                            .map(|written| (written.prompt_id, written.path)),
+                    )
+                })
+            }
             Effect::ListAgentRuns => {
                 let store_path = store_path.clone();
                 self.spawn(move || {

@@ -38,7 +38,7 @@ pub fn key_bar(screen: &str) -> String {
 }
 
 pub const KEYMAP: &[Binding] = &[
-    bind("all", "1 … 9", "switch screen (or click its tab)"),
+    bind("all", "1 … 9 0", "switch screen (or click its tab)"),
     bind("all", "?", "this help (↑ ↓ PgUp PgDn Home End scroll it)"),
     bind("all", "q", "quit (asks first while a run is active)"),
     bind(
@@ -219,6 +219,36 @@ pub const KEYMAP: &[Binding] = &[
         "next model / cancel / reload the questions",
         "model, cancel, reload",
     ),
+    bind(
+        "Optimize",
+        "↑ ↓",
+        "the candidates, as a lineage tree (each under the one it was made from)",
+    ),
+    bar(
+        "Optimize",
+        "← →",
+        "the previous / next optimization in the run store",
+        "other",
+    ),
+    bar(
+        "Optimize",
+        "Enter",
+        "open the candidate's tuning run in the results",
+        "its run",
+    ),
+    bar(
+        "Optimize",
+        "h",
+        "open the held-out run (baseline and finalists)",
+        "held out",
+    ),
+    bar(
+        "Optimize",
+        "a",
+        "write the candidate into its prompt file as the variant optID-N",
+        "accept",
+    ),
+    bind("Optimize", "r", "read the store again"),
 ];
 
 /// The keys as a Markdown table, for the guide's TUI page.

@@ -181,6 +181,7 @@ mod agent;
 mod editing;
 mod history;
 mod keys;
+mod optimize;
 mod ranking;
 mod run;
 mod search;
@@ -196,8 +197,8 @@ fn digits_switch_screens_and_history_asks_for_the_runs() {
     assert_eq!(app.screen, Screen::Results);
     assert_eq!(press(&mut app, "7"), [Effect::ListRuns]);
     assert_eq!(app.screen, Screen::History);
-    press(&mut app, "0");
-    assert_eq!(app.screen, Screen::History, "no screen 0");
+    assert_eq!(press(&mut app, "0"), [Effect::ListOptimizations]);
+    assert_eq!(app.screen, Screen::Optimize, "0 is the tenth screen");
 }
 
 #[test]

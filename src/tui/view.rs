@@ -9,7 +9,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, Widget, Wrap};
 
 use super::app::{App, Popup, Screen};
-use super::{agent, charts, editor, help, history, library, playground, results, run_screen, side};
+use super::{
+    agent, charts, editor, help, history, library, optimize, playground, results, run_screen, side,
+};
 
 pub fn pass_style() -> Style {
     Style::new().fg(Color::Green)
@@ -100,6 +102,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Screen::History => history::draw(app, body, buf),
         Screen::Charts => charts::draw(app, body, buf),
         Screen::Agent => agent::draw(app, body, buf),
+        Screen::Optimize => optimize::draw(app, body, buf),
     }
     status_bar(app, status_area, buf);
 
