@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "failure",
         ],
     ),
+    ("searching over evaluations", &["optimize"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

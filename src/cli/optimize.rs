@@ -86,6 +86,10 @@ pub struct OptimizeArgs {
     /// `optID-N`, proven better or not, and do nothing else.
     #[arg(long, value_name = "ID:N", conflicts_with = "resume")]
     pub accept: Option<String>,
+    /// Write the optimization (configuration, split, every candidate with its lineage and
+    /// scores, the verdict) as JSON to FILE.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// Project folder (default: found from the eval set's location).
     #[arg(long)]
     pub project: Option<PathBuf>,
@@ -174,6 +178,9 @@ pub fn run(mut args: OptimizeArgs) -> Result<Outcome> {
         split.stratified_by,
         optimization.request.seed
     );
+    for warning in optimization.warnings() {
+        eprintln!("warning: {warning}");
+    }
     let cancel = cancel_on_interrupt();
     let mut printer = Printer {
         progress: Progress::new(0, args.execution.quiet, None),
@@ -195,6 +202,9 @@ pub fn run(mut args: OptimizeArgs) -> Result<Outcome> {
         .verdict
         .clone()
         .context("the optimization finished without a verdict")?;
+    if let Some(path) = &args.output {
+        write_json(&optimization, path)?;
+    }
     print_table(&optimization, &verdict);
     println!("{}", verdict.summary());
     println!(
@@ -248,6 +258,19 @@ pub fn run(mut args: OptimizeArgs) -> Result<Outcome> {
         }
     );
     Ok(Outcome::Passed)
+}
+
+/// The optimization as the store holds it, as JSON.
+fn write_json(optimization: &Optimization, path: &std::path::Path) -> Result<()> {
+    let store = promptlab::store::RunStore::open(&promptlab::project::store_path(
+        &optimization.project_root,
+    ))?;
+    let snapshot = promptlab::optimize::Snapshot::load(&store, optimization.id)?
+        .context("the optimization is not in the store")?;
+    let json = serde_json::to_string_pretty(&snapshot)?;
+    std::fs::write(path, json + "\n").with_context(|| path.display().to_string())?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 fn accept(args: &OptimizeArgs, which: &str) -> Result<Outcome> {

@@ -132,7 +132,7 @@ pub struct Optimization {
     pub state: State,
     pub candidates: Vec<Candidate>,
     runtime: Runtime,
-    project_root: PathBuf,
+    pub project_root: PathBuf,
     store: RunStore,
     task: Task,
 }
@@ -319,6 +319,23 @@ impl Optimization {
             store,
             task,
         })
+    }
+
+    /// What the user should know before the search starts: a held-out part too small for
+    /// any candidate to ever be proven better at the chosen level.
+    pub fn warnings(&self) -> Vec<String> {
+        let held_out = self.state.split.held_out.len();
+        let finalists = self.request.finalists.max(1) as f64;
+        // The smallest exact McNemar p: every held-out case fixed, none regressed.
+        let smallest = (2.0 * 0.5f64.powi(held_out as i32)).min(1.0) * finalists;
+        if smallest >= self.request.alpha {
+            vec![format!(
+                "with {held_out} held-out cases and {} finalists no candidate can be proven better at α = {} (the smallest possible Holm-adjusted p is {smallest:.4}); add cases, raise --split's held-out share or use --finalists 1",
+                self.request.finalists, self.request.alpha
+            )]
+        } else {
+            Vec::new()
+        }
     }
 
     /// The evaluated candidates, best first (the baseline included).
