@@ -21,8 +21,8 @@ pub struct Ask {
     pub seed: u32,
     pub temperature: f32,
     pub max_tokens: u32,
-    /// JSON Schema of the reply (a grammar for local models).
-    pub schema: Option<serde_json::Value>,
+    /// A llama.cpp grammar the reply must follow (local models and llama-server).
+    pub grammar: Option<String>,
 }
 
 impl Proposer {
@@ -46,8 +46,8 @@ impl Proposer {
                     seed: ask.seed,
                     ..SamplingParams::default()
                 },
-                schema: ask.schema.clone(),
-                grammar: None,
+                schema: None,
+                grammar: ask.grammar.clone(),
                 tools: None,
             })
             .collect();
@@ -72,10 +72,15 @@ impl Proposer {
     }
 }
 
-/// The instruction in a proposer's reply: the `instruction` field of a JSON reply, or
-/// else the whole reply without code fences (servers that ignore the schema).
+/// The instruction in a proposer's reply: between `<instruction>` tags (a reply cut off
+/// before its closing tag has none), else the `instruction` field of a JSON reply, else
+/// the whole reply without code fences (servers that ignore the grammar).
 pub fn instruction_from(reply: &str) -> Option<String> {
     let trimmed = reply.trim();
+    if let Some((_, rest)) = trimmed.split_once("<instruction>") {
+        let (inside, _) = rest.split_once("</instruction>")?;
+        return Some(inside.trim().to_string()).filter(|t| !t.is_empty());
+    }
     if let Some(json) = crate::score::first_json(trimmed)
         && let Some(text) = json.get("instruction").and_then(|v| v.as_str())
     {
@@ -107,6 +112,14 @@ mod tests {
             Some("Be brief.")
         );
         assert_eq!(instruction_from(r#"{"instruction": "#), None);
+        assert_eq!(
+            instruction_from(
+                "<instruction>\nAnswer with {\"sentiment\": \"positive\"}.\n</instruction>"
+            )
+            .as_deref(),
+            Some("Answer with {\"sentiment\": \"positive\"}.")
+        );
+        assert_eq!(instruction_from("<instruction>cut off by max_tokens"), None);
         assert_eq!(instruction_from("  "), None);
     }
 }

@@ -211,15 +211,14 @@ pub(crate) fn short(text: &str, limit: usize) -> String {
     cut
 }
 
-/// The JSON Schema of a proposer's reply: one new instruction.
-pub(crate) fn instruction_schema() -> serde_json::Value {
-    serde_json::json!({
-        "type": "object",
-        "properties": {"instruction": {"type": "string"}},
-        "required": ["instruction"],
-        "additionalProperties": false
-    })
-}
+/// The reply's form, as a llama.cpp grammar: the new instruction between tags. Not JSON:
+/// small models copy an instruction's quotes (`{"sentiment": …}`) without escaping them,
+/// which would end a JSON string early.
+pub(crate) const INSTRUCTION_GRAMMAR: &str = "root ::= \"<instruction>\" [^<]+ \"</instruction>\"";
+
+/// How the proposer is asked to reply.
+pub(crate) const REPLY_FORM: &str =
+    "Reply with only the new instruction, between <instruction> and </instruction>.";
 
 /// The context every proposer request shares: the task, the prompt and the checks.
 pub(crate) fn task_text(ctx: &Context<'_>, version: &Version) -> String {
@@ -238,10 +237,13 @@ pub(crate) fn task_text(ctx: &Context<'_>, version: &Version) -> String {
     };
     let mut text = String::new();
     if !ctx.task.description.trim().is_empty() {
-        text.push_str(&format!("Task: {}\n\n", ctx.task.description.trim()));
+        text.push_str(&format!(
+            "You are improving the instruction of a prompt for this task: {}\n\n",
+            ctx.task.description.trim()
+        ));
     }
     text.push_str(&format!(
-        "The prompt sends these messages to the model.{keep}\n\n{}\n\n",
+        "The model receives these messages.{keep}\n\n{}\n\n",
         show_prompt(version)
     ));
     if !ctx.task.assertions.is_empty() {

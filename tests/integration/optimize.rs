@@ -95,7 +95,9 @@ async fn completions(State((script, seen)): State<Shared>, Json(body): Json<Valu
         Script::DropVariable => "Answer with one word.".to_string(),
         _ => format!("Answer {{{{ question }}}} {}", words.join(" ")),
     };
-    let content = json!({ "instruction": instruction }).to_string();
+    // As a server that follows the request's grammar answers.
+    assert!(body["grammar"].as_str().unwrap().contains("<instruction>"));
+    let content = format!("<instruction>{instruction}</instruction>");
     if body["stream"] == true {
         let events = [
             json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": null}]}).to_string(),

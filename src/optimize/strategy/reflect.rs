@@ -11,7 +11,9 @@ use rand::Rng;
 use super::super::StrategyKind;
 use super::super::proposer::{Ask, instruction_from};
 use super::rewrite::SYSTEM;
-use super::{Context, Proposal, Strategy, failure_lines, instruction_schema, task_text};
+use super::{
+    Context, INSTRUCTION_GRAMMAR, Proposal, REPLY_FORM, Strategy, failure_lines, task_text,
+};
 use crate::prompt::ChatMessage;
 
 pub struct Reflect;
@@ -71,12 +73,12 @@ impl Strategy for Reflect {
                 let diagnosis = diagnosis.as_deref().unwrap_or("(no diagnosis)");
                 ask(
                     format!(
-                        "{text}Diagnosis of the failures:\n{}\n\nNow write the improved instruction that follows from this diagnosis. Keep every {{{{ variable }}}} the instruction has. Reply with JSON: {{\"instruction\": \"...\"}}",
+                        "{text}Diagnosis of the failures:\n{}\n\nNow write the improved instruction that follows from this diagnosis. Keep every {{{{ variable }}}} the instruction has. {REPLY_FORM}",
                         diagnosis.trim()
                     ),
                     ctx.proposer_seed(self.kind(), slot).wrapping_add(1),
                     400,
-                    Some(instruction_schema()),
+                    Some(INSTRUCTION_GRAMMAR.into()),
                 )
             })
             .collect();
@@ -105,7 +107,7 @@ impl Strategy for Reflect {
     }
 }
 
-fn ask(content: String, seed: u32, max_tokens: u32, schema: Option<serde_json::Value>) -> Ask {
+fn ask(content: String, seed: u32, max_tokens: u32, grammar: Option<String>) -> Ask {
     Ask {
         messages: vec![
             ChatMessage {
@@ -120,7 +122,7 @@ fn ask(content: String, seed: u32, max_tokens: u32, schema: Option<serde_json::V
         seed,
         temperature: 0.8,
         max_tokens,
-        schema,
+        grammar,
     }
 }
 

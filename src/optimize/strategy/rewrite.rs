@@ -6,7 +6,8 @@
 use super::super::StrategyKind;
 use super::super::proposer::{Ask, instruction_from};
 use super::{
-    Context, Proposal, Strategy, failure_lines, instruction_schema, task_text, trajectory_lines,
+    Context, INSTRUCTION_GRAMMAR, Proposal, REPLY_FORM, Strategy, failure_lines, task_text,
+    trajectory_lines,
 };
 use crate::prompt::ChatMessage;
 
@@ -46,9 +47,9 @@ impl Strategy for Rewrite {
                 text.push_str(&failures.join("\n"));
                 text.push_str("\n\n");
             }
-            text.push_str(
-                "Write a new, improved instruction that fixes these mistakes without breaking the cases it gets right. Keep every {{ variable }} the instruction has. Reply with JSON: {\"instruction\": \"...\"}",
-            );
+            text.push_str(&format!(
+                "Write a new, improved instruction that fixes these mistakes without breaking the cases it gets right. Keep every {{{{ variable }}}} the instruction has. {REPLY_FORM}"
+            ));
             parents.push(parent);
             asks.push(Ask {
                 messages: vec![
@@ -64,7 +65,7 @@ impl Strategy for Rewrite {
                 seed: ctx.proposer_seed(self.kind(), slot),
                 temperature: 0.8,
                 max_tokens: 400,
-                schema: Some(instruction_schema()),
+                grammar: Some(INSTRUCTION_GRAMMAR.into()),
             });
         }
         let replies = proposer.ask(&asks, ctx.cancel);
