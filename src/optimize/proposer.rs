@@ -72,29 +72,38 @@ impl Proposer {
     }
 }
 
-/// The instruction in a proposer's reply: between `<instruction>` tags (a reply cut off
-/// before its closing tag has none), else the `instruction` field of a JSON reply, else
-/// the whole reply without code fences (servers that ignore the grammar).
-pub fn instruction_from(reply: &str) -> Option<String> {
+/// The instruction in a proposer's reply: between `<instruction>` tags, else the
+/// `instruction` field of a JSON reply, else the whole reply without code fences (servers
+/// that ignore the grammar); or why there is none.
+pub fn instruction_from(reply: &str) -> Result<String, String> {
     let trimmed = reply.trim();
-    if let Some((_, rest)) = trimmed.split_once("<instruction>") {
-        let (inside, _) = rest.split_once("</instruction>")?;
-        return Some(inside.trim().to_string()).filter(|t| !t.is_empty());
-    }
-    if let Some(json) = crate::score::first_json(trimmed)
+    let found = if let Some((_, rest)) = trimmed.split_once("<instruction>") {
+        let Some((inside, _)) = rest.split_once("</instruction>") else {
+            return Err(
+                "the proposer's reply was cut off before </instruction> (it ran out of tokens)"
+                    .into(),
+            );
+        };
+        inside.trim().to_string()
+    } else if let Some(json) = crate::score::first_json(trimmed)
         && let Some(text) = json.get("instruction").and_then(|v| v.as_str())
     {
-        return Some(text.trim().to_string()).filter(|t| !t.is_empty());
+        text.trim().to_string()
+    } else if trimmed.starts_with('{') {
+        return Err("the proposer's reply is JSON without an `instruction`".into());
+    } else {
+        trimmed
+            .trim_start_matches("```text")
+            .trim_start_matches("```")
+            .trim_end_matches("```")
+            .trim()
+            .to_string()
+    };
+    if found.is_empty() {
+        Err("the proposer's reply holds an empty instruction".into())
+    } else {
+        Ok(found)
     }
-    if trimmed.starts_with('{') {
-        return None;
-    }
-    let unfenced = trimmed
-        .trim_start_matches("```text")
-        .trim_start_matches("```")
-        .trim_end_matches("```")
-        .trim();
-    Some(unfenced.to_string()).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -105,21 +114,25 @@ mod tests {
     fn the_instruction_comes_from_json_or_plain_text() {
         assert_eq!(
             instruction_from(r#"{"instruction": " Be brief. "}"#).as_deref(),
-            Some("Be brief.")
+            Ok("Be brief.")
         );
         assert_eq!(
             instruction_from("```\nBe brief.\n```").as_deref(),
-            Some("Be brief.")
+            Ok("Be brief.")
         );
-        assert_eq!(instruction_from(r#"{"instruction": "#), None);
+        assert!(instruction_from(r#"{"instruction": "#).is_err());
         assert_eq!(
             instruction_from(
                 "<instruction>\nAnswer with {\"sentiment\": \"positive\"}.\n</instruction>"
             )
             .as_deref(),
-            Some("Answer with {\"sentiment\": \"positive\"}.")
+            Ok("Answer with {\"sentiment\": \"positive\"}.")
         );
-        assert_eq!(instruction_from("<instruction>cut off by max_tokens"), None);
-        assert_eq!(instruction_from("  "), None);
+        assert!(
+            instruction_from("<instruction>cut off by max_tokens")
+                .unwrap_err()
+                .contains("cut off")
+        );
+        assert!(instruction_from("  ").is_err());
     }
 }

@@ -92,8 +92,7 @@ impl Strategy for Reflect {
                     Ok(text) => Proposal {
                         parent,
                         version: instruction_from(&text)
-                            .map(|i| ctx.candidate(parent).version.with_instruction(&i))
-                            .ok_or_else(|| "the proposer's reply holds no instruction".into()),
+                            .map(|i| ctx.candidate(parent).version.with_instruction(&i)),
                         text: format!("Diagnosis: {}\n\n{text}", diagnosis.trim()),
                     },
                     Err(err) => Proposal {

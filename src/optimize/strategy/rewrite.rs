@@ -75,11 +75,9 @@ impl Strategy for Rewrite {
             .map(|(parent, reply)| match reply {
                 Ok(text) => Proposal {
                     parent,
-                    version: instruction_from(&text)
-                        .map(|instruction| {
-                            ctx.candidate(parent).version.with_instruction(&instruction)
-                        })
-                        .ok_or_else(|| "the proposer's reply holds no instruction".to_string()),
+                    version: instruction_from(&text).map(|instruction| {
+                        ctx.candidate(parent).version.with_instruction(&instruction)
+                    }),
                     text,
                 },
                 Err(err) => Proposal {
