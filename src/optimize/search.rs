@@ -845,6 +845,8 @@ fn task_of(set: &EvalSet, split: &Split, labels: &BTreeMap<String, String>) -> T
     }
 }
 
+/// An assertion as the proposer reads it. A value's `{{ expected }}` becomes "<the case's
+/// expected>": shown as template syntax, proposers copied it into their instructions.
 fn assertion_line(spec: &crate::score::assertion::AssertionSpec) -> String {
     let mut line = spec.kind.clone();
     if let Some(path) = &spec.path {
@@ -855,9 +857,27 @@ fn assertion_line(spec: &crate::score::assertion::AssertionSpec) -> String {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        line.push_str(&format!(" {}", strategy::short(&text, 200)));
+        let described = regex::Regex::new(r"\{\{\s*([^}]*?)\s*\}\}")
+            .map(|re| re.replace_all(&text, "<the case's $1>").into_owned())
+            .unwrap_or(text);
+        line.push_str(&format!(" {}", strategy::short(&described, 200)));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn assertion_values_are_described_not_shown_as_templates() {
+        let spec: crate::score::assertion::AssertionSpec = serde_json::from_value(
+            serde_json::json!({"type": "json-path", "path": "$.sentiment", "value": "{{ expected }}"}),
+        )
+        .unwrap();
+        assert_eq!(
+            super::assertion_line(&spec),
+            "json-path $.sentiment <the case's expected>"
+        );
+    }
 }
 
 fn json<T: Serialize>(value: &T) -> String {
