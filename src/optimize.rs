@@ -8,6 +8,7 @@
 pub mod proposer;
 mod record;
 pub mod search;
+mod setup;
 pub mod split;
 pub mod strategy;
 pub mod variant;

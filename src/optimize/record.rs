@@ -40,7 +40,7 @@ impl Snapshot {
         let candidates = store
             .candidates(id)?
             .iter()
-            .map(super::search::candidate_from)
+            .map(super::setup::candidate_from)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| unreadable("candidate", e))?;
         let mut in_flight = None;

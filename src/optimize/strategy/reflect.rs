@@ -73,7 +73,7 @@ impl Strategy for Reflect {
                 let diagnosis = diagnosis.as_deref().unwrap_or("(no diagnosis)");
                 ask(
                     format!(
-                        "{text}Diagnosis of the failures:\n{}\n\nNow write the improved instruction that follows from this diagnosis. Keep every {{{{ variable }}}} the instruction has. {REPLY_FORM}",
+                        "{text}Diagnosis of the failures:\n{}\n\nNow write the improved instruction that follows from this diagnosis. Keep every variable in double braces exactly as it is written. {REPLY_FORM}",
                         diagnosis.trim()
                     ),
                     ctx.proposer_seed(self.kind(), slot).wrapping_add(1),

@@ -48,7 +48,7 @@ impl Strategy for Rewrite {
                 text.push_str("\n\n");
             }
             text.push_str(&format!(
-                "Write a new, improved instruction that fixes these mistakes without breaking the cases it gets right. Keep every {{{{ variable }}}} the instruction has. {REPLY_FORM}"
+                "Write a new, improved instruction that fixes these mistakes without breaking the cases it gets right. Keep every variable in double braces exactly as it is written. {REPLY_FORM}"
             ));
             parents.push(parent);
             asks.push(Ask {
