@@ -288,23 +288,13 @@ fn draw_detail(app: &App, snapshot: &Snapshot, area: Rect, buf: &mut Buffer) {
 
 /// The word diff as lines: removed words red and struck, added words green.
 fn diff_lines(before: &str, after: &str) -> Vec<Line<'static>> {
-    let mut lines = vec![Line::default()];
-    for (part, chunk) in word_diff(before, after) {
+    let parts = word_diff(before, after);
+    super::view::styled_lines(parts.iter().map(|(part, chunk)| {
         let style = match part {
             WordChange::Same => Style::new(),
             WordChange::Removed => fail_style().crossed_out(),
             WordChange::Added => pass_style().bold(),
         };
-        for (i, piece) in chunk.split('\n').enumerate() {
-            if i > 0 {
-                lines.push(Line::default());
-            }
-            if !piece.is_empty()
-                && let Some(line) = lines.last_mut()
-            {
-                line.spans.push(Span::styled(piece.to_string(), style));
-            }
-        }
-    }
-    lines
+        (style, chunk.as_str())
+    }))
 }

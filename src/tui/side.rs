@@ -298,28 +298,19 @@ fn diff_lines(parts: &[(WordChange, String)], side: WordChange) -> Vec<Line<'sta
             .fg(Color::Green)
             .add_modifier(Modifier::REVERSED),
     };
-    let mut lines: Vec<Line> = vec![Line::default()];
-    for (kind, text) in parts {
-        if *kind != WordChange::Same && *kind != side {
-            continue;
-        }
-        let style = if *kind == WordChange::Same {
-            Style::new()
-        } else {
-            style
-        };
-        for (i, piece) in text.split('\n').enumerate() {
-            if i > 0 {
-                lines.push(Line::default());
-            }
-            if !piece.is_empty()
-                && let Some(line) = lines.last_mut()
-            {
-                line.spans.push(Span::styled(piece.to_string(), style));
-            }
-        }
-    }
-    lines
+    super::view::styled_lines(
+        parts
+            .iter()
+            .filter(|(kind, _)| *kind == WordChange::Same || *kind == side)
+            .map(|(kind, text)| {
+                let run_style = if *kind == WordChange::Same {
+                    Style::new()
+                } else {
+                    style
+                };
+                (run_style, text.as_str())
+            }),
+    )
 }
 
 /// A stored prompt in full: each chat message under its role, or the completion text.

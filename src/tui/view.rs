@@ -29,6 +29,24 @@ pub fn selected_style() -> Style {
     Style::new().add_modifier(Modifier::REVERSED)
 }
 
+/// Styled runs of text as lines: a run's newlines start new lines (word diffs).
+pub fn styled_lines<'a>(runs: impl IntoIterator<Item = (Style, &'a str)>) -> Vec<Line<'static>> {
+    let mut lines: Vec<Line> = vec![Line::default()];
+    for (style, text) in runs {
+        for (i, piece) in text.split('\n').enumerate() {
+            if i > 0 {
+                lines.push(Line::default());
+            }
+            if !piece.is_empty()
+                && let Some(line) = lines.last_mut()
+            {
+                line.spans.push(Span::styled(piece.to_string(), style));
+            }
+        }
+    }
+    lines
+}
+
 /// At most `width` characters, with `…` when cut.
 pub fn truncate(text: &str, width: usize) -> String {
     let line = text.lines().next().unwrap_or("");
