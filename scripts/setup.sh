@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# From a fresh machine to a first evaluation: installs the build prerequisites, fetches
+# From a fresh machine to a first evaluation: installs the build prerequisites (apt, dnf,
+# pacman or Homebrew), fetches
 # the test models into ~/.cache/promptlab/models and the detector and photos into
 # ~/.cache/promptlab/vision, builds promptlab (release), lists the models and evaluates the
-# shipped examples on SmolLM2 and the detector.
+# shipped examples on SmolLM2 and the detector. On Apple Silicon it builds with Metal;
+# PROMPTLAB_FEATURES=cuda (or vulkan, dynamic-backends, mistralrs) adds features.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
 source scripts/llama-build-guard.sh
+source scripts/build-features.sh
 
 bash scripts/install-prereqs.sh
 bash scripts/fetch-models.sh
 bash scripts/fetch-vision.sh
-cargo build --release --locked
+features=$(build_features)
+gpu_hint
+if [ -n "$features" ]; then
+  echo "building with features: $features"
+  cargo build --release --locked --features "$features"
+else
+  cargo build --release --locked
+fi
 bin="$CARGO_TARGET_DIR/release/promptlab"
 mkdir -p reports
 

@@ -8,6 +8,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
 source scripts/llama-build-guard.sh
 # The user guide builds and its internal links hold (quick, so first).
 bash scripts/docs.sh
+# Setup on apt, dnf, pacman and Homebrew systems, with stubbed package managers (quick).
+bash tests/setup/install-prereqs.sh
 bash scripts/fetch-models.sh
 bash scripts/fetch-datasets.sh
 bash scripts/fetch-vision.sh

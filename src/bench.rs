@@ -20,6 +20,8 @@ pub struct BenchConfig {
     pub prompt_tokens: usize,
     pub gen_tokens: u32,
     pub runs: usize,
+    /// `--gpu-layers`, over the catalog's `gpu_layers`.
+    pub gpu_layers: Option<crate::catalog::GpuLayers>,
 }
 
 impl BenchConfig {
@@ -76,9 +78,21 @@ pub fn prompt_of_length(
     Ok((text, count))
 }
 
+/// What [`run`] measured.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The prompt, for the reference to read the same text.
+    pub prompt: String,
+    pub runs: Vec<BenchRun>,
+    /// Where the model ran (`Capabilities::runs_on`).
+    pub runs_on: Option<String>,
+    /// Why it did not run on the GPU it asked for.
+    pub offload_note: Option<String>,
+}
+
 /// Loads the model (a GGUF file run by llama.cpp) and measures `config.runs`
 /// generations of the same prompt.
-pub fn run(model: &ModelRef, config: &BenchConfig) -> Result<(String, Vec<BenchRun>), EngineError> {
+pub fn run(model: &ModelRef, config: &BenchConfig) -> Result<Measured, EngineError> {
     let llama = model.entry.as_ref().filter(|e| e.runs_on_llama_cpp());
     let Some(entry) = llama else {
         return Err(EngineError::Load(format!(
@@ -94,7 +108,10 @@ pub fn run(model: &ModelRef, config: &BenchConfig) -> Result<(String, Vec<BenchR
         name: model.name.clone(),
         entry: Some(entry),
     };
-    let engine = crate::engine::open(&model, &OpenOptions::batch(Some(config.threads), Some(1)))?;
+    let engine = crate::engine::open(
+        &model,
+        &OpenOptions::batch(Some(config.threads), Some(1)).with_gpu_layers(config.gpu_layers),
+    )?;
     let (text, _) = prompt_of_length(&engine, config.prompt_tokens)?;
     let request = GenerationRequest {
         prompt: RenderedPrompt::Completion(text.clone()),
@@ -127,7 +144,13 @@ pub fn run(model: &ModelRef, config: &BenchConfig) -> Result<(String, Vec<BenchR
             });
         }
     }
-    Ok((text, runs))
+    let capabilities = engine.capabilities();
+    Ok(Measured {
+        prompt: text,
+        runs,
+        runs_on: capabilities.runs_on.clone(),
+        offload_note: capabilities.offload_note.clone(),
+    })
 }
 
 /// Median of a non-empty list; 0 for an empty one.

@@ -383,10 +383,12 @@ impl ModelCatalog {
 
 mod edit;
 mod entry;
+mod offload;
 pub mod remote;
 pub use edit::{add_entry, remove_entry};
 use entry::EntryFields;
 pub use entry::{EntryError, KindSettings, LocalModel, ModelEntry};
+pub use offload::{GPU_LAYERS_FORMS, GpuLayers, GpuLayersError};
 
 #[cfg(test)]
 mod tests;

@@ -168,6 +168,14 @@ pub struct Capabilities {
     /// Turns a text into a sentence embedding ([`Engine::embed`]) instead of generating.
     #[serde(default)]
     pub embeddings: bool,
+    /// Where the model runs, for people: `CPU (AVX2)`, `Vulkan0 (…): all 30 layers`
+    /// (local engines; None for a remote server or the echo engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_on: Option<String>,
+    /// Why a model that asked for a GPU runs on the CPU (a build without GPU support, a
+    /// GPU the driver does not show).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload_note: Option<String>,
 }
 
 /// An event from a batch generation, tagged with the request's index in the batch.

@@ -530,6 +530,9 @@ impl Evaluation {
                 })
             }
             Kind::Agent { plan, recording } => {
+                if options.gpu_layers.is_some() {
+                    plan.set_gpu_layers(options.gpu_layers);
+                }
                 let outcome = plan.run(*recording, cancel, observer)?;
                 Ok(Finished {
                     result: outcome.result,

@@ -245,6 +245,12 @@ impl GgufInfo {
         self.get_str("general.name")
     }
 
+    /// Transformer layers (`ARCH.block_count`).
+    pub fn block_count(&self) -> Option<u64> {
+        let key = format!("{}.block_count", self.architecture()?);
+        self.metadata.get(&key)?.as_u64()
+    }
+
     pub fn context_length(&self) -> Option<u64> {
         let key = format!("{}.context_length", self.architecture()?);
         self.metadata.get(&key)?.as_u64()

@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub threads: Option<u32>,
     /// Requests of one model decoded together (default 8).
     pub parallel: Option<u32>,
+    /// `--gpu-layers`, over each GGUF model's `gpu_layers`.
+    pub gpu_layers: Option<crate::catalog::GpuLayers>,
 }
 
 struct AppState {
@@ -232,6 +234,7 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<ModelQueue>, ApiError
         // Each slot keeps its last conversation: a client's next turn decodes only its
         // new messages.
         keep_conversation: true,
+        gpu_layers: state.config.gpu_layers,
     };
     let model_ref = crate::catalog::ModelRef {
         name: model.to_string(),

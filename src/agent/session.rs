@@ -55,6 +55,8 @@ pub struct Session {
     pub tools: ToolSet,
     pub context: ToolContext,
     store: Option<RunStore>,
+    /// `--gpu-layers`, over the catalog's `gpu_layers` for the models this session loads.
+    pub gpu_layers: Option<crate::catalog::GpuLayers>,
 }
 
 /// A language model loaded for the agent.
@@ -118,6 +120,7 @@ impl Session {
             tools,
             context,
             store,
+            gpu_layers: None,
         })
     }
 
@@ -129,7 +132,7 @@ impl Session {
         Ok(LoadedModel {
             name: name.to_string(),
             params: entry.params().clone(),
-            engine: load_engine(&model)?,
+            engine: load_engine(&model, self.gpu_layers)?,
         })
     }
 

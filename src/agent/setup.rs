@@ -159,7 +159,10 @@ pub fn project_tools(
 
 /// The engine an agent runs on for a catalog model: a local GGUF chat model (one
 /// conversation, its KV cache kept between steps) or a remote `kind: openai` model.
-pub fn load_engine(model: &crate::catalog::ModelRef) -> Result<EngineWorker, EngineError> {
+pub fn load_engine(
+    model: &crate::catalog::ModelRef,
+    gpu_layers: Option<crate::catalog::GpuLayers>,
+) -> Result<EngineWorker, EngineError> {
     if !model
         .entry
         .as_ref()
@@ -170,7 +173,10 @@ pub fn load_engine(model: &crate::catalog::ModelRef) -> Result<EngineWorker, Eng
             model.name
         )));
     }
-    crate::engine::open(model, &crate::engine::OpenOptions::conversations(1))
+    crate::engine::open(
+        model,
+        &crate::engine::OpenOptions::conversations(1).with_gpu_layers(gpu_layers),
+    )
 }
 
 /// The folders tools may read by default: the project itself.

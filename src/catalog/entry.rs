@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DetectSettings, EngineChoice, HubFile, ModelKind, path_is_empty, remote};
+use super::{DetectSettings, EngineChoice, GpuLayers, HubFile, ModelKind, path_is_empty, remote};
 use crate::params::GenerationParams;
 
 /// A catalog entry: what every model has (a file, a description, how to fetch it) and,
@@ -53,6 +53,12 @@ pub struct LocalModel {
     /// Context window to allocate; defaults to min(4096, the model's training context).
     pub context_size: Option<u32>,
     pub params: GenerationParams,
+    /// Layers offloaded to a GPU; unset: all of them when the build and the machine have
+    /// a GPU (see `engine::llama::device`).
+    pub gpu_layers: Option<GpuLayers>,
+    /// The GPU to use, by llama.cpp's device name (`Vulkan0`, `CUDA1`, `Metal`); unset:
+    /// every GPU llama.cpp finds.
+    pub device: Option<String>,
 }
 
 /// [`ModelEntry`] as written in `models.yaml`: every kind's keys side by side, checked
@@ -82,6 +88,10 @@ pub(super) struct EntryFields {
     engine: Option<EngineChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) hub: Option<HubFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gpu_layers: Option<GpuLayers>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
 }
 
 /// A catalog entry whose keys do not fit its kind; worded to follow "model `name` ".
@@ -100,6 +110,8 @@ pub enum EntryError {
     },
     #[error("has `kind: openai` but no `openai:` section")]
     NoOpenaiSection,
+    #[error("has an empty `device:`: name a device such as `Vulkan0`, or leave the key out")]
+    EmptyDevice,
     /// What [`remote::RemoteSettings::problem`] found.
     #[error("{0}")]
     Openai(String),
@@ -136,6 +148,12 @@ impl TryFrom<EntryFields> for ModelEntry {
             ),
             ("engine", fields.engine.is_some(), &[ModelKind::Gguf][..]),
             (
+                "gpu_layers",
+                fields.gpu_layers.is_some(),
+                &[ModelKind::Gguf][..],
+            ),
+            ("device", fields.device.is_some(), &[ModelKind::Gguf][..]),
+            (
                 "detect",
                 fields.detect.is_some(),
                 &[ModelKind::YoloDetector][..],
@@ -152,12 +170,21 @@ impl TryFrom<EntryFields> for ModelEntry {
                 return Err(EntryError::ForeignKey { key, readers, kind });
             }
         }
+        if fields
+            .device
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty())
+        {
+            return Err(EntryError::EmptyDevice);
+        }
         let params = fields.params.unwrap_or_default();
         let settings = match kind {
             ModelKind::Gguf => KindSettings::Gguf(LocalModel {
                 engine: fields.engine.unwrap_or_default(),
                 context_size: fields.context_size,
                 params,
+                gpu_layers: fields.gpu_layers,
+                device: fields.device,
             }),
             ModelKind::Openai => {
                 let servers = fields.openai.ok_or(EntryError::NoOpenaiSection)?;
@@ -202,6 +229,8 @@ impl From<ModelEntry> for EntryFields {
                 fields.engine = Some(local.engine).filter(|e| *e != EngineChoice::Llama);
                 fields.context_size = local.context_size;
                 fields.params = non_default(local.params);
+                fields.gpu_layers = local.gpu_layers;
+                fields.device = local.device;
             }
             KindSettings::Openai { servers, params } => {
                 fields.openai = Some(servers);

@@ -42,6 +42,10 @@ pub struct AgentArgs {
     /// one batch (default 8; 1 = one after another). The traces are the same either way.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     parallel: Option<u32>,
+    /// Layers of the language model put on a GPU: all, none or a number (default: the
+    /// catalog's `gpu_layers`, else all when llama.cpp finds a GPU).
+    #[arg(long, value_name = "all|none|N")]
+    gpu_layers: Option<promptlab::catalog::GpuLayers>,
     /// Offer only these tools (comma-separated; default: every tool whose model is set up).
     #[arg(long, value_delimiter = ',')]
     tools: Vec<String>,
@@ -131,7 +135,7 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
         clip: args.clip.clone(),
     };
     let store_path = project.store_path();
-    let session = Session::open(
+    let mut session = Session::open(
         project,
         &SessionOptions {
             wanted_tools: &wanted,
@@ -144,7 +148,12 @@ pub fn run(args: AgentArgs) -> Result<Outcome> {
     for (name, why) in &session.tools.unavailable {
         eprintln!("note: tool {name} is left out: {why}");
     }
+    session.gpu_layers = args.gpu_layers;
     let mut loaded = session.load_model(model)?;
+    let capabilities = loaded.engine.capabilities();
+    if let Some(line) = crate::cli::eval::progress::placement_line(model, capabilities) {
+        eprintln!("{line}");
+    }
     eprintln!(
         "agent · {model} · tools: {}",
         session.tools.names().join(", ")

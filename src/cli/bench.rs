@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Measure only promptlab.
     #[arg(long)]
     pub no_reference: bool,
+    /// Layers put on a GPU: all, none or a number (default: the catalog's `gpu_layers`,
+    /// else all when llama.cpp finds a GPU). The reference runs on the CPU.
+    #[arg(long, value_name = "all|none|N")]
+    pub gpu_layers: Option<promptlab::catalog::GpuLayers>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +66,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
         prompt_tokens: args.prompt_tokens,
         gen_tokens: args.gen_tokens,
         runs: args.runs as usize,
+        gpu_layers: args.gpu_layers,
     };
     eprintln!(
         "measuring {} ({}): {} prompt tokens, {} generated, {} threads",
@@ -71,7 +76,13 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
         args.gen_tokens,
         args.threads
     );
-    let (text, mut ours) = bench::run(&model, &config)?;
+    let measured = bench::run(&model, &config)?;
+    if let Some(note) = &measured.offload_note {
+        eprintln!("warning: `{}` {note}", args.model);
+    }
+    let runs_on = measured.runs_on.unwrap_or_else(|| "?".into());
+    eprintln!("{} runs on {runs_on}", args.model);
+    let (text, mut ours) = (measured.prompt, measured.runs);
     let rss_after_ours = bench::peak_rss_bytes();
 
     let python = args.reference_python.clone().or_else(default_python);
@@ -86,8 +97,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
         (Some(python), false) => Some(run_reference(python, &entry.path, &text, &args)?),
     };
     if reference.is_some() {
-        let (_, again) = bench::run(&model, &config)?;
-        ours.extend(again);
+        ours.extend(bench::run(&model, &config)?.runs);
     }
 
     let ours_pp = median(
@@ -98,7 +108,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome> {
     );
     let ours_tg = median(&ours.iter().map(|r| r.gen_tokens_per_s).collect::<Vec<_>>());
     println!(
-        "prompt: {} tokens, generation: {} tokens, threads: {}, runs: {} (medians)",
+        "prompt: {} tokens, generation: {} tokens, threads: {}, runs: {} (medians), on {runs_on}",
         ours.first().map(|r| r.prompt_tokens).unwrap_or(0),
         args.gen_tokens,
         args.threads,
@@ -161,6 +171,7 @@ fn config_context(args: &BenchArgs) -> u32 {
         prompt_tokens: args.prompt_tokens,
         gen_tokens: args.gen_tokens,
         runs: args.runs as usize,
+        gpu_layers: args.gpu_layers,
     }
     .context_size()
 }

@@ -118,6 +118,10 @@ pub struct Execution {
     /// core for a model under 1 GiB when --parallel is above 1). Outputs are the same at any N.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: Option<u32>,
+    /// Layers of each GGUF model put on a GPU: all, none or a number (default: the
+    /// catalog's `gpu_layers`, else all when llama.cpp finds a GPU).
+    #[arg(long, value_name = "all|none|N")]
+    pub gpu_layers: Option<promptlab::catalog::GpuLayers>,
     /// Generate every cell even when an identical generation is in the cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -132,6 +136,7 @@ impl Execution {
             threads: self.threads,
             parallel: self.parallel,
             workers: self.workers,
+            gpu_layers: self.gpu_layers,
         }
     }
 }

@@ -81,6 +81,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
         "context",
         "chat template",
         "size",
+        "runs on",
         "file",
     ]);
     let mut problems = Vec::new();
@@ -117,6 +118,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
                 std::fs::metadata(&entry.path)
                     .map(|m| human_bytes(m.len()))
                     .unwrap_or_default(),
+                "CPU".into(),
                 entry.path.display().to_string(),
             ]);
             continue;
@@ -126,6 +128,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
             table.add_row([
                 name.clone(),
                 format!("not fetched: {command}"),
+                String::new(),
                 String::new(),
                 String::new(),
                 String::new(),
@@ -152,6 +155,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
                 String::new(),
                 "no".into(),
                 String::new(),
+                "CPU".into(),
                 entry.path.display().to_string(),
             ]);
             continue;
@@ -166,6 +170,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
                 String::new(),
                 "server's".into(),
                 String::new(),
+                "its servers".into(),
                 urls.join(" "),
             ]);
             continue;
@@ -186,6 +191,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
                 String::new(),
                 "no".into(),
                 size.unwrap_or_default(),
+                "CPU".into(),
                 entry.path.display().to_string(),
             ]);
             continue;
@@ -207,6 +213,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
                     }
                     .to_string(),
                     human_bytes(info.file_size),
+                    runs_on(name, entry, info.block_count(), &mut problems),
                     entry.path.display().to_string(),
                 ]);
             }
@@ -214,6 +221,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
                 table.add_row([
                     name.clone(),
                     "unreadable".into(),
+                    String::new(),
                     String::new(),
                     String::new(),
                     String::new(),
@@ -245,7 +253,7 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
         for problem in &problems {
             eprintln!("error: {problem}");
         }
-        anyhow::bail!("{} model file(s) could not be read", problems.len())
+        anyhow::bail!("{} model(s) cannot be used as they are", problems.len())
     }
 }
 
@@ -385,6 +393,32 @@ fn human_count(n: u64) -> String {
         n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
         n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
         n => n.to_string(),
+    }
+}
+
+/// Where a GGUF model will run: llama.cpp's plan for it, or mistral.rs's; a plan that
+/// cannot work (a device llama.cpp does not find) goes to `problems`.
+fn runs_on(
+    name: &str,
+    entry: &promptlab::catalog::ModelEntry,
+    layers: Option<u64>,
+    problems: &mut Vec<String>,
+) -> String {
+    match promptlab::engine::llama::device::planned_placement(entry, layers) {
+        Some(Ok(placement)) => return placement,
+        Some(Err(err)) => {
+            problems.push(format!("model `{name}` {err}"));
+            return "unknown device".into();
+        }
+        None => {}
+    }
+    let offloads = entry
+        .local()
+        .is_some_and(|l| l.gpu_layers.unwrap_or_default().offloads());
+    if offloads && (cfg!(feature = "cuda") || cfg!(feature = "metal")) {
+        "GPU (mistral.rs)".into()
+    } else {
+        "CPU (mistral.rs)".into()
     }
 }
 

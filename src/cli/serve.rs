@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Requests to one model decoded together as parallel sequences (default 8).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     parallel: Option<u32>,
+    /// Layers of each GGUF model put on a GPU: all, none or a number (default: the
+    /// catalog's `gpu_layers`, else all when llama.cpp finds a GPU).
+    #[arg(long, value_name = "all|none|N")]
+    gpu_layers: Option<promptlab::catalog::GpuLayers>,
     /// Connections served at once; more wait until one closes.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
@@ -58,6 +62,7 @@ pub fn run(args: ServeArgs) -> Result<Outcome> {
         api_key,
         threads: args.threads,
         parallel: args.parallel,
+        gpu_layers: args.gpu_layers,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -23,6 +23,8 @@ impl Engine for EchoEngine {
             tool_calls: false,
             image_input: false,
             embeddings: false,
+            runs_on: None,
+            offload_note: None,
         }
     }
 

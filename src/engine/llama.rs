@@ -15,6 +15,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::{LogOptions, json_schema_to_grammar, send_logs_to_tracing};
 
+pub mod device;
 pub mod embed;
 mod pool;
 mod scheduler;
@@ -95,6 +96,10 @@ pub struct LlamaOptions {
     /// by turn (the agent, the playground, a server's clients) re-reads only its new
     /// messages. The pool is then sized for whole context windows.
     pub keep_conversation: bool,
+    /// Layers on a GPU (`gpu_layers` in models.yaml); unset: all, when there is a GPU.
+    pub gpu_layers: Option<crate::catalog::GpuLayers>,
+    /// The one device to use, by llama.cpp's name (`device` in models.yaml).
+    pub device: Option<String>,
 }
 
 impl LlamaOptions {
@@ -105,6 +110,7 @@ impl LlamaOptions {
             parallel: Some(1),
             threads: None,
             keep_conversation: true,
+            ..LlamaOptions::default()
         }
     }
 }
@@ -117,6 +123,14 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
         .get_or_init(|| {
             keep_matmul_kernels_batch_invariant();
             send_logs_to_tracing(LogOptions::default());
+            // The CPU variants and GPU backends are shared libraries: the best CPU variant
+            // for this machine and every GPU backend found are loaded, from the build's
+            // folder, then the binary's, then the current one.
+            #[cfg(feature = "dynamic-backends")]
+            // SAFETY: called once, before llama.cpp is initialised.
+            unsafe {
+                llama_cpp_sys_2::ggml_backend_load_all();
+            }
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
@@ -211,6 +225,9 @@ pub struct LlamaEngine {
     context_size: u32,
     threads: i32,
     parallel: u32,
+    /// Where the layers are, as `device::placement_text` says it.
+    runs_on: String,
+    offload_note: Option<String>,
 }
 
 impl LlamaEngine {
@@ -219,15 +236,29 @@ impl LlamaEngine {
     pub fn load(path: &Path, options: &LlamaOptions) -> Result<LlamaEngine, EngineError> {
         let info = GgufInfo::read(path).map_err(|e| EngineError::Load(e.to_string()))?;
         let backend = backend()?;
-        // Weights stay in llama.cpp's plain CPU layout, memory-mapped: repacking is compiled
-        // out (`GGML_CPU_REPACK=OFF` in .cargo/config.toml), for batch invariance.
-        let params = LlamaModelParams::default();
+        let offload = crate::catalog::LocalModel {
+            gpu_layers: options.gpu_layers,
+            device: options.device.clone(),
+            ..Default::default()
+        };
+        let plan = device::plan(&offload, device::devices()?)
+            .map_err(|e| EngineError::Load(format!("{}: {e}", path.display())))?;
+        // On the CPU, weights stay in llama.cpp's plain layout, memory-mapped: repacking is
+        // compiled out (`GGML_CPU_REPACK=OFF` in .cargo/config.toml), for batch invariance.
+        // An empty device list keeps every op on the CPU even when a GPU is present.
+        let only: Vec<usize> = plan.only_device.into_iter().collect();
+        let params = LlamaModelParams::default()
+            .with_n_gpu_layers(plan.gpu_layers)
+            .with_devices(&only)
+            .map_err(|e| EngineError::Load(format!("{}: {e}", path.display())))?;
         let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             EngineError::Load(format!(
                 "{}: llama.cpp could not load the model: {e}",
                 path.display()
             ))
         })?;
+        let runs_on =
+            device::placement_text(&plan, model.n_layer(), device::cpu_features().as_deref());
         let bos = info.bos_token();
         let chat_template = info.chat_template().map(|source| {
             ChatTemplate::new(
@@ -247,6 +278,8 @@ impl LlamaEngine {
             context_size,
             threads,
             parallel: options.parallel.unwrap_or(DEFAULT_PARALLEL).max(1),
+            runs_on,
+            offload_note: plan.note,
         })
     }
 
@@ -425,6 +458,8 @@ impl Engine for LlamaEngine {
             tool_calls: false,
             image_input: false,
             embeddings: false,
+            runs_on: Some(self.runs_on.clone()),
+            offload_note: self.offload_note.clone(),
         }
     }
 

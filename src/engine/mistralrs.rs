@@ -47,6 +47,8 @@ pub struct MistralRsEngine {
     /// The end-of-text tokens of this vocabulary that llguidance may force once a JSON
     /// schema is satisfied (see [`grammar_end_tokens`]).
     grammar_end_tokens: Vec<String>,
+    runs_on: &'static str,
+    offload_note: Option<String>,
 }
 
 /// Token texts llguidance takes as end of text (its `toktrie_hf_tokenizers` list).
@@ -103,7 +105,13 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl MistralRsEngine {
-    pub fn load(path: &Path) -> Result<MistralRsEngine, EngineError> {
+    /// Loads the model on the CPU, or on mistral.rs's own choice of GPU when `gpu_layers`
+    /// asks for one and this build has one (`--features cuda` or `metal`): mistral.rs
+    /// places whole models, so any count above zero means all of them.
+    pub fn load(
+        path: &Path,
+        gpu_layers: Option<crate::catalog::GpuLayers>,
+    ) -> Result<MistralRsEngine, EngineError> {
         // A path that does not exist would be taken for a hub repo id.
         if !path.is_file() {
             return Err(EngineError::Load(format!(
@@ -140,9 +148,13 @@ impl MistralRsEngine {
             .enable_all()
             .build()
             .map_err(|e| EngineError::Load(format!("cannot start a runtime: {e}")))?;
-        let builder = GgufModelBuilder::new(dir.display().to_string(), vec![file])
-            .with_force_cpu()
-            .with_max_num_seqs(1);
+        let gpu = gpu_layers.unwrap_or_default().offloads()
+            && (cfg!(feature = "cuda") || cfg!(feature = "metal"));
+        let mut builder =
+            GgufModelBuilder::new(dir.display().to_string(), vec![file]).with_max_num_seqs(1);
+        if !gpu {
+            builder = builder.with_force_cpu();
+        }
         let model = runtime
             .block_on(AssertUnwindSafe(builder.build()).catch_unwind())
             .map_err(|panic| {
@@ -164,6 +176,10 @@ impl MistralRsEngine {
             model,
             chat_template,
             grammar_end_tokens,
+            runs_on: if gpu { "GPU (mistral.rs)" } else { "CPU" },
+            offload_note: gpu_layers
+                .filter(|layers| layers.offloads() && !gpu)
+                .map(|layers| format!("asks for `gpu_layers: {layers}`, but this promptlab's mistral.rs was built without GPU support (build it with `--features mistralrs,cuda` or `mistralrs,metal`): it runs on the CPU")),
         })
     }
 
@@ -296,6 +312,8 @@ impl Engine for MistralRsEngine {
             tool_calls: false,
             image_input: false,
             embeddings: false,
+            runs_on: Some(self.runs_on.to_string()),
+            offload_note: self.offload_note.clone(),
         }
     }
 

@@ -6,7 +6,7 @@ use super::echo::EchoEngine;
 use super::llama::{LlamaEngine, LlamaOptions};
 use super::vision::{ClipModel, DetectModel, DigitModel, VisionEngine};
 use super::{Engine, EngineError, EngineWorker};
-use crate::catalog::{EngineChoice, KindSettings, ModelRef};
+use crate::catalog::{EngineChoice, GpuLayers, KindSettings, ModelRef};
 
 /// How the caller will use the engine.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +18,8 @@ pub struct OpenOptions {
     /// Conversations that grow turn by turn (the agent, the playground, a server's
     /// clients): each slot keeps its cache for its next request.
     pub keep_conversation: bool,
+    /// `--gpu-layers`: layers of a GGUF model put on a GPU, over the catalog's `gpu_layers`.
+    pub gpu_layers: Option<GpuLayers>,
 }
 
 impl OpenOptions {
@@ -27,7 +29,14 @@ impl OpenOptions {
             threads,
             parallel,
             keep_conversation: false,
+            gpu_layers: None,
         }
+    }
+
+    /// The same, with `--gpu-layers` (None: as the catalog says).
+    pub fn with_gpu_layers(mut self, gpu_layers: Option<GpuLayers>) -> OpenOptions {
+        self.gpu_layers = gpu_layers.or(self.gpu_layers);
+        self
     }
 
     /// `slots` conversations at once, each keeping its cache between its turns.
@@ -36,6 +45,7 @@ impl OpenOptions {
             threads: None,
             parallel: Some(slots.max(1)),
             keep_conversation: true,
+            gpu_layers: None,
         }
     }
 }
@@ -55,6 +65,7 @@ pub fn open(model: &ModelRef, options: &OpenOptions) -> Result<EngineWorker, Eng
     }
     let options = options.clone();
     let threads = options.threads;
+    let gpu_override = options.gpu_layers;
     let path = entry.path.clone();
     let load: Box<dyn FnOnce() -> Result<Box<dyn Engine>, EngineError> + Send> =
         match entry.settings {
@@ -80,7 +91,7 @@ pub fn open(model: &ModelRef, options: &OpenOptions) -> Result<EngineWorker, Eng
                 Box::new(move || Ok(Box::new(super::embedding::EmbeddingEngine::load(&path)?) as _))
             }
             KindSettings::Gguf(local) if local.engine == EngineChoice::Mistralrs => {
-                return mistralrs(name, path);
+                return mistralrs(name, path, gpu_override.or(local.gpu_layers));
             }
             KindSettings::Gguf(local) => Box::new(move || {
                 let llama_options = LlamaOptions {
@@ -88,6 +99,8 @@ pub fn open(model: &ModelRef, options: &OpenOptions) -> Result<EngineWorker, Eng
                     threads: options.threads,
                     parallel: options.parallel,
                     keep_conversation: options.keep_conversation,
+                    gpu_layers: gpu_override.or(local.gpu_layers),
+                    device: local.device,
                 };
                 Ok(Box::new(LlamaEngine::load(&path, &llama_options)?) as _)
             }),
@@ -96,14 +109,25 @@ pub fn open(model: &ModelRef, options: &OpenOptions) -> Result<EngineWorker, Eng
 }
 
 #[cfg(feature = "mistralrs")]
-fn mistralrs(name: &str, path: std::path::PathBuf) -> Result<EngineWorker, EngineError> {
+fn mistralrs(
+    name: &str,
+    path: std::path::PathBuf,
+    gpu_layers: Option<crate::catalog::GpuLayers>,
+) -> Result<EngineWorker, EngineError> {
     EngineWorker::spawn(name, move || {
-        Ok(Box::new(super::mistralrs::MistralRsEngine::load(&path)?) as Box<dyn Engine>)
+        Ok(
+            Box::new(super::mistralrs::MistralRsEngine::load(&path, gpu_layers)?)
+                as Box<dyn Engine>,
+        )
     })
 }
 
 #[cfg(not(feature = "mistralrs"))]
-fn mistralrs(name: &str, _path: std::path::PathBuf) -> Result<EngineWorker, EngineError> {
+fn mistralrs(
+    name: &str,
+    _path: std::path::PathBuf,
+    _gpu_layers: Option<crate::catalog::GpuLayers>,
+) -> Result<EngineWorker, EngineError> {
     Err(EngineError::Load(format!(
         "`{name}` asks for the mistral.rs engine, but this promptlab was built without it: build with `cargo build --release --features mistralrs`"
     )))

@@ -423,6 +423,8 @@ impl Engine for OpenAiEngine {
             tool_calls: true,
             image_input: false,
             embeddings: false,
+            runs_on: None,
+            offload_note: None,
         }
     }
 

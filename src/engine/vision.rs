@@ -35,6 +35,8 @@ impl<M: ImageModel> Engine for VisionEngine<M> {
             tool_calls: false,
             image_input: true,
             embeddings: false,
+            runs_on: Some("CPU".to_string()),
+            offload_note: None,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct ExecuteOptions {
     /// Instances of each local model, sharing the threads; None: one per core for a
     /// small GGUF model (see `workers::count`).
     pub workers: Option<u32>,
+    /// `--gpu-layers`, over each GGUF model's `gpu_layers` in the catalog.
+    pub gpu_layers: Option<crate::catalog::GpuLayers>,
 }
 
 /// Progress callbacks, so a terminal, a TUI or a test can watch a run. All default to
@@ -46,6 +48,9 @@ pub struct ExecuteOptions {
 pub trait RunObserver {
     fn model_loading(&mut self, _model: &str) {}
     fn model_loaded(&mut self, _model: &str, _load_ms: f64) {}
+    /// Where a loaded model runs (`Capabilities::runs_on`), and why not on the GPU it
+    /// asked for (`Capabilities::offload_note`).
+    fn model_placed(&mut self, _model: &str, _capabilities: &crate::engine::Capabilities) {}
     fn cell_started(&mut self, _cell: usize) {}
     fn token(&mut self, _cell: usize, _text: &str) {}
     fn cell_finished(&mut self, _cell: usize, _result: &CellResult) {}
@@ -113,6 +118,9 @@ pub fn execute(
             match workers::spawn(model, options, instances) {
                 Ok(workers) => {
                     observer.model_loaded(&model.name, load_start.elapsed().as_secs_f64() * 1000.0);
+                    if let Some(worker) = workers.first() {
+                        observer.model_placed(&model.name, worker.capabilities());
+                    }
                     generate(
                         plan,
                         &workers,
@@ -326,7 +334,7 @@ pub(super) fn spawn_worker(
 ) -> Result<EngineWorker, EngineError> {
     crate::engine::open(
         model,
-        &OpenOptions::batch(options.threads, options.parallel),
+        &OpenOptions::batch(options.threads, options.parallel).with_gpu_layers(options.gpu_layers),
     )
 }
 

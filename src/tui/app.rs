@@ -112,6 +112,11 @@ pub enum RunEvent {
         model: String,
         load_ms: f64,
     },
+    /// Where the model runs (`Capabilities::runs_on`), and why not on the GPU it asked for.
+    ModelPlaced {
+        runs_on: Option<String>,
+        note: Option<String>,
+    },
     CellStarted(usize),
     Token(usize, String),
     CellFinished(usize, CellOutcome),

@@ -123,6 +123,8 @@ fn spawn_chat(tx: UnboundedSender<Event>, idle: Duration) -> std::sync::mpsc::Se
                         send(ChatEvent::Loaded {
                             model: job.model_name.clone(),
                             load_ms: started.elapsed().as_secs_f64() * 1000.0,
+                            runs_on: worker.capabilities().runs_on.clone(),
+                            note: worker.capabilities().offload_note.clone(),
                         });
                         loaded = Some((job.model_name.clone(), job.model.clone(), worker));
                     }

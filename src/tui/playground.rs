@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use promptlab::catalog::{GpuLayers, KindSettings};
 use promptlab::params::SamplingParams;
 use promptlab::project::ProjectScan;
 use promptlab::prompt::{ChatMessage, Prompt, PromptBody, RenderedPrompt};
@@ -26,6 +27,10 @@ pub enum ChatEvent {
     Loaded {
         model: String,
         load_ms: f64,
+        /// Where it runs (`Capabilities::runs_on`).
+        runs_on: Option<String>,
+        /// Why not on the GPU it asked for.
+        note: Option<String>,
     },
     /// The model was let go after sitting idle, to give its memory back.
     Unloaded {
@@ -60,6 +65,29 @@ const PARAMS: [(&str, f64); 7] = [
     ("seed", 1.0),
 ];
 
+/// The row after the sampling parameters: layers on a GPU when the model loads
+/// (None: as `models.yaml` says). Changing it reloads the model at the next message.
+const GPU_ROW: usize = PARAMS.len();
+
+/// `gpu_layers` one step left or right: the model's own setting, none, 4, 8, … 128, all.
+fn step_gpu_layers(current: Option<GpuLayers>, direction: f64) -> Option<GpuLayers> {
+    const STEP: u32 = 4;
+    const MOST: u32 = 128;
+    let right = direction > 0.0;
+    match (current, right) {
+        (None, true) => Some(GpuLayers::None),
+        (None, false) => None,
+        (Some(GpuLayers::None | GpuLayers::Count(0)), false) => None,
+        (Some(GpuLayers::None | GpuLayers::Count(0)), true) => Some(GpuLayers::Count(STEP)),
+        (Some(GpuLayers::Count(n)), true) if n >= MOST => Some(GpuLayers::All),
+        (Some(GpuLayers::Count(n)), true) => Some(GpuLayers::Count((n / STEP + 1) * STEP)),
+        (Some(GpuLayers::Count(n)), false) if n <= STEP => Some(GpuLayers::None),
+        (Some(GpuLayers::Count(n)), false) => Some(GpuLayers::Count((n - 1) / STEP * STEP)),
+        (Some(GpuLayers::All), true) => Some(GpuLayers::All),
+        (Some(GpuLayers::All), false) => Some(GpuLayers::Count(MOST)),
+    }
+}
+
 pub struct PlaygroundState {
     /// Index into the scan's models.
     pub model: Option<usize>,
@@ -79,6 +107,8 @@ pub struct PlaygroundState {
     pub eval_set: Option<usize>,
     /// The model the engine thread holds, once loaded.
     pub loaded: Option<String>,
+    /// Layers on a GPU for the next load (None: the model's `gpu_layers`).
+    pub gpu_layers: Option<GpuLayers>,
 }
 
 impl Default for PlaygroundState {
@@ -99,6 +129,7 @@ impl Default for PlaygroundState {
             status: None,
             eval_set: None,
             loaded: None,
+            gpu_layers: None,
         }
     }
 }
@@ -171,6 +202,10 @@ impl PlaygroundState {
     }
 
     fn adjust(&mut self, index: usize, direction: f64) {
+        if index == GPU_ROW {
+            self.gpu_layers = step_gpu_layers(self.gpu_layers, direction);
+            return;
+        }
         let step = PARAMS[index].1;
         let value = self.param_value(index) + direction * step;
         // Rounded to the step, so repeated tenths stay 0.3 and not 0.30000000004.
@@ -225,7 +260,7 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             play.param_cursor = play.param_cursor.saturating_sub(1)
         }
         KeyCode::Down | KeyCode::Char('j') if play.focus == Focus::Params => {
-            play.param_cursor = (play.param_cursor + 1).min(PARAMS.len() - 1)
+            play.param_cursor = (play.param_cursor + 1).min(GPU_ROW)
         }
         KeyCode::Left | KeyCode::Char('-') if play.focus == Focus::Params => {
             play.adjust(play.param_cursor, -1.0)
@@ -325,8 +360,12 @@ fn send(app: &mut App) -> Vec<Effect> {
     play.status = None;
     // Sent: keys are commands again until `i` (the next `i` is not typed into the message).
     play.typing = false;
+    let mut entry = model.entry.clone();
+    if let (Some(layers), KindSettings::Gguf(local)) = (play.gpu_layers, &mut entry.settings) {
+        local.gpu_layers = Some(layers);
+    }
     vec![Effect::Chat {
-        model: Box::new(model.entry.clone()),
+        model: Box::new(entry),
         model_name: model.name.clone(),
         messages,
         params: play.params.clone(),
@@ -371,9 +410,21 @@ pub fn on_chat_event(app: &mut App, event: ChatEvent) {
             play.loaded = None;
             play.status = Some(format!("loading {model}…"))
         }
-        ChatEvent::Loaded { model, load_ms } => {
-            play.status = Some(format!("{model} loaded in {load_ms:.0} ms"));
-            play.loaded = Some(model);
+        ChatEvent::Loaded {
+            model,
+            load_ms,
+            runs_on,
+            note,
+        } => {
+            let place = runs_on
+                .as_deref()
+                .map(|r| format!(" on {}", crate::tui::run_screen::short_placement(r)))
+                .unwrap_or_default();
+            play.status = Some(match note {
+                Some(note) => format!("{model} loaded in {load_ms:.0} ms{place}; it {note}"),
+                None => format!("{model} loaded in {load_ms:.0} ms{place}"),
+            });
+            play.loaded = Some(format!("{model}{place}"));
         }
         ChatEvent::Unloaded { model, idle } => {
             play.status = Some(format!(
@@ -509,6 +560,17 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
             line
         });
     }
+    let gpu = play
+        .gpu_layers
+        .map_or_else(|| "model's".to_string(), |layers| layers.to_string());
+    let line = Line::raw(format!("{:<15}{gpu:>8}", "gpu_layers"));
+    side.push(
+        if play.focus == Focus::Params && play.param_cursor == GPU_ROW {
+            line.style(selected_style())
+        } else {
+            line
+        },
+    );
     side.push(Line::raw(""));
     side.push(Line::from("Tab, ↑↓, ←→ adjust").dim());
     side.push(Line::raw(""));

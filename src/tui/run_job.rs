@@ -68,6 +68,15 @@ impl RunObserver for Forward {
             load_ms,
         });
     }
+    fn model_placed(&mut self, model: &str, capabilities: &promptlab::engine::Capabilities) {
+        self.send(RunEvent::ModelPlaced {
+            runs_on: capabilities.runs_on.clone(),
+            note: capabilities
+                .offload_note
+                .as_ref()
+                .map(|note| format!("`{model}` {note}")),
+        });
+    }
     fn cell_started(&mut self, cell: usize) {
         self.send(RunEvent::CellStarted(cell));
     }

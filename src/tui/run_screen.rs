@@ -46,6 +46,8 @@ pub struct ActiveRun {
     pub cells: Vec<CellProgress>,
     pub started: Instant,
     pub model: Option<String>,
+    /// Where the model runs, shortened for the status bar (`CPU (AVX2)`, `Vulkan0: all 30 layers`).
+    pub runs_on: Option<String>,
     pub tokens: usize,
     pub finished: bool,
     pub cancelled: bool,
@@ -310,6 +312,7 @@ pub fn on_run_event(app: &mut App, event: RunEvent) -> Vec<Effect> {
                     .collect(),
                 started: app.now,
                 model: None,
+                runs_on: None,
                 tokens: 0,
                 finished: false,
                 cancelled: false,
@@ -326,6 +329,14 @@ pub fn on_run_event(app: &mut App, event: RunEvent) -> Vec<Effect> {
         RunEvent::ModelLoaded { model, load_ms } => {
             if let Some(active) = app.run.active.as_mut() {
                 active.model = Some(format!("{model} (loaded in {load_ms:.0} ms)"));
+            }
+        }
+        RunEvent::ModelPlaced { runs_on, note } => {
+            if let Some(active) = app.run.active.as_mut() {
+                active.runs_on = runs_on.as_deref().map(short_placement);
+            }
+            if let Some(note) = note {
+                app.message = Some(note);
             }
         }
         RunEvent::CellStarted(index) => {
@@ -599,4 +610,17 @@ fn list(items: Vec<ListItem>, selected: usize, block: Block, area: Rect, buf: &m
         buf,
         &mut state,
     );
+}
+
+/// `Vulkan0 (AMD Radeon 780M, 8.0 GiB): all 30 layers` as `Vulkan0: all 30 layers`;
+/// `CPU (AVX2)` as it is.
+pub fn short_placement(runs_on: &str) -> String {
+    if runs_on.starts_with("CPU") {
+        return runs_on.to_string();
+    }
+    let device = runs_on.split([' ', ':']).next().unwrap_or(runs_on);
+    match runs_on.rsplit_once(": ") {
+        Some((_, layers)) => format!("{device}: {layers}"),
+        None => device.to_string(),
+    }
 }

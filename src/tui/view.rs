@@ -176,6 +176,9 @@ fn status_bar(app: &App, area: Rect, buf: &mut Buffer) {
         if let Some(model) = &active.model {
             right.push(format!("model {model}"));
         }
+        if let Some(runs_on) = &active.runs_on {
+            right.push(format!("on {runs_on}"));
+        }
     }
     if let Some(model) = &app.playground.loaded {
         right.push(format!("chat {model}"));

@@ -29,6 +29,7 @@ fn engine(file: &str, parallel: u32, threads: u32, keep: bool) -> LlamaEngine {
             threads: Some(threads),
             parallel: Some(parallel),
             keep_conversation: keep,
+            ..LlamaOptions::default()
         },
     )
     .expect("model loads")

@@ -24,6 +24,7 @@ fn load_parallel(file: &str, parallel: u32) -> LlamaEngine {
             threads: Some(1),
             parallel: Some(parallel),
             keep_conversation: false,
+            ..LlamaOptions::default()
         },
     )
     .expect("model loads")

@@ -356,6 +356,13 @@ pub fn find_prompt(project: &Project, selector: &str) -> Result<Prompt, AgentRun
 }
 
 impl AgentEvalPlan {
+    /// `--gpu-layers` for every model the questions are asked of.
+    pub fn set_gpu_layers(&mut self, gpu_layers: Option<crate::catalog::GpuLayers>) {
+        for column in &mut self.columns {
+            column.session.gpu_layers = gpu_layers;
+        }
+    }
+
     /// Runs every question not already answered in the run being resumed, until done or
     /// `cancel` is set. The question in flight when cancelled is not recorded: a resume
     /// asks it again.

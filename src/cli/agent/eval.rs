@@ -29,6 +29,7 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
         min_pass_rate: None,
         execution: Execution {
             parallel: args.parallel,
+            gpu_layers: args.gpu_layers,
             ..Execution::default()
         },
         rows: 60,

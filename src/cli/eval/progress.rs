@@ -192,6 +192,23 @@ impl Progress {
     }
 }
 
+/// What a user should hear about where `model` runs: nothing on the CPU it was meant
+/// for; the device when a GPU holds layers; why not when it asked for a GPU it did not get.
+pub(crate) fn placement_line(
+    model: &str,
+    capabilities: &promptlab::engine::Capabilities,
+) -> Option<String> {
+    if let Some(note) = &capabilities.offload_note {
+        return Some(format!("warning: `{model}` {note}"));
+    }
+    let runs_on = capabilities.runs_on.as_deref()?;
+    (!runs_on.starts_with("CPU")).then(|| {
+        format!(
+            "note: `{model}` runs on {runs_on}; outputs at any --parallel are verified identical to --parallel 1 on the CPU only (benches/gpu.sh checks this GPU)"
+        )
+    })
+}
+
 impl RunObserver for Progress {
     fn model_loading(&mut self, model: &str) {
         self.pace().model_loading(Instant::now());
@@ -201,6 +218,13 @@ impl RunObserver for Progress {
         self.pace().model_loaded(Instant::now());
         self.bar
             .set_message(format!("{model} (loaded in {load_ms:.0} ms)"));
+    }
+    fn model_placed(&mut self, model: &str, capabilities: &promptlab::engine::Capabilities) {
+        // Printed even when the bar is hidden: where a model ran changes its speed and
+        // can change its outputs.
+        if let Some(line) = placement_line(model, capabilities) {
+            self.bar.suspend(|| eprintln!("{line}"));
+        }
     }
     fn cell_started(&mut self, cell: usize) {
         if let Some(questions) = self.questions.as_mut() {

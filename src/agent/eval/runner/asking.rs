@@ -58,6 +58,7 @@ impl Loaded {
                     threads: Some(share(threads).max(1) as u32),
                     parallel: Some(share(slots).max(1) as u32),
                     keep_conversation: true,
+                    gpu_layers: session.gpu_layers,
                 },
             )?;
             template = worker.chat_template().cloned();
