@@ -179,6 +179,7 @@ fn screen_text(app: &App) -> String {
 
 mod agent;
 mod editing;
+mod gpu;
 mod history;
 mod keys;
 mod optimize;
