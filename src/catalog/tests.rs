@@ -116,3 +116,54 @@ fn tools_section_names_models_of_the_right_kind() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[test]
+fn gpu_settings_belong_to_gguf_models_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("models.yaml");
+    let load = |entry: &str| {
+        std::fs::write(&path, format!("models:\n  m:\n    {entry}\n")).unwrap();
+        ModelCatalog::load(&path).map_err(|e| e.to_string())
+    };
+    let catalog = load("path: s.gguf\n    gpu_layers: 20\n    device: CUDA1").unwrap();
+    let local = catalog.models["m"].local().unwrap().clone();
+    assert_eq!(local.gpu_layers, Some(GpuLayers::Count(20)));
+    assert_eq!(local.device.as_deref(), Some("CUDA1"));
+    let catalog = load("path: s.gguf\n    gpu_layers: none").unwrap();
+    assert_eq!(
+        catalog.models["m"].local().unwrap().gpu_layers,
+        Some(GpuLayers::None)
+    );
+    for (entry, expected) in [
+        (
+            "path: p.onnx\n    kind: yolo-detector\n    gpu_layers: all",
+            "sets `gpu_layers:`, which only `kind: gguf` reads (this entry is `kind: yolo-detector`)",
+        ),
+        (
+            "kind: openai\n    openai: {model: q, endpoints: [\"http://h/v1\"]}\n    device: Vulkan0",
+            "sets `device:`, which only `kind: gguf` reads",
+        ),
+        (
+            "path: s.gguf\n    gpu_layers: most",
+            "`most` is not a GPU layer count",
+        ),
+        (
+            "path: s.gguf\n    gpu_layers: -1",
+            "-1 is not a GPU layer count",
+        ),
+        ("path: s.gguf\n    device: ' '", "empty `device:`"),
+    ] {
+        let err = load(entry).unwrap_err();
+        assert!(err.contains(expected), "{entry}: {err}");
+    }
+    // Written back as read.
+    let entry = load("path: s.gguf\n    gpu_layers: all\n    device: Metal")
+        .unwrap()
+        .models["m"]
+        .clone();
+    let text = serde_norway::to_string(&entry).unwrap();
+    assert!(
+        text.contains("gpu_layers: all") && text.contains("device: Metal"),
+        "{text}"
+    );
+}

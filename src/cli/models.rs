@@ -246,6 +246,16 @@ pub fn run(command: ModelsCommand) -> Result<Outcome> {
     } else {
         format!("{table}\n")
     };
+    let uses_llama = project
+        .catalog
+        .models
+        .values()
+        .any(|entry| entry.runs_on_llama_cpp() && entry.not_fetched().is_none());
+    let text = if uses_llama {
+        format!("{text}{}\n", devices_line())
+    } else {
+        text
+    };
     std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
     if problems.is_empty() {
         Ok(Outcome::Passed)
@@ -394,6 +404,44 @@ fn human_count(n: u64) -> String {
         n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
         n => n.to_string(),
     }
+}
+
+/// What llama.cpp can run models on here: the CPU's instruction set, the GPU backends this
+/// build has, and the GPUs they found.
+fn devices_line() -> String {
+    use promptlab::engine::llama::device;
+    let cpu = match device::cpu_features() {
+        Some(simd) => format!("CPU ({simd})"),
+        None => "CPU".to_string(),
+    };
+    let built = device::gpu_backends_built();
+    let built = if built.is_empty() && cfg!(feature = "dynamic-backends") {
+        "loaded at run time".to_string()
+    } else if built.is_empty() {
+        "none (docs/src/gpu.md says how to build with one)".to_string()
+    } else {
+        built.join(", ")
+    };
+    let gpus: Vec<String> = device::devices()
+        .map(|devices| {
+            devices
+                .iter()
+                .filter(|d| {
+                    matches!(
+                        d.kind,
+                        device::DeviceKind::Gpu | device::DeviceKind::IntegratedGpu
+                    )
+                })
+                .map(device::Device::label)
+                .collect()
+        })
+        .unwrap_or_default();
+    let found = if gpus.is_empty() {
+        "none, so models run on the CPU".to_string()
+    } else {
+        gpus.join(", ")
+    };
+    format!("llama.cpp: {cpu} · GPU backends in this build: {built} · GPUs found: {found}")
 }
 
 /// Where a GGUF model will run: llama.cpp's plan for it, or mistral.rs's; a plan that

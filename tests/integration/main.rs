@@ -10,6 +10,15 @@ mod batch_invariance;
 mod cli;
 mod cli_tables;
 mod echo_assertions;
+// A GPU build answers these differently (benches/gpu.sh checks those).
+#[cfg(not(any(
+    feature = "metal",
+    feature = "cuda",
+    feature = "vulkan",
+    feature = "dynamic-backends",
+    all(target_os = "macos", target_arch = "aarch64")
+)))]
+mod gpu;
 mod html_report;
 mod hub;
 mod judge;
