@@ -150,7 +150,7 @@ pub const KEYMAP: &[Binding] = &[
     bind(
         "Playground",
         "Tab ↑↓ ←→",
-        "move to the parameters and adjust one",
+        "move to the parameters (and gpu_layers) and adjust one",
     ),
     bar(
         "Playground",
