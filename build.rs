@@ -19,10 +19,18 @@ fn main() {
     }
 }
 
+/// ggml's CPU variants left out. `sapphirerapids` multiplies with AMX tiles: a weight
+/// layout and kernels of their own for products of several rows, so a sequence's
+/// arithmetic would depend on the batch (promptlab's outputs must not), and on the
+/// Sapphire Rapids VM this was measured on its first `tileloadd` killed the process
+/// (SIGILL). Without it llama.cpp picks the best AVX-512 variant (`zen4`, `icelake`, …).
+const SKIPPED_CPU_VARIANTS: &[&str] = &["libggml-cpu-sapphirerapids"];
+
 /// llama-cpp-sys-2 hard-links `libllama.so` into the target folder, but that file is a
 /// symbolic link to `libllama.so.0`, which it leaves behind, so the binary would not start.
 /// This copies the whole set (the libraries with their version links, and the backend
-/// modules) from llama-cpp-sys-2's build into the folder the binary is written to.
+/// modules but the skipped ones) from llama-cpp-sys-2's build into the folder the binary
+/// is written to, which is where promptlab loads the backends from.
 fn place_shared_libraries() -> std::io::Result<()> {
     let Some(backends) = std::env::var_os("DEP_LLAMA_BACKENDS_DIR").map(PathBuf::from) else {
         return Ok(());
@@ -42,7 +50,14 @@ fn place_shared_libraries() -> std::io::Result<()> {
             if !(text.contains(".so") || text.ends_with(".dylib") || text.ends_with(".dll")) {
                 continue;
             }
-            copy_entry(&entry.path(), &beside_binary.join(&name))?;
+            let target = beside_binary.join(&name);
+            if SKIPPED_CPU_VARIANTS.iter().any(|v| text.starts_with(v)) {
+                if target.symlink_metadata().is_ok() {
+                    std::fs::remove_file(&target)?;
+                }
+                continue;
+            }
+            copy_entry(&entry.path(), &target)?;
         }
     }
     Ok(())

@@ -123,18 +123,32 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
         .get_or_init(|| {
             keep_matmul_kernels_batch_invariant();
             send_logs_to_tracing(LogOptions::default());
-            // The CPU variants and GPU backends are shared libraries: the best CPU variant
-            // for this machine and every GPU backend found are loaded, from the build's
-            // folder, then the binary's, then the current one.
             #[cfg(feature = "dynamic-backends")]
-            // SAFETY: called once, before llama.cpp is initialised.
-            unsafe {
-                llama_cpp_sys_2::ggml_backend_load_all();
-            }
+            load_backends_beside_the_binary();
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| EngineError::Load(format!("cannot initialise llama.cpp: {e}")))
+}
+
+/// A `dynamic-backends` build's CPU variants and GPU backends are shared libraries that
+/// build.rs puts beside the binary, leaving out the variants promptlab must not use (AMX:
+/// see build.rs); ggml loads the best CPU variant for this machine and every GPU backend
+/// from that folder only (its default search would also read the build's own folder, which
+/// still has them). `GGML_BACKEND_PATH` adds one more backend, as in llama.cpp.
+#[cfg(feature = "dynamic-backends")]
+fn load_backends_beside_the_binary() {
+    let folder = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .and_then(|dir| std::ffi::CString::new(dir.to_string_lossy().into_owned()).ok());
+    // SAFETY: called once, before llama.cpp is initialised; the path outlives the call.
+    unsafe {
+        match &folder {
+            Some(dir) => llama_cpp_sys_2::ggml_backend_load_all_from_path(dir.as_ptr()),
+            None => llama_cpp_sys_2::ggml_backend_load_all(),
+        }
+    }
 }
 
 /// ggml multiplies K-quant weights (Q2_K–Q6_K, IQ) by 8 or more rows with a tiled kernel and
