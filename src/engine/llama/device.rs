@@ -272,6 +272,20 @@ pub fn planned_placement(
     Some(Ok(format!("{}: {layers}", names.join(" + "))))
 }
 
+/// What in a plan changes a model's outputs, for cache keys: the CPU's instruction set
+/// on the CPU (`cpu-AVX2`), else the GPUs and how many layers they hold.
+pub fn cache_identity(plan: &Plan) -> String {
+    if plan.on_cpu() {
+        return format!("cpu-{}", cpu_features().unwrap_or_else(|| "?".into()));
+    }
+    let names: Vec<String> = plan
+        .gpus
+        .iter()
+        .map(|d| format!("{} {}", d.name, d.description))
+        .collect();
+    format!("{}:{}", names.join("+"), plan.gpu_layers)
+}
+
 /// Where a loaded model runs, for `models list`, progress lines and the TUI:
 /// `CPU (AVX2)` or `Vulkan0 (…): all 30 layers`.
 pub fn placement_text(plan: &Plan, model_layers: u32, cpu_features: Option<&str>) -> String {
@@ -398,6 +412,27 @@ mod tests {
         );
         let cpu = plan(&local(Some(GpuLayers::None), None), &devices).unwrap();
         assert_eq!(placement_text(&cpu, 30, Some("AVX2")), "CPU (AVX2)");
+    }
+
+    #[test]
+    fn cached_outputs_are_keyed_by_the_device_that_made_them() {
+        let devices = [
+            device(0, "CPU", DeviceKind::Cpu),
+            device(1, "CUDA0", DeviceKind::Gpu),
+        ];
+        let cpu = plan(&local(Some(GpuLayers::None), None), &devices).unwrap();
+        let all = plan(&local(None, None), &devices).unwrap();
+        let some = plan(&local(Some(GpuLayers::Count(8)), None), &devices).unwrap();
+        let keys = [
+            cache_identity(&cpu),
+            cache_identity(&all),
+            cache_identity(&some),
+        ];
+        // This build's CPU kernels: AVX2 on x86-64 (or whatever llama.cpp reports).
+        assert!(keys[0].starts_with("cpu-"), "{keys:?}");
+        assert!(keys[1].starts_with("CUDA0 CUDA0 hardware:"), "{keys:?}");
+        assert_ne!(keys[1], keys[2]);
+        assert_ne!(keys[0], keys[1]);
     }
 
     #[test]
