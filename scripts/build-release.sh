@@ -6,8 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/promptlab/target}"
-features=(--features mistralrs)
-if [[ "$(uname -m)" == x86_64 ]] && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw bmi2 /proc/cpuinfo; then
+source scripts/build-features.sh
+# mistral.rs, plus Metal on Apple Silicon and PROMPTLAB_FEATURES (docs/src/gpu.md).
+extra=$(build_features)
+features=(--features "mistralrs${extra:+,$extra}")
+if [[ "$(uname -m)" == x86_64 ]] && [ -r /proc/cpuinfo ] && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw bmi2 /proc/cpuinfo; then
   echo "CPU has AVX2/FMA/BMI2: building for x86-64-v3"
   export RUSTFLAGS="${RUSTFLAGS:-} -C target-cpu=x86-64-v3"
   # A separate folder, so the flag does not rebuild the test build's artifacts.
