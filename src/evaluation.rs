@@ -71,6 +71,9 @@ pub struct Request {
     pub label: Option<String>,
     /// Cells (or agent questions) decoded together per model.
     pub parallel: Option<u32>,
+    /// Layers of every GGUF model on a GPU, over each entry's `gpu_layers` (`--gpu-layers`).
+    /// Applied before planning, so cache keys name the device the outputs come from.
+    pub gpu_layers: Option<crate::catalog::GpuLayers>,
     /// How agent questions are asked (tools, limits, sampling); its selection fields are
     /// replaced by the request's. Ignored for prompt sets.
     pub agent: AgentEvalOptions,
@@ -229,10 +232,13 @@ impl Evaluation {
             };
             (eval_set, project)
         };
-        if let Some(choice) = request.engine {
-            for entry in project.catalog.models.values_mut() {
-                if let KindSettings::Gguf(local) = &mut entry.settings {
+        for entry in project.catalog.models.values_mut() {
+            if let KindSettings::Gguf(local) = &mut entry.settings {
+                if let Some(choice) = request.engine {
                     local.engine = choice;
+                }
+                if let Some(layers) = request.gpu_layers {
+                    local.gpu_layers = Some(layers);
                 }
             }
         }
@@ -344,6 +350,9 @@ impl Evaluation {
             AgentEvalPlan::new(&root, &request.eval_set, options, store_path.as_deref())?;
         if let Some(label) = request.label.clone().filter(|l| !l.trim().is_empty()) {
             plan.set_label(label);
+        }
+        if request.gpu_layers.is_some() {
+            plan.set_gpu_layers(request.gpu_layers);
         }
         let mut notes: Vec<Note> = plan
             .left_out_tools()
@@ -530,9 +539,6 @@ impl Evaluation {
                 })
             }
             Kind::Agent { plan, recording } => {
-                if options.gpu_layers.is_some() {
-                    plan.set_gpu_layers(options.gpu_layers);
-                }
                 let outcome = plan.run(*recording, cancel, observer)?;
                 Ok(Finished {
                     result: outcome.result,

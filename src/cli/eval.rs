@@ -136,7 +136,6 @@ impl Execution {
             threads: self.threads,
             parallel: self.parallel,
             workers: self.workers,
-            gpu_layers: self.gpu_layers,
         }
     }
 }
@@ -181,6 +180,7 @@ fn request(args: &EvalArgs) -> Result<Request> {
         use_cache: !args.execution.no_cache,
         label: args.label.clone(),
         parallel: args.execution.parallel,
+        gpu_layers: args.execution.gpu_layers,
         agent: AgentEvalOptions::default(),
         ..Request::default()
     })

@@ -148,6 +148,7 @@ pub fn run(mut args: OptimizeArgs) -> Result<Outcome> {
         project: args.project.clone(),
         use_cache: !args.execution.no_cache,
         execute: args.execution.options(),
+        gpu_layers: args.execution.gpu_layers,
     };
     let mut optimization = match args.resume.as_deref() {
         Some(which) => {

@@ -73,6 +73,7 @@ pub fn run(mut args: SweepArgs) -> Result<Outcome> {
                 params: setting.params.clone(),
                 use_cache: !args.execution.no_cache,
                 parallel: args.execution.parallel,
+                gpu_layers: args.execution.gpu_layers,
                 ..Request::default()
             })
         })

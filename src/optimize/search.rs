@@ -86,6 +86,8 @@ pub struct Runtime {
     pub project: Option<PathBuf>,
     pub use_cache: bool,
     pub execute: ExecuteOptions,
+    /// `--gpu-layers` for the target model's runs.
+    pub gpu_layers: Option<crate::catalog::GpuLayers>,
 }
 
 /// The optimization's progress, rewritten after every step.
@@ -463,6 +465,7 @@ impl Optimization {
             extra_prompts: prompts,
             use_cache: self.runtime.use_cache,
             parallel: self.runtime.execute.parallel,
+            gpu_layers: self.runtime.gpu_layers,
             label: Some(label.to_string()),
             resume: resume.map(ResumeFrom::Run),
             ..EvalRequest::default()

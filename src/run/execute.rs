@@ -39,8 +39,6 @@ pub struct ExecuteOptions {
     /// Instances of each local model, sharing the threads; None: one per core for a
     /// small GGUF model (see `workers::count`).
     pub workers: Option<u32>,
-    /// `--gpu-layers`, over each GGUF model's `gpu_layers` in the catalog.
-    pub gpu_layers: Option<crate::catalog::GpuLayers>,
 }
 
 /// Progress callbacks, so a terminal, a TUI or a test can watch a run. All default to
@@ -334,7 +332,7 @@ pub(super) fn spawn_worker(
 ) -> Result<EngineWorker, EngineError> {
     crate::engine::open(
         model,
-        &OpenOptions::batch(options.threads, options.parallel).with_gpu_layers(options.gpu_layers),
+        &OpenOptions::batch(options.threads, options.parallel),
     )
 }
 

@@ -57,6 +57,7 @@ pub(super) fn run(args: &AgentArgs, path: &Path) -> Result<Outcome> {
         },
         use_cache: true,
         parallel: args.parallel,
+        gpu_layers: args.gpu_layers,
         agent: AgentEvalOptions {
             tools: args.tools.clone(),
             tool_models: ToolModels {

@@ -53,8 +53,7 @@ pub(super) fn spawn(
                 threads / workers as u32 + u32::from((index as u32) < threads % workers as u32);
             crate::engine::open(
                 model,
-                &OpenOptions::batch(Some(share.max(1)), options.parallel)
-                    .with_gpu_layers(options.gpu_layers),
+                &OpenOptions::batch(Some(share.max(1)), options.parallel),
             )
         })
         .collect()
