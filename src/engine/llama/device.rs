@@ -265,8 +265,7 @@ pub fn planned_placement(
     }
     let names: Vec<&str> = plan.gpus.iter().map(|d| d.name.as_str()).collect();
     let layers = match model_layers.map(|n| u32::try_from(n).unwrap_or(u32::MAX)) {
-        Some(n) if plan.gpu_layers > n => format!("all {n} layers"),
-        Some(n) => format!("{} of {n} layers", plan.gpu_layers),
+        Some(n) => layers_text(plan.gpu_layers, n),
         None => format!("{} layers", GpuLayers::Count(plan.gpu_layers)),
     };
     Some(Ok(format!("{}: {layers}", names.join(" + "))))
@@ -296,16 +295,21 @@ pub fn placement_text(plan: &Plan, model_layers: u32, cpu_features: Option<&str>
         };
     }
     let names: Vec<String> = plan.gpus.iter().map(Device::label).collect();
-    // llama.cpp counts the output layer as one more: n_layer + 1 puts everything on the GPU.
-    let layers = if plan.gpu_layers > model_layers {
+    let mut layers = layers_text(plan.gpu_layers, model_layers);
+    if plan.gpu_layers <= model_layers {
+        layers.push_str(" (the rest on the CPU)");
+    }
+    format!("{}: {layers}", names.join(" + "))
+}
+
+/// `all 30 layers` or `12 of 30 layers`. llama.cpp counts the output layer as one more:
+/// n_layer + 1 puts everything on the GPU.
+fn layers_text(gpu_layers: u32, model_layers: u32) -> String {
+    if gpu_layers > model_layers {
         format!("all {model_layers} layers")
     } else {
-        format!(
-            "{} of {model_layers} layers (the rest on the CPU)",
-            plan.gpu_layers
-        )
-    };
-    format!("{}: {layers}", names.join(" + "))
+        format!("{gpu_layers} of {model_layers} layers")
+    }
 }
 
 #[cfg(test)]
