@@ -13,6 +13,7 @@
 //! loses at most the cell in flight, and never leaves half of one.
 
 pub mod agent;
+mod cache;
 mod digest;
 mod error;
 mod optimize;
@@ -23,7 +24,6 @@ mod sweeps;
 mod tests;
 mod training;
 
-use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,12 +32,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use serde::{Deserialize, Serialize};
 
 pub use agent::AgentRunRow;
+pub use cache::CachedGeneration;
 pub use error::StoreError;
 pub use optimize::{CandidateRow, OptimizationRow};
-use rows::{
-    CELL_COLUMNS, GENERATION_COLUMNS, RUN_ROW_SELECT, cell_from_row, generation_from_row,
-    generation_from_row_at, run_from_row,
-};
+use rows::{CELL_COLUMNS, GENERATION_COLUMNS, RUN_ROW_SELECT, cell_from_row, run_from_row};
 pub use schema::SCHEMA_VERSION;
 pub use training::TrainingRunRow;
 
@@ -82,21 +80,6 @@ pub struct StoredCell {
     /// The output came from the cache rather than from the model.
     pub cached: bool,
     /// The generated tokens' log-probabilities as a JSON list, when they were asked for.
-    pub logprobs_json: Option<String>,
-}
-
-/// A model's output for one cache key: what a cache hit reuses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CachedGeneration {
-    pub output: String,
-    pub finish: Option<String>,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    pub ttft_ms: f64,
-    pub latency_ms: f64,
-    pub tokens_per_s: Option<f64>,
-    /// The generated tokens' log-probabilities as a JSON list, when they were asked for.
-    #[serde(default)]
     pub logprobs_json: Option<String>,
 }
 
@@ -391,83 +374,6 @@ impl RunStore {
         .map_err(sql_err)?;
         also(&tx, &sql_err)?;
         tx.commit().map_err(sql_err)
-    }
-
-    /// Caches a generation that is not a cell of its own (a judge's reply), so judging
-    /// the same output again costs nothing.
-    pub fn cache_generation(
-        &self,
-        cache_key: &str,
-        generation: &CachedGeneration,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO generations (cache_key, {GENERATION_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-            ))
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    cache_key,
-                    generation.output,
-                    generation.finish,
-                    generation.prompt_tokens,
-                    generation.completion_tokens,
-                    generation.ttft_ms,
-                    generation.latency_ms,
-                    generation.tokens_per_s,
-                    generation.logprobs_json,
-                ])
-            })
-            .map(|_| ())
-            .map_err(self.err("caching a judge's reply"))
-    }
-
-    pub fn cached_generation(
-        &self,
-        cache_key: &str,
-    ) -> Result<Option<CachedGeneration>, StoreError> {
-        self.conn
-            .prepare_cached(&format!(
-                "SELECT {GENERATION_COLUMNS} FROM generations WHERE cache_key = ?1"
-            ))
-            .and_then(|mut stmt| stmt.query_row([cache_key], generation_from_row).optional())
-            .map_err(self.err("looking up the cache"))
-    }
-
-    /// Looks up many cache keys at once (a run checks its whole matrix before
-    /// generating). Keys without an entry are absent from the map.
-    pub fn cached_generations(
-        &self,
-        keys: &[String],
-    ) -> Result<HashMap<String, CachedGeneration>, StoreError> {
-        let unique: Vec<&str> = keys
-            .iter()
-            .map(String::as_str)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut found = HashMap::new();
-        for chunk in unique.chunks(KEYS_PER_QUERY) {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let sql = format!(
-                "SELECT cache_key, {GENERATION_COLUMNS} FROM generations
-                 WHERE cache_key IN ({placeholders})"
-            );
-            let mut stmt = self
-                .conn
-                .prepare(&sql)
-                .map_err(self.err("looking up the cache"))?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(chunk), |row| {
-                    Ok((row.get::<_, String>(0)?, generation_from_row_at(row, 1)?))
-                })
-                .map_err(self.err("looking up the cache"))?;
-            for row in rows {
-                let (key, generation) = row.map_err(self.err("looking up the cache"))?;
-                found.insert(key, generation);
-            }
-        }
-        Ok(found)
     }
 
     pub fn finish_run(

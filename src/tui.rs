@@ -8,6 +8,7 @@ mod agent;
 mod agent_job;
 mod app;
 mod charts;
+mod chat_job;
 mod driver;
 mod editor;
 mod help;

@@ -15,19 +15,18 @@ use crossterm::event::{
 use futures_util::StreamExt;
 use promptlab::compare;
 use promptlab::engine::CancelToken;
+use promptlab::engine::GenerationRequest;
 use promptlab::engine::llama::Tokenizer;
-use promptlab::engine::{EngineWorker, GenerationEvent, GenerationRequest, WorkerEvent};
 use promptlab::project;
 use promptlab::prompt::RenderedPrompt;
 use promptlab::results::RunMatrix;
-use promptlab::run;
 use promptlab::store::RunStore;
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::agent::AgentUiEvent;
 use super::app::{App, Effect, Event, RunEvent};
-use super::playground::{ChatEvent, ChatReply};
+use super::playground::ChatEvent;
 use super::view;
 
 pub fn run(root: &Path) -> Result<()> {
@@ -64,17 +63,10 @@ struct Jobs {
     tx: UnboundedSender<Event>,
     cancel: Option<CancelToken>,
     tokenizer: std::sync::mpsc::Sender<(PathBuf, String)>,
-    chat: std::sync::mpsc::Sender<ChatJob>,
+    chat: std::sync::mpsc::Sender<super::chat_job::ChatJob>,
     chat_cancel: Option<CancelToken>,
     agent: std::sync::mpsc::Sender<super::agent_job::AgentJob>,
     agent_cancel: Option<CancelToken>,
-}
-
-struct ChatJob {
-    model_name: String,
-    model: promptlab::catalog::ModelEntry,
-    request: GenerationRequest,
-    cancel: CancelToken,
 }
 
 /// How long the playground and the agent keep a model loaded with nothing to do: a
@@ -85,92 +77,6 @@ fn model_idle_limit() -> Duration {
         .and_then(|s| s.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
         .map_or(Duration::from_secs(300), Duration::from_secs_f64)
-}
-
-/// The playground's engine thread: keeps the last model loaded between messages (until
-/// it has been idle for `idle`) and streams each reply's tokens.
-fn spawn_chat(tx: UnboundedSender<Event>, idle: Duration) -> std::sync::mpsc::Sender<ChatJob> {
-    let (jobs, incoming) = std::sync::mpsc::channel::<ChatJob>();
-    std::thread::spawn(move || {
-        let send = |event: ChatEvent| tx.send(Event::Chat(event)).is_ok();
-        let mut loaded: Option<(String, promptlab::catalog::ModelEntry, EngineWorker)> = None;
-        loop {
-            let job = match incoming.recv_timeout(idle) {
-                Ok(job) => job,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some((model, _, _)) = loaded.take()
-                        && !send(ChatEvent::Unloaded { model, idle })
-                    {
-                        break;
-                    }
-                    continue;
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            if loaded
-                .as_ref()
-                .is_none_or(|(_, entry, _)| *entry != job.model)
-            {
-                loaded = None;
-                send(ChatEvent::Loading(job.model_name.clone()));
-                let started = Instant::now();
-                let model = promptlab::catalog::ModelRef {
-                    name: job.model_name.clone(),
-                    entry: Some(job.model.clone()),
-                };
-                match run::chat_worker(&model) {
-                    Ok(worker) => {
-                        send(ChatEvent::Loaded {
-                            model: job.model_name.clone(),
-                            load_ms: started.elapsed().as_secs_f64() * 1000.0,
-                            runs_on: worker.capabilities().runs_on.clone(),
-                            note: worker.capabilities().offload_note.clone(),
-                        });
-                        loaded = Some((job.model_name.clone(), job.model.clone(), worker));
-                    }
-                    Err(err) => {
-                        send(ChatEvent::Done(Err(format!(
-                            "cannot load {}: {err}",
-                            job.model_name
-                        ))));
-                        continue;
-                    }
-                }
-            }
-            let Some((_, _, worker)) = &loaded else {
-                continue;
-            };
-            let events = worker.generate(vec![job.request], job.cancel);
-            let mut done = false;
-            for event in events {
-                match event {
-                    WorkerEvent::Generation(GenerationEvent::Token(_, text)) => {
-                        send(ChatEvent::Token(text));
-                    }
-                    WorkerEvent::Generation(GenerationEvent::Finished(_, result)) => {
-                        done = true;
-                        send(ChatEvent::Done(
-                            result
-                                .map(|g| ChatReply {
-                                    text: g.text,
-                                    completion_tokens: g.completion_tokens,
-                                    tokens_per_s: g.tokens_per_s,
-                                })
-                                .map_err(|e| e.to_string()),
-                        ));
-                    }
-                    WorkerEvent::Generation(GenerationEvent::Started(_)) => {}
-                    WorkerEvent::BatchDone => break,
-                }
-            }
-            if !done {
-                send(ChatEvent::Done(Err(
-                    "the engine stopped without a reply".into()
-                )));
-            }
-        }
-    });
-    jobs
 }
 
 /// A thread that keeps each model's vocabulary loaded and counts preview tokens. While
@@ -204,7 +110,7 @@ async fn event_loop(terminal: &mut DefaultTerminal, mut app: App, root: PathBuf)
     let mut jobs = Jobs {
         root: root.clone(),
         tokenizer: spawn_tokenizer(tx.clone()),
-        chat: spawn_chat(tx.clone(), model_idle_limit()),
+        chat: super::chat_job::spawn(tx.clone(), model_idle_limit()),
         chat_cancel: None,
         agent: super::agent_job::spawn(tx.clone(), root.clone(), model_idle_limit()),
         agent_cancel: None,
@@ -349,7 +255,7 @@ impl Jobs {
             } => {
                 let cancel = CancelToken::new();
                 self.chat_cancel = Some(cancel.clone());
-                let job = ChatJob {
+                let job = super::chat_job::ChatJob {
                     model: *model,
                     model_name,
                     request: GenerationRequest {
@@ -531,96 +437,4 @@ fn resident_bytes() -> Option<u64> {
     // SAFETY: sysconf only reads a system constant.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * u64::try_from(page).ok()?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn smollm2() -> promptlab::catalog::ModelEntry {
-        let cache = std::env::var_os("PROMPTLAB_MODELS_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/promptlab/models")
-            });
-        let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-        assert!(path.is_file(), "run scripts/fetch-models.sh first");
-        serde_json::from_value(serde_json::json!({ "path": path })).unwrap()
-    }
-
-    fn ask(jobs: &std::sync::mpsc::Sender<ChatJob>) {
-        let job = ChatJob {
-            model_name: "smollm2".into(),
-            model: smollm2(),
-            request: GenerationRequest {
-                prompt: RenderedPrompt::Chat(vec![promptlab::prompt::ChatMessage {
-                    role: "user".into(),
-                    content: "Hi".into(),
-                }]),
-                params: promptlab::params::SamplingParams {
-                    max_tokens: 4,
-                    ..Default::default()
-                },
-                schema: None,
-                grammar: None,
-                tools: None,
-            },
-            cancel: CancelToken::new(),
-        };
-        jobs.send(job).unwrap();
-    }
-
-    fn next_chat(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> ChatEvent {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match rx.try_recv() {
-                Ok(Event::Chat(event)) => return event,
-                Ok(_) => {}
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(_) => panic!("no chat event within 120 s"),
-            }
-        }
-    }
-
-    /// A playground model is kept between messages, let go after sitting idle (its
-    /// memory back to the machine), and loaded again by the next message.
-    #[test]
-    fn an_idle_playground_model_is_unloaded_then_loads_again() {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let jobs = spawn_chat(tx, Duration::from_millis(1500));
-        let mut replies = 0;
-        let mut loads = 0;
-        ask(&jobs);
-        ask(&jobs);
-        // Two messages in a row: one load.
-        while replies < 2 {
-            match next_chat(&mut rx) {
-                ChatEvent::Loading(_) => loads += 1,
-                ChatEvent::Done(result) => {
-                    result.unwrap();
-                    replies += 1;
-                }
-                ChatEvent::Unloaded { .. } => panic!("unloaded while busy"),
-                _ => {}
-            }
-        }
-        assert_eq!(loads, 1);
-        let ChatEvent::Unloaded { model, idle } = next_chat(&mut rx) else {
-            panic!("expected the idle model to be unloaded");
-        };
-        assert_eq!(
-            (model.as_str(), idle),
-            ("smollm2", Duration::from_millis(1500))
-        );
-        ask(&jobs);
-        assert!(matches!(next_chat(&mut rx), ChatEvent::Loading(_)));
-        loop {
-            if let ChatEvent::Done(result) = next_chat(&mut rx) {
-                result.unwrap();
-                break;
-            }
-        }
-    }
 }
