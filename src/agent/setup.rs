@@ -152,7 +152,7 @@ pub fn project_tools(
         set.add(Box::new(tools::ListImages));
     }
     if include("calculator") {
-        set.add(Box::new(tools::Calculator));
+        set.add(Box::new(tools::Calculator::default()));
     }
     Ok(set)
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use calculator::Calculator;
+pub use calculator::{CalcLimits, Calculator};
 pub use files::ListImages;
 pub use vision::{ClassifyDigit, ClassifyImage, DetectObjects};
 

@@ -394,7 +394,7 @@ fn calculator_expressions_evaluate_or_say_why() {
     .map(|s| s.as_bytes().to_vec())
     .collect();
     let context = ToolContext::new(vec![std::env::temp_dir()], std::env::temp_dir());
-    let mut calculator = Calculator;
+    let mut calculator = Calculator::default();
     each("calculator", &seeds, |input| {
         let args = json!({"expression": text(input)});
         let _ = calculator.call(&args, &context);

@@ -9,7 +9,20 @@ use serde_json::{Value, json};
 
 use super::{Tool, ToolContext, ToolError};
 
-pub struct Calculator;
+/// The calculator tool, with the size limits its numbers may reach.
+#[derive(Debug, Default)]
+pub struct Calculator {
+    limits: CalcLimits,
+}
+
+impl Calculator {
+    /// A calculator with other size limits than the defaults (the fuzz harness uses
+    /// smaller ones, so the fuzzer spends its inputs on the parser and the checks rather
+    /// than on multiplying 20,000-digit numbers).
+    pub fn with_limits(limits: CalcLimits) -> Self {
+        Self { limits }
+    }
+}
 
 impl Tool for Calculator {
     fn name(&self) -> &'static str {
@@ -36,7 +49,8 @@ impl Tool for Calculator {
             .get("expression")
             .and_then(Value::as_str)
             .ok_or_else(|| ToolError::Arguments("expected `expression`, a string".into()))?;
-        let value = evaluate(expression).map_err(|e| ToolError::Arguments(e.to_string()))?;
+        let value = evaluate_within(expression, self.limits)
+            .map_err(|e| ToolError::Arguments(e.to_string()))?;
         let mut result = json!({ "expression": expression, "result": display(&value) });
         if decimal_places(&value).is_none() {
             result["approximately"] = json!(approximate(&value));
@@ -59,6 +73,29 @@ const MAX_BITS: u64 = 65_536;
 /// of 60 sums of 20,000-digit fractions took 22 s), while real answers use a few
 /// thousand bits at most.
 const MAX_WORK: u64 = 4_000_000;
+
+/// How large numbers may grow: [`MAX_BITS`] and [`MAX_WORK`] unless set otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalcLimits {
+    /// Bits a numerator or denominator may have.
+    pub max_bits: u64,
+    /// Bits of operands summed over every operation of one expression.
+    pub max_work: u64,
+}
+
+impl Default for CalcLimits {
+    fn default() -> Self {
+        Self {
+            max_bits: MAX_BITS,
+            max_work: MAX_WORK,
+        }
+    }
+}
+
+/// Decimal digits of a number of `bits` bits, for messages.
+fn digits(bits: u64) -> u64 {
+    (bits as f64 * std::f64::consts::LOG10_2).round() as u64
+}
 
 /// Why an expression was not evaluated. Positions are 1-based characters of the
 /// expression with its whitespace removed.
@@ -83,21 +120,31 @@ pub enum CalcError {
     #[error("only whole powers up to {MAX_EXPONENT} are exact")]
     NotWholePower,
     #[error(
-        "the power would have more than {MAX_BITS} bits (about 20,000 digits); no answer needs that"
+        "the power would have more than {max_bits} bits (about {} digits); no answer needs that",
+        digits(*.max_bits)
     )]
-    PowerTooLarge,
-    #[error("a result has more than {MAX_BITS} bits (about 20,000 digits); no answer needs that")]
-    TooLarge,
+    PowerTooLarge { max_bits: u64 },
+    #[error(
+        "a result has more than {max_bits} bits (about {} digits); no answer needs that",
+        digits(*.max_bits)
+    )]
+    TooLarge { max_bits: u64 },
     #[error("`{0}` is not a number")]
     NotANumber(String),
     #[error(
-        "the expression combines too many huge numbers (more than {MAX_WORK} bits of operands in all); no answer needs that"
+        "the expression combines too many huge numbers (more than {max_work} bits of operands in all); no answer needs that"
     )]
-    TooMuchWork,
+    TooMuchWork { max_work: u64 },
 }
 
-/// Evaluates `text`; the error says where parsing stopped and what was expected.
+/// Evaluates `text` within the default limits; the error says where parsing stopped and
+/// what was expected.
 pub fn evaluate(text: &str) -> Result<BigRational, CalcError> {
+    evaluate_within(text, CalcLimits::default())
+}
+
+/// Evaluates `text`, refusing numbers and work beyond `limits`.
+pub fn evaluate_within(text: &str, limits: CalcLimits) -> Result<BigRational, CalcError> {
     let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
     if chars.len() > MAX_CHARS {
         return Err(CalcError::TooLong(chars.len()));
@@ -107,6 +154,7 @@ pub fn evaluate(text: &str) -> Result<BigRational, CalcError> {
         at: 0,
         depth: 0,
         work: 0,
+        limits,
     };
     if parser.chars.is_empty() {
         return Err(CalcError::Empty);
@@ -128,19 +176,12 @@ struct Parser {
     depth: usize,
     /// Bits of the operands of every operation so far (see [`MAX_WORK`]).
     work: u64,
+    limits: CalcLimits,
 }
 
 /// A value's size in bits, numerator and denominator.
 fn size(value: &BigRational) -> u64 {
     value.numer().bits() + value.denom().bits()
-}
-
-/// Refuses a value too large to be any answer.
-fn bounded(value: BigRational) -> Result<BigRational, CalcError> {
-    if value.numer().bits() > MAX_BITS || value.denom().bits() > MAX_BITS {
-        return Err(CalcError::TooLarge);
-    }
-    Ok(value)
 }
 
 /// Powers above this would build numbers no answer needs (and take long to build).
@@ -151,13 +192,23 @@ impl Parser {
         self.chars.get(self.at).copied()
     }
 
-    /// Counts an operation on operands of `bits` bits against [`MAX_WORK`].
+    /// Counts an operation on operands of `bits` bits against the work limit.
     fn charge(&mut self, bits: u64) -> Result<(), CalcError> {
         self.work = self.work.saturating_add(bits);
-        if self.work > MAX_WORK {
-            return Err(CalcError::TooMuchWork);
+        let max_work = self.limits.max_work;
+        if self.work > max_work {
+            return Err(CalcError::TooMuchWork { max_work });
         }
         Ok(())
+    }
+
+    /// Refuses a value too large to be any answer.
+    fn bounded(&self, value: BigRational) -> Result<BigRational, CalcError> {
+        let max_bits = self.limits.max_bits;
+        if value.numer().bits() > max_bits || value.denom().bits() > max_bits {
+            return Err(CalcError::TooLarge { max_bits });
+        }
+        Ok(value)
     }
 
     /// Enters a nested rule, refusing nesting deeper than [`MAX_DEPTH`].
@@ -180,7 +231,7 @@ impl Parser {
             self.at += 1;
             let rhs = self.product()?;
             self.charge(size(&value) + size(&rhs))?;
-            value = bounded(if op == '+' { value + rhs } else { value - rhs })?;
+            value = self.bounded(if op == '+' { value + rhs } else { value - rhs })?;
         }
         Ok(value)
     }
@@ -194,7 +245,7 @@ impl Parser {
                 return Err(CalcError::DivisionByZero);
             }
             self.charge(size(&value) + size(&rhs))?;
-            value = bounded(match op {
+            value = self.bounded(match op {
                 '*' | '×' => value * rhs,
                 '%' => {
                     let quotient = (&value / &rhs).trunc();
@@ -226,11 +277,12 @@ impl Parser {
         // The result has about |exponent| times the base's bits: refuse before building it.
         let widest = base.numer().bits().max(base.denom().bits());
         let built = widest.saturating_mul(whole.unsigned_abs());
-        if built > MAX_BITS {
-            return Err(CalcError::PowerTooLarge);
+        let max_bits = self.limits.max_bits;
+        if built > max_bits {
+            return Err(CalcError::PowerTooLarge { max_bits });
         }
         self.charge(built)?;
-        bounded(num_traits::pow::Pow::pow(&base, whole as i32))
+        self.bounded(num_traits::pow::Pow::pow(&base, whole as i32))
     }
 
     /// Signs are counted in a loop, not by recursion: a run of thousands of them is
@@ -438,22 +490,67 @@ mod tests {
         let outcome = evaluate(found);
         let elapsed = started.elapsed();
         assert!(
-            matches!(outcome, Err(CalcError::TooMuchWork)),
+            matches!(outcome, Err(CalcError::TooMuchWork { .. })),
             "{outcome:?}"
         );
         // The input took 22 s before the budget; the budget stops it in well under a second
         // (1.1 s once on a loaded machine), so only a return of the hang fails this.
         assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
         let repeated = format!("(1/5^101)^204{}", "+(1/5^101)^204%10".repeat(60));
-        assert!(matches!(evaluate(&repeated), Err(CalcError::TooMuchWork)));
+        assert!(matches!(
+            evaluate(&repeated),
+            Err(CalcError::TooMuchWork { .. })
+        ));
         // Ordinary large arithmetic is still answered.
         assert_eq!(calc("2^1000 / 2^999 + 3^500 % 7"), "4");
     }
 
     #[test]
+    fn other_limits_are_kept_and_named() {
+        let small = CalcLimits {
+            max_bits: 4_096,
+            max_work: 250_000,
+        };
+        // Within the defaults, beyond the smaller limits.
+        assert!(evaluate("2 ^ 1000 * 2 ^ 1000 * 2 ^ 1000 * 2 ^ 1000 * 2 ^ 1000").is_ok());
+        let too_large = evaluate_within(
+            "2 ^ 1000 * 2 ^ 1000 * 2 ^ 1000 * 2 ^ 1000 * 2 ^ 1000",
+            small,
+        );
+        assert_eq!(too_large, Err(CalcError::TooLarge { max_bits: 4_096 }));
+        assert_eq!(
+            too_large.unwrap_err().to_string(),
+            "a result has more than 4096 bits (about 1233 digits); no answer needs that"
+        );
+        assert_eq!(
+            evaluate_within("(2 ^ 1000) ^ 5", small),
+            Err(CalcError::PowerTooLarge { max_bits: 4_096 })
+        );
+        assert_eq!(
+            evaluate("(2 ^ 1000) ^ 66").unwrap_err().to_string(),
+            "the power would have more than 65536 bits (about 19728 digits); no answer needs that"
+        );
+        let busy = format!("1{}", " + 2 ^ 1000".repeat(200));
+        assert!(evaluate(&busy).is_ok());
+        assert_eq!(
+            evaluate_within(&busy, small),
+            Err(CalcError::TooMuchWork { max_work: 250_000 })
+        );
+        // The tool uses its own limits.
+        let context = ToolContext::new(vec![std::env::temp_dir()], std::env::temp_dir());
+        let args = json!({"expression": "(2 ^ 1000) ^ 5"});
+        assert!(Calculator::default().call(&args, &context).is_ok());
+        assert!(
+            Calculator::with_limits(small)
+                .call(&args, &context)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn non_terminating_results_come_with_an_approximation() {
         let context = ToolContext::new(vec![std::env::temp_dir()], std::env::temp_dir());
-        let out = Calculator
+        let out = Calculator::default()
             .call(&json!({"expression": "10 / 3"}), &context)
             .unwrap();
         assert_eq!(out["result"], "10/3");
