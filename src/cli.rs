@@ -125,6 +125,10 @@ enum Command {
         /// Project folder (default: the one containing the current folder).
         project: Option<PathBuf>,
     },
+    /// Loads one GGUF file with llama.cpp and exits: promptlab runs itself this way before
+    /// loading a file, so a file that crashes llama.cpp ends only this child.
+    #[command(name = "probe-model", hide = true)]
+    ProbeModel { path: PathBuf },
 }
 
 /// How a command ended, mapped to the process exit code in one place.
@@ -193,6 +197,12 @@ pub fn main() -> ExitCode {
         _ => None,
     };
     init_logging(tui_log);
+    // The probing child itself loads in-process.
+    if !matches!(command, Command::ProbeModel { .. })
+        && let Ok(program) = std::env::current_exe()
+    {
+        promptlab::engine::llama::probe::isolate_loads(program);
+    }
     let result = match command {
         Command::Tui { project } => crate::tui::run(project).map(|()| Outcome::Passed),
         Command::Init(args) => init::run(args),
@@ -212,6 +222,9 @@ pub fn main() -> ExitCode {
         Command::Optimize(args) => optimize::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Vision { command } => vision::run(command),
+        Command::ProbeModel { path } => promptlab::engine::llama::probe::load_here(&path)
+            .map(|()| Outcome::Passed)
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(Outcome::Passed) => ExitCode::SUCCESS,

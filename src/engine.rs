@@ -197,6 +197,10 @@ pub enum Flow {
 pub enum EngineError {
     #[error("{0}")]
     Load(String),
+    /// llama.cpp crashed loading the file, in the child process that tried it first
+    /// (`engine::llama::probe`): the file will not load, however often it is tried.
+    #[error("{0}")]
+    LoadCrashed(String),
     #[error(
         "model `{model}` has no chat template, so it cannot run the chat prompt `{prompt}`: use a `completion:` prompt for base models"
     )]

@@ -89,6 +89,7 @@ fn engine(err: &EngineError) -> Failure {
     match err {
         EngineError::Crashed(_) | EngineError::Generation(_) => Failure::Runtime,
         EngineError::Load(_)
+        | EngineError::LoadCrashed(_)
         | EngineError::NoChatTemplate { .. }
         | EngineError::ChatTemplate(_)
         | EngineError::PromptTooLong { .. }

@@ -53,6 +53,9 @@ pub struct ServeConfig {
 struct AppState {
     config: ServeConfig,
     workers: Mutex<HashMap<String, Arc<ModelQueue>>>,
+    /// Models whose file crashed llama.cpp in the child that loads it first, with the
+    /// message: no longer listed, and not tried again (each try would load the file).
+    crashed: Mutex<HashMap<String, String>>,
 }
 
 /// The router; `serve` binds it, tests can too.
@@ -60,6 +63,7 @@ pub fn router(config: ServeConfig) -> Router {
     let state = Arc::new(AppState {
         config,
         workers: Mutex::new(HashMap::new()),
+        crashed: Mutex::new(HashMap::new()),
     });
     Router::new()
         .route("/v1/models", get(models))
@@ -146,8 +150,10 @@ fn chat_models(catalog: &ModelCatalog) -> Vec<String> {
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Response {
+    let crashed = state.crashed.lock().map(|c| c.clone()).unwrap_or_default();
     let data: Vec<Value> = chat_models(&state.config.catalog)
         .into_iter()
+        .filter(|id| !crashed.contains_key(id))
         .map(|id| json!({"id": id, "object": "model", "owned_by": "promptlab"}))
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()
@@ -208,6 +214,18 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<ModelQueue>, ApiError
     if let Some(worker) = workers.get(model) {
         return Ok(worker.clone());
     }
+    if let Some(message) = state
+        .crashed
+        .lock()
+        .ok()
+        .and_then(|c| c.get(model).cloned())
+    {
+        return Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            message,
+        ));
+    }
     let entry = state
         .config
         .catalog
@@ -241,6 +259,11 @@ fn worker_for(state: &AppState, model: &str) -> Result<Arc<ModelQueue>, ApiError
         entry: Some(entry.clone()),
     };
     let worker = crate::engine::open(&model_ref, &options).map_err(|e| {
+        if let crate::engine::EngineError::LoadCrashed(message) = &e
+            && let Ok(mut crashed) = state.crashed.lock()
+        {
+            crashed.insert(model.to_string(), message.clone());
+        }
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",

@@ -18,6 +18,7 @@ use llama_cpp_2::{LogOptions, json_schema_to_grammar, send_logs_to_tracing};
 pub mod device;
 pub mod embed;
 mod pool;
+pub mod probe;
 mod scheduler;
 
 use llama_cpp_2::token::LlamaToken;
@@ -191,6 +192,7 @@ pub struct Tokenizer {
 impl Tokenizer {
     pub fn load(path: &Path) -> Result<Tokenizer, EngineError> {
         let info = GgufInfo::read(path).map_err(|e| EngineError::Load(e.to_string()))?;
+        probe::check(path)?;
         let params = LlamaModelParams::default().with_vocab_only(true);
         let model = LlamaModel::load_from_file(backend()?, path, &params).map_err(|e| {
             EngineError::Load(format!(
@@ -249,6 +251,7 @@ impl LlamaEngine {
     /// instead of reaching llama.cpp), then memory-maps the model.
     pub fn load(path: &Path, options: &LlamaOptions) -> Result<LlamaEngine, EngineError> {
         let info = GgufInfo::read(path).map_err(|e| EngineError::Load(e.to_string()))?;
+        probe::check(path)?;
         let backend = backend()?;
         let offload = crate::catalog::LocalModel {
             gpu_layers: options.gpu_layers,

@@ -9,6 +9,7 @@ mod agent;
 mod batch_invariance;
 mod cli;
 mod cli_tables;
+mod crashing_models;
 mod echo_assertions;
 // A GPU build answers these differently (benches/gpu.sh checks those).
 #[cfg(not(any(

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use crate::common::{GEMMA, SMOLLM2, TempProject, real_model, served_port};
 use serde_json::{Value, json};
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _project: TempProject,
     _one_at_a_time: MutexGuard<'static, ()>,
 }
@@ -41,7 +41,7 @@ fn start(key: Option<&str>) -> Server {
     )
 }
 
-fn start_with(catalog: &str, key: Option<&str>) -> Server {
+pub(crate) fn start_with(catalog: &str, key: Option<&str>) -> Server {
     start_with_args(catalog, key, &[])
 }
 
@@ -76,7 +76,13 @@ fn start_with_args(catalog: &str, key: Option<&str>, extra: &[&str]) -> Server {
 
 /// One HTTP/1.1 request; returns the status code and the body (status 0 and the I/O error
 /// when no response came).
-fn http(port: u16, method: &str, path: &str, body: &[u8], headers: &[&str]) -> (u16, String) {
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[&str],
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     // Generous: on a loaded CI machine the last of 100 queued clients waited over 120 s.
     stream
@@ -134,7 +140,7 @@ fn dechunk(body: &str) -> String {
     }
 }
 
-fn chat(port: u16, body: Value) -> (u16, Value) {
+pub(crate) fn chat(port: u16, body: Value) -> (u16, Value) {
     let (status, text) = http(
         port,
         "POST",

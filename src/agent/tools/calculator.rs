@@ -137,13 +137,8 @@ pub enum CalcError {
     TooMuchWork { max_work: u64 },
 }
 
-/// Evaluates `text` within the default limits; the error says where parsing stopped and
-/// what was expected.
-pub fn evaluate(text: &str) -> Result<BigRational, CalcError> {
-    evaluate_within(text, CalcLimits::default())
-}
-
-/// Evaluates `text`, refusing numbers and work beyond `limits`.
+/// Evaluates `text`, refusing numbers and work beyond `limits`; the error says where
+/// parsing stopped and what was expected.
 pub fn evaluate_within(text: &str, limits: CalcLimits) -> Result<BigRational, CalcError> {
     let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
     if chars.len() > MAX_CHARS {
@@ -386,6 +381,10 @@ fn approximate(value: &BigRational) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn evaluate(text: &str) -> Result<BigRational, CalcError> {
+        evaluate_within(text, CalcLimits::default())
+    }
 
     fn calc(text: &str) -> String {
         display(&evaluate(text).unwrap())

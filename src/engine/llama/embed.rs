@@ -36,6 +36,7 @@ impl GgufEmbedder {
                 path.display()
             )));
         }
+        super::probe::check(path)?;
         let model = LlamaModel::load_from_file(backend()?, path, &LlamaModelParams::default())
             .map_err(|e| EngineError::Load(format!("{}: {e}", path.display())))?;
         Ok(GgufEmbedder {
