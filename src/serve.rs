@@ -509,6 +509,10 @@ async fn chat(
                     "usage": usage(&g),
                 }))
                 .into_response(),
+                // The request's own schema cannot become a grammar or be satisfied.
+                Err(e @ crate::engine::EngineError::Schema(_)) => {
+                    invalid_request(e.to_string()).into_response()
+                }
                 Err(e) => error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",

@@ -17,6 +17,7 @@ use llama_cpp_2::{LogOptions, json_schema_to_grammar, send_logs_to_tracing};
 
 pub mod device;
 pub mod embed;
+mod grammar;
 mod pool;
 pub mod probe;
 mod scheduler;
@@ -404,6 +405,10 @@ impl LlamaEngine {
             (Some(schema), None) => Some(schema_to_grammar(schema)?),
             (None, grammar) => grammar.clone(),
         };
+        if let Some(source) = &source {
+            grammar::check_repetitions(source)
+                .map_err(|e| EngineError::Schema(format!("grammar rejected: {e}")))?;
+        }
         let grammar = match source {
             Some(source) => Some(
                 LlamaSampler::grammar(self.model(), &source, "root")

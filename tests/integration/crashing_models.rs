@@ -1,7 +1,14 @@
-//! Issue 20: a GGUF that passes the header check but makes llama.cpp abort (here SmolLM2
-//! with `llama.expert_used_count = 2` added, which fails `GGML_ASSERT(n_expert_used_max <=
-//! hparams.n_expert)` while loading) is loaded in a child process first, so `eval` reports
-//! it and `serve` keeps serving its other models.
+//! Issue 20: inputs that made llama.cpp abort the whole process.
+//!
+//! - A GGUF that passes the header check but makes llama.cpp abort (here SmolLM2 with
+//!   `llama.expert_used_count = 2` added, which fails `GGML_ASSERT(n_expert_used_max <=
+//!   hparams.n_expert)` while loading) is loaded in a child process first, so `eval`
+//!   reports it and `serve` keeps serving its other models.
+//! - A JSON schema that no output satisfies (`minimum` above `maximum`) left its grammar
+//!   with no allowed token; the end of text was then accepted into the unfinished
+//!   grammar, which llama.cpp answers with `GGML_ABORT`: one request killed `serve`.
+//!   `minLength` above `maxLength` (or a pattern `a{5,2}`) made llama.cpp's grammar
+//!   parser build rules until memory ran out (10 GB in 30 s).
 
 use std::path::Path;
 use std::process::Command;
@@ -188,4 +195,59 @@ fn issue_20_serve_survives_a_model_that_crashes_llama_cpp() {
             .unwrap_or_default()
             .contains("crashed")
     );
+}
+
+#[test]
+fn issue_20_serve_survives_schemas_that_no_output_satisfies() {
+    let server = start_with(
+        &format!(
+            "models:\n  smollm2:\n    path: {}\n    context_size: 1024\n",
+            real_model(SMOLLM2).display()
+        ),
+        None,
+    );
+    let request = |schema: serde_json::Value, stream: bool| {
+        json!({"model": "smollm2", "max_tokens": 64, "temperature": 0, "stream": stream,
+               "messages": [{"role": "user", "content": "Give a number."}],
+               "response_format": {"type": "json_schema",
+                                   "json_schema": {"name": "n", "schema": schema}}})
+    };
+    for schema in [
+        json!({"type": "integer", "minimum": 5, "maximum": 2}),
+        json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 7, "maximum": 3}},
+               "required": ["n"]}),
+        json!({"type": "array", "items": {"type": "integer", "minimum": 9, "maximum": 1}, "minItems": 1}),
+        // These two made llama.cpp's grammar parser build rules until memory ran out.
+        json!({"type": "string", "minLength": 5, "maxLength": 2}),
+        json!({"type": "string", "pattern": "^a{5,2}$"}),
+    ] {
+        let (status, body) = chat(server.port, request(schema.clone(), false));
+        assert_eq!(status, 400, "{schema}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("cannot be satisfied") || message.contains("no output can satisfy"),
+            "{schema}: {body}"
+        );
+        // Streamed, the error comes as the stream's last event; the server stays up.
+        let (status, text) = http(
+            server.port,
+            "POST",
+            "/v1/chat/completions",
+            request(schema.clone(), true).to_string().as_bytes(),
+            &[],
+        );
+        assert_eq!(status, 200, "{schema}: {text}");
+        assert!(text.contains("satisf"), "{schema}: {text}");
+    }
+    let (status, body) = chat(
+        server.port,
+        request(
+            json!({"type": "integer", "minimum": 2, "maximum": 5}),
+            false,
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer = body["choices"][0]["message"]["content"].as_str().unwrap();
+    let n: i64 = answer.trim().parse().unwrap_or_else(|_| panic!("{body}"));
+    assert!((2..=5).contains(&n), "{body}");
 }

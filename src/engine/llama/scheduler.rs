@@ -62,6 +62,8 @@ struct Sequence {
     started: Instant,
     prompt_done: Option<Instant>,
     first_token: Option<Instant>,
+    /// Why the sequence cannot go on, reported instead of its generation.
+    failed: Option<EngineError>,
 }
 
 /// Where an admitted prompt's start comes from.
@@ -236,6 +238,7 @@ impl Scheduler<'_, '_, '_> {
                 started: Instant::now(),
                 prompt_done: None,
                 first_token: None,
+                failed: None,
             }));
         }
         Flow::Continue
@@ -443,7 +446,13 @@ impl Scheduler<'_, '_, '_> {
         on_event: &mut dyn FnMut(GenerationEvent) -> Flow,
     ) -> (Option<FinishReason>, Flow) {
         let vocab = self.engine.model().vocab();
-        let token = pick_token(&self.pool.ctx, sequence, index, vocab.eos());
+        let Some(token) = pick_token(&self.pool.ctx, sequence, index) else {
+            let so_far: String = sequence.output.chars().take(200).collect();
+            sequence.failed = Some(EngineError::Schema(format!(
+                "the output's grammar allows no next token after {so_far:?}: the JSON schema or grammar cannot be satisfied (for example a minimum above its maximum)"
+            )));
+            return (Some(FinishReason::EndOfText), Flow::Continue);
+        };
         let request = &sequence.queued.request;
         sequence.first_token.get_or_insert_with(Instant::now);
         if vocab.is_eog(token) && !request.params.ignore_eos {
@@ -510,6 +519,9 @@ impl Scheduler<'_, '_, '_> {
             let rest = String::from_utf8_lossy(&sequence.pending).into_owned();
             sequence.output.push_str(&rest);
         }
+        if let Some(err) = sequence.failed.take() {
+            return on_event(GenerationEvent::Finished(sequence.queued.index, Err(err)));
+        }
         let end = Instant::now();
         let prompt_done = sequence.prompt_done.unwrap_or(end);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
@@ -570,16 +582,18 @@ fn cancelled() -> Generation {
 
 /// The chain's choice, constrained by the grammar when there is one. As in llama.cpp's
 /// common sampler, the grammar first only checks the chosen token; the full-vocabulary
-/// mask runs only when that token is not allowed.
+/// mask runs only when that token is not allowed. None when the grammar allows no token
+/// at all (a schema that cannot be satisfied, such as `minimum` above `maximum`): no
+/// token is accepted then, because llama.cpp aborts the process when a grammar that
+/// has not ended accepts the end of text.
 fn pick_token(
     ctx: &llama_cpp_2::context::LlamaContext<'_>,
     sequence: &mut Sequence,
     index: i32,
-    eos: LlamaToken,
-) -> LlamaToken {
+) -> Option<LlamaToken> {
     let Some(grammar) = sequence.grammar.as_mut() else {
         // sample() applies the chain and accepts the token into it.
-        return sequence.sampler.sample(ctx, index);
+        return Some(sequence.sampler.sample(ctx, index));
     };
     let mut candidates = ctx.token_data_array_ith(index);
     candidates.apply_sampler(&mut sequence.sampler);
@@ -595,14 +609,16 @@ fn pick_token(
         _ => {
             let mut candidates = ctx.token_data_array_ith(index);
             candidates.apply_sampler(grammar);
+            if !candidates.data.iter().any(|d| d.logit().is_finite()) {
+                return None;
+            }
             candidates.apply_sampler(&mut sequence.sampler);
-            // A grammar always allows some token; end of text is the safe fallback.
-            candidates.selected_token().unwrap_or(eos)
+            candidates.selected_token()?
         }
     };
     grammar.accept(token);
     sequence.sampler.accept(token);
-    token
+    Some(token)
 }
 
 #[cfg(test)]
