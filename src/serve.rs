@@ -325,6 +325,9 @@ fn generation_request(
             Some(StopField::Many(v)) => Some(v.clone()),
         },
     };
+    if let Some(problem) = asked.problem() {
+        return Err(invalid_request(problem));
+    }
     let params = defaults.overlay(&asked).resolve();
     if !request.tools.is_empty() {
         let choice = tools::ToolChoice::parse(request.tool_choice.as_ref(), &request.tools)

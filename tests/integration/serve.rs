@@ -238,6 +238,22 @@ fn serves_chat_completions_over_http() {
     assert_eq!(status, 404, "{reply}");
     let (status, _) = chat(port, json!({"model": "smollm2", "messages": []}));
     assert_eq!(status, 400);
+    // Sampling settings out of range are named, as in models.yaml.
+    for (setting, value, named) in [
+        ("temperature", json!(-3), "temperature -3.0"),
+        ("top_p", json!(7), "top_p 7.0"),
+        ("min_p", json!(2), "min_p 2.0"),
+        ("top_k", json!(-5), "top_k -5"),
+        ("repeat_penalty", json!(0), "repeat_penalty 0.0"),
+    ] {
+        let mut request =
+            json!({"model": "smollm2", "messages": [{"role": "user", "content": "x"}]});
+        request[setting] = value;
+        let (status, reply) = chat(port, request);
+        assert_eq!(status, 400, "{setting}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(named), "{setting}: {reply}");
+    }
     let huge = format!(
         "{{\"model\": \"smollm2\", \"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
         "a".repeat(2 * 1024 * 1024)
