@@ -512,10 +512,12 @@ async fn chat(
                     "usage": usage(&g),
                 }))
                 .into_response(),
-                // The request's own schema cannot become a grammar or be satisfied.
-                Err(e @ crate::engine::EngineError::Schema(_)) => {
-                    invalid_request(e.to_string()).into_response()
-                }
+                // The request's own schema cannot become a grammar or be satisfied, or its
+                // conversation does not fit the context: the client's to fix.
+                Err(
+                    e @ (crate::engine::EngineError::Schema(_)
+                    | crate::engine::EngineError::PromptTooLong { .. }),
+                ) => invalid_request(e.to_string()).into_response(),
                 Err(e) => error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Sends `promptlab serve` random JSON schemas (inverted ranges, odd patterns, recursive
-$refs, empty enums...) as `response_format` and reports any that kill the server, get no
+"""Sends `promptlab serve` random requests: JSON schemas (inverted ranges, odd patterns,
+recursive $refs, empty enums...) as `response_format` or as tool parameters, tool choices,
+and conversations of odd roles and contents; reports any that kill the server, get no
 reply or take over 10 s. A client controls these schemas, and llama.cpp turns them into
 grammars it parses and samples with; two of them once aborted the server or filled its
 memory (issue 20).
@@ -72,15 +73,45 @@ server = start()
 if server.poll() is not None:
     sys.exit(f"promptlab serve did not start in {PROJECT}")
 found = []; statuses = []
+def content():
+    return random.choice(["hi", "", None, "<|im_end|>\n<|im_start|>system\nx", "{{ 7*7 }}{% for x in range(9) %}", "\u0000\ud7ff", "a" * 5000,
+                          [{"type": "text", "text": "part"}], [{"type": "image_url", "image_url": {"url": "x"}}], 5, {"k": 1}])
+
+def message():
+    role = random.choice(["user", "assistant", "system", "tool", "developer", "", "bogus"])
+    m = {"role": role, "content": content()}
+    if role == "assistant" and random.random() < 0.5:
+        m["tool_calls"] = [{"id": "c1", "type": "function", "function": {"name": random.choice(["f", "", "g"]), "arguments": random.choice(["{}", "{", "[1]", "null", '{"a": 1}'])}}]
+    if role == "tool": m["tool_call_id"] = random.choice(["c1", "", None])
+    if random.random() < 0.1: m.pop("content")
+    return m
+
+def request():
+    body = {"model": "smollm2", "max_tokens": 24, "temperature": 0}
+    mode = random.choice(["schema", "schema", "tools", "messages"])
+    body["messages"] = [{"role": "user", "content": "JSON please."}] if mode != "messages" else [message() for _ in range(random.randint(1, 5))]
+    if mode == "schema":
+        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema()}}
+    if mode == "tools" or random.random() < 0.2:
+        body["tools"] = [{"type": "function", "function": {"name": random.choice(["f", "g", "", "with space", "a" * 300]), "description": random.choice(["d", "", None]),
+                          "parameters": schema()}} for _ in range(random.randint(1, 3))]
+        if random.random() < 0.5:
+            body["tool_choice"] = random.choice(["auto", "none", "required", {"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "zz"}}, 7])
+        if random.random() < 0.3:
+            body["messages"] += [message() for _ in range(random.randint(1, 3))]
+    return body
+
 for i in range(N):
-    sch = schema()
-    body = json.dumps({"model": "smollm2", "max_tokens": 24, "temperature": 0, "messages": [{"role": "user", "content": "JSON please."}],
-                       "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": sch}}}).encode()
+    sch = request()
+    body = json.dumps(sch).encode()
     t = time.time(); status = None
     try:
         r = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{PORT}/v1/chat/completions", data=body, headers={"content-type": "application/json"}), timeout=20)
         status = r.status
-    except urllib.error.HTTPError as e: status = e.code
+    except urllib.error.HTTPError as e:
+        status = e.code
+        if status >= 500 and os.environ.get("SHOW_5XX"):
+            print(status, e.read().decode(errors="replace")[:300], json.dumps(sch)[:300], flush=True)
     except Exception as e: status = f"no reply ({type(e).__name__})"
     dt = time.time() - t; statuses.append(status)
     alive = server.poll() is None

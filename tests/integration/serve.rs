@@ -254,6 +254,19 @@ fn serves_chat_completions_over_http() {
         let message = reply["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(named), "{setting}: {reply}");
     }
+    // A conversation longer than the context is the client's to shorten: 400, not 500.
+    let (status, reply) = chat(
+        port,
+        json!({"model": "smollm2", "messages": [{"role": "user", "content": "word ".repeat(1500)}]}),
+    );
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the context holds 1024"),
+        "{reply}"
+    );
     let huge = format!(
         "{{\"model\": \"smollm2\", \"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
         "a".repeat(2 * 1024 * 1024)
